@@ -1,0 +1,132 @@
+//! The HTTP API: ingest, the Azure-compatible usage API, the meter catalog and
+//! operations endpoints, as one axum [`Router`].
+//!
+//! | route | who |
+//! |---|---|
+//! | `POST /v1/usage` | reporter, operator |
+//! | `GET /subscriptions/{id}/providers/Microsoft.Commerce/UsageAggregates` | tenant (own subscriptions), operator |
+//! | `GET /subscriptions/{id}/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates` | operator |
+//! | `GET /v1/meters`, `PUT /v1/meters/{id}` | any token; operator |
+//! | `GET /healthz` | anyone |
+//! | `GET /metrics`, `GET /openapi.json` | anyone (serve them on a private network) |
+
+mod auth;
+mod error;
+mod ingest;
+mod meters;
+mod ops;
+mod paging;
+mod usage_aggregates;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, OriginalUri};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+pub use error::{ApiError, ErrorBody, ErrorResponse};
+pub use ingest::IngestResponse;
+pub(crate) use ingest::validate_all;
+pub use usage_aggregates::{API_VERSION, UsageAggregation, UsageAggregationListResult, UsageSample};
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Largest ingest body accepted by default: 32 MiB (about 100,000 records).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Rows per page of the usage API (Azure's limit).
+pub const PAGE_SIZE: usize = 1_000;
+
+/// What the API needs besides the store.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The URL clients reach the host at (for `nextLink`); else taken from the `Host` header.
+    pub public_url: Option<url::Url>,
+    /// When set, the provider API answers only on this provider subscription.
+    pub provider_subscription_id: Option<String>,
+    /// Largest ingest body, in bytes.
+    pub max_body_bytes: usize,
+    /// Rows per usage API page (at most [`PAGE_SIZE`]).
+    pub page_size: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { public_url: None, provider_subscription_id: None, max_body_bytes: DEFAULT_MAX_BODY_BYTES, page_size: PAGE_SIZE }
+    }
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, settings: Settings) -> Self {
+        AppState { store, settings: Arc::new(settings), metrics: Arc::new(Metrics::default()) }
+    }
+}
+
+/// The OpenAPI document of this API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "tally", description = "Usage metering for private clouds, with an Azure-compatible usage API."),
+    paths(
+        ingest::ingest_usage,
+        usage_aggregates::tenant_usage,
+        usage_aggregates::provider_usage,
+        meters::list_meters,
+        meters::put_meter,
+        ops::healthz,
+        ops::metrics,
+        ops::openapi,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// Builds the API.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.settings.max_body_bytes;
+    Router::new()
+        .route("/v1/usage", post(ingest::ingest_usage).layer(DefaultBodyLimit::max(max_body)))
+        .route("/subscriptions/{subscription_id}/providers/{namespace}/{resource}", get(usage_aggregates::route))
+        .route("/v1/meters", get(meters::list_meters))
+        .route("/v1/meters/{meter_id}", put(meters::put_meter))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .fallback(fallback)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// 404 in ARM shape; a usage path with a blank subscription is a 400 as on Azure.
+async fn fallback(OriginalUri(uri): OriginalUri) -> ApiError {
+    let path = uri.path().to_ascii_lowercase();
+    if path.starts_with("/subscriptions//providers/") || path == "/subscriptions/" || path == "/subscriptions" {
+        return usage_aggregates::subscription_missing();
+    }
+    not_found(uri.path())
+}
+
+fn not_found(path: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NotFound", format!("No resource at '{path}'."))
+}

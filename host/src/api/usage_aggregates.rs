@@ -1,0 +1,360 @@
+//! The Azure-compatible usage API: tenant and provider (operator) usage aggregates.
+//!
+//! Paths, parameters, errors and the response shape follow the Azure Stack
+//! usage API (`api-version=2015-06-01-preview`), so existing Azure clients
+//! work unchanged. Resource-provider path segments match case-insensitively,
+//! as on ARM.
+
+use axum::Json;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, header};
+use chrono::Utc;
+use serde::Serialize;
+use url::Url;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::paging;
+use crate::auth::Role;
+use crate::store::{AggregateQuery, AggregateRow, SubscriptionScope};
+use crate::usage::Granularity;
+use crate::usage::time::{format_api_time, parse_time};
+
+/// The one api-version this API speaks.
+pub const API_VERSION: &str = "2015-06-01-preview";
+
+/// A page of usage aggregates.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UsageAggregationListResult {
+    pub value: Vec<UsageAggregation>,
+    /// Absolute URL of the next page; absent on the last page.
+    #[serde(rename = "nextLink", skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<String>,
+}
+
+/// One aggregated row.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UsageAggregation {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub properties: UsageSample,
+}
+
+/// The usage of one meter (and instance, with `showDetails`) in one usage bucket.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageSample {
+    pub subscription_id: String,
+    pub meter_id: String,
+    /// ISO-8601 with an explicit offset.
+    pub usage_start_time: String,
+    pub usage_end_time: String,
+    pub quantity: f64,
+    pub unit: String,
+    pub meter_name: String,
+    pub meter_category: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meter_region: Option<String>,
+    /// JSON inside a string: `{"Microsoft.Resources":{"resourceUri":…,"location":…,"tags":…,"additionalInfo":…}}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_data: Option<String>,
+}
+
+/// Which of the two APIs a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UsageApi {
+    Tenant,
+    Provider,
+}
+
+impl UsageApi {
+    fn namespace(self) -> &'static str {
+        match self {
+            UsageApi::Tenant => "Microsoft.Commerce",
+            UsageApi::Provider => "Microsoft.Commerce.Admin",
+        }
+    }
+
+    fn row_type(self) -> &'static str {
+        match self {
+            UsageApi::Tenant => "Microsoft.Commerce/UsageAggregate",
+            UsageApi::Provider => "Microsoft.Commerce.Admin/UsageAggregate",
+        }
+    }
+}
+
+/// Usage of one subscription (tenant API).
+///
+/// Rows aggregate usage by usage time (hour or UTC day) over the records
+/// *reported* in `[reportedStartTime, reportedEndTime)`, at most 1,000 a page.
+#[utoipa::path(
+    get, path = "/subscriptions/{subscriptionId}/providers/Microsoft.Commerce/UsageAggregates", tag = "usage",
+    params(
+        ("subscriptionId" = String, Path),
+        ("reportedStartTime" = String, Query, description = "ISO-8601 UTC, inclusive, on an hour (Daily: midnight)"),
+        ("reportedEndTime" = String, Query, description = "ISO-8601 UTC, exclusive, on an hour (Daily: midnight), not in the future"),
+        ("aggregationGranularity" = Option<String>, Query, description = "Daily (default) or Hourly, case-insensitive"),
+        ("showDetails" = Option<bool>, Query, description = "Per instance (default true)"),
+        ("api-version" = String, Query, description = "2015-06-01-preview"),
+        ("continuationToken" = Option<String>, Query, description = "From the previous page's nextLink"),
+    ),
+    responses(
+        (status = 200, body = UsageAggregationListResult),
+        (status = 400, description = "NoApiVersion, InvalidProperty, RequestEndTimeIsInFuture, InvalidAggregationGranularity, SubscriptionIdMissingInRequest", body = super::error::ErrorResponse),
+        (status = 401, body = super::error::ErrorResponse),
+        (status = 403, description = "The token may not read this subscription", body = super::error::ErrorResponse),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn tenant_usage(
+    state: &AppState,
+    caller: &Caller,
+    subscription_id: &str,
+    request: &UsageRequest,
+) -> Result<UsageAggregationListResult, ApiError> {
+    if !caller.0.may_read(subscription_id) {
+        return Err(ApiError::forbidden(format!(
+            "The client does not have authorization to read the usage of subscription '{subscription_id}'."
+        )));
+    }
+    list(state, UsageApi::Tenant, subscription_id, SubscriptionScope::One(subscription_id.into()), request).await
+}
+
+/// Usage of all subscriptions, or of one with `subscriberId` (provider API, operators only).
+#[utoipa::path(
+    get, path = "/subscriptions/{providerSubscriptionId}/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates",
+    tag = "usage",
+    params(
+        ("providerSubscriptionId" = String, Path),
+        ("reportedStartTime" = String, Query),
+        ("reportedEndTime" = String, Query),
+        ("aggregationGranularity" = Option<String>, Query),
+        ("subscriberId" = Option<String>, Query, description = "One tenant subscription; all when absent"),
+        ("api-version" = String, Query),
+        ("continuationToken" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, body = UsageAggregationListResult),
+        (status = 400, description = "As the tenant API, plus SubscriberIdIsNotDirectTenant", body = super::error::ErrorResponse),
+        (status = 401, body = super::error::ErrorResponse),
+        (status = 403, description = "Not an operator token", body = super::error::ErrorResponse),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn provider_usage(
+    state: &AppState,
+    caller: &Caller,
+    provider_subscription_id: &str,
+    request: &UsageRequest,
+) -> Result<UsageAggregationListResult, ApiError> {
+    caller.require(&[Role::Operator])?;
+    if let Some(expected) = &state.settings.provider_subscription_id
+        && !expected.eq_ignore_ascii_case(provider_subscription_id)
+    {
+        return Err(ApiError::forbidden(format!("'{provider_subscription_id}' is not the provider subscription.")));
+    }
+    let scope = match request.param("subscriberId").map(str::trim).filter(|s| !s.is_empty()) {
+        None => SubscriptionScope::All,
+        Some(subscriber) => {
+            if !state.store.subscription_exists(subscriber).await? {
+                return Err(ApiError::bad_request(
+                    "SubscriberIdIsNotDirectTenant",
+                    format!("The subscriber '{subscriber}' is not a direct tenant of this provider."),
+                ));
+            }
+            SubscriptionScope::One(subscriber.into())
+        }
+    };
+    list(state, UsageApi::Provider, provider_subscription_id, scope, request).await
+}
+
+/// `GET /subscriptions/{id}/providers/{namespace}/{resource}`: dispatches to the
+/// tenant or provider API, matching the segments case-insensitively.
+pub async fn route(
+    State(state): State<AppState>,
+    Path((subscription_id, namespace, resource)): Path<(String, String, String)>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    caller: Result<Caller, ApiError>,
+) -> Result<Json<UsageAggregationListResult>, ApiError> {
+    let api = if namespace.eq_ignore_ascii_case("Microsoft.Commerce") && resource.eq_ignore_ascii_case("UsageAggregates") {
+        UsageApi::Tenant
+    } else if namespace.eq_ignore_ascii_case("Microsoft.Commerce.Admin")
+        && resource.eq_ignore_ascii_case("subscriberUsageAggregates")
+    {
+        UsageApi::Provider
+    } else {
+        return Err(super::not_found(uri.path()));
+    };
+    let caller = caller?;
+    let subscription_id = subscription_id.trim();
+    if subscription_id.is_empty() {
+        return Err(subscription_missing());
+    }
+    let request = UsageRequest::new(&state, uri.path(), uri.query(), &headers)?;
+    let page = match api {
+        UsageApi::Tenant => tenant_usage(&state, &caller, subscription_id, &request).await?,
+        UsageApi::Provider => provider_usage(&state, &caller, subscription_id, &request).await?,
+    };
+    Ok(Json(page))
+}
+
+/// 400 `SubscriptionIdMissingInRequest`.
+pub fn subscription_missing() -> ApiError {
+    ApiError::bad_request("SubscriptionIdMissingInRequest", "The request URL does not carry a subscription id.")
+}
+
+/// A usage request's query parameters and where its links point.
+pub struct UsageRequest {
+    /// Decoded `(name, value)` pairs in request order.
+    params: Vec<(String, String)>,
+    /// Absolute URL of this resource, without a query.
+    self_url: Url,
+    page_size: usize,
+}
+
+impl UsageRequest {
+    fn new(state: &AppState, path: &str, query: Option<&str>, headers: &HeaderMap) -> Result<Self, ApiError> {
+        let params: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect();
+        let request = UsageRequest { params, self_url: self_url(state, path, headers), page_size: state.settings.page_size };
+        match request.param("api-version") {
+            None => Err(ApiError::bad_request(
+                "NoApiVersion",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )),
+            Some(API_VERSION) => Ok(request),
+            Some(other) => Err(ApiError::invalid_property(
+                "api-version",
+                format!("'{other}' is not supported; the supported version is '{API_VERSION}'"),
+            )),
+        }
+    }
+
+    /// The first value of a parameter, by case-insensitive name.
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+
+    /// The window, granularity and detail level, checked as Azure checks them.
+    fn query(&self, scope: SubscriptionScope) -> Result<AggregateQuery, ApiError> {
+        let granularity = match self.param("aggregationGranularity") {
+            None => Granularity::Daily,
+            Some(value) => Granularity::parse(value).ok_or_else(|| {
+                ApiError::bad_request(
+                    "InvalidAggregationGranularity",
+                    format!("The aggregation granularity '{value}' is not valid; use 'Daily' or 'Hourly'."),
+                )
+            })?,
+        };
+        let boundary = match granularity {
+            Granularity::Hourly => "an hour boundary",
+            Granularity::Daily => "midnight UTC (Daily granularity)",
+        };
+        let time = |name: &str| -> Result<_, ApiError> {
+            let value = self.param(name).ok_or_else(|| ApiError::invalid_property(name, "it is required"))?;
+            let time = parse_time(value)
+                .ok_or_else(|| ApiError::invalid_property(name, format!("'{value}' is not an ISO-8601 time")))?;
+            if !granularity.is_boundary(time) {
+                return Err(ApiError::invalid_property(name, format!("'{value}' is not on {boundary}")));
+            }
+            Ok(time)
+        };
+        let reported_start = time("reportedStartTime")?;
+        let reported_end = time("reportedEndTime")?;
+        if reported_end <= reported_start {
+            return Err(ApiError::invalid_property("reportedEndTime", "it must be after reportedStartTime"));
+        }
+        if reported_end > Utc::now() {
+            return Err(ApiError::bad_request(
+                "RequestEndTimeIsInFuture",
+                "The reportedEndTime is in the future; usage can only be queried for reported times that have passed.",
+            ));
+        }
+        let show_details = match self.param("showDetails") {
+            None => true,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(v) => return Err(ApiError::invalid_property("showDetails", format!("'{v}' is not true or false"))),
+        };
+        Ok(AggregateQuery { scope, reported_start, reported_end, granularity, show_details, page_size: self.page_size })
+    }
+
+    /// The URL of the next page: this request with the new token.
+    fn next_link(&self, token: &str) -> String {
+        let mut url = self.self_url.clone();
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (name, value) in self.params.iter().filter(|(name, _)| !name.eq_ignore_ascii_case("continuationToken")) {
+                pairs.append_pair(name, value);
+            }
+            pairs.append_pair("continuationToken", token);
+        }
+        url.into()
+    }
+}
+
+/// This resource's absolute URL: the configured public URL, else the `Host` the client used.
+fn self_url(state: &AppState, path: &str, headers: &HeaderMap) -> Url {
+    let base = match &state.settings.public_url {
+        Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+        None => {
+            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    };
+    Url::parse(&format!("{base}{path}"))
+        .or_else(|_| Url::parse(&format!("http://localhost{path}")))
+        .expect("a path on localhost is a valid URL")
+}
+
+async fn list(
+    state: &AppState,
+    api: UsageApi,
+    path_subscription: &str,
+    scope: SubscriptionScope,
+    request: &UsageRequest,
+) -> Result<UsageAggregationListResult, ApiError> {
+    let query = request.query(scope)?;
+    let after = match request.param("continuationToken").filter(|t| !t.is_empty()) {
+        None => None,
+        Some(token) => Some(paging::decode(&query, token).ok_or_else(|| {
+            ApiError::invalid_property("continuationToken", "it is malformed or was issued for another query")
+        })?),
+    };
+    let page = state.store.aggregates(&query, after).await?;
+    let next_link = page.next.map(|position| request.next_link(&paging::encode(&query, position)));
+    let value = page.rows.into_iter().map(|row| aggregation(api, path_subscription, row)).collect();
+    Ok(UsageAggregationListResult { value, next_link })
+}
+
+fn aggregation(api: UsageApi, path_subscription: &str, row: AggregateRow) -> UsageAggregation {
+    let bucket = row.usage_start.format("%Y%m%dT%H");
+    let name = match &row.instance {
+        Some(instance) => format!("{}-{}-{bucket}-{}", row.subscription_id, row.meter.id, instance.key),
+        None => format!("{}-{}-{bucket}", row.subscription_id, row.meter.id),
+    };
+    let owner = match api {
+        UsageApi::Tenant => &row.subscription_id,
+        UsageApi::Provider => path_subscription,
+    };
+    UsageAggregation {
+        id: format!("/subscriptions/{owner}/providers/{}/UsageAggregate/{name}", api.namespace()),
+        name,
+        kind: api.row_type(),
+        properties: UsageSample {
+            subscription_id: row.subscription_id,
+            meter_id: row.meter.id,
+            usage_start_time: format_api_time(row.usage_start),
+            usage_end_time: format_api_time(row.usage_end),
+            quantity: row.quantity,
+            unit: row.meter.unit,
+            meter_name: row.meter.name,
+            meter_category: row.meter.category,
+            meter_region: row.instance.as_ref().map(|i| i.location.clone()),
+            instance_data: row.instance.map(|i| i.data),
+        },
+    }
+}

@@ -1,0 +1,194 @@
+//! `tally import FILE`: backfill usage from CSV or NDJSON, through a running
+//! host (`--url`) or straight into a data directory (`--data-dir`), with the
+//! same validation as `POST /v1/usage`.
+//!
+//! Batches are all-or-nothing and idempotent (event ids), so an import that
+//! stops half-way is simply run again: what was accepted counts as duplicates.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use chrono::Utc;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::StatusCode;
+
+use super::DataDir;
+use crate::api::{ApiError, ErrorResponse, IngestResponse, validate_all};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError};
+use crate::usage::files::{FileFormat, read_records};
+use crate::usage::time::parse_time;
+use crate::usage::{RecordError, UsageRecordInput, ValidationContext};
+
+/// Most problems printed when a batch is refused.
+const MAX_PRINTED_ERRORS: usize = 20;
+/// Attempts for a batch that meets a retryable error (503, connection reset).
+const ATTEMPTS: u32 = 5;
+
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// The file: `.csv` is read as CSV, anything else as NDJSON.
+    file: PathBuf,
+    /// Reported time for records that have none (an operator's backfill); without it the host stamps now.
+    #[arg(long)]
+    reported_at: Option<String>,
+    /// Import through a running host (needs an operator token for reported times).
+    #[arg(long, conflicts_with = "data_dir")]
+    url: Option<url::Url>,
+    /// Token for --url.
+    #[arg(long, env = "TALLY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(flatten)]
+    data_dir: DataDir,
+    /// Records per request (a request is all-or-nothing).
+    #[arg(long, default_value_t = 5_000)]
+    batch_size: usize,
+}
+
+/// Where batches go.
+enum Sink {
+    Http { client: reqwest::Client, endpoint: url::Url, token: String },
+    Direct(Arc<SqliteStore>),
+}
+
+/// Counts of what was imported.
+#[derive(Default)]
+struct Totals {
+    accepted: usize,
+    duplicates: usize,
+}
+
+pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
+    let reported_at = match &args.reported_at {
+        None => None,
+        Some(text) => {
+            let time = parse_time(text).ok_or_else(|| anyhow!("--reported-at '{text}' is not an ISO-8601 time"))?;
+            Some(time.to_rfc3339())
+        }
+    };
+    let sink = match &args.url {
+        Some(url) => {
+            let token = args.token.clone().context("--url needs --token (or TALLY_TOKEN)")?;
+            Sink::Http { client: reqwest::Client::new(), endpoint: url.join("/v1/usage")?, token }
+        }
+        None => Sink::Direct(Arc::new(SqliteStore::open(&args.data_dir.or_default())?)),
+    };
+    let file = std::fs::File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
+    let progress = ProgressBar::new(file.metadata()?.len()).with_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})").expect("a valid template"),
+    );
+    let records = read_records(progress.wrap_read(file), FileFormat::of_path(&args.file))?;
+
+    let started = Instant::now();
+    let mut totals = Totals::default();
+    let mut batch = Vec::with_capacity(args.batch_size);
+    let mut batch_start = 0;
+    for (index, record) in records.enumerate() {
+        let mut record = record?.map_err(|e| refused(&[e], 0))?;
+        if record.reported_time.is_none() {
+            record.reported_time.clone_from(&reported_at);
+        }
+        batch.push(record);
+        if batch.len() == args.batch_size.max(1) {
+            sink.send(std::mem::take(&mut batch), batch_start, &mut totals).await?;
+            batch_start = index + 1;
+            progress.set_message(format!("{} records, {} duplicates", totals.accepted, totals.duplicates));
+        }
+    }
+    if !batch.is_empty() {
+        sink.send(batch, batch_start, &mut totals).await?;
+    }
+    progress.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "imported {} records ({} duplicates already there) in {seconds:.1} s, {:.0} records/s",
+        totals.accepted,
+        totals.duplicates,
+        (totals.accepted + totals.duplicates) as f64 / seconds.max(1e-9)
+    );
+    Ok(())
+}
+
+impl Sink {
+    /// Sends one batch; `first` is the index of its first record in the file.
+    async fn send(&self, batch: Vec<UsageRecordInput>, first: usize, totals: &mut Totals) -> anyhow::Result<()> {
+        match self {
+            Sink::Direct(store) => {
+                let catalog = store.meter_catalog().await?;
+                let ctx = ValidationContext { meters: &catalog, now: Utc::now(), may_set_reported_time: true };
+                let records = validate_all(batch.into_iter().map(Ok).collect(), &ctx).map_err(|e| refused_api(e, first))?;
+                match store.ingest(records).await {
+                    Ok(receipt) => {
+                        totals.accepted += receipt.accepted;
+                        totals.duplicates += receipt.duplicates.len();
+                        Ok(())
+                    }
+                    Err(StoreError::Conflicts(conflicts)) => Err(refused(&conflicts, first)),
+                    Err(error) => Err(error.into()),
+                }
+            }
+            Sink::Http { client, endpoint, token } => {
+                let body = batch.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?.join("\n");
+                for attempt in 1..=ATTEMPTS {
+                    let response = client
+                        .post(endpoint.clone())
+                        .bearer_auth(token)
+                        .header("content-type", "application/x-ndjson")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    let retryable = match response {
+                        Ok(response) if response.status().is_success() => {
+                            let receipt: IngestResponse = response.json().await?;
+                            totals.accepted += receipt.accepted;
+                            totals.duplicates += receipt.duplicates;
+                            return Ok(());
+                        }
+                        Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                            anyhow!("the host answered 503")
+                        }
+                        Ok(response) => {
+                            let status = response.status();
+                            let text = response.text().await.unwrap_or_default();
+                            return Err(match serde_json::from_str::<ErrorResponse>(&text) {
+                                Ok(error) if !error.error.details.is_empty() => refused(&error.error.details, first),
+                                Ok(error) => anyhow!("the host refused the batch ({status}): {}", error.error.message),
+                                Err(_) => anyhow!("the host refused the batch ({status}): {text}"),
+                            });
+                        }
+                        Err(error) if error.is_connect() || error.is_timeout() => anyhow!(error),
+                        Err(error) => return Err(error.into()),
+                    };
+                    if attempt == ATTEMPTS {
+                        return Err(retryable.context(format!("batch starting at record {first} failed {ATTEMPTS} times")));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+                }
+                unreachable!("the loop returns on its last attempt")
+            }
+        }
+    }
+}
+
+fn refused_api(error: ApiError, first: usize) -> anyhow::Error {
+    if error.details.is_empty() { anyhow!("{}", error.message) } else { refused(&error.details, first) }
+}
+
+/// An error listing a refused batch's problems, numbered as records of the file.
+fn refused(problems: &[RecordError], first: usize) -> anyhow::Error {
+    let mut lines: Vec<String> = problems
+        .iter()
+        .take(MAX_PRINTED_ERRORS)
+        .map(|p| format!("  record {}: {}: {}", first + p.index + 1, p.field, p.reason))
+        .collect();
+    if problems.len() > MAX_PRINTED_ERRORS {
+        lines.push(format!("  … and {} more", problems.len() - MAX_PRINTED_ERRORS));
+    }
+    anyhow!(
+        "a batch starting at record {} was refused; earlier batches were stored (re-running the import is safe):\n{}",
+        first + 1,
+        lines.join("\n")
+    )
+}

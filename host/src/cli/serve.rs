@@ -1,0 +1,75 @@
+//! `tally serve`: run the host.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::{DEFAULT_DATA_DIR, DataDir};
+use crate::api::{self, AppState, Settings};
+use crate::config::Config;
+use crate::store::sqlite::SqliteStore;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    data_dir: DataDir,
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, env = "TALLY_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Optional config file (tally.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The URL clients reach this host at, for absolute nextLinks behind a proxy.
+    #[arg(long)]
+    public_url: Option<String>,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.config.as_deref().map(Config::load).transpose()?.unwrap_or_default();
+    let data_dir = args.data_dir.data_dir.or(config.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let listen = args.listen.or(config.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid address"));
+    let public_url = args
+        .public_url
+        .or(config.public_url)
+        .map(|url| url::Url::parse(&url).with_context(|| format!("public URL '{url}'")))
+        .transpose()?;
+    let settings = Settings {
+        public_url,
+        provider_subscription_id: config.provider_subscription_id,
+        max_body_bytes: config.max_body_bytes.unwrap_or(api::DEFAULT_MAX_BODY_BYTES),
+        page_size: api::PAGE_SIZE,
+    };
+
+    let store = SqliteStore::open(&data_dir)?;
+    tracing::info!(database = %store.path().display(), "store open");
+    let app = api::router(AppState::new(Arc::new(store), settings));
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let address = listener.local_addr()?;
+    // The first line on stdout is the address, for scripts and tests that pick port 0.
+    println!("tally listening on http://{address}");
+    std::io::stdout().flush()?;
+    tracing::info!(%address, "serving");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

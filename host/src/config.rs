@@ -1,0 +1,51 @@
+//! `tally.toml`: optional settings for `tally serve`. Flags win over the file,
+//! the file over the defaults.
+//!
+//! ```toml
+//! data_dir = "/var/lib/tally"
+//! listen = "0.0.0.0:8080"
+//! public_url = "https://usage.cloud.example"   # for nextLink behind a proxy
+//! provider_subscription_id = "…"               # the default provider subscription
+//! max_body_bytes = 33554432
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// The contents of `tally.toml`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub provider_subscription_id: Option<String>,
+    pub max_body_bytes: Option<usize>,
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{} is not a valid tally config", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_config_and_refuses_unknown_keys() {
+        let config: Config = toml::from_str(
+            "data_dir = '/var/lib/tally'\nlisten = '0.0.0.0:8080'\npublic_url = 'https://u.example'\nmax_body_bytes = 1024\n",
+        )
+        .unwrap();
+        assert_eq!(config.listen.unwrap().port(), 8080);
+        assert_eq!(config.max_body_bytes, Some(1024));
+        assert!(toml::from_str::<Config>("lisen = '0.0.0.0:1'").is_err());
+    }
+}

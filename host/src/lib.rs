@@ -1,0 +1,27 @@
+//! tally: usage metering and billing adapters for private clouds.
+//!
+//! Resource providers report hourly usage; tally stores and aggregates it and
+//! serves it over a usage API that Azure clients speak. The crate reads as the
+//! pipeline:
+//!
+//! - [`usage`]: the domain. Usage records as reported, their validation, the
+//!   meter catalog, hour/day buckets and the splitting of an interval across
+//!   hours. No I/O.
+//! - [`store`]: durable storage behind the [`store::Store`] trait, with the
+//!   embedded SQLite store ([`store::sqlite`]) as the default: idempotent,
+//!   all-or-nothing ingest with group commit, and keyset-paged aggregates.
+//! - [`api`]: the HTTP API (axum): `POST /v1/usage`, the Azure-compatible
+//!   tenant and provider usage APIs, the meter catalog, `/healthz`,
+//!   `/metrics`, `/openapi.json`.
+//! - [`auth`]: bearer tokens and roles (operator, tenant, reporter).
+//! - [`metrics`]: Prometheus counters and latencies.
+//! - [`config`]: the optional `tally.toml`.
+//! - [`cli`]: the `tally` command (serve, token, import, meters).
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod store;
+pub mod usage;

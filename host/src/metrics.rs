@@ -1,0 +1,83 @@
+//! Prometheus metrics: requests, latencies and ingest counts, served at `/metrics`.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::api::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+/// The host's metrics and their registry.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram>,
+    /// Records stored by ingest.
+    pub records_accepted: Counter,
+    /// Records recognised as already accepted.
+    pub records_duplicate: Counter,
+    /// Ingest requests refused as invalid.
+    pub rejected_requests: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("tally");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
+        });
+        let (records_accepted, records_duplicate, rejected_requests) = Default::default();
+        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
+        registry.register("usage_records_accepted", "Usage records stored", Counter::clone(&records_accepted));
+        registry.register("usage_records_duplicate", "Usage records already accepted (not counted again)", Counter::clone(&records_duplicate));
+        registry.register("ingest_requests_rejected", "Ingest requests refused as invalid", Counter::clone(&rejected_requests));
+        Metrics { registry, requests, latency, records_accepted, records_duplicate, rejected_requests }
+    }
+}
+
+impl Metrics {
+    /// Counts the outcome of an accepted ingest request.
+    pub fn record_ingest(&self, accepted: usize, duplicates: usize) {
+        self.records_accepted.inc_by(accepted as u64);
+        self.records_duplicate.inc_by(duplicates as u64);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// Middleware: counts and times every routed request.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let labels = RequestLabels { method, route: route.clone(), status: response.status().as_u16() };
+    state.metrics.requests.get_or_create(&labels).inc();
+    state.metrics.latency.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
+    response
+}

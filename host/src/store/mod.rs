@@ -1,0 +1,140 @@
+//! Durable storage of usage, aggregates, meters and API tokens.
+//!
+//! The API and the CLI talk to a [`Store`] only; [`sqlite::SqliteStore`] is the
+//! embedded default. Aggregates are kept per (subscription, usage bucket,
+//! meter, instance, *reported* bucket), hourly and daily, so that a query over
+//! a reported-time window is an index range scan whatever its usage times.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::auth::{Principal, Role};
+use crate::usage::{Granularity, Meter, MeterCatalog, MeterKey, RecordError, UsageRecord};
+
+/// Errors at the store's edge.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Records reuse an accepted `(subscriptionId, eventId)` with other content;
+    /// nothing of the request was stored.
+    #[error("{} record(s) conflict with records already accepted", .0.len())]
+    Conflicts(Vec<RecordError>),
+    /// The database could not do the work (disk full, locked, I/O error…); retryable.
+    #[error("the usage store is unavailable: {0:#}")]
+    Unavailable(#[from] anyhow::Error),
+}
+
+/// What an accepted ingest request did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestReceipt {
+    /// Records stored now.
+    pub accepted: usize,
+    /// Indexes of records that had been accepted before (not counted again).
+    pub duplicates: Vec<usize>,
+    /// The reported time stamped on the accepted records (unless backfilled).
+    pub reported_time: DateTime<Utc>,
+}
+
+/// Which subscriptions a query covers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SubscriptionScope {
+    One(String),
+    All,
+}
+
+/// A usage-aggregates query: a reported-time window, aggregated by usage time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AggregateQuery {
+    pub scope: SubscriptionScope,
+    /// Inclusive, on a bucket boundary of `granularity`.
+    pub reported_start: DateTime<Utc>,
+    /// Exclusive, on a bucket boundary of `granularity`.
+    pub reported_end: DateTime<Utc>,
+    pub granularity: Granularity,
+    /// Per instance (`true`), or summed over the instances of a meter.
+    pub show_details: bool,
+    /// Most rows in one page.
+    pub page_size: usize,
+}
+
+/// A position in the total order of aggregate rows; paging resumes after it.
+///
+/// Rows are ordered by subscription, usage bucket, meter and instance, all
+/// keys that never change once written, so a position stays valid while new
+/// usage arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub subscription: i64,
+    pub bucket: i64,
+    pub meter: MeterKey,
+    /// `-1` when rows are not per instance.
+    pub instance: i64,
+}
+
+/// One aggregated row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateRow {
+    pub subscription_id: String,
+    pub meter: Meter,
+    pub usage_start: DateTime<Utc>,
+    pub usage_end: DateTime<Utc>,
+    pub quantity: f64,
+    /// The instance, when the query shows details.
+    pub instance: Option<Instance>,
+}
+
+/// A resource instance as the usage API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    /// The store's key; makes row names unique.
+    pub key: i64,
+    pub location: String,
+    /// The `instanceData` JSON string.
+    pub data: String,
+}
+
+/// One page of a query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregatePage {
+    pub rows: Vec<AggregateRow>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Position>,
+}
+
+/// A token to store: only its digest is kept.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub digest: [u8; 32],
+    pub role: Role,
+    pub subscriptions: Vec<String>,
+    pub description: String,
+}
+
+/// Everything the host keeps. Implementations are cheap to share (`Arc`).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A snapshot of the meter catalog.
+    async fn meter_catalog(&self) -> Result<Arc<MeterCatalog>, StoreError>;
+
+    /// Adds a meter to the catalog, or updates the one with the same id (ignoring case).
+    async fn upsert_meter(&self, meter: Meter) -> Result<Meter, StoreError>;
+
+    /// Stores validated records atomically: all of them, or none when one
+    /// conflicts with an accepted record. Durable when it returns `Ok`.
+    async fn ingest(&self, records: Vec<UsageRecord>) -> Result<IngestReceipt, StoreError>;
+
+    /// One page of aggregates, starting after `after`.
+    async fn aggregates(&self, query: &AggregateQuery, after: Option<Position>) -> Result<AggregatePage, StoreError>;
+
+    /// Whether the subscription is known (has reported usage or a tenant token).
+    async fn subscription_exists(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Stores a new API token.
+    async fn create_token(&self, token: NewToken) -> Result<(), StoreError>;
+
+    /// The principal of a token, by the digest of its secret.
+    async fn principal(&self, digest: [u8; 32]) -> Result<Option<Principal>, StoreError>;
+}

@@ -1,0 +1,231 @@
+//! The embedded default store: one SQLite file under the data directory.
+//!
+//! Durability: WAL journal with `synchronous = FULL`, so a record acknowledged
+//! with a 2xx survives a `kill -9` (and a power cut). Writes go through one
+//! writer thread ([`writer`]); reads use a pool of read-only connections,
+//! which WAL lets run beside the writer.
+
+mod query;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use anyhow::{Context, anyhow};
+use async_trait::async_trait;
+use chrono::Utc;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use self::writer::Job;
+use crate::auth::{Principal, Role};
+use crate::store::{AggregatePage, AggregateQuery, IngestReceipt, NewToken, Position, Store, StoreError};
+use crate::usage::meters::documented_meters;
+use crate::usage::{Meter, MeterCatalog, UsageRecord};
+
+pub use schema::SCHEMA_VERSION;
+
+/// Name of the database file inside the data directory.
+pub const DATABASE_FILE: &str = "tally.db";
+/// Read connections kept open.
+const READ_POOL_SIZE: u32 = 8;
+/// Write jobs that may queue before ingest requests wait (back-pressure).
+const WRITE_QUEUE: usize = 256;
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+pub struct SqliteStore {
+    path: PathBuf,
+    readers: r2d2::Pool<SqliteConnectionManager>,
+    writer: mpsc::Sender<Job>,
+    catalog: RwLock<Arc<MeterCatalog>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`, migrates its schema
+    /// and seeds the documented meters.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        let path = data_dir.join(DATABASE_FILE);
+        let mut conn = Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        configure(&conn, false)?;
+        schema::migrate(&mut conn)?;
+        seed_documented_meters(&conn)?;
+        let catalog = load_catalog(&conn)?;
+        let readers = r2d2::Pool::builder()
+            .max_size(READ_POOL_SIZE)
+            .build(SqliteConnectionManager::file(&path).with_init(|c| configure(c, true)))
+            .context("opening read connections")?;
+        let (writer, jobs) = mpsc::channel(WRITE_QUEUE);
+        std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || writer::run(conn, jobs))?;
+        Ok(SqliteStore { path, readers, writer, catalog: RwLock::new(Arc::new(catalog)) })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `work` on the writer thread.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        let job = Job::Apply(Box::new(move |conn| {
+            let _ = reply.send(work(conn));
+        }));
+        self.writer.send(job).await.map_err(|_| anyhow!("the writer thread has stopped"))?;
+        Ok(outcome.await.map_err(|_| anyhow!("the writer thread dropped the job"))??)
+    }
+
+    /// Runs `work` on a pooled read connection, off the async runtime.
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let conn = readers.get().context("no read connection available")?;
+            work(&conn)
+        })
+        .await
+        .map_err(|e| anyhow!("read task failed: {e}"))??;
+        Ok(result)
+    }
+
+    fn catalog_snapshot(&self) -> Arc<MeterCatalog> {
+        self.catalog.read().expect("catalog lock").clone()
+    }
+}
+
+fn configure(conn: &Connection, read_only: bool) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -64_000)?; // KiB
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    if read_only {
+        conn.pragma_update(None, "query_only", true)?;
+        conn.pragma_update(None, "mmap_size", 1_i64 << 30)?;
+    }
+    Ok(())
+}
+
+/// Adds the documented meters that are missing; an operator's edits stay.
+fn seed_documented_meters(conn: &Connection) -> anyhow::Result<()> {
+    let mut insert = conn.prepare(
+        "INSERT INTO meters (id, name, category, unit, notes) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+    )?;
+    for m in documented_meters() {
+        insert.execute(params![m.id, m.name, m.category, m.unit, m.notes])?;
+    }
+    Ok(())
+}
+
+fn load_catalog(conn: &Connection) -> anyhow::Result<MeterCatalog> {
+    let meters = conn
+        .prepare("SELECT key, id, name, category, unit, notes FROM meters ORDER BY key")?
+        .query_map([], |row| {
+            Ok(Meter {
+                key: row.get(0)?,
+                id: row.get(1)?,
+                name: row.get(2)?,
+                category: row.get(3)?,
+                unit: row.get(4)?,
+                notes: row.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(MeterCatalog::new(meters))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn meter_catalog(&self) -> Result<Arc<MeterCatalog>, StoreError> {
+        Ok(self.catalog_snapshot())
+    }
+
+    async fn upsert_meter(&self, meter: Meter) -> Result<Meter, StoreError> {
+        let id = meter.id.clone();
+        let catalog = self
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO meters (id, name, category, unit, notes) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, category = excluded.category,
+                         unit = excluded.unit, notes = excluded.notes",
+                    params![meter.id, meter.name, meter.category, meter.unit, meter.notes],
+                )?;
+                load_catalog(conn)
+            })
+            .await?;
+        let stored = catalog.resolve(&id).cloned();
+        *self.catalog.write().expect("catalog lock") = Arc::new(catalog);
+        stored.ok_or_else(|| StoreError::Unavailable(anyhow!("the meter vanished after it was written")))
+    }
+
+    async fn ingest(&self, records: Vec<UsageRecord>) -> Result<IngestReceipt, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        self.writer
+            .send(Job::Ingest { records, reply })
+            .await
+            .map_err(|_| anyhow!("the writer thread has stopped"))?;
+        outcome.await.map_err(|_| anyhow!("the writer thread dropped the request"))?
+    }
+
+    async fn aggregates(&self, query: &AggregateQuery, after: Option<Position>) -> Result<AggregatePage, StoreError> {
+        let catalog = self.catalog_snapshot();
+        let query = query.clone();
+        self.read(move |conn| query::aggregates(conn, &catalog, &query, after)).await
+    }
+
+    async fn subscription_exists(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT 1 FROM subscriptions WHERE id = ?1")?
+                .query_row([id], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })
+        .await
+    }
+
+    async fn create_token(&self, token: NewToken) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let now = Utc::now();
+            for subscription in &token.subscriptions {
+                writer::subscription_key(&tx, subscription, now)?;
+            }
+            tx.execute(
+                "INSERT INTO api_tokens (digest, role, subscriptions, description, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    &token.digest[..],
+                    token.role.as_str(),
+                    serde_json::to_string(&token.subscriptions)?,
+                    token.description,
+                    now.to_rfc3339()
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn principal(&self, digest: [u8; 32]) -> Result<Option<Principal>, StoreError> {
+        self.read(move |conn| {
+            let found = conn
+                .prepare_cached("SELECT role, subscriptions FROM api_tokens WHERE digest = ?1")?
+                .query_row([&digest[..]], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+                .optional()?;
+            let Some((role, subscriptions)) = found else { return Ok(None) };
+            let role = Role::parse(&role).ok_or_else(|| anyhow!("unknown role '{role}' in the token table"))?;
+            Ok(Some(Principal { role, subscriptions: serde_json::from_str(&subscriptions)? }))
+        })
+        .await
+    }
+}

@@ -1,0 +1,102 @@
+//! Versioned schema migrations, tracked in SQLite's `user_version`.
+//!
+//! Append a migration to [`MIGRATIONS`]; never edit one that has shipped.
+
+use anyhow::{Context, bail};
+use rusqlite::Connection;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: usage events, aggregates, meters, subscriptions, tokens.
+    r#"
+    CREATE TABLE meters (
+        key      INTEGER PRIMARY KEY,
+        id       TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        name     TEXT NOT NULL,
+        category TEXT NOT NULL,
+        unit     TEXT NOT NULL,
+        notes    TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE subscriptions (
+        key        INTEGER PRIMARY KEY,
+        id         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        first_seen TEXT NOT NULL
+    );
+    -- One row per distinct instanceData of a subscription.
+    CREATE TABLE instances (
+        id               INTEGER PRIMARY KEY,
+        subscription_key INTEGER NOT NULL,
+        digest           BLOB NOT NULL UNIQUE,
+        resource_uri     TEXT NOT NULL,
+        location         TEXT NOT NULL,
+        instance_data    TEXT NOT NULL
+    );
+    -- Every accepted record, as reported: the idempotency key and the audit trail.
+    CREATE TABLE usage_events (
+        subscription_key INTEGER NOT NULL,
+        event_id         TEXT NOT NULL,
+        meter_key        INTEGER NOT NULL,
+        instance_id      INTEGER NOT NULL,
+        quantity         REAL NOT NULL,
+        usage_start_ms   INTEGER NOT NULL,
+        usage_end_ms     INTEGER NOT NULL,
+        reported_at_ms   INTEGER NOT NULL,
+        digest           BLOB NOT NULL,
+        PRIMARY KEY (subscription_key, event_id)
+    ) WITHOUT ROWID;
+    -- Aggregates keyed in the order the usage API pages through them.
+    CREATE TABLE usage_hourly (
+        subscription_key INTEGER NOT NULL,
+        usage_hour       INTEGER NOT NULL,
+        meter_key        INTEGER NOT NULL,
+        instance_id      INTEGER NOT NULL,
+        reported_hour    INTEGER NOT NULL,
+        quantity         REAL NOT NULL,
+        PRIMARY KEY (subscription_key, usage_hour, meter_key, instance_id, reported_hour)
+    ) WITHOUT ROWID;
+    CREATE TABLE usage_daily (
+        subscription_key INTEGER NOT NULL,
+        usage_day        INTEGER NOT NULL,
+        meter_key        INTEGER NOT NULL,
+        instance_id      INTEGER NOT NULL,
+        reported_day     INTEGER NOT NULL,
+        quantity         REAL NOT NULL,
+        PRIMARY KEY (subscription_key, usage_day, meter_key, instance_id, reported_day)
+    ) WITHOUT ROWID;
+    -- The usage hours each reported hour touched: bounds the scan of a reported window.
+    CREATE TABLE reported_hours (
+        subscription_key INTEGER NOT NULL,
+        reported_hour    INTEGER NOT NULL,
+        min_usage_hour   INTEGER NOT NULL,
+        max_usage_hour   INTEGER NOT NULL,
+        PRIMARY KEY (subscription_key, reported_hour)
+    ) WITHOUT ROWID;
+    CREATE TABLE api_tokens (
+        id            INTEGER PRIMARY KEY,
+        digest        BLOB NOT NULL UNIQUE,
+        role          TEXT NOT NULL,
+        subscriptions TEXT NOT NULL,
+        description   TEXT NOT NULL,
+        created_at    TEXT NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// Brings the database up to [`SCHEMA_VERSION`], one transaction per migration.
+pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let current = usize::try_from(current).context("negative schema version")?;
+    if current > SCHEMA_VERSION {
+        bail!("the database has schema version {current}, newer than this build's {SCHEMA_VERSION}; upgrade tally");
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql).with_context(|| format!("migration to schema version {}", version + 1))?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! Reading usage records from files: NDJSON (the ingest format, one record a
+//! line) or CSV (a header row with the same field names; `tags` and
+//! `additionalInfo` hold JSON objects; empty cells are absent fields).
+
+use std::io::{BufRead, Read};
+
+use anyhow::{Context, bail};
+use serde_json::{Map, Value};
+
+use super::{RecordError, UsageRecordInput};
+
+/// Columns a CSV file may have.
+pub const CSV_COLUMNS: [&str; 11] = [
+    "eventId",
+    "subscriptionId",
+    "meterId",
+    "resourceUri",
+    "location",
+    "tags",
+    "additionalInfo",
+    "quantity",
+    "usageStartTime",
+    "usageEndTime",
+    "reportedTime",
+];
+
+/// A file format of usage records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Ndjson,
+    Csv,
+}
+
+impl FileFormat {
+    /// Guesses the format from a file name: `.csv` is CSV, anything else NDJSON.
+    pub fn of_path(path: &std::path::Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("csv") => FileFormat::Csv,
+            _ => FileFormat::Ndjson,
+        }
+    }
+}
+
+/// Reads records one by one; a record that cannot be parsed is an `Err` with
+/// its index, so the caller can report every problem.
+pub fn read_records<'a>(
+    input: impl Read + 'a,
+    format: FileFormat,
+) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Result<UsageRecordInput, RecordError>>> + 'a>> {
+    match format {
+        FileFormat::Ndjson => {
+            let lines = std::io::BufReader::new(input).lines();
+            let records = lines
+                .filter(|line| !matches!(line, Ok(l) if l.trim().is_empty()))
+                .enumerate()
+                .map(|(index, line)| Ok(parse_json_record(index, &line.context("reading the file")?)));
+            Ok(Box::new(records))
+        }
+        FileFormat::Csv => {
+            let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
+            let headers = reader.headers().context("reading the CSV header")?.clone();
+            if let Some(unknown) = headers.iter().find(|h| !CSV_COLUMNS.contains(h)) {
+                bail!("unknown CSV column '{unknown}'; the columns are {}", CSV_COLUMNS.join(", "));
+            }
+            let records = reader
+                .into_records()
+                .enumerate()
+                .map(move |(index, row)| Ok(csv_record(index, &headers, &row.context("reading a CSV row")?)));
+            Ok(Box::new(records))
+        }
+    }
+}
+
+/// Parses one JSON record; a type error names the field.
+pub fn parse_json_record(index: usize, json: &str) -> Result<UsageRecordInput, RecordError> {
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." { "record".to_string() } else { field };
+        RecordError::new(index, field, e.into_inner().to_string())
+    })
+}
+
+fn csv_record(index: usize, headers: &csv::StringRecord, row: &csv::StringRecord) -> Result<UsageRecordInput, RecordError> {
+    let mut record = UsageRecordInput::default();
+    for (column, cell) in headers.iter().zip(row.iter()) {
+        if cell.is_empty() {
+            continue;
+        }
+        let text = Some(cell.to_owned());
+        match column {
+            "eventId" => record.event_id = text,
+            "subscriptionId" => record.subscription_id = text,
+            "meterId" => record.meter_id = text,
+            "resourceUri" => record.resource_uri = text,
+            "location" => record.location = text,
+            "usageStartTime" => record.usage_start_time = text,
+            "usageEndTime" => record.usage_end_time = text,
+            "reportedTime" => record.reported_time = text,
+            "tags" => record.tags = Some(json_object(index, column, cell)?),
+            "additionalInfo" => record.additional_info = Some(json_object(index, column, cell)?),
+            "quantity" => {
+                let quantity = cell
+                    .trim()
+                    .parse::<f64>()
+                    .map_err(|_| RecordError::new(index, column, format!("'{cell}' is not a number")))?;
+                record.quantity = Some(quantity);
+            }
+            _ => unreachable!("columns were checked against CSV_COLUMNS"),
+        }
+    }
+    Ok(record)
+}
+
+fn json_object(index: usize, column: &str, cell: &str) -> Result<Map<String, Value>, RecordError> {
+    serde_json::from_str(cell).map_err(|e| RecordError::new(index, column, format!("not a JSON object: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_csv_with_json_cells_and_reports_bad_cells() {
+        let csv = "eventId,subscriptionId,meterId,quantity,tags,usageStartTime,usageEndTime\n\
+                   e1,s1,m1,2.5,\"{\"\"cost-center\"\":\"\"finance\"\"}\",2024-05-01T00:00:00Z,2024-05-01T01:00:00Z\n\
+                   e2,s1,m1,lots,,2024-05-01T00:00:00Z,2024-05-01T01:00:00Z\n";
+        let records: Vec<_> = read_records(csv.as_bytes(), FileFormat::Csv).unwrap().map(Result::unwrap).collect();
+        let first = records[0].as_ref().unwrap();
+        assert_eq!(first.quantity, Some(2.5));
+        assert_eq!(first.tags.as_ref().unwrap()["cost-center"], "finance");
+        let second = records[1].as_ref().unwrap_err();
+        assert_eq!((second.index, second.field.as_str()), (1, "quantity"));
+    }
+
+    #[test]
+    fn refuses_unknown_csv_columns() {
+        assert!(read_records("eventId,colour\n".as_bytes(), FileFormat::Csv).is_err());
+    }
+
+    #[test]
+    fn reads_ndjson_skipping_blank_lines() {
+        let ndjson = "{\"eventId\":\"a\"}\n\n{\"eventId\":\"b\",\"quantity\":\"x\"}\n";
+        let records: Vec<_> = read_records(ndjson.as_bytes(), FileFormat::Ndjson).unwrap().map(Result::unwrap).collect();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].as_ref().unwrap_err().field, "quantity");
+    }
+}

@@ -1,0 +1,105 @@
+//! Hour and day buckets (UTC), stored as whole hours or days since the Unix epoch.
+
+use chrono::{DateTime, TimeZone, Utc};
+
+const SECONDS_PER_HOUR: i64 = 3_600;
+const SECONDS_PER_DAY: i64 = 86_400;
+
+/// Aggregation granularity of the usage API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub enum Granularity {
+    Hourly,
+    Daily,
+}
+
+impl Granularity {
+    /// Parses the API's `aggregationGranularity` (case-insensitive).
+    pub fn parse(value: &str) -> Option<Self> {
+        if value.eq_ignore_ascii_case("hourly") {
+            Some(Granularity::Hourly)
+        } else if value.eq_ignore_ascii_case("daily") {
+            Some(Granularity::Daily)
+        } else {
+            None
+        }
+    }
+
+    /// Length of one bucket in seconds.
+    pub fn seconds(self) -> i64 {
+        match self {
+            Granularity::Hourly => SECONDS_PER_HOUR,
+            Granularity::Daily => SECONDS_PER_DAY,
+        }
+    }
+
+    /// The bucket index that contains `time`.
+    pub fn bucket_of(self, time: DateTime<Utc>) -> i64 {
+        time.timestamp().div_euclid(self.seconds())
+    }
+
+    /// Whether `time` falls exactly on a bucket boundary.
+    pub fn is_boundary(self, time: DateTime<Utc>) -> bool {
+        time.timestamp_subsec_nanos() == 0 && time.timestamp().rem_euclid(self.seconds()) == 0
+    }
+
+    /// Start of the bucket with index `bucket`.
+    pub fn start_of(self, bucket: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(bucket * self.seconds(), 0).single().expect("bucket within chrono's range")
+    }
+}
+
+/// The hour index of a day index.
+pub fn first_hour_of_day(day: i64) -> i64 {
+    day * 24
+}
+
+/// The day index of an hour index.
+pub fn day_of_hour(hour: i64) -> i64 {
+    hour.div_euclid(24)
+}
+
+/// Formats a time as the API does: RFC 3339 with an explicit `+00:00` offset.
+pub fn format_api_time(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+}
+
+/// Parses an ISO-8601 time; a time without an offset is taken as UTC (as the
+/// Azure SDK serialises naive datetimes).
+pub fn parse_time(value: &str) -> Option<DateTime<Utc>> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(value) {
+        return Some(time.with_timezone(&Utc));
+    }
+    chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|naive| naive.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_round_trip() {
+        let t = parse_time("2024-05-01T13:00:00Z").unwrap();
+        let hour = Granularity::Hourly.bucket_of(t);
+        assert_eq!(Granularity::Hourly.start_of(hour), t);
+        assert!(Granularity::Hourly.is_boundary(t));
+        assert!(!Granularity::Daily.is_boundary(t));
+        assert_eq!(day_of_hour(hour), Granularity::Daily.bucket_of(t));
+        assert_eq!(first_hour_of_day(day_of_hour(hour)) + 13, hour);
+    }
+
+    #[test]
+    fn parses_offsets_and_naive_times() {
+        let z = parse_time("2024-05-01T00:00:00Z").unwrap();
+        assert_eq!(parse_time("2024-05-01T02:00:00+02:00"), Some(z));
+        assert_eq!(parse_time("2024-05-01T00:00:00.000"), Some(z));
+        assert_eq!(parse_time("2024-05-01"), None);
+        assert_eq!(format_api_time(z), "2024-05-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn granularity_is_case_insensitive() {
+        assert_eq!(Granularity::parse("dAiLy"), Some(Granularity::Daily));
+        assert_eq!(Granularity::parse("HOURLY"), Some(Granularity::Hourly));
+        assert_eq!(Granularity::parse("weekly"), None);
+    }
+}
