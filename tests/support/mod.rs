@@ -1,0 +1,195 @@
+//! Shared helpers of the integration tests: a host on a temporary data
+//! directory, tokens, requests through `Router::oneshot` or real HTTP, and
+//! sample usage from the generator in `examples/`.
+
+#![allow(dead_code)] // each test file uses its own share of the helpers
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tally::api::{self, AppState, Settings};
+use tally::auth::{Role, new_secret, secret_digest};
+use tally::store::sqlite::SqliteStore;
+use tally::store::{NewToken, Store};
+use tower::ServiceExt;
+
+pub const API: &str = "api-version=2015-06-01-preview";
+/// Base VM Size Hours, as the catalog spells it.
+pub const VM_METER: &str = "FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5";
+/// Static IP Address Usage.
+pub const IP_METER: &str = "F271A8A388C44D93956A063E1D2FA80B";
+
+/// A host on its own temporary data directory, with an operator and a reporter token.
+pub struct TestHost {
+    pub app: Router,
+    pub store: Arc<SqliteStore>,
+    pub operator: String,
+    pub reporter: String,
+    _dir: tempfile::TempDir,
+}
+
+/// A response, decoded.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The ARM error code, if this is an error.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl TestHost {
+    pub async fn new() -> Self {
+        Self::with_settings(Settings::default()).await
+    }
+
+    pub async fn with_settings(settings: Settings) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let app = api::router(AppState::new(store.clone(), settings));
+        let mut host = TestHost { app, store, operator: String::new(), reporter: String::new(), _dir: dir };
+        host.operator = host.token(Role::Operator, &[]).await;
+        host.reporter = host.token(Role::Reporter, &[]).await;
+        host
+    }
+
+    /// Mints a token.
+    pub async fn token(&self, role: Role, subscriptions: &[&str]) -> String {
+        let secret = new_secret();
+        let token = NewToken {
+            digest: secret_digest(&secret),
+            role,
+            subscriptions: subscriptions.iter().map(|s| s.to_string()).collect(),
+            description: "test".into(),
+        };
+        self.store.create_token(token).await.unwrap();
+        secret
+    }
+
+    /// One request through the router, in process.
+    pub async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<String>) -> Reply {
+        let mut request = Request::builder().method(method).uri(uri).header("host", "tally.test");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        Reply { status, headers, body }
+    }
+
+    pub async fn get(&self, uri: &str, token: &str) -> Reply {
+        self.call(Method::GET, uri, Some(token), None).await
+    }
+
+    /// Posts records as a JSON array with the given token.
+    pub async fn ingest_as(&self, token: &str, records: &[Value]) -> Reply {
+        self.call(Method::POST, "/v1/usage", Some(token), Some(Value::from(records.to_vec()).to_string())).await
+    }
+
+    /// Posts records as an operator (who may backfill reported times); asserts success.
+    pub async fn ingest(&self, records: &[Value]) -> Value {
+        let mut accepted = json!({"accepted": 0, "duplicates": 0});
+        for chunk in records.chunks(5_000) {
+            let reply = self.ingest_as(&self.operator, chunk).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            accepted["accepted"] = json!(accepted["accepted"].as_u64().unwrap() + reply.body["accepted"].as_u64().unwrap());
+            accepted["duplicates"] =
+                json!(accepted["duplicates"].as_u64().unwrap() + reply.body["duplicates"].as_u64().unwrap());
+        }
+        accepted
+    }
+
+    /// Follows `nextLink` from `uri` to the last page; returns every row and the page count.
+    pub async fn list_all(&self, uri: &str, token: &str) -> (Vec<Value>, usize) {
+        let mut rows = Vec::new();
+        let mut next = Some(uri.to_string());
+        let mut pages = 0;
+        while let Some(uri) = next {
+            let reply = self.get(&uri, token).await;
+            assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.body);
+            pages += 1;
+            rows.extend(reply.body["value"].as_array().unwrap().iter().cloned());
+            next = reply.body["nextLink"].as_str().map(|link| {
+                let link = link.strip_prefix("http://tally.test").expect("nextLink is absolute, on the host the client used");
+                link.to_string()
+            });
+        }
+        (rows, pages)
+    }
+
+    /// Serves the API over real HTTP on a free loopback port.
+    pub async fn serve(&self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = self.app.clone();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        address
+    }
+}
+
+/// A usage record in the wire format.
+pub fn record(subscription: &str, event: &str, meter: &str, quantity: f64, start: &str, end: &str) -> Value {
+    json!({
+        "eventId": event, "subscriptionId": subscription, "meterId": meter,
+        "resourceUri": format!("/subscriptions/{subscription}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"),
+        "location": "local", "tags": {"cost-center": "finance"}, "additionalInfo": {"ImageType": "Linux"},
+        "quantity": quantity, "usageStartTime": start, "usageEndTime": end,
+    })
+}
+
+/// The same record, reported at `reported` (an operator's backfill).
+pub fn reported(mut record: Value, reported: &str) -> Value {
+    record["reportedTime"] = json!(reported);
+    record
+}
+
+/// The tenant usage API URI of a subscription.
+pub fn usage_uri(subscription: &str, start: &str, end: &str, granularity: &str) -> String {
+    format!(
+        "/subscriptions/{subscription}/providers/Microsoft.Commerce/UsageAggregates?reportedStartTime={start}&reportedEndTime={end}&aggregationGranularity={granularity}&{API}"
+    )
+}
+
+/// Sample usage from the generator, as wire records.
+pub fn sample(options: &tally_usage_generator::Options) -> Vec<tally_usage_generator::UsageRecord> {
+    tally_usage_generator::generate(options).collect()
+}
+
+pub fn to_wire(records: &[tally_usage_generator::UsageRecord]) -> Vec<Value> {
+    records.iter().map(|r| serde_json::to_value(r).unwrap()).collect()
+}
+
+/// Sum of `properties.quantity` per lower-case meter id.
+pub fn totals_by_meter(rows: &[Value]) -> std::collections::BTreeMap<String, f64> {
+    let mut totals = std::collections::BTreeMap::new();
+    for row in rows {
+        let meter = row["properties"]["meterId"].as_str().unwrap().to_ascii_lowercase();
+        *totals.entry(meter).or_insert(0.0) += row["properties"]["quantity"].as_f64().unwrap();
+    }
+    totals
+}
+
+/// Asserts two per-meter totals agree to floating-point summation error.
+pub fn assert_totals_eq(actual: &std::collections::BTreeMap<String, f64>, expected: &std::collections::BTreeMap<String, f64>) {
+    assert_eq!(actual.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "the same meters");
+    for (meter, want) in expected {
+        let got = actual[meter];
+        assert!((got - want).abs() <= 1e-9 * want.abs().max(1.0), "meter {meter}: got {got}, want {want}");
+    }
+}
