@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test file uses its own share of the helpers
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
