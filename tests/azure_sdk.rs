@@ -27,10 +27,26 @@ fn python() -> PathBuf {
     python
 }
 
-fn list_with_sdk(base: &str, token: &str, sub: &str, start: &str, end: &str, granularity: &str) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python/azure_sdk_list.py");
-    let output = Command::new(python()).arg(script).args([base, token, sub, start, end, granularity]).output().unwrap();
-    assert!(output.status.success(), "the SDK failed:\n{}", String::from_utf8_lossy(&output.stderr));
+fn list_with_sdk(
+    base: &str,
+    token: &str,
+    sub: &str,
+    start: &str,
+    end: &str,
+    granularity: &str,
+) -> Value {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python/azure_sdk_list.py");
+    let output = Command::new(python())
+        .arg(script)
+        .args([base, token, sub, start, end, granularity])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the SDK failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -38,7 +54,11 @@ fn list_with_sdk(base: &str, token: &str, sub: &str, start: &str, end: &str, gra
 async fn the_azure_sdk_lists_every_page_and_the_totals_match_what_was_ingested() {
     let host = TestHost::new().await;
     // 60 days of 18 instances: more than 1,000 rows, hourly and daily.
-    let options = Options { subscriptions: 1, days: 60, ..Options::default() };
+    let options = Options {
+        subscriptions: 1,
+        days: 60,
+        ..Options::default()
+    };
     let records = sample(&options);
     host.ingest(&to_wire(&records)).await;
     let address = host.serve().await;
@@ -60,9 +80,17 @@ async fn the_azure_sdk_lists_every_page_and_the_totals_match_what_was_ingested()
         .await
         .unwrap();
         let rows = listed["rows"].as_u64().unwrap();
-        assert!(rows > 1_000, "{granularity}: {rows} rows is a single page; the test must page");
-        assert_eq!(listed["distinct_names"].as_u64(), Some(rows), "{granularity}: no row listed twice");
-        let totals: BTreeMap<String, f64> = serde_json::from_value(listed["totals"].clone()).unwrap();
+        assert!(
+            rows > 1_000,
+            "{granularity}: {rows} rows is a single page; the test must page"
+        );
+        assert_eq!(
+            listed["distinct_names"].as_u64(),
+            Some(rows),
+            "{granularity}: no row listed twice"
+        );
+        let totals: BTreeMap<String, f64> =
+            serde_json::from_value(listed["totals"].clone()).unwrap();
         assert_totals_eq(&totals, &expected);
     }
 }

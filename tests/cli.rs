@@ -15,8 +15,17 @@ e2,sub-csv,fab6eb84-500b-4a09-a8ca-7358f8bbaea5,/vm1,local,\"{\"\"cost-center\"\
 
 async fn hourly_rows(base: &str, token: &str, sub: &str, start: &str, end: &str) -> Vec<Value> {
     let url = format!("{base}{}", usage_uri(sub, start, end, "Hourly"));
-    let response = reqwest::Client::new().get(&url).bearer_auth(token).send().await.unwrap();
-    assert!(response.status().is_success(), "{url}: {}", response.status());
+    let response = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
     let page: Value = response.json().await.unwrap();
     page["value"].as_array().unwrap().clone()
 }
@@ -29,18 +38,58 @@ async fn import_csv_into_a_data_directory_keeps_reported_times() {
     let file = dir.path().join("usage.csv");
     std::fs::write(&file, CSV).unwrap();
 
-    let out = tally_ok(&["import", file.to_str().unwrap(), "--data-dir", data, "--reported-at", "2026-10-01T05:30:00Z"]);
+    let out = tally_ok(&[
+        "import",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data,
+        "--reported-at",
+        "2026-10-01T05:30:00Z",
+    ]);
     assert!(out.contains("imported 2 records"), "{out}");
-    let again = tally_ok(&["import", file.to_str().unwrap(), "--data-dir", data, "--reported-at", "2026-10-01T05:30:00Z"]);
-    assert!(again.contains("imported 0 records (2 duplicates"), "{again}");
+    let again = tally_ok(&[
+        "import",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data,
+        "--reported-at",
+        "2026-10-01T05:30:00Z",
+    ]);
+    assert!(
+        again.contains("imported 0 records (2 duplicates"),
+        "{again}"
+    );
 
-    let token = tally_ok(&["token", "create", "--data-dir", data, "--role", "tenant", "--subscription", "sub-csv"]);
+    let token = tally_ok(&[
+        "token",
+        "create",
+        "--data-dir",
+        data,
+        "--role",
+        "tenant",
+        "--subscription",
+        "sub-csv",
+    ]);
     let server = Server::start(&data_dir);
     // e1 took --reported-at (05:30); e2 kept its own reported time (09:10).
-    let at_five = hourly_rows(&server.base, token.trim(), "sub-csv", "2026-10-01T05:00:00Z", "2026-10-01T06:00:00Z").await;
+    let at_five = hourly_rows(
+        &server.base,
+        token.trim(),
+        "sub-csv",
+        "2026-10-01T05:00:00Z",
+        "2026-10-01T06:00:00Z",
+    )
+    .await;
     assert_eq!(at_five.len(), 1);
     assert_eq!(at_five[0]["properties"]["quantity"], 2.0);
-    let at_nine = hourly_rows(&server.base, token.trim(), "sub-csv", "2026-10-01T09:00:00Z", "2026-10-01T10:00:00Z").await;
+    let at_nine = hourly_rows(
+        &server.base,
+        token.trim(),
+        "sub-csv",
+        "2026-10-01T09:00:00Z",
+        "2026-10-01T10:00:00Z",
+    )
+    .await;
     assert_eq!(at_nine[0]["properties"]["quantity"], 3.0);
 }
 
@@ -51,18 +100,44 @@ fn import_through_a_running_host_and_refusals_name_the_record() {
     let operator = tally_ok(&["token", "create", "--data-dir", data, "--role", "operator"]);
     let server = Server::start(dir.path());
 
-    let records = sample(&tally_usage_generator::Options { subscriptions: 2, days: 2, ..Default::default() });
-    let ndjson: String = records.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
+    let records = sample(&tally_usage_generator::Options {
+        subscriptions: 2,
+        days: 2,
+        ..Default::default()
+    });
+    let ndjson: String = records
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
     let file = dir.path().join("usage.ndjson");
     std::fs::write(&file, &ndjson).unwrap();
-    let out = tally_ok(&["import", file.to_str().unwrap(), "--url", &server.base, "--token", operator.trim(), "--batch-size", "500"]);
-    assert!(out.contains(&format!("imported {} records", records.len())), "{out}");
+    let out = tally_ok(&[
+        "import",
+        file.to_str().unwrap(),
+        "--url",
+        &server.base,
+        "--token",
+        operator.trim(),
+        "--batch-size",
+        "500",
+    ]);
+    assert!(
+        out.contains(&format!("imported {} records", records.len())),
+        "{out}"
+    );
 
     let bad = dir.path().join("bad.ndjson");
     let mut lines: Vec<String> = ndjson.lines().take(3).map(str::to_string).collect();
     lines[2] = lines[2].replace("\"quantity\":", "\"quantity\":-");
     std::fs::write(&bad, lines.join("\n")).unwrap();
-    let refused = tally(&["import", bad.to_str().unwrap(), "--url", &server.base, "--token", operator.trim()]);
+    let refused = tally(&[
+        "import",
+        bad.to_str().unwrap(),
+        "--url",
+        &server.base,
+        "--token",
+        operator.trim(),
+    ]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("record 3: quantity"), "{stderr}");
@@ -72,8 +147,25 @@ fn import_through_a_running_host_and_refusals_name_the_record() {
 fn token_create_checks_its_arguments() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    assert!(!tally(&["token", "create", "--data-dir", data, "--role", "tenant"]).status.success());
-    assert!(!tally(&["token", "create", "--data-dir", data, "--role", "operator", "--subscription", "x"]).status.success());
+    assert!(
+        !tally(&["token", "create", "--data-dir", data, "--role", "tenant"])
+            .status
+            .success()
+    );
+    assert!(
+        !tally(&[
+            "token",
+            "create",
+            "--data-dir",
+            data,
+            "--role",
+            "operator",
+            "--subscription",
+            "x"
+        ])
+        .status
+        .success()
+    );
     let secret = tally_ok(&["token", "create", "--data-dir", data, "--role", "reporter"]);
     assert!(secret.trim().starts_with("tly_"));
 }

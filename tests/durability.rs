@@ -14,17 +14,44 @@ use tally_usage_generator::Options;
 const BATCH: usize = 250;
 const SENDERS: usize = 4;
 
-async fn post(client: &reqwest::Client, base: &str, token: &str, batch: &[Value]) -> reqwest::Result<Value> {
-    client.post(format!("{base}/v1/usage")).bearer_auth(token).json(batch).send().await?.error_for_status()?.json().await
+async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    batch: &[Value],
+) -> reqwest::Result<Value> {
+    client
+        .post(format!("{base}/v1/usage"))
+        .bearer_auth(token)
+        .json(batch)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_usage_survives_kill_9_and_retries_count_once() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();
-    let token = tally_ok(&["token", "create", "--data-dir", data_dir, "--role", "operator"]).trim().to_string();
-    let records = to_wire(&sample(&Options { subscriptions: 4, days: 8, ..Options::default() }));
-    let batches: Arc<Vec<Vec<Value>>> = Arc::new(records.chunks(BATCH).map(<[Value]>::to_vec).collect());
+    let token = tally_ok(&[
+        "token",
+        "create",
+        "--data-dir",
+        data_dir,
+        "--role",
+        "operator",
+    ])
+    .trim()
+    .to_string();
+    let records = to_wire(&sample(&Options {
+        subscriptions: 4,
+        days: 8,
+        ..Options::default()
+    }));
+    let batches: Arc<Vec<Vec<Value>>> =
+        Arc::new(records.chunks(BATCH).map(<[Value]>::to_vec).collect());
     assert!(batches.len() > 40);
 
     // Several reporters stream batches; the host is killed once 20 are acknowledged.
@@ -33,8 +60,13 @@ async fn acknowledged_usage_survives_kill_9_and_retries_count_once() {
     let client = reqwest::Client::new();
     let senders: Vec<_> = (0..SENDERS)
         .map(|sender| {
-            let (batches, acknowledged, client, base, token) =
-                (batches.clone(), acknowledged.clone(), client.clone(), server.base.clone(), token.clone());
+            let (batches, acknowledged, client, base, token) = (
+                batches.clone(),
+                acknowledged.clone(),
+                client.clone(),
+                server.base.clone(),
+                token.clone(),
+            );
             tokio::spawn(async move {
                 for index in (sender..batches.len()).step_by(SENDERS) {
                     match post(&client, &base, &token, &batches[index]).await {
@@ -53,23 +85,39 @@ async fn acknowledged_usage_survives_kill_9_and_retries_count_once() {
         sender.await.unwrap();
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() < batches.len(), "the kill came mid-stream");
+    assert!(
+        acknowledged.len() < batches.len(),
+        "the kill came mid-stream"
+    );
 
     // After a restart every acknowledged record is there: resending it finds a duplicate.
     let server = Server::start(dir.path());
     for &index in &acknowledged {
-        let reply = post(&client, &server.base, &token, &batches[index]).await.unwrap();
-        assert_eq!(reply["accepted"], 0, "batch {index} was acknowledged, so it must have been stored");
-        assert_eq!(reply["duplicates"].as_u64(), Some(batches[index].len() as u64));
+        let reply = post(&client, &server.base, &token, &batches[index])
+            .await
+            .unwrap();
+        assert_eq!(
+            reply["accepted"], 0,
+            "batch {index} was acknowledged, so it must have been stored"
+        );
+        assert_eq!(
+            reply["duplicates"].as_u64(),
+            Some(batches[index].len() as u64)
+        );
     }
     // The reporters retry everything; the totals equal the usage, counted once.
     for batch in batches.iter() {
         let reply = post(&client, &server.base, &token, batch).await.unwrap();
-        assert_eq!(reply["accepted"].as_u64().unwrap() + reply["duplicates"].as_u64().unwrap(), batch.len() as u64);
+        assert_eq!(
+            reply["accepted"].as_u64().unwrap() + reply["duplicates"].as_u64().unwrap(),
+            batch.len() as u64
+        );
     }
     let mut expected: BTreeMap<String, f64> = BTreeMap::new();
     for r in &records {
-        *expected.entry(r["meterId"].as_str().unwrap().to_ascii_lowercase()).or_default() += r["quantity"].as_f64().unwrap();
+        *expected
+            .entry(r["meterId"].as_str().unwrap().to_ascii_lowercase())
+            .or_default() += r["quantity"].as_f64().unwrap();
     }
     let mut rows = Vec::new();
     let mut next = Some(format!(
@@ -77,7 +125,15 @@ async fn acknowledged_usage_survives_kill_9_and_retries_count_once() {
         server.base
     ));
     while let Some(url) = next {
-        let page: Value = client.get(url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        let page: Value = client
+            .get(url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         rows.extend(page["value"].as_array().unwrap().iter().cloned());
         next = page["nextLink"].as_str().map(str::to_string);
     }

@@ -13,7 +13,8 @@ use tally_usage_generator::Options;
 
 const A: &str = "sub-a";
 const B: &str = "sub-b";
-const PROVIDER: &str = "/subscriptions/default-provider/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates";
+const PROVIDER: &str =
+    "/subscriptions/default-provider/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates";
 
 fn hour(h: u32) -> String {
     format!("2026-10-01T{h:02}:00:00Z")
@@ -25,7 +26,14 @@ async fn two_tenants() -> TestHost {
     let mut records = Vec::new();
     for (sub, quantity) in [(A, 1.0), (B, 10.0)] {
         for h in 0..4 {
-            let r = record(sub, &format!("vm-{h}"), VM_METER, quantity, &hour(h), &hour(h + 1));
+            let r = record(
+                sub,
+                &format!("vm-{h}"),
+                VM_METER,
+                quantity,
+                &hour(h),
+                &hour(h + 1),
+            );
             records.push(reported(r, &hour(h + 1)));
         }
     }
@@ -41,43 +49,101 @@ async fn every_documented_error_code() {
     let window = "reportedStartTime=2026-10-01T00:00:00Z&reportedEndTime=2026-10-02T00:00:00Z";
     let cases: Vec<(String, &str, &str)> = vec![
         (format!("{tenant}?{window}"), "NoApiVersion", ""),
-        (format!("{tenant}?{window}&api-version=2099-01-01"), "InvalidProperty", "api-version"),
-        (format!("{tenant}?reportedEndTime=2026-10-02T00:00:00Z&{API}"), "InvalidProperty", "reportedStartTime"),
-        (format!("{tenant}?reportedStartTime=2026-10-01T00:00:00Z&{API}"), "InvalidProperty", "reportedEndTime"),
-        (format!("{tenant}?reportedStartTime=noon&reportedEndTime=2026-10-02T00:00:00Z&{API}"), "InvalidProperty", "reportedStartTime"),
         (
-            format!("{tenant}?reportedStartTime=2026-10-01T00:30:00Z&reportedEndTime=2026-10-02T00:00:00Z&aggregationGranularity=Hourly&{API}"),
+            format!("{tenant}?{window}&api-version=2099-01-01"),
+            "InvalidProperty",
+            "api-version",
+        ),
+        (
+            format!("{tenant}?reportedEndTime=2026-10-02T00:00:00Z&{API}"),
             "InvalidProperty",
             "reportedStartTime",
         ),
         (
-            format!("{tenant}?reportedStartTime=2026-10-01T00:00:00Z&reportedEndTime=2026-10-01T05:00:00Z&aggregationGranularity=Daily&{API}"),
+            format!("{tenant}?reportedStartTime=2026-10-01T00:00:00Z&{API}"),
             "InvalidProperty",
             "reportedEndTime",
         ),
         (
-            format!("{tenant}?reportedStartTime=2026-10-02T00:00:00Z&reportedEndTime=2026-10-01T00:00:00Z&{API}"),
+            format!("{tenant}?reportedStartTime=noon&reportedEndTime=2026-10-02T00:00:00Z&{API}"),
+            "InvalidProperty",
+            "reportedStartTime",
+        ),
+        (
+            format!(
+                "{tenant}?reportedStartTime=2026-10-01T00:30:00Z&reportedEndTime=2026-10-02T00:00:00Z&aggregationGranularity=Hourly&{API}"
+            ),
+            "InvalidProperty",
+            "reportedStartTime",
+        ),
+        (
+            format!(
+                "{tenant}?reportedStartTime=2026-10-01T00:00:00Z&reportedEndTime=2026-10-01T05:00:00Z&aggregationGranularity=Daily&{API}"
+            ),
             "InvalidProperty",
             "reportedEndTime",
         ),
-        (format!("{tenant}?{window}&showDetails=maybe&{API}"), "InvalidProperty", "showDetails"),
-        (format!("{tenant}?{window}&continuationToken=bogus&{API}"), "InvalidProperty", "continuationToken"),
         (
-            format!("{tenant}?reportedStartTime=2026-10-01T00:00:00Z&reportedEndTime=2999-01-01T00:00:00Z&{API}"),
+            format!(
+                "{tenant}?reportedStartTime=2026-10-02T00:00:00Z&reportedEndTime=2026-10-01T00:00:00Z&{API}"
+            ),
+            "InvalidProperty",
+            "reportedEndTime",
+        ),
+        (
+            format!("{tenant}?{window}&showDetails=maybe&{API}"),
+            "InvalidProperty",
+            "showDetails",
+        ),
+        (
+            format!("{tenant}?{window}&continuationToken=bogus&{API}"),
+            "InvalidProperty",
+            "continuationToken",
+        ),
+        (
+            format!(
+                "{tenant}?reportedStartTime=2026-10-01T00:00:00Z&reportedEndTime=2999-01-01T00:00:00Z&{API}"
+            ),
             "RequestEndTimeIsInFuture",
             "",
         ),
-        (format!("{tenant}?{window}&aggregationGranularity=Weekly&{API}"), "InvalidAggregationGranularity", ""),
-        (format!("{PROVIDER}?{window}&subscriberId=sub-nobody&{API}"), "SubscriberIdIsNotDirectTenant", ""),
-        (format!("/subscriptions/%20/providers/Microsoft.Commerce/UsageAggregates?{window}&{API}"), "SubscriptionIdMissingInRequest", ""),
-        (format!("/subscriptions//providers/Microsoft.Commerce/UsageAggregates?{window}&{API}"), "SubscriptionIdMissingInRequest", ""),
+        (
+            format!("{tenant}?{window}&aggregationGranularity=Weekly&{API}"),
+            "InvalidAggregationGranularity",
+            "",
+        ),
+        (
+            format!("{PROVIDER}?{window}&subscriberId=sub-nobody&{API}"),
+            "SubscriberIdIsNotDirectTenant",
+            "",
+        ),
+        (
+            format!(
+                "/subscriptions/%20/providers/Microsoft.Commerce/UsageAggregates?{window}&{API}"
+            ),
+            "SubscriptionIdMissingInRequest",
+            "",
+        ),
+        (
+            format!("/subscriptions//providers/Microsoft.Commerce/UsageAggregates?{window}&{API}"),
+            "SubscriptionIdMissingInRequest",
+            "",
+        ),
     ];
     for (uri, code, property) in cases {
         let reply = host.get(&uri, &op).await;
-        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{uri}: {}", reply.body);
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{uri}: {}",
+            reply.body
+        );
         assert_eq!(reply.code(), code, "{uri}: {}", reply.body);
         let message = reply.body["error"]["message"].as_str().unwrap();
-        assert!(message.contains(property), "{uri}: the message names '{property}': {message}");
+        assert!(
+            message.contains(property),
+            "{uri}: the message names '{property}': {message}"
+        );
     }
 }
 
@@ -85,14 +151,26 @@ async fn every_documented_error_code() {
 async fn granularity_and_paths_are_case_insensitive_and_daily_is_the_default() {
     let host = two_tenants().await;
     let window = "reportedStartTime=2026-10-01T00:00:00Z&reportedEndTime=2026-10-02T00:00:00Z";
-    let lower = format!("/subscriptions/{A}/providers/microsoft.commerce/usageaggregates?{window}&aggregationgranularity=hOuRlY&{API}");
+    let lower = format!(
+        "/subscriptions/{A}/providers/microsoft.commerce/usageaggregates?{window}&aggregationgranularity=hOuRlY&{API}"
+    );
     let reply = host.get(&lower, &host.operator).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body["value"].as_array().unwrap().len(), 4);
-    let daily = host.get(&format!("/subscriptions/{A}/providers/Microsoft.Commerce/UsageAggregates?{window}&{API}"), &host.operator).await;
+    let daily = host
+        .get(
+            &format!(
+                "/subscriptions/{A}/providers/Microsoft.Commerce/UsageAggregates?{window}&{API}"
+            ),
+            &host.operator,
+        )
+        .await;
     let rows = daily.body["value"].as_array().unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0]["properties"]["usageEndTime"], "2026-10-02T00:00:00+00:00");
+    assert_eq!(
+        rows[0]["properties"]["usageEndTime"],
+        "2026-10-02T00:00:00+00:00"
+    );
     assert_eq!(rows[0]["type"], "Microsoft.Commerce/UsageAggregate");
     assert!(daily.body.get("nextLink").is_none_or(Value::is_null));
 }
@@ -101,35 +179,59 @@ async fn granularity_and_paths_are_case_insensitive_and_daily_is_the_default() {
 async fn late_data_lands_in_the_later_reported_window_only() {
     let host = TestHost::new().await;
     // Used 02:00–03:00, reported at 07:20: five hours late.
-    let late = reported(record(A, "late", VM_METER, 4.0, &hour(2), &hour(3)), "2026-10-01T07:20:00Z");
+    let late = reported(
+        record(A, "late", VM_METER, 4.0, &hour(2), &hour(3)),
+        "2026-10-01T07:20:00Z",
+    );
     host.ingest(&[late]).await;
     let quantity_in = |start: u32, end: u32| {
         let uri = usage_uri(A, &hour(start), &hour(end), "Hourly");
         let host = &host;
         async move { host.list_all(&uri, &host.operator).await.0 }
     };
-    assert!(quantity_in(2, 3).await.is_empty(), "not in the window of its usage hour");
-    assert!(quantity_in(0, 7).await.is_empty(), "not in any window before it was reported");
+    assert!(
+        quantity_in(2, 3).await.is_empty(),
+        "not in the window of its usage hour"
+    );
+    assert!(
+        quantity_in(0, 7).await.is_empty(),
+        "not in any window before it was reported"
+    );
     let rows = quantity_in(7, 8).await;
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0]["properties"]["usageStartTime"], "2026-10-01T02:00:00+00:00");
+    assert_eq!(
+        rows[0]["properties"]["usageStartTime"],
+        "2026-10-01T02:00:00+00:00"
+    );
     assert_eq!(rows[0]["properties"]["quantity"], 4.0);
 }
 
 #[tokio::test]
 async fn daily_rows_are_the_sum_of_hourly_rows() {
     let host = TestHost::new().await;
-    let records = sample(&Options { subscriptions: 2, days: 3, ..Options::default() });
+    let records = sample(&Options {
+        subscriptions: 2,
+        days: 3,
+        ..Options::default()
+    });
     host.ingest(&to_wire(&records)).await;
     let sub = &records[0].subscription_id;
     let (start, end) = ("2026-10-28T00:00:00Z", "2026-11-03T00:00:00Z");
-    let (hourly, _) = host.list_all(&usage_uri(sub, start, end, "Hourly"), &host.operator).await;
-    let (daily, _) = host.list_all(&usage_uri(sub, start, end, "Daily"), &host.operator).await;
+    let (hourly, _) = host
+        .list_all(&usage_uri(sub, start, end, "Hourly"), &host.operator)
+        .await;
+    let (daily, _) = host
+        .list_all(&usage_uri(sub, start, end, "Daily"), &host.operator)
+        .await;
     let per_day_and_instance = |rows: &[Value]| {
         let mut sums: BTreeMap<(String, String, String), f64> = BTreeMap::new();
         for row in rows {
             let p = &row["properties"];
-            let key = (p["usageStartTime"].as_str().unwrap()[..10].to_string(), p["meterId"].to_string(), p["instanceData"].to_string());
+            let key = (
+                p["usageStartTime"].as_str().unwrap()[..10].to_string(),
+                p["meterId"].to_string(),
+                p["instanceData"].to_string(),
+            );
             *sums.entry(key).or_default() += p["quantity"].as_f64().unwrap();
         }
         sums
@@ -137,24 +239,48 @@ async fn daily_rows_are_the_sum_of_hourly_rows() {
     let (from_hours, days) = (per_day_and_instance(&hourly), per_day_and_instance(&daily));
     assert_eq!(from_hours.len(), days.len());
     for (key, sum) in &from_hours {
-        assert!((days[key] - sum).abs() < 1e-9, "{key:?}: daily {} vs hourly sum {sum}", days[key]);
+        assert!(
+            (days[key] - sum).abs() < 1e-9,
+            "{key:?}: daily {} vs hourly sum {sum}",
+            days[key]
+        );
     }
 }
 
 #[tokio::test]
 async fn paging_returns_every_row_exactly_once_with_absolute_url_safe_links() {
     let host = TestHost::new().await;
-    let records = sample(&Options { subscriptions: 3, days: 4, ..Options::default() });
+    let records = sample(&Options {
+        subscriptions: 3,
+        days: 4,
+        ..Options::default()
+    });
     host.ingest(&to_wire(&records)).await;
     let (start, end) = ("2026-10-27T00:00:00Z", "2026-11-03T00:00:00Z");
     let first = host.get(&format!("{PROVIDER}?reportedStartTime={start}&reportedEndTime={end}&aggregationGranularity=Hourly&{API}"), &host.operator).await;
     let link = first.body["nextLink"].as_str().expect("more than one page");
-    assert!(link.starts_with("http://tally.test/subscriptions/default-provider/"), "{link}");
-    let token = url::Url::parse(link).unwrap().query_pairs().find(|(k, _)| k == "continuationToken").unwrap().1.into_owned();
-    assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{token}");
+    assert!(
+        link.starts_with("http://tally.test/subscriptions/default-provider/"),
+        "{link}"
+    );
+    let token = url::Url::parse(link)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "continuationToken")
+        .unwrap()
+        .1
+        .into_owned();
+    assert!(
+        token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{token}"
+    );
     assert_eq!(first.body["value"].as_array().unwrap().len(), 1_000);
 
-    let uri = format!("{PROVIDER}?reportedStartTime={start}&reportedEndTime={end}&aggregationGranularity=Hourly&{API}");
+    let uri = format!(
+        "{PROVIDER}?reportedStartTime={start}&reportedEndTime={end}&aggregationGranularity=Hourly&{API}"
+    );
     let (rows, pages) = host.list_all(&uri, &host.operator).await;
     assert!(pages > 3);
     let names: HashSet<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
@@ -162,7 +288,9 @@ async fn paging_returns_every_row_exactly_once_with_absolute_url_safe_links() {
     assert_eq!(rows[0]["type"], "Microsoft.Commerce.Admin/UsageAggregate");
     let mut expected = BTreeMap::new();
     for r in &records {
-        *expected.entry(r.meter_id.to_ascii_lowercase()).or_insert(0.0) += r.quantity;
+        *expected
+            .entry(r.meter_id.to_ascii_lowercase())
+            .or_insert(0.0) += r.quantity;
     }
     assert_totals_eq(&totals_by_meter(&rows), &expected);
 }
@@ -170,10 +298,16 @@ async fn paging_returns_every_row_exactly_once_with_absolute_url_safe_links() {
 #[tokio::test]
 async fn paging_stays_exact_while_usage_keeps_arriving() {
     let host = TestHost::new().await;
-    let records = sample(&Options { subscriptions: 2, days: 3, ..Options::default() });
+    let records = sample(&Options {
+        subscriptions: 2,
+        days: 3,
+        ..Options::default()
+    });
     host.ingest(&to_wire(&records)).await;
     let (start, end) = ("2026-10-29T00:00:00Z", "2026-11-02T00:00:00Z");
-    let uri = format!("{PROVIDER}?reportedStartTime={start}&reportedEndTime={end}&aggregationGranularity=Hourly&{API}");
+    let uri = format!(
+        "{PROVIDER}?reportedStartTime={start}&reportedEndTime={end}&aggregationGranularity=Hourly&{API}"
+    );
     let (before, _) = host.list_all(&uri, &host.operator).await;
 
     // Page through again, ingesting live usage (reported now, into the same
@@ -184,7 +318,9 @@ async fn paging_stays_exact_while_usage_keeps_arriving() {
     while let Some(page) = next {
         let reply = host.get(&page, &host.operator).await;
         rows.extend(reply.body["value"].as_array().unwrap().iter().cloned());
-        next = reply.body["nextLink"].as_str().map(|l| l.trim_start_matches("http://tally.test").to_string());
+        next = reply.body["nextLink"]
+            .as_str()
+            .map(|l| l.trim_start_matches("http://tally.test").to_string());
         let live: Vec<Value> = records
             .iter()
             .take(50)
@@ -195,7 +331,10 @@ async fn paging_stays_exact_while_usage_keeps_arriving() {
                 w
             })
             .collect();
-        assert_eq!(host.ingest_as(&host.reporter, &live).await.status, StatusCode::OK);
+        assert_eq!(
+            host.ingest_as(&host.reporter, &live).await.status,
+            StatusCode::OK
+        );
         round += 1;
     }
     assert!(round > 2);
@@ -208,47 +347,107 @@ async fn a_tenant_sees_only_its_own_subscriptions() {
     let tenant = host.token(Role::Tenant, &[A]).await;
     let (start, end) = ("2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z");
 
-    let own = host.list_all(&usage_uri(A, start, end, "Hourly"), &tenant).await.0;
+    let own = host
+        .list_all(&usage_uri(A, start, end, "Hourly"), &tenant)
+        .await
+        .0;
     assert_eq!(own.len(), 4);
     assert!(own.iter().all(|r| r["properties"]["subscriptionId"] == A));
     // The id is matched ignoring case, and still only A's rows come back.
-    let upper = host.list_all(&usage_uri(&A.to_uppercase(), start, end, "Hourly"), &tenant).await.0;
+    let upper = host
+        .list_all(&usage_uri(&A.to_uppercase(), start, end, "Hourly"), &tenant)
+        .await
+        .0;
     assert_eq!(upper.len(), 4);
 
     let other = host.get(&usage_uri(B, start, end, "Hourly"), &tenant).await;
     assert_eq!(other.status, StatusCode::FORBIDDEN);
     assert_eq!(other.code(), "AuthorizationFailed");
-    let provider = host.get(&format!("{PROVIDER}?reportedStartTime={start}&reportedEndTime={end}&{API}"), &tenant).await;
+    let provider = host
+        .get(
+            &format!("{PROVIDER}?reportedStartTime={start}&reportedEndTime={end}&{API}"),
+            &tenant,
+        )
+        .await;
     assert_eq!(provider.status, StatusCode::FORBIDDEN);
     // subscriberId means nothing on the tenant API.
-    let sneaky = host.list_all(&format!("{}&subscriberId={B}", usage_uri(A, start, end, "Hourly")), &tenant).await.0;
-    assert!(sneaky.iter().all(|r| r["properties"]["subscriptionId"] == A));
+    let sneaky = host
+        .list_all(
+            &format!("{}&subscriberId={B}", usage_uri(A, start, end, "Hourly")),
+            &tenant,
+        )
+        .await
+        .0;
+    assert!(
+        sneaky
+            .iter()
+            .all(|r| r["properties"]["subscriptionId"] == A)
+    );
 
     // A continuation token issued for another query (here: B's rows, to the
     // operator) is refused rather than followed.
-    let small = TestHost::with_settings(tally::api::Settings { page_size: 2, ..Default::default() }).await;
+    let small = TestHost::with_settings(tally::api::Settings {
+        page_size: 2,
+        ..Default::default()
+    })
+    .await;
     let t = small.token(Role::Tenant, &[A]).await;
     let mut records = Vec::new();
     for (sub, q) in [(A, 1.0), (B, 10.0)] {
         for h in 0..4 {
-            records.push(reported(record(sub, &format!("e{h}"), VM_METER, q, &hour(h), &hour(h + 1)), &hour(h + 1)));
+            records.push(reported(
+                record(sub, &format!("e{h}"), VM_METER, q, &hour(h), &hour(h + 1)),
+                &hour(h + 1),
+            ));
         }
     }
     small.ingest(&records).await;
-    let operator_page = small.get(&usage_uri(B, start, end, "Hourly"), &small.operator).await;
+    let operator_page = small
+        .get(&usage_uri(B, start, end, "Hourly"), &small.operator)
+        .await;
     let link = operator_page.body["nextLink"].as_str().unwrap();
-    let token = url::Url::parse(link).unwrap().query_pairs().find(|(k, _)| k == "continuationToken").unwrap().1.into_owned();
-    let replay = small.get(&format!("{}&continuationToken={token}", usage_uri(A, start, end, "Hourly")), &t).await;
+    let token = url::Url::parse(link)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "continuationToken")
+        .unwrap()
+        .1
+        .into_owned();
+    let replay = small
+        .get(
+            &format!(
+                "{}&continuationToken={token}",
+                usage_uri(A, start, end, "Hourly")
+            ),
+            &t,
+        )
+        .await;
     assert_eq!(replay.status, StatusCode::BAD_REQUEST);
     assert_eq!(replay.code(), "InvalidProperty");
     // And paging A with two rows a page still yields A's four rows only.
-    let paged = small.list_all(&usage_uri(A, start, end, "Hourly"), &t).await;
+    let paged = small
+        .list_all(&usage_uri(A, start, end, "Hourly"), &t)
+        .await;
     assert_eq!((paged.0.len(), paged.1), (4, 2));
-    assert!(paged.0.iter().all(|r| r["properties"]["subscriptionId"] == A));
+    assert!(
+        paged
+            .0
+            .iter()
+            .all(|r| r["properties"]["subscriptionId"] == A)
+    );
 
-    let reporter = host.get(&usage_uri(A, start, end, "Hourly"), &host.reporter).await;
+    let reporter = host
+        .get(&usage_uri(A, start, end, "Hourly"), &host.reporter)
+        .await;
     assert_eq!(reporter.status, StatusCode::FORBIDDEN);
-    let anonymous = host.call(axum::http::Method::GET, &usage_uri(A, start, end, "Hourly"), None, None).await;
+    let anonymous = host
+        .call(
+            axum::http::Method::GET,
+            &usage_uri(A, start, end, "Hourly"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -256,13 +455,28 @@ async fn a_tenant_sees_only_its_own_subscriptions() {
 async fn the_provider_api_lists_all_subscribers_or_one() {
     let host = two_tenants().await;
     let window = "reportedStartTime=2026-10-01T00:00:00Z&reportedEndTime=2026-10-02T00:00:00Z&aggregationGranularity=Hourly";
-    let (all, _) = host.list_all(&format!("{PROVIDER}?{window}&{API}"), &host.operator).await;
-    let subs: HashSet<&str> = all.iter().map(|r| r["properties"]["subscriptionId"].as_str().unwrap()).collect();
+    let (all, _) = host
+        .list_all(&format!("{PROVIDER}?{window}&{API}"), &host.operator)
+        .await;
+    let subs: HashSet<&str> = all
+        .iter()
+        .map(|r| r["properties"]["subscriptionId"].as_str().unwrap())
+        .collect();
     assert_eq!(subs, HashSet::from([A, B]));
-    let (only_b, _) = host.list_all(&format!("{PROVIDER}?{window}&subscriberId={B}&{API}"), &host.operator).await;
+    let (only_b, _) = host
+        .list_all(
+            &format!("{PROVIDER}?{window}&subscriberId={B}&{API}"),
+            &host.operator,
+        )
+        .await;
     assert_eq!(only_b.len(), 4);
     assert!(only_b.iter().all(|r| r["properties"]["quantity"] == 10.0));
-    assert!(only_b[0]["id"].as_str().unwrap().starts_with("/subscriptions/default-provider/providers/Microsoft.Commerce.Admin/"));
+    assert!(
+        only_b[0]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("/subscriptions/default-provider/providers/Microsoft.Commerce.Admin/")
+    );
 }
 
 #[tokio::test]
@@ -278,7 +492,9 @@ async fn without_details_instances_are_summed_per_meter() {
     let uri = usage_uri(A, &hour(0), &hour(5), "Hourly");
     let (detailed, _) = host.list_all(&uri, &host.operator).await;
     assert_eq!(detailed.len(), 3);
-    let (summed, _) = host.list_all(&format!("{uri}&showDetails=false"), &host.operator).await;
+    let (summed, _) = host
+        .list_all(&format!("{uri}&showDetails=false"), &host.operator)
+        .await;
     assert_eq!(summed.len(), 1);
     assert_eq!(summed[0]["properties"]["quantity"], 6.0);
     assert!(summed[0]["properties"].get("instanceData").is_none());

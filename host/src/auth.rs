@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything: all subscriptions' usage, the provider API, the catalog.
@@ -31,7 +33,9 @@ impl Role {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [Role::Operator, Role::Tenant, Role::Reporter].into_iter().find(|r| r.as_str() == value)
+        [Role::Operator, Role::Tenant, Role::Reporter]
+            .into_iter()
+            .find(|r| r.as_str() == value)
     }
 }
 
@@ -48,7 +52,10 @@ impl Principal {
     pub fn may_read(&self, subscription_id: &str) -> bool {
         match self.role {
             Role::Operator => true,
-            Role::Tenant => self.subscriptions.iter().any(|s| s.eq_ignore_ascii_case(subscription_id)),
+            Role::Tenant => self
+                .subscriptions
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(subscription_id)),
             Role::Reporter => false,
         }
     }
@@ -84,10 +91,25 @@ mod tests {
 
     #[test]
     fn tenants_read_only_their_subscriptions() {
-        let tenant = Principal { role: Role::Tenant, subscriptions: vec!["ABC".into()] };
+        let tenant = Principal {
+            role: Role::Tenant,
+            subscriptions: vec!["ABC".into()],
+        };
         assert!(tenant.may_read("abc"));
         assert!(!tenant.may_read("abd"));
-        assert!(!Principal { role: Role::Reporter, subscriptions: vec![] }.may_read("abc"));
-        assert!(Principal { role: Role::Operator, subscriptions: vec![] }.may_read("abc"));
+        assert!(
+            !Principal {
+                role: Role::Reporter,
+                subscriptions: vec![]
+            }
+            .may_read("abc")
+        );
+        assert!(
+            Principal {
+                role: Role::Operator,
+                subscriptions: vec![]
+            }
+            .may_read("abc")
+        );
     }
 }

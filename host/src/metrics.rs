@@ -46,12 +46,39 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
         });
         let (records_accepted, records_duplicate, rejected_requests) = Default::default();
-        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
-        registry.register("usage_records_accepted", "Usage records stored", Counter::clone(&records_accepted));
-        registry.register("usage_records_duplicate", "Usage records already accepted (not counted again)", Counter::clone(&records_duplicate));
-        registry.register("ingest_requests_rejected", "Ingest requests refused as invalid", Counter::clone(&rejected_requests));
-        Metrics { registry, requests, latency, records_accepted, records_duplicate, rejected_requests }
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "usage_records_accepted",
+            "Usage records stored",
+            Counter::clone(&records_accepted),
+        );
+        registry.register(
+            "usage_records_duplicate",
+            "Usage records already accepted (not counted again)",
+            Counter::clone(&records_duplicate),
+        );
+        registry.register(
+            "ingest_requests_rejected",
+            "Ingest requests refused as invalid",
+            Counter::clone(&rejected_requests),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            records_accepted,
+            records_duplicate,
+            rejected_requests,
+        }
     }
 }
 
@@ -65,19 +92,32 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
         text
     }
 }
 
 /// Middleware: counts and times every routed request.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
     let method = request.method().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
-    let labels = RequestLabels { method, route: route.clone(), status: response.status().as_u16() };
+    let labels = RequestLabels {
+        method,
+        route: route.clone(),
+        status: response.status().as_u16(),
+    };
     state.metrics.requests.get_or_create(&labels).inc();
-    state.metrics.latency.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .latency
+        .get_or_create(&RouteLabels { route })
+        .observe(started.elapsed().as_secs_f64());
     response
 }

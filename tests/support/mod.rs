@@ -58,7 +58,13 @@ impl TestHost {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
         let app = api::router(AppState::new(store.clone(), settings));
-        let mut host = TestHost { app, store, operator: String::new(), reporter: String::new(), _dir: dir };
+        let mut host = TestHost {
+            app,
+            store,
+            operator: String::new(),
+            reporter: String::new(),
+            _dir: dir,
+        };
         host.operator = host.token(Role::Operator, &[]).await;
         host.reporter = host.token(Role::Reporter, &[]).await;
         host
@@ -78,21 +84,37 @@ impl TestHost {
     }
 
     /// One request through the router, in process.
-    pub async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<String>) -> Reply {
-        let mut request = Request::builder().method(method).uri(uri).header("host", "tally.test");
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> Reply {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", "tally.test");
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
         if body.is_some() {
             request = request.header("content-type", "application/json");
         }
-        let request = request.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap();
+        let request = request
+            .body(body.map(Body::from).unwrap_or_else(Body::empty))
+            .unwrap();
         let response = self.app.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        Reply { status, headers, body }
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, uri: &str, token: &str) -> Reply {
@@ -101,7 +123,13 @@ impl TestHost {
 
     /// Posts records as a JSON array with the given token.
     pub async fn ingest_as(&self, token: &str, records: &[Value]) -> Reply {
-        self.call(Method::POST, "/v1/usage", Some(token), Some(Value::from(records.to_vec()).to_string())).await
+        self.call(
+            Method::POST,
+            "/v1/usage",
+            Some(token),
+            Some(Value::from(records.to_vec()).to_string()),
+        )
+        .await
     }
 
     /// Posts records as an operator (who may backfill reported times); asserts success.
@@ -110,9 +138,13 @@ impl TestHost {
         for chunk in records.chunks(5_000) {
             let reply = self.ingest_as(&self.operator, chunk).await;
             assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-            accepted["accepted"] = json!(accepted["accepted"].as_u64().unwrap() + reply.body["accepted"].as_u64().unwrap());
-            accepted["duplicates"] =
-                json!(accepted["duplicates"].as_u64().unwrap() + reply.body["duplicates"].as_u64().unwrap());
+            accepted["accepted"] = json!(
+                accepted["accepted"].as_u64().unwrap() + reply.body["accepted"].as_u64().unwrap()
+            );
+            accepted["duplicates"] = json!(
+                accepted["duplicates"].as_u64().unwrap()
+                    + reply.body["duplicates"].as_u64().unwrap()
+            );
         }
         accepted
     }
@@ -128,7 +160,9 @@ impl TestHost {
             pages += 1;
             rows.extend(reply.body["value"].as_array().unwrap().iter().cloned());
             next = reply.body["nextLink"].as_str().map(|link| {
-                let link = link.strip_prefix("http://tally.test").expect("nextLink is absolute, on the host the client used");
+                let link = link
+                    .strip_prefix("http://tally.test")
+                    .expect("nextLink is absolute, on the host the client used");
                 link.to_string()
             });
         }
@@ -146,7 +180,14 @@ impl TestHost {
 }
 
 /// A usage record in the wire format.
-pub fn record(subscription: &str, event: &str, meter: &str, quantity: f64, start: &str, end: &str) -> Value {
+pub fn record(
+    subscription: &str,
+    event: &str,
+    meter: &str,
+    quantity: f64,
+    start: &str,
+    end: &str,
+) -> Value {
     json!({
         "eventId": event, "subscriptionId": subscription, "meterId": meter,
         "resourceUri": format!("/subscriptions/{subscription}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"),
@@ -174,24 +215,40 @@ pub fn sample(options: &tally_usage_generator::Options) -> Vec<tally_usage_gener
 }
 
 pub fn to_wire(records: &[tally_usage_generator::UsageRecord]) -> Vec<Value> {
-    records.iter().map(|r| serde_json::to_value(r).unwrap()).collect()
+    records
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .collect()
 }
 
 /// Sum of `properties.quantity` per lower-case meter id.
 pub fn totals_by_meter(rows: &[Value]) -> std::collections::BTreeMap<String, f64> {
     let mut totals = std::collections::BTreeMap::new();
     for row in rows {
-        let meter = row["properties"]["meterId"].as_str().unwrap().to_ascii_lowercase();
+        let meter = row["properties"]["meterId"]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase();
         *totals.entry(meter).or_insert(0.0) += row["properties"]["quantity"].as_f64().unwrap();
     }
     totals
 }
 
 /// Asserts two per-meter totals agree to floating-point summation error.
-pub fn assert_totals_eq(actual: &std::collections::BTreeMap<String, f64>, expected: &std::collections::BTreeMap<String, f64>) {
-    assert_eq!(actual.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "the same meters");
+pub fn assert_totals_eq(
+    actual: &std::collections::BTreeMap<String, f64>,
+    expected: &std::collections::BTreeMap<String, f64>,
+) {
+    assert_eq!(
+        actual.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "the same meters"
+    );
     for (meter, want) in expected {
         let got = actual[meter];
-        assert!((got - want).abs() <= 1e-9 * want.abs().max(1.0), "meter {meter}: got {got}, want {want}");
+        assert!(
+            (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+            "meter {meter}: got {got}, want {want}"
+        );
     }
 }

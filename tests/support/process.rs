@@ -6,13 +6,20 @@ use std::process::{Child, Command, Output, Stdio};
 
 /// Runs `tally ARGS…` to completion.
 pub fn tally(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tally")).args(args).output().expect("the tally binary runs")
+    Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(args)
+        .output()
+        .expect("the tally binary runs")
 }
 
 /// Runs `tally ARGS…` and returns its standard output; panics if it fails.
 pub fn tally_ok(args: &[&str]) -> String {
     let output = tally(args);
-    assert!(output.status.success(), "tally {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "tally {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -32,8 +39,14 @@ impl Server {
             .spawn()
             .expect("tally serve starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let base = line.trim().strip_prefix("tally listening on ").expect("the address line").to_string();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("tally listening on ")
+            .expect("the address line")
+            .to_string();
         Server { child, base }
     }
 

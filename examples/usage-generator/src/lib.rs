@@ -99,7 +99,13 @@ struct Resource {
     meters: Vec<(&'static str, f64)>,
 }
 
-const COST_CENTERS: [&str; 5] = ["finance", "engineering", "marketing", "research", "operations"];
+const COST_CENTERS: [&str; 5] = [
+    "finance",
+    "engineering",
+    "marketing",
+    "research",
+    "operations",
+];
 const LOCATIONS: [&str; 2] = ["local", "redmond"];
 const VM_SIZES: [(&str, f64); 4] = [
     ("Standard_D2_v2", 2.0),
@@ -110,7 +116,11 @@ const VM_SIZES: [(&str, f64); 4] = [
 
 /// A subscription id that looks like the GUIDs Azure Stack hands out.
 pub fn subscription_id(index: usize) -> String {
-    format!("{:08x}-5e1f-4a7b-9c3d-{:012x}", 0x7a11_0000 + index, 0x0bad_cafe_0000_u64 + index as u64)
+    format!(
+        "{:08x}-5e1f-4a7b-9c3d-{:012x}",
+        0x7a11_0000 + index,
+        0x0bad_cafe_0000_u64 + index as u64
+    )
 }
 
 /// Generates all records, ordered by hour, then subscription, then resource.
@@ -178,12 +188,16 @@ fn build_resources(options: &Options) -> Vec<Resource> {
             let vm_tags = tags(&mut rng);
             let mut info = Map::new();
             info.insert("ServiceType".into(), json!(size));
-            info.insert("ImageType".into(), json!(if windows { "Windows" } else { "Linux" }));
+            info.insert(
+                "ImageType".into(),
+                json!(if windows { "Windows" } else { "Linux" }),
+            );
             let mut vm_meters = vec![(meters::BASE_VM, cores)];
             if windows {
                 vm_meters.push((meters::WINDOWS_VM, cores));
             }
-            let vm_uri = format!("{group}/providers/Microsoft.Compute/virtualMachines/vm-{sub_index}-{vm}");
+            let vm_uri =
+                format!("{group}/providers/Microsoft.Compute/virtualMachines/vm-{sub_index}-{vm}");
             resources.push(Resource {
                 subscription_id: sub.clone(),
                 uri: vm_uri,
@@ -192,19 +206,31 @@ fn build_resources(options: &Options) -> Vec<Resource> {
                 additional_info: info,
                 meters: vm_meters,
             });
-            let disk_meter = if rng.bool() { meters::DISK_P10 } else { meters::DISK_S10 };
+            let disk_meter = if rng.bool() {
+                meters::DISK_P10
+            } else {
+                meters::DISK_S10
+            };
             resources.push(Resource {
                 subscription_id: sub.clone(),
-                uri: format!("{group}/providers/Microsoft.Compute/disks/vm-{sub_index}-{vm}-osdisk"),
+                uri: format!(
+                    "{group}/providers/Microsoft.Compute/disks/vm-{sub_index}-{vm}-osdisk"
+                ),
                 location,
                 tags: vm_tags.clone(),
                 additional_info: Map::new(),
                 meters: vec![(disk_meter, 1.0)],
             });
-            let ip_meter = if rng.u8(0..4) == 0 { meters::STATIC_IP } else { meters::DYNAMIC_IP };
+            let ip_meter = if rng.u8(0..4) == 0 {
+                meters::STATIC_IP
+            } else {
+                meters::DYNAMIC_IP
+            };
             resources.push(Resource {
                 subscription_id: sub.clone(),
-                uri: format!("{group}/providers/Microsoft.Network/publicIPAddresses/vm-{sub_index}-{vm}-ip"),
+                uri: format!(
+                    "{group}/providers/Microsoft.Network/publicIPAddresses/vm-{sub_index}-{vm}-ip"
+                ),
                 location,
                 tags: vm_tags,
                 additional_info: Map::new(),
@@ -238,7 +264,8 @@ fn build_resources(options: &Options) -> Vec<Resource> {
 
 fn truncate_to_hour(time: DateTime<Utc>) -> DateTime<Utc> {
     let seconds = time.timestamp();
-    Utc.timestamp_opt(seconds - seconds.rem_euclid(3600), 0).unwrap()
+    Utc.timestamp_opt(seconds - seconds.rem_euclid(3600), 0)
+        .unwrap()
 }
 
 #[cfg(test)]
@@ -247,7 +274,11 @@ mod tests {
 
     #[test]
     fn same_options_give_same_records() {
-        let options = Options { subscriptions: 3, days: 1, ..Options::default() };
+        let options = Options {
+            subscriptions: 3,
+            days: 1,
+            ..Options::default()
+        };
         let a: Vec<_> = generate(&options).collect();
         let b: Vec<_> = generate(&options).collect();
         assert!(!a.is_empty());
@@ -256,16 +287,32 @@ mod tests {
 
     #[test]
     fn records_are_hourly_and_reported_after_their_hour() {
-        let options = Options { subscriptions: 4, days: 2, late_share: 0.5, ..Options::default() };
+        let options = Options {
+            subscriptions: 4,
+            days: 2,
+            late_share: 0.5,
+            ..Options::default()
+        };
         let records: Vec<_> = generate(&options).collect();
-        assert!(records.iter().all(|r| r.usage_end_time - r.usage_start_time == Duration::hours(1)));
-        assert!(records.iter().all(|r| r.reported_time.unwrap() > r.usage_end_time));
+        assert!(
+            records
+                .iter()
+                .all(|r| r.usage_end_time - r.usage_start_time == Duration::hours(1))
+        );
+        assert!(
+            records
+                .iter()
+                .all(|r| r.reported_time.unwrap() > r.usage_end_time)
+        );
         let late = records
             .iter()
             .filter(|r| r.reported_time.unwrap() - r.usage_end_time > Duration::hours(1))
             .count();
         assert!(late > 0, "some records must be reported late");
-        let untagged = records.iter().filter(|r| !r.tags.contains_key("cost-center")).count();
+        let untagged = records
+            .iter()
+            .filter(|r| !r.tags.contains_key("cost-center"))
+            .count();
         assert!(untagged > 0 && untagged < records.len());
     }
 }

@@ -16,7 +16,7 @@ struct Args {
     /// Days of hourly usage.
     #[arg(long, default_value_t = 30)]
     days: u32,
-    /// End of the usage (exclusive), RFC 3339; defaults to the last full hour.
+    /// End of the usage (exclusive), RFC 3339; defaults to now (truncated to the hour).
     #[arg(long)]
     end: Option<DateTime<Utc>>,
     /// Share of records reported hours late.
@@ -46,8 +46,10 @@ fn main() -> anyhow::Result<()> {
         late_share: args.late_share,
         seed: args.seed,
     };
+    let now = Utc::now();
     let records = generate(&options).map(|mut record| {
-        if args.live {
+        // Usage not reported yet by now is reported live: the host stamps it on arrival.
+        if args.live || record.reported_time.is_some_and(|t| t > now) {
             record.reported_time = None;
         }
         record
@@ -59,7 +61,10 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn write_ndjson(mut out: impl Write, records: impl Iterator<Item = tally_usage_generator::UsageRecord>) -> anyhow::Result<()> {
+fn write_ndjson(
+    mut out: impl Write,
+    records: impl Iterator<Item = tally_usage_generator::UsageRecord>,
+) -> anyhow::Result<()> {
     for record in records {
         serde_json::to_writer(&mut out, &record)?;
         out.write_all(b"\n")?;
@@ -68,11 +73,23 @@ fn write_ndjson(mut out: impl Write, records: impl Iterator<Item = tally_usage_g
     Ok(())
 }
 
-fn write_csv(out: impl Write, records: impl Iterator<Item = tally_usage_generator::UsageRecord>) -> anyhow::Result<()> {
+fn write_csv(
+    out: impl Write,
+    records: impl Iterator<Item = tally_usage_generator::UsageRecord>,
+) -> anyhow::Result<()> {
     let mut csv = csv::Writer::from_writer(out);
     csv.write_record([
-        "eventId", "subscriptionId", "meterId", "resourceUri", "location", "tags", "additionalInfo",
-        "quantity", "usageStartTime", "usageEndTime", "reportedTime",
+        "eventId",
+        "subscriptionId",
+        "meterId",
+        "resourceUri",
+        "location",
+        "tags",
+        "additionalInfo",
+        "quantity",
+        "usageStartTime",
+        "usageEndTime",
+        "reportedTime",
     ])?;
     for r in records {
         csv.write_record([

@@ -18,7 +18,10 @@ impl Caller {
         if roles.contains(&self.0.role) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("A {} token may not do this.", self.0.role.as_str())))
+            Err(ApiError::forbidden(format!(
+                "A {} token may not do this.",
+                self.0.role.as_str()
+            )))
         }
     }
 }
@@ -26,8 +29,14 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         let Some(secret) = header.and_then(bearer_secret) else {
             return Err(ApiError::unauthorized(
                 "AuthenticationFailed",

@@ -41,7 +41,13 @@ pub struct ErrorBody {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), details: Vec::new(), challenge: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: Vec::new(),
+            challenge: None,
+        }
     }
 
     /// 400 with one of the usage API's documented codes.
@@ -51,12 +57,22 @@ impl ApiError {
 
     /// 400 `InvalidProperty`, naming the property.
     pub fn invalid_property(property: &str, problem: impl std::fmt::Display) -> Self {
-        Self::bad_request("InvalidProperty", format!("The property '{property}' is invalid: {problem}."))
+        Self::bad_request(
+            "InvalidProperty",
+            format!("The property '{property}' is invalid: {problem}."),
+        )
     }
 
     /// 401 without a usable token.
-    pub fn unauthorized(code: &'static str, message: impl Into<String>, challenge: &'static str) -> Self {
-        ApiError { challenge: Some(challenge), ..Self::new(StatusCode::UNAUTHORIZED, code, message) }
+    pub fn unauthorized(
+        code: &'static str,
+        message: impl Into<String>,
+        challenge: &'static str,
+    ) -> Self {
+        ApiError {
+            challenge: Some(challenge),
+            ..Self::new(StatusCode::UNAUTHORIZED, code, message)
+        }
     }
 
     /// 403: the token is valid but may not do this.
@@ -68,16 +84,27 @@ impl ApiError {
     pub fn records(status: StatusCode, code: &'static str, mut details: Vec<RecordError>) -> Self {
         let total = details.len();
         details.truncate(MAX_LISTED_RECORD_ERRORS);
-        let listed = if total > details.len() { format!(" (the first {} are listed)", details.len()) } else { String::new() };
-        let message = format!("{total} problem(s) in the usage records{listed}; nothing of this request was stored.");
-        ApiError { details, ..Self::new(status, code, message) }
+        let listed = if total > details.len() {
+            format!(" (the first {} are listed)", details.len())
+        } else {
+            String::new()
+        };
+        let message = format!(
+            "{total} problem(s) in the usage records{listed}; nothing of this request was stored."
+        );
+        ApiError {
+            details,
+            ..Self::new(status, code, message)
+        }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Conflicts(conflicts) => ApiError::records(StatusCode::CONFLICT, "UsageRecordConflict", conflicts),
+            StoreError::Conflicts(conflicts) => {
+                ApiError::records(StatusCode::CONFLICT, "UsageRecordConflict", conflicts)
+            }
             StoreError::Unavailable(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "store unavailable");
                 ApiError::new(
@@ -92,13 +119,24 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorResponse { error: ErrorBody { code: self.code.into(), message: self.message, details: self.details } };
+        let body = ErrorResponse {
+            error: ErrorBody {
+                code: self.code.into(),
+                message: self.message,
+                details: self.details,
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(challenge) = self.challenge {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
     }

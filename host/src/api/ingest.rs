@@ -57,21 +57,35 @@ pub async fn ingest_usage(
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestBodyTooLarge",
-            format!("The request body exceeds {} bytes; send the records in smaller batches.", state.settings.max_body_bytes),
+            format!(
+                "The request body exceeds {} bytes; send the records in smaller batches.",
+                state.settings.max_body_bytes
+            ),
         ),
         _ => ApiError::bad_request("InvalidRequestBody", rejection.body_text()),
     })?;
     let inputs = parse_body(&body, is_ndjson(&headers, &body))?;
     let catalog = state.store.meter_catalog().await?;
-    let ctx = ValidationContext { meters: &catalog, now: Utc::now(), may_set_reported_time: caller.0.role == Role::Operator };
+    let ctx = ValidationContext {
+        meters: &catalog,
+        now: Utc::now(),
+        may_set_reported_time: caller.0.role == Role::Operator,
+    };
     let records = validate_all(inputs, &ctx).inspect_err(|_| {
         state.metrics.rejected_requests.inc();
     })?;
 
     let count = records.len();
     let receipt = state.store.ingest(records).await?;
-    state.metrics.record_ingest(receipt.accepted, receipt.duplicates.len());
-    tracing::debug!(records = count, accepted = receipt.accepted, duplicates = receipt.duplicates.len(), "ingested");
+    state
+        .metrics
+        .record_ingest(receipt.accepted, receipt.duplicates.len());
+    tracing::debug!(
+        records = count,
+        accepted = receipt.accepted,
+        duplicates = receipt.duplicates.len(),
+        "ingested"
+    );
     Ok(Json(IngestResponse {
         accepted: receipt.accepted,
         duplicates: receipt.duplicates.len(),
@@ -81,7 +95,10 @@ pub async fn ingest_usage(
 }
 
 fn is_ndjson(headers: &HeaderMap, body: &[u8]) -> bool {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if content_type.contains("ndjson") || content_type.contains("jsonlines") {
         return true;
     }
@@ -90,17 +107,36 @@ fn is_ndjson(headers: &HeaderMap, body: &[u8]) -> bool {
 
 /// Splits the body into records; a record that is not valid JSON or has a
 /// field of the wrong type becomes a per-record error.
-pub(crate) fn parse_body(body: &[u8], ndjson: bool) -> Result<Vec<Result<UsageRecordInput, RecordError>>, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request("InvalidJson", format!("The body is not UTF-8: {e}.")))?;
+pub(crate) fn parse_body(
+    body: &[u8],
+    ndjson: bool,
+) -> Result<Vec<Result<UsageRecordInput, RecordError>>, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ApiError::bad_request("InvalidJson", format!("The body is not UTF-8: {e}."))
+    })?;
     let inputs: Vec<_> = if ndjson {
-        text.lines().filter(|line| !line.trim().is_empty()).enumerate().map(|(i, line)| parse_json_record(i, line)).collect()
+        text.lines()
+            .filter(|line| !line.trim().is_empty())
+            .enumerate()
+            .map(|(i, line)| parse_json_record(i, line))
+            .collect()
     } else {
-        let raw: Vec<&RawValue> = serde_json::from_str(text)
-            .map_err(|e| ApiError::bad_request("InvalidJson", format!("The body is not a JSON array of records: {e}.")))?;
-        raw.iter().enumerate().map(|(i, record)| parse_json_record(i, record.get())).collect()
+        let raw: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
+            ApiError::bad_request(
+                "InvalidJson",
+                format!("The body is not a JSON array of records: {e}."),
+            )
+        })?;
+        raw.iter()
+            .enumerate()
+            .map(|(i, record)| parse_json_record(i, record.get()))
+            .collect()
     };
     if inputs.is_empty() {
-        return Err(ApiError::bad_request("InvalidJson", "The request carries no usage records."));
+        return Err(ApiError::bad_request(
+            "InvalidJson",
+            "The request carries no usage records.",
+        ));
     }
     Ok(inputs)
 }
@@ -113,10 +149,21 @@ pub(crate) fn validate_all(
     let mut records = Vec::with_capacity(inputs.len());
     let mut errors = Vec::new();
     for (index, input) in inputs.into_iter().enumerate() {
-        match input.map_err(|e| vec![e]).and_then(|input| input.validate(index, ctx)) {
+        match input
+            .map_err(|e| vec![e])
+            .and_then(|input| input.validate(index, ctx))
+        {
             Ok(record) => records.push(record),
             Err(mut problems) => errors.append(&mut problems),
         }
     }
-    if errors.is_empty() { Ok(records) } else { Err(ApiError::records(StatusCode::BAD_REQUEST, "InvalidUsageRecords", errors)) }
+    if errors.is_empty() {
+        Ok(records)
+    } else {
+        Err(ApiError::records(
+            StatusCode::BAD_REQUEST,
+            "InvalidUsageRecords",
+            errors,
+        ))
+    }
 }

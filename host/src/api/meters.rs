@@ -25,8 +25,20 @@ pub struct MeterBody {
 #[utoipa::path(get, path = "/v1/meters", tag = "meters",
     responses((status = 200, body = Vec<Meter>), (status = 401, body = super::error::ErrorResponse)),
     security(("bearer" = [])))]
-pub async fn list_meters(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<Meter>>, ApiError> {
-    Ok(Json(state.store.meter_catalog().await?.all().to_vec()))
+pub async fn list_meters(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Vec<Meter>>, ApiError> {
+    Ok(Json(
+        state
+            .store
+            .meter_catalog()
+            .await?
+            .all()
+            .iter()
+            .map(|m| Meter::clone(m))
+            .collect(),
+    ))
 }
 
 /// Adds a meter, or updates the one with this id (ignoring case). Operators only.
@@ -45,11 +57,21 @@ pub async fn put_meter(
     let Json(body) = body.map_err(|e| ApiError::bad_request("InvalidJson", e.body_text()))?;
     let meter_id = meter_id.trim();
     if meter_id.is_empty() || meter_id.len() > crate::usage::record::MAX_ID_LEN {
-        return Err(ApiError::invalid_property("meterId", "it must be 1 to 128 bytes"));
+        return Err(ApiError::invalid_property(
+            "meterId",
+            "it must be 1 to 128 bytes",
+        ));
     }
     if body.name.trim().is_empty() {
         return Err(ApiError::invalid_property("name", "it must not be empty"));
     }
-    let meter = Meter { key: 0, id: meter_id.into(), name: body.name, category: body.category, unit: body.unit, notes: body.notes };
+    let meter = Meter {
+        key: 0,
+        id: meter_id.into(),
+        name: body.name,
+        category: body.category,
+        unit: body.unit,
+        notes: body.notes,
+    };
     Ok(Json(state.store.upsert_meter(meter).await?))
 }

@@ -31,7 +31,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 pub use error::{ApiError, ErrorBody, ErrorResponse};
 pub use ingest::IngestResponse;
 pub(crate) use ingest::validate_all;
-pub use usage_aggregates::{API_VERSION, UsageAggregation, UsageAggregationListResult, UsageSample};
+pub use usage_aggregates::{
+    API_VERSION, UsageAggregation, UsageAggregationListResult, UsageSample,
+};
 
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -56,7 +58,12 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { public_url: None, provider_subscription_id: None, max_body_bytes: DEFAULT_MAX_BODY_BYTES, page_size: PAGE_SIZE }
+        Settings {
+            public_url: None,
+            provider_subscription_id: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            page_size: PAGE_SIZE,
+        }
     }
 }
 
@@ -70,7 +77,11 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, settings: Settings) -> Self {
-        AppState { store, settings: Arc::new(settings), metrics: Arc::new(Metrics::default()) }
+        AppState {
+            store,
+            settings: Arc::new(settings),
+            metrics: Arc::new(Metrics::default()),
+        }
     }
 }
 
@@ -97,7 +108,10 @@ struct BearerAuth;
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -105,14 +119,23 @@ impl utoipa::Modify for BearerAuth {
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;
     Router::new()
-        .route("/v1/usage", post(ingest::ingest_usage).layer(DefaultBodyLimit::max(max_body)))
-        .route("/subscriptions/{subscription_id}/providers/{namespace}/{resource}", get(usage_aggregates::route))
+        .route(
+            "/v1/usage",
+            post(ingest::ingest_usage).layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route(
+            "/subscriptions/{subscription_id}/providers/{namespace}/{resource}",
+            get(usage_aggregates::route),
+        )
         .route("/v1/meters", get(meters::list_meters))
         .route("/v1/meters/{meter_id}", put(meters::put_meter))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .fallback(fallback)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -121,12 +144,19 @@ pub fn router(state: AppState) -> Router {
 /// 404 in ARM shape; a usage path with a blank subscription is a 400 as on Azure.
 async fn fallback(OriginalUri(uri): OriginalUri) -> ApiError {
     let path = uri.path().to_ascii_lowercase();
-    if path.starts_with("/subscriptions//providers/") || path == "/subscriptions/" || path == "/subscriptions" {
+    if path.starts_with("/subscriptions//providers/")
+        || path == "/subscriptions/"
+        || path == "/subscriptions"
+    {
         return usage_aggregates::subscription_missing();
     }
     not_found(uri.path())
 }
 
 fn not_found(path: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NotFound", format!("No resource at '{path}'."))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("No resource at '{path}'."),
+    )
 }

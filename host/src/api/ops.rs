@@ -22,15 +22,33 @@ pub struct Health {
 pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     let version = env!("CARGO_PKG_VERSION");
     match state.store.subscription_exists("").await {
-        Ok(_) => (StatusCode::OK, Json(Health { status: "ok", version })),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable", version })),
+        Ok(_) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ok",
+                version,
+            }),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "unavailable",
+                version,
+            }),
+        ),
     }
 }
 
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
 }
 
 /// This API's OpenAPI 3.1 document, generated from the code.

@@ -21,7 +21,12 @@ pub fn encode(query: &AggregateQuery, position: Position) -> String {
     let mut bytes = Vec::with_capacity(LEN);
     bytes.push(VERSION);
     bytes.extend_from_slice(&fingerprint(query).to_be_bytes());
-    for value in [position.subscription, position.bucket, position.meter, position.instance] {
+    for value in [
+        position.subscription,
+        position.bucket,
+        position.meter,
+        position.instance,
+    ] {
         bytes.extend_from_slice(&value.to_be_bytes());
     }
     URL_SAFE_NO_PAD.encode(bytes)
@@ -38,7 +43,12 @@ pub fn decode(query: &AggregateQuery, token: &str) -> Option<Position> {
         return None;
     }
     let number = |i: usize| i64::from_be_bytes(word(i));
-    Some(Position { subscription: number(1), bucket: number(2), meter: number(3), instance: number(4) })
+    Some(Position {
+        subscription: number(1),
+        bucket: number(2),
+        meter: number(3),
+        instance: number(4),
+    })
 }
 
 /// A stable hash of what the query selects (not of its page size).
@@ -87,15 +97,32 @@ mod tests {
 
     #[test]
     fn round_trips_and_is_url_safe() {
-        let position = Position { subscription: 3, bucket: 19_000, meter: 12, instance: -1 };
+        let position = Position {
+            subscription: 3,
+            bucket: 19_000,
+            meter: 12,
+            instance: -1,
+        };
         let token = encode(&query("a"), position);
-        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
         assert_eq!(decode(&query("a"), &token), Some(position));
     }
 
     #[test]
     fn refuses_tokens_of_other_queries_and_garbage() {
-        let token = encode(&query("a"), Position { subscription: 1, bucket: 2, meter: 3, instance: 4 });
+        let token = encode(
+            &query("a"),
+            Position {
+                subscription: 1,
+                bucket: 2,
+                meter: 3,
+                instance: 4,
+            },
+        );
         assert_eq!(decode(&query("b"), &token), None);
         let mut hourly = query("a");
         hourly.granularity = Granularity::Hourly;

@@ -7,9 +7,13 @@
 
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
+use std::collections::HashMap;
+
 use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use url::Url;
 
 use super::AppState;
@@ -19,15 +23,16 @@ use super::paging;
 use crate::auth::Role;
 use crate::store::{AggregateQuery, AggregateRow, SubscriptionScope};
 use crate::usage::Granularity;
-use crate::usage::time::{format_api_time, parse_time};
+use crate::usage::time::{format_api_time, format_compact_hour, parse_time};
 
 /// The one api-version this API speaks.
 pub const API_VERSION: &str = "2015-06-01-preview";
 
-/// A page of usage aggregates.
+/// A page of usage aggregates. Borrows from the store's page, so that
+/// serialising 1,000 rows copies each string once, into the response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct UsageAggregationListResult {
-    pub value: Vec<UsageAggregation>,
+pub struct UsageAggregationListResult<'a> {
+    pub value: Vec<UsageAggregation<'a>>,
     /// Absolute URL of the next page; absent on the last page.
     #[serde(rename = "nextLink", skip_serializing_if = "Option::is_none")]
     pub next_link: Option<String>,
@@ -35,32 +40,33 @@ pub struct UsageAggregationListResult {
 
 /// One aggregated row.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct UsageAggregation {
+pub struct UsageAggregation<'a> {
     pub id: String,
     pub name: String,
     #[serde(rename = "type")]
     pub kind: &'static str,
-    pub properties: UsageSample,
+    pub properties: UsageSample<'a>,
 }
 
 /// The usage of one meter (and instance, with `showDetails`) in one usage bucket.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct UsageSample {
-    pub subscription_id: String,
-    pub meter_id: String,
+pub struct UsageSample<'a> {
+    pub subscription_id: &'a str,
+    pub meter_id: &'a str,
     /// ISO-8601 with an explicit offset.
-    pub usage_start_time: String,
-    pub usage_end_time: String,
+    pub usage_start_time: &'a str,
+    pub usage_end_time: &'a str,
     pub quantity: f64,
-    pub unit: String,
-    pub meter_name: String,
-    pub meter_category: String,
+    pub unit: &'a str,
+    pub meter_name: &'a str,
+    pub meter_category: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub meter_region: Option<String>,
+    pub meter_region: Option<&'a str>,
     /// JSON inside a string: `{"Microsoft.Resources":{"resourceUri":…,"location":…,"tags":…,"additionalInfo":…}}`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_data: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub instance_data: Option<&'a RawValue>,
 }
 
 /// Which of the two APIs a request is for.
@@ -114,13 +120,19 @@ pub async fn tenant_usage(
     caller: &Caller,
     subscription_id: &str,
     request: &UsageRequest,
-) -> Result<UsageAggregationListResult, ApiError> {
+) -> Result<Listing, ApiError> {
     if !caller.0.may_read(subscription_id) {
         return Err(ApiError::forbidden(format!(
             "The client does not have authorization to read the usage of subscription '{subscription_id}'."
         )));
     }
-    list(state, UsageApi::Tenant, subscription_id, SubscriptionScope::One(subscription_id.into()), request).await
+    list(
+        state,
+        UsageApi::Tenant,
+        SubscriptionScope::One(subscription_id.into()),
+        request,
+    )
+    .await
 }
 
 /// Usage of all subscriptions, or of one with `subscriberId` (provider API, operators only).
@@ -149,26 +161,34 @@ pub async fn provider_usage(
     caller: &Caller,
     provider_subscription_id: &str,
     request: &UsageRequest,
-) -> Result<UsageAggregationListResult, ApiError> {
+) -> Result<Listing, ApiError> {
     caller.require(&[Role::Operator])?;
     if let Some(expected) = &state.settings.provider_subscription_id
         && !expected.eq_ignore_ascii_case(provider_subscription_id)
     {
-        return Err(ApiError::forbidden(format!("'{provider_subscription_id}' is not the provider subscription.")));
+        return Err(ApiError::forbidden(format!(
+            "'{provider_subscription_id}' is not the provider subscription."
+        )));
     }
-    let scope = match request.param("subscriberId").map(str::trim).filter(|s| !s.is_empty()) {
+    let scope = match request
+        .param("subscriberId")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         None => SubscriptionScope::All,
         Some(subscriber) => {
             if !state.store.subscription_exists(subscriber).await? {
                 return Err(ApiError::bad_request(
                     "SubscriberIdIsNotDirectTenant",
-                    format!("The subscriber '{subscriber}' is not a direct tenant of this provider."),
+                    format!(
+                        "The subscriber '{subscriber}' is not a direct tenant of this provider."
+                    ),
                 ));
             }
             SubscriptionScope::One(subscriber.into())
         }
     };
-    list(state, UsageApi::Provider, provider_subscription_id, scope, request).await
+    list(state, UsageApi::Provider, scope, request).await
 }
 
 /// `GET /subscriptions/{id}/providers/{namespace}/{resource}`: dispatches to the
@@ -179,8 +199,10 @@ pub async fn route(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     caller: Result<Caller, ApiError>,
-) -> Result<Json<UsageAggregationListResult>, ApiError> {
-    let api = if namespace.eq_ignore_ascii_case("Microsoft.Commerce") && resource.eq_ignore_ascii_case("UsageAggregates") {
+) -> Result<Response, ApiError> {
+    let api = if namespace.eq_ignore_ascii_case("Microsoft.Commerce")
+        && resource.eq_ignore_ascii_case("UsageAggregates")
+    {
         UsageApi::Tenant
     } else if namespace.eq_ignore_ascii_case("Microsoft.Commerce.Admin")
         && resource.eq_ignore_ascii_case("subscriberUsageAggregates")
@@ -195,16 +217,19 @@ pub async fn route(
         return Err(subscription_missing());
     }
     let request = UsageRequest::new(&state, uri.path(), uri.query(), &headers)?;
-    let page = match api {
+    let listing = match api {
         UsageApi::Tenant => tenant_usage(&state, &caller, subscription_id, &request).await?,
         UsageApi::Provider => provider_usage(&state, &caller, subscription_id, &request).await?,
     };
-    Ok(Json(page))
+    Ok(listing.render(subscription_id))
 }
 
 /// 400 `SubscriptionIdMissingInRequest`.
 pub fn subscription_missing() -> ApiError {
-    ApiError::bad_request("SubscriptionIdMissingInRequest", "The request URL does not carry a subscription id.")
+    ApiError::bad_request(
+        "SubscriptionIdMissingInRequest",
+        "The request URL does not carry a subscription id.",
+    )
 }
 
 /// A usage request's query parameters and where its links point.
@@ -217,9 +242,21 @@ pub struct UsageRequest {
 }
 
 impl UsageRequest {
-    fn new(state: &AppState, path: &str, query: Option<&str>, headers: &HeaderMap) -> Result<Self, ApiError> {
-        let params: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect();
-        let request = UsageRequest { params, self_url: self_url(state, path, headers), page_size: state.settings.page_size };
+    fn new(
+        state: &AppState,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Self, ApiError> {
+        let params: Vec<(String, String)> =
+            url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let request = UsageRequest {
+            params,
+            self_url: self_url(state, path, headers),
+            page_size: state.settings.page_size,
+        };
         match request.param("api-version") {
             None => Err(ApiError::bad_request(
                 "NoApiVersion",
@@ -235,7 +272,10 @@ impl UsageRequest {
 
     /// The first value of a parameter, by case-insensitive name.
     fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+        self.params
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
     }
 
     /// The window, granularity and detail level, checked as Azure checks them.
@@ -254,18 +294,27 @@ impl UsageRequest {
             Granularity::Daily => "midnight UTC (Daily granularity)",
         };
         let time = |name: &str| -> Result<_, ApiError> {
-            let value = self.param(name).ok_or_else(|| ApiError::invalid_property(name, "it is required"))?;
-            let time = parse_time(value)
-                .ok_or_else(|| ApiError::invalid_property(name, format!("'{value}' is not an ISO-8601 time")))?;
+            let value = self
+                .param(name)
+                .ok_or_else(|| ApiError::invalid_property(name, "it is required"))?;
+            let time = parse_time(value).ok_or_else(|| {
+                ApiError::invalid_property(name, format!("'{value}' is not an ISO-8601 time"))
+            })?;
             if !granularity.is_boundary(time) {
-                return Err(ApiError::invalid_property(name, format!("'{value}' is not on {boundary}")));
+                return Err(ApiError::invalid_property(
+                    name,
+                    format!("'{value}' is not on {boundary}"),
+                ));
             }
             Ok(time)
         };
         let reported_start = time("reportedStartTime")?;
         let reported_end = time("reportedEndTime")?;
         if reported_end <= reported_start {
-            return Err(ApiError::invalid_property("reportedEndTime", "it must be after reportedStartTime"));
+            return Err(ApiError::invalid_property(
+                "reportedEndTime",
+                "it must be after reportedStartTime",
+            ));
         }
         if reported_end > Utc::now() {
             return Err(ApiError::bad_request(
@@ -277,9 +326,21 @@ impl UsageRequest {
             None => true,
             Some(v) if v.eq_ignore_ascii_case("true") => true,
             Some(v) if v.eq_ignore_ascii_case("false") => false,
-            Some(v) => return Err(ApiError::invalid_property("showDetails", format!("'{v}' is not true or false"))),
+            Some(v) => {
+                return Err(ApiError::invalid_property(
+                    "showDetails",
+                    format!("'{v}' is not true or false"),
+                ));
+            }
         };
-        Ok(AggregateQuery { scope, reported_start, reported_end, granularity, show_details, page_size: self.page_size })
+        Ok(AggregateQuery {
+            scope,
+            reported_start,
+            reported_end,
+            granularity,
+            show_details,
+            page_size: self.page_size,
+        })
     }
 
     /// The URL of the next page: this request with the new token.
@@ -287,7 +348,11 @@ impl UsageRequest {
         let mut url = self.self_url.clone();
         {
             let mut pairs = url.query_pairs_mut();
-            for (name, value) in self.params.iter().filter(|(name, _)| !name.eq_ignore_ascii_case("continuationToken")) {
+            for (name, value) in self
+                .params
+                .iter()
+                .filter(|(name, _)| !name.eq_ignore_ascii_case("continuationToken"))
+            {
                 pairs.append_pair(name, value);
             }
             pairs.append_pair("continuationToken", token);
@@ -301,7 +366,10 @@ fn self_url(state: &AppState, path: &str, headers: &HeaderMap) -> Url {
     let base = match &state.settings.public_url {
         Some(url) => url.as_str().trim_end_matches('/').to_owned(),
         None => {
-            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
             format!("http://{host}")
         }
     };
@@ -310,51 +378,132 @@ fn self_url(state: &AppState, path: &str, headers: &HeaderMap) -> Url {
         .expect("a path on localhost is a valid URL")
 }
 
+/// A page of rows and the link to the next one, ready to render.
+pub struct Listing {
+    api: UsageApi,
+    rows: Vec<AggregateRow>,
+    next_link: Option<String>,
+}
+
+impl Listing {
+    /// Serialises the page; `path_subscription` is the subscription of the URL.
+    fn render(&self, path_subscription: &str) -> Response {
+        let times = BucketTimes::of(&self.rows);
+        let value = self
+            .rows
+            .iter()
+            .map(|row| self.aggregation(path_subscription, row, &times))
+            .collect();
+        Json(UsageAggregationListResult {
+            value,
+            next_link: self.next_link.clone(),
+        })
+        .into_response()
+    }
+
+    fn aggregation<'a>(
+        &self,
+        path_subscription: &str,
+        row: &'a AggregateRow,
+        times: &'a BucketTimes,
+    ) -> UsageAggregation<'a> {
+        let (start, end, compact) = times.get(row);
+        let name = match &row.instance {
+            Some(instance) => format!(
+                "{}-{}-{compact}-{}",
+                row.subscription_id, row.meter.id, instance.key
+            ),
+            None => format!("{}-{}-{compact}", row.subscription_id, row.meter.id),
+        };
+        let owner = match self.api {
+            UsageApi::Tenant => &row.subscription_id,
+            UsageApi::Provider => path_subscription,
+        };
+        UsageAggregation {
+            id: format!(
+                "/subscriptions/{owner}/providers/{}/UsageAggregate/{name}",
+                self.api.namespace()
+            ),
+            name,
+            kind: self.api.row_type(),
+            properties: UsageSample {
+                subscription_id: &row.subscription_id,
+                meter_id: &row.meter.id,
+                usage_start_time: start,
+                usage_end_time: end,
+                quantity: row.quantity,
+                unit: &row.meter.unit,
+                meter_name: &row.meter.name,
+                meter_category: &row.meter.category,
+                meter_region: row.instance.as_ref().map(|i| i.location.as_str()),
+                instance_data: row
+                    .instance
+                    .as_ref()
+                    .and_then(|i| string_literal(&i.data_json)),
+            },
+        }
+    }
+}
+
+/// A stored JSON string literal, to copy into the response as it is.
+fn string_literal(json: &str) -> Option<&RawValue> {
+    let literal: Option<&RawValue> = serde_json::from_str(json).ok();
+    if literal.is_none() {
+        tracing::error!(
+            "a stored instanceData literal is not valid JSON; the row is served without it"
+        );
+    }
+    literal
+}
+
+/// The formatted times of the few distinct buckets of a page, formatted once each.
+struct BucketTimes(HashMap<i64, (String, String, String)>);
+
+impl BucketTimes {
+    fn of(rows: &[AggregateRow]) -> Self {
+        let mut times = HashMap::new();
+        for row in rows {
+            times.entry(row.usage_start.timestamp()).or_insert_with(|| {
+                (
+                    format_api_time(row.usage_start),
+                    format_api_time(row.usage_end),
+                    format_compact_hour(row.usage_start),
+                )
+            });
+        }
+        BucketTimes(times)
+    }
+
+    /// `(usageStartTime, usageEndTime, compact start for row names)`.
+    fn get(&self, row: &AggregateRow) -> (&str, &str, &str) {
+        let (start, end, compact) = &self.0[&row.usage_start.timestamp()];
+        (start, end, compact)
+    }
+}
+
 async fn list(
     state: &AppState,
     api: UsageApi,
-    path_subscription: &str,
     scope: SubscriptionScope,
     request: &UsageRequest,
-) -> Result<UsageAggregationListResult, ApiError> {
+) -> Result<Listing, ApiError> {
     let query = request.query(scope)?;
     let after = match request.param("continuationToken").filter(|t| !t.is_empty()) {
         None => None,
         Some(token) => Some(paging::decode(&query, token).ok_or_else(|| {
-            ApiError::invalid_property("continuationToken", "it is malformed or was issued for another query")
+            ApiError::invalid_property(
+                "continuationToken",
+                "it is malformed or was issued for another query",
+            )
         })?),
     };
     let page = state.store.aggregates(&query, after).await?;
-    let next_link = page.next.map(|position| request.next_link(&paging::encode(&query, position)));
-    let value = page.rows.into_iter().map(|row| aggregation(api, path_subscription, row)).collect();
-    Ok(UsageAggregationListResult { value, next_link })
-}
-
-fn aggregation(api: UsageApi, path_subscription: &str, row: AggregateRow) -> UsageAggregation {
-    let bucket = row.usage_start.format("%Y%m%dT%H");
-    let name = match &row.instance {
-        Some(instance) => format!("{}-{}-{bucket}-{}", row.subscription_id, row.meter.id, instance.key),
-        None => format!("{}-{}-{bucket}", row.subscription_id, row.meter.id),
-    };
-    let owner = match api {
-        UsageApi::Tenant => &row.subscription_id,
-        UsageApi::Provider => path_subscription,
-    };
-    UsageAggregation {
-        id: format!("/subscriptions/{owner}/providers/{}/UsageAggregate/{name}", api.namespace()),
-        name,
-        kind: api.row_type(),
-        properties: UsageSample {
-            subscription_id: row.subscription_id,
-            meter_id: row.meter.id,
-            usage_start_time: format_api_time(row.usage_start),
-            usage_end_time: format_api_time(row.usage_end),
-            quantity: row.quantity,
-            unit: row.meter.unit,
-            meter_name: row.meter.name,
-            meter_category: row.meter.category,
-            meter_region: row.instance.as_ref().map(|i| i.location.clone()),
-            instance_data: row.instance.map(|i| i.data),
-        },
-    }
+    let next_link = page
+        .next
+        .map(|position| request.next_link(&paging::encode(&query, position)));
+    Ok(Listing {
+        api,
+        rows: page.rows,
+        next_link,
+    })
 }

@@ -49,7 +49,11 @@ pub struct ImportArgs {
 
 /// Where batches go.
 enum Sink {
-    Http { client: reqwest::Client, endpoint: url::Url, token: String },
+    Http {
+        client: reqwest::Client,
+        endpoint: url::Url,
+        token: String,
+    },
     Direct(Arc<SqliteStore>),
 }
 
@@ -64,20 +68,30 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     let reported_at = match &args.reported_at {
         None => None,
         Some(text) => {
-            let time = parse_time(text).ok_or_else(|| anyhow!("--reported-at '{text}' is not an ISO-8601 time"))?;
+            let time = parse_time(text)
+                .ok_or_else(|| anyhow!("--reported-at '{text}' is not an ISO-8601 time"))?;
             Some(time.to_rfc3339())
         }
     };
     let sink = match &args.url {
         Some(url) => {
-            let token = args.token.clone().context("--url needs --token (or TALLY_TOKEN)")?;
-            Sink::Http { client: reqwest::Client::new(), endpoint: url.join("/v1/usage")?, token }
+            let token = args
+                .token
+                .clone()
+                .context("--url needs --token (or TALLY_TOKEN)")?;
+            Sink::Http {
+                client: reqwest::Client::new(),
+                endpoint: url.join("/v1/usage")?,
+                token,
+            }
         }
         None => Sink::Direct(Arc::new(SqliteStore::open(&args.data_dir.or_default())?)),
     };
-    let file = std::fs::File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("opening {}", args.file.display()))?;
     let progress = ProgressBar::new(file.metadata()?.len()).with_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})").expect("a valid template"),
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
+            .expect("a valid template"),
     );
     let records = read_records(progress.wrap_read(file), FileFormat::of_path(&args.file))?;
 
@@ -92,9 +106,13 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         }
         batch.push(record);
         if batch.len() == args.batch_size.max(1) {
-            sink.send(std::mem::take(&mut batch), batch_start, &mut totals).await?;
+            sink.send(std::mem::take(&mut batch), batch_start, &mut totals)
+                .await?;
             batch_start = index + 1;
-            progress.set_message(format!("{} records, {} duplicates", totals.accepted, totals.duplicates));
+            progress.set_message(format!(
+                "{} records, {} duplicates",
+                totals.accepted, totals.duplicates
+            ));
         }
     }
     if !batch.is_empty() {
@@ -113,12 +131,22 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
 
 impl Sink {
     /// Sends one batch; `first` is the index of its first record in the file.
-    async fn send(&self, batch: Vec<UsageRecordInput>, first: usize, totals: &mut Totals) -> anyhow::Result<()> {
+    async fn send(
+        &self,
+        batch: Vec<UsageRecordInput>,
+        first: usize,
+        totals: &mut Totals,
+    ) -> anyhow::Result<()> {
         match self {
             Sink::Direct(store) => {
                 let catalog = store.meter_catalog().await?;
-                let ctx = ValidationContext { meters: &catalog, now: Utc::now(), may_set_reported_time: true };
-                let records = validate_all(batch.into_iter().map(Ok).collect(), &ctx).map_err(|e| refused_api(e, first))?;
+                let ctx = ValidationContext {
+                    meters: &catalog,
+                    now: Utc::now(),
+                    may_set_reported_time: true,
+                };
+                let records = validate_all(batch.into_iter().map(Ok).collect(), &ctx)
+                    .map_err(|e| refused_api(e, first))?;
                 match store.ingest(records).await {
                     Ok(receipt) => {
                         totals.accepted += receipt.accepted;
@@ -129,8 +157,16 @@ impl Sink {
                     Err(error) => Err(error.into()),
                 }
             }
-            Sink::Http { client, endpoint, token } => {
-                let body = batch.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?.join("\n");
+            Sink::Http {
+                client,
+                endpoint,
+                token,
+            } => {
+                let body = batch
+                    .iter()
+                    .map(serde_json::to_string)
+                    .collect::<Result<Vec<_>, _>>()?
+                    .join("\n");
                 for attempt in 1..=ATTEMPTS {
                     let response = client
                         .post(endpoint.clone())
@@ -153,8 +189,13 @@ impl Sink {
                             let status = response.status();
                             let text = response.text().await.unwrap_or_default();
                             return Err(match serde_json::from_str::<ErrorResponse>(&text) {
-                                Ok(error) if !error.error.details.is_empty() => refused(&error.error.details, first),
-                                Ok(error) => anyhow!("the host refused the batch ({status}): {}", error.error.message),
+                                Ok(error) if !error.error.details.is_empty() => {
+                                    refused(&error.error.details, first)
+                                }
+                                Ok(error) => anyhow!(
+                                    "the host refused the batch ({status}): {}",
+                                    error.error.message
+                                ),
                                 Err(_) => anyhow!("the host refused the batch ({status}): {text}"),
                             });
                         }
@@ -162,7 +203,9 @@ impl Sink {
                         Err(error) => return Err(error.into()),
                     };
                     if attempt == ATTEMPTS {
-                        return Err(retryable.context(format!("batch starting at record {first} failed {ATTEMPTS} times")));
+                        return Err(retryable.context(format!(
+                            "batch starting at record {first} failed {ATTEMPTS} times"
+                        )));
                     }
                     tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
                 }
@@ -173,7 +216,11 @@ impl Sink {
 }
 
 fn refused_api(error: ApiError, first: usize) -> anyhow::Error {
-    if error.details.is_empty() { anyhow!("{}", error.message) } else { refused(&error.details, first) }
+    if error.details.is_empty() {
+        anyhow!("{}", error.message)
+    } else {
+        refused(&error.details, first)
+    }
 }
 
 /// An error listing a refused batch's problems, numbered as records of the file.
@@ -181,10 +228,20 @@ fn refused(problems: &[RecordError], first: usize) -> anyhow::Error {
     let mut lines: Vec<String> = problems
         .iter()
         .take(MAX_PRINTED_ERRORS)
-        .map(|p| format!("  record {}: {}: {}", first + p.index + 1, p.field, p.reason))
+        .map(|p| {
+            format!(
+                "  record {}: {}: {}",
+                first + p.index + 1,
+                p.field,
+                p.reason
+            )
+        })
         .collect();
     if problems.len() > MAX_PRINTED_ERRORS {
-        lines.push(format!("  … and {} more", problems.len() - MAX_PRINTED_ERRORS));
+        lines.push(format!(
+            "  … and {} more",
+            problems.len() - MAX_PRINTED_ERRORS
+        ));
     }
     anyhow!(
         "a batch starting at record {} was refused; earlier batches were stored (re-running the import is safe):\n{}",

@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub const DEFAULT_DATA_DIR: &str = "tally-data";
 
 #[derive(Parser)]
-#[command(name = "tally", version, about = "Usage metering and billing adapters for private clouds")]
+#[command(
+    name = "tally",
+    version,
+    about = "Usage metering and billing adapters for private clouds"
+)]
 struct Cli {
     /// Log format on standard error (level from RUST_LOG, default info).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -43,7 +47,10 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
@@ -61,8 +68,11 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -79,6 +89,8 @@ struct DataDir {
 
 impl DataDir {
     fn or_default(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
     }
 }

@@ -30,9 +30,21 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.config.as_deref().map(Config::load).transpose()?.unwrap_or_default();
-    let data_dir = args.data_dir.data_dir.or(config.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    let listen = args.listen.or(config.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid address"));
+    let config = args
+        .config
+        .as_deref()
+        .map(Config::load)
+        .transpose()?
+        .unwrap_or_default();
+    let data_dir = args
+        .data_dir
+        .data_dir
+        .or(config.data_dir)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let listen = args
+        .listen
+        .or(config.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid address"));
     let public_url = args
         .public_url
         .or(config.public_url)
@@ -48,13 +60,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = SqliteStore::open(&data_dir)?;
     tracing::info!(database = %store.path().display(), "store open");
     let app = api::router(AppState::new(Arc::new(store), settings));
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr()?;
     // The first line on stdout is the address, for scripts and tests that pick port 0.
     println!("tally listening on http://{address}");
     std::io::stdout().flush()?;
     tracing::info!(%address, "serving");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -64,7 +80,8 @@ async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("a SIGTERM handler");
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

@@ -29,15 +29,29 @@ pub enum TokenCommand {
 
 pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
     match command {
-        TokenCommand::Create { data_dir, role, subscriptions, description } => {
+        TokenCommand::Create {
+            data_dir,
+            role,
+            subscriptions,
+            description,
+        } => {
             match (role, subscriptions.is_empty()) {
                 (Role::Tenant, true) => bail!("a tenant token needs at least one --subscription"),
-                (Role::Operator | Role::Reporter, false) => bail!("--subscription applies to tenant tokens only"),
+                (Role::Operator | Role::Reporter, false) => {
+                    bail!("--subscription applies to tenant tokens only")
+                }
                 _ => {}
             }
             let store = Arc::new(SqliteStore::open(&data_dir.or_default())?);
             let secret = new_secret();
-            store.create_token(NewToken { digest: secret_digest(&secret), role, subscriptions, description }).await?;
+            store
+                .create_token(NewToken {
+                    digest: secret_digest(&secret),
+                    role,
+                    subscriptions,
+                    description,
+                })
+                .await?;
             println!("{secret}");
             Ok(())
         }

@@ -78,12 +78,12 @@ pub struct Position {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggregateRow {
     pub subscription_id: String,
-    pub meter: Meter,
+    pub meter: Arc<Meter>,
     pub usage_start: DateTime<Utc>,
     pub usage_end: DateTime<Utc>,
     pub quantity: f64,
     /// The instance, when the query shows details.
-    pub instance: Option<Instance>,
+    pub instance: Option<Arc<Instance>>,
 }
 
 /// A resource instance as the usage API shows it.
@@ -92,8 +92,9 @@ pub struct Instance {
     /// The store's key; makes row names unique.
     pub key: i64,
     pub location: String,
-    /// The `instanceData` JSON string.
-    pub data: String,
+    /// The `instanceData` string as a JSON string literal (quoted and
+    /// escaped), ready to be copied into a response.
+    pub data_json: String,
 }
 
 /// One page of a query.
@@ -127,7 +128,11 @@ pub trait Store: Send + Sync + 'static {
     async fn ingest(&self, records: Vec<UsageRecord>) -> Result<IngestReceipt, StoreError>;
 
     /// One page of aggregates, starting after `after`.
-    async fn aggregates(&self, query: &AggregateQuery, after: Option<Position>) -> Result<AggregatePage, StoreError>;
+    async fn aggregates(
+        &self,
+        query: &AggregateQuery,
+        after: Option<Position>,
+    ) -> Result<AggregatePage, StoreError>;
 
     /// Whether the subscription is known (has reported usage or a tenant token).
     async fn subscription_exists(&self, id: &str) -> Result<bool, StoreError>;

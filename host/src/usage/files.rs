@@ -41,31 +41,42 @@ impl FileFormat {
     }
 }
 
-/// Reads records one by one; a record that cannot be parsed is an `Err` with
-/// its index, so the caller can report every problem.
+/// One record read from a file: an I/O error stops the read, a record that
+/// cannot be parsed is a [`RecordError`] with its index.
+pub type ReadRecord = anyhow::Result<Result<UsageRecordInput, RecordError>>;
+
+/// Reads records one by one, so a file of any size streams.
 pub fn read_records<'a>(
     input: impl Read + 'a,
     format: FileFormat,
-) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Result<UsageRecordInput, RecordError>>> + 'a>> {
+) -> anyhow::Result<Box<dyn Iterator<Item = ReadRecord> + 'a>> {
     match format {
         FileFormat::Ndjson => {
             let lines = std::io::BufReader::new(input).lines();
             let records = lines
                 .filter(|line| !matches!(line, Ok(l) if l.trim().is_empty()))
                 .enumerate()
-                .map(|(index, line)| Ok(parse_json_record(index, &line.context("reading the file")?)));
+                .map(|(index, line)| {
+                    Ok(parse_json_record(index, &line.context("reading the file")?))
+                });
             Ok(Box::new(records))
         }
         FileFormat::Csv => {
             let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
             let headers = reader.headers().context("reading the CSV header")?.clone();
             if let Some(unknown) = headers.iter().find(|h| !CSV_COLUMNS.contains(h)) {
-                bail!("unknown CSV column '{unknown}'; the columns are {}", CSV_COLUMNS.join(", "));
+                bail!(
+                    "unknown CSV column '{unknown}'; the columns are {}",
+                    CSV_COLUMNS.join(", ")
+                );
             }
-            let records = reader
-                .into_records()
-                .enumerate()
-                .map(move |(index, row)| Ok(csv_record(index, &headers, &row.context("reading a CSV row")?)));
+            let records = reader.into_records().enumerate().map(move |(index, row)| {
+                Ok(csv_record(
+                    index,
+                    &headers,
+                    &row.context("reading a CSV row")?,
+                ))
+            });
             Ok(Box::new(records))
         }
     }
@@ -76,12 +87,20 @@ pub fn parse_json_record(index: usize, json: &str) -> Result<UsageRecordInput, R
     let mut deserializer = serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let field = e.path().to_string();
-        let field = if field == "." { "record".to_string() } else { field };
+        let field = if field == "." {
+            "record".to_string()
+        } else {
+            field
+        };
         RecordError::new(index, field, e.into_inner().to_string())
     })
 }
 
-fn csv_record(index: usize, headers: &csv::StringRecord, row: &csv::StringRecord) -> Result<UsageRecordInput, RecordError> {
+fn csv_record(
+    index: usize,
+    headers: &csv::StringRecord,
+    row: &csv::StringRecord,
+) -> Result<UsageRecordInput, RecordError> {
     let mut record = UsageRecordInput::default();
     for (column, cell) in headers.iter().zip(row.iter()) {
         if cell.is_empty() {
@@ -100,10 +119,9 @@ fn csv_record(index: usize, headers: &csv::StringRecord, row: &csv::StringRecord
             "tags" => record.tags = Some(json_object(index, column, cell)?),
             "additionalInfo" => record.additional_info = Some(json_object(index, column, cell)?),
             "quantity" => {
-                let quantity = cell
-                    .trim()
-                    .parse::<f64>()
-                    .map_err(|_| RecordError::new(index, column, format!("'{cell}' is not a number")))?;
+                let quantity = cell.trim().parse::<f64>().map_err(|_| {
+                    RecordError::new(index, column, format!("'{cell}' is not a number"))
+                })?;
                 record.quantity = Some(quantity);
             }
             _ => unreachable!("columns were checked against CSV_COLUMNS"),
@@ -113,7 +131,8 @@ fn csv_record(index: usize, headers: &csv::StringRecord, row: &csv::StringRecord
 }
 
 fn json_object(index: usize, column: &str, cell: &str) -> Result<Map<String, Value>, RecordError> {
-    serde_json::from_str(cell).map_err(|e| RecordError::new(index, column, format!("not a JSON object: {e}")))
+    serde_json::from_str(cell)
+        .map_err(|e| RecordError::new(index, column, format!("not a JSON object: {e}")))
 }
 
 #[cfg(test)]
@@ -125,7 +144,10 @@ mod tests {
         let csv = "eventId,subscriptionId,meterId,quantity,tags,usageStartTime,usageEndTime\n\
                    e1,s1,m1,2.5,\"{\"\"cost-center\"\":\"\"finance\"\"}\",2024-05-01T00:00:00Z,2024-05-01T01:00:00Z\n\
                    e2,s1,m1,lots,,2024-05-01T00:00:00Z,2024-05-01T01:00:00Z\n";
-        let records: Vec<_> = read_records(csv.as_bytes(), FileFormat::Csv).unwrap().map(Result::unwrap).collect();
+        let records: Vec<_> = read_records(csv.as_bytes(), FileFormat::Csv)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         let first = records[0].as_ref().unwrap();
         assert_eq!(first.quantity, Some(2.5));
         assert_eq!(first.tags.as_ref().unwrap()["cost-center"], "finance");
@@ -141,7 +163,10 @@ mod tests {
     #[test]
     fn reads_ndjson_skipping_blank_lines() {
         let ndjson = "{\"eventId\":\"a\"}\n\n{\"eventId\":\"b\",\"quantity\":\"x\"}\n";
-        let records: Vec<_> = read_records(ndjson.as_bytes(), FileFormat::Ndjson).unwrap().map(Result::unwrap).collect();
+        let records: Vec<_> = read_records(ndjson.as_bytes(), FileFormat::Ndjson)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(records.len(), 2);
         assert_eq!(records[1].as_ref().unwrap_err().field, "quantity");
     }

@@ -6,6 +6,7 @@
 //! the catalog's spelling.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +46,14 @@ pub fn documented_meters() -> Vec<Meter> {
         .deserialize::<Row>()
         .map(|row| {
             let row = row.expect("the embedded meter catalog is valid CSV");
-            Meter { key: 0, id: row.meter_id, name: row.meter_name, category: row.category, unit: row.unit, notes: row.notes }
+            Meter {
+                key: 0,
+                id: row.meter_id,
+                name: row.meter_name,
+                category: row.category,
+                unit: row.unit,
+                notes: row.notes,
+            }
         })
         .collect()
 }
@@ -53,7 +61,7 @@ pub fn documented_meters() -> Vec<Meter> {
 /// An in-memory snapshot of the catalog, for validation and for answering queries.
 #[derive(Debug, Clone, Default)]
 pub struct MeterCatalog {
-    meters: Vec<Meter>,
+    meters: Vec<Arc<Meter>>,
     by_lower_id: HashMap<String, usize>,
     by_key: HashMap<MeterKey, usize>,
 }
@@ -61,9 +69,17 @@ pub struct MeterCatalog {
 impl MeterCatalog {
     /// Builds a catalog from meters that carry their store keys.
     pub fn new(meters: Vec<Meter>) -> Self {
-        let by_lower_id = meters.iter().enumerate().map(|(i, m)| (m.id.to_ascii_lowercase(), i)).collect();
+        let by_lower_id = meters
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id.to_ascii_lowercase(), i))
+            .collect();
         let by_key = meters.iter().enumerate().map(|(i, m)| (m.key, i)).collect();
-        MeterCatalog { meters, by_lower_id, by_key }
+        MeterCatalog {
+            meters: meters.into_iter().map(Arc::new).collect(),
+            by_lower_id,
+            by_key,
+        }
     }
 
     /// The documented meters with keys 1..=69, for tests that need no store.
@@ -71,23 +87,28 @@ impl MeterCatalog {
         let meters = documented_meters()
             .into_iter()
             .enumerate()
-            .map(|(i, m)| Meter { key: i as MeterKey + 1, ..m })
+            .map(|(i, m)| Meter {
+                key: i as MeterKey + 1,
+                ..m
+            })
             .collect();
         MeterCatalog::new(meters)
     }
 
     /// Finds a meter by id, ignoring case.
     pub fn resolve(&self, id: &str) -> Option<&Meter> {
-        self.by_lower_id.get(&id.to_ascii_lowercase()).map(|&i| &self.meters[i])
+        self.by_lower_id
+            .get(&id.to_ascii_lowercase())
+            .map(|&i| &*self.meters[i])
     }
 
     /// Finds a meter by its store key.
-    pub fn by_key(&self, key: MeterKey) -> Option<&Meter> {
+    pub fn by_key(&self, key: MeterKey) -> Option<&Arc<Meter>> {
         self.by_key.get(&key).map(|&i| &self.meters[i])
     }
 
     /// All meters, in catalog order.
-    pub fn all(&self) -> &[Meter] {
+    pub fn all(&self) -> &[Arc<Meter>] {
         &self.meters
     }
 }
@@ -101,7 +122,11 @@ mod tests {
         let meters = documented_meters();
         assert_eq!(meters.len(), 69);
         let catalog = MeterCatalog::builtin_for_tests();
-        assert_eq!(catalog.by_lower_id.len(), 69, "ids are unique ignoring case");
+        assert_eq!(
+            catalog.by_lower_id.len(),
+            69,
+            "ids are unique ignoring case"
+        );
     }
 
     #[test]
@@ -109,7 +134,17 @@ mod tests {
         let catalog = MeterCatalog::builtin_for_tests();
         let meter = catalog.resolve("f271a8a388c44d93956a063e1d2fa80b").unwrap();
         assert_eq!(meter.name, "Static IP Address Usage");
-        assert_eq!(catalog.resolve("F271A8A388C44D93956A063E1D2FA80B").unwrap().key, meter.key);
-        assert!(catalog.resolve("F271A8A3-88C4-4D93-956A-063E1D2FA80B").is_none());
+        assert_eq!(
+            catalog
+                .resolve("F271A8A388C44D93956A063E1D2FA80B")
+                .unwrap()
+                .key,
+            meter.key
+        );
+        assert!(
+            catalog
+                .resolve("F271A8A3-88C4-4D93-956A-063E1D2FA80B")
+                .is_none()
+        );
     }
 }

@@ -85,7 +85,11 @@ pub struct RecordError {
 
 impl RecordError {
     pub fn new(index: usize, field: impl Into<String>, reason: impl Into<String>) -> Self {
-        RecordError { index, field: field.into(), reason: reason.into() }
+        RecordError {
+            index,
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -99,13 +103,28 @@ pub struct ValidationContext<'a> {
 
 impl UsageRecordInput {
     /// Checks every field; returns all problems of the record at once.
-    pub fn validate(self, index: usize, ctx: &ValidationContext<'_>) -> Result<UsageRecord, Vec<RecordError>> {
+    pub fn validate(
+        self,
+        index: usize,
+        ctx: &ValidationContext<'_>,
+    ) -> Result<UsageRecord, Vec<RecordError>> {
         let mut errors = Vec::new();
-        let mut fail = |field: &str, reason: String| errors.push(RecordError::new(index, field, reason));
+        let mut fail =
+            |field: &str, reason: String| errors.push(RecordError::new(index, field, reason));
 
         let event_id = required_id(self.event_id, "eventId", MAX_ID_LEN, &mut fail);
-        let subscription_id = required_id(self.subscription_id, "subscriptionId", MAX_ID_LEN, &mut fail);
-        let resource_uri = required_id(self.resource_uri, "resourceUri", MAX_RESOURCE_URI_LEN, &mut fail);
+        let subscription_id = required_id(
+            self.subscription_id,
+            "subscriptionId",
+            MAX_ID_LEN,
+            &mut fail,
+        );
+        let resource_uri = required_id(
+            self.resource_uri,
+            "resourceUri",
+            MAX_RESOURCE_URI_LEN,
+            &mut fail,
+        );
         let location = self.location.unwrap_or_default();
         if location.len() > MAX_ID_LEN {
             fail("location", format!("longer than {MAX_ID_LEN} bytes"));
@@ -118,7 +137,10 @@ impl UsageRecordInput {
             Some(id) => match ctx.meters.resolve(id) {
                 Some(meter) => Some(meter),
                 None => {
-                    fail("meterId", format!("unknown meter '{id}' (not in the meter catalog)"));
+                    fail(
+                        "meterId",
+                        format!("unknown meter '{id}' (not in the meter catalog)"),
+                    );
                     None
                 }
             },
@@ -148,7 +170,13 @@ impl UsageRecordInput {
             if end <= start {
                 fail("usageEndTime", "must be after usageStartTime".into());
             } else if end - start > MAX_INTERVAL {
-                fail("usageEndTime", format!("the usage interval may span at most {} days", MAX_INTERVAL.num_days()));
+                fail(
+                    "usageEndTime",
+                    format!(
+                        "the usage interval may span at most {} days",
+                        MAX_INTERVAL.num_days()
+                    ),
+                );
             } else if end > ctx.now + CLOCK_SKEW {
                 fail("usageEndTime", "is in the future".into());
             }
@@ -156,7 +184,10 @@ impl UsageRecordInput {
         let reported_time = match self.reported_time {
             None => None,
             Some(_) if !ctx.may_set_reported_time => {
-                fail("reportedTime", "only an operator may set the reported time (backfill)".into());
+                fail(
+                    "reportedTime",
+                    "only an operator may set the reported time (backfill)".into(),
+                );
                 None
             }
             Some(text) => match parse_time(&text) {
@@ -176,17 +207,29 @@ impl UsageRecordInput {
             },
         };
 
-        let instance_data = instance_data(&resource_uri, &location, &tags, &self.additional_info.unwrap_or_default());
+        let instance_data = instance_data(
+            &resource_uri,
+            &location,
+            &tags,
+            &self.additional_info.unwrap_or_default(),
+        );
         if instance_data.len() > MAX_INSTANCE_DATA_LEN {
-            fail("tags", format!("resource, tags and additional info exceed {MAX_INSTANCE_DATA_LEN} bytes"));
+            fail(
+                "tags",
+                format!("resource, tags and additional info exceed {MAX_INSTANCE_DATA_LEN} bytes"),
+            );
         }
-        let (Some(meter), Some(quantity), Some(start), Some(end)) = (meter, quantity, start, end) else {
+        let (Some(meter), Some(quantity), Some(start), Some(end)) = (meter, quantity, start, end)
+        else {
             return Err(errors);
         };
         if !errors.is_empty() {
             return Err(errors);
         }
-        let instance_digest = digest(&[subscription_id.to_ascii_lowercase().as_bytes(), instance_data.as_bytes()]);
+        let instance_digest = digest(&[
+            subscription_id.to_ascii_lowercase().as_bytes(),
+            instance_data.as_bytes(),
+        ]);
         let digest = digest(&[
             meter.id.to_ascii_lowercase().as_bytes(),
             instance_data.as_bytes(),
@@ -212,7 +255,12 @@ impl UsageRecordInput {
     }
 }
 
-fn required_id(value: Option<String>, field: &str, max: usize, fail: &mut impl FnMut(&str, String)) -> String {
+fn required_id(
+    value: Option<String>,
+    field: &str,
+    max: usize,
+    fail: &mut impl FnMut(&str, String),
+) -> String {
     match value {
         Some(v) if v.trim().is_empty() => fail(field, "must not be empty".into()),
         Some(v) if v.len() > max => fail(field, format!("longer than {max} bytes")),
@@ -222,7 +270,11 @@ fn required_id(value: Option<String>, field: &str, max: usize, fail: &mut impl F
     String::new()
 }
 
-fn required_time(value: Option<String>, field: &str, fail: &mut impl FnMut(&str, String)) -> Option<DateTime<Utc>> {
+fn required_time(
+    value: Option<String>,
+    field: &str,
+    fail: &mut impl FnMut(&str, String),
+) -> Option<DateTime<Utc>> {
     match value {
         None => {
             fail(field, "missing".into());
@@ -239,7 +291,12 @@ fn required_time(value: Option<String>, field: &str, fail: &mut impl FnMut(&str,
 }
 
 /// The `instanceData` string of the usage API: JSON inside a JSON string.
-fn instance_data(resource_uri: &str, location: &str, tags: &Map<String, Value>, info: &Map<String, Value>) -> String {
+fn instance_data(
+    resource_uri: &str,
+    location: &str,
+    tags: &Map<String, Value>,
+    info: &Map<String, Value>,
+) -> String {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Resources<'a> {
@@ -253,7 +310,14 @@ fn instance_data(resource_uri: &str, location: &str, tags: &Map<String, Value>, 
         #[serde(rename = "Microsoft.Resources")]
         resources: Resources<'a>,
     }
-    let data = InstanceData { resources: Resources { resource_uri, location, tags, additional_info: info } };
+    let data = InstanceData {
+        resources: Resources {
+            resource_uri,
+            location,
+            tags,
+            additional_info: info,
+        },
+    };
     serde_json::to_string(&data).expect("maps of JSON values always serialise")
 }
 
@@ -273,7 +337,11 @@ mod tests {
     use serde_json::json;
 
     fn ctx(meters: &MeterCatalog) -> ValidationContext<'_> {
-        ValidationContext { meters, now: parse_time("2024-06-01T00:00:00Z").unwrap(), may_set_reported_time: false }
+        ValidationContext {
+            meters,
+            now: parse_time("2024-06-01T00:00:00Z").unwrap(),
+            may_set_reported_time: false,
+        }
     }
 
     fn input(value: Value) -> UsageRecordInput {
@@ -295,7 +363,10 @@ mod tests {
         let record = input(good()).validate(0, &ctx(&meters)).unwrap();
         assert_eq!(record.meter_id, "FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5");
         let data: Value = serde_json::from_str(&record.instance_data).unwrap();
-        assert_eq!(data["Microsoft.Resources"]["tags"]["cost-center"], "finance");
+        assert_eq!(
+            data["Microsoft.Resources"]["tags"]["cost-center"],
+            "finance"
+        );
     }
 
     #[test]
@@ -317,10 +388,21 @@ mod tests {
         let meters = MeterCatalog::builtin_for_tests();
         let mut backfill = good();
         backfill["reportedTime"] = json!("2024-05-01T12:00:00Z");
-        let refused = input(backfill.clone()).validate(0, &ctx(&meters)).unwrap_err();
+        let refused = input(backfill.clone())
+            .validate(0, &ctx(&meters))
+            .unwrap_err();
         assert_eq!(refused[0].field, "reportedTime");
-        let operator = ValidationContext { may_set_reported_time: true, ..ctx(&meters) };
-        assert!(input(backfill).validate(0, &operator).unwrap().reported_time.is_some());
+        let operator = ValidationContext {
+            may_set_reported_time: true,
+            ..ctx(&meters)
+        };
+        assert!(
+            input(backfill)
+                .validate(0, &operator)
+                .unwrap()
+                .reported_time
+                .is_some()
+        );
     }
 
     #[test]
@@ -329,9 +411,15 @@ mod tests {
         let a = input(good()).validate(0, &ctx(&meters)).unwrap();
         let mut upper = good();
         upper["meterId"] = json!("FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5");
-        assert_eq!(input(upper).validate(0, &ctx(&meters)).unwrap().digest, a.digest);
+        assert_eq!(
+            input(upper).validate(0, &ctx(&meters)).unwrap().digest,
+            a.digest
+        );
         let mut more = good();
         more["quantity"] = json!(3.0);
-        assert_ne!(input(more).validate(0, &ctx(&meters)).unwrap().digest, a.digest);
+        assert_ne!(
+            input(more).validate(0, &ctx(&meters)).unwrap().digest,
+            a.digest
+        );
     }
 }

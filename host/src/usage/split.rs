@@ -52,7 +52,13 @@ mod tests {
     #[test]
     fn an_hourly_record_is_one_part() {
         let parts = split_hourly(3.5, t("2024-05-01T10:00:00Z"), t("2024-05-01T11:00:00Z"));
-        assert_eq!(parts, vec![(Granularity::Hourly.bucket_of(t("2024-05-01T10:00:00Z")), 3.5)]);
+        assert_eq!(
+            parts,
+            vec![(
+                Granularity::Hourly.bucket_of(t("2024-05-01T10:00:00Z")),
+                3.5
+            )]
+        );
     }
 
     #[test]
@@ -72,6 +78,9 @@ mod tests {
         assert_eq!(parts.len(), 48);
         let days = days_of(&parts);
         assert_eq!(days.len(), 3);
-        assert_eq!(days.iter().map(|d| d.1).collect::<Vec<_>>(), vec![12.0, 24.0, 12.0]);
+        assert_eq!(
+            days.iter().map(|d| d.1).collect::<Vec<_>>(),
+            vec![12.0, 24.0, 12.0]
+        );
     }
 }

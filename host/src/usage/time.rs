@@ -1,12 +1,14 @@
 //! Hour and day buckets (UTC), stored as whole hours or days since the Unix epoch.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 
 const SECONDS_PER_HOUR: i64 = 3_600;
 const SECONDS_PER_DAY: i64 = 86_400;
 
 /// Aggregation granularity of the usage API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub enum Granularity {
     Hourly,
     Daily,
@@ -44,7 +46,9 @@ impl Granularity {
 
     /// Start of the bucket with index `bucket`.
     pub fn start_of(self, bucket: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(bucket * self.seconds(), 0).single().expect("bucket within chrono's range")
+        Utc.timestamp_opt(bucket * self.seconds(), 0)
+            .single()
+            .expect("bucket within chrono's range")
     }
 }
 
@@ -59,8 +63,28 @@ pub fn day_of_hour(hour: i64) -> i64 {
 }
 
 /// Formats a time as the API does: RFC 3339 with an explicit `+00:00` offset.
+/// (Hand-rolled: chrono's strftime re-parses its pattern on every call.)
 pub fn format_api_time(time: DateTime<Utc>) -> String {
-    time.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
+        time.year(),
+        time.month(),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    )
+}
+
+/// `YYYYMMDDTHH`, for row names.
+pub fn format_compact_hour(time: DateTime<Utc>) -> String {
+    format!(
+        "{:04}{:02}{:02}T{:02}",
+        time.year(),
+        time.month(),
+        time.day(),
+        time.hour()
+    )
 }
 
 /// Parses an ISO-8601 time; a time without an offset is taken as UTC (as the
@@ -69,7 +93,9 @@ pub fn parse_time(value: &str) -> Option<DateTime<Utc>> {
     if let Ok(time) = DateTime::parse_from_rfc3339(value) {
         return Some(time.with_timezone(&Utc));
     }
-    chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|naive| naive.and_utc())
+    chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|naive| naive.and_utc())
 }
 
 #[cfg(test)]
@@ -94,6 +120,14 @@ mod tests {
         assert_eq!(parse_time("2024-05-01T00:00:00.000"), Some(z));
         assert_eq!(parse_time("2024-05-01"), None);
         assert_eq!(format_api_time(z), "2024-05-01T00:00:00+00:00");
+        assert_eq!(
+            format_api_time(parse_time("2024-05-01T13:04:05Z").unwrap()),
+            "2024-05-01T13:04:05+00:00"
+        );
+        assert_eq!(
+            format_compact_hour(parse_time("2024-05-01T13:00:00Z").unwrap()),
+            "20240501T13"
+        );
     }
 
     #[test]

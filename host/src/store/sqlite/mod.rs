@@ -21,7 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::writer::Job;
 use crate::auth::{Principal, Role};
-use crate::store::{AggregatePage, AggregateQuery, IngestReceipt, NewToken, Position, Store, StoreError};
+use crate::store::{
+    AggregatePage, AggregateQuery, IngestReceipt, NewToken, Position, Store, StoreError,
+};
 use crate::usage::meters::documented_meters;
 use crate::usage::{Meter, MeterCatalog, UsageRecord};
 
@@ -40,15 +42,18 @@ pub struct SqliteStore {
     readers: r2d2::Pool<SqliteConnectionManager>,
     writer: mpsc::Sender<Job>,
     catalog: RwLock<Arc<MeterCatalog>>,
+    instances: Arc<query::InstanceCache>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, migrates its schema
     /// and seeds the documented meters.
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
         let path = data_dir.join(DATABASE_FILE);
-        let mut conn = Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mut conn =
+            Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
         configure(&conn, false)?;
         schema::migrate(&mut conn)?;
         seed_documented_meters(&conn)?;
@@ -58,8 +63,17 @@ impl SqliteStore {
             .build(SqliteConnectionManager::file(&path).with_init(|c| configure(c, true)))
             .context("opening read connections")?;
         let (writer, jobs) = mpsc::channel(WRITE_QUEUE);
-        std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || writer::run(conn, jobs))?;
-        Ok(SqliteStore { path, readers, writer, catalog: RwLock::new(Arc::new(catalog)) })
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer::run(conn, jobs))?;
+        let instances = Arc::default();
+        Ok(SqliteStore {
+            path,
+            readers,
+            writer,
+            catalog: RwLock::new(Arc::new(catalog)),
+            instances,
+        })
     }
 
     /// The database file.
@@ -76,8 +90,13 @@ impl SqliteStore {
         let job = Job::Apply(Box::new(move |conn| {
             let _ = reply.send(work(conn));
         }));
-        self.writer.send(job).await.map_err(|_| anyhow!("the writer thread has stopped"))?;
-        Ok(outcome.await.map_err(|_| anyhow!("the writer thread dropped the job"))??)
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| anyhow!("the writer thread has stopped"))?;
+        Ok(outcome
+            .await
+            .map_err(|_| anyhow!("the writer thread dropped the job"))??)
     }
 
     /// Runs `work` on a pooled read connection, off the async runtime.
@@ -162,7 +181,9 @@ impl Store for SqliteStore {
             .await?;
         let stored = catalog.resolve(&id).cloned();
         *self.catalog.write().expect("catalog lock") = Arc::new(catalog);
-        stored.ok_or_else(|| StoreError::Unavailable(anyhow!("the meter vanished after it was written")))
+        stored.ok_or_else(|| {
+            StoreError::Unavailable(anyhow!("the meter vanished after it was written"))
+        })
     }
 
     async fn ingest(&self, records: Vec<UsageRecord>) -> Result<IngestReceipt, StoreError> {
@@ -171,13 +192,20 @@ impl Store for SqliteStore {
             .send(Job::Ingest { records, reply })
             .await
             .map_err(|_| anyhow!("the writer thread has stopped"))?;
-        outcome.await.map_err(|_| anyhow!("the writer thread dropped the request"))?
+        outcome
+            .await
+            .map_err(|_| anyhow!("the writer thread dropped the request"))?
     }
 
-    async fn aggregates(&self, query: &AggregateQuery, after: Option<Position>) -> Result<AggregatePage, StoreError> {
+    async fn aggregates(
+        &self,
+        query: &AggregateQuery,
+        after: Option<Position>,
+    ) -> Result<AggregatePage, StoreError> {
         let catalog = self.catalog_snapshot();
-        let query = query.clone();
-        self.read(move |conn| query::aggregates(conn, &catalog, &query, after)).await
+        let (query, instances) = (query.clone(), self.instances.clone());
+        self.read(move |conn| query::aggregates(conn, &catalog, &instances, &query, after))
+            .await
     }
 
     async fn subscription_exists(&self, id: &str) -> Result<bool, StoreError> {
@@ -220,11 +248,19 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let found = conn
                 .prepare_cached("SELECT role, subscriptions FROM api_tokens WHERE digest = ?1")?
-                .query_row([&digest[..]], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+                .query_row([&digest[..]], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })
                 .optional()?;
-            let Some((role, subscriptions)) = found else { return Ok(None) };
-            let role = Role::parse(&role).ok_or_else(|| anyhow!("unknown role '{role}' in the token table"))?;
-            Ok(Some(Principal { role, subscriptions: serde_json::from_str(&subscriptions)? }))
+            let Some((role, subscriptions)) = found else {
+                return Ok(None);
+            };
+            let role = Role::parse(&role)
+                .ok_or_else(|| anyhow!("unknown role '{role}' in the token table"))?;
+            Ok(Some(Principal {
+                role,
+                subscriptions: serde_json::from_str(&subscriptions)?,
+            }))
         })
         .await
     }

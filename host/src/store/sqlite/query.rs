@@ -5,29 +5,102 @@
 //! primary key, summing over reported buckets, starting after the previous
 //! page's last row. No page re-reads what an earlier one returned.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::store::{AggregatePage, AggregateQuery, AggregateRow, Instance, Position, SubscriptionScope};
+use crate::store::{
+    AggregatePage, AggregateQuery, AggregateRow, Instance, Position, SubscriptionScope,
+};
 use crate::usage::MeterCatalog;
 use crate::usage::time::{Granularity, day_of_hour};
+
+/// Instances met by earlier pages. An instance row never changes once
+/// written, so entries never go stale; the cache only starts over when full.
+#[derive(Default)]
+pub(super) struct InstanceCache(Mutex<HashMap<i64, Arc<Instance>>>);
+
+/// Most instances kept in the cache.
+const INSTANCE_CACHE_LIMIT: usize = 200_000;
+
+impl InstanceCache {
+    /// The instances with these keys, from the cache or the database.
+    fn get_all(
+        &self,
+        conn: &Connection,
+        keys: &[i64],
+    ) -> anyhow::Result<HashMap<i64, Arc<Instance>>> {
+        let mut found = HashMap::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        {
+            let cache = self.0.lock().expect("instance cache lock");
+            for &key in keys {
+                match cache.get(&key) {
+                    Some(instance) => {
+                        found.insert(key, instance.clone());
+                    }
+                    None => missing.push(key),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let mut select = conn
+            .prepare_cached("SELECT instance_data_json, location FROM instances WHERE id = ?1")?;
+        let mut loaded = Vec::with_capacity(missing.len());
+        for key in missing {
+            let instance = select.query_row([key], |row| {
+                Ok(Instance {
+                    key,
+                    data_json: row.get(0)?,
+                    location: row.get(1)?,
+                })
+            })?;
+            loaded.push(Arc::new(instance));
+        }
+        let mut cache = self.0.lock().expect("instance cache lock");
+        if cache.len() + loaded.len() > INSTANCE_CACHE_LIMIT {
+            cache.clear();
+        }
+        for instance in loaded {
+            cache.insert(instance.key, instance.clone());
+            found.insert(instance.key, instance);
+        }
+        Ok(found)
+    }
+}
 
 /// Reads one page of `query`, starting after `after`.
 pub(super) fn aggregates(
     conn: &Connection,
     catalog: &MeterCatalog,
+    instances: &InstanceCache,
     query: &AggregateQuery,
     after: Option<Position>,
 ) -> anyhow::Result<AggregatePage> {
     let granularity = query.granularity;
-    let reported = (granularity.bucket_of(query.reported_start), granularity.bucket_of(query.reported_end));
-    let reported_hours =
-        (Granularity::Hourly.bucket_of(query.reported_start), Granularity::Hourly.bucket_of(query.reported_end));
+    let reported = (
+        granularity.bucket_of(query.reported_start),
+        granularity.bucket_of(query.reported_end),
+    );
+    let reported_hours = (
+        Granularity::Hourly.bucket_of(query.reported_start),
+        Granularity::Hourly.bucket_of(query.reported_end),
+    );
     // One more row than a page tells whether another page follows.
     let wanted = query.page_size + 1;
     let mut rows: Vec<(Position, AggregateRow)> = Vec::with_capacity(wanted);
+    let mut instance_keys: Vec<i64> =
+        Vec::with_capacity(if query.show_details { wanted } else { 0 });
 
-    for (subscription, subscription_id) in subscriptions(conn, &query.scope, after.map(|p| p.subscription))? {
-        let Some((first_hour, last_hour)) = usage_hours_of_window(conn, subscription, reported_hours)? else {
+    for (subscription, subscription_id) in
+        subscriptions(conn, &query.scope, after.map(|p| p.subscription))?
+    {
+        let Some((first_hour, last_hour)) =
+            usage_hours_of_window(conn, subscription, reported_hours)?
+        else {
             continue;
         };
         let (first, last) = match granularity {
@@ -42,25 +115,47 @@ pub(super) fn aggregates(
         let mut statement = conn.prepare_cached(&sql)?;
         let limit = (wanted - rows.len()) as i64;
         let mut cursor = if query.show_details {
-            statement.query(params![subscription, start.0, start.1, start.2, last, reported.0, reported.1, limit])?
+            statement.query(params![
+                subscription,
+                start.0,
+                start.1,
+                start.2,
+                last,
+                reported.0,
+                reported.1,
+                limit
+            ])?
         } else {
-            statement.query(params![subscription, start.0, start.1, last, reported.0, reported.1, limit])?
+            statement.query(params![
+                subscription,
+                start.0,
+                start.1,
+                last,
+                reported.0,
+                reported.1,
+                limit
+            ])?
         };
         while let Some(row) = cursor.next()? {
             let bucket: i64 = row.get(0)?;
             let meter_key: i64 = row.get(1)?;
             let quantity: f64 = row.get(2)?;
-            let instance = if query.show_details {
-                Some(Instance { key: row.get(3)?, data: row.get(4)?, location: row.get(5)? })
-            } else {
-                None
-            };
+            let instance: i64 = if query.show_details { row.get(3)? } else { -1 };
             let meter = catalog
                 .by_key(meter_key)
-                .ok_or_else(|| anyhow::anyhow!("meter key {meter_key} is missing from the catalog"))?
+                .ok_or_else(|| {
+                    anyhow::anyhow!("meter key {meter_key} is missing from the catalog")
+                })?
                 .clone();
-            let position =
-                Position { subscription, bucket, meter: meter_key, instance: instance.as_ref().map_or(-1, |i| i.key) };
+            let position = Position {
+                subscription,
+                bucket,
+                meter: meter_key,
+                instance,
+            };
+            if query.show_details {
+                instance_keys.push(instance);
+            }
             rows.push((
                 position,
                 AggregateRow {
@@ -69,7 +164,7 @@ pub(super) fn aggregates(
                     usage_start: granularity.start_of(bucket),
                     usage_end: granularity.start_of(bucket + 1),
                     quantity,
-                    instance,
+                    instance: None,
                 },
             ));
         }
@@ -78,13 +173,22 @@ pub(super) fn aggregates(
         }
     }
 
+    if query.show_details {
+        let found = instances.get_all(conn, &instance_keys)?;
+        for (position, row) in &mut rows {
+            row.instance = found.get(&position.instance).cloned();
+        }
+    }
     let next = if rows.len() > query.page_size {
         rows.truncate(query.page_size);
         rows.last().map(|(position, _)| *position)
     } else {
         None
     };
-    Ok(AggregatePage { rows: rows.into_iter().map(|(_, row)| row).collect(), next })
+    Ok(AggregatePage {
+        rows: rows.into_iter().map(|(_, row)| row).collect(),
+        next,
+    })
 }
 
 /// The grouped, keyset-paged SELECT for one subscription.
@@ -95,16 +199,13 @@ fn page_sql(granularity: Granularity, details: bool) -> String {
     };
     if details {
         format!(
-            "SELECT g.bucket, g.meter_key, g.quantity, g.instance_id, i.instance_data, i.location
-             FROM (SELECT {bucket} AS bucket, meter_key, instance_id, SUM(quantity) AS quantity
-                   FROM {table}
-                   WHERE subscription_key = ?1 AND ({bucket}, meter_key, instance_id) > (?2, ?3, ?4)
-                     AND {bucket} <= ?5 AND {reported} >= ?6 AND {reported} < ?7
-                   GROUP BY {bucket}, meter_key, instance_id
-                   ORDER BY {bucket}, meter_key, instance_id
-                   LIMIT ?8) AS g
-             JOIN instances AS i ON i.id = g.instance_id
-             ORDER BY g.bucket, g.meter_key, g.instance_id"
+            "SELECT {bucket}, meter_key, SUM(quantity), instance_id
+             FROM {table}
+             WHERE subscription_key = ?1 AND ({bucket}, meter_key, instance_id) > (?2, ?3, ?4)
+               AND {bucket} <= ?5 AND {reported} >= ?6 AND {reported} < ?7
+             GROUP BY {bucket}, meter_key, instance_id
+             ORDER BY {bucket}, meter_key, instance_id
+             LIMIT ?8"
         )
     } else {
         format!(
@@ -120,7 +221,11 @@ fn page_sql(granularity: Granularity, details: bool) -> String {
 }
 
 /// The subscriptions a query visits, in key order, from `from` on.
-fn subscriptions(conn: &Connection, scope: &SubscriptionScope, from: Option<i64>) -> anyhow::Result<Vec<(i64, String)>> {
+fn subscriptions(
+    conn: &Connection,
+    scope: &SubscriptionScope,
+    from: Option<i64>,
+) -> anyhow::Result<Vec<(i64, String)>> {
     let from = from.unwrap_or(i64::MIN);
     let found = match scope {
         SubscriptionScope::One(id) => conn
@@ -138,13 +243,19 @@ fn subscriptions(conn: &Connection, scope: &SubscriptionScope, from: Option<i64>
 }
 
 /// The first and last usage hour reported in `[start, end)` reported hours, if any.
-fn usage_hours_of_window(conn: &Connection, subscription: i64, (start, end): (i64, i64)) -> anyhow::Result<Option<(i64, i64)>> {
+fn usage_hours_of_window(
+    conn: &Connection,
+    subscription: i64,
+    (start, end): (i64, i64),
+) -> anyhow::Result<Option<(i64, i64)>> {
     let bounds = conn
         .prepare_cached(
             "SELECT MIN(min_usage_hour), MAX(max_usage_hour) FROM reported_hours
              WHERE subscription_key = ?1 AND reported_hour >= ?2 AND reported_hour < ?3",
         )?
-        .query_row(params![subscription, start, end], |row| Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, Option<i64>>(1)?)))?;
+        .query_row(params![subscription, start, end], |row| {
+            Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, Option<i64>>(1)?))
+        })?;
     Ok(match bounds {
         (Some(first), Some(last)) => Some((first, last)),
         _ => None,

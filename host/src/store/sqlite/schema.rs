@@ -29,7 +29,10 @@ const MIGRATIONS: &[&str] = &[
         digest           BLOB NOT NULL UNIQUE,
         resource_uri     TEXT NOT NULL,
         location         TEXT NOT NULL,
-        instance_data    TEXT NOT NULL
+        instance_data    TEXT NOT NULL,
+        -- instance_data as a JSON string literal, escaped once here so that
+        -- the usage API copies it instead of escaping it on every row served.
+        instance_data_json TEXT NOT NULL
     );
     -- Every accepted record, as reported: the idempotency key and the audit trail.
     CREATE TABLE usage_events (
@@ -90,11 +93,14 @@ pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let current = usize::try_from(current).context("negative schema version")?;
     if current > SCHEMA_VERSION {
-        bail!("the database has schema version {current}, newer than this build's {SCHEMA_VERSION}; upgrade tally");
+        bail!(
+            "the database has schema version {current}, newer than this build's {SCHEMA_VERSION}; upgrade tally"
+        );
     }
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql).with_context(|| format!("migration to schema version {}", version + 1))?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("migration to schema version {}", version + 1))?;
         tx.pragma_update(None, "user_version", version as i64 + 1)?;
         tx.commit()?;
     }

@@ -23,7 +23,10 @@ const CACHE_LIMIT: usize = 1_000_000;
 /// Work for the writer thread.
 pub(super) enum Job {
     /// Store records atomically and reply with the outcome once durable.
-    Ingest { records: Vec<UsageRecord>, reply: oneshot::Sender<Result<IngestReceipt, StoreError>> },
+    Ingest {
+        records: Vec<UsageRecord>,
+        reply: oneshot::Sender<Result<IngestReceipt, StoreError>>,
+    },
     /// Any other write; the closure replies itself.
     Apply(Box<dyn FnOnce(&mut Connection) + Send>),
 }
@@ -111,8 +114,9 @@ fn ingest_request(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Result<IngestReceipt, Vec<RecordError>>> {
     // Phase 1: classify every record before writing any, so a conflict costs nothing.
-    let mut find_event =
-        conn.prepare_cached("SELECT digest FROM usage_events WHERE subscription_key = ?1 AND event_id = ?2")?;
+    let mut find_event = conn.prepare_cached(
+        "SELECT digest FROM usage_events WHERE subscription_key = ?1 AND event_id = ?2",
+    )?;
     let mut in_request: HashMap<(i64, &str), [u8; 16]> = HashMap::new();
     let (mut fresh, mut duplicates, mut conflicts) = (Vec::new(), Vec::new(), Vec::new());
     for (index, record) in records.iter().enumerate() {
@@ -120,9 +124,17 @@ fn ingest_request(
         let known = match in_request.get(&(subscription, record.event_id.as_str())) {
             Some(digest) => Some(*digest),
             None => find_event
-                .query_row(params![subscription, record.event_id], |row| row.get::<_, [u8; 16]>(0))
+                .query_row(params![subscription, record.event_id], |row| {
+                    row.get::<_, [u8; 16]>(0)
+                })
                 .map(Some)
-                .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?,
+                .or_else(|e| {
+                    if e == rusqlite::Error::QueryReturnedNoRows {
+                        Ok(None)
+                    } else {
+                        Err(e)
+                    }
+                })?,
         };
         match known {
             None => {
@@ -179,13 +191,29 @@ fn ingest_request(
         let reported_hour = Granularity::Hourly.bucket_of(reported);
         let hours = split_hourly(record.quantity, record.usage_start, record.usage_end);
         for &(hour, quantity) in &hours {
-            add_hourly.execute(params![subscription, hour, record.meter_key, instance, reported_hour, quantity])?;
+            add_hourly.execute(params![
+                subscription,
+                hour,
+                record.meter_key,
+                instance,
+                reported_hour,
+                quantity
+            ])?;
         }
         for (day, quantity) in days_of(&hours) {
-            add_daily.execute(params![subscription, day, record.meter_key, instance, day_of_hour(reported_hour), quantity])?;
+            add_daily.execute(params![
+                subscription,
+                day,
+                record.meter_key,
+                instance,
+                day_of_hour(reported_hour),
+                quantity
+            ])?;
         }
         let (first, last) = (hours[0].0, hours[hours.len() - 1].0);
-        let bounds = usage_hours_by_report.entry((subscription, reported_hour)).or_insert((first, last));
+        let bounds = usage_hours_by_report
+            .entry((subscription, reported_hour))
+            .or_insert((first, last));
         *bounds = (bounds.0.min(first), bounds.1.max(last));
     }
     let mut add_bounds = conn.prepare_cached(
@@ -197,14 +225,25 @@ fn ingest_request(
     for ((subscription, reported_hour), (min, max)) in usage_hours_by_report {
         add_bounds.execute(params![subscription, reported_hour, min, max])?;
     }
-    Ok(Ok(IngestReceipt { accepted: fresh.len(), duplicates, reported_time: now }))
+    Ok(Ok(IngestReceipt {
+        accepted: fresh.len(),
+        duplicates,
+        reported_time: now,
+    }))
 }
 
 /// Inserts the subscription if new; returns its key.
-pub(super) fn subscription_key(conn: &Connection, id: &str, now: DateTime<Utc>) -> rusqlite::Result<i64> {
-    conn.prepare_cached("INSERT INTO subscriptions (id, first_seen) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING")?
-        .execute(params![id, now.to_rfc3339()])?;
-    conn.prepare_cached("SELECT key FROM subscriptions WHERE id = ?1")?.query_row([id], |row| row.get(0))
+pub(super) fn subscription_key(
+    conn: &Connection,
+    id: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO subscriptions (id, first_seen) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+    )?
+    .execute(params![id, now.to_rfc3339()])?;
+    conn.prepare_cached("SELECT key FROM subscriptions WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
 }
 
 /// Keys of subscriptions and instances, so that a steady stream of records
@@ -217,7 +256,12 @@ struct Caches {
 }
 
 impl Caches {
-    fn subscription_key(&mut self, conn: &Connection, id: &str, now: DateTime<Utc>) -> rusqlite::Result<i64> {
+    fn subscription_key(
+        &mut self,
+        conn: &Connection,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> rusqlite::Result<i64> {
         let cache_key = id.to_ascii_lowercase();
         if let Some(key) = self.subscriptions.get(&cache_key) {
             return Ok(key);
@@ -227,20 +271,26 @@ impl Caches {
         Ok(key)
     }
 
-    fn instance_id(&mut self, conn: &Connection, subscription: i64, record: &UsageRecord) -> rusqlite::Result<i64> {
+    fn instance_id(
+        &mut self,
+        conn: &Connection,
+        subscription: i64,
+        record: &UsageRecord,
+    ) -> rusqlite::Result<i64> {
         if let Some(id) = self.instances.get(&record.instance_digest) {
             return Ok(id);
         }
         conn.prepare_cached(
-            "INSERT INTO instances (subscription_key, digest, resource_uri, location, instance_data)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (digest) DO NOTHING",
+            "INSERT INTO instances (subscription_key, digest, resource_uri, location, instance_data, instance_data_json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (digest) DO NOTHING",
         )?
         .execute(params![
             subscription,
             &record.instance_digest[..],
             record.resource_uri,
             record.location,
-            record.instance_data
+            record.instance_data,
+            serde_json::to_string(&record.instance_data).expect("a string serialises"),
         ])?;
         let id = conn
             .prepare_cached("SELECT id FROM instances WHERE digest = ?1")?
@@ -267,13 +317,19 @@ struct KeyCache<K> {
 
 impl<K> Default for KeyCache<K> {
     fn default() -> Self {
-        KeyCache { committed: HashMap::new(), pending: HashMap::new() }
+        KeyCache {
+            committed: HashMap::new(),
+            pending: HashMap::new(),
+        }
     }
 }
 
 impl<K: Hash + Eq> KeyCache<K> {
     fn get(&self, key: &K) -> Option<i64> {
-        self.committed.get(key).or_else(|| self.pending.get(key)).copied()
+        self.committed
+            .get(key)
+            .or_else(|| self.pending.get(key))
+            .copied()
     }
 
     fn keep_pending(&mut self) {
