@@ -61,8 +61,8 @@ cat <<EOF
 tally is running on $BASE (data in $DATA). Try:
   curl -s -H "Authorization: Bearer $TENANT" '$USAGE' | python3 -m json.tool | head -40
   curl -s -H "Authorization: Bearer $OPERATOR" '$BASE/subscriptions/provider/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates?reportedStartTime=$START&reportedEndTime=$END&api-version=2015-06-01-preview' | python3 -m json.tool | head -40
-  curl -s $BASE/metrics | grep tally_
-  curl -s $BASE/openapi.json | python3 -m json.tool | less
+  curl -s -H "Authorization: Bearer $OPERATOR" $BASE/metrics | grep tally_
+  curl -s -H "Authorization: Bearer $OPERATOR" $BASE/openapi.json | python3 -m json.tool | less
 Tokens: operator $OPERATOR
         tenant   $TENANT  (subscription $TENANT_SUB)
 Press Ctrl-C to stop.

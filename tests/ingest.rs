@@ -371,7 +371,7 @@ async fn ingest_needs_a_reporter_or_operator_token() {
 }
 
 #[tokio::test]
-async fn health_and_metrics_are_open_and_count_ingest() {
+async fn health_is_open_metrics_count_ingest_for_operators() {
     let host = TestHost::new().await;
     host.ingest(&three_records()).await;
     let health = host.call(Method::GET, "/healthz", None, None).await;
@@ -379,7 +379,15 @@ async fn health_and_metrics_are_open_and_count_ingest() {
         (health.status, health.body["status"].as_str()),
         (StatusCode::OK, Some("ok"))
     );
-    let metrics = host.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(
+        host.call(Method::GET, "/metrics", None, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        host.get("/metrics", &host.reporter).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let metrics = host.get("/metrics", &host.operator).await;
     let text = metrics.body.as_str().unwrap();
     assert!(
         text.contains("tally_usage_records_accepted_total 3"),
@@ -395,7 +403,13 @@ async fn health_and_metrics_are_open_and_count_ingest() {
         text.contains("tally_http_request_duration_seconds_bucket"),
         "{text}"
     );
-    let openapi = host.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(
+        host.call(Method::GET, "/openapi.json", None, None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let openapi = host.get("/openapi.json", &host.reporter).await;
     let paths = openapi.body["paths"].as_object().unwrap();
     assert!(paths.contains_key("/v1/usage"));
     assert!(paths.contains_key(

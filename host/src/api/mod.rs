@@ -7,8 +7,9 @@
 //! | `GET /subscriptions/{id}/providers/Microsoft.Commerce/UsageAggregates` | tenant (own subscriptions), operator |
 //! | `GET /subscriptions/{id}/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates` | operator |
 //! | `GET /v1/meters`, `PUT /v1/meters/{id}` | any token; operator |
-//! | `GET /healthz` | anyone |
-//! | `GET /metrics`, `GET /openapi.json` | anyone (serve them on a private network) |
+//! | `GET /metrics` | operator |
+//! | `GET /openapi.json` | any token |
+//! | `GET /healthz` | anyone (the only open route) |
 
 mod auth;
 mod error;

@@ -8,6 +8,9 @@ use serde::Serialize;
 use utoipa::OpenApi;
 
 use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::auth::Role;
 
 /// Health of the host.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -39,20 +42,27 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+/// Prometheus metrics in the text exposition format (operator token: Prometheus
+/// sends it with `authorization: {credentials: …}`).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain"), (status = 401, body = super::error::ErrorResponse)),
+    security(("bearer" = [])))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
         state.metrics.encode(),
-    )
+    ))
 }
 
-/// This API's OpenAPI 3.1 document, generated from the code.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, content_type = "application/json")))]
-pub async fn openapi() -> impl IntoResponse {
+/// This API's OpenAPI 3.1 document, generated from the code (any valid token).
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, content_type = "application/json"), (status = 401, body = super::error::ErrorResponse)),
+    security(("bearer" = [])))]
+pub async fn openapi(_caller: Caller) -> impl IntoResponse {
     Json(super::ApiDoc::openapi())
 }
