@@ -166,6 +166,58 @@ fn token_create_checks_its_arguments() {
         .status
         .success()
     );
-    let secret = tally_ok(&["token", "create", "--data-dir", data, "--role", "reporter"]);
+    let secret = tally_ok(&[
+        "token",
+        "create",
+        "--data-dir",
+        data,
+        "--role",
+        "reporter",
+        "--description",
+        "rp-1",
+    ]);
     assert!(secret.trim().starts_with("tly_"));
+    let list = tally_ok(&["token", "list", "--data-dir", data]);
+    assert!(list.contains("reporter") && list.contains("rp-1"), "{list}");
+    assert!(
+        !list.contains(secret.trim()),
+        "secrets are never shown again"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_token_stops_working_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let operator = tally_ok(&["token", "create", "--data-dir", data, "--role", "operator"]);
+    let server = Server::start(dir.path());
+    let meters = |token: String| {
+        let url = format!("{}/v1/meters", server.base);
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token.trim())
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(meters(operator.clone()).await, 200);
+    let id = tally_ok(&["token", "list", "--data-dir", data])
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(tally_ok(&["token", "revoke", "--data-dir", data, &id]).contains("revoked"));
+    assert_eq!(meters(operator).await, 401);
+    assert!(
+        !tally(&["token", "revoke", "--data-dir", data, &id])
+            .status
+            .success(),
+        "revoking twice is an error"
+    );
 }

@@ -41,23 +41,11 @@ async fn a_retried_request_is_counted_once() {
     let host = TestHost::new().await;
     let first = host.ingest_as(&host.operator, &three_records()).await;
     assert_eq!(first.status, StatusCode::OK);
-    assert_eq!(
-        (
-            first.body["accepted"].as_u64(),
-            first.body["duplicates"].as_u64()
-        ),
-        (Some(3), Some(0))
-    );
+    assert_eq!(first.counts(), (3, 0));
 
     let retry = host.ingest_as(&host.operator, &three_records()).await;
     assert_eq!(retry.status, StatusCode::OK);
-    assert_eq!(
-        (
-            retry.body["accepted"].as_u64(),
-            retry.body["duplicates"].as_u64()
-        ),
-        (Some(0), Some(3))
-    );
+    assert_eq!(retry.counts(), (0, 3));
     assert_eq!(retry.body["duplicateIndexes"], json!([0, 1, 2]));
     assert_eq!(hourly_total(&host).await, 6.0);
 }

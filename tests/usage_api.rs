@@ -208,13 +208,12 @@ async fn late_data_lands_in_the_later_reported_window_only() {
 
 #[tokio::test]
 async fn daily_rows_are_the_sum_of_hourly_rows() {
-    let host = TestHost::new().await;
-    let records = sample(&Options {
+    let (host, records) = TestHost::with_sample(Options {
         subscriptions: 2,
         days: 3,
         ..Options::default()
-    });
-    host.ingest(&to_wire(&records)).await;
+    })
+    .await;
     let sub = &records[0].subscription_id;
     let (start, end) = ("2026-10-28T00:00:00Z", "2026-11-03T00:00:00Z");
     let (hourly, _) = host
@@ -249,15 +248,16 @@ async fn daily_rows_are_the_sum_of_hourly_rows() {
 
 #[tokio::test]
 async fn paging_returns_every_row_exactly_once_with_absolute_url_safe_links() {
-    let host = TestHost::new().await;
-    let records = sample(&Options {
+    let (host, records) = TestHost::with_sample(Options {
         subscriptions: 3,
         days: 4,
         ..Options::default()
-    });
-    host.ingest(&to_wire(&records)).await;
+    })
+    .await;
     let (start, end) = ("2026-10-27T00:00:00Z", "2026-11-03T00:00:00Z");
-    let first = host.get(&format!("{PROVIDER}?reportedStartTime={start}&reportedEndTime={end}&aggregationGranularity=Hourly&{API}"), &host.operator).await;
+    let first = host
+        .get(&provider_uri(start, end, "Hourly"), &host.operator)
+        .await;
     let link = first.body["nextLink"].as_str().expect("more than one page");
     assert!(
         link.starts_with("http://tally.test/subscriptions/default-provider/"),
@@ -278,9 +278,7 @@ async fn paging_returns_every_row_exactly_once_with_absolute_url_safe_links() {
     );
     assert_eq!(first.body["value"].as_array().unwrap().len(), 1_000);
 
-    let uri = format!(
-        "{PROVIDER}?reportedStartTime={start}&reportedEndTime={end}&aggregationGranularity=Hourly&{API}"
-    );
+    let uri = provider_uri(start, end, "Hourly");
     let (rows, pages) = host.list_all(&uri, &host.operator).await;
     assert!(pages > 3);
     let names: HashSet<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
@@ -297,17 +295,14 @@ async fn paging_returns_every_row_exactly_once_with_absolute_url_safe_links() {
 
 #[tokio::test]
 async fn paging_stays_exact_while_usage_keeps_arriving() {
-    let host = TestHost::new().await;
-    let records = sample(&Options {
+    let (host, records) = TestHost::with_sample(Options {
         subscriptions: 2,
         days: 3,
         ..Options::default()
-    });
-    host.ingest(&to_wire(&records)).await;
+    })
+    .await;
     let (start, end) = ("2026-10-29T00:00:00Z", "2026-11-02T00:00:00Z");
-    let uri = format!(
-        "{PROVIDER}?reportedStartTime={start}&reportedEndTime={end}&aggregationGranularity=Hourly&{API}"
-    );
+    let uri = provider_uri(start, end, "Hourly");
     let (before, _) = host.list_all(&uri, &host.operator).await;
 
     // Page through again, ingesting live usage (reported now, into the same

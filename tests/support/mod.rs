@@ -43,6 +43,14 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// `(accepted, duplicates)` of an ingest reply.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.body["accepted"].as_u64().unwrap(),
+            self.body["duplicates"].as_u64().unwrap(),
+        )
+    }
+
     /// The ARM error code, if this is an error.
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
@@ -68,6 +76,16 @@ impl TestHost {
         host.operator = host.token(Role::Operator, &[]).await;
         host.reporter = host.token(Role::Reporter, &[]).await;
         host
+    }
+
+    /// A host holding the generator's sample usage; returns the records too.
+    pub async fn with_sample(
+        options: tally_usage_generator::Options,
+    ) -> (Self, Vec<tally_usage_generator::UsageRecord>) {
+        let host = Self::new().await;
+        let records = sample(&options);
+        host.ingest(&to_wire(&records)).await;
+        (host, records)
     }
 
     /// Mints a token.
@@ -206,6 +224,13 @@ pub fn reported(mut record: Value, reported: &str) -> Value {
 pub fn usage_uri(subscription: &str, start: &str, end: &str, granularity: &str) -> String {
     format!(
         "/subscriptions/{subscription}/providers/Microsoft.Commerce/UsageAggregates?reportedStartTime={start}&reportedEndTime={end}&aggregationGranularity={granularity}&{API}"
+    )
+}
+
+/// The provider usage API URI (all subscribers).
+pub fn provider_uri(start: &str, end: &str, granularity: &str) -> String {
+    format!(
+        "/subscriptions/default-provider/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates?reportedStartTime={start}&reportedEndTime={end}&aggregationGranularity={granularity}&{API}"
     )
 }
 

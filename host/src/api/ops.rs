@@ -24,7 +24,7 @@ pub struct Health {
     responses((status = 200, body = Health), (status = 503, description = "The store does not answer")))]
 pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     let version = env!("CARGO_PKG_VERSION");
-    match state.store.subscription_exists("").await {
+    match state.store.health().await {
         Ok(_) => (
             StatusCode::OK,
             Json(Health {

@@ -45,9 +45,13 @@ pub struct ImportArgs {
     /// Records per request (a request is all-or-nothing).
     #[arg(long, default_value_t = 5_000)]
     batch_size: usize,
+    /// Requests in flight at once (the host commits concurrent ones together).
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
 }
 
 /// Where batches go.
+#[derive(Clone)]
 enum Sink {
     Http {
         client: reqwest::Client,
@@ -62,6 +66,13 @@ enum Sink {
 struct Totals {
     accepted: usize,
     duplicates: usize,
+}
+
+impl Totals {
+    fn add(&mut self, other: Totals) {
+        self.accepted += other.accepted;
+        self.duplicates += other.duplicates;
+    }
 }
 
 pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
@@ -97,26 +108,42 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let mut totals = Totals::default();
+    let mut in_flight = tokio::task::JoinSet::new();
     let mut batch = Vec::with_capacity(args.batch_size);
     let mut batch_start = 0;
     for (index, record) in records.enumerate() {
+        // A parse error's index is already the record's position in the file.
         let mut record = record?.map_err(|e| refused(&[e], 0))?;
         if record.reported_time.is_none() {
             record.reported_time.clone_from(&reported_at);
         }
         batch.push(record);
         if batch.len() == args.batch_size.max(1) {
-            sink.send(std::mem::take(&mut batch), batch_start, &mut totals)
-                .await?;
+            if in_flight.len() >= args.concurrency.max(1) {
+                totals.add(
+                    in_flight
+                        .join_next()
+                        .await
+                        .expect("a batch is in flight")??,
+                );
+                let message = format!(
+                    "{} records, {} duplicates",
+                    totals.accepted, totals.duplicates
+                );
+                progress.set_message(message);
+            }
+            let (sink, batch) = (sink.clone(), std::mem::take(&mut batch));
+            in_flight.spawn(async move { sink.send(batch, batch_start).await });
             batch_start = index + 1;
-            progress.set_message(format!(
-                "{} records, {} duplicates",
-                totals.accepted, totals.duplicates
-            ));
         }
     }
     if !batch.is_empty() {
-        sink.send(batch, batch_start, &mut totals).await?;
+        in_flight.spawn(async move { sink.send(batch, batch_start).await });
+    }
+    // The first failed batch stops the import; dropping the set cancels the
+    // others, which is safe: batches are all-or-nothing and idempotent.
+    while let Some(outcome) = in_flight.join_next().await {
+        totals.add(outcome??);
     }
     progress.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
@@ -131,12 +158,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
 
 impl Sink {
     /// Sends one batch; `first` is the index of its first record in the file.
-    async fn send(
-        &self,
-        batch: Vec<UsageRecordInput>,
-        first: usize,
-        totals: &mut Totals,
-    ) -> anyhow::Result<()> {
+    async fn send(&self, batch: Vec<UsageRecordInput>, first: usize) -> anyhow::Result<Totals> {
         match self {
             Sink::Direct(store) => {
                 let catalog = store.meter_catalog().await?;
@@ -148,11 +170,10 @@ impl Sink {
                 let records = validate_all(batch.into_iter().map(Ok).collect(), &ctx)
                     .map_err(|e| refused_api(e, first))?;
                 match store.ingest(records).await {
-                    Ok(receipt) => {
-                        totals.accepted += receipt.accepted;
-                        totals.duplicates += receipt.duplicates.len();
-                        Ok(())
-                    }
+                    Ok(receipt) => Ok(Totals {
+                        accepted: receipt.accepted,
+                        duplicates: receipt.duplicates.len(),
+                    }),
                     Err(StoreError::Conflicts(conflicts)) => Err(refused(&conflicts, first)),
                     Err(error) => Err(error.into()),
                 }
@@ -178,9 +199,10 @@ impl Sink {
                     let retryable = match response {
                         Ok(response) if response.status().is_success() => {
                             let receipt: IngestResponse = response.json().await?;
-                            totals.accepted += receipt.accepted;
-                            totals.duplicates += receipt.duplicates;
-                            return Ok(());
+                            return Ok(Totals {
+                                accepted: receipt.accepted,
+                                duplicates: receipt.duplicates,
+                            });
                         }
                         Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
                             anyhow!("the host answered 503")

@@ -1,4 +1,5 @@
-//! `tally token create`: mint an API token; the secret is printed once.
+//! `tally token create|list|revoke`: API tokens. A secret is printed once, at
+//! creation; the store keeps only its digest.
 
 use std::sync::Arc;
 
@@ -24,6 +25,17 @@ pub enum TokenCommand {
         /// What the token is for.
         #[arg(long, default_value = "")]
         description: String,
+    },
+    /// List tokens (ids, roles, subscriptions; never secrets).
+    List {
+        #[command(flatten)]
+        data_dir: DataDir,
+    },
+    /// Revoke a token by id: it stops working at once.
+    Revoke {
+        #[command(flatten)]
+        data_dir: DataDir,
+        id: i64,
     },
 }
 
@@ -53,6 +65,31 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
                 })
                 .await?;
             println!("{secret}");
+            Ok(())
+        }
+        TokenCommand::List { data_dir } => {
+            let store = SqliteStore::open(&data_dir.or_default())?;
+            println!(
+                "{:>4}  {:<8}  {:<19}  {:<36}  description",
+                "id", "role", "created", "subscriptions"
+            );
+            for token in store.list_tokens().await? {
+                let created = token.created_at.get(..19).unwrap_or(&token.created_at);
+                let subscriptions = token.subscriptions.join(",");
+                let role = token.role.as_str();
+                println!(
+                    "{:>4}  {role:<8}  {created:<19}  {subscriptions:<36}  {}",
+                    token.id, token.description
+                );
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { data_dir, id } => {
+            let store = SqliteStore::open(&data_dir.or_default())?;
+            if !store.revoke_token(id).await? {
+                bail!("there is no token with id {id}");
+            }
+            println!("token {id} revoked");
             Ok(())
         }
     }

@@ -114,6 +114,16 @@ pub struct NewToken {
     pub description: String,
 }
 
+/// A stored token, without its secret.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub role: Role,
+    pub subscriptions: Vec<String>,
+    pub description: String,
+    pub created_at: String,
+}
+
 /// Everything the host keeps. Implementations are cheap to share (`Arc`).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -137,8 +147,17 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the subscription is known (has reported usage or a tenant token).
     async fn subscription_exists(&self, id: &str) -> Result<bool, StoreError>;
 
-    /// Stores a new API token.
-    async fn create_token(&self, token: NewToken) -> Result<(), StoreError>;
+    /// Stores a new API token; returns its id.
+    async fn create_token(&self, token: NewToken) -> Result<i64, StoreError>;
+
+    /// All tokens, oldest first (never their secrets).
+    async fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError>;
+
+    /// Deletes a token; `false` if there was none with this id.
+    async fn revoke_token(&self, id: i64) -> Result<bool, StoreError>;
+
+    /// Whether the store can read and write (for `/healthz`).
+    async fn health(&self) -> Result<(), StoreError>;
 
     /// The principal of a token, by the digest of its secret.
     async fn principal(&self, digest: [u8; 32]) -> Result<Option<Principal>, StoreError>;

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use self::writer::Job;
 use crate::auth::{Principal, Role};
 use crate::store::{
-    AggregatePage, AggregateQuery, IngestReceipt, NewToken, Position, Store, StoreError,
+    AggregatePage, AggregateQuery, IngestReceipt, NewToken, Position, Store, StoreError, TokenInfo,
 };
 use crate::usage::meters::documented_meters;
 use crate::usage::{Meter, MeterCatalog, UsageRecord};
@@ -220,7 +220,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_token(&self, token: NewToken) -> Result<(), StoreError> {
+    async fn create_token(&self, token: NewToken) -> Result<i64, StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction()?;
             let now = Utc::now();
@@ -238,10 +238,49 @@ impl Store for SqliteStore {
                     now.to_rfc3339()
                 ],
             )?;
+            let id = tx.last_insert_rowid();
             tx.commit()?;
-            Ok(())
+            Ok(id)
         })
         .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        self.read(|conn| {
+            let mut select = conn.prepare(
+                "SELECT id, role, subscriptions, description, created_at FROM api_tokens ORDER BY id",
+            )?;
+            let rows = select.query_map([], |row| {
+                Ok((row.get(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get(3)?, row.get(4)?))
+            })?;
+            rows.map(|row| {
+                let (id, role, subscriptions, description, created_at) = row?;
+                Ok(TokenInfo {
+                    id,
+                    role: Role::parse(&role).ok_or_else(|| anyhow!("unknown role '{role}' in the token table"))?,
+                    subscriptions: serde_json::from_str(&subscriptions)?,
+                    description,
+                    created_at,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
+        self.write(move |conn| Ok(conn.execute("DELETE FROM api_tokens WHERE id = ?1", [id])? == 1))
+            .await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        if self.writer.is_closed() {
+            return Err(StoreError::Unavailable(anyhow!(
+                "the writer thread has stopped"
+            )));
+        }
+        self.read(|conn| Ok(conn.query_row("SELECT count(*) FROM meters", [], |_| Ok(()))?))
+            .await
     }
 
     async fn principal(&self, digest: [u8; 32]) -> Result<Option<Principal>, StoreError> {
