@@ -221,3 +221,47 @@ async fn a_revoked_token_stops_working_at_once() {
         "revoking twice is an error"
     );
 }
+
+#[test]
+fn operators_extend_the_meter_catalog_from_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let file = dir.path().join("meters.csv");
+    std::fs::write(
+        &file,
+        "meter_id,meter_name,category,unit,notes\nGPU-HOURS,GPU hours,Compute,GPU hours,per GPU\n",
+    )
+    .unwrap();
+    assert!(
+        tally_ok(&[
+            "meters",
+            "import",
+            "--data-dir",
+            data,
+            file.to_str().unwrap()
+        ])
+        .contains("1 meters")
+    );
+    let list = tally_ok(&["meters", "list", "--data-dir", data]);
+    assert_eq!(
+        list.lines().count(),
+        1 + 69 + 1,
+        "header, the documented meters and the new one"
+    );
+    assert!(
+        list.contains("GPU-HOURS,GPU hours,Compute,GPU hours,per GPU"),
+        "{list}"
+    );
+
+    std::fs::write(&file, "meter_id,meter_name\n,nameless\n").unwrap();
+    let refused = tally(&[
+        "meters",
+        "import",
+        "--data-dir",
+        data,
+        file.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("line 2"));
+}

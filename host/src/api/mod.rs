@@ -25,7 +25,8 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, OriginalUri};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -138,7 +139,12 @@ pub fn router(state: AppState) -> Router {
             crate::metrics::track,
         ))
         .fallback(fallback)
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            // One INFO line per request: the access log.
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
         .with_state(state)
 }
 

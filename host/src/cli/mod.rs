@@ -1,6 +1,7 @@
 //! The `tally` command line: `serve`, `token`, `import`, `meters`.
 
 mod import;
+mod meters;
 mod serve;
 mod token;
 
@@ -41,6 +42,9 @@ enum Command {
     Token(token::TokenCommand),
     /// Import usage from a CSV or NDJSON file (backfills, migrations).
     Import(import::ImportArgs),
+    /// The meter catalog: list it, or add meters from a CSV file.
+    #[command(subcommand)]
+    Meters(meters::MetersCommand),
 }
 
 /// Runs the command line; the exit code says whether it worked.
@@ -56,6 +60,7 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Token(command) => token::run(command).await,
             Command::Import(args) => import::run(args).await,
+            Command::Meters(command) => meters::run(command).await,
         }
     });
     match outcome {

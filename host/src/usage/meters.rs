@@ -34,28 +34,43 @@ const DOCUMENTED_METERS_CSV: &str = include_str!("../../data/azure-stack-meters.
 
 /// The documented Azure Stack Hub meters (keys unset).
 pub fn documented_meters() -> Vec<Meter> {
+    read_meters_csv(DOCUMENTED_METERS_CSV).expect("the embedded meter catalog is valid CSV")
+}
+
+/// Reads meters from CSV with the seed file's columns:
+/// `meter_id,meter_name,category,unit,notes` (keys unset).
+pub fn read_meters_csv(text: &str) -> anyhow::Result<Vec<Meter>> {
     #[derive(Deserialize)]
     struct Row {
         meter_id: String,
         meter_name: String,
         category: String,
         unit: String,
+        #[serde(default)]
         notes: String,
     }
-    csv::Reader::from_reader(DOCUMENTED_METERS_CSV.as_bytes())
+    let mut meters = Vec::new();
+    for (line, row) in csv::Reader::from_reader(text.as_bytes())
         .deserialize::<Row>()
-        .map(|row| {
-            let row = row.expect("the embedded meter catalog is valid CSV");
-            Meter {
-                key: 0,
-                id: row.meter_id,
-                name: row.meter_name,
-                category: row.category,
-                unit: row.unit,
-                notes: row.notes,
-            }
-        })
-        .collect()
+        .enumerate()
+    {
+        let row = row.map_err(|e| anyhow::anyhow!("line {}: {e}", line + 2))?;
+        if row.meter_id.trim().is_empty() || row.meter_name.trim().is_empty() {
+            anyhow::bail!(
+                "line {}: meter_id and meter_name must not be empty",
+                line + 2
+            );
+        }
+        meters.push(Meter {
+            key: 0,
+            id: row.meter_id.trim().to_string(),
+            name: row.meter_name,
+            category: row.category,
+            unit: row.unit,
+            notes: row.notes,
+        });
+    }
+    Ok(meters)
 }
 
 /// An in-memory snapshot of the catalog, for validation and for answering queries.
