@@ -9,5 +9,8 @@ echo "==> Python test client (azure-mgmt-commerce 6.0.1) in .venv"
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 export TALLY_TEST_PYTHON="$PWD/.venv/bin/python"
 
+echo "==> Example adapters, built from source for wasm32-wasip2"
+adapters/build.sh
+
 echo "==> cargo test"
 cargo test --workspace --locked

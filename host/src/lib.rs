@@ -18,6 +18,7 @@
 //! - [`config`]: the optional `tally.toml`.
 //! - [`cli`]: the `tally` command (serve, token, import, meters).
 
+pub mod adapters;
 pub mod api;
 pub mod auth;
 pub mod cli;

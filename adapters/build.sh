@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds the example adapters from source into target/adapters/*.wasm
+# (adds the wasm32-wasip2 target when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+cargo build --release --locked --target wasm32-wasip2 --manifest-path adapters/Cargo.toml --target-dir target
+mkdir -p target/adapters
+for name in chargeback_csv hostile; do
+  cp "target/wasm32-wasip2/release/$name.wasm" "target/adapters/${name//_/-}.wasm"
+done
+ls -l target/adapters

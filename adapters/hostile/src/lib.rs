@@ -1,0 +1,106 @@
+//! An adapter that misbehaves on purpose, one way per config, so the tests
+//! can prove the sandbox stops each one with a clear reason:
+//!
+//! `{"attack": "loop" | "memory" | "recursion" | "trap" | "flood-output" |
+//! "flood-log" | "read-file" | "read-env" | "out-of-scope" | "none"}`
+
+wit_bindgen::generate!({ path: "../../wit", world: "billing-adapter" });
+
+use exports::tally::billing::adapter::{Description, ExportError, ExportRequest, Guest, Summary};
+use tally::billing::log::{Level, write as log};
+use tally::billing::output::append;
+use tally::billing::usage::query;
+
+struct Hostile;
+
+fn attack(config: &str) -> &str {
+    config.split('"').nth(3).unwrap_or("none")
+}
+
+impl Guest for Hostile {
+    fn describe() -> Description {
+        Description {
+            name: "hostile".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            produces: vec!["out.txt".into()],
+        }
+    }
+
+    fn validate_config(_config: String) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn export(request: ExportRequest, config: String) -> Result<Summary, ExportError> {
+        let mut written = 0u64;
+        match attack(&config) {
+            "loop" => {
+                let mut x = 0u64;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "memory" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 16 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "recursion" => {
+                #[allow(unconditional_recursion)] // the point of the attack
+                fn deeper(n: u64) -> u64 {
+                    std::hint::black_box(deeper(std::hint::black_box(n + 1)) + 1)
+                }
+                written = deeper(0);
+            }
+            "trap" => panic!("the hostile adapter panics on purpose"),
+            "flood-output" => {
+                let chunk = vec![b'x'; 1 << 20];
+                loop {
+                    append("out.txt", "text/plain", &chunk)
+                        .map_err(|e| ExportError::Permanent(format!("{e:?}")))?;
+                }
+            }
+            "flood-log" => {
+                for i in 0..10_000_000u64 {
+                    log(Level::Info, &format!("line {i} of a flood"));
+                    eprintln!("stderr line {i}");
+                }
+            }
+            "read-file" => {
+                let found = std::fs::read_to_string("/etc/passwd")
+                    .map_err(|e| ExportError::Permanent(format!("no file access: {e}")))?;
+                append("out.txt", "text/plain", found.as_bytes()).ok();
+            }
+            "read-env" => {
+                let vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+                if !vars.is_empty() {
+                    append("out.txt", "text/plain", vars.join("\n").as_bytes()).ok();
+                    return Err(ExportError::Permanent(format!(
+                        "read {} environment variables",
+                        vars.len()
+                    )));
+                }
+                return Err(ExportError::Permanent(
+                    "no environment variables visible".into(),
+                ));
+            }
+            "out-of-scope" => {
+                query(
+                    request.window,
+                    request.granularity,
+                    Some(&["someone-else".to_string()]),
+                )
+                .map_err(|e| ExportError::Permanent(format!("{e:?}")))?;
+            }
+            _ => {}
+        }
+        Ok(Summary {
+            rows_read: 0,
+            rows_written: written,
+            documents: vec![],
+        })
+    }
+}
+
+export!(Hostile);

@@ -1,0 +1,56 @@
+//! The `output` and `log` imports: documents and log lines of a run.
+
+use super::contract::tally::billing::log::{Host as LogHost, Level};
+use super::contract::tally::billing::output::{Host as OutputHost, OutputError};
+use super::sandbox::{Document, RunState};
+
+/// Longest document name.
+pub const MAX_DOCUMENT_NAME: usize = 128;
+
+impl OutputHost for RunState {
+    fn append(
+        &mut self,
+        document: String,
+        content_type: String,
+        bytes: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), OutputError>> {
+        if document.is_empty() || document.len() > MAX_DOCUMENT_NAME || document.contains('/') {
+            return Ok(Err(OutputError::InvalidName(format!(
+                "'{document}' is not a valid document name"
+            ))));
+        }
+        if self.output_bytes + bytes.len() as u64 > self.output_cap {
+            let message = format!("output limit of {} bytes reached", self.output_cap);
+            self.log
+                .lock()
+                .expect("run log lock")
+                .push("error", message);
+            return Ok(Err(OutputError::LimitReached(self.output_cap)));
+        }
+        self.output_bytes += bytes.len() as u64;
+        self.documents
+            .entry(document)
+            .or_insert_with(|| Document {
+                content_type,
+                bytes: Vec::new(),
+            })
+            .bytes
+            .extend_from_slice(&bytes);
+        Ok(Ok(()))
+    }
+}
+
+impl LogHost for RunState {
+    fn write(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        self.log.lock().expect("run log lock").push(level, message);
+        Ok(())
+    }
+}
+
+impl super::contract::tally::billing::types::Host for RunState {}

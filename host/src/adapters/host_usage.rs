@@ -1,0 +1,277 @@
+//! The `usage` import: aggregated usage for the installation's subscriptions,
+//! streamed as dictionary-encoded column batches.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use wasmtime::component::Resource;
+
+use super::contract::tally::billing::types::{
+    Granularity as WitGranularity, Meter as WitMeter, Window,
+};
+use super::contract::tally::billing::usage::{Host, HostCursor, QueryError, UsageBatch};
+use super::sandbox::{RunState, SubscriptionGrant};
+use crate::store::{AggregateQuery, AggregateRow, Position, Store, SubscriptionScope};
+use crate::usage::{Granularity, MeterCatalog};
+
+/// Rows in one batch handed to the adapter.
+pub const BATCH_ROWS: usize = 4_096;
+
+/// What a run may read, and how.
+pub struct UsageAccess {
+    pub store: Arc<dyn Store>,
+    pub catalog: Arc<MeterCatalog>,
+    pub grant: SubscriptionGrant,
+    /// The runtime the store's futures run on (runs execute on blocking threads).
+    pub runtime: tokio::runtime::Handle,
+    /// Rows handed to the adapter so far.
+    pub rows_read: u64,
+    /// When the run started: windows must have closed before it.
+    pub now: DateTime<Utc>,
+}
+
+/// A streaming read: the queries still to run and where the current one is.
+pub struct UsageCursor {
+    queries: VecDeque<AggregateQuery>,
+    after: Option<Position>,
+    /// Resource fields decoded once per instance for the whole read.
+    instances: HashMap<i64, Arc<InstanceFields>>,
+}
+
+/// The fields of an instance that batches carry.
+struct InstanceFields {
+    resource_uri: String,
+    location: String,
+    tags: Vec<(String, String)>,
+    additional_info: String,
+}
+
+impl Host for RunState {
+    fn query(
+        &mut self,
+        window: Window,
+        granularity: WitGranularity,
+        subscriptions: Option<Vec<String>>,
+    ) -> wasmtime::Result<Result<Resource<UsageCursor>, QueryError>> {
+        let granularity = match granularity {
+            WitGranularity::Hourly => Granularity::Hourly,
+            WitGranularity::Daily => Granularity::Daily,
+        };
+        let (Some(start), Some(end)) = (
+            DateTime::from_timestamp(window.start, 0),
+            DateTime::from_timestamp(window.end, 0),
+        ) else {
+            return Ok(Err(QueryError::InvalidWindow(
+                "the window is out of range".into(),
+            )));
+        };
+        if start >= end || !granularity.is_boundary(start) || !granularity.is_boundary(end) {
+            return Ok(Err(QueryError::InvalidWindow(format!(
+                "[{start}, {end}) is empty or not on {granularity:?} boundaries"
+            ))));
+        }
+        if end > self.usage.now {
+            return Ok(Err(QueryError::InvalidWindow(format!(
+                "the window ends at {end}, after now"
+            ))));
+        }
+        let scopes = match (subscriptions, &self.usage.grant) {
+            (None, SubscriptionGrant::All) => vec![SubscriptionScope::All],
+            (None, SubscriptionGrant::Only(ids)) => {
+                ids.iter().cloned().map(SubscriptionScope::One).collect()
+            }
+            (Some(asked), grant) => {
+                if let Some(refused) = asked.iter().find(|id| !grant.allows(id)) {
+                    let message =
+                        format!("subscription '{refused}' is outside this installation's scope");
+                    self.log
+                        .lock()
+                        .expect("run log lock")
+                        .push("error", message.clone());
+                    return Ok(Err(QueryError::OutOfScope(message)));
+                }
+                asked.into_iter().map(SubscriptionScope::One).collect()
+            }
+        };
+        let queries = scopes
+            .into_iter()
+            .map(|scope| AggregateQuery {
+                scope,
+                reported_start: start,
+                reported_end: end,
+                granularity,
+                show_details: true,
+                page_size: BATCH_ROWS,
+            })
+            .collect();
+        let cursor = UsageCursor {
+            queries,
+            after: None,
+            instances: HashMap::new(),
+        };
+        Ok(Ok(self.table().push(cursor)?))
+    }
+
+    fn meters(&mut self) -> wasmtime::Result<Vec<WitMeter>> {
+        Ok(self
+            .usage
+            .catalog
+            .all()
+            .iter()
+            .map(|m| WitMeter {
+                id: m.id.clone(),
+                name: m.name.clone(),
+                category: m.category.clone(),
+                unit: m.unit.clone(),
+            })
+            .collect())
+    }
+}
+
+impl HostCursor for RunState {
+    fn next(&mut self, cursor: Resource<UsageCursor>) -> wasmtime::Result<Option<UsageBatch>> {
+        let store = self.usage.store.clone();
+        let runtime = self.usage.runtime.clone();
+        let cursor = self.table.get_mut(&cursor)?;
+        while let Some(query) = cursor.queries.front() {
+            let page = runtime
+                .block_on(store.aggregates(query, cursor.after))
+                .map_err(|e| wasmtime::format_err!("reading usage failed: {e}"))?;
+            match page.next {
+                Some(position) => cursor.after = Some(position),
+                None => {
+                    cursor.queries.pop_front();
+                    cursor.after = None;
+                }
+            }
+            if !page.rows.is_empty() {
+                let batch = encode(&page.rows, &mut cursor.instances)?;
+                self.usage.rows_read += page.rows.len() as u64;
+                return Ok(Some(batch));
+            }
+        }
+        Ok(None)
+    }
+
+    fn drop(&mut self, cursor: Resource<UsageCursor>) -> wasmtime::Result<()> {
+        self.table.delete(cursor)?;
+        Ok(())
+    }
+}
+
+/// Column batch with a per-batch string dictionary.
+fn encode(
+    rows: &[AggregateRow],
+    instances: &mut HashMap<i64, Arc<InstanceFields>>,
+) -> wasmtime::Result<UsageBatch> {
+    let mut batch = UsageBatch {
+        strings: Vec::new(),
+        subscription_id: Vec::with_capacity(rows.len()),
+        meter_id: Vec::with_capacity(rows.len()),
+        resource_uri: Vec::with_capacity(rows.len()),
+        location: Vec::with_capacity(rows.len()),
+        tags: Vec::with_capacity(rows.len()),
+        additional_info: Vec::with_capacity(rows.len()),
+        usage_start: Vec::with_capacity(rows.len()),
+        usage_end: Vec::with_capacity(rows.len()),
+        quantity: Vec::with_capacity(rows.len()),
+        tag_sets: Vec::new(),
+    };
+    let mut dictionary: HashMap<String, u32> = HashMap::new();
+    let mut intern = |strings: &mut Vec<String>, s: &str| -> u32 {
+        if let Some(&i) = dictionary.get(s) {
+            return i;
+        }
+        let i = strings.len() as u32;
+        strings.push(s.to_owned());
+        dictionary.insert(s.to_owned(), i);
+        i
+    };
+    let mut tag_set_of_instance: HashMap<i64, u32> = HashMap::new();
+    for row in rows {
+        let instance = row
+            .instance
+            .as_ref()
+            .ok_or_else(|| wasmtime::format_err!("a detailed row without instance"))?;
+        let fields = match instances.get(&instance.key) {
+            Some(fields) => fields.clone(),
+            None => {
+                let fields = Arc::new(decode_instance(&instance.data_json)?);
+                instances.insert(instance.key, fields.clone());
+                fields
+            }
+        };
+        batch
+            .subscription_id
+            .push(intern(&mut batch.strings, &row.subscription_id));
+        batch
+            .meter_id
+            .push(intern(&mut batch.strings, &row.meter.id));
+        batch
+            .resource_uri
+            .push(intern(&mut batch.strings, &fields.resource_uri));
+        batch
+            .location
+            .push(intern(&mut batch.strings, &fields.location));
+        batch
+            .additional_info
+            .push(intern(&mut batch.strings, &fields.additional_info));
+        let tag_set = match tag_set_of_instance.get(&instance.key) {
+            Some(&index) => index,
+            None => {
+                let set = fields
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (intern(&mut batch.strings, k), intern(&mut batch.strings, v)))
+                    .collect();
+                batch.tag_sets.push(set);
+                let index = batch.tag_sets.len() as u32 - 1;
+                tag_set_of_instance.insert(instance.key, index);
+                index
+            }
+        };
+        batch.tags.push(tag_set);
+        batch.usage_start.push(row.usage_start.timestamp());
+        batch.usage_end.push(row.usage_end.timestamp());
+        batch.quantity.push(row.quantity);
+    }
+    Ok(batch)
+}
+
+/// The resource fields of a stored `instanceData` literal.
+fn decode_instance(data_json: &str) -> wasmtime::Result<InstanceFields> {
+    let parse = || -> Option<InstanceFields> {
+        let data: String = serde_json::from_str(data_json).ok()?;
+        let value: Value = serde_json::from_str(&data).ok()?;
+        let resources = value.get("Microsoft.Resources")?;
+        let text = |key: &str| {
+            resources
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let tags = resources
+            .get("tags")
+            .and_then(Value::as_object)
+            .map(|tags| {
+                tags.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let additional_info = resources
+            .get("additionalInfo")
+            .map(Value::to_string)
+            .unwrap_or_else(|| "{}".into());
+        Some(InstanceFields {
+            resource_uri: text("resourceUri"),
+            location: text("location"),
+            tags,
+            additional_info,
+        })
+    };
+    parse().ok_or_else(|| wasmtime::format_err!("a stored instance is not valid instanceData"))
+}

@@ -1,0 +1,23 @@
+//! Billing adapters: WebAssembly components that read aggregated usage
+//! through `wit/billing-adapter.wit` and write export documents, run in a
+//! sandbox.
+//!
+//! - [`contract`]: the host bindings of the `tally:billing` world.
+//! - [`engine`]: one wasmtime engine; components compiled once, cached by
+//!   sha256 and engine settings, checked against the world.
+//! - [`sandbox`]: what one run may use (deadline, memory, output and log caps)
+//!   and its state.
+//! - [`host_usage`], [`host_output`]: the host side of the imports.
+//! - [`run`]: running `export` for one window and reporting how it ended.
+
+pub mod contract;
+pub mod engine;
+pub mod host_output;
+pub mod host_usage;
+pub mod run;
+pub mod sandbox;
+mod stdio;
+
+pub use engine::{AdapterEngine, LoadedAdapter};
+pub use run::{ExportOutcome, RunFailure, run_export};
+pub use sandbox::{Limits, SubscriptionGrant};

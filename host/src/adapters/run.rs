@@ -1,0 +1,154 @@
+//! Running one export: a fresh store from the pre-instantiated component, the
+//! call under the sandbox's limits, and a verdict on how it ended.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, Trap};
+
+use super::contract::{ExportError, ExportRequest, Summary};
+use super::engine::{AdapterEngine, EPOCH_TICK, LoadedAdapter};
+use super::host_usage::UsageAccess;
+use super::sandbox::{Document, Limits, LogLine, RunState};
+
+/// Why a run failed. Each names what happened in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunFailure {
+    #[error("the adapter ran past its deadline of {0:?} and was stopped")]
+    Timeout(Duration),
+    #[error("the adapter exceeded its memory limit: {0}")]
+    OutOfMemory(String),
+    #[error("the adapter trapped: {0}")]
+    Trap(String),
+    #[error("the adapter refused its configuration: {0}")]
+    InvalidConfig(String),
+    #[error("transient failure (will be retried): {0}")]
+    Transient(String),
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+    #[error("the adapter could not be started: {0}")]
+    Instantiate(String),
+}
+
+/// Figures of a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFigures {
+    /// From a fresh store to the adapter's return.
+    pub elapsed: Duration,
+    /// Fresh store and instance, before the first instruction.
+    pub instantiate: Duration,
+    pub peak_memory_bytes: usize,
+    pub rows_read: u64,
+    pub bytes_written: u64,
+}
+
+/// How a run ended, with what it produced.
+#[derive(Debug)]
+pub struct ExportOutcome {
+    pub result: Result<Summary, RunFailure>,
+    /// The documents written; empty unless the run succeeded (a failed run leaves nothing).
+    pub documents: BTreeMap<String, Document>,
+    pub log: Vec<LogLine>,
+    /// Log lines dropped by the caps.
+    pub log_dropped: u64,
+    pub figures: RunFigures,
+}
+
+/// Runs `export` on a fresh instance under `limits`.
+///
+/// Blocks: call it from a blocking thread (`tokio::task::spawn_blocking`),
+/// never from an async task, since the usage import waits on the store.
+pub fn run_export(
+    engine: &AdapterEngine,
+    adapter: &LoadedAdapter,
+    request: &ExportRequest,
+    config: &str,
+    usage: UsageAccess,
+    limits: &Limits,
+) -> ExportOutcome {
+    let started = Instant::now();
+    let mut store = Store::new(engine.engine(), RunState::new(limits, usage));
+    store.limiter(|state| &mut state.limiter);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(deadline_ticks(limits.deadline));
+
+    let result = match adapter.pre.instantiate(&mut store) {
+        Err(error) => Err(RunFailure::Instantiate(error.to_string())),
+        Ok(instance) => {
+            let instantiated = started.elapsed();
+            let called = instance
+                .tally_billing_adapter()
+                .call_export(&mut store, request, config);
+            let result = match called {
+                Ok(Ok(summary)) => Ok(summary),
+                Ok(Err(ExportError::InvalidConfig(reason))) => {
+                    Err(RunFailure::InvalidConfig(reason))
+                }
+                Ok(Err(ExportError::Transient(reason))) => Err(RunFailure::Transient(reason)),
+                Ok(Err(ExportError::Permanent(reason))) => Err(RunFailure::Permanent(reason)),
+                Err(error) => Err(classify(&error, &store, limits)),
+            };
+            store.data_mut().figures_instantiate = instantiated;
+            result
+        }
+    };
+    // A trapped instance is dropped with its store; the next run starts fresh.
+    let state = store.into_data();
+    let figures = RunFigures {
+        elapsed: started.elapsed(),
+        instantiate: state.figures_instantiate,
+        peak_memory_bytes: state.limiter.peak,
+        rows_read: state.usage.rows_read,
+        bytes_written: state.output_bytes,
+    };
+    let (log, log_dropped) = {
+        let log = state.log.lock().expect("run log lock");
+        (log.lines.clone(), log.dropped)
+    };
+    let documents = if result.is_ok() {
+        state.documents
+    } else {
+        BTreeMap::new()
+    };
+    ExportOutcome {
+        result,
+        documents,
+        log,
+        log_dropped,
+        figures,
+    }
+}
+
+fn deadline_ticks(deadline: Duration) -> u64 {
+    (deadline.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1
+}
+
+/// Names the cause of a trap.
+fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits: &Limits) -> RunFailure {
+    if store.data().limiter.refused {
+        return RunFailure::OutOfMemory(format!("limit {} MiB", limits.memory_bytes >> 20));
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => RunFailure::Timeout(limits.deadline),
+        Some(Trap::StackOverflow) => RunFailure::Trap("stack overflow (recursion too deep)".into()),
+        Some(trap) => {
+            // A guest's panic message went to stderr just before the trap.
+            let log = store.data().log.lock().expect("run log lock");
+            let stderr: Vec<&str> = log
+                .lines
+                .iter()
+                .rev()
+                .filter(|l| l.level == "stderr" && !l.message.starts_with("note: run with"))
+                .take(2)
+                .map(|l| l.message.as_str())
+                .collect();
+            if stderr.is_empty() {
+                RunFailure::Trap(trap.to_string())
+            } else {
+                let last: Vec<&str> = stderr.into_iter().rev().collect();
+                RunFailure::Trap(format!("{trap}; stderr: {}", last.join(" ")))
+            }
+        }
+        None => RunFailure::Trap(format!("{error:#}")),
+    }
+}

@@ -1,0 +1,373 @@
+//! Billing adapters in the sandbox: the chargeback adapter's totals, and
+//! hostile adapters stopped with clear reasons while the host carries on.
+//!
+//! The components are built from source by `adapters/build.sh` (run by
+//! `tests/run.sh`); the tests fail, not skip, without them.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::*;
+use tally::adapters::contract::{ExportRequest, Granularity, Window};
+use tally::adapters::engine::load_file;
+use tally::adapters::host_usage::UsageAccess;
+use tally::adapters::{
+    AdapterEngine, ExportOutcome, Limits, LoadedAdapter, RunFailure, SubscriptionGrant, run_export,
+};
+use tally::store::Store;
+use tally_usage_generator::Options;
+
+fn component(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/adapters")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run adapters/build.sh (tests/run.sh does)",
+        path.display()
+    );
+    path
+}
+
+struct Sandbox {
+    host: TestHost,
+    engine: Arc<AdapterEngine>,
+    _cache: tempfile::TempDir,
+}
+
+impl Sandbox {
+    async fn new(options: Options) -> Self {
+        let (host, _) = TestHost::with_sample(options).await;
+        let cache = tempfile::tempdir().unwrap();
+        let engine = Arc::new(AdapterEngine::new(cache.path()).unwrap());
+        Sandbox {
+            host,
+            engine,
+            _cache: cache,
+        }
+    }
+
+    fn load(&self, name: &str) -> LoadedAdapter {
+        load_file(&self.engine, &component(name)).unwrap()
+    }
+
+    /// Runs an export on a blocking thread, as the host does.
+    async fn export(
+        &self,
+        adapter: &LoadedAdapter,
+        window: (&str, &str),
+        config: serde_json::Value,
+        grant: SubscriptionGrant,
+        limits: Limits,
+    ) -> ExportOutcome {
+        let time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp();
+        let request = ExportRequest {
+            run_id: "run-1".into(),
+            window: Window {
+                start: time(window.0),
+                end: time(window.1),
+            },
+            granularity: Granularity::Daily,
+            correction: false,
+        };
+        let usage = UsageAccess {
+            store: self.host.store.clone(),
+            catalog: self.host.store.meter_catalog().await.unwrap(),
+            grant,
+            runtime: tokio::runtime::Handle::current(),
+            rows_read: 0,
+            now: chrono::Utc::now(),
+        };
+        let (engine, adapter, config) = (self.engine.clone(), adapter.clone(), config.to_string());
+        tokio::task::spawn_blocking(move || {
+            run_export(&engine, &adapter, &request, &config, usage, &limits)
+        })
+        .await
+        .unwrap()
+    }
+}
+
+const WINDOW: (&str, &str) = ("2026-10-25T00:00:00Z", "2026-11-03T00:00:00Z");
+
+fn rate_card() -> serde_json::Value {
+    json!({
+        "currency": "EUR",
+        "group_by_tag": "cost-center",
+        "rates": {
+            "fab6eb84-500b-4a09-a8ca-7358f8bbaea5": 0.025,
+            "9CD92D4C-BAFD-4492-B278-BEDC2DE8232A": 0.04,
+            "09F8879E-87E9-4305-A572-4B7BE209F857": 0.0001,
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chargeback_totals_equal_the_usage_api_totals_times_the_rates() {
+    let sandbox = Sandbox::new(Options {
+        subscriptions: 4,
+        days: 5,
+        ..Options::default()
+    })
+    .await;
+    let adapter = sandbox.load("chargeback-csv");
+    let outcome = sandbox
+        .export(
+            &adapter,
+            WINDOW,
+            rate_card(),
+            SubscriptionGrant::All,
+            Limits::default(),
+        )
+        .await;
+    let summary = outcome.result.expect("the export succeeds");
+    assert_eq!(summary.documents, ["chargeback.csv"]);
+    let csv = String::from_utf8(outcome.documents["chargeback.csv"].bytes.clone()).unwrap();
+    assert_eq!(outcome.documents["chargeback.csv"].content_type, "text/csv");
+    assert!(csv.starts_with(
+        "date,group,subscription_id,meter_id,meter_name,unit,quantity,rate,cost,currency\n"
+    ));
+
+    // Per meter: quantity and cost from the CSV, against the usage API's totals.
+    let mut csv_quantity: BTreeMap<String, f64> = BTreeMap::new();
+    let mut csv_cost: BTreeMap<String, f64> = BTreeMap::new();
+    let mut groups = std::collections::BTreeSet::new();
+    for line in csv.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        groups.insert(cells[1].to_string());
+        *csv_quantity
+            .entry(cells[3].to_ascii_lowercase())
+            .or_default() += cells[6].parse::<f64>().unwrap();
+        *csv_cost.entry(cells[3].to_ascii_lowercase()).or_default() +=
+            cells[8].parse::<f64>().unwrap();
+        assert_eq!(cells[9], "EUR");
+    }
+    assert!(
+        groups.contains("unallocated") && groups.contains("finance"),
+        "{groups:?}"
+    );
+    let uri = provider_uri(WINDOW.0, WINDOW.1, "Daily");
+    let (rows, _) = sandbox.host.list_all(&uri, &sandbox.host.operator).await;
+    let api = totals_by_meter(&rows);
+    assert_eq!(
+        csv_quantity.keys().collect::<Vec<_>>(),
+        api.keys().collect::<Vec<_>>()
+    );
+    let rates = rate_card()["rates"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_f64().unwrap()))
+        .collect::<BTreeMap<_, _>>();
+    for (meter, quantity) in &api {
+        // The CSV rounds each row to 6 decimals.
+        let rows_in_csv = csv
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().contains(meter.as_str()))
+            .count() as f64;
+        assert!(
+            (csv_quantity[meter] - quantity).abs() <= 1e-6 * rows_in_csv + 1e-9,
+            "{meter}: {} vs {quantity}",
+            csv_quantity[meter]
+        );
+        let rate = rates.get(meter).copied().unwrap_or(0.0);
+        assert!(
+            (csv_cost[meter] - quantity * rate).abs() <= 1e-6 * rows_in_csv + 1e-9,
+            "{meter}: cost {} vs {}",
+            csv_cost[meter],
+            quantity * rate
+        );
+    }
+    assert_eq!(summary.rows_read, rows.len() as u64);
+    assert!(
+        outcome
+            .log
+            .iter()
+            .any(|l| l.level == "warn" && l.message.contains("no rate")),
+        "unrated meters are named in the log"
+    );
+    assert!(outcome.figures.peak_memory_bytes > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_grant_limits_what_the_adapter_reads() {
+    let sandbox = Sandbox::new(Options {
+        subscriptions: 3,
+        days: 2,
+        ..Options::default()
+    })
+    .await;
+    let adapter = sandbox.load("chargeback-csv");
+    let only = tally_usage_generator::subscription_id(1);
+    let outcome = sandbox
+        .export(
+            &adapter,
+            WINDOW,
+            rate_card(),
+            SubscriptionGrant::Only(vec![only.clone()]),
+            Limits::default(),
+        )
+        .await;
+    let csv = String::from_utf8(outcome.documents["chargeback.csv"].bytes.clone()).unwrap();
+    assert!(csv.lines().skip(1).count() > 0);
+    assert!(
+        csv.lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(2) == Some(only.as_str())),
+        "only the granted subscription"
+    );
+
+    let hostile = sandbox.load("hostile");
+    let outcome = sandbox
+        .export(
+            &hostile,
+            WINDOW,
+            json!({"attack": "out-of-scope"}),
+            SubscriptionGrant::Only(vec![only]),
+            Limits::default(),
+        )
+        .await;
+    let failure = outcome.result.unwrap_err();
+    assert!(
+        matches!(&failure, RunFailure::Permanent(reason) if reason.contains("outside this installation's scope")),
+        "{failure}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_once_then_loaded_from_the_cache() {
+    let sandbox = Sandbox::new(Options {
+        subscriptions: 1,
+        days: 1,
+        ..Options::default()
+    })
+    .await;
+    let first = sandbox.load("chargeback-csv");
+    let second = sandbox.load("chargeback-csv");
+    assert!(!first.cached && second.cached);
+    assert_eq!(first.sha256, second.sha256);
+    assert_eq!(first.world_version, "0.1.0");
+    let not_a_component = sandbox.engine.load(b"\0asm\x01\0\0\0").unwrap_err();
+    assert!(
+        format!("{not_a_component:#}").contains("not a WebAssembly component"),
+        "{not_a_component:#}"
+    );
+    let garbage = sandbox.engine.load(b"definitely not wasm").unwrap_err();
+    assert!(
+        format!("{garbage:#}").contains("not a WebAssembly component"),
+        "{garbage:#}"
+    );
+}
+
+/// Whether a failure is the one an attack must end in.
+type Expected = fn(&RunFailure) -> bool;
+
+/// Each attack, the failure it must end in, and the deadline it runs under.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_adapters_are_stopped_with_clear_reasons_while_others_export() {
+    let sandbox = Sandbox::new(Options {
+        subscriptions: 2,
+        days: 2,
+        ..Options::default()
+    })
+    .await;
+    let hostile = sandbox.load("hostile");
+    let chargeback = sandbox.load("chargeback-csv");
+    let limits = Limits {
+        deadline: Duration::from_millis(500),
+        memory_bytes: 64 << 20,
+        output_bytes: 8 << 20,
+        log_lines: 1_000,
+        log_bytes: 64 << 10,
+    };
+
+    let expectations: [(&str, Expected); 7] = [
+        ("loop", |f| matches!(f, RunFailure::Timeout(_))),
+        ("memory", |f| matches!(f, RunFailure::OutOfMemory(_))),
+        (
+            "recursion",
+            |f| matches!(f, RunFailure::Trap(r) if r.contains("stack overflow")),
+        ),
+        (
+            "trap",
+            |f| matches!(f, RunFailure::Trap(r) if r.contains("panics on purpose")),
+        ),
+        (
+            "flood-output",
+            |f| matches!(f, RunFailure::Permanent(r) if r.contains("LimitReached")),
+        ),
+        (
+            "read-file",
+            |f| matches!(f, RunFailure::Permanent(r) if r.contains("no file access")),
+        ),
+        (
+            "read-env",
+            |f| matches!(f, RunFailure::Permanent(r) if r.contains("no environment variables")),
+        ),
+    ];
+    for (attack, expected) in expectations {
+        // A well-behaved export runs at the same time, unaffected.
+        let started = Instant::now();
+        let (bad, good) = tokio::join!(
+            sandbox.export(
+                &hostile,
+                WINDOW,
+                json!({"attack": attack}),
+                SubscriptionGrant::All,
+                limits.clone()
+            ),
+            sandbox.export(
+                &chargeback,
+                WINDOW,
+                rate_card(),
+                SubscriptionGrant::All,
+                Limits::default()
+            ),
+        );
+        let failure = bad.result.expect_err(attack);
+        assert!(expected(&failure), "{attack}: {failure}");
+        assert!(
+            bad.documents.is_empty(),
+            "{attack}: a failed run leaves no documents"
+        );
+        assert!(
+            started.elapsed() < limits.deadline + Duration::from_secs(2),
+            "{attack} took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            good.result.is_ok(),
+            "{attack}: the good adapter failed: {:?}",
+            good.result
+        );
+    }
+
+    // A log flood is capped, not fatal: the lines beyond the caps are counted.
+    let flood = sandbox
+        .export(
+            &hostile,
+            WINDOW,
+            json!({"attack": "flood-log"}),
+            SubscriptionGrant::All,
+            limits.clone(),
+        )
+        .await;
+    assert!(
+        matches!(flood.result, Err(RunFailure::Timeout(_))) || flood.result.is_ok(),
+        "{:?}",
+        flood.result
+    );
+    assert_eq!(flood.log.len(), limits.log_lines);
+    assert!(flood.log_dropped > 0);
+
+    // The store still serves.
+    let health = sandbox
+        .host
+        .call(axum::http::Method::GET, "/healthz", None, None)
+        .await;
+    assert_eq!(health.status, axum::http::StatusCode::OK);
+}
