@@ -17,7 +17,8 @@ use tally::adapters::contract::{ExportRequest, Granularity, Window};
 use tally::adapters::engine::load_file;
 use tally::adapters::host_usage::UsageAccess;
 use tally::adapters::{
-    AdapterEngine, ExportOutcome, Limits, LoadedAdapter, RunFailure, SubscriptionGrant, run_export,
+    AdapterEngine, ExportOutcome, Limits, LoadedAdapter, RunFailure, SubscriptionGrant, describe,
+    run_export, validate_config,
 };
 use tally::store::Store;
 use tally_usage_generator::Options;
@@ -251,6 +252,28 @@ async fn compiled_once_then_loaded_from_the_cache() {
     assert!(!first.cached && second.cached);
     assert_eq!(first.sha256, second.sha256);
     assert_eq!(first.world_version, "0.1.0");
+    let (description, _) = describe(&sandbox.engine, &second, &Limits::default()).unwrap();
+    assert_eq!(
+        (description.name.as_str(), description.produces.as_slice()),
+        ("chargeback-csv", &["chargeback.csv".to_string()][..])
+    );
+    validate_config(
+        &sandbox.engine,
+        &second,
+        &rate_card().to_string(),
+        &Limits::default(),
+    )
+    .unwrap();
+    let refused = validate_config(
+        &sandbox.engine,
+        &second,
+        r#"{"currency":"euros","group_by_tag":"cc","rates":{}}"#,
+        &Limits::default(),
+    );
+    assert!(
+        matches!(&refused, Err(RunFailure::InvalidConfig(r)) if r.contains("ISO 4217")),
+        "{refused:?}"
+    );
     let not_a_component = sandbox.engine.load(b"\0asm\x01\0\0\0").unwrap_err();
     assert!(
         format!("{not_a_component:#}").contains("not a WebAssembly component"),

@@ -36,7 +36,13 @@ pub struct UsageAccess {
 pub struct UsageCursor {
     queries: VecDeque<AggregateQuery>,
     after: Option<Position>,
-    /// Resource fields decoded once per instance for the whole read.
+    encoder: BatchEncoder,
+}
+
+/// Turns pages of aggregate rows into column batches. Keeps the resource
+/// fields of each instance, decoded once for the whole read.
+#[derive(Default)]
+pub struct BatchEncoder {
     instances: HashMap<i64, Arc<InstanceFields>>,
 }
 
@@ -55,6 +61,10 @@ impl Host for RunState {
         granularity: WitGranularity,
         subscriptions: Option<Vec<String>>,
     ) -> wasmtime::Result<Result<Resource<UsageCursor>, QueryError>> {
+        let Some(usage) = &self.usage else {
+            let reason = "usage is readable only during export".to_string();
+            return Ok(Err(QueryError::Unavailable(reason)));
+        };
         let granularity = match granularity {
             WitGranularity::Hourly => Granularity::Hourly,
             WitGranularity::Daily => Granularity::Daily,
@@ -72,12 +82,12 @@ impl Host for RunState {
                 "[{start}, {end}) is empty or not on {granularity:?} boundaries"
             ))));
         }
-        if end > self.usage.now {
+        if end > usage.now {
             return Ok(Err(QueryError::InvalidWindow(format!(
                 "the window ends at {end}, after now"
             ))));
         }
-        let scopes = match (subscriptions, &self.usage.grant) {
+        let scopes = match (subscriptions, &usage.grant) {
             (None, SubscriptionGrant::All) => vec![SubscriptionScope::All],
             (None, SubscriptionGrant::Only(ids)) => {
                 ids.iter().cloned().map(SubscriptionScope::One).collect()
@@ -109,31 +119,32 @@ impl Host for RunState {
         let cursor = UsageCursor {
             queries,
             after: None,
-            instances: HashMap::new(),
+            encoder: BatchEncoder::default(),
         };
         Ok(Ok(self.table().push(cursor)?))
     }
 
     fn meters(&mut self) -> wasmtime::Result<Vec<WitMeter>> {
-        Ok(self
-            .usage
-            .catalog
-            .all()
-            .iter()
-            .map(|m| WitMeter {
-                id: m.id.clone(),
-                name: m.name.clone(),
-                category: m.category.clone(),
-                unit: m.unit.clone(),
-            })
-            .collect())
+        let Some(usage) = &self.usage else {
+            return Ok(Vec::new());
+        };
+        let meter = |m: &Arc<crate::usage::Meter>| WitMeter {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            category: m.category.clone(),
+            unit: m.unit.clone(),
+        };
+        Ok(usage.catalog.all().iter().map(meter).collect())
     }
 }
 
 impl HostCursor for RunState {
     fn next(&mut self, cursor: Resource<UsageCursor>) -> wasmtime::Result<Option<UsageBatch>> {
-        let store = self.usage.store.clone();
-        let runtime = self.usage.runtime.clone();
+        let usage = self
+            .usage
+            .as_mut()
+            .ok_or_else(|| wasmtime::format_err!("a cursor outlived its export"))?;
+        let (store, runtime) = (usage.store.clone(), usage.runtime.clone());
         let cursor = self.table.get_mut(&cursor)?;
         while let Some(query) = cursor.queries.front() {
             let page = runtime
@@ -147,8 +158,8 @@ impl HostCursor for RunState {
                 }
             }
             if !page.rows.is_empty() {
-                let batch = encode(&page.rows, &mut cursor.instances)?;
-                self.usage.rows_read += page.rows.len() as u64;
+                let batch = cursor.encoder.encode(&page.rows)?;
+                usage.rows_read += page.rows.len() as u64;
                 return Ok(Some(batch));
             }
         }
@@ -161,83 +172,85 @@ impl HostCursor for RunState {
     }
 }
 
-/// Column batch with a per-batch string dictionary.
-fn encode(
-    rows: &[AggregateRow],
-    instances: &mut HashMap<i64, Arc<InstanceFields>>,
-) -> wasmtime::Result<UsageBatch> {
-    let mut batch = UsageBatch {
-        strings: Vec::new(),
-        subscription_id: Vec::with_capacity(rows.len()),
-        meter_id: Vec::with_capacity(rows.len()),
-        resource_uri: Vec::with_capacity(rows.len()),
-        location: Vec::with_capacity(rows.len()),
-        tags: Vec::with_capacity(rows.len()),
-        additional_info: Vec::with_capacity(rows.len()),
-        usage_start: Vec::with_capacity(rows.len()),
-        usage_end: Vec::with_capacity(rows.len()),
-        quantity: Vec::with_capacity(rows.len()),
-        tag_sets: Vec::new(),
-    };
-    let mut dictionary: HashMap<String, u32> = HashMap::new();
-    let mut intern = |strings: &mut Vec<String>, s: &str| -> u32 {
-        if let Some(&i) = dictionary.get(s) {
-            return i;
+impl BatchEncoder {
+    /// A column batch with a per-batch string dictionary.
+    pub fn encode(&mut self, rows: &[AggregateRow]) -> wasmtime::Result<UsageBatch> {
+        let instances = &mut self.instances;
+        let mut batch = UsageBatch {
+            strings: Vec::new(),
+            subscription_id: Vec::with_capacity(rows.len()),
+            meter_id: Vec::with_capacity(rows.len()),
+            resource_uri: Vec::with_capacity(rows.len()),
+            location: Vec::with_capacity(rows.len()),
+            tags: Vec::with_capacity(rows.len()),
+            additional_info: Vec::with_capacity(rows.len()),
+            usage_start: Vec::with_capacity(rows.len()),
+            usage_end: Vec::with_capacity(rows.len()),
+            quantity: Vec::with_capacity(rows.len()),
+            tag_sets: Vec::new(),
+        };
+        let mut dictionary: HashMap<String, u32> = HashMap::new();
+        let mut intern = |strings: &mut Vec<String>, s: &str| -> u32 {
+            if let Some(&i) = dictionary.get(s) {
+                return i;
+            }
+            let i = strings.len() as u32;
+            strings.push(s.to_owned());
+            dictionary.insert(s.to_owned(), i);
+            i
+        };
+        let mut tag_set_of_instance: HashMap<i64, u32> = HashMap::new();
+        for row in rows {
+            let instance = row
+                .instance
+                .as_ref()
+                .ok_or_else(|| wasmtime::format_err!("a detailed row without instance"))?;
+            let fields = match instances.get(&instance.key) {
+                Some(fields) => fields.clone(),
+                None => {
+                    let fields = Arc::new(decode_instance(&instance.data_json)?);
+                    instances.insert(instance.key, fields.clone());
+                    fields
+                }
+            };
+            batch
+                .subscription_id
+                .push(intern(&mut batch.strings, &row.subscription_id));
+            batch
+                .meter_id
+                .push(intern(&mut batch.strings, &row.meter.id));
+            batch
+                .resource_uri
+                .push(intern(&mut batch.strings, &fields.resource_uri));
+            batch
+                .location
+                .push(intern(&mut batch.strings, &fields.location));
+            batch
+                .additional_info
+                .push(intern(&mut batch.strings, &fields.additional_info));
+            let tag_set = match tag_set_of_instance.get(&instance.key) {
+                Some(&index) => index,
+                None => {
+                    let set = fields
+                        .tags
+                        .iter()
+                        .map(|(k, v)| {
+                            (intern(&mut batch.strings, k), intern(&mut batch.strings, v))
+                        })
+                        .collect();
+                    batch.tag_sets.push(set);
+                    let index = batch.tag_sets.len() as u32 - 1;
+                    tag_set_of_instance.insert(instance.key, index);
+                    index
+                }
+            };
+            batch.tags.push(tag_set);
+            batch.usage_start.push(row.usage_start.timestamp());
+            batch.usage_end.push(row.usage_end.timestamp());
+            batch.quantity.push(row.quantity);
         }
-        let i = strings.len() as u32;
-        strings.push(s.to_owned());
-        dictionary.insert(s.to_owned(), i);
-        i
-    };
-    let mut tag_set_of_instance: HashMap<i64, u32> = HashMap::new();
-    for row in rows {
-        let instance = row
-            .instance
-            .as_ref()
-            .ok_or_else(|| wasmtime::format_err!("a detailed row without instance"))?;
-        let fields = match instances.get(&instance.key) {
-            Some(fields) => fields.clone(),
-            None => {
-                let fields = Arc::new(decode_instance(&instance.data_json)?);
-                instances.insert(instance.key, fields.clone());
-                fields
-            }
-        };
-        batch
-            .subscription_id
-            .push(intern(&mut batch.strings, &row.subscription_id));
-        batch
-            .meter_id
-            .push(intern(&mut batch.strings, &row.meter.id));
-        batch
-            .resource_uri
-            .push(intern(&mut batch.strings, &fields.resource_uri));
-        batch
-            .location
-            .push(intern(&mut batch.strings, &fields.location));
-        batch
-            .additional_info
-            .push(intern(&mut batch.strings, &fields.additional_info));
-        let tag_set = match tag_set_of_instance.get(&instance.key) {
-            Some(&index) => index,
-            None => {
-                let set = fields
-                    .tags
-                    .iter()
-                    .map(|(k, v)| (intern(&mut batch.strings, k), intern(&mut batch.strings, v)))
-                    .collect();
-                batch.tag_sets.push(set);
-                let index = batch.tag_sets.len() as u32 - 1;
-                tag_set_of_instance.insert(instance.key, index);
-                index
-            }
-        };
-        batch.tags.push(tag_set);
-        batch.usage_start.push(row.usage_start.timestamp());
-        batch.usage_end.push(row.usage_end.timestamp());
-        batch.quantity.push(row.quantity);
+        Ok(batch)
     }
-    Ok(batch)
 }
 
 /// The resource fields of a stored `instanceData` literal.

@@ -19,5 +19,5 @@ pub mod sandbox;
 mod stdio;
 
 pub use engine::{AdapterEngine, LoadedAdapter};
-pub use run::{ExportOutcome, RunFailure, run_export};
+pub use run::{ExportOutcome, RunFailure, describe, run_export, validate_config};
 pub use sandbox::{Limits, SubscriptionGrant};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap};
 
-use super::contract::{ExportError, ExportRequest, Summary};
+use super::contract::{Description, ExportError, ExportRequest, Summary};
 use super::engine::{AdapterEngine, EPOCH_TICK, LoadedAdapter};
 use super::host_usage::UsageAccess;
 use super::sandbox::{Document, Limits, LogLine, RunState};
@@ -67,10 +67,7 @@ pub fn run_export(
     limits: &Limits,
 ) -> ExportOutcome {
     let started = Instant::now();
-    let mut store = Store::new(engine.engine(), RunState::new(limits, usage));
-    store.limiter(|state| &mut state.limiter);
-    store.epoch_deadline_trap();
-    store.set_epoch_deadline(deadline_ticks(limits.deadline));
+    let mut store = new_store(engine, limits, Some(usage));
 
     let result = match adapter.pre.instantiate(&mut store) {
         Err(error) => Err(RunFailure::Instantiate(error.to_string())),
@@ -98,7 +95,7 @@ pub fn run_export(
         elapsed: started.elapsed(),
         instantiate: state.figures_instantiate,
         peak_memory_bytes: state.limiter.peak,
-        rows_read: state.usage.rows_read,
+        rows_read: state.usage.as_ref().map_or(0, |u| u.rows_read),
         bytes_written: state.output_bytes,
     };
     let (log, log_dropped) = {
@@ -117,6 +114,61 @@ pub fn run_export(
         log_dropped,
         figures,
     }
+}
+
+/// Calls `describe` on a fresh instance; also returns the time to instantiate.
+pub fn describe(
+    engine: &AdapterEngine,
+    adapter: &LoadedAdapter,
+    limits: &Limits,
+) -> Result<(Description, Duration), RunFailure> {
+    let mut store = new_store(engine, limits, None);
+    let started = Instant::now();
+    let instance = adapter
+        .pre
+        .instantiate(&mut store)
+        .map_err(|e| RunFailure::Instantiate(e.to_string()))?;
+    let instantiated = started.elapsed();
+    let description = instance
+        .tally_billing_adapter()
+        .call_describe(&mut store)
+        .map_err(|e| classify(&e, &store, limits))?;
+    Ok((description, instantiated))
+}
+
+/// Asks the adapter whether it accepts `config` (JSON).
+pub fn validate_config(
+    engine: &AdapterEngine,
+    adapter: &LoadedAdapter,
+    config: &str,
+    limits: &Limits,
+) -> Result<(), RunFailure> {
+    let mut store = new_store(engine, limits, None);
+    let instance = adapter
+        .pre
+        .instantiate(&mut store)
+        .map_err(|e| RunFailure::Instantiate(e.to_string()))?;
+    match instance
+        .tally_billing_adapter()
+        .call_validate_config(&mut store, config)
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(RunFailure::InvalidConfig(reason)),
+        Err(error) => Err(classify(&error, &store, limits)),
+    }
+}
+
+/// A fresh store under `limits`: memory limiter, deadline, nothing granted.
+fn new_store(
+    engine: &AdapterEngine,
+    limits: &Limits,
+    usage: Option<UsageAccess>,
+) -> Store<RunState> {
+    let mut store = Store::new(engine.engine(), RunState::new(limits, usage));
+    store.limiter(|state| &mut state.limiter);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(deadline_ticks(limits.deadline));
+    store
 }
 
 fn deadline_ticks(deadline: Duration) -> u64 {

@@ -150,7 +150,8 @@ pub struct RunState {
     wasi: WasiCtx,
     pub(super) table: ResourceTable,
     pub limiter: MemoryLimiter,
-    pub usage: UsageAccess,
+    /// What the run may read; `None` outside `export` (describe, validate-config).
+    pub usage: Option<UsageAccess>,
     pub documents: BTreeMap<String, Document>,
     pub output_bytes: u64,
     pub output_cap: u64,
@@ -160,7 +161,7 @@ pub struct RunState {
 }
 
 impl RunState {
-    pub fn new(limits: &Limits, usage: UsageAccess) -> Self {
+    pub fn new(limits: &Limits, usage: Option<UsageAccess>) -> Self {
         let log = Arc::new(Mutex::new(RunLog::new(limits)));
         // Nothing granted: the builder's defaults deny files, env, args and sockets.
         let wasi = WasiCtx::builder()

@@ -1,0 +1,184 @@
+//! The chargeback transform itself, free of the component bindings, so the
+//! host's benchmark can compile the very same code natively.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Deserialize;
+
+pub const HEADER: &str =
+    "date,group,subscription_id,meter_id,meter_name,unit,quantity,rate,cost,currency\n";
+const UNALLOCATED: &str = "unallocated";
+
+/// The installation's `[config]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub currency: String,
+    pub group_by_tag: String,
+    pub rates: HashMap<String, f64>,
+}
+
+impl Config {
+    pub fn parse(json: &str) -> Result<Config, String> {
+        let config: Config = serde_json::from_str(json).map_err(|e| format!("config: {e}"))?;
+        if config.currency.len() != 3 || !config.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(format!(
+                "config: currency '{}' is not an ISO 4217 code",
+                config.currency
+            ));
+        }
+        if config.group_by_tag.trim().is_empty() {
+            return Err("config: group_by_tag must not be empty".into());
+        }
+        if let Some((meter, rate)) = config
+            .rates
+            .iter()
+            .find(|(_, r)| !r.is_finite() || **r < 0.0)
+        {
+            return Err(format!(
+                "config: the rate of meter '{meter}' must be a non-negative number, not {rate}"
+            ));
+        }
+        Ok(config)
+    }
+
+    fn rate(&self, meter_id: &str) -> Option<f64> {
+        self.rates
+            .iter()
+            .find(|(id, _)| id.eq_ignore_ascii_case(meter_id))
+            .map(|(_, rate)| *rate)
+    }
+}
+
+/// The columns of a usage batch that chargeback reads.
+pub struct Columns<'a> {
+    pub strings: &'a [String],
+    pub tag_sets: &'a [Vec<(u32, u32)>],
+    pub subscription_id: &'a [u32],
+    pub meter_id: &'a [u32],
+    pub tags: &'a [u32],
+    pub usage_start: &'a [i64],
+    pub quantity: &'a [f64],
+}
+
+/// Quantities summed per usage day, group, subscription and meter.
+#[derive(Default)]
+pub struct Chargeback {
+    quantities: BTreeMap<(i64, String, String, String), f64>,
+    pub rows_read: u64,
+}
+
+impl Chargeback {
+    /// Adds a batch.
+    pub fn add(&mut self, batch: &Columns<'_>, group_by_tag: &str) {
+        let s = |i: u32| batch.strings[i as usize].as_str();
+        // The group of each tag set, resolved once per batch.
+        let groups: Vec<&str> = batch
+            .tag_sets
+            .iter()
+            .map(|set| {
+                set.iter()
+                    .find(|(k, _)| s(*k) == group_by_tag)
+                    .map_or(UNALLOCATED, |(_, v)| s(*v))
+            })
+            .collect();
+        for row in 0..batch.quantity.len() {
+            let key = (
+                batch.usage_start[row].div_euclid(86_400),
+                groups[batch.tags[row] as usize].to_string(),
+                s(batch.subscription_id[row]).to_string(),
+                s(batch.meter_id[row]).to_string(),
+            );
+            *self.quantities.entry(key).or_default() += batch.quantity[row];
+        }
+        self.rows_read += batch.quantity.len() as u64;
+    }
+
+    /// Output rows so far.
+    pub fn rows(&self) -> usize {
+        self.quantities.len()
+    }
+
+    /// The CSV, and the meters that had no rate (exported at 0).
+    /// `catalog` maps lower-case meter ids to (name, unit).
+    pub fn render(
+        &self,
+        config: &Config,
+        catalog: &HashMap<String, (String, String)>,
+    ) -> (String, BTreeSet<String>) {
+        let mut unrated = BTreeSet::new();
+        let mut csv = String::from(HEADER);
+        for ((day, group, subscription, meter), quantity) in &self.quantities {
+            let rate = config.rate(meter).unwrap_or_else(|| {
+                unrated.insert(meter.clone());
+                0.0
+            });
+            let (name, unit) = catalog
+                .get(&meter.to_ascii_lowercase())
+                .cloned()
+                .unwrap_or_default();
+            csv.push_str(&format!(
+                "{},{},{},{},{},{},{:.6},{:.6},{:.6},{}\n",
+                iso_date(*day),
+                field(group),
+                field(subscription),
+                field(meter),
+                field(&name),
+                field(&unit),
+                quantity,
+                rate,
+                quantity * rate,
+                config.currency
+            ));
+        }
+        (csv, unrated)
+    }
+}
+
+/// `YYYY-MM-DD` of a day number since the Unix epoch (civil-from-days, Howard Hinnant).
+pub fn iso_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// A CSV field, quoted when it must be.
+fn field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_fields() {
+        assert_eq!(iso_date(0), "1970-01-01");
+        assert_eq!(iso_date(20_454), "2026-01-01");
+        assert_eq!(field("a,b"), "\"a,b\"");
+        assert_eq!(field("plain"), "plain");
+    }
+
+    #[test]
+    fn config_is_checked() {
+        assert!(Config::parse(r#"{"currency":"EUR","group_by_tag":"cc","rates":{}}"#).is_ok());
+        assert!(Config::parse(r#"{"currency":"euro","group_by_tag":"cc","rates":{}}"#).is_err());
+        assert!(
+            Config::parse(r#"{"currency":"EUR","group_by_tag":"cc","rates":{"m":-1}}"#).is_err()
+        );
+        assert!(
+            Config::parse(r#"{"currency":"EUR","group_by_tag":"cc","rates":{},"x":1}"#).is_err()
+        );
+    }
+}
