@@ -13,6 +13,9 @@
 //! - [`api`]: the HTTP API (axum): `POST /v1/usage`, the Azure-compatible
 //!   tenant and provider usage APIs, the meter catalog, `/healthz`,
 //!   `/metrics`, `/openapi.json`.
+//! - [`adapters`]: billing adapters, WebAssembly components run in a
+//!   sandbox (wasmtime): the `tally:billing` contract, the engine and its
+//!   compiled-component cache, per-run limits, and running an export.
 //! - [`auth`]: bearer tokens and roles (operator, tenant, reporter).
 //! - [`metrics`]: Prometheus counters and latencies.
 //! - [`config`]: the optional `tally.toml`.

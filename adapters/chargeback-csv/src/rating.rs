@@ -1,7 +1,7 @@
 //! The chargeback transform itself, free of the component bindings, so the
 //! host's benchmark can compile the very same code natively.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Deserialize;
 
@@ -62,36 +62,60 @@ pub struct Columns<'a> {
 }
 
 /// Quantities summed per usage day, group, subscription and meter.
+///
+/// Names are interned once per batch, so rows add up without allocating.
 #[derive(Default)]
 pub struct Chargeback {
-    quantities: BTreeMap<(i64, String, String, String), f64>,
+    /// (usage day, group, subscription, meter) as interned names → quantity.
+    quantities: HashMap<(i64, u32, u32, u32), f64>,
+    names: Vec<String>,
+    ids: HashMap<String, u32>,
     pub rows_read: u64,
 }
 
 impl Chargeback {
     /// Adds a batch.
     pub fn add(&mut self, batch: &Columns<'_>, group_by_tag: &str) {
-        let s = |i: u32| batch.strings[i as usize].as_str();
-        // The group of each tag set, resolved once per batch.
-        let groups: Vec<&str> = batch
+        // Each batch string used as a key, interned on first use.
+        let mut global: Vec<Option<u32>> = vec![None; batch.strings.len()];
+        let mut id_of = |this: &mut Self, local: u32| -> u32 {
+            *global[local as usize]
+                .get_or_insert_with(|| this.intern(&batch.strings[local as usize]))
+        };
+        let unallocated = self.intern(UNALLOCATED);
+        let groups: Vec<u32> = batch
             .tag_sets
             .iter()
             .map(|set| {
-                set.iter()
-                    .find(|(k, _)| s(*k) == group_by_tag)
-                    .map_or(UNALLOCATED, |(_, v)| s(*v))
+                match set
+                    .iter()
+                    .find(|(k, _)| batch.strings[*k as usize] == group_by_tag)
+                {
+                    Some((_, value)) => id_of(self, *value),
+                    None => unallocated,
+                }
             })
             .collect();
         for row in 0..batch.quantity.len() {
             let key = (
                 batch.usage_start[row].div_euclid(86_400),
-                groups[batch.tags[row] as usize].to_string(),
-                s(batch.subscription_id[row]).to_string(),
-                s(batch.meter_id[row]).to_string(),
+                groups[batch.tags[row] as usize],
+                id_of(self, batch.subscription_id[row]),
+                id_of(self, batch.meter_id[row]),
             );
             *self.quantities.entry(key).or_default() += batch.quantity[row];
         }
         self.rows_read += batch.quantity.len() as u64;
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_owned());
+        self.ids.insert(name.to_owned(), id);
+        id
     }
 
     /// Output rows so far.
@@ -99,31 +123,39 @@ impl Chargeback {
         self.quantities.len()
     }
 
-    /// The CSV, and the meters that had no rate (exported at 0).
-    /// `catalog` maps lower-case meter ids to (name, unit).
+    /// The CSV, rows ordered by day, group, subscription and meter, and the
+    /// meters that had no rate (exported at 0). `catalog` maps lower-case
+    /// meter ids to (name, unit).
     pub fn render(
         &self,
         config: &Config,
         catalog: &HashMap<String, (String, String)>,
     ) -> (String, BTreeSet<String>) {
+        let name = |id: u32| self.names[id as usize].as_str();
+        let mut rows: Vec<((i64, &str, &str, &str), f64)> = self
+            .quantities
+            .iter()
+            .map(|(&(day, g, s, m), &q)| ((day, name(g), name(s), name(m)), q))
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
         let mut unrated = BTreeSet::new();
         let mut csv = String::from(HEADER);
-        for ((day, group, subscription, meter), quantity) in &self.quantities {
+        for ((day, group, subscription, meter), quantity) in rows {
             let rate = config.rate(meter).unwrap_or_else(|| {
-                unrated.insert(meter.clone());
+                unrated.insert(meter.to_owned());
                 0.0
             });
-            let (name, unit) = catalog
+            let (meter_name, unit) = catalog
                 .get(&meter.to_ascii_lowercase())
                 .cloned()
                 .unwrap_or_default();
             csv.push_str(&format!(
                 "{},{},{},{},{},{},{:.6},{:.6},{:.6},{}\n",
-                iso_date(*day),
+                iso_date(day),
                 field(group),
                 field(subscription),
                 field(meter),
-                field(&name),
+                field(&meter_name),
                 field(&unit),
                 quantity,
                 rate,

@@ -1,0 +1,269 @@
+//! The chargeback export as a WebAssembly component against the same
+//! transform compiled natively into the host, on the same data in the same
+//! run; and the cost of starting an adapter call.
+//!
+//! Needs the components: `adapters/build.sh`. Run:
+//! `cargo bench -p tally --bench adapters` (`-- --quick` for a smaller run).
+
+#[path = "../../adapters/chargeback-csv/src/rating.rs"]
+#[allow(dead_code, unused_imports)]
+mod rating;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+use tally::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
+use tally::adapters::host_usage::{BATCH_ROWS, BatchEncoder, UsageAccess};
+use tally::adapters::{AdapterEngine, Limits, SubscriptionGrant, describe, run_export};
+use tally::store::sqlite::SqliteStore;
+use tally::store::{AggregateQuery, Store, SubscriptionScope};
+use tally::usage::{Granularity, MeterCatalog, UsageRecordInput, ValidationContext};
+
+const METERS: [&str; 5] = [
+    "FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5",
+    "9CD92D4C-BAFD-4492-B278-BEDC2DE8232A",
+    "e5572fce-9f58-49d7-840c-b168c0f01fff",
+    "09F8879E-87E9-4305-A572-4B7BE209F857",
+    "F271A8A388C44D93956A063E1D2FA80B",
+];
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(benchmark(quick));
+}
+
+async fn benchmark(quick: bool) {
+    let (resources, days) = if quick { (100, 2) } else { (500, 14) };
+    let component =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/adapters/chargeback-csv.wasm");
+    let wasm = std::fs::read(&component)
+        .unwrap_or_else(|_| panic!("{} is missing: run adapters/build.sh", component.display()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<SqliteStore> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let start = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap();
+    load(&store, start, resources, days).await;
+    // Records are reported 5 minutes after their hour: the window reaches one hour further.
+    let end = start + chrono::Duration::days(days) + chrono::Duration::hours(1);
+    let rows = resources * METERS.len() * days as usize * 24;
+    println!(
+        "chargeback export: {rows} hourly aggregates ({resources} resources × 5 meters × {days} days)\n"
+    );
+
+    let config = json!({
+        "currency": "EUR", "group_by_tag": "cost-center",
+        "rates": { METERS[0]: 0.025, METERS[1]: 0.04, METERS[2]: 0.002, METERS[3]: 0.0001 }
+    })
+    .to_string();
+    let catalog = store.meter_catalog().await.unwrap();
+
+    // Reading alone: the store's pages, encoded into batches.
+    let query = AggregateQuery {
+        scope: SubscriptionScope::All,
+        reported_start: start,
+        reported_end: end,
+        granularity: Granularity::Hourly,
+        show_details: true,
+        page_size: BATCH_ROWS,
+    };
+    let read_only = best_of(3, || async {
+        let started = Instant::now();
+        read_batches(&*store, &query, |_| {}).await;
+        started.elapsed()
+    })
+    .await;
+
+    // Native: the same rating code, called on the same batches.
+    let native = best_of(3, || async {
+        let started = Instant::now();
+        let parsed = rating::Config::parse(&config).unwrap();
+        let mut chargeback = rating::Chargeback::default();
+        read_batches(&*store, &query, |batch| {
+            let columns = rating::Columns {
+                strings: &batch.strings,
+                tag_sets: &batch.tag_sets,
+                subscription_id: &batch.subscription_id,
+                meter_id: &batch.meter_id,
+                tags: &batch.tags,
+                usage_start: &batch.usage_start,
+                quantity: &batch.quantity,
+            };
+            chargeback.add(&columns, &parsed.group_by_tag);
+        })
+        .await;
+        let names: HashMap<String, (String, String)> = catalog
+            .all()
+            .iter()
+            .map(|m| (m.id.to_ascii_lowercase(), (m.name.clone(), m.unit.clone())))
+            .collect();
+        let (csv, _) = chargeback.render(&parsed, &names);
+        assert!(csv.len() > 100);
+        started.elapsed()
+    })
+    .await;
+
+    // The component, in the sandbox.
+    let cache = tempfile::tempdir().unwrap();
+    let engine = Arc::new(AdapterEngine::new(cache.path()).unwrap());
+    let cold = engine.load(&wasm).unwrap();
+    let warm = engine.load(&wasm).unwrap();
+    let request = ExportRequest {
+        run_id: "bench".into(),
+        window: Window {
+            start: start.timestamp(),
+            end: end.timestamp(),
+        },
+        granularity: WitGranularity::Hourly,
+        correction: false,
+    };
+    let mut peak_memory = 0;
+    let mut wasm_time = Duration::MAX;
+    for _ in 0..3 {
+        let usage = UsageAccess {
+            store: store.clone(),
+            catalog: catalog.clone(),
+            grant: SubscriptionGrant::All,
+            runtime: tokio::runtime::Handle::current(),
+            rows_read: 0,
+            now: Utc::now(),
+        };
+        let (engine, adapter, request, config) = (
+            engine.clone(),
+            warm.clone(),
+            request.clone(),
+            config.clone(),
+        );
+        let outcome = tokio::task::spawn_blocking(move || {
+            run_export(
+                &engine,
+                &adapter,
+                &request,
+                &config,
+                usage,
+                &Limits::default(),
+            )
+        })
+        .await
+        .unwrap();
+        let summary = outcome.result.expect("the export succeeds");
+        assert_eq!(summary.rows_read as usize, rows);
+        peak_memory = outcome.figures.peak_memory_bytes;
+        wasm_time = wasm_time.min(outcome.figures.elapsed);
+    }
+
+    let rate = |d: Duration| rows as f64 / d.as_secs_f64();
+    println!(
+        "  {:<46} {:>9.1} ms  {:>10.0} rows/s",
+        "read + encode batches only",
+        ms(read_only),
+        rate(read_only)
+    );
+    println!(
+        "  {:<46} {:>9.1} ms  {:>10.0} rows/s  (baseline)",
+        "native transform (same code)",
+        ms(native),
+        rate(native)
+    );
+    println!(
+        "  {:<46} {:>9.1} ms  {:>10.0} rows/s  {:>4.0}% of native",
+        "wasm component in the sandbox",
+        ms(wasm_time),
+        rate(wasm_time),
+        100.0 * native.as_secs_f64() / wasm_time.as_secs_f64()
+    );
+    println!(
+        "  adapter peak linear memory: {:.1} MiB",
+        peak_memory as f64 / (1 << 20) as f64
+    );
+
+    // Starting a call: a fresh store and instance from the pre-instantiated component.
+    let mut starts: Vec<Duration> = (0..500)
+        .map(|_| describe(&engine, &warm, &Limits::default()).unwrap().1)
+        .collect();
+    starts.sort();
+    println!(
+        "\nadapter call start (fresh store + instance, {} allocator): median {:.1} µs, p99 {:.1} µs",
+        if engine.pooling {
+            "pooling"
+        } else {
+            "on-demand"
+        },
+        starts[starts.len() / 2].as_secs_f64() * 1e6,
+        starts[starts.len() * 99 / 100].as_secs_f64() * 1e6
+    );
+    println!(
+        "component load: compile {:.1} ms (once, at install), from the artifact cache {:.2} ms",
+        ms(cold.load_time),
+        ms(warm.load_time)
+    );
+}
+
+/// Reads every page of `query` and hands each encoded batch to `each`.
+async fn read_batches(
+    store: &dyn Store,
+    query: &AggregateQuery,
+    mut each: impl FnMut(&tally::adapters::contract::tally::billing::usage::UsageBatch),
+) {
+    let mut encoder = BatchEncoder::default();
+    let mut after = None;
+    loop {
+        let page = store.aggregates(query, after).await.unwrap();
+        each(&encoder.encode(&page.rows).unwrap());
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+}
+
+async fn load(store: &SqliteStore, start: chrono::DateTime<Utc>, resources: usize, days: i64) {
+    let catalog = MeterCatalog::builtin_for_tests();
+    let ctx = ValidationContext {
+        meters: &catalog,
+        now: Utc::now(),
+        may_set_reported_time: true,
+    };
+    for hour in 0..days * 24 {
+        let usage_start = start + chrono::Duration::hours(hour);
+        let usage_end = usage_start + chrono::Duration::hours(1);
+        let mut batch = Vec::new();
+        for resource in 0..resources {
+            for meter in METERS {
+                let sub = format!("sub-{}", resource % 10);
+                let input: UsageRecordInput = serde_json::from_value(json!({
+                    "eventId": format!("{hour}-{resource}-{meter}"), "subscriptionId": sub, "meterId": meter,
+                    "resourceUri": format!("/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm-{resource}"),
+                    "location": "local", "tags": {"cost-center": format!("cc-{}", resource % 7)}, "additionalInfo": {"ImageType": "Linux"},
+                    "quantity": 1.0 + (resource % 5) as f64, "usageStartTime": usage_start.to_rfc3339(), "usageEndTime": usage_end.to_rfc3339(),
+                    "reportedTime": (usage_end + chrono::Duration::minutes(5)).to_rfc3339(),
+                }))
+                .unwrap();
+                batch.push(input.validate(batch.len(), &ctx).unwrap());
+            }
+        }
+        store.ingest(batch).await.unwrap();
+    }
+}
+
+async fn best_of<F: std::future::Future<Output = Duration>>(
+    runs: usize,
+    mut f: impl FnMut() -> F,
+) -> Duration {
+    let mut best = Duration::MAX;
+    for _ in 0..runs {
+        best = best.min(f().await);
+    }
+    best
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
