@@ -61,6 +61,9 @@ pub struct Columns<'a> {
     pub quantity: &'a [f64],
 }
 
+/// An output row's key: usage day, group, subscription, meter.
+type RowKey<'a> = (i64, &'a str, &'a str, &'a str);
+
 /// Quantities summed per usage day, group, subscription and meter.
 ///
 /// Names are interned once per batch, so rows add up without allocating.
@@ -132,7 +135,7 @@ impl Chargeback {
         catalog: &HashMap<String, (String, String)>,
     ) -> (String, BTreeSet<String>) {
         let name = |id: u32| self.names[id as usize].as_str();
-        let mut rows: Vec<((i64, &str, &str, &str), f64)> = self
+        let mut rows: Vec<(RowKey<'_>, f64)> = self
             .quantities
             .iter()
             .map(|(&(day, g, s, m), &q)| ((day, name(g), name(s), name(m)), q))
