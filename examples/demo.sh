@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The demo: tally on its embedded database, 30 days of realistic usage from
-# 24 subscriptions loaded through the API, a tenant's bill read back through
-# the Azure-compatible usage API. Leaves the host running until Ctrl-C.
+# 24 subscriptions loaded through the API, a tenant's usage read back through
+# the Azure-compatible usage API, and the chargeback adapter (a WebAssembly
+# component built from source) rating a week of it into a CSV for Power BI.
+# Leaves the host running until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,8 +11,9 @@ PORT=${TALLY_DEMO_PORT:-8080}
 DATA=${TALLY_DEMO_DIR:-tally-data/demo}
 BASE="http://127.0.0.1:$PORT"
 
-echo "==> Building tally (release)"
+echo "==> Building tally (release) and the example adapters (wasm32-wasip2)"
 cargo build --release --locked -p tally -p tally-usage-generator
+adapters/build.sh >/dev/null
 TALLY=target/release/tally
 
 echo "==> Fresh data directory: $DATA"
@@ -56,6 +59,19 @@ for (name, unit), quantity in sorted(totals.items()):
     print(f"   {name:<28} {quantity:>12.2f}  {unit}")
 PY
 
+echo "==> The chargeback adapter rates that week for every subscription (sandboxed WebAssembly)"
+$TALLY adapter test target/adapters/chargeback-csv.wasm --config examples/adapters/chargeback.toml \
+  --usage "$DATA/usage.ndjson" --from "$START" --to "$END" --out "$DATA/exports" | sed 's/^/   /'
+python3 - "$DATA/exports/chargeback.csv" <<'PY'
+import csv, sys
+costs = {}
+for row in csv.DictReader(open(sys.argv[1])):
+    costs[row["group"]] = costs.get(row["group"], 0.0) + float(row["cost"])
+print("   cost per cost centre:")
+for group, cost in sorted(costs.items(), key=lambda kv: -kv[1]):
+    print(f"   {group:<14} {cost:>10.2f} EUR")
+PY
+
 cat <<EOF
 
 tally is running on $BASE (data in $DATA). Try:
@@ -63,6 +79,7 @@ tally is running on $BASE (data in $DATA). Try:
   curl -s -H "Authorization: Bearer $OPERATOR" '$BASE/subscriptions/provider/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates?reportedStartTime=$START&reportedEndTime=$END&api-version=2015-06-01-preview' | python3 -m json.tool | head -40
   curl -s -H "Authorization: Bearer $OPERATOR" $BASE/metrics | grep tally_
   curl -s -H "Authorization: Bearer $OPERATOR" $BASE/openapi.json | python3 -m json.tool | less
+The chargeback CSV (ready for Power BI): $DATA/exports/chargeback.csv
 Tokens: operator $OPERATOR
         tenant   $TENANT  (subscription $TENANT_SUB)
 Press Ctrl-C to stop.

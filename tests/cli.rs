@@ -265,3 +265,72 @@ fn operators_extend_the_meter_catalog_from_csv() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("line 2"));
 }
+
+#[test]
+fn adapter_test_runs_an_adapter_locally_and_reports_its_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = sample(&tally_usage_generator::Options {
+        subscriptions: 2,
+        days: 2,
+        ..Default::default()
+    });
+    let usage = dir.path().join("usage.ndjson");
+    std::fs::write(
+        &usage,
+        records
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let component = |name: &str| {
+        let path = root.join("target/adapters").join(format!("{name}.wasm"));
+        assert!(
+            path.exists(),
+            "{} is missing: run adapters/build.sh",
+            path.display()
+        );
+        path.to_str().unwrap().to_string()
+    };
+    let config = root.join("examples/adapters/chargeback.toml");
+    let out = dir.path().join("out");
+    let report = tally_ok(&[
+        "adapter",
+        "test",
+        &component("chargeback-csv"),
+        "--config",
+        config.to_str().unwrap(),
+        "--usage",
+        usage.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        report.contains("adapter chargeback-csv 0.1.0") && report.contains("figures:"),
+        "{report}"
+    );
+    let csv = std::fs::read_to_string(out.join("chargeback.csv")).unwrap();
+    assert!(csv.starts_with("date,group,subscription_id,"), "{csv}");
+    assert!(csv.lines().count() > 10);
+
+    let attack = dir.path().join("attack.json");
+    std::fs::write(&attack, r#"{"attack": "trap"}"#).unwrap();
+    let failed = tally(&[
+        "adapter",
+        "test",
+        &component("hostile"),
+        "--config",
+        attack.to_str().unwrap(),
+        "--usage",
+        usage.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("trapped") && stderr.contains("panics on purpose"),
+        "{stderr}"
+    );
+}

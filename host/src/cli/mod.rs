@@ -1,5 +1,6 @@
-//! The `tally` command line: `serve`, `token`, `import`, `meters`.
+//! The `tally` command line: `serve`, `token`, `import`, `meters`, `adapter`.
 
+mod adapter;
 mod import;
 mod meters;
 mod serve;
@@ -45,6 +46,9 @@ enum Command {
     /// The meter catalog: list it, or add meters from a CSV file.
     #[command(subcommand)]
     Meters(meters::MetersCommand),
+    /// Billing adapters: run one locally against sample usage.
+    #[command(subcommand)]
+    Adapter(adapter::AdapterCommand),
 }
 
 /// Runs the command line; the exit code says whether it worked.
@@ -61,6 +65,7 @@ pub fn main() -> ExitCode {
             Command::Token(command) => token::run(command).await,
             Command::Import(args) => import::run(args).await,
             Command::Meters(command) => meters::run(command).await,
+            Command::Adapter(command) => adapter::run(command).await,
         }
     });
     match outcome {

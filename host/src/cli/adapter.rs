@@ -1,0 +1,239 @@
+//! `tally adapter test`: run an adapter locally against sample usage, in the
+//! same sandbox and limits as the host, with no server. An adapter author's
+//! inner loop: it prints the adapter's log and figures and writes its
+//! documents to a directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow, bail};
+use chrono::{DateTime, Utc};
+use clap::{Subcommand, ValueEnum};
+
+use crate::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
+use crate::adapters::engine::load_file;
+use crate::adapters::host_usage::UsageAccess;
+use crate::adapters::{
+    AdapterEngine, Limits, SubscriptionGrant, describe, run_export, validate_config,
+};
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+use crate::usage::files::{FileFormat, read_records};
+use crate::usage::time::parse_time;
+use crate::usage::{Granularity, ValidationContext};
+
+#[derive(Subcommand)]
+pub enum AdapterCommand {
+    /// Run an adapter's export locally against a usage file (no server).
+    Test(TestArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TestArgs {
+    /// The component (.wasm).
+    component: PathBuf,
+    /// The adapter's config: TOML (a `[config]` table, or the table itself) or JSON.
+    #[arg(long)]
+    config: PathBuf,
+    /// Sample usage, NDJSON or CSV; records without `reportedTime` count as reported when their usage ended.
+    #[arg(long)]
+    usage: PathBuf,
+    /// Start of the reported-time window (default: the first reported time, rounded down).
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the window (default: the last reported time, rounded up).
+    #[arg(long)]
+    to: Option<String>,
+    #[arg(long, value_enum, default_value_t = GranularityArg::Daily)]
+    granularity: GranularityArg,
+    /// Directory for the documents.
+    #[arg(long, default_value = "adapter-out")]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GranularityArg {
+    Hourly,
+    Daily,
+}
+
+pub async fn run(command: AdapterCommand) -> anyhow::Result<()> {
+    match command {
+        AdapterCommand::Test(args) => test(args).await,
+    }
+}
+
+async fn test(args: TestArgs) -> anyhow::Result<()> {
+    let config = read_config(&args.config)?;
+    let granularity = match args.granularity {
+        GranularityArg::Hourly => Granularity::Hourly,
+        GranularityArg::Daily => Granularity::Daily,
+    };
+    let scratch = tempfile::tempdir()?;
+    let store = Arc::new(SqliteStore::open(scratch.path())?);
+    let (first, last) = load_usage(&store, &args.usage).await?;
+    let now = Utc::now();
+    let start = match &args.from {
+        Some(text) => {
+            parse_time(text).ok_or_else(|| anyhow!("--from '{text}' is not an ISO-8601 time"))?
+        }
+        None => granularity.start_of(granularity.bucket_of(first)),
+    };
+    let end = match &args.to {
+        Some(text) => {
+            parse_time(text).ok_or_else(|| anyhow!("--to '{text}' is not an ISO-8601 time"))?
+        }
+        None => granularity
+            .start_of(granularity.bucket_of(last) + 1)
+            .min(granularity.start_of(granularity.bucket_of(now))),
+    };
+
+    let engine = Arc::new(AdapterEngine::new(
+        std::env::temp_dir().join("tally-adapter-cache"),
+    )?);
+    let adapter = load_file(&engine, &args.component)?;
+    let limits = Limits::default();
+    let (description, _) = describe(&engine, &adapter, &limits)?;
+    println!(
+        "adapter {} {} (tally:billing@{}, sha256 {}), {} {:.1} ms",
+        description.name,
+        description.version,
+        adapter.world_version,
+        &adapter.sha256[..12],
+        if adapter.cached {
+            "loaded from cache in"
+        } else {
+            "compiled in"
+        },
+        adapter.load_time.as_secs_f64() * 1e3
+    );
+    validate_config(&engine, &adapter, &config, &limits)?;
+
+    let request = ExportRequest {
+        run_id: "local-test".into(),
+        window: Window {
+            start: start.timestamp(),
+            end: end.timestamp(),
+        },
+        granularity: match granularity {
+            Granularity::Hourly => WitGranularity::Hourly,
+            Granularity::Daily => WitGranularity::Daily,
+        },
+        correction: false,
+    };
+    let usage = UsageAccess {
+        store: store.clone(),
+        catalog: store.meter_catalog().await?,
+        grant: SubscriptionGrant::All,
+        runtime: tokio::runtime::Handle::current(),
+        rows_read: 0,
+        now,
+    };
+    println!("window {start} .. {end} ({granularity:?})");
+    let outcome = tokio::task::spawn_blocking(move || {
+        run_export(&engine, &adapter, &request, &config, usage, &limits)
+    })
+    .await?;
+
+    for line in &outcome.log {
+        println!("  [{}] {}", line.level, line.message);
+    }
+    if outcome.log_dropped > 0 {
+        println!(
+            "  … {} log lines dropped (over the log caps)",
+            outcome.log_dropped
+        );
+    }
+    let figures = &outcome.figures;
+    let seconds = figures.elapsed.as_secs_f64();
+    println!(
+        "figures: {:.1} ms, instantiate {:.0} µs, peak memory {:.1} MiB, {} rows read ({:.0} rows/s), {} bytes written",
+        seconds * 1e3,
+        figures.instantiate.as_secs_f64() * 1e6,
+        figures.peak_memory_bytes as f64 / (1 << 20) as f64,
+        figures.rows_read,
+        figures.rows_read as f64 / seconds.max(1e-9),
+        figures.bytes_written
+    );
+    let summary = outcome.result.map_err(|failure| anyhow!("{failure}"))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    for (name, document) in &outcome.documents {
+        let path = args.out.join(name);
+        std::fs::write(&path, &document.bytes)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "document {} ({}, {} bytes)",
+            path.display(),
+            document.content_type,
+            document.bytes.len()
+        );
+    }
+    println!(
+        "ok: {} rows read, {} rows written",
+        summary.rows_read, summary.rows_written
+    );
+    Ok(())
+}
+
+/// The adapter config as JSON: from JSON, or from TOML (its `[config]` table if it has one).
+fn read_config(path: &Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    {
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        return Ok(value.to_string());
+    }
+    let mut table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
+    let config = match table.remove("config") {
+        Some(toml::Value::Table(config)) => config,
+        Some(_) => bail!("`config` in {} must be a table", path.display()),
+        None => table,
+    };
+    Ok(serde_json::to_string(&config)?)
+}
+
+/// Loads a usage file into the scratch store; returns the first and last reported times.
+async fn load_usage(
+    store: &SqliteStore,
+    path: &Path,
+) -> anyhow::Result<(DateTime<Utc>, DateTime<Utc>)> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let catalog = store.meter_catalog().await?;
+    let ctx = ValidationContext {
+        meters: &catalog,
+        now: Utc::now(),
+        may_set_reported_time: true,
+    };
+    let mut bounds: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
+    let mut batch = Vec::new();
+    for record in read_records(file, FileFormat::of_path(path))? {
+        let mut input =
+            record?.map_err(|e| anyhow!("record {}: {}: {}", e.index + 1, e.field, e.reason))?;
+        if input.reported_time.is_none() {
+            input.reported_time.clone_from(&input.usage_end_time);
+        }
+        let index = batch.len();
+        let record = input.validate(index, &ctx).map_err(|errors| {
+            let e = &errors[0];
+            anyhow!("record {}: {}: {}", e.index + 1, e.field, e.reason)
+        })?;
+        let reported = record.reported_time.expect("set above");
+        bounds = Some(bounds.map_or((reported, reported), |(a, b)| {
+            (a.min(reported), b.max(reported))
+        }));
+        batch.push(record);
+        if batch.len() == 10_000 {
+            store.ingest(std::mem::take(&mut batch)).await?;
+        }
+    }
+    if !batch.is_empty() {
+        store.ingest(batch).await?;
+    }
+    bounds.ok_or_else(|| anyhow!("{} holds no usage records", path.display()))
+}
