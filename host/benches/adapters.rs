@@ -9,6 +9,9 @@
 #[allow(dead_code, unused_imports)]
 mod rating;
 
+mod common;
+use common::METERS;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,15 +24,7 @@ use tally::adapters::host_usage::{BATCH_ROWS, BatchEncoder, UsageAccess};
 use tally::adapters::{AdapterEngine, Limits, SubscriptionGrant, describe, run_export};
 use tally::store::sqlite::SqliteStore;
 use tally::store::{AggregateQuery, Store, SubscriptionScope};
-use tally::usage::{Granularity, MeterCatalog, UsageRecordInput, ValidationContext};
-
-const METERS: [&str; 5] = [
-    "FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5",
-    "9CD92D4C-BAFD-4492-B278-BEDC2DE8232A",
-    "e5572fce-9f58-49d7-840c-b168c0f01fff",
-    "09F8879E-87E9-4305-A572-4B7BE209F857",
-    "F271A8A388C44D93956A063E1D2FA80B",
-];
+use tally::usage::Granularity;
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -50,8 +45,11 @@ async fn benchmark(quick: bool) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<SqliteStore> = Arc::new(SqliteStore::open(dir.path()).unwrap());
     let start = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap();
-    load(&store, start, resources, days).await;
-    // Records are reported 5 minutes after their hour: the window reaches one hour further.
+    common::load_grid(&*store, start, days, resources, |r| {
+        format!("sub-{}", r % 10)
+    })
+    .await;
+    // Records are reported 10 minutes after their hour: the window reaches one hour further.
     let end = start + chrono::Duration::days(days) + chrono::Duration::hours(1);
     let rows = resources * METERS.len() * days as usize * 24;
     println!(
@@ -221,35 +219,6 @@ async fn read_batches(
             Some(next) => after = Some(next),
             None => break,
         }
-    }
-}
-
-async fn load(store: &SqliteStore, start: chrono::DateTime<Utc>, resources: usize, days: i64) {
-    let catalog = MeterCatalog::builtin_for_tests();
-    let ctx = ValidationContext {
-        meters: &catalog,
-        now: Utc::now(),
-        may_set_reported_time: true,
-    };
-    for hour in 0..days * 24 {
-        let usage_start = start + chrono::Duration::hours(hour);
-        let usage_end = usage_start + chrono::Duration::hours(1);
-        let mut batch = Vec::new();
-        for resource in 0..resources {
-            for meter in METERS {
-                let sub = format!("sub-{}", resource % 10);
-                let input: UsageRecordInput = serde_json::from_value(json!({
-                    "eventId": format!("{hour}-{resource}-{meter}"), "subscriptionId": sub, "meterId": meter,
-                    "resourceUri": format!("/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm-{resource}"),
-                    "location": "local", "tags": {"cost-center": format!("cc-{}", resource % 7)}, "additionalInfo": {"ImageType": "Linux"},
-                    "quantity": 1.0 + (resource % 5) as f64, "usageStartTime": usage_start.to_rfc3339(), "usageEndTime": usage_end.to_rfc3339(),
-                    "reportedTime": (usage_end + chrono::Duration::minutes(5)).to_rfc3339(),
-                }))
-                .unwrap();
-                batch.push(input.validate(batch.len(), &ctx).unwrap());
-            }
-        }
-        store.ingest(batch).await.unwrap();
     }
 }
 

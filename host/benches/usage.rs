@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, params};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tally::api::{self, AppState, Settings};
 use tally::auth::{Role, new_secret, secret_digest};
 use tally::store::sqlite::{DATABASE_FILE, SqliteStore};
@@ -24,6 +24,9 @@ use tally::usage::split::{days_of, split_hourly};
 use tally::usage::time::{Granularity, day_of_hour};
 use tally::usage::{MeterCatalog, UsageRecord, UsageRecordInput, ValidationContext};
 use tally_usage_generator::Options;
+
+mod common;
+use common::METERS;
 
 const BATCH: usize = 1_000;
 const CLIENTS: usize = 4;
@@ -263,13 +266,6 @@ async fn post_all(base: &str, token: &str, bodies: &[String], clients: usize) ->
 // ---------------------------------------------------------------- query
 
 const RESOURCES: usize = 1_000;
-const METERS: [&str; 5] = [
-    "FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5",
-    "9CD92D4C-BAFD-4492-B278-BEDC2DE8232A",
-    "e5572fce-9f58-49d7-840c-b168c0f01fff",
-    "09F8879E-87E9-4305-A572-4B7BE209F857",
-    "F271A8A388C44D93956A063E1D2FA80B",
-];
 
 async fn query_benchmark(quick: bool) {
     let days: i64 = if quick { 3 } else { 31 };
@@ -280,32 +276,7 @@ async fn query_benchmark(quick: bool) {
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
 
     let loading = Instant::now();
-    let catalog = MeterCatalog::builtin_for_tests();
-    let ctx = ValidationContext {
-        meters: &catalog,
-        now: Utc::now(),
-        may_set_reported_time: true,
-    };
-    for hour in 0..days * 24 {
-        let usage_start = start + chrono::Duration::hours(hour);
-        let usage_end = usage_start + chrono::Duration::hours(1);
-        let reported = (usage_end + chrono::Duration::minutes(10)).to_rfc3339();
-        let mut batch = Vec::with_capacity(resources * METERS.len());
-        for resource in 0..resources {
-            for meter in METERS {
-                let input: UsageRecordInput = serde_json::from_value(json!({
-                    "eventId": format!("{hour}-{resource}-{meter}"), "subscriptionId": sub, "meterId": meter,
-                    "resourceUri": format!("/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm-{resource}"),
-                    "location": "local", "tags": {"cost-center": format!("cc-{}", resource % 7)}, "additionalInfo": {"ImageType": "Linux"},
-                    "quantity": 1.0 + (resource % 5) as f64, "usageStartTime": usage_start.to_rfc3339(), "usageEndTime": usage_end.to_rfc3339(),
-                    "reportedTime": reported,
-                }))
-                .unwrap();
-                batch.push(input.validate(batch.len(), &ctx).unwrap());
-            }
-        }
-        store.ingest(batch).await.unwrap();
-    }
+    common::load_grid(&*store, start, days, resources, |_| sub.to_string()).await;
     let records = days as usize * 24 * resources * METERS.len();
     println!(
         "query: {records} hourly records loaded in {:.1} s (1 subscription, {resources} resources × 5 meters, {days} days)",

@@ -24,6 +24,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role's name, as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Operator => "operator",
@@ -32,6 +33,7 @@ impl Role {
         }
     }
 
+    /// The role named `value`, if any.
     pub fn parse(value: &str) -> Option<Self> {
         [Role::Operator, Role::Tenant, Role::Reporter]
             .into_iter()

@@ -10,5 +10,5 @@ wasmtime::component::bindgen!({
 /// The world version this host implements.
 pub const WORLD_VERSION: &str = "0.1.0";
 
+pub use self::tally::billing::types::{Granularity, Window};
 pub use exports::tally::billing::adapter::{Description, ExportError, ExportRequest, Summary};
-pub use tally::billing::types::{Granularity, Window};

@@ -102,6 +102,7 @@ impl AdapterEngine {
         })
     }
 
+    /// The wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }

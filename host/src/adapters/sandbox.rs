@@ -89,6 +89,7 @@ pub struct RunLog {
 }
 
 impl RunLog {
+    /// An empty log with the caps of `limits`.
     pub fn new(limits: &Limits) -> Self {
         RunLog {
             max_lines: limits.log_lines,
@@ -161,6 +162,7 @@ pub struct RunState {
 }
 
 impl RunState {
+    /// The state of a fresh run: nothing written, nothing granted.
     pub fn new(limits: &Limits, usage: Option<UsageAccess>) -> Self {
         let log = Arc::new(Mutex::new(RunLog::new(limits)));
         // Nothing granted: the builder's defaults deny files, env, args and sockets.
@@ -185,6 +187,7 @@ impl RunState {
         }
     }
 
+    /// The run's resources (cursors).
     pub fn table(&mut self) -> &mut ResourceTable {
         &mut self.table
     }

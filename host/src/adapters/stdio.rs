@@ -18,6 +18,7 @@ use super::sandbox::RunLog;
 /// Longest line kept; longer ones are cut.
 const MAX_LINE: usize = 4_096;
 
+/// stdout or stderr of an adapter, writing into its run log.
 #[derive(Clone)]
 pub struct LogStream {
     log: Arc<Mutex<RunLog>>,
@@ -25,6 +26,7 @@ pub struct LogStream {
 }
 
 impl LogStream {
+    /// A stream whose lines enter `log` at `level`.
     pub fn new(log: Arc<Mutex<RunLog>>, level: &'static str) -> Self {
         LogStream { log, level }
     }

@@ -40,6 +40,7 @@ pub struct ErrorBody {
 }
 
 impl ApiError {
+    /// An error with an HTTP status and an ARM code.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,

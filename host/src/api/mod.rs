@@ -78,6 +78,7 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// State over a store, with fresh metrics.
     pub fn new(store: Arc<dyn Store>, settings: Settings) -> Self {
         AppState {
             store,

@@ -22,12 +22,14 @@ use crate::usage::files::{FileFormat, read_records};
 use crate::usage::time::parse_time;
 use crate::usage::{Granularity, ValidationContext};
 
+/// `tally adapter …`
 #[derive(Subcommand)]
 pub enum AdapterCommand {
     /// Run an adapter's export locally against a usage file (no server).
     Test(TestArgs),
 }
 
+/// Arguments of `tally adapter test`.
 #[derive(clap::Args)]
 pub struct TestArgs {
     /// The component (.wasm).
@@ -57,6 +59,7 @@ enum GranularityArg {
     Daily,
 }
 
+/// Runs `tally adapter …`.
 pub async fn run(command: AdapterCommand) -> anyhow::Result<()> {
     match command {
         AdapterCommand::Test(args) => test(args).await,

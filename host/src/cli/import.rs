@@ -27,6 +27,7 @@ const MAX_PRINTED_ERRORS: usize = 20;
 /// Attempts for a batch that meets a retryable error (503, connection reset).
 const ATTEMPTS: u32 = 5;
 
+/// Arguments of `tally import`.
 #[derive(clap::Args)]
 pub struct ImportArgs {
     /// The file: `.csv` is read as CSV, anything else as NDJSON.
@@ -75,6 +76,7 @@ impl Totals {
     }
 }
 
+/// Imports the file, batch by batch.
 pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     let reported_at = match &args.reported_at {
         None => None,

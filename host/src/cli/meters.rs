@@ -14,6 +14,7 @@ use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 use crate::usage::meters::read_meters_csv;
 
+/// `tally meters …`
 #[derive(Subcommand)]
 pub enum MetersCommand {
     /// Print the catalog as CSV.
@@ -29,6 +30,7 @@ pub enum MetersCommand {
     },
 }
 
+/// Runs `tally meters …`.
 pub async fn run(command: MetersCommand) -> anyhow::Result<()> {
     match command {
         MetersCommand::List { data_dir } => {

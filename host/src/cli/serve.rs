@@ -14,6 +14,7 @@ use crate::store::sqlite::SqliteStore;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
+/// Arguments of `tally serve`.
 #[derive(clap::Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -29,6 +30,7 @@ pub struct ServeArgs {
     public_url: Option<String>,
 }
 
+/// Runs the host until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args
         .config

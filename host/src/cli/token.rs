@@ -11,6 +11,7 @@ use crate::auth::{Role, new_secret, secret_digest};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{NewToken, Store};
 
+/// `tally token …`
 #[derive(Subcommand)]
 pub enum TokenCommand {
     /// Create a token and print its secret (shown only this once).
@@ -39,6 +40,7 @@ pub enum TokenCommand {
     },
 }
 
+/// Runs `tally token …`.
 pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create {

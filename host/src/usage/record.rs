@@ -84,6 +84,7 @@ pub struct RecordError {
 }
 
 impl RecordError {
+    /// A problem of record `index` in `field`.
     pub fn new(index: usize, field: impl Into<String>, reason: impl Into<String>) -> Self {
         RecordError {
             index,

@@ -1,0 +1,55 @@
+//! Shared by the benchmarks: a grid of hourly usage loaded straight into a store.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tally::store::Store;
+use tally::usage::{MeterCatalog, UsageRecordInput, ValidationContext};
+
+/// Five documented meters (VM, Windows VM, S10 disk, blob capacity, static IP).
+pub const METERS: [&str; 5] = [
+    "FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5",
+    "9CD92D4C-BAFD-4492-B278-BEDC2DE8232A",
+    "e5572fce-9f58-49d7-840c-b168c0f01fff",
+    "09F8879E-87E9-4305-A572-4B7BE209F857",
+    "F271A8A388C44D93956A063E1D2FA80B",
+];
+
+/// One record per resource, meter and hour for `days` from `start`, reported
+/// 10 minutes after its hour; resource `r` belongs to `subscription(r)` and
+/// carries the tag `cost-center = cc-{r % 7}`.
+pub async fn load_grid(
+    store: &dyn Store,
+    start: DateTime<Utc>,
+    days: i64,
+    resources: usize,
+    subscription: impl Fn(usize) -> String,
+) {
+    let catalog = MeterCatalog::builtin_for_tests();
+    let ctx = ValidationContext {
+        meters: &catalog,
+        now: Utc::now(),
+        may_set_reported_time: true,
+    };
+    for hour in 0..days * 24 {
+        let usage_start = start + chrono::Duration::hours(hour);
+        let usage_end = usage_start + chrono::Duration::hours(1);
+        let reported = (usage_end + chrono::Duration::minutes(10)).to_rfc3339();
+        let mut batch = Vec::with_capacity(resources * METERS.len());
+        for resource in 0..resources {
+            let sub = subscription(resource);
+            for meter in METERS {
+                let input: UsageRecordInput = serde_json::from_value(json!({
+                    "eventId": format!("{hour}-{resource}-{meter}"), "subscriptionId": sub, "meterId": meter,
+                    "resourceUri": format!("/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm-{resource}"),
+                    "location": "local", "tags": {"cost-center": format!("cc-{}", resource % 7)},
+                    "additionalInfo": {"ImageType": "Linux"}, "quantity": 1.0 + (resource % 5) as f64,
+                    "usageStartTime": usage_start.to_rfc3339(), "usageEndTime": usage_end.to_rfc3339(),
+                    "reportedTime": reported,
+                }))
+                .expect("a well-formed record");
+                batch.push(input.validate(batch.len(), &ctx).expect("a valid record"));
+            }
+        }
+        store.ingest(batch).await.expect("ingest");
+    }
+}
