@@ -91,9 +91,7 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
             .min(granularity.start_of(granularity.bucket_of(now))),
     };
 
-    let engine = Arc::new(AdapterEngine::new(
-        std::env::temp_dir().join("tally-adapter-cache"),
-    )?);
+    let engine = Arc::new(AdapterEngine::new(artifact_cache()?)?);
     let adapter = load_file(&engine, &args.component)?;
     let limits = Limits::default();
     let (description, _) = describe(&engine, &adapter, &limits)?;
@@ -177,6 +175,19 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
         summary.rows_read, summary.rows_written
     );
     Ok(())
+}
+
+/// Where compiled components are cached between runs: the user's own cache
+/// directory, never a shared one (a planted artifact would run as native code).
+fn artifact_cache() -> anyhow::Result<PathBuf> {
+    let base = match std::env::var_os("XDG_CACHE_HOME") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(
+            std::env::var_os("HOME").context("HOME is not set; cannot place the adapter cache")?,
+        )
+        .join(".cache"),
+    };
+    Ok(base.join("tally").join("adapters"))
 }
 
 /// The adapter config as JSON: from JSON, or from TOML (its `[config]` table if it has one).
