@@ -240,7 +240,7 @@ async fn a_subscription_grant_limits_what_the_adapter_reads() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compiled_once_then_loaded_from_the_cache() {
+async fn compiled_once_cached_and_refused_when_not_a_supported_adapter() {
     let sandbox = Sandbox::new(Options {
         subscriptions: 1,
         days: 1,
@@ -278,6 +278,13 @@ async fn compiled_once_then_loaded_from_the_cache() {
     assert!(
         format!("{not_a_component:#}").contains("not a WebAssembly component"),
         "{not_a_component:#}"
+    );
+    let next_major = load_file(&sandbox.engine, &component("next-major")).unwrap_err();
+    let message = format!("{next_major:#}");
+    assert!(
+        message.contains("targets tally:billing@1.0.0")
+            && message.contains("supports tally:billing@0.1.0"),
+        "{message}"
     );
     let garbage = sandbox.engine.load(b"definitely not wasm").unwrap_err();
     assert!(

@@ -197,10 +197,19 @@ fn world_version(component: &Component, engine: &Engine) -> anyhow::Result<Strin
     else {
         bail!("not a tally billing adapter: the component does not export tally:billing/adapter");
     };
-    let major_minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
-    if major_minor(&version) != major_minor(WORLD_VERSION) || version.as_str() > WORLD_VERSION {
+    // Within 0.x the minor version is the breaking one, as in the component model's semver.
+    let breaking = |v: &str| -> String {
+        let mut parts = v.split('.');
+        let major = parts.next().unwrap_or("");
+        if major == "0" {
+            format!("0.{}", parts.next().unwrap_or(""))
+        } else {
+            major.to_owned()
+        }
+    };
+    if breaking(&version) != breaking(WORLD_VERSION) {
         bail!(
-            "the adapter targets tally:billing@{version}; this host supports tally:billing@{WORLD_VERSION}"
+            "the adapter targets tally:billing@{version}; this host supports tally:billing@{WORLD_VERSION} (0.1.x)"
         );
     }
     Ok(version)
