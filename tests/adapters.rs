@@ -38,7 +38,7 @@ fn component(name: &str) -> PathBuf {
 struct Sandbox {
     host: TestHost,
     engine: Arc<AdapterEngine>,
-    _cache: tempfile::TempDir,
+    cache: tempfile::TempDir,
 }
 
 impl Sandbox {
@@ -49,7 +49,7 @@ impl Sandbox {
         Sandbox {
             host,
             engine,
-            _cache: cache,
+            cache,
         }
     }
 
@@ -279,6 +279,18 @@ async fn compiled_once_cached_and_refused_when_not_a_supported_adapter() {
         format!("{not_a_component:#}").contains("not a WebAssembly component"),
         "{not_a_component:#}"
     );
+    // A damaged cache entry is compiled again, not fatal. (Replaced, not
+    // rewritten in place: loaded components map their artifact.)
+    for entry in std::fs::read_dir(sandbox.cache.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let damaged = path.with_extension("damaged");
+        std::fs::write(&damaged, b"damaged").unwrap();
+        std::fs::rename(&damaged, &path).unwrap();
+    }
+    let recompiled = sandbox.load("chargeback-csv");
+    assert!(!recompiled.cached);
+    assert!(describe(&sandbox.engine, &recompiled, &Limits::default()).is_ok());
+
     let next_major = load_file(&sandbox.engine, &component("next-major")).unwrap_err();
     let message = format!("{next_major:#}");
     assert!(

@@ -115,26 +115,25 @@ impl AdapterEngine {
         let artifact = self
             .cache_dir
             .join(format!("{sha256}-{:016x}.cwasm", self.settings_hash()));
-        let cached = artifact.exists();
+        let mut cached = artifact.exists();
         if !cached {
-            if !wasmparser_is_component(wasm) {
-                bail!(
-                    "not a WebAssembly component (a core module or other bytes); build it for wasm32-wasip2"
-                );
-            }
-            let compiled = self
-                .engine
-                .precompile_component(wasm)
-                .map_err(|e| anyhow!("compiling the component: {e}"))?;
-            let partial = artifact.with_extension("partial");
-            std::fs::write(&partial, compiled)?;
-            std::fs::rename(&partial, &artifact)?;
+            self.compile_into(wasm, &artifact)?;
         }
         // SAFETY: the artifact was written by `precompile_component` of an
         // engine with the same settings (its name carries their hash), into a
         // cache directory that only the host writes.
-        let component = unsafe { Component::deserialize_file(&self.engine, &artifact) }
-            .map_err(|e| anyhow!("loading the compiled component: {e}"))?;
+        let component = match unsafe { Component::deserialize_file(&self.engine, &artifact) } {
+            Ok(component) => component,
+            Err(error) if cached => {
+                // A damaged cache entry (disk full, partial copy…): compile again once.
+                tracing::warn!(artifact = %artifact.display(), %error, "recompiling a cached component that would not load");
+                cached = false;
+                self.compile_into(wasm, &artifact)?;
+                unsafe { Component::deserialize_file(&self.engine, &artifact) }
+                    .map_err(|e| anyhow!("loading the compiled component: {e}"))?
+            }
+            Err(error) => bail!("loading the compiled component: {error}"),
+        };
         let world_version = world_version(&component, &self.engine)?;
         let pre = self
             .linker
@@ -152,6 +151,24 @@ impl AdapterEngine {
             load_time: started.elapsed(),
             cached,
         })
+    }
+
+    /// Compiles `wasm` and writes the artifact atomically (write, then rename):
+    /// loaded components map their artifact, so one must never be rewritten in place.
+    fn compile_into(&self, wasm: &[u8], artifact: &Path) -> anyhow::Result<()> {
+        if !wasmparser_is_component(wasm) {
+            bail!(
+                "not a WebAssembly component (a core module or other bytes); build it for wasm32-wasip2"
+            );
+        }
+        let compiled = self
+            .engine
+            .precompile_component(wasm)
+            .map_err(|e| anyhow!("compiling the component: {e}"))?;
+        let partial = artifact.with_extension("partial");
+        std::fs::write(&partial, compiled)?;
+        std::fs::rename(&partial, artifact)?;
+        Ok(())
     }
 
     fn settings_hash(&self) -> u64 {
