@@ -224,9 +224,10 @@ fn world_version(component: &Component, engine: &Engine) -> anyhow::Result<Strin
             major.to_owned()
         }
     };
-    if breaking(&version) != breaking(WORLD_VERSION) {
+    let supported = breaking(WORLD_VERSION);
+    if breaking(&version) != supported {
         bail!(
-            "the adapter targets tally:billing@{version}; this host supports tally:billing@{WORLD_VERSION} (0.1.x)"
+            "the adapter targets tally:billing@{version}; this host supports tally:billing@{WORLD_VERSION} ({supported}.x)"
         );
     }
     Ok(version)
