@@ -67,10 +67,7 @@ async fn the_azure_sdk_lists_every_page_and_the_totals_match_what_was_ingested()
     let sub = records[0].subscription_id.clone();
     let tenant = host.token(Role::Tenant, &[&sub]).await;
     let (start, end) = ("2026-08-25T00:00:00+00:00", "2026-11-03T00:00:00+00:00");
-    let mut expected: BTreeMap<String, f64> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.subscription_id == sub) {
-        *expected.entry(r.meter_id.to_ascii_lowercase()).or_default() += r.quantity;
-    }
+    let expected = ingested_totals(records.iter().filter(|r| r.subscription_id == sub));
 
     for granularity in ["Hourly", "Daily"] {
         let listed = tokio::task::spawn_blocking({

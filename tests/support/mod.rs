@@ -246,6 +246,18 @@ pub fn to_wire(records: &[tally_usage_generator::UsageRecord]) -> Vec<Value> {
         .collect()
 }
 
+/// Sum of the generated records' quantities per lower-case meter id: what the
+/// usage API must total once they are ingested.
+pub fn ingested_totals<'a>(
+    records: impl IntoIterator<Item = &'a tally_usage_generator::UsageRecord>,
+) -> std::collections::BTreeMap<String, f64> {
+    let mut totals = std::collections::BTreeMap::new();
+    for r in records {
+        *totals.entry(r.meter_id.to_ascii_lowercase()).or_insert(0.0) += r.quantity;
+    }
+    totals
+}
+
 /// Sum of `properties.quantity` per lower-case meter id.
 pub fn totals_by_meter(rows: &[Value]) -> std::collections::BTreeMap<String, f64> {
     let mut totals = std::collections::BTreeMap::new();
