@@ -95,6 +95,7 @@ pub(super) fn aggregates(
     let mut instance_keys: Vec<i64> =
         Vec::with_capacity(if query.show_details { wanted } else { 0 });
 
+    let sql = page_sql(granularity, query.show_details);
     for (subscription, subscription_id) in
         subscriptions(conn, &query.scope, after.map(|p| p.subscription))?
     {
@@ -111,7 +112,6 @@ pub(super) fn aggregates(
             Some(p) if p.subscription == subscription => (p.bucket, p.meter, p.instance),
             _ => (first, -1, -1),
         };
-        let sql = page_sql(granularity, query.show_details);
         let mut statement = conn.prepare_cached(&sql)?;
         let limit = (wanted - rows.len()) as i64;
         let mut cursor = if query.show_details {
