@@ -85,16 +85,7 @@ async fn benchmark(quick: bool) {
         let parsed = rating::Config::parse(&config).unwrap();
         let mut chargeback = rating::Chargeback::default();
         read_batches(&*store, &query, |batch| {
-            let columns = rating::Columns {
-                strings: &batch.strings,
-                tag_sets: &batch.tag_sets,
-                subscription_id: &batch.subscription_id,
-                meter_id: &batch.meter_id,
-                tags: &batch.tags,
-                usage_start: &batch.usage_start,
-                quantity: &batch.quantity,
-            };
-            chargeback.add(&columns, &parsed.group_by_tag);
+            chargeback.add(&rating::columns_of!(batch), &parsed.group_by_tag);
         })
         .await;
         let names: HashMap<String, (String, String)> = catalog

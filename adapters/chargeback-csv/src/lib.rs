@@ -17,7 +17,7 @@ mod rating;
 
 use std::collections::HashMap;
 
-use rating::{Chargeback, Columns, Config};
+use rating::{Chargeback, Config};
 
 wit_bindgen::generate!({ path: "../../wit", world: "billing-adapter" });
 
@@ -49,16 +49,7 @@ impl Guest for Adapter {
             .map_err(|e| ExportError::Transient(format!("{e:?}")))?;
         let mut chargeback = Chargeback::default();
         while let Some(batch) = cursor.next() {
-            let columns = Columns {
-                strings: &batch.strings,
-                tag_sets: &batch.tag_sets,
-                subscription_id: &batch.subscription_id,
-                meter_id: &batch.meter_id,
-                tags: &batch.tags,
-                usage_start: &batch.usage_start,
-                quantity: &batch.quantity,
-            };
-            chargeback.add(&columns, &config.group_by_tag);
+            chargeback.add(&rating::columns_of!(batch), &config.group_by_tag);
         }
         let catalog: HashMap<String, (String, String)> = meters()
             .into_iter()

@@ -61,6 +61,23 @@ pub struct Columns<'a> {
     pub quantity: &'a [f64],
 }
 
+/// The [`Columns`] of a `usage-batch`, whichever bindings generated its type
+/// (the component's, or the host's in the native benchmark).
+macro_rules! columns_of {
+    ($batch:expr) => {
+        $crate::rating::Columns {
+            strings: &$batch.strings,
+            tag_sets: &$batch.tag_sets,
+            subscription_id: &$batch.subscription_id,
+            meter_id: &$batch.meter_id,
+            tags: &$batch.tags,
+            usage_start: &$batch.usage_start,
+            quantity: &$batch.quantity,
+        }
+    };
+}
+pub(crate) use columns_of;
+
 /// An output row's key: usage day, group, subscription, meter.
 type RowKey<'a> = (i64, &'a str, &'a str, &'a str);
 
