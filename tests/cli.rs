@@ -293,19 +293,31 @@ fn adapter_test_runs_an_adapter_locally_and_reports_its_failure() {
         );
         path.to_str().unwrap().to_string()
     };
-    let config = root.join("examples/adapters/chargeback.toml");
     let out = dir.path().join("out");
-    let report = tally_ok(&[
-        "adapter",
-        "test",
-        &component("chargeback-csv"),
-        "--config",
-        config.to_str().unwrap(),
-        "--usage",
-        usage.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    // `tally adapter test COMPONENT --config CONFIG` on the sample usage.
+    let adapter_test = |name: &str, config: &std::path::Path| {
+        tally(&[
+            "adapter",
+            "test",
+            &component(name),
+            "--config",
+            config.to_str().unwrap(),
+            "--usage",
+            usage.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let passed = adapter_test(
+        "chargeback-csv",
+        &root.join("examples/adapters/chargeback.toml"),
+    );
+    assert!(
+        passed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&passed.stderr)
+    );
+    let report = String::from_utf8_lossy(&passed.stdout);
     assert!(
         report.contains("adapter chargeback-csv 0.1.0") && report.contains("figures:"),
         "{report}"
@@ -316,17 +328,7 @@ fn adapter_test_runs_an_adapter_locally_and_reports_its_failure() {
 
     let attack = dir.path().join("attack.json");
     std::fs::write(&attack, r#"{"attack": "trap"}"#).unwrap();
-    let failed = tally(&[
-        "adapter",
-        "test",
-        &component("hostile"),
-        "--config",
-        attack.to_str().unwrap(),
-        "--usage",
-        usage.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let failed = adapter_test("hostile", &attack);
     assert!(!failed.status.success());
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(
