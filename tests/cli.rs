@@ -336,3 +336,43 @@ fn adapter_test_runs_an_adapter_locally_and_reports_its_failure() {
         "{stderr}"
     );
 }
+
+#[test]
+fn adapter_test_names_a_bad_record_by_its_place_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // More records than one load batch (10,000), the bad one last.
+    let records = sample(&tally_usage_generator::Options {
+        subscriptions: 6,
+        days: 8,
+        ..Default::default()
+    });
+    assert!(records.len() > 10_000);
+    let mut lines: Vec<String> = records
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
+    let last = lines.len();
+    lines[last - 1] = lines[last - 1].replace("\"quantity\":", "\"quantity\":-");
+    let usage = dir.path().join("usage.ndjson");
+    std::fs::write(&usage, lines.join("\n")).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let failed = tally(&[
+        "adapter",
+        "test",
+        root.join("target/adapters/chargeback-csv.wasm")
+            .to_str()
+            .unwrap(),
+        "--config",
+        root.join("examples/adapters/chargeback.toml")
+            .to_str()
+            .unwrap(),
+        "--usage",
+        usage.to_str().unwrap(),
+    ]);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains(&format!("record {last}: quantity")),
+        "{stderr}"
+    );
+}

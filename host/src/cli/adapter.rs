@@ -226,13 +226,13 @@ async fn load_usage(
     };
     let mut bounds: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
     let mut batch = Vec::new();
-    for record in read_records(file, FileFormat::of_path(path))? {
+    // Indexes are positions in the file, so errors name the record the author can find.
+    for (index, record) in read_records(file, FileFormat::of_path(path))?.enumerate() {
         let mut input =
             record?.map_err(|e| anyhow!("record {}: {}: {}", e.index + 1, e.field, e.reason))?;
         if input.reported_time.is_none() {
             input.reported_time.clone_from(&input.usage_end_time);
         }
-        let index = batch.len();
         let record = input.validate(index, &ctx).map_err(|errors| {
             let e = &errors[0];
             anyhow!("record {}: {}: {}", e.index + 1, e.field, e.reason)
