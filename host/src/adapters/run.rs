@@ -68,15 +68,16 @@ pub fn run_export(
 ) -> ExportOutcome {
     let started = Instant::now();
     let mut store = new_store(engine, limits, Some(usage));
+    let instance = adapter.pre.instantiate(&mut store);
+    let instantiate = started.elapsed();
 
-    let result = match adapter.pre.instantiate(&mut store) {
+    let result = match instance {
         Err(error) => Err(RunFailure::Instantiate(error.to_string())),
         Ok(instance) => {
-            let instantiated = started.elapsed();
             let called = instance
                 .tally_billing_adapter()
                 .call_export(&mut store, request, config);
-            let result = match called {
+            match called {
                 Ok(Ok(summary)) => Ok(summary),
                 Ok(Err(ExportError::InvalidConfig(reason))) => {
                     Err(RunFailure::InvalidConfig(reason))
@@ -84,16 +85,14 @@ pub fn run_export(
                 Ok(Err(ExportError::Transient(reason))) => Err(RunFailure::Transient(reason)),
                 Ok(Err(ExportError::Permanent(reason))) => Err(RunFailure::Permanent(reason)),
                 Err(error) => Err(classify(&error, &store, limits)),
-            };
-            store.data_mut().figures_instantiate = instantiated;
-            result
+            }
         }
     };
     // A trapped instance is dropped with its store; the next run starts fresh.
     let state = store.into_data();
     let figures = RunFigures {
         elapsed: started.elapsed(),
-        instantiate: state.figures_instantiate,
+        instantiate,
         peak_memory_bytes: state.limiter.peak,
         rows_read: state.usage.as_ref().map_or(0, |u| u.rows_read),
         bytes_written: state.output_bytes,

@@ -157,8 +157,6 @@ pub struct RunState {
     pub output_bytes: u64,
     pub output_cap: u64,
     pub log: Arc<Mutex<RunLog>>,
-    /// Time from a fresh store to a ready instance.
-    pub figures_instantiate: Duration,
 }
 
 impl RunState {
@@ -183,7 +181,6 @@ impl RunState {
             output_bytes: 0,
             output_cap: limits.output_bytes,
             log,
-            figures_instantiate: Duration::ZERO,
         }
     }
 
