@@ -115,14 +115,16 @@ pub fn run_export(
     }
 }
 
-/// Calls `describe` on a fresh instance; also returns the time to instantiate.
+/// Calls `describe` on a fresh instance; also returns the time from a fresh
+/// store to a ready instance.
 pub fn describe(
     engine: &AdapterEngine,
     adapter: &LoadedAdapter,
     limits: &Limits,
 ) -> Result<(Description, Duration), RunFailure> {
-    let mut store = new_store(engine, limits, None);
+    // Timed like a run's start: a fresh store, then the instance.
     let started = Instant::now();
+    let mut store = new_store(engine, limits, None);
     let instance = adapter
         .pre
         .instantiate(&mut store)
