@@ -86,7 +86,15 @@ impl Sandbox {
         };
         let (engine, adapter, config) = (self.engine.clone(), adapter.clone(), config.to_string());
         tokio::task::spawn_blocking(move || {
-            run_export(&engine, &adapter, &request, &config, usage, &limits)
+            run_export(
+                &engine,
+                &adapter,
+                &request,
+                &config,
+                usage,
+                Vec::new(),
+                &limits,
+            )
         })
         .await
         .unwrap()

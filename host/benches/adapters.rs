@@ -137,6 +137,7 @@ async fn benchmark(quick: bool) {
                 &request,
                 &config,
                 usage,
+                Vec::new(),
                 &Limits::default(),
             )
         })

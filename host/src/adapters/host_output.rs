@@ -1,7 +1,9 @@
 //! The `output` and `log` imports: documents and log lines of a run.
 
 use super::contract::tally::billing::log::{Host as LogHost, Level};
-use super::contract::tally::billing::output::{Host as OutputHost, OutputError};
+use super::contract::tally::billing::output::{
+    Host as OutputHost, OutboundRequest, OutboundResponse, OutputError, SendError,
+};
 use super::sandbox::{Document, RunState};
 
 /// Longest document name.
@@ -37,6 +39,13 @@ impl OutputHost for RunState {
             .bytes
             .extend_from_slice(&bytes);
         Ok(Ok(()))
+    }
+
+    fn send(
+        &mut self,
+        request: OutboundRequest,
+    ) -> wasmtime::Result<Result<OutboundResponse, SendError>> {
+        Ok(self.send_request(request))
     }
 }
 

@@ -7,10 +7,11 @@
 //!   sha256 and engine settings, checked against the world.
 //! - [`sandbox`]: what one run may use (deadline, memory, output and log caps)
 //!   and its state.
-//! - [`host_usage`], [`host_output`]: the host side of the imports.
+//! - [`host_usage`], [`host_output`], [`egress`]: the host side of the imports.
 //! - [`run`]: running `export` for one window and reporting how it ended.
 
 pub mod contract;
+pub mod egress;
 pub mod engine;
 pub mod host_output;
 pub mod host_usage;

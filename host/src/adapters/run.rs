@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap};
 
 use super::contract::{Description, ExportError, ExportRequest, Summary};
+use super::egress::{AllowedOrigin, Egress};
 use super::engine::{AdapterEngine, EPOCH_TICK, LoadedAdapter};
 use super::host_usage::UsageAccess;
 use super::sandbox::{Document, Limits, LogLine, RunState};
@@ -28,6 +29,15 @@ pub enum RunFailure {
     Permanent(String),
     #[error("the adapter could not be started: {0}")]
     Instantiate(String),
+    #[error("the adapter returned a summary that does not match what it did: {0}")]
+    BadSummary(String),
+}
+
+impl RunFailure {
+    /// Whether running again may succeed without changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RunFailure::Transient(_) | RunFailure::Instantiate(_))
+    }
 }
 
 /// Figures of a run.
@@ -40,6 +50,8 @@ pub struct RunFigures {
     pub peak_memory_bytes: usize,
     pub rows_read: u64,
     pub bytes_written: u64,
+    /// Requests made through `send`.
+    pub requests_sent: u64,
 }
 
 /// How a run ended, with what it produced.
@@ -54,20 +66,28 @@ pub struct ExportOutcome {
     pub figures: RunFigures,
 }
 
-/// Runs `export` on a fresh instance under `limits`.
+/// Runs `export` on a fresh instance under `limits`, reading through `usage`
+/// and sending only to the `allowed` origins.
 ///
 /// Blocks: call it from a blocking thread (`tokio::task::spawn_blocking`),
-/// never from an async task, since the usage import waits on the store.
+/// never from an async task, since the imports wait on the store and the network.
 pub fn run_export(
     engine: &AdapterEngine,
     adapter: &LoadedAdapter,
     request: &ExportRequest,
     config: &str,
     usage: UsageAccess,
+    allowed: Vec<AllowedOrigin>,
     limits: &Limits,
 ) -> ExportOutcome {
     let started = Instant::now();
-    let mut store = new_store(engine, limits, Some(usage));
+    let egress = Egress::new(
+        request.run_id.clone(),
+        allowed,
+        usage.runtime.clone(),
+        started + limits.deadline,
+    );
+    let mut store = new_store(engine, limits, Some(usage), Some(egress));
     let instance = adapter.pre.instantiate(&mut store);
     let instantiate = started.elapsed();
 
@@ -78,7 +98,7 @@ pub fn run_export(
                 .tally_billing_adapter()
                 .call_export(&mut store, request, config);
             match called {
-                Ok(Ok(summary)) => Ok(summary),
+                Ok(Ok(summary)) => check_summary(summary, store.data()),
                 Ok(Err(ExportError::InvalidConfig(reason))) => {
                     Err(RunFailure::InvalidConfig(reason))
                 }
@@ -96,6 +116,7 @@ pub fn run_export(
         peak_memory_bytes: state.limiter.peak,
         rows_read: state.usage.as_ref().map_or(0, |u| u.rows_read),
         bytes_written: state.output_bytes,
+        requests_sent: state.egress.as_ref().map_or(0, |e| e.sent),
     };
     let (log, log_dropped) = {
         let log = state.log.lock().expect("run log lock");
@@ -124,7 +145,7 @@ pub fn describe(
 ) -> Result<(Description, Duration), RunFailure> {
     // Timed like a run's start: a fresh store, then the instance.
     let started = Instant::now();
-    let mut store = new_store(engine, limits, None);
+    let mut store = new_store(engine, limits, None, None);
     let instance = adapter
         .pre
         .instantiate(&mut store)
@@ -144,7 +165,7 @@ pub fn validate_config(
     config: &str,
     limits: &Limits,
 ) -> Result<(), RunFailure> {
-    let mut store = new_store(engine, limits, None);
+    let mut store = new_store(engine, limits, None, None);
     let instance = adapter
         .pre
         .instantiate(&mut store)
@@ -164,12 +185,35 @@ fn new_store(
     engine: &AdapterEngine,
     limits: &Limits,
     usage: Option<UsageAccess>,
+    egress: Option<Egress>,
 ) -> Store<RunState> {
-    let mut store = Store::new(engine.engine(), RunState::new(limits, usage));
+    let mut store = Store::new(engine.engine(), RunState::new(limits, usage, egress));
     store.limiter(|state| &mut state.limiter);
     store.epoch_deadline_trap();
     store.set_epoch_deadline(deadline_ticks(limits.deadline));
     store
+}
+
+/// A summary must name exactly the documents written: anything else is a
+/// confused (or hostile) adapter, and its documents are not published.
+fn check_summary(summary: Summary, state: &RunState) -> Result<Summary, RunFailure> {
+    let written: Vec<&String> = state.documents.keys().collect();
+    let mut named: Vec<&String> = summary.documents.iter().collect();
+    named.sort();
+    named.dedup();
+    if named != written {
+        return Err(RunFailure::BadSummary(format!(
+            "it names the documents {named:?} but wrote {written:?}"
+        )));
+    }
+    let rows_read = state.usage.as_ref().map_or(0, |u| u.rows_read);
+    if summary.rows_read > rows_read {
+        return Err(RunFailure::BadSummary(format!(
+            "it claims {} rows read; the host handed it {rows_read}",
+            summary.rows_read
+        )));
+    }
+    Ok(summary)
 }
 
 fn deadline_ticks(deadline: Duration) -> u64 {

@@ -12,6 +12,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::egress::Egress;
 use super::host_usage::UsageAccess;
 use super::stdio::LogStream;
 
@@ -153,6 +154,8 @@ pub struct RunState {
     pub limiter: MemoryLimiter,
     /// What the run may read; `None` outside `export` (describe, validate-config).
     pub usage: Option<UsageAccess>,
+    /// Where the run may send requests; `None` outside `export`.
+    pub egress: Option<Egress>,
     pub documents: BTreeMap<String, Document>,
     pub output_bytes: u64,
     pub output_cap: u64,
@@ -161,7 +164,7 @@ pub struct RunState {
 
 impl RunState {
     /// The state of a fresh run: nothing written, nothing granted.
-    pub fn new(limits: &Limits, usage: Option<UsageAccess>) -> Self {
+    pub fn new(limits: &Limits, usage: Option<UsageAccess>, egress: Option<Egress>) -> Self {
         let log = Arc::new(Mutex::new(RunLog::new(limits)));
         // Nothing granted: the builder's defaults deny files, env, args and sockets.
         let wasi = WasiCtx::builder()
@@ -177,6 +180,7 @@ impl RunState {
                 refused: false,
             },
             usage,
+            egress,
             documents: BTreeMap::new(),
             output_bytes: 0,
             output_cap: limits.output_bytes,

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
 
 use crate::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
+use crate::adapters::egress::AllowedOrigin;
 use crate::adapters::engine::load_file;
 use crate::adapters::host_usage::UsageAccess;
 use crate::adapters::{
@@ -51,6 +52,10 @@ pub struct TestArgs {
     /// Directory for the documents.
     #[arg(long, default_value = "adapter-out")]
     out: PathBuf,
+    /// An origin (scheme://host[:port]) the adapter may `send` to, as an
+    /// installation's `allowed_outbound_hosts`; repeat for several.
+    #[arg(long = "allow-outbound", value_name = "ORIGIN", value_parser = AllowedOrigin::parse)]
+    allow_outbound: Vec<AllowedOrigin>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -132,7 +137,10 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
     };
     println!("window {start} .. {end} ({granularity:?})");
     let outcome = tokio::task::spawn_blocking(move || {
-        run_export(&engine, &adapter, &request, &config, usage, &limits)
+        let allowed = args.allow_outbound;
+        run_export(
+            &engine, &adapter, &request, &config, usage, allowed, &limits,
+        )
     })
     .await?;
 
@@ -148,13 +156,14 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
     let figures = &outcome.figures;
     let seconds = figures.elapsed.as_secs_f64();
     println!(
-        "figures: {:.1} ms, instantiate {:.0} µs, peak memory {:.1} MiB, {} rows read ({:.0} rows/s), {} bytes written",
+        "figures: {:.1} ms, instantiate {:.0} µs, peak memory {:.1} MiB, {} rows read ({:.0} rows/s), {} bytes written, {} requests sent",
         seconds * 1e3,
         figures.instantiate.as_secs_f64() * 1e6,
         figures.peak_memory_bytes as f64 / (1 << 20) as f64,
         figures.rows_read,
         figures.rows_read as f64 / seconds.max(1e-9),
-        figures.bytes_written
+        figures.bytes_written,
+        figures.requests_sent
     );
     let summary = outcome.result.map_err(|failure| anyhow!("{failure}"))?;
     std::fs::create_dir_all(&args.out)
