@@ -7,6 +7,13 @@
 //! public_url = "https://usage.cloud.example"   # for nextLink behind a proxy
 //! provider_subscription_id = "…"               # the default provider subscription
 //! max_body_bytes = 33554432
+//!
+//! [exports]                                    # the adapter scheduler
+//! tick = "10s"                                 # how often it looks for closed windows
+//! concurrency = 4                              # runs at once (each adapter runs its windows in order)
+//! retry_base = "30s"                           # first wait after a transient failure; doubles
+//! retry_max = "1h"
+//! max_attempts = 8
 //! ```
 
 use std::net::SocketAddr;
@@ -14,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
+
+use crate::exports::ExportSettings;
 
 /// The contents of `tally.toml`.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -24,6 +33,8 @@ pub struct Config {
     pub public_url: Option<String>,
     pub provider_subscription_id: Option<String>,
     pub max_body_bytes: Option<usize>,
+    #[serde(default)]
+    pub exports: ExportSettings,
 }
 
 impl Config {
@@ -49,5 +60,9 @@ mod tests {
         assert_eq!(config.listen.unwrap().port(), 8080);
         assert_eq!(config.max_body_bytes, Some(1024));
         assert!(toml::from_str::<Config>("lisen = '0.0.0.0:1'").is_err());
+        let config: Config =
+            toml::from_str("[exports]\ntick = '250ms'\nretry_base = '1s'\n").unwrap();
+        assert_eq!(config.exports.tick, std::time::Duration::from_millis(250));
+        assert_eq!(config.exports.concurrency, 4);
     }
 }

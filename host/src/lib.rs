@@ -16,6 +16,8 @@
 //! - [`adapters`]: billing adapters, WebAssembly components run in a
 //!   sandbox (wasmtime): the `tally:billing` contract, the engine and its
 //!   compiled-component cache, per-run limits, and running an export.
+//! - [`exports`]: installing adapters from their manifests, and the
+//!   scheduler that runs each closed window once and publishes its documents.
 //! - [`auth`]: bearer tokens and roles (operator, tenant, reporter).
 //! - [`metrics`]: Prometheus counters and latencies.
 //! - [`config`]: the optional `tally.toml`.
@@ -26,6 +28,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod exports;
 pub mod metrics;
 pub mod store;
 pub mod usage;

@@ -16,7 +16,12 @@ impl OutputHost for RunState {
         content_type: String,
         bytes: Vec<u8>,
     ) -> wasmtime::Result<Result<(), OutputError>> {
-        if document.is_empty() || document.len() > MAX_DOCUMENT_NAME || document.contains('/') {
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+        if document.is_empty()
+            || document.len() > MAX_DOCUMENT_NAME
+            || !document.bytes().all(allowed)
+            || document.starts_with('.')
+        {
             return Ok(Err(OutputError::InvalidName(format!(
                 "'{document}' is not a valid document name"
             ))));

@@ -18,7 +18,7 @@ use super::stdio::LogStream;
 
 /// What one run may use. Hitting a limit fails the run with a reason naming
 /// it; the host and other runs are unaffected.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Wall-clock time of one call into the adapter (checked every epoch tick, 10 ms).
     pub deadline: Duration,
@@ -76,6 +76,19 @@ pub struct LogLine {
     /// `debug`, `info`, `warn`, `error`, or `stdout`/`stderr` for WASI output.
     pub level: &'static str,
     pub message: String,
+}
+
+impl LogLine {
+    /// The levels a line may have.
+    pub const LEVELS: [&'static str; 6] = ["debug", "info", "warn", "error", "stdout", "stderr"];
+
+    /// The level spelled `name` (a stored log read back); unknown names read as `info`.
+    pub fn level_named(name: &str) -> &'static str {
+        Self::LEVELS
+            .into_iter()
+            .find(|level| *level == name)
+            .unwrap_or("info")
+    }
 }
 
 /// A run's log, capped.

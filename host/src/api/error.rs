@@ -106,6 +106,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflicts(conflicts) => {
                 ApiError::records(StatusCode::CONFLICT, "UsageRecordConflict", conflicts)
             }
+            StoreError::Exists(message) => ApiError::new(StatusCode::CONFLICT, "Conflict", message),
             StoreError::Unavailable(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "store unavailable");
                 ApiError::new(

@@ -7,12 +7,16 @@
 //! | `GET /subscriptions/{id}/providers/Microsoft.Commerce/UsageAggregates` | tenant (own subscriptions), operator |
 //! | `GET /subscriptions/{id}/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates` | operator |
 //! | `GET /v1/meters`, `PUT /v1/meters/{id}` | any token; operator |
+//! | `/v1/adapters…`: install, list, show, upgrade, enable, disable, remove | operator |
+//! | `/v1/adapters/{name}/runs…`, `/v1/adapters/{name}/documents…` | operator |
 //! | `GET /metrics` | operator |
 //! | `GET /openapi.json` | any token |
 //! | `GET /healthz` | anyone (the only open route) |
 
+mod adapters;
 mod auth;
 mod error;
+mod exports;
 mod ingest;
 mod meters;
 mod ops;
@@ -25,6 +29,9 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, OriginalUri};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
+
+pub use adapters::{InstallationView, MAX_INSTALL_BYTES};
+pub use exports::{RequestedRun, RunDetail, RunView};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa::OpenApi;
@@ -37,6 +44,7 @@ pub use usage_aggregates::{
     API_VERSION, UsageAggregation, UsageAggregationListResult, UsageSample,
 };
 
+use crate::exports::Exports;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -75,6 +83,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
+    /// Billing adapters; `None` on a host that serves usage only.
+    pub exports: Option<Arc<Exports>>,
 }
 
 impl AppState {
@@ -84,6 +94,15 @@ impl AppState {
             store,
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::default()),
+            exports: None,
+        }
+    }
+
+    /// The same state, running billing adapters with `exports`.
+    pub fn with_exports(self, exports: Arc<Exports>) -> Self {
+        AppState {
+            exports: Some(exports),
+            ..self
         }
     }
 }
@@ -98,6 +117,19 @@ impl AppState {
         usage_aggregates::provider_usage,
         meters::list_meters,
         meters::put_meter,
+        adapters::list_adapters,
+        adapters::show_adapter,
+        adapters::install_adapter,
+        adapters::upgrade_adapter,
+        adapters::enable_adapter,
+        adapters::disable_adapter,
+        adapters::remove_adapter,
+        exports::list_runs,
+        exports::request_runs,
+        exports::show_run,
+        exports::run_document,
+        exports::list_documents,
+        exports::joined_document,
         ops::healthz,
         ops::metrics,
         ops::openapi,
@@ -132,6 +164,41 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/meters", get(meters::list_meters))
         .route("/v1/meters/{meter_id}", put(meters::put_meter))
+        .route(
+            "/v1/adapters",
+            get(adapters::list_adapters)
+                .post(adapters::install_adapter)
+                .layer(DefaultBodyLimit::max(MAX_INSTALL_BYTES)),
+        )
+        .route(
+            "/v1/adapters/{name}",
+            get(adapters::show_adapter)
+                .put(adapters::upgrade_adapter)
+                .delete(adapters::remove_adapter)
+                .layer(DefaultBodyLimit::max(MAX_INSTALL_BYTES)),
+        )
+        .route("/v1/adapters/{name}/enable", post(adapters::enable_adapter))
+        .route(
+            "/v1/adapters/{name}/disable",
+            post(adapters::disable_adapter),
+        )
+        .route(
+            "/v1/adapters/{name}/runs",
+            get(exports::list_runs).post(exports::request_runs),
+        )
+        .route("/v1/adapters/{name}/runs/{id}", get(exports::show_run))
+        .route(
+            "/v1/adapters/{name}/runs/{id}/documents/{document}",
+            get(exports::run_document),
+        )
+        .route(
+            "/v1/adapters/{name}/documents",
+            get(exports::list_documents),
+        )
+        .route(
+            "/v1/adapters/{name}/documents/{document}",
+            get(exports::joined_document),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))

@@ -1,6 +1,11 @@
-//! The `tally` command line: `serve`, `token`, `import`, `meters`, `adapter`.
+//! The `tally` command line: `serve`, `token`, `import`, `meters`, `adapter`
+//! (an author's local test), `adapters` and `export` (a running host's
+//! installs and runs).
 
 mod adapter;
+mod adapters;
+mod client;
+mod export;
 mod import;
 mod meters;
 mod serve;
@@ -49,6 +54,12 @@ enum Command {
     /// Billing adapters: run one locally against sample usage.
     #[command(subcommand)]
     Adapter(adapter::AdapterCommand),
+    /// Installed adapters of a running host: install, list, show, upgrade…
+    #[command(subcommand)]
+    Adapters(adapters::AdaptersCommand),
+    /// Exports of a running host: run, re-run or backfill windows.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
 }
 
 /// Runs the command line; the exit code says whether it worked.
@@ -66,6 +77,8 @@ pub fn main() -> ExitCode {
             Command::Import(args) => import::run(args).await,
             Command::Meters(command) => meters::run(command).await,
             Command::Adapter(command) => adapter::run(command).await,
+            Command::Adapters(command) => adapters::run(command).await,
+            Command::Export(command) => export::run(command).await,
         }
     });
     match outcome {

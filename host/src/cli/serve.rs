@@ -8,11 +8,15 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::{DEFAULT_DATA_DIR, DataDir};
+use crate::adapters::AdapterEngine;
 use crate::api::{self, AppState, Settings};
 use crate::config::Config;
+use crate::exports::Exports;
 use crate::store::sqlite::SqliteStore;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Compiled components, in the data directory.
+pub const COMPILED_ADAPTERS_DIR: &str = "compiled-adapters";
 
 /// Arguments of `tally serve`.
 #[derive(clap::Args)]
@@ -59,9 +63,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         page_size: api::PAGE_SIZE,
     };
 
-    let store = SqliteStore::open(&data_dir)?;
+    let store = Arc::new(SqliteStore::open(&data_dir)?);
     tracing::info!(database = %store.path().display(), "store open");
-    let app = api::router(AppState::new(Arc::new(store), settings));
+    // Compiled adapters live beside the database: only this host writes them.
+    let engine = Arc::new(AdapterEngine::new(data_dir.join(COMPILED_ADAPTERS_DIR))?);
+    let exports = Arc::new(Exports::new(store.clone(), engine, config.exports));
+    let scheduler = tokio::spawn(exports.clone().run_scheduler());
+    let app = api::router(AppState::new(store, settings).with_exports(exports));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
@@ -73,6 +81,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // Runs cut short here are queued again at the next start, under the same run id.
+    scheduler.abort();
     tracing::info!("stopped");
     Ok(())
 }

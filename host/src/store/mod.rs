@@ -1,10 +1,11 @@
 //! Durable storage of usage, aggregates, meters and API tokens.
 //!
 //! The API and the CLI talk to a [`Store`] only; [`sqlite::SqliteStore`] is the
-//! embedded default. Aggregates are kept per (subscription, usage bucket,
+//! embedded default. [`exports`] is what it keeps for billing adapters. Aggregates are kept per (subscription, usage bucket,
 //! meter, instance, *reported* bucket), hourly and daily, so that a query over
 //! a reported-time window is an index range scan whatever its usage times.
 
+pub mod exports;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use self::exports::ExportStore;
 use crate::auth::{Principal, Role};
 use crate::usage::{Granularity, Meter, MeterCatalog, MeterKey, RecordError, UsageRecord};
 
@@ -22,6 +24,9 @@ pub enum StoreError {
     /// nothing of the request was stored.
     #[error("{} record(s) conflict with records already accepted", .0.len())]
     Conflicts(Vec<RecordError>),
+    /// Something with this name exists already.
+    #[error("{0}")]
+    Exists(String),
     /// The database could not do the work (disk full, locked, I/O error…); retryable.
     #[error("the usage store is unavailable: {0:#}")]
     Unavailable(#[from] anyhow::Error),
@@ -124,9 +129,10 @@ pub struct TokenInfo {
     pub created_at: String,
 }
 
-/// Everything the host keeps. Implementations are cheap to share (`Arc`).
+/// Everything the host keeps: usage, meters and tokens here, adapters and
+/// their exports in [`ExportStore`]. Implementations are cheap to share (`Arc`).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ExportStore + Send + Sync + 'static {
     /// A snapshot of the meter catalog.
     async fn meter_catalog(&self) -> Result<Arc<MeterCatalog>, StoreError>;
 

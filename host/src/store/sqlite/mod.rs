@@ -5,6 +5,7 @@
 //! writer thread ([`writer`]); reads use a pool of read-only connections,
 //! which WAL lets run beside the writer.
 
+mod exports;
 mod query;
 mod schema;
 mod writer;
@@ -125,6 +126,7 @@ fn configure(conn: &Connection, read_only: bool) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "cache_size", -64_000)?; // KiB
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
     if read_only {
         conn.pragma_update(None, "query_only", true)?;
         conn.pragma_update(None, "mmap_size", 1_i64 << 30)?;

@@ -83,6 +83,56 @@ const MIGRATIONS: &[&str] = &[
         created_at    TEXT NOT NULL
     );
     "#,
+    // 2: billing adapters: components, installations, export runs, documents.
+    r#"
+    -- Components by the sha256 of their bytes: installed once, shared by installations.
+    CREATE TABLE adapter_components (
+        sha256   TEXT PRIMARY KEY,
+        wasm     BLOB NOT NULL,
+        added_at TEXT NOT NULL
+    );
+    CREATE TABLE adapter_installations (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        name             TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        uid              TEXT NOT NULL,
+        manifest         TEXT NOT NULL,
+        component_sha256 TEXT NOT NULL REFERENCES adapter_components (sha256),
+        description      TEXT NOT NULL,
+        enabled          INTEGER NOT NULL,
+        watermark_ms     INTEGER NOT NULL,
+        installed_at_ms  INTEGER NOT NULL,
+        updated_at_ms    INTEGER NOT NULL
+    );
+    -- One row per (installation, window, revision): revision 0 is the window's
+    -- first export, which the unique key makes happen once.
+    CREATE TABLE export_runs (
+        id                INTEGER PRIMARY KEY AUTOINCREMENT,
+        installation_id   INTEGER NOT NULL REFERENCES adapter_installations (id) ON DELETE CASCADE,
+        window_start_ms   INTEGER NOT NULL,
+        window_end_ms     INTEGER NOT NULL,
+        revision          INTEGER NOT NULL,
+        status            TEXT NOT NULL
+            CHECK (status IN ('pending', 'running', 'retrying', 'succeeded', 'failed')),
+        attempts          INTEGER NOT NULL DEFAULT 0,
+        reason            TEXT,
+        next_attempt_ms   INTEGER,
+        created_at_ms     INTEGER NOT NULL,
+        finished_at_ms    INTEGER,
+        figures           TEXT,
+        log               TEXT,
+        UNIQUE (installation_id, window_start_ms, revision)
+    );
+    CREATE INDEX export_runs_open ON export_runs (status)
+        WHERE status IN ('pending', 'running', 'retrying', 'failed');
+    -- Documents of succeeded runs only: written in the transaction that marks the run succeeded.
+    CREATE TABLE run_documents (
+        run_id       INTEGER NOT NULL REFERENCES export_runs (id) ON DELETE CASCADE,
+        name         TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        bytes        BLOB NOT NULL,
+        PRIMARY KEY (run_id, name)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

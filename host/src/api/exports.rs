@@ -1,0 +1,408 @@
+//! Export runs and their documents over REST (operators only).
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /v1/adapters/{name}/runs` | runs, newest window first |
+//! | `POST /v1/adapters/{name}/runs` | run, re-run or backfill windows `{from, to}` |
+//! | `GET /v1/adapters/{name}/runs/{id}` | a run with its log and documents |
+//! | `GET /v1/adapters/{name}/runs/{id}/documents/{document}` | a run's document |
+//! | `GET /v1/adapters/{name}/documents` | the documents an adapter published |
+//! | `GET /v1/adapters/{name}/documents/{document}?from=&to=` | one document over a date range |
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::adapters::{exports, installation};
+use super::auth::Caller;
+use super::error::{ApiError, ErrorResponse};
+use crate::adapters::sandbox::LogLine;
+use crate::auth::Role;
+use crate::exports::Manifest;
+use crate::exports::documents::{Joining, concatenate};
+use crate::exports::runner::windows_between;
+use crate::store::StoreError;
+use crate::store::exports::{
+    DocumentInfo, Installation, Run, RunFiguresRecord, RunRequestOutcome, RunStatus,
+};
+use crate::usage::time::parse_time;
+
+/// Most windows one run request may cover (a year of hours is 8,760).
+pub const MAX_REQUESTED_WINDOWS: usize = 10_000;
+/// Runs listed by default, and at most.
+const DEFAULT_RUNS: usize = 100;
+const MAX_RUNS: usize = 1_000;
+
+/// A run as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunView {
+    pub id: i64,
+    /// The id the adapter sees: stable across attempts, the stem of idempotency keys.
+    pub run_id: String,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    /// 0 for the window's first export; n for its n-th correction.
+    pub revision: u32,
+    pub correction: bool,
+    pub status: RunStatus,
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub reason: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub figures: Option<RunFiguresRecord>,
+    /// This run's URL.
+    pub url: String,
+}
+
+/// A run with its log and documents.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub run: RunView,
+    pub log: Vec<LogLineView>,
+    /// Log lines dropped by the run's caps.
+    pub log_dropped: u64,
+    pub documents: Vec<DocumentView>,
+}
+
+/// A log line.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LogLineView {
+    /// `debug`, `info`, `warn`, `error`, `stdout` or `stderr`.
+    pub level: String,
+    pub message: String,
+}
+
+/// A document of a run.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentView {
+    pub name: String,
+    pub content_type: String,
+    pub bytes: u64,
+    pub url: String,
+}
+
+/// `POST /v1/adapters/{name}/runs`: the windows overlapping `[from, to)`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// ISO-8601 time or date.
+    pub from: String,
+    /// ISO-8601 time or date (exclusive).
+    pub to: String,
+}
+
+/// What a run request did for one window.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RequestedRun {
+    pub outcome: RunRequestOutcome,
+    pub run: RunView,
+}
+
+/// `?limit=` of the run list.
+#[derive(Debug, Deserialize)]
+pub struct RunsQuery {
+    limit: Option<usize>,
+}
+
+/// `?from=&to=` of a joined document.
+#[derive(Debug, Deserialize)]
+pub struct RangeQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// An adapter's runs, newest window first.
+#[utoipa::path(get, path = "/v1/adapters/{name}/runs", tag = "exports",
+    params(("name" = String, Path), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = Vec<RunView>), (status = 404, body = ErrorResponse)),
+    security(("bearer" = [])))]
+pub async fn list_runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(query): Query<RunsQuery>,
+) -> Result<Json<Vec<RunView>>, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let installation = installation(&state, &name).await?;
+    let limit = query.limit.unwrap_or(DEFAULT_RUNS).clamp(1, MAX_RUNS);
+    let runs = state.store.runs(installation.id, limit).await?;
+    Ok(Json(
+        runs.iter()
+            .map(|run| run_view(&installation, run))
+            .collect(),
+    ))
+}
+
+/// Runs the windows overlapping `[from, to)` now: a first export, a
+/// correction of an exported window (the adapter is told), or a failed
+/// window again.
+#[utoipa::path(post, path = "/v1/adapters/{name}/runs", tag = "exports",
+    params(("name" = String, Path)), request_body = RunRequest,
+    responses((status = 202, body = Vec<RequestedRun>), (status = 400, body = ErrorResponse),
+              (status = 404, body = ErrorResponse)),
+    security(("bearer" = [])))]
+pub async fn request_runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Json<RunRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Vec<RequestedRun>>), ApiError> {
+    caller.require(&[Role::Operator])?;
+    let exports = exports(&state)?;
+    let Json(body) = body.map_err(|e| ApiError::bad_request("InvalidJson", e.body_text()))?;
+    let installation = installation(&state, &name).await?;
+    let (from, to) = (
+        time_or_date("from", &body.from)?,
+        time_or_date("to", &body.to)?,
+    );
+    if from >= to {
+        return Err(ApiError::invalid_property("to", "it must be after 'from'"));
+    }
+    if to > Utc::now() {
+        return Err(ApiError::invalid_property(
+            "to",
+            "windows can be run once they have closed; 'to' is in the future",
+        ));
+    }
+    let manifest = stored_manifest(&installation)?;
+    let windows = windows_between(manifest.window, from, to);
+    if windows.len() > MAX_REQUESTED_WINDOWS {
+        return Err(ApiError::invalid_property(
+            "to",
+            format!(
+                "the range covers {} windows; at most {MAX_REQUESTED_WINDOWS} per request",
+                windows.len()
+            ),
+        ));
+    }
+    let requested = state.store.request_runs(installation.id, windows).await?;
+    exports.wake();
+    let views = requested
+        .into_iter()
+        .map(|(run, outcome)| RequestedRun {
+            outcome,
+            run: run_view(&installation, &run),
+        })
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(views)))
+}
+
+/// A run with its log and documents.
+#[utoipa::path(get, path = "/v1/adapters/{name}/runs/{id}", tag = "exports",
+    params(("name" = String, Path), ("id" = i64, Path)),
+    responses((status = 200, body = RunDetail), (status = 404, body = ErrorResponse)),
+    security(("bearer" = [])))]
+pub async fn show_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, id)): Path<(String, i64)>,
+) -> Result<Json<RunDetail>, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let installation = installation(&state, &name).await?;
+    let (run, log, documents) = state
+        .store
+        .run(installation.id, id)
+        .await?
+        .ok_or_else(|| not_found(format!("Adapter '{name}' has no run {id}.")))?;
+    let view = run_view(&installation, &run);
+    let documents = documents
+        .into_iter()
+        .map(
+            |DocumentInfo {
+                 name,
+                 content_type,
+                 bytes,
+             }| DocumentView {
+                url: format!("{}/documents/{name}", view.url),
+                name,
+                content_type,
+                bytes,
+            },
+        )
+        .collect();
+    Ok(Json(RunDetail {
+        run: view,
+        log: log.lines.into_iter().map(log_line).collect(),
+        log_dropped: log.dropped,
+        documents,
+    }))
+}
+
+/// A document of one run, as the adapter wrote it.
+#[utoipa::path(get, path = "/v1/adapters/{name}/runs/{id}/documents/{document}", tag = "exports",
+    params(("name" = String, Path), ("id" = i64, Path), ("document" = String, Path)),
+    responses((status = 200, description = "the document, with its content type"), (status = 404, body = ErrorResponse)),
+    security(("bearer" = [])))]
+pub async fn run_document(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, id, document)): Path<(String, i64, String)>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let installation = installation(&state, &name).await?;
+    // The run must belong to this installation.
+    if state.store.run(installation.id, id).await?.is_none() {
+        return Err(not_found(format!("Adapter '{name}' has no run {id}.")));
+    }
+    let stored = state
+        .store
+        .run_document(id, &document)
+        .await?
+        .ok_or_else(|| not_found(format!("Run {id} has no document '{document}'.")))?;
+    Ok(document_response(
+        &stored.content_type,
+        &document,
+        Body::from(stored.bytes),
+    ))
+}
+
+/// The documents an adapter has published.
+#[utoipa::path(get, path = "/v1/adapters/{name}/documents", tag = "exports",
+    params(("name" = String, Path)),
+    responses((status = 200, body = Vec<String>), (status = 404, body = ErrorResponse)),
+    security(("bearer" = [])))]
+pub async fn list_documents(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let installation = installation(&state, &name).await?;
+    Ok(Json(state.store.document_names(installation.id).await?))
+}
+
+/// One document over the succeeded runs whose windows start in `[from, to)`
+/// (default: all), in window order, each window by its latest revision; CSV
+/// with one header. A stable URL for BI tools to refresh from.
+#[utoipa::path(get, path = "/v1/adapters/{name}/documents/{document}", tag = "exports",
+    params(("name" = String, Path), ("document" = String, Path),
+           ("from" = Option<String>, Query), ("to" = Option<String>, Query)),
+    responses((status = 200, description = "the joined document"), (status = 404, body = ErrorResponse),
+              (status = 409, body = ErrorResponse)),
+    security(("bearer" = [])))]
+pub async fn joined_document(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, document)): Path<(String, String)>,
+    Query(range): Query<RangeQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let installation = installation(&state, &name).await?;
+    let from = match &range.from {
+        Some(text) => time_or_date("from", text)?,
+        None => DateTime::<Utc>::MIN_UTC,
+    };
+    let to = match &range.to {
+        Some(text) => time_or_date("to", text)?,
+        None => DateTime::<Utc>::MAX_UTC,
+    };
+    let runs = state
+        .store
+        .published_runs(installation.id, &document, from, to)
+        .await?;
+    let Some(first) = runs.first() else {
+        if !state
+            .store
+            .document_names(installation.id)
+            .await?
+            .contains(&document)
+        {
+            return Err(not_found(format!(
+                "Adapter '{name}' has published no document '{document}'."
+            )));
+        }
+        return Ok(document_response("text/plain", &document, Body::empty()));
+    };
+    let content_type = state
+        .store
+        .run_document(first.id, &document)
+        .await?
+        .map(|d| d.content_type)
+        .unwrap_or_default();
+    let Some(joining) = Joining::of(&content_type) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "NotJoinable",
+            format!(
+                "'{document}' is {content_type}, which does not join across runs; fetch it per run at /v1/adapters/{name}/runs/{{id}}/documents/{document}."
+            ),
+        ));
+    };
+    let body = Body::from_stream(concatenate(
+        state.store.clone(),
+        runs,
+        document.clone(),
+        joining,
+    ));
+    Ok(document_response(&content_type, &document, body))
+}
+
+/// A run as the API shows it.
+pub(super) fn run_view(installation: &Installation, run: &Run) -> RunView {
+    RunView {
+        id: run.id,
+        run_id: crate::exports::runner::run_id(installation, run),
+        window_start: run.window_start,
+        window_end: run.window_end,
+        revision: run.revision,
+        correction: run.is_correction(),
+        status: run.status,
+        attempts: run.attempts,
+        reason: run.reason.clone(),
+        next_attempt_at: run.next_attempt_at,
+        created_at: run.created_at,
+        finished_at: run.finished_at,
+        figures: run.figures.clone(),
+        url: format!("/v1/adapters/{}/runs/{}", installation.name, run.id),
+    }
+}
+
+fn log_line(line: LogLine) -> LogLineView {
+    LogLineView {
+        level: line.level.to_owned(),
+        message: line.message,
+    }
+}
+
+fn document_response(content_type: &str, name: &str, body: Body) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    // Names are checked at write: no quotes, no slashes.
+    if let Ok(value) = HeaderValue::from_str(&format!("inline; filename=\"{name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
+fn stored_manifest(installation: &Installation) -> Result<Manifest, ApiError> {
+    Manifest::parse(&installation.manifest).map_err(|e| StoreError::Unavailable(e).into())
+}
+
+/// A time (ISO 8601) or a date (`YYYY-MM-DD`, midnight UTC).
+fn time_or_date(property: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    parse_time(text)
+        .or_else(|| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .map(|date| date.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+        })
+        .ok_or_else(|| ApiError::invalid_property(property, "it is not an ISO-8601 time or date"))
+}
+
+fn not_found(message: String) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NotFound", message)
+}

@@ -1,0 +1,190 @@
+//! Installing and upgrading adapters: every check happens before anything is
+//! stored, so a refused install leaves the host as it was.
+
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use super::{Exports, Manifest};
+use crate::adapters::{LoadedAdapter, RunFailure, describe, validate_config};
+use crate::store::StoreError;
+use crate::store::exports::{AdapterDescription, Installation, NewInstallation};
+
+/// Why an install or upgrade was refused. Each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("{0:#}")]
+    Manifest(anyhow::Error),
+    #[error("the component's sha256 is {actual}, but the manifest pins {pinned}")]
+    Sha256Mismatch { pinned: String, actual: String },
+    #[error("no component with sha256 {0} is stored: send the component with the manifest")]
+    MissingComponent(String),
+    #[error("{0:#}")]
+    Component(anyhow::Error),
+    #[error(
+        "the manifest targets tally:billing@{manifest}, but the component targets tally:billing@{component}"
+    )]
+    WorldMismatch { manifest: String, component: String },
+    #[error("the adapter refused its configuration: {0}")]
+    InvalidConfig(String),
+    #[error("the adapter failed while checked: {0}")]
+    Adapter(RunFailure),
+    #[error("no adapter is installed as '{0}'")]
+    NotFound(String),
+    #[error("an upgrade cannot change the schedule's window ({0}): install under a new name")]
+    WindowChanged(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What an install did, for the operator.
+#[derive(Debug)]
+pub struct Installed {
+    pub installation: Installation,
+    /// Whether the component was compiled now (else its artifact was cached).
+    pub compiled: bool,
+}
+
+impl Exports {
+    /// Installs an adapter: the manifest, and the component unless the store
+    /// has it already (by the manifest's sha256).
+    pub async fn install(
+        &self,
+        manifest_text: &str,
+        component: Option<Vec<u8>>,
+    ) -> Result<Installed, InstallError> {
+        let (manifest, adapter, description) = self.check(manifest_text, component).await?;
+        let first_window = manifest.start.unwrap_or_else(|| {
+            let window = manifest.window;
+            window.start_of(window.bucket_of(Utc::now()))
+        });
+        let installation = self
+            .store
+            .create_installation(NewInstallation {
+                name: manifest.name.clone(),
+                manifest: manifest_text.to_owned(),
+                component_sha256: adapter.sha256.clone(),
+                description,
+                first_window,
+            })
+            .await?;
+        tracing::info!(adapter = %installation.name, sha256 = %adapter.sha256, "adapter installed");
+        self.wake();
+        Ok(Installed {
+            installation,
+            compiled: !adapter.cached,
+        })
+    }
+
+    /// Replaces an installation's manifest and component, keeping its runs,
+    /// documents and watermark. The window cannot change.
+    pub async fn upgrade(
+        &self,
+        name: &str,
+        manifest_text: &str,
+        component: Option<Vec<u8>>,
+    ) -> Result<Installed, InstallError> {
+        let existing = self
+            .store
+            .installation(name)
+            .await?
+            .ok_or_else(|| InstallError::NotFound(name.to_owned()))?;
+        let (manifest, adapter, description) = self.check(manifest_text, component).await?;
+        if !manifest.name.eq_ignore_ascii_case(&existing.name) {
+            return Err(InstallError::Manifest(anyhow::anyhow!(
+                "the manifest names '{}', not '{}'",
+                manifest.name,
+                existing.name
+            )));
+        }
+        let before = Manifest::parse(&existing.manifest).map_err(InstallError::Manifest)?;
+        if before.window != manifest.window {
+            return Err(InstallError::WindowChanged(format!(
+                "{:?} to {:?}",
+                before.window, manifest.window
+            )));
+        }
+        let installation = self
+            .store
+            .upgrade_installation(NewInstallation {
+                name: existing.name.clone(),
+                manifest: manifest_text.to_owned(),
+                component_sha256: adapter.sha256.clone(),
+                description,
+                first_window: existing.watermark,
+            })
+            .await?
+            .ok_or_else(|| InstallError::NotFound(name.to_owned()))?;
+        tracing::info!(adapter = %installation.name, sha256 = %adapter.sha256, "adapter upgraded");
+        self.wake();
+        Ok(Installed {
+            installation,
+            compiled: !adapter.cached,
+        })
+    }
+
+    /// Every check of an install: manifest, pin, component, world, config.
+    /// Stores the component (content-addressed) once it passed.
+    async fn check(
+        &self,
+        manifest_text: &str,
+        component: Option<Vec<u8>>,
+    ) -> Result<(Manifest, LoadedAdapter, AdapterDescription), InstallError> {
+        let manifest = Manifest::parse(manifest_text).map_err(InstallError::Manifest)?;
+        let wasm = match component {
+            Some(wasm) => {
+                let actual: String = Sha256::digest(&wasm)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                if actual != manifest.sha256 {
+                    return Err(InstallError::Sha256Mismatch {
+                        pinned: manifest.sha256,
+                        actual,
+                    });
+                }
+                wasm
+            }
+            None => self
+                .store
+                .component(&manifest.sha256)
+                .await?
+                .ok_or_else(|| InstallError::MissingComponent(manifest.sha256.clone()))?,
+        };
+        let engine = self.engine.clone();
+        let (adapter, wasm) = tokio::task::spawn_blocking(move || (engine.load(&wasm), wasm))
+            .await
+            .map_err(|e| InstallError::Component(e.into()))?;
+        let adapter = adapter.map_err(InstallError::Component)?;
+        if adapter.world_version != manifest.world_version {
+            return Err(InstallError::WorldMismatch {
+                manifest: manifest.world_version,
+                component: adapter.world_version,
+            });
+        }
+        let (engine, checked, config, limits) = (
+            self.engine.clone(),
+            adapter.clone(),
+            manifest.config_json.clone(),
+            manifest.limits.clone(),
+        );
+        let description = tokio::task::spawn_blocking(move || {
+            let (description, _) = describe(&engine, &checked, &limits)?;
+            validate_config(&engine, &checked, &config, &limits)?;
+            Ok(description)
+        })
+        .await
+        .map_err(|e| InstallError::Component(e.into()))?
+        .map_err(|failure| match failure {
+            RunFailure::InvalidConfig(reason) => InstallError::InvalidConfig(reason),
+            other => InstallError::Adapter(other),
+        })?;
+        self.store.put_component(&adapter.sha256, wasm).await?;
+        self.remember(adapter.clone());
+        let description = AdapterDescription {
+            name: description.name,
+            version: description.version,
+            produces: description.produces,
+        };
+        Ok((manifest, adapter, description))
+    }
+}

@@ -1,0 +1,134 @@
+//! Exports: installing billing adapters and running them over closed
+//! reported-time windows, each window once.
+//!
+//! - [`manifest`]: the installation manifest (TOML) and its checks.
+//! - [`installs`]: install, upgrade: the component pinned, checked against
+//!   the world and compiled, the config validated by the adapter.
+//! - [`scheduler`]: queues each closed window once its lag has passed and
+//!   runs queued windows, with retries and backoff.
+//! - [`runner`]: one attempt of one run, recorded with its documents,
+//!   figures and log.
+//! - [`documents`]: a document concatenated over the succeeded runs of a
+//!   date range (one CSV header), for BI tools to refresh from.
+
+pub mod documents;
+pub mod installs;
+pub mod manifest;
+pub mod runner;
+pub mod scheduler;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::Notify;
+
+use crate::adapters::{AdapterEngine, LoadedAdapter};
+use crate::store::{Store, StoreError};
+
+pub use installs::InstallError;
+pub use manifest::Manifest;
+
+/// How the scheduler paces runs. `tally.toml`'s `[exports]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportSettings {
+    /// How often the scheduler looks for closed windows.
+    #[serde(with = "humantime_serde")]
+    pub tick: Duration,
+    /// Runs at once, over all installations (each installation runs its
+    /// windows one at a time). At most [`MAX_CONCURRENT_RUNS`].
+    pub concurrency: usize,
+    /// Wait before the first retry of a transient failure; doubles each time.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    /// Longest wait between retries.
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// Attempts before a transient failure counts as a failure.
+    pub max_attempts: u32,
+}
+
+/// Most runs at once: the engine's instance pool has room for 32, and
+/// installs need a few for `describe` and `validate-config`.
+pub const MAX_CONCURRENT_RUNS: usize = 24;
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        ExportSettings {
+            tick: Duration::from_secs(10),
+            concurrency: 4,
+            retry_base: Duration::from_secs(30),
+            retry_max: Duration::from_secs(3_600),
+            max_attempts: 8,
+        }
+    }
+}
+
+/// The adapters side of the host: the store, the engine, the components
+/// loaded so far, and a bell that wakes the scheduler.
+pub struct Exports {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) engine: Arc<AdapterEngine>,
+    pub settings: ExportSettings,
+    loaded: Mutex<HashMap<String, LoadedAdapter>>,
+    wake: Notify,
+}
+
+impl Exports {
+    /// The exports of `store`, running components on `engine`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        engine: Arc<AdapterEngine>,
+        settings: ExportSettings,
+    ) -> Self {
+        Exports {
+            store,
+            engine,
+            settings,
+            loaded: Mutex::default(),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Wakes the scheduler now (a run was requested or finished).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The component with this sha256, compiled for the engine: from memory,
+    /// else from the store (mapping the cached artifact, compiling only if
+    /// the cache lost it).
+    pub(crate) async fn loaded(&self, sha256: &str) -> anyhow::Result<LoadedAdapter> {
+        if let Some(adapter) = self.loaded.lock().expect("loaded lock").get(sha256) {
+            return Ok(adapter.clone());
+        }
+        let wasm = self
+            .store
+            .component(sha256)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("component {sha256} is not in the store"))?;
+        let engine = self.engine.clone();
+        let adapter = tokio::task::spawn_blocking(move || engine.load(&wasm)).await??;
+        self.remember(adapter.clone());
+        Ok(adapter)
+    }
+
+    fn remember(&self, adapter: LoadedAdapter) {
+        self.loaded
+            .lock()
+            .expect("loaded lock")
+            .insert(adapter.sha256.clone(), adapter);
+    }
+
+    /// Loads every installed component, so that no run waits for a compile.
+    pub async fn preload(&self) -> Result<(), StoreError> {
+        for installation in self.store.installations().await? {
+            if let Err(error) = self.loaded(&installation.component_sha256).await {
+                tracing::error!(adapter = %installation.name, error = format!("{error:#}"), "cannot load the component");
+            }
+        }
+        Ok(())
+    }
+}

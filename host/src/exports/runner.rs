@@ -1,0 +1,219 @@
+//! One attempt of one run: the adapter called over the run's window in the
+//! sandbox, and the outcome recorded in one transaction (documents published
+//! on success, nothing on failure).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use super::{ExportSettings, Exports, Manifest};
+use crate::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
+use crate::adapters::host_usage::UsageAccess;
+use crate::adapters::run_export;
+use crate::store::exports::{
+    FinishedAttempt, Installation, Run, RunEnd, RunFiguresRecord, RunLogRecord, StoredDocument,
+};
+use crate::usage::Granularity;
+
+/// The id an adapter sees for a run: the same on every attempt, so that the
+/// idempotency keys of its requests repeat; different for a correction.
+pub fn run_id(installation: &Installation, run: &Run) -> String {
+    format!(
+        "{}-{}-{}-r{}",
+        installation.name,
+        installation.uid,
+        run.window_start.format("%Y%m%dT%H%MZ"),
+        run.revision
+    )
+}
+
+impl Exports {
+    /// Runs a claimed run once and records how it ended.
+    pub async fn execute(&self, run: Run) -> anyhow::Result<()> {
+        let attempt = match self.attempt(&run).await {
+            Ok(attempt) => attempt,
+            // The host could not even start the adapter (store or component
+            // trouble): worth another try.
+            Err(error) => FinishedAttempt {
+                end: retry_or_fail(&self.settings, &run, format!("{error:#}")),
+                figures: RunFiguresRecord::default(),
+                log: RunLogRecord::default(),
+            },
+        };
+        let outcome = match &attempt.end {
+            RunEnd::Succeeded { .. } => "succeeded",
+            RunEnd::Retry { .. } => "will retry",
+            RunEnd::Failed { .. } => "failed",
+        };
+        tracing::info!(run = run.id, window = %run.window_start, attempt = run.attempts, outcome, "export run");
+        self.store.finish_run(run.id, attempt).await?;
+        Ok(())
+    }
+
+    async fn attempt(&self, run: &Run) -> anyhow::Result<FinishedAttempt> {
+        let installation = self
+            .store
+            .installation_by_id(run.installation_id)
+            .await?
+            .context("the installation was removed")?;
+        let manifest = Manifest::parse(&installation.manifest)?;
+        let adapter = self.loaded(&installation.component_sha256).await?;
+        let usage = UsageAccess {
+            store: self.store.clone(),
+            catalog: self.store.meter_catalog().await?,
+            grant: manifest.grant.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            rows_read: 0,
+            now: Utc::now(),
+        };
+        let request = ExportRequest {
+            run_id: run_id(&installation, run),
+            window: Window {
+                start: run.window_start.timestamp(),
+                end: run.window_end.timestamp(),
+            },
+            granularity: match manifest.granularity {
+                Granularity::Hourly => WitGranularity::Hourly,
+                Granularity::Daily => WitGranularity::Daily,
+            },
+            correction: run.is_correction(),
+        };
+        let engine = self.engine.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            run_export(
+                &engine,
+                &adapter,
+                &request,
+                &manifest.config_json,
+                usage,
+                manifest.allowed_outbound_hosts,
+                &manifest.limits,
+            )
+        })
+        .await?;
+
+        let figures = RunFiguresRecord {
+            rows_read: outcome.figures.rows_read,
+            rows_written: outcome.result.as_ref().map_or(0, |s| s.rows_written),
+            bytes_written: outcome.figures.bytes_written,
+            requests_sent: outcome.figures.requests_sent,
+            elapsed_ms: outcome.figures.elapsed.as_millis() as u64,
+            peak_memory_bytes: outcome.figures.peak_memory_bytes as u64,
+        };
+        let log = RunLogRecord {
+            lines: outcome.log,
+            dropped: outcome.log_dropped,
+        };
+        let end = match outcome.result {
+            Ok(_) => RunEnd::Succeeded {
+                documents: outcome
+                    .documents
+                    .into_iter()
+                    .map(|(name, d)| {
+                        let document = StoredDocument {
+                            content_type: d.content_type,
+                            bytes: d.bytes,
+                        };
+                        (name, document)
+                    })
+                    .collect(),
+            },
+            Err(failure) if failure.is_transient() => {
+                retry_or_fail(&self.settings, run, failure.to_string())
+            }
+            Err(failure) => RunEnd::Failed {
+                reason: failure.to_string(),
+            },
+        };
+        Ok(FinishedAttempt { end, figures, log })
+    }
+}
+
+/// A transient failure: retried after a doubling wait, until the attempts run out.
+fn retry_or_fail(settings: &ExportSettings, run: &Run, reason: String) -> RunEnd {
+    if run.attempts >= settings.max_attempts {
+        return RunEnd::Failed {
+            reason: format!("{reason} (gave up after {} attempts)", run.attempts),
+        };
+    }
+    RunEnd::Retry {
+        reason,
+        at: Utc::now() + backoff(settings, run.attempts),
+    }
+}
+
+/// Wait after the `attempts`-th attempt failed: base × 2^(attempts − 1), capped.
+fn backoff(settings: &ExportSettings, attempts: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempts.saturating_sub(1));
+    settings
+        .retry_base
+        .saturating_mul(factor)
+        .min(settings.retry_max)
+}
+
+/// The windows `[start, end)` of `window` size that lie within `[from, to)`.
+pub fn windows_between(
+    window: Granularity,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let (first, last) = (window.bucket_of(from), window.bucket_of(to));
+    let last = if window.is_boundary(to) {
+        last
+    } else {
+        last + 1
+    };
+    (first..last)
+        .map(|bucket| (window.start_of(bucket), window.start_of(bucket + 1)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let settings = ExportSettings {
+            retry_base: Duration::from_secs(30),
+            retry_max: Duration::from_secs(300),
+            ..ExportSettings::default()
+        };
+        let waits: Vec<u64> = (1..=6).map(|a| backoff(&settings, a).as_secs()).collect();
+        assert_eq!(waits, [30, 60, 120, 240, 300, 300]);
+    }
+
+    #[test]
+    fn windows_cover_a_range_by_whole_windows() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let days = windows_between(
+            Granularity::Daily,
+            t("2026-11-01T00:00:00Z"),
+            t("2026-11-03T00:00:00Z"),
+        );
+        assert_eq!(
+            days,
+            [
+                (t("2026-11-01T00:00:00Z"), t("2026-11-02T00:00:00Z")),
+                (t("2026-11-02T00:00:00Z"), t("2026-11-03T00:00:00Z"))
+            ]
+        );
+        // A range that cuts a window takes the whole window.
+        let hours = windows_between(
+            Granularity::Hourly,
+            t("2026-11-01T00:30:00Z"),
+            t("2026-11-01T02:10:00Z"),
+        );
+        assert_eq!(hours.len(), 3);
+        assert_eq!(hours[0].0, t("2026-11-01T00:00:00Z"));
+        assert!(
+            windows_between(
+                Granularity::Daily,
+                t("2026-11-02T00:00:00Z"),
+                t("2026-11-02T00:00:00Z")
+            )
+            .is_empty()
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! The scheduler: queues every closed window of every enabled installation
+//! once its lag has passed, and runs queued windows, a few at a time.
+//!
+//! Exactly once rests on the store: a window's first export is one row that
+//! cannot be inserted twice, a claim marks it running in one transaction, and
+//! its documents are published in the transaction that marks it succeeded. A
+//! host that stops mid-run finds the run `running` at start and runs it again
+//! under the same run id; it had published nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+
+use super::runner::windows_between;
+use super::{Exports, MAX_CONCURRENT_RUNS, Manifest};
+use crate::store::StoreError;
+
+/// Added to every lag: a record stamped in a window's last instant is
+/// committed a few milliseconds later.
+pub const SETTLE: Duration = Duration::from_secs(2);
+/// Most windows queued for one installation per tick (a long backfill is
+/// queued over several ticks, as the watermark moves).
+const MAX_WINDOWS_PER_TICK: usize = 1_000;
+
+impl Exports {
+    /// Runs the scheduler until the task is dropped.
+    pub async fn run_scheduler(self: Arc<Self>) {
+        match self.store.requeue_interrupted_runs().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(runs = n, "runs interrupted by a stop are queued again"),
+            Err(error) => tracing::error!(%error, "cannot requeue interrupted runs"),
+        }
+        if let Err(error) = self.preload().await {
+            tracing::error!(%error, "cannot preload the installed components");
+        }
+        let slots = Arc::new(Semaphore::new(
+            self.settings.concurrency.clamp(1, MAX_CONCURRENT_RUNS),
+        ));
+        loop {
+            if let Err(error) = self.queue_closed_windows(Utc::now()).await {
+                tracing::error!(%error, "cannot queue closed windows");
+            }
+            self.start_claimed_runs(&slots).await;
+            // Wake on the tick, or early when a run finished or was requested.
+            let _ = tokio::time::timeout(self.settings.tick, self.wake.notified()).await;
+        }
+    }
+
+    /// Queues the first export of each window that closed (lag included)
+    /// after each enabled installation's watermark.
+    pub async fn queue_closed_windows(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut queued = 0;
+        for installation in self.store.installations().await? {
+            if !installation.enabled {
+                continue;
+            }
+            let manifest = match Manifest::parse(&installation.manifest) {
+                Ok(manifest) => manifest,
+                Err(error) => {
+                    tracing::error!(adapter = %installation.name, error = format!("{error:#}"), "stored manifest unreadable");
+                    continue;
+                }
+            };
+            let Ok(wait) = chrono::Duration::from_std(manifest.lag + SETTLE) else {
+                continue;
+            };
+            let closed_before = now - wait;
+            let window = manifest.window;
+            let last_closed = window.start_of(window.bucket_of(closed_before));
+            let mut windows = windows_between(window, installation.watermark, last_closed);
+            windows.truncate(MAX_WINDOWS_PER_TICK);
+            if !windows.is_empty() {
+                queued += self
+                    .store
+                    .schedule_windows(installation.id, windows)
+                    .await?;
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Starts claimed runs while there are free slots.
+    async fn start_claimed_runs(self: &Arc<Self>, slots: &Arc<Semaphore>) {
+        while let Ok(slot) = slots.clone().try_acquire_owned() {
+            let run = match self.store.claim_run(Utc::now()).await {
+                Ok(Some(run)) => run,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::error!(%error, "cannot claim a run");
+                    return;
+                }
+            };
+            let exports = self.clone();
+            tokio::spawn(async move {
+                if let Err(error) = exports.execute(run).await {
+                    tracing::error!(error = format!("{error:#}"), "cannot record a run");
+                }
+                drop(slot);
+                exports.wake();
+            });
+        }
+    }
+}

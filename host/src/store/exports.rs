@@ -1,0 +1,289 @@
+//! What the store keeps for billing adapters: components, installations,
+//! export runs and the documents of succeeded runs.
+//!
+//! A run exports one reported-time window of one installation. The first
+//! export of a window is revision 0; the database allows only one, which is
+//! what makes a window export once however often the scheduler looks at it.
+//! An operator's re-run of an exported window is a correction: revision 1, 2…
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::adapters::sandbox::LogLine;
+use crate::store::StoreError;
+
+/// An installation to create or replace.
+#[derive(Debug, Clone)]
+pub struct NewInstallation {
+    pub name: String,
+    /// The manifest as the operator wrote it.
+    pub manifest: String,
+    pub component_sha256: String,
+    /// What the adapter said of itself at install: name, version, documents.
+    pub description: AdapterDescription,
+    /// Where the first window starts (the watermark before any export).
+    pub first_window: DateTime<Utc>,
+}
+
+/// An adapter's `describe()`, kept with its installation.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AdapterDescription {
+    pub name: String,
+    pub version: String,
+    pub produces: Vec<String>,
+}
+
+/// An installed adapter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Installation {
+    pub id: i64,
+    pub name: String,
+    /// Random, kept across upgrades: the stem of run ids (and so of idempotency keys).
+    pub uid: String,
+    pub manifest: String,
+    pub component_sha256: String,
+    pub description: AdapterDescription,
+    pub enabled: bool,
+    /// Every window before it has been exported (or the installation started there).
+    pub watermark: DateTime<Utc>,
+    pub installed_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Waiting for its turn.
+    Pending,
+    /// Running now.
+    Running,
+    /// Failed transiently; runs again after `next_attempt_at`.
+    Retrying,
+    /// Its documents are published.
+    Succeeded,
+    /// Failed for a reason that retrying will not fix; holds the watermark.
+    Failed,
+}
+
+impl RunStatus {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Retrying => "retrying",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            RunStatus::Pending,
+            RunStatus::Running,
+            RunStatus::Retrying,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+    }
+}
+
+/// What a finished attempt measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunFiguresRecord {
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub bytes_written: u64,
+    pub requests_sent: u64,
+    pub elapsed_ms: u64,
+    pub peak_memory_bytes: u64,
+}
+
+/// An export run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: i64,
+    pub installation_id: i64,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    /// 0 for the first export of the window; n for its n-th correction.
+    pub revision: u32,
+    pub status: RunStatus,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub reason: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Of the last finished attempt.
+    pub figures: Option<RunFiguresRecord>,
+}
+
+impl Run {
+    /// Whether this run replaces an earlier export of its window.
+    pub fn is_correction(&self) -> bool {
+        self.revision > 0
+    }
+}
+
+/// A run's log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunLogRecord {
+    pub lines: Vec<LogLine>,
+    /// Lines dropped by the caps.
+    pub dropped: u64,
+}
+
+/// A document of a succeeded run, without its bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DocumentInfo {
+    pub name: String,
+    pub content_type: String,
+    pub bytes: u64,
+}
+
+/// A stored document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDocument {
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// How an attempt ended, to record atomically.
+#[derive(Debug)]
+pub enum RunEnd {
+    /// Publish the documents and mark the run succeeded.
+    Succeeded {
+        documents: Vec<(String, StoredDocument)>,
+    },
+    /// Try again at `at`.
+    Retry { reason: String, at: DateTime<Utc> },
+    /// Give up.
+    Failed { reason: String },
+}
+
+/// The end of an attempt with what it measured.
+#[derive(Debug)]
+pub struct FinishedAttempt {
+    pub end: RunEnd,
+    pub figures: RunFiguresRecord,
+    pub log: RunLogRecord,
+}
+
+/// What an operator's request for a window did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunRequestOutcome {
+    /// A first export was queued.
+    Queued,
+    /// The window had been exported: a correction was queued.
+    Correction,
+    /// A failed run of the window was queued again (same run id).
+    Requeued,
+    /// A run of the window is already pending, running or retrying.
+    AlreadyQueued,
+}
+
+/// Storage of adapters, runs and documents.
+#[async_trait]
+pub trait ExportStore: Send + Sync + 'static {
+    /// Keeps a component's bytes under their sha256 (a no-op if present).
+    async fn put_component(&self, sha256: &str, wasm: Vec<u8>) -> Result<(), StoreError>;
+
+    /// A component's bytes.
+    async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Creates an installation; `Exists` if the name is taken.
+    async fn create_installation(&self, new: NewInstallation) -> Result<Installation, StoreError>;
+
+    /// Replaces an installation's manifest, component and description, keeping
+    /// its runs, documents and watermark.
+    async fn upgrade_installation(
+        &self,
+        new: NewInstallation,
+    ) -> Result<Option<Installation>, StoreError>;
+
+    /// Enables or disables; `None` if there is no such installation.
+    async fn set_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+    ) -> Result<Option<Installation>, StoreError>;
+
+    /// Deletes an installation with its runs and documents; `false` if none.
+    async fn remove_installation(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// An installation by name (ignoring case).
+    async fn installation(&self, name: &str) -> Result<Option<Installation>, StoreError>;
+
+    /// An installation by id.
+    async fn installation_by_id(&self, id: i64) -> Result<Option<Installation>, StoreError>;
+
+    /// All installations, by name.
+    async fn installations(&self) -> Result<Vec<Installation>, StoreError>;
+
+    /// Queues the first export of each window that has none (revision 0);
+    /// returns how many were queued.
+    async fn schedule_windows(
+        &self,
+        installation_id: i64,
+        windows: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Result<usize, StoreError>;
+
+    /// An operator's run of each window: a first export, a correction of an
+    /// exported one, or a failed one again.
+    async fn request_runs(
+        &self,
+        installation_id: i64,
+        windows: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Result<Vec<(Run, RunRequestOutcome)>, StoreError>;
+
+    /// Takes the next run that may start at `now` and marks it running: per
+    /// installation, windows run one at a time in order, and a failed window
+    /// holds the ones after it.
+    async fn claim_run(&self, now: DateTime<Utc>) -> Result<Option<Run>, StoreError>;
+
+    /// Records how an attempt ended. On success the documents are published
+    /// and the watermark advanced in the same transaction.
+    async fn finish_run(&self, run_id: i64, attempt: FinishedAttempt) -> Result<(), StoreError>;
+
+    /// Runs left `running` by a host that stopped: queued again (same run id).
+    async fn requeue_interrupted_runs(&self) -> Result<usize, StoreError>;
+
+    /// Runs of an installation, newest window first.
+    async fn runs(&self, installation_id: i64, limit: usize) -> Result<Vec<Run>, StoreError>;
+
+    /// A run of an installation, with its log and documents.
+    async fn run(
+        &self,
+        installation_id: i64,
+        run_id: i64,
+    ) -> Result<Option<(Run, RunLogRecord, Vec<DocumentInfo>)>, StoreError>;
+
+    /// A document of a run.
+    async fn run_document(
+        &self,
+        run_id: i64,
+        name: &str,
+    ) -> Result<Option<StoredDocument>, StoreError>;
+
+    /// The runs whose `document` is published for windows starting in
+    /// `[from, to)`: for each window its latest succeeded revision, in window order.
+    async fn published_runs(
+        &self,
+        installation_id: i64,
+        document: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Run>, StoreError>;
+
+    /// Names of the documents published by an installation's runs.
+    async fn document_names(&self, installation_id: i64) -> Result<Vec<String>, StoreError>;
+}
