@@ -8,14 +8,17 @@ pub mod process;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use tally::adapters::AdapterEngine;
 use tally::api::{self, AppState, Settings};
 use tally::auth::{Role, new_secret, secret_digest};
+use tally::exports::{ExportSettings, Exports};
 use tally::store::sqlite::SqliteStore;
 use tally::store::{NewToken, Store};
 use tower::ServiceExt;
@@ -30,6 +33,8 @@ pub const IP_METER: &str = "F271A8A388C44D93956A063E1D2FA80B";
 pub struct TestHost {
     pub app: Router,
     pub store: Arc<SqliteStore>,
+    /// Billing adapters, with the scheduler running (see [`TestHost::with_exports`]).
+    pub exports: Option<Arc<Exports>>,
     pub operator: String,
     pub reporter: String,
     _dir: tempfile::TempDir,
@@ -69,12 +74,40 @@ impl TestHost {
         let mut host = TestHost {
             app,
             store,
+            exports: None,
             operator: String::new(),
             reporter: String::new(),
             _dir: dir,
         };
         host.operator = host.token(Role::Operator, &[]).await;
         host.reporter = host.token(Role::Reporter, &[]).await;
+        host
+    }
+
+    /// A host that runs billing adapters, its scheduler ticking every 100 ms
+    /// and retrying after 200 ms.
+    pub async fn with_exports() -> Self {
+        Self::with_export_settings(ExportSettings {
+            tick: Duration::from_millis(100),
+            retry_base: Duration::from_millis(200),
+            retry_max: Duration::from_secs(1),
+            max_attempts: 3,
+            ..ExportSettings::default()
+        })
+        .await
+    }
+
+    /// A host that runs billing adapters with these scheduler settings.
+    pub async fn with_export_settings(settings: ExportSettings) -> Self {
+        let mut host = Self::new().await;
+        let engine =
+            Arc::new(AdapterEngine::new(host._dir.path().join("compiled-adapters")).unwrap());
+        let exports = Arc::new(Exports::new(host.store.clone(), engine, settings));
+        tokio::spawn(exports.clone().run_scheduler());
+        host.app = api::router(
+            AppState::new(host.store.clone(), Settings::default()).with_exports(exports.clone()),
+        );
+        host.exports = Some(exports);
         host
     }
 

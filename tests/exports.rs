@@ -1,0 +1,649 @@
+//! Installs and exports through the REST API, with the scheduler running:
+//! installs refused before anything is stored, each closed window exported
+//! once, documents that total the usage API times the rates, corrections
+//! that replace what they correct, and failures that hold the watermark.
+//!
+//! The components are built from source by `adapters/build.sh` (run by
+//! `tests/run.sh`); the tests fail, not skip, without them.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use chrono::{DateTime, Days, Utc};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use support::*;
+use tally::auth::Role;
+use tally::store::ExportStore;
+use tally_usage_generator::Options;
+
+/// The chargeback adapter's rates in the tests: two meters priced, the rest free.
+const RATES: [(&str, f64); 2] = [(VM_METER, 0.025), (IP_METER, 0.005)];
+
+fn component(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/adapters")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: run adapters/build.sh (tests/run.sh does)",
+            path.display()
+        )
+    })
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A manifest for `wasm`: daily windows from `start`, no lag, and `extra`
+/// TOML (scope, config…) appended.
+fn manifest(name: &str, wasm: &[u8], start: DateTime<Utc>, extra: &str) -> String {
+    format!(
+        "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{}'\n\
+         [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{}'\n{extra}",
+        sha256(wasm),
+        start.to_rfc3339()
+    )
+}
+
+fn chargeback_config(rates: &[(&str, f64)]) -> String {
+    let rates: Vec<String> = rates.iter().map(|(m, r)| format!("'{m}' = {r}")).collect();
+    format!(
+        "[config]\ncurrency = 'EUR'\ngroup_by_tag = 'cost-center'\nrates = {{ {} }}\n",
+        rates.join(", ")
+    )
+}
+
+fn today() -> DateTime<Utc> {
+    Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+}
+
+/// Installs over real HTTP with a multipart body, as the CLI does.
+async fn install(
+    host: &TestHost,
+    token: &str,
+    manifest: &str,
+    wasm: Option<&[u8]>,
+) -> (StatusCode, Value) {
+    let address = host.serve().await;
+    let mut form = reqwest::multipart::Form::new().text("manifest", manifest.to_owned());
+    if let Some(wasm) = wasm {
+        form = form.part(
+            "component",
+            reqwest::multipart::Part::bytes(wasm.to_vec()).file_name("adapter.wasm"),
+        );
+    }
+    let response = reqwest::Client::new()
+        .post(format!("http://{address}/v1/adapters"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    (status, response.json().await.unwrap())
+}
+
+/// Waits until the installation's watermark reaches `until`.
+async fn wait_for_watermark(host: &TestHost, name: &str, until: DateTime<Utc>) -> Value {
+    let started = Instant::now();
+    loop {
+        let reply = host
+            .get(&format!("/v1/adapters/{name}"), &host.operator)
+            .await;
+        let watermark: DateTime<Utc> = reply.body["watermark"].as_str().unwrap().parse().unwrap();
+        if watermark >= until {
+            return reply.body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{name} stuck at {watermark}: {}",
+            host.get(&format!("/v1/adapters/{name}/runs"), &host.operator)
+                .await
+                .body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the run is done (succeeded or failed) and returns it.
+async fn wait_for_run(host: &TestHost, url: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let run = host.get(url, &host.operator).await.body;
+        if run["status"] == "succeeded" || run["status"] == "failed" {
+            return run;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{run}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Cost per lower-case meter id in a chargeback CSV; asserts one header.
+fn costs_by_meter(csv: &str) -> BTreeMap<String, f64> {
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("date,group,subscription_id,meter_id"));
+    let mut costs = BTreeMap::new();
+    for line in lines {
+        assert_ne!(line, header, "the joined CSV repeats its header");
+        let fields: Vec<&str> = line.split(',').collect();
+        *costs.entry(fields[3].to_ascii_lowercase()).or_insert(0.0) +=
+            fields[8].parse::<f64>().unwrap();
+    }
+    costs
+}
+
+/// The provider usage API's totals over the reported range, times `rates`.
+async fn expected_costs(
+    host: &TestHost,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    rates: &[(&str, f64)],
+) -> BTreeMap<String, f64> {
+    let format = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let uri = provider_uri(&format(from), &format(to), "Daily");
+    let (rows, _) = host.list_all(&uri, &host.operator).await;
+    let totals = totals_by_meter(&rows);
+    rates
+        .iter()
+        .map(|(meter, rate)| {
+            let meter = meter.to_ascii_lowercase();
+            let quantity = totals.get(&meter).copied().unwrap_or(0.0);
+            (meter, quantity * rate)
+        })
+        .collect()
+}
+
+/// Asserts costs agree to the CSV's six decimals per row.
+fn assert_costs_close(
+    actual: &BTreeMap<String, f64>,
+    expected: &BTreeMap<String, f64>,
+    rows: usize,
+) {
+    for (meter, want) in expected {
+        let got = actual.get(meter).copied().unwrap_or(0.0);
+        assert!(
+            (got - want).abs() <= 1e-6 * rows as f64 + 1e-9 * want.abs(),
+            "meter {meter}: documents say {got}, usage × rate is {want}"
+        );
+    }
+}
+
+/// Three days of usage from four subscriptions, reported before today.
+async fn host_with_usage() -> (TestHost, DateTime<Utc>) {
+    let host = TestHost::with_exports().await;
+    let end = today() - Days::new(1);
+    let options = Options {
+        subscriptions: 4,
+        days: 3,
+        end,
+        ..Options::default()
+    };
+    let records: Vec<Value> = to_wire(&sample(&options))
+        .into_iter()
+        // Late reports past now would be refused; they are not the point here.
+        .filter(|r| {
+            r["reportedTime"]
+                .as_str()
+                .unwrap()
+                .parse::<DateTime<Utc>>()
+                .unwrap()
+                < Utc::now()
+        })
+        .collect();
+    host.ingest(&records).await;
+    (host, end - Days::new(3))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installs_are_checked_before_anything_is_stored() {
+    let host = TestHost::with_exports().await;
+    let chargeback = component("chargeback-csv");
+    let start = today() - Days::new(2);
+    let good = manifest("chargeback", &chargeback, start, &chargeback_config(&RATES));
+
+    let mut other_sha = manifest("chargeback", &chargeback, start, &chargeback_config(&RATES));
+    other_sha = other_sha.replace(&sha256(&chargeback), &"0".repeat(64));
+    let not_a_component = b"\0asm\x01\0\0\0 a core module, not a component".to_vec();
+    let next_major = component("next-major");
+    let refusals: Vec<(String, Option<Vec<u8>>, StatusCode, &str, &str)> = vec![
+        (
+            good.replace("window = 'daily'", "window = 'weekly'"),
+            Some(chargeback.clone()),
+            StatusCode::BAD_REQUEST,
+            "InvalidManifest",
+            "weekly",
+        ),
+        (
+            other_sha,
+            Some(chargeback.clone()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Sha256Mismatch",
+            "the manifest pins 0000",
+        ),
+        (
+            good.clone(),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ComponentMissing",
+            "send the component",
+        ),
+        (
+            manifest("broken", &not_a_component, start, ""),
+            Some(not_a_component.clone()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "InvalidComponent",
+            "not a WebAssembly component",
+        ),
+        (
+            manifest("next", &next_major, start, "").replace("@0.1.0", "@1.0.0"),
+            Some(next_major.clone()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "InvalidComponent",
+            "targets tally:billing@1.0.0; this host supports tally:billing@0.1.0",
+        ),
+        (
+            good.replace("@0.1.0", "@0.2.0"),
+            Some(chargeback.clone()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "WorldMismatch",
+            "the component targets tally:billing@0.1.0",
+        ),
+        (
+            good.replace("currency = 'EUR'", "currency = 'euro'"),
+            Some(chargeback.clone()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "InvalidConfig",
+            "currency 'euro' is not an ISO 4217 code",
+        ),
+    ];
+    for (manifest, wasm, status, code, message) in refusals {
+        let (got, body) = install(&host, &host.operator, &manifest, wasm.as_deref()).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str().unwrap()),
+            (status, code),
+            "{body}"
+        );
+        let text = body["error"]["message"].as_str().unwrap();
+        assert!(text.contains(message), "{message:?} not in {text:?}");
+    }
+    let tenant = host.token(Role::Tenant, &["sub"]).await;
+    let (status, _) = install(&host, &tenant, &good, Some(&chargeback)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let listed = host.get("/v1/adapters", &host.operator).await;
+    assert_eq!(listed.body, json!([]), "a refused install stores nothing");
+    assert!(
+        host.store
+            .component(&sha256(&chargeback))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let (status, body) = install(&host, &host.operator, &good, Some(&chargeback)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["adapter"]["name"], "chargeback-csv");
+    assert_eq!(
+        body["watermark"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap(),
+        start
+    );
+    let (status, body) = install(&host, &host.operator, &good, Some(&chargeback)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("Conflict"))
+    );
+    // The same component under a second name: the stored component is reused.
+    let second = good.replace("name = 'chargeback'", "name = 'chargeback-eng'");
+    let (status, body) = install(&host, &host.operator, &second, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let names: Vec<Value> = host
+        .get("/v1/adapters", &host.operator)
+        .await
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("chargeback"), json!("chargeback-eng")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_closed_window_is_exported_once_and_the_documents_total_usage_times_rates() {
+    let (host, first_day) = host_with_usage().await;
+    let chargeback = component("chargeback-csv");
+    let config = chargeback_config(&RATES);
+    let (status, body) = install(
+        &host,
+        &host.operator,
+        &manifest("chargeback", &chargeback, first_day, &config),
+        Some(&chargeback),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The same component again, reading one subscription only.
+    let one = "7a110001-5e1f-4a7b-9c3d-0badcafe0001";
+    let scoped = format!("[scope]\nsubscriptions = ['{one}']\n{config}");
+    let (status, body) = install(
+        &host,
+        &host.operator,
+        &manifest("chargeback-one", &chargeback, first_day, &scoped),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let closed = today();
+    wait_for_watermark(&host, "chargeback", closed).await;
+    wait_for_watermark(&host, "chargeback-one", closed).await;
+
+    // One run per window, all succeeded, with their figures.
+    let runs = host
+        .get("/v1/adapters/chargeback/runs", &host.operator)
+        .await
+        .body;
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    for run in runs {
+        assert_eq!(
+            (run["status"].as_str(), run["revision"].as_u64()),
+            (Some("succeeded"), Some(0))
+        );
+        assert!(run["figures"]["rowsRead"].as_u64().unwrap() > 0, "{run}");
+        assert!(run["figures"]["bytesWritten"].as_u64().unwrap() > 0);
+        assert!(run["figures"]["peakMemoryBytes"].as_u64().unwrap() > 0);
+    }
+    // The scheduler looking again queues nothing, and the database refuses a
+    // second first export of a window.
+    let exports = host.exports.as_ref().unwrap();
+    assert_eq!(exports.queue_closed_windows(Utc::now()).await.unwrap(), 0);
+    let installation = host
+        .store
+        .installation("chargeback")
+        .await
+        .unwrap()
+        .unwrap();
+    let again = host
+        .store
+        .schedule_windows(installation.id, vec![(first_day, first_day + Days::new(1))])
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+
+    // The joined document: one header, every window, totals = usage × rates.
+    let joined = host
+        .get(
+            "/v1/adapters/chargeback/documents/chargeback.csv",
+            &host.operator,
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::OK);
+    assert_eq!(joined.headers["content-type"], "text/csv");
+    let csv = joined.body.as_str().unwrap();
+    let expected = expected_costs(&host, first_day, closed, &RATES).await;
+    assert_costs_close(&costs_by_meter(csv), &expected, csv.lines().count());
+
+    // A date range selects the windows that start in it.
+    let day = first_day + Days::new(1);
+    let uri = format!(
+        "/v1/adapters/chargeback/documents/chargeback.csv?from={}&to={}",
+        day.format("%Y-%m-%d"),
+        (day + Days::new(1)).format("%Y-%m-%d")
+    );
+    let one_day = host.get(&uri, &host.operator).await.body;
+    let expected = expected_costs(&host, day, day + Days::new(1), &RATES).await;
+    let one_day = one_day.as_str().unwrap();
+    assert_costs_close(&costs_by_meter(one_day), &expected, one_day.lines().count());
+
+    // The scoped installation saw its subscription only.
+    let scoped = host
+        .get(
+            "/v1/adapters/chargeback-one/documents/chargeback.csv",
+            &host.operator,
+        )
+        .await
+        .body;
+    let subscriptions: std::collections::BTreeSet<&str> = scoped
+        .as_str()
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').nth(2).unwrap())
+        .collect();
+    assert_eq!(subscriptions.into_iter().collect::<Vec<_>>(), [one]);
+
+    // A run's own page: log, documents and their URLs.
+    let run = host
+        .get(runs[0]["url"].as_str().unwrap(), &host.operator)
+        .await
+        .body;
+    let document = &run["documents"][0];
+    assert_eq!(
+        (document["name"].as_str(), document["contentType"].as_str()),
+        (Some("chargeback.csv"), Some("text/csv"))
+    );
+    let fetched = host
+        .get(document["url"].as_str().unwrap(), &host.operator)
+        .await;
+    assert_eq!(
+        fetched.body.as_str().unwrap().len() as u64,
+        document["bytes"].as_u64().unwrap()
+    );
+    // Operators only.
+    let tenant = host.token(Role::Tenant, &[one]).await;
+    let refused = host
+        .get("/v1/adapters/chargeback/documents/chargeback.csv", &tenant)
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correction_replaces_its_window_in_the_joined_document() {
+    let (host, first_day) = host_with_usage().await;
+    let chargeback = component("chargeback-csv");
+    let first = manifest(
+        "chargeback",
+        &chargeback,
+        first_day,
+        &chargeback_config(&RATES),
+    );
+    let (status, body) = install(&host, &host.operator, &first, Some(&chargeback)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let closed = today();
+    wait_for_watermark(&host, "chargeback", closed).await;
+
+    // The rate card was wrong for VMs: upgrade the config, re-run one day.
+    let corrected_rates = [(VM_METER, 0.03), (IP_METER, 0.005)];
+    let address = host.serve().await;
+    let form = reqwest::multipart::Form::new().text(
+        "manifest",
+        manifest(
+            "chargeback",
+            &chargeback,
+            first_day,
+            &chargeback_config(&corrected_rates),
+        ),
+    );
+    let upgraded = reqwest::Client::new()
+        .put(format!("http://{address}/v1/adapters/chargeback"))
+        .bearer_auth(&host.operator)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upgraded.status(), 200, "{}", upgraded.text().await.unwrap());
+
+    let day = first_day + Days::new(1);
+    let body = json!({"from": day.to_rfc3339(), "to": (day + Days::new(1)).to_rfc3339()});
+    let reply = host
+        .call(
+            Method::POST,
+            "/v1/adapters/chargeback/runs",
+            Some(&host.operator),
+            Some(body.to_string()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    assert_eq!(reply.body[0]["outcome"], "correction");
+    assert_eq!(reply.body[0]["run"]["revision"], 1);
+    assert_eq!(reply.body[0]["run"]["correction"], true);
+    let run = wait_for_run(&host, reply.body[0]["run"]["url"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_ne!(
+        run["runId"],
+        reply.body[0]["run"]["runId"]
+            .as_str()
+            .map(|s| s.replace("-r1", "-r0"))
+            .unwrap(),
+        "a correction has its own run id"
+    );
+
+    // The joined document counts that day once, at the corrected rates.
+    let csv = host
+        .get(
+            "/v1/adapters/chargeback/documents/chargeback.csv",
+            &host.operator,
+        )
+        .await
+        .body;
+    let mut expected = expected_costs(&host, first_day, day, &RATES).await;
+    for (range, rates) in [
+        ((day, day + Days::new(1)), &corrected_rates[..]),
+        ((day + Days::new(1), closed), &RATES[..]),
+    ] {
+        for (meter, cost) in expected_costs(&host, range.0, range.1, rates).await {
+            *expected.entry(meter).or_insert(0.0) += cost;
+        }
+    }
+    let csv = csv.as_str().unwrap();
+    assert_costs_close(&costs_by_meter(csv), &expected, csv.lines().count());
+    // A run still in the future is refused.
+    let future = json!({"from": today().to_rfc3339(), "to": (today() + Days::new(1)).to_rfc3339()});
+    let reply = host
+        .call(
+            Method::POST,
+            "/v1/adapters/chargeback/runs",
+            Some(&host.operator),
+            Some(future.to_string()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_window_holds_the_watermark_until_it_is_run_again() {
+    let (host, first_day) = host_with_usage().await;
+    let hostile = component("hostile");
+    let trap = manifest(
+        "fragile",
+        &hostile,
+        first_day,
+        "[config]\nattack = 'trap'\n",
+    );
+    let (status, body) = install(&host, &host.operator, &trap, Some(&hostile)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // The first window fails; the ones after it wait.
+    let started = Instant::now();
+    let held = loop {
+        let shown = host.get("/v1/adapters/fragile", &host.operator).await.body;
+        if !shown["heldBy"].is_null() {
+            break shown;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{shown}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let reason = held["heldBy"]["reason"].as_str().unwrap();
+    assert!(reason.contains("panics on purpose"), "{reason}");
+    assert_eq!(
+        held["watermark"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap(),
+        first_day
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let runs = host
+        .get("/v1/adapters/fragile/runs", &host.operator)
+        .await
+        .body;
+    let statuses: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["pending", "pending", "pending", "failed"],
+        "newest window first"
+    );
+    let failed = host
+        .get(runs[3]["url"].as_str().unwrap(), &host.operator)
+        .await
+        .body;
+    assert!(
+        failed["documents"].as_array().unwrap().is_empty(),
+        "a failed run publishes nothing"
+    );
+    assert!(
+        failed["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["level"] == "stderr"),
+        "{failed}"
+    );
+
+    // Fix the config, run the failed window again: everything follows.
+    let address = host.serve().await;
+    let fixed = manifest(
+        "fragile",
+        &hostile,
+        first_day,
+        "[config]\nattack = 'none'\n",
+    );
+    let upgraded = reqwest::Client::new()
+        .put(format!("http://{address}/v1/adapters/fragile"))
+        .bearer_auth(&host.operator)
+        .multipart(reqwest::multipart::Form::new().text("manifest", fixed))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upgraded.status(), 200);
+    let body =
+        json!({"from": first_day.to_rfc3339(), "to": (first_day + Days::new(1)).to_rfc3339()});
+    let reply = host
+        .call(
+            Method::POST,
+            "/v1/adapters/fragile/runs",
+            Some(&host.operator),
+            Some(body.to_string()),
+        )
+        .await;
+    assert_eq!(reply.body[0]["outcome"], "requeued", "{}", reply.body);
+    assert_eq!(
+        reply.body[0]["run"]["id"], runs[3]["id"],
+        "the same run, so the same run id"
+    );
+    let shown = wait_for_watermark(&host, "fragile", today()).await;
+    assert!(shown["heldBy"].is_null());
+}
