@@ -222,10 +222,19 @@ impl From<Refusal> for SendError {
     }
 }
 
+/// A transport error with its causes ("connection refused"…), which
+/// reqwest's own message leaves out.
 fn transport(error: reqwest::Error) -> Refusal {
+    let mut reason = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
     if error.is_timeout() {
-        Refusal::Timeout(error.to_string())
+        Refusal::Timeout(reason)
     } else {
-        Refusal::Failed(format!("{error:#}"))
+        Refusal::Failed(reason)
     }
 }
