@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need
-# (the Azure SDK for Python, pinned, into .venv), then runs every test.
+# (the Azure SDK for Python into .venv, the FOCUS validator into .venv-focus,
+# both pinned), then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,31 @@ echo "==> Python test client (azure-mgmt-commerce 6.0.1) in .venv"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 export TALLY_TEST_PYTHON="$PWD/.venv/bin/python"
+
+echo "==> FOCUS validator (focus-validator 2.2.1, Python 3.12) in .venv-focus"
+# focus-validator 2.x needs Python 3.12 (the pins are resolved for it); take
+# python3.12 from PATH, else the newest 3.12 that pyenv has.
+python312() {
+  if python3.12 -c '' 2>/dev/null; then
+    echo python3.12
+    return
+  fi
+  local version
+  version=$(pyenv versions --bare 2>/dev/null | grep -E '^3\.12\.[0-9]+$' | sort -V | tail -n 1)
+  if [ -n "$version" ]; then
+    echo "$(pyenv root)/versions/$version/bin/python3.12"
+    return
+  fi
+  echo "tests/run.sh: focus-validator needs Python 3.12 (python3.12 on PATH, or pyenv's 3.12)" >&2
+  return 1
+}
+if ! .venv-focus/bin/python -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+  rm -rf .venv-focus
+  python=$(python312)
+  "$python" -m venv .venv-focus
+fi
+.venv-focus/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements-focus.txt
+export TALLY_FOCUS_PYTHON="$PWD/.venv-focus/bin/python"
 
 echo "==> Example adapters, built from source for wasm32-wasip2"
 adapters/build.sh

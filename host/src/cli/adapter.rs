@@ -52,6 +52,10 @@ pub struct TestArgs {
     /// Directory for the documents.
     #[arg(long, default_value = "adapter-out")]
     out: PathBuf,
+    /// Run the export as a correction (`correction: true` in the request):
+    /// the window was exported before and this run replaces it.
+    #[arg(long)]
+    correction: bool,
     /// An origin (scheme://host[:port]) the adapter may `send` to, as an
     /// installation's `allowed_outbound_hosts`; repeat for several.
     #[arg(long = "allow-outbound", value_name = "ORIGIN", value_parser = AllowedOrigin::parse)]
@@ -125,7 +129,7 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
             Granularity::Hourly => WitGranularity::Hourly,
             Granularity::Daily => WitGranularity::Daily,
         },
-        correction: false,
+        correction: args.correction,
     };
     let usage = UsageAccess {
         store: store.clone(),
