@@ -9,13 +9,13 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Days, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use support::billing_api::{API_KEY, BillingApi};
 use support::*;
 use tally::auth::Role;
 use tally::store::ExportStore;
@@ -25,15 +25,7 @@ use tally_usage_generator::Options;
 const RATES: [(&str, f64); 2] = [(VM_METER, 0.025), (IP_METER, 0.005)];
 
 fn component(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/adapters")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|_| {
-        panic!(
-            "{} is missing: run adapters/build.sh (tests/run.sh does)",
-            path.display()
-        )
-    })
+    std::fs::read(component_path(name)).unwrap()
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -219,7 +211,9 @@ async fn installs_are_checked_before_anything_is_stored() {
     other_sha = other_sha.replace(&sha256(&chargeback), &"0".repeat(64));
     let not_a_component = b"\0asm\x01\0\0\0 a core module, not a component".to_vec();
     let next_major = component("next-major");
-    let refusals: Vec<(String, Option<Vec<u8>>, StatusCode, &str, &str)> = vec![
+    // (manifest, component, status, code, part of the message)
+    type Refusal<'a> = (String, Option<Vec<u8>>, StatusCode, &'a str, &'a str);
+    let refusals: Vec<Refusal> = vec![
         (
             good.replace("window = 'daily'", "window = 'weekly'"),
             Some(chargeback.clone()),
@@ -646,4 +640,69 @@ async fn a_failed_window_holds_the_watermark_until_it_is_run_again() {
     );
     let shown = wait_for_watermark(&host, "fragile", today()).await;
     assert!(shown["heldBy"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_is_retried_under_the_same_keys_and_bills_every_line_once() {
+    let (host, first_day) = host_with_usage().await;
+    let api = BillingApi::start().await;
+    // The second request of the first window meets a 503.
+    api.fail_once_at(2);
+    let webhook = component("billing-webhook");
+    let rates: Vec<String> = RATES.iter().map(|(m, r)| format!("'{m}' = {r}")).collect();
+    let extra = format!(
+        "allowed_outbound_hosts = ['{}']\n[config]\nendpoint = '{}'\ncurrency = 'EUR'\nbatch_size = 20\n\
+         headers = {{ 'X-Api-Key' = '{API_KEY}' }}\nrates = {{ {} }}\n",
+        api.origin,
+        api.endpoint(),
+        rates.join(", ")
+    );
+    // allowed_outbound_hosts is a top-level key: it goes before [schedule].
+    let manifest = manifest("billing", &webhook, first_day, "").replace(
+        "[schedule]",
+        &format!("{}\n[schedule]", extra.lines().next().unwrap()),
+    ) + &extra.lines().skip(1).collect::<Vec<_>>().join("\n");
+    let (status, body) = install(&host, &host.operator, &manifest, Some(&webhook)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    wait_for_watermark(&host, "billing", today()).await;
+
+    let runs = host
+        .get("/v1/adapters/billing/runs", &host.operator)
+        .await
+        .body;
+    let attempts: Vec<u64> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["attempts"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        attempts,
+        [1, 1, 1, 2],
+        "the first window was tried twice: {runs}"
+    );
+    assert!(
+        runs[3]["reason"].is_null(),
+        "a retried run that succeeded shows no failure"
+    );
+
+    // The retry re-sent the first request under its key: the API dropped it.
+    let requests = api.requests();
+    let first_key = &requests[0].key;
+    assert_eq!(requests.iter().filter(|r| &r.key == first_key).count(), 2);
+    assert_eq!(requests[1].status, StatusCode::SERVICE_UNAVAILABLE);
+
+    // Every line billed once; amounts = the usage API's totals × rates.
+    let lines = api.billed_lines();
+    let ids: std::collections::BTreeSet<&str> =
+        lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), lines.len(), "a line billed twice");
+    let mut billed: BTreeMap<String, f64> = BTreeMap::new();
+    for line in &lines {
+        *billed
+            .entry(line["meter_id"].as_str().unwrap().to_ascii_lowercase())
+            .or_insert(0.0) += line["amount"].as_str().unwrap().parse::<f64>().unwrap();
+    }
+    let expected = expected_costs(&host, first_day, today(), &RATES).await;
+    assert_costs_close(&billed, &expected, lines.len());
 }

@@ -12,12 +12,11 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
+use support::billing_api::{API_KEY, BillingApi};
 use support::process::tally;
 use support::*;
 use tally::adapters::contract::{ExportRequest, Granularity, Window};
@@ -31,140 +30,9 @@ use tally::adapters::{
 use tally::store::Store;
 use tally_usage_generator::{Options, UsageRecord, meters};
 
-/// The API key the billing API expects in `X-Api-Key`.
-const API_KEY: &str = "test-api-key";
 /// A reported-time window that cuts the sample usage on both sides.
 const WINDOW: (&str, &str) = ("2026-10-28T00:00:00Z", "2026-11-02T00:00:00Z");
 const BATCH_SIZE: usize = 20;
-
-/// One request as the billing API saw it.
-#[derive(Clone, Debug)]
-struct Received {
-    key: String,
-    headers: HeaderMap,
-    body: Value,
-    status: StatusCode,
-}
-
-#[derive(Default)]
-struct Ledger {
-    /// Every request in arrival order, duplicates and failures included.
-    requests: Vec<Received>,
-    /// The keys it accepted, in order, with their bodies.
-    accepted: Vec<(String, Value)>,
-    /// The arrival (counted from 1) answered 503, once.
-    fail_arrival: Option<usize>,
-}
-
-/// A billing API on a loopback port.
-struct BillingApi {
-    /// `http://127.0.0.1:PORT`
-    origin: String,
-    ledger: Arc<Mutex<Ledger>>,
-}
-
-impl BillingApi {
-    async fn start() -> Self {
-        let ledger = Arc::new(Mutex::new(Ledger::default()));
-        let app = axum::Router::new()
-            .route("/v1/invoice-lines", axum::routing::post(receive))
-            .with_state(ledger.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let origin = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        BillingApi { origin, ledger }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("{}/v1/invoice-lines", self.origin)
-    }
-
-    fn allowed(&self) -> AllowedOrigin {
-        AllowedOrigin::parse(&self.origin).unwrap()
-    }
-
-    /// Answers the `arrival`-th request (from 1, counting every request) with a 503, once.
-    fn fail_once_at(&self, arrival: usize) {
-        self.ledger.lock().unwrap().fail_arrival = Some(arrival);
-    }
-
-    fn requests(&self) -> Vec<Received> {
-        self.ledger.lock().unwrap().requests.clone()
-    }
-
-    fn accepted(&self) -> Vec<(String, Value)> {
-        self.ledger.lock().unwrap().accepted.clone()
-    }
-
-    /// The invoice lines of the accepted requests: what would be billed.
-    fn billed_lines(&self) -> Vec<Value> {
-        self.accepted()
-            .iter()
-            .flat_map(|(_, body)| body["lines"].as_array().unwrap().clone())
-            .collect()
-    }
-}
-
-async fn receive(
-    State(ledger): State<Arc<Mutex<Ledger>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, String) {
-    let mut ledger = ledger.lock().unwrap();
-    let arrival = ledger.requests.len() + 1;
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (status, answer) = if key.is_empty() {
-        (
-            StatusCode::BAD_REQUEST,
-            json!({"error": "Idempotency-Key is required"}),
-        )
-    } else if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(API_KEY) {
-        (
-            StatusCode::UNAUTHORIZED,
-            json!({"error": "invalid API key"}),
-        )
-    } else if ledger.fail_arrival == Some(arrival) {
-        ledger.fail_arrival = None;
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"error": "down for maintenance"}),
-        )
-    } else if ledger.accepted.iter().any(|(k, _)| *k == key) {
-        (StatusCode::OK, json!({"duplicate": true}))
-    } else if json.is_null() {
-        (StatusCode::BAD_REQUEST, json!({"error": "not JSON"}))
-    } else {
-        ledger.accepted.push((key.clone(), json.clone()));
-        (
-            StatusCode::CREATED,
-            json!({"accepted": json["lines"].as_array().map_or(0, Vec::len)}),
-        )
-    };
-    ledger.requests.push(Received {
-        key,
-        headers,
-        body: json,
-        status,
-    });
-    (status, answer.to_string())
-}
-
-fn component(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/adapters")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run adapters/build.sh (tests/run.sh does)",
-        path.display()
-    );
-    path
-}
 
 /// A host holding sample usage, and the webhook adapter loaded.
 struct Harness {
@@ -185,7 +53,7 @@ impl Harness {
         .await;
         let cache = tempfile::tempdir().unwrap();
         let engine = Arc::new(AdapterEngine::new(cache.path()).unwrap());
-        let adapter = load_file(&engine, &component("billing-webhook")).unwrap();
+        let adapter = load_file(&engine, &component_path("billing-webhook")).unwrap();
         Harness {
             host,
             records,
@@ -649,7 +517,7 @@ async fn adapter_test_sends_only_to_the_origins_it_is_given() {
             let mut args = vec![
                 "adapter".to_string(),
                 "test".into(),
-                component("billing-webhook").to_str().unwrap().into(),
+                component_path("billing-webhook").to_str().unwrap().into(),
                 "--config".into(),
                 config_path.to_str().unwrap().into(),
                 "--usage".into(),

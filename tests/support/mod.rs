@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test file uses its own share of the helpers
 
+pub mod billing_api;
 pub mod process;
 
 use std::net::SocketAddr;
@@ -265,6 +266,20 @@ pub fn provider_uri(start: &str, end: &str, granularity: &str) -> String {
     format!(
         "/subscriptions/default-provider/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates?reportedStartTime={start}&reportedEndTime={end}&aggregationGranularity={granularity}&{API}"
     )
+}
+
+/// The bytes of an example adapter built by `adapters/build.sh` (run by
+/// `tests/run.sh`): tests that need one fail, not skip, without it.
+pub fn component_path(name: &str) -> std::path::PathBuf {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/adapters")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run adapters/build.sh (tests/run.sh does)",
+        path.display()
+    );
+    path
 }
 
 /// Sample usage from the generator, as wire records.

@@ -1,0 +1,142 @@
+//! A billing system's HTTP API on a loopback port, as adapters that `send`
+//! invoice lines meet it: it keeps every request, drops a request whose
+//! `Idempotency-Key` it already accepted (as real billing APIs do), and can
+//! be told to fail one request or to answer slowly.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use tally::adapters::egress::AllowedOrigin;
+
+/// The API key the billing API expects in `X-Api-Key`.
+pub const API_KEY: &str = "test-api-key";
+
+/// One request as the billing API saw it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub key: String,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub status: StatusCode,
+}
+
+#[derive(Default)]
+pub struct Ledger {
+    /// Every request in arrival order, duplicates and failures included.
+    requests: Vec<Received>,
+    /// The keys it accepted, in order, with their bodies.
+    accepted: Vec<(String, Value)>,
+    /// The arrival (counted from 1) answered 503, once.
+    fail_arrival: Option<usize>,
+    /// How long each answer takes.
+    delay: Duration,
+}
+
+/// A billing API on a loopback port.
+pub struct BillingApi {
+    /// `http://127.0.0.1:PORT`
+    pub origin: String,
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+impl BillingApi {
+    pub async fn start() -> Self {
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let app = axum::Router::new()
+            .route("/v1/invoice-lines", axum::routing::post(receive))
+            .with_state(ledger.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        BillingApi { origin, ledger }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("{}/v1/invoice-lines", self.origin)
+    }
+
+    pub fn allowed(&self) -> AllowedOrigin {
+        AllowedOrigin::parse(&self.origin).unwrap()
+    }
+
+    /// Answers the `arrival`-th request (from 1, counting every request) with a 503, once.
+    pub fn fail_once_at(&self, arrival: usize) {
+        self.ledger.lock().unwrap().fail_arrival = Some(arrival);
+    }
+
+    /// Makes every answer take `delay` (so that a run lasts long enough to be interrupted).
+    pub fn slow_down(&self, delay: Duration) {
+        self.ledger.lock().unwrap().delay = delay;
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.ledger.lock().unwrap().requests.clone()
+    }
+
+    pub fn accepted(&self) -> Vec<(String, Value)> {
+        self.ledger.lock().unwrap().accepted.clone()
+    }
+
+    /// The invoice lines of the accepted requests: what would be billed.
+    pub fn billed_lines(&self) -> Vec<Value> {
+        self.accepted()
+            .iter()
+            .flat_map(|(_, body)| body["lines"].as_array().unwrap().clone())
+            .collect()
+    }
+}
+
+async fn receive(
+    State(ledger): State<Arc<Mutex<Ledger>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let delay = ledger.lock().unwrap().delay;
+    tokio::time::sleep(delay).await;
+    let mut ledger = ledger.lock().unwrap();
+    let arrival = ledger.requests.len() + 1;
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (status, answer) = if key.is_empty() {
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "Idempotency-Key is required"}),
+        )
+    } else if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(API_KEY) {
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "invalid API key"}),
+        )
+    } else if ledger.fail_arrival == Some(arrival) {
+        ledger.fail_arrival = None;
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "down for maintenance"}),
+        )
+    } else if ledger.accepted.iter().any(|(k, _)| *k == key) {
+        (StatusCode::OK, json!({"duplicate": true}))
+    } else if json.is_null() {
+        (StatusCode::BAD_REQUEST, json!({"error": "not JSON"}))
+    } else {
+        ledger.accepted.push((key.clone(), json.clone()));
+        (
+            StatusCode::CREATED,
+            json!({"accepted": json["lines"].as_array().map_or(0, Vec::len)}),
+        )
+    };
+    ledger.requests.push(Received {
+        key,
+        headers,
+        body: json,
+        status,
+    });
+    (status, answer.to_string())
+}
