@@ -1,11 +1,17 @@
 //! Every record acknowledged with a 2xx survives a `kill -9` of the host, and
-//! nothing is counted twice when the reporters retry.
+//! nothing is counted twice when the reporters retry; an export cut short by
+//! a `kill -9` runs again after the restart and bills every line once.
 
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Days, Utc};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
+use support::billing_api::{API_KEY, BillingApi};
 use support::process::{Server, tally_ok};
 use support::*;
 use tally_usage_generator::Options;
@@ -132,4 +138,192 @@ async fn acknowledged_usage_survives_kill_9_and_retries_count_once() {
         next = page["nextLink"].as_str().map(str::to_string);
     }
     assert_totals_eq(&totals_by_meter(&rows), &ingested_totals(&generated));
+}
+
+/// Rates of the webhook adapter in the restart test.
+const RATES: [(&str, f64); 2] = [(VM_METER, 0.025), (IP_METER, 0.005)];
+
+async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_cut_by_kill_9_runs_again_after_restart_and_bills_every_line_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let token = tally_ok(&[
+        "token",
+        "create",
+        "--data-dir",
+        data_dir,
+        "--role",
+        "operator",
+    ])
+    .trim()
+    .to_string();
+    let config = dir.path().join("tally.toml");
+    std::fs::write(&config, "[exports]\ntick = '100ms'\nretry_base = '200ms'\n").unwrap();
+    let serve_args = ["--config", config.to_str().unwrap()];
+
+    // Two days of usage, all reported before today.
+    let today = Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let first_day = today - Days::new(2);
+    let records: Vec<Value> = to_wire(&sample(&Options {
+        subscriptions: 4,
+        days: 2,
+        end: today - Days::new(1),
+        ..Options::default()
+    }))
+    .into_iter()
+    .filter(|r| reported_at(r) < Utc::now())
+    .collect();
+    let mut server = Server::start_with(dir.path(), &serve_args);
+    let client = reqwest::Client::new();
+    for batch in records.chunks(2_000) {
+        post(&client, &server.base, &token, batch).await.unwrap();
+    }
+
+    // A billing API slow enough for the kill to land mid-export.
+    let api = BillingApi::start().await;
+    api.slow_down(Duration::from_millis(100));
+    let wasm = std::fs::read(component_path("billing-webhook")).unwrap();
+    let sha256: String = Sha256::digest(&wasm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let rates: Vec<String> = RATES.iter().map(|(m, r)| format!("'{m}' = {r}")).collect();
+    let manifest = dir.path().join("billing.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "name = 'billing'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{sha256}'\n\
+             component = '{}'\nallowed_outbound_hosts = ['{}']\n\
+             [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{}'\n\
+             [config]\nendpoint = '{}'\ncurrency = 'EUR'\nbatch_size = 4\n\
+             headers = {{ 'X-Api-Key' = '{API_KEY}' }}\nrates = {{ {} }}\n",
+            component_path("billing-webhook").display(),
+            api.origin,
+            first_day.to_rfc3339(),
+            api.endpoint(),
+            rates.join(", ")
+        ),
+    )
+    .unwrap();
+    let installed = tally_ok(&[
+        "adapters",
+        "install",
+        manifest.to_str().unwrap(),
+        "--url",
+        &server.base,
+        "--token",
+        &token,
+    ]);
+    assert!(installed.starts_with("installed billing"), "{installed}");
+
+    // Kill the host once the billing API has seen a few requests.
+    let started = Instant::now();
+    while api.requests().len() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the export never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.kill();
+    let sent_before_kill = api.requests().len();
+
+    let server = Server::start_with(dir.path(), &serve_args);
+    let started = Instant::now();
+    let installation = loop {
+        let installation = get_json(
+            &client,
+            &format!("{}/v1/adapters/billing", server.base),
+            &token,
+        )
+        .await;
+        let watermark: DateTime<Utc> = installation["watermark"].as_str().unwrap().parse().unwrap();
+        if watermark == today {
+            break installation;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{installation}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(installation["heldBy"].is_null());
+
+    // Each window was exported by one run; the one cut short ran twice.
+    let runs = get_json(
+        &client,
+        &format!("{}/v1/adapters/billing/runs", server.base),
+        &token,
+    )
+    .await;
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(
+        runs.iter()
+            .all(|r| r["status"] == "succeeded" && r["revision"] == 0)
+    );
+    assert_eq!(
+        runs.iter().map(|r| r["attempts"].as_u64().unwrap()).max(),
+        Some(2)
+    );
+
+    // The restarted run re-sent what the killed one had sent, under the same
+    // keys, and the billing API dropped those.
+    let requests = api.requests();
+    let resent = requests[sent_before_kill..]
+        .iter()
+        .filter(|r| {
+            requests[..sent_before_kill]
+                .iter()
+                .any(|old| old.key == r.key)
+        })
+        .count();
+    assert!(resent >= 1, "nothing was re-sent under an old key");
+
+    // Every line billed once, and the amounts are the usage times the rates.
+    let lines = api.billed_lines();
+    let ids: BTreeSet<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), lines.len(), "a line was billed twice");
+    let mut billed: BTreeMap<String, f64> = BTreeMap::new();
+    for line in &lines {
+        let meter = line["meter_id"].as_str().unwrap().to_ascii_lowercase();
+        *billed.entry(meter).or_default() +=
+            line["amount"].as_str().unwrap().parse::<f64>().unwrap();
+    }
+    for (meter, rate) in RATES {
+        let quantity: f64 = records
+            .iter()
+            .filter(|r| r["meterId"].as_str().unwrap().eq_ignore_ascii_case(meter))
+            .filter(|r| (first_day..today).contains(&reported_at(r)))
+            .map(|r| r["quantity"].as_f64().unwrap())
+            .sum();
+        let got = billed[&meter.to_ascii_lowercase()];
+        assert!(
+            (got - quantity * rate).abs() <= 1e-6 * lines.len() as f64,
+            "meter {meter}: billed {got}, usage × rate {}",
+            quantity * rate
+        );
+    }
+}
+
+fn reported_at(record: &Value) -> DateTime<Utc> {
+    record["reportedTime"].as_str().unwrap().parse().unwrap()
 }
