@@ -344,9 +344,22 @@ async fn each_closed_window_is_exported_once_and_the_documents_total_usage_times
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
+    // And a FinOps FOCUS export of the same usage.
+    let focus = component("focus");
+    let focus_config = chargeback_config(&RATES).replace("group_by_tag = 'cost-center'\n", "");
+    let (status, body) = install(
+        &host,
+        &host.operator,
+        &manifest("focus", &focus, first_day, &focus_config),
+        Some(&focus),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
     let closed = today();
     wait_for_watermark(&host, "chargeback", closed).await;
     wait_for_watermark(&host, "chargeback-one", closed).await;
+    wait_for_watermark(&host, "focus", closed).await;
 
     // One run per window, all succeeded, with their figures.
     let runs = host
@@ -393,6 +406,27 @@ async fn each_closed_window_is_exported_once_and_the_documents_total_usage_times
     let csv = joined.body.as_str().unwrap();
     let expected = expected_costs(&host, first_day, closed, &RATES).await;
     assert_costs_close(&costs_by_meter(csv), &expected, csv.lines().count());
+
+    // The FOCUS document: BilledCost per SkuId (the meter) = usage × rates.
+    let focus_csv = host
+        .get("/v1/adapters/focus/documents/focus.csv", &host.operator)
+        .await
+        .body;
+    let mut reader = csv::Reader::from_reader(focus_csv.as_str().unwrap().as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (sku, billed) = (column("SkuId"), column("BilledCost"));
+    let mut focus_costs = BTreeMap::new();
+    let mut focus_rows = 0;
+    for row in reader.records() {
+        let row = row.unwrap();
+        *focus_costs
+            .entry(row[sku].to_ascii_lowercase())
+            .or_insert(0.0) += row[billed].parse::<f64>().unwrap();
+        focus_rows += 1;
+    }
+    focus_costs.retain(|meter, _| expected.contains_key(meter));
+    assert_costs_close(&focus_costs, &expected, focus_rows);
 
     // A date range selects the windows that start in it.
     let day = first_day + Days::new(1);
