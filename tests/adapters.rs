@@ -77,14 +77,11 @@ impl Sandbox {
             granularity: Granularity::Daily,
             correction: false,
         };
-        let usage = UsageAccess {
-            store: self.host.store.clone(),
-            catalog: self.host.store.meter_catalog().await.unwrap(),
+        let usage = UsageAccess::new(
+            self.host.store.clone(),
+            self.host.store.meter_catalog().await.unwrap(),
             grant,
-            runtime: tokio::runtime::Handle::current(),
-            rows_read: 0,
-            now: chrono::Utc::now(),
-        };
+        );
         let (engine, adapter, config) = (self.engine.clone(), adapter.clone(), config.to_string());
         tokio::task::spawn_blocking(move || {
             run_export(

@@ -80,14 +80,11 @@ impl Harness {
             granularity: Granularity::Hourly,
             correction,
         };
-        let usage = UsageAccess {
-            store: self.host.store.clone(),
-            catalog: self.host.store.meter_catalog().await.unwrap(),
-            grant: SubscriptionGrant::All,
-            runtime: tokio::runtime::Handle::current(),
-            rows_read: 0,
-            now: chrono::Utc::now(),
-        };
+        let usage = UsageAccess::new(
+            self.host.store.clone(),
+            self.host.store.meter_catalog().await.unwrap(),
+            SubscriptionGrant::All,
+        );
         let (engine, adapter, config) = (
             self.engine.clone(),
             self.adapter.clone(),

@@ -116,14 +116,7 @@ async fn benchmark(quick: bool) {
     let mut peak_memory = 0;
     let mut wasm_time = Duration::MAX;
     for _ in 0..3 {
-        let usage = UsageAccess {
-            store: store.clone(),
-            catalog: catalog.clone(),
-            grant: SubscriptionGrant::All,
-            runtime: tokio::runtime::Handle::current(),
-            rows_read: 0,
-            now: Utc::now(),
-        };
+        let usage = UsageAccess::new(store.clone(), catalog.clone(), SubscriptionGrant::All);
         let (engine, adapter, request, config) = (
             engine.clone(),
             warm.clone(),

@@ -30,6 +30,28 @@ pub struct UsageAccess {
     pub rows_read: u64,
     /// When the run started: windows must have closed before it.
     pub now: DateTime<Utc>,
+    /// Set when the store failed mid-read: the run then fails as transient
+    /// (the adapter is stopped; it could not have produced a whole export).
+    pub store_failure: Option<String>,
+}
+
+impl UsageAccess {
+    /// Access to `store` for a run starting now, on the current tokio runtime.
+    pub fn new(
+        store: Arc<dyn Store>,
+        catalog: Arc<MeterCatalog>,
+        grant: SubscriptionGrant,
+    ) -> Self {
+        UsageAccess {
+            store,
+            catalog,
+            grant,
+            runtime: tokio::runtime::Handle::current(),
+            rows_read: 0,
+            now: Utc::now(),
+            store_failure: None,
+        }
+    }
 }
 
 /// A streaming read: the queries still to run and where the current one is.
@@ -147,9 +169,14 @@ impl HostCursor for RunState {
         let (store, runtime) = (usage.store.clone(), usage.runtime.clone());
         let cursor = self.table.get_mut(&cursor)?;
         while let Some(query) = cursor.queries.front() {
-            let page = runtime
-                .block_on(store.aggregates(query, cursor.after))
-                .map_err(|e| wasmtime::format_err!("reading usage failed: {e}"))?;
+            let page = match runtime.block_on(store.aggregates(query, cursor.after)) {
+                Ok(page) => page,
+                Err(error) => {
+                    let reason = format!("reading usage failed: {error}");
+                    usage.store_failure = Some(reason.clone());
+                    return Err(wasmtime::format_err!(reason));
+                }
+            };
             match page.next {
                 Some(position) => cursor.after = Some(position),
                 None => {

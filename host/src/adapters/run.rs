@@ -222,6 +222,14 @@ fn deadline_ticks(deadline: Duration) -> u64 {
 
 /// Names the cause of a trap.
 fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits: &Limits) -> RunFailure {
+    if let Some(reason) = store
+        .data()
+        .usage
+        .as_ref()
+        .and_then(|u| u.store_failure.clone())
+    {
+        return RunFailure::Transient(reason);
+    }
     if store.data().limiter.refused {
         return RunFailure::OutOfMemory(format!("limit {} MiB", limits.memory_bytes >> 20));
     }

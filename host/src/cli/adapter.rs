@@ -131,14 +131,11 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
         },
         correction: args.correction,
     };
-    let usage = UsageAccess {
-        store: store.clone(),
-        catalog: store.meter_catalog().await?,
-        grant: SubscriptionGrant::All,
-        runtime: tokio::runtime::Handle::current(),
-        rows_read: 0,
-        now,
-    };
+    let usage = UsageAccess::new(
+        store.clone(),
+        store.meter_catalog().await?,
+        SubscriptionGrant::All,
+    );
     println!("window {start} .. {end} ({granularity:?})");
     let outcome = tokio::task::spawn_blocking(move || {
         let allowed = args.allow_outbound;

@@ -59,14 +59,11 @@ impl Exports {
             .context("the installation was removed")?;
         let manifest = Manifest::parse(&installation.manifest)?;
         let adapter = self.loaded(&installation.component_sha256).await?;
-        let usage = UsageAccess {
-            store: self.store.clone(),
-            catalog: self.store.meter_catalog().await?,
-            grant: manifest.grant.clone(),
-            runtime: tokio::runtime::Handle::current(),
-            rows_read: 0,
-            now: Utc::now(),
-        };
+        let usage = UsageAccess::new(
+            self.store.clone(),
+            self.store.meter_catalog().await?,
+            manifest.grant.clone(),
+        );
         let request = ExportRequest {
             run_id: run_id(&installation, run),
             window: Window {
