@@ -740,3 +740,39 @@ async fn a_transient_failure_is_retried_under_the_same_keys_and_bills_every_line
     let expected = expected_costs(&host, first_day, today(), &RATES).await;
     assert_costs_close(&billed, &expected, lines.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_manifests_install_once_pinned() {
+    let host = TestHost::with_exports().await;
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/adapters");
+    for (file, component_name) in [
+        ("chargeback.toml", "chargeback-csv"),
+        ("focus.toml", "focus"),
+        ("billing-webhook.toml", "billing-webhook"),
+    ] {
+        let text = std::fs::read_to_string(examples.join(file)).unwrap();
+        let wasm = component(component_name);
+        let pinned: String = text
+            .lines()
+            .map(|line| {
+                if line.starts_with("sha256 = ") {
+                    format!("sha256 = \"{}\"", sha256(&wasm))
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let (status, body) = install(&host, &host.operator, &pinned, Some(&wasm)).await;
+        assert_eq!(status, StatusCode::CREATED, "{file}: {body}");
+        // As shipped, unpinned, it is refused with a message saying so.
+        let (status, body) = install(&host, &host.operator, &text, Some(&wasm)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{file}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("sha256")
+        );
+    }
+}
