@@ -377,6 +377,12 @@ async fn each_closed_window_is_exported_once_and_the_documents_total_usage_times
         assert!(run["figures"]["bytesWritten"].as_u64().unwrap() > 0);
         assert!(run["figures"]["peakMemoryBytes"].as_u64().unwrap() > 0);
     }
+    let metrics = host.get("/metrics", &host.operator).await.body;
+    let metrics = metrics.as_str().unwrap();
+    assert!(
+        metrics.contains(r#"tally_export_runs_total{adapter="chargeback",outcome="succeeded"} 4"#),
+        "{metrics}"
+    );
     // The scheduler looking again queues nothing, and the database refuses a
     // second first export of a window.
     let exports = host.exports.as_ref().unwrap();

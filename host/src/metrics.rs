@@ -1,4 +1,5 @@
-//! Prometheus metrics: requests, latencies and ingest counts, served at `/metrics`.
+//! Prometheus metrics: requests, latencies, ingest counts and export runs,
+//! served at `/metrics`.
 
 use std::time::Instant;
 
@@ -25,6 +26,18 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    adapter: String,
+    /// `succeeded`, `retrying` or `failed`.
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdapterLabels {
+    adapter: String,
+}
+
 /// The host's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
@@ -36,6 +49,9 @@ pub struct Metrics {
     pub records_duplicate: Counter,
     /// Ingest requests refused as invalid.
     pub rejected_requests: Counter,
+    export_runs: Family<RunLabels, Counter>,
+    export_rows: Family<AdapterLabels, Counter>,
+    export_duration: Family<AdapterLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -71,6 +87,26 @@ impl Default for Metrics {
             "Ingest requests refused as invalid",
             Counter::clone(&rejected_requests),
         );
+        let export_runs = Family::<RunLabels, Counter>::default();
+        let export_rows = Family::<AdapterLabels, Counter>::default();
+        let export_duration = Family::<AdapterLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 16))
+        });
+        registry.register(
+            "export_runs",
+            "Export run attempts by adapter and outcome",
+            export_runs.clone(),
+        );
+        registry.register(
+            "export_rows_read",
+            "Aggregated usage rows read by adapters",
+            export_rows.clone(),
+        );
+        registry.register(
+            "export_run_duration_seconds",
+            "Export run attempts' duration by adapter",
+            export_duration.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -78,6 +114,9 @@ impl Default for Metrics {
             records_accepted,
             records_duplicate,
             rejected_requests,
+            export_runs,
+            export_rows,
+            export_duration,
         }
     }
 }
@@ -87,6 +126,20 @@ impl Metrics {
     pub fn record_ingest(&self, accepted: usize, duplicates: usize) {
         self.records_accepted.inc_by(accepted as u64);
         self.records_duplicate.inc_by(duplicates as u64);
+    }
+
+    /// Counts an export run attempt of `adapter`.
+    pub fn record_run(&self, adapter: &str, outcome: &'static str, seconds: f64, rows_read: u64) {
+        let adapter = adapter.to_owned();
+        self.export_runs
+            .get_or_create(&RunLabels {
+                adapter: adapter.clone(),
+                outcome,
+            })
+            .inc();
+        let labels = AdapterLabels { adapter };
+        self.export_rows.get_or_create(&labels).inc_by(rows_read);
+        self.export_duration.get_or_create(&labels).observe(seconds);
     }
 
     /// The Prometheus text exposition.

@@ -101,6 +101,8 @@ impl AppState {
     /// The same state, running billing adapters with `exports`.
     pub fn with_exports(self, exports: Arc<Exports>) -> Self {
         AppState {
+            // One registry: /metrics shows the runs too.
+            metrics: exports.metrics.clone(),
             exports: Some(exports),
             ..self
         }

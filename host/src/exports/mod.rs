@@ -25,6 +25,7 @@ use serde::Deserialize;
 use tokio::sync::Notify;
 
 use crate::adapters::{AdapterEngine, LoadedAdapter};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 pub use installs::InstallError;
@@ -72,6 +73,8 @@ pub struct Exports {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) engine: Arc<AdapterEngine>,
     pub settings: ExportSettings,
+    /// Where runs are counted (shared with the API's `/metrics`).
+    pub metrics: Arc<Metrics>,
     loaded: Mutex<HashMap<String, LoadedAdapter>>,
     wake: Notify,
 }
@@ -87,6 +90,7 @@ impl Exports {
             store,
             engine,
             settings,
+            metrics: Arc::default(),
             loaded: Mutex::default(),
             wake: Notify::new(),
         }

@@ -43,11 +43,22 @@ impl Exports {
         };
         let outcome = match &attempt.end {
             RunEnd::Succeeded { .. } => "succeeded",
-            RunEnd::Retry { .. } => "will retry",
+            RunEnd::Retry { .. } => "retrying",
             RunEnd::Failed { .. } => "failed",
         };
-        tracing::info!(run = run.id, window = %run.window_start, attempt = run.attempts, outcome, "export run");
+        let figures = attempt.figures.clone();
         self.store.finish_run(run.id, attempt).await?;
+        let adapter = match self.store.installation_by_id(run.installation_id).await? {
+            Some(installation) => installation.name,
+            None => format!("#{}", run.installation_id),
+        };
+        tracing::info!(%adapter, run = run.id, window = %run.window_start, attempt = run.attempts, outcome, "export run");
+        self.metrics.record_run(
+            &adapter,
+            outcome,
+            figures.elapsed_ms as f64 / 1e3,
+            figures.rows_read,
+        );
         Ok(())
     }
 
