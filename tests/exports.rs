@@ -745,6 +745,91 @@ async fn a_transient_failure_is_retried_under_the_same_keys_and_bills_every_line
     }
     let expected = expected_costs(&host, first_day, today(), &RATES).await;
     assert_costs_close(&billed, &expected, lines.len());
+
+    // Its JSON summaries do not join across runs: the API says where they are.
+    let joined = host
+        .get(
+            "/v1/adapters/billing/documents/invoice-summary.json",
+            &host.operator,
+        )
+        .await;
+    assert_eq!(
+        (joined.status, joined.code()),
+        (StatusCode::CONFLICT, "NotJoinable")
+    );
+    let unknown = host
+        .get("/v1/adapters/billing/documents/nothing.csv", &host.operator)
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_adapter_runs_nothing_until_enabled() {
+    let (host, first_day) = host_with_usage().await;
+    let chargeback = component("chargeback-csv");
+    let manifest = manifest(
+        "chargeback",
+        &chargeback,
+        today(),
+        &chargeback_config(&RATES),
+    );
+    let (status, body) = install(&host, &host.operator, &manifest, Some(&chargeback)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let post = |path: &'static str| host.call(Method::POST, path, Some(&host.operator), None);
+    assert_eq!(
+        post("/v1/adapters/chargeback/disable").await.body["enabled"],
+        false
+    );
+
+    let body = json!({"from": first_day.to_rfc3339(), "to": today().to_rfc3339()});
+    let reply = host
+        .call(
+            Method::POST,
+            "/v1/adapters/chargeback/runs",
+            Some(&host.operator),
+            Some(body.to_string()),
+        )
+        .await;
+    let days = (today() - first_day).num_days() as usize;
+    assert_eq!(reply.body.as_array().unwrap().len(), days, "{}", reply.body);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let runs = host
+        .get("/v1/adapters/chargeback/runs", &host.operator)
+        .await
+        .body;
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "pending"),
+        "{runs}"
+    );
+
+    assert_eq!(
+        post("/v1/adapters/chargeback/enable").await.body["enabled"],
+        true
+    );
+    for run in reply.body.as_array().unwrap() {
+        let run = wait_for_run(&host, run["run"]["url"].as_str().unwrap()).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+    }
+    // Removing it takes its runs and documents along.
+    let removed = host
+        .call(
+            Method::DELETE,
+            "/v1/adapters/chargeback",
+            Some(&host.operator),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    let gone = host
+        .get("/v1/adapters/chargeback/runs", &host.operator)
+        .await;
+    assert_eq!(
+        (gone.status, gone.code()),
+        (StatusCode::NOT_FOUND, "AdapterNotFound")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
