@@ -579,6 +579,23 @@ async fn a_correction_replaces_its_window_in_the_joined_document() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    // So is a range ending now: its last window is still open.
+    let open = json!({"from": today().to_rfc3339(), "to": Utc::now().to_rfc3339()});
+    let reply = host
+        .call(
+            Method::POST,
+            "/v1/adapters/chargeback/runs",
+            Some(&host.operator),
+            Some(open.to_string()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has not closed yet")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

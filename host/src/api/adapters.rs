@@ -18,7 +18,7 @@ use super::error::{ApiError, ErrorResponse};
 use super::exports::{RunView, run_view};
 use crate::auth::Role;
 use crate::exports::{Exports, InstallError, Manifest};
-use crate::store::exports::{AdapterDescription, Installation, RunStatus};
+use crate::store::exports::{AdapterDescription, Installation};
 
 /// Largest install request: components from toolchains that embed an
 /// interpreter (Python, JavaScript) weigh tens of MiB.
@@ -231,11 +231,8 @@ async fn view(
         .map_err(|e| ApiError::from(crate::store::StoreError::Unavailable(e)))?;
     let held_by = exports
         .store
-        .runs(installation.id, 1_000)
+        .holding_run(installation.id)
         .await?
-        .into_iter()
-        .filter(|run| run.status == RunStatus::Failed)
-        .min_by_key(|run| (run.window_start, run.revision))
         .map(|run| run_view(installation, &run));
     Ok(InstallationView {
         name: installation.name.clone(),

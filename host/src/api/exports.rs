@@ -177,6 +177,12 @@ pub async fn request_runs(
     }
     let manifest = stored_manifest(&installation)?;
     let windows = windows_between(manifest.window, from, to);
+    if let Some((_, end)) = windows.last().filter(|(_, end)| *end > Utc::now()) {
+        return Err(ApiError::invalid_property(
+            "to",
+            format!("the last window of the range ends at {end}, and has not closed yet"),
+        ));
+    }
     if windows.len() > MAX_REQUESTED_WINDOWS {
         return Err(ApiError::invalid_property(
             "to",

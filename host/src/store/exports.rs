@@ -260,6 +260,9 @@ pub trait ExportStore: Send + Sync + 'static {
     /// Runs of an installation, newest window first.
     async fn runs(&self, installation_id: i64, limit: usize) -> Result<Vec<Run>, StoreError>;
 
+    /// The earliest failed run of an installation: the one holding its watermark.
+    async fn holding_run(&self, installation_id: i64) -> Result<Option<Run>, StoreError>;
+
     /// A run of an installation, with its log and documents.
     async fn run(
         &self,

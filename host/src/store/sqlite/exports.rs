@@ -359,6 +359,19 @@ impl ExportStore for SqliteStore {
         .await
     }
 
+    async fn holding_run(&self, installation_id: i64) -> Result<Option<Run>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {RUN_COLUMNS} FROM export_runs WHERE installation_id = ?1 AND status = 'failed'
+                 ORDER BY window_start_ms, revision LIMIT 1"
+            );
+            conn.query_row(&sql, [installation_id], |row| Ok(run_of(row)))
+                .optional()?
+                .transpose()
+        })
+        .await
+    }
+
     async fn run(
         &self,
         installation_id: i64,
