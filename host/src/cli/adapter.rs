@@ -28,6 +28,8 @@ use crate::usage::{Granularity, ValidationContext};
 pub enum AdapterCommand {
     /// Run an adapter's export locally against a usage file (no server).
     Test(TestArgs),
+    /// Create a working adapter project to start from.
+    New(super::adapter_new::NewArgs),
 }
 
 /// Arguments of `tally adapter test`.
@@ -72,6 +74,7 @@ enum GranularityArg {
 pub async fn run(command: AdapterCommand) -> anyhow::Result<()> {
     match command {
         AdapterCommand::Test(args) => test(args).await,
+        AdapterCommand::New(args) => super::adapter_new::new(args),
     }
 }
 

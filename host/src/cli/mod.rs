@@ -3,6 +3,7 @@
 //! installs and runs).
 
 mod adapter;
+mod adapter_new;
 mod adapters;
 mod client;
 mod export;
@@ -51,7 +52,7 @@ enum Command {
     /// The meter catalog: list it, or add meters from a CSV file.
     #[command(subcommand)]
     Meters(meters::MetersCommand),
-    /// Billing adapters: run one locally against sample usage.
+    /// Billing adapters for authors: create a project, run one locally against sample usage.
     #[command(subcommand)]
     Adapter(adapter::AdapterCommand),
     /// Installed adapters of a running host: install, list, show, upgrade…

@@ -1,0 +1,100 @@
+//! `tally adapter new`: a generated project builds as generated and passes
+//! `tally adapter test` with its own sample config and usage.
+//!
+//! Building needs the toolchains `tests/run.sh` sets up (the `wasm32-wasip2`
+//! target is added by the project's own build script); the test fails, not
+//! skips, without them.
+
+mod support;
+
+use std::process::Command;
+
+use support::process::{tally, tally_ok};
+
+/// Creates `name` in `lang`, builds it with its own script, and runs it.
+fn generate_build_and_test(lang: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("my-{lang}-adapter");
+    let created = tally_ok(&[
+        "adapter",
+        "new",
+        &name,
+        "--lang",
+        lang,
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(created.contains("./build.sh"), "{created}");
+    let project = dir.path().join(&name);
+    // A target folder shared by the test runs: dependencies compile once.
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/adapter-new");
+    let built = Command::new("./build.sh")
+        .current_dir(&project)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{name}/build.sh failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let component = project.join(format!("{name}.wasm"));
+    let out = project.join("out");
+    let tested = tally_ok(&[
+        "adapter",
+        "test",
+        component.to_str().unwrap(),
+        "--config",
+        project.join("config.toml").to_str().unwrap(),
+        "--usage",
+        project.join("sample-usage.ndjson").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        tested.contains(&format!("adapter {name} 0.1.0")),
+        "{tested}"
+    );
+    // The same name again is refused: nothing is overwritten.
+    let again = tally(&[
+        "adapter",
+        "new",
+        &name,
+        "--lang",
+        lang,
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
+    std::fs::read_to_string(out.join("summary.csv")).unwrap()
+}
+
+/// The sample usage: 2 VMs of 2 and 4 vCPUs and one IP, 48 hours.
+const EXPECTED_SUMMARY: [(&str, f64, f64); 2] = [
+    ("F271A8A388C44D93956A063E1D2FA80B", 48.0, 48.0 * 0.005),
+    ("FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5", 288.0, 288.0 * 0.025),
+];
+
+fn assert_summary(csv: &str) {
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("meter_id,meter_name,unit,quantity,rate,cost,currency")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), EXPECTED_SUMMARY.len(), "{csv}");
+    for (row, (meter, quantity, cost)) in rows.iter().zip(EXPECTED_SUMMARY) {
+        assert_eq!(row[0], meter);
+        assert_eq!(row[3].parse::<f64>().unwrap(), quantity);
+        assert!(
+            (row[5].parse::<f64>().unwrap() - cost).abs() < 1e-9,
+            "{csv}"
+        );
+        assert_eq!(row[6], "EUR");
+    }
+}
+
+#[test]
+fn a_new_rust_adapter_builds_and_passes_adapter_test() {
+    assert_summary(&generate_build_and_test("rust"));
+}
