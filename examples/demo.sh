@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The demo: tally on its embedded database, 30 days of realistic usage from
 # 24 subscriptions loaded through the API, a tenant's usage read back through
-# the Azure-compatible usage API, and the chargeback adapter (a WebAssembly
-# component built from source) rating a week of it into a CSV for Power BI.
+# the Azure-compatible usage API, and three billing adapters (WebAssembly
+# components built from source) installed and run over the last week:
+# a chargeback CSV for Power BI, a FinOps FOCUS export, and invoice lines
+# pushed to a (stand-in) billing system's HTTP API.
 # Leaves the host running until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +12,7 @@ cd "$(dirname "$0")/.."
 PORT=${TALLY_DEMO_PORT:-8080}
 DATA=${TALLY_DEMO_DIR:-tally-data/demo}
 BASE="http://127.0.0.1:$PORT"
+BILLING_PORT=${TALLY_DEMO_BILLING_PORT:-8099}
 
 echo "==> Building tally (release) and the example adapters (wasm32-wasip2)"
 cargo build --release --locked -p tally -p tally-usage-generator
@@ -23,7 +26,8 @@ TENANT_SUB=7a110000-5e1f-4a7b-9c3d-0badcafe0000
 TENANT=$($TALLY token create --data-dir "$DATA" --role tenant --subscription "$TENANT_SUB" --description "demo tenant")
 
 echo "==> Starting tally on $BASE (log: $DATA/tally.log)"
-$TALLY serve --data-dir "$DATA" --listen "127.0.0.1:$PORT" >"$DATA/serve.out" 2>"$DATA/tally.log" &
+printf '[exports]\ntick = "5s"\n' >"$DATA/tally.toml"
+$TALLY serve --data-dir "$DATA" --listen "127.0.0.1:$PORT" --config "$DATA/tally.toml" >"$DATA/serve.out" 2>"$DATA/tally.log" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
@@ -59,17 +63,59 @@ for (name, unit), quantity in sorted(totals.items()):
     print(f"   {name:<28} {quantity:>12.2f}  {unit}")
 PY
 
-echo "==> The chargeback adapter rates that week for every subscription (sandboxed WebAssembly)"
-$TALLY adapter test target/adapters/chargeback-csv.wasm --config examples/adapters/chargeback.toml \
-  --usage "$DATA/usage.ndjson" --from "$START" --to "$END" --out "$DATA/exports" | sed 's/^/   /'
-python3 - "$DATA/exports/chargeback.csv" <<'PY'
-import csv, sys
+echo "==> A billing system's HTTP API on 127.0.0.1:$BILLING_PORT (a stand-in: it logs invoice lines, dropping repeated Idempotency-Keys)"
+python3 - "$BILLING_PORT" "$DATA/billing-api.log" <<'PY' &
+import http.server, json, sys
+port, log = int(sys.argv[1]), open(sys.argv[2], "a", buffering=1)
+seen = set()
+class Billing(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        key = self.headers.get("Idempotency-Key")
+        if key not in seen:
+            seen.add(key)
+            for line in body["lines"]:
+                log.write(json.dumps(line) + "\n")
+        self.send_response(201); self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Billing).serve_forever()
+PY
+BILLING=$!
+trap 'kill $SERVER $BILLING 2>/dev/null || true' EXIT
+
+echo "==> Installing three billing adapters (WebAssembly components built from source, pinned by sha256)"
+mkdir -p "$DATA/manifests"
+for pair in chargeback:chargeback-csv focus:focus billing-webhook:billing-webhook; do
+  file=${pair%%:*} component=${pair##*:}
+  sha=$(sha256sum "target/adapters/$component.wasm" | cut -d' ' -f1)
+  sed -e "s|^sha256 = .*|sha256 = \"$sha\"|" \
+      -e "s|https://billing.example|http://127.0.0.1:$BILLING_PORT|g" \
+      "examples/adapters/$file.toml" >"$DATA/manifests/$file.toml"
+  $TALLY adapters install "$DATA/manifests/$file.toml" --component "target/adapters/$component.wasm" \
+    --url "$BASE" --token "$OPERATOR" | sed 's/^/   /'
+done
+
+echo "==> Exporting the closed days since $START with each (a backfill; from now on the scheduler runs each closed day once)"
+for name in chargeback focus billing; do
+  echo "   $name:"
+  $TALLY export run "$name" --from "$START" --to "$END" --url "$BASE" --token "$OPERATOR" | grep -v '^window' | sed 's/^/   /'
+done
+$TALLY adapters list --url "$BASE" --token "$OPERATOR" | sed 's/^/   /'
+
+echo "==> Cost per cost centre, from the chargeback CSV the host serves for Power BI"
+curl -sf -H "Authorization: Bearer $OPERATOR" "$BASE/v1/adapters/chargeback/documents/chargeback.csv?from=$START&to=$END" \
+  >"$DATA/chargeback.csv"
+python3 - "$DATA/chargeback.csv" "$DATA/billing-api.log" <<'PY'
+import csv, json, sys
 costs = {}
 for row in csv.DictReader(open(sys.argv[1])):
     costs[row["group"]] = costs.get(row["group"], 0.0) + float(row["cost"])
-print("   cost per cost centre:")
 for group, cost in sorted(costs.items(), key=lambda kv: -kv[1]):
     print(f"   {group:<14} {cost:>10.2f} EUR")
+lines = [json.loads(l) for l in open(sys.argv[2])]
+total = sum(float(l["amount"]) for l in lines)
+print(f"   the billing API received {len(lines)} invoice lines, {total:.2f} EUR in all")
 PY
 
 cat <<EOF
@@ -79,7 +125,13 @@ tally is running on $BASE (data in $DATA). Try:
   curl -s -H "Authorization: Bearer $OPERATOR" '$BASE/subscriptions/provider/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates?reportedStartTime=$START&reportedEndTime=$END&api-version=2015-06-01-preview' | python3 -m json.tool | head -40
   curl -s -H "Authorization: Bearer $OPERATOR" $BASE/metrics | grep tally_
   curl -s -H "Authorization: Bearer $OPERATOR" $BASE/openapi.json | python3 -m json.tool | less
-The chargeback CSV (ready for Power BI): $DATA/exports/chargeback.csv
+Documents, refreshed as each day closes (Power BI: Web source with an Authorization header):
+  curl -s -H "Authorization: Bearer $OPERATOR" '$BASE/v1/adapters/chargeback/documents/chargeback.csv?from=$START'
+  curl -s -H "Authorization: Bearer $OPERATOR" '$BASE/v1/adapters/focus/documents/focus.csv?from=$START'
+Runs, with their figures and logs:
+  target/release/tally adapters runs chargeback --url $BASE --token $OPERATOR
+  curl -s -H "Authorization: Bearer $OPERATOR" $BASE/v1/adapters/billing/runs | python3 -m json.tool
+Invoice lines the billing API received: $DATA/billing-api.log
 Tokens: operator $OPERATOR
         tenant   $TENANT  (subscription $TENANT_SUB)
 Press Ctrl-C to stop.
