@@ -9,7 +9,8 @@ mod support;
 
 use std::process::Command;
 
-use support::process::{tally, tally_ok};
+use sha2::{Digest, Sha256};
+use support::process::{Server, tally, tally_ok};
 
 /// Creates `name` in `lang`, builds it with its own script, and runs it.
 fn generate_build_and_test(lang: &str) -> String {
@@ -66,6 +67,47 @@ fn generate_build_and_test(lang: &str) -> String {
         dir.path().to_str().unwrap(),
     ]);
     assert!(!again.status.success());
+
+    // As the guide says: pin the sha256 in the manifest, install on a host.
+    let wasm = std::fs::read(&component).unwrap();
+    let sha256: String = Sha256::digest(&wasm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let manifest_path = project.join("manifest.toml");
+    let manifest = std::fs::read_to_string(&manifest_path).unwrap();
+    let pinned: Vec<String> = manifest
+        .lines()
+        .map(|line| match line.starts_with("sha256 = ") {
+            true => format!("sha256 = \"{sha256}\""),
+            false => line.to_owned(),
+        })
+        .collect();
+    std::fs::write(&manifest_path, pinned.join("\n")).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let token = tally_ok(&[
+        "token",
+        "create",
+        "--data-dir",
+        data_dir,
+        "--role",
+        "operator",
+    ]);
+    let server = Server::start(data.path());
+    let installed = tally_ok(&[
+        "adapters",
+        "install",
+        manifest_path.to_str().unwrap(),
+        "--url",
+        &server.base,
+        "--token",
+        token.trim(),
+    ]);
+    assert!(
+        installed.starts_with(&format!("installed {name} ({name} 0.1.0")),
+        "{installed}"
+    );
     std::fs::read_to_string(out.join("summary.csv")).unwrap()
 }
 
