@@ -9,4 +9,5 @@ mkdir -p target/adapters
 for name in billing_webhook chargeback_csv focus hostile next_major; do
   cp "target/wasm32-wasip2/release/$name.wasm" "target/adapters/${name//_/-}.wasm"
 done
+adapters/python/build.sh
 ls -l target/adapters
