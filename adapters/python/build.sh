@@ -2,6 +2,7 @@
 # Builds the Python adapters into target/adapters/*-py.wasm with componentize-py
 # (pinned in requirements.txt, installed into .venv-adapters when missing or
 # another version). Needs python3 with venv; pip reaches PyPI the first time.
+# A component whose inputs did not change is left as it is.
 #
 # Components are plain WASI p2 ones (no --stub-wasi): the host links WASI with
 # nothing granted, and stdout/stderr (a Python traceback) then reach the run's
@@ -30,7 +31,15 @@ for name in chargeback showback common; do
   cp adapters/python/$name/*.py "$scratch/$name/"
 done
 for name in chargeback showback; do
+  out="target/adapters/$name-py.wasm" stamp="target/adapters/.$name-py.inputs"
+  # A component is rebuilt only when its inputs changed: a rebuild has another
+  # sha256, which a pinned manifest refuses and the host compiles again.
+  inputs=$(cat adapters/python/build.sh adapters/python/requirements.txt wit/*.wit "$scratch/$name"/*.py "$scratch/common"/*.py | sha256sum)
+  if [ -f "$out" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$inputs" ]; then
+    continue
+  fi
   VIRTUAL_ENV="$scratch" "$venv/bin/componentize-py" --quiet -d wit -w billing-adapter \
-    componentize app -p "$scratch/$name" -p "$scratch/common" -o "target/adapters/.$name-py.wasm.partial"
-  mv "target/adapters/.$name-py.wasm.partial" "target/adapters/$name-py.wasm"  # whole, or not at all
+    componentize app -p "$scratch/$name" -p "$scratch/common" -o "$out.partial"
+  mv "$out.partial" "$out"  # whole, or not at all
+  echo "$inputs" >"$stamp"
 done
