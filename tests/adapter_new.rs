@@ -140,3 +140,8 @@ fn assert_summary(csv: &str) {
 fn a_new_rust_adapter_builds_and_passes_adapter_test() {
     assert_summary(&generate_build_and_test("rust"));
 }
+
+#[test]
+fn a_new_python_adapter_builds_and_passes_adapter_test() {
+    assert_summary(&generate_build_and_test("python"));
+}

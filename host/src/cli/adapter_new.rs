@@ -1,4 +1,4 @@
-//! `tally adapter new NAME --lang rust`: a working adapter project to start
+//! `tally adapter new NAME --lang rust|python`: a working adapter project to start
 //! from — the WIT, a small adapter (a priced usage summary per meter), a build
 //! script, a sample config and sample usage, an install manifest and a
 //! README. It builds as generated and passes `tally adapter test`.
@@ -34,10 +34,31 @@ const RUST: &[(&str, &str, bool)] = &[
     ),
 ];
 
+/// The files of a Python project (componentize-py).
+const PYTHON: &[(&str, &str, bool)] = &[
+    (
+        "app.py",
+        include_str!("../../templates/python/app.py"),
+        false,
+    ),
+    (
+        "requirements.txt",
+        include_str!("../../templates/python/requirements.txt"),
+        false,
+    ),
+    (
+        "build.sh",
+        include_str!("../../templates/python/build.sh"),
+        true,
+    ),
+    (".gitignore", ".venv/\n*.wasm\nout/\n", false),
+];
+
 /// The language of a new adapter.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Language {
     Rust,
+    Python,
 }
 
 /// Arguments of `tally adapter new`.
@@ -70,6 +91,7 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
     }
     let (files, language) = match args.lang {
         Language::Rust => (RUST, "Rust"),
+        Language::Python => (PYTHON, "Python"),
     };
     let render = |text: &str| {
         text.replace("{{name}}", name)
