@@ -568,6 +568,10 @@ fn configs_are_refused_with_the_rust_adapters_reasons() {
             r#""EUR""#,
             "invalid type: string \"EUR\", expected struct Config",
         ),
+        (
+            r#"{"currency":"EUR","group_by_tag":"cc","rates":{"ab":1,"AB":2}}"#,
+            "the rate card names meter 'AB' twice ('AB' and 'ab'; ids ignore case)",
+        ),
     ] {
         let expected = refuse("chargeback-csv", config);
         assert!(

@@ -39,6 +39,16 @@ impl Config {
                 "config: the rate of meter '{meter}' must be a non-negative number, not {rate}"
             ));
         }
+        // Meter ids ignore case: two spellings of one meter would make its rate a coin toss.
+        let mut ids: Vec<&String> = config.rates.keys().collect();
+        ids.sort();
+        for (i, a) in ids.iter().enumerate() {
+            if let Some(b) = ids[i + 1..].iter().find(|b| b.eq_ignore_ascii_case(a)) {
+                return Err(format!(
+                    "config: the rate card names meter '{a}' twice ('{a}' and '{b}'; ids ignore case)"
+                ));
+            }
+        }
         Ok(config)
     }
 

@@ -171,13 +171,22 @@ def check_currency(code):
 
 
 def check_rates(card):
-    """Refuses a rate card with a negative (or non-finite) price."""
+    """Refuses a rate card with a negative (or non-finite) price, or one that
+    names a meter twice in different cases (its rate would be a coin toss)."""
     for meter, rate in card.items():
         if not math.isfinite(rate) or rate < 0.0:
             raise ConfigError(
                 f"config: the rate of meter '{meter}' must be a non-negative number, "
                 f"not {rust_display(rate)}"
             )
+    # Sorted by UTF-8 bytes, as Rust sorts strings.
+    ids = sorted(card, key=lambda meter: meter.encode())
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            if ascii_lower(a) == ascii_lower(b):
+                raise ConfigError(
+                    f"config: the rate card names meter '{a}' twice ('{a}' and '{b}'; ids ignore case)"
+                )
 
 
 def rate_lookup(card):
