@@ -35,14 +35,19 @@ impl OutputHost for RunState {
             return Ok(Err(OutputError::LimitReached(self.output_cap)));
         }
         self.output_bytes += bytes.len() as u64;
-        self.documents
+        let stored = &mut self
+            .documents
             .entry(document)
             .or_insert_with(|| Document {
                 content_type,
                 bytes: Vec::new(),
             })
-            .bytes
-            .extend_from_slice(&bytes);
+            .bytes;
+        if stored.is_empty() {
+            *stored = bytes; // the first append is kept as lifted, not copied again
+        } else {
+            stored.extend_from_slice(&bytes);
+        }
         Ok(Ok(()))
     }
 
