@@ -93,7 +93,13 @@ async fn benchmark(quick: bool) {
             .iter()
             .map(|m| (m.id.to_ascii_lowercase(), (m.name.clone(), m.unit.clone())))
             .collect();
-        let (csv, _) = chargeback.render(&parsed, &names);
+        let mut csv = String::new();
+        chargeback
+            .render(&parsed, &names, |piece| {
+                csv.push_str(piece);
+                Ok::<_, ()>(())
+            })
+            .unwrap();
         assert!(csv.len() > 100);
         started.elapsed()
     })

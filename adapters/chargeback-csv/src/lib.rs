@@ -55,15 +55,17 @@ impl Guest for Adapter {
             .into_iter()
             .map(|m| (m.id.to_ascii_lowercase(), (m.name, m.unit)))
             .collect();
-        let (csv, unrated) = chargeback.render(&config, &catalog);
+        let unrated = chargeback
+            .render(&config, &catalog, |piece| {
+                append(DOCUMENT, "text/csv", piece.as_bytes())
+            })
+            .map_err(|e| ExportError::Permanent(format!("{e:?}")))?;
         for meter in unrated {
             log(
                 Level::Warn,
                 &format!("meter {meter} has no rate in the rate card; exported at 0"),
             );
         }
-        append(DOCUMENT, "text/csv", csv.as_bytes())
-            .map_err(|e| ExportError::Permanent(format!("{e:?}")))?;
         log(
             Level::Info,
             &format!(

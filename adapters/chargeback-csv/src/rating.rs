@@ -88,6 +88,9 @@ macro_rules! columns_of {
 }
 pub(crate) use columns_of;
 
+/// Bytes of CSV handed over at a time.
+pub const PIECE_BYTES: usize = 64 * 1024;
+
 /// An output row's key: usage day, group, subscription, meter.
 type RowKey<'a> = (i64, &'a str, &'a str, &'a str);
 
@@ -153,14 +156,16 @@ impl Chargeback {
         self.quantities.len()
     }
 
-    /// The CSV, rows ordered by day, group, subscription and meter, and the
-    /// meters that had no rate (exported at 0). `catalog` maps lower-case
-    /// meter ids to (name, unit).
-    pub fn render(
+    /// The CSV, rows ordered by day, group, subscription and meter, handed
+    /// to `write` in pieces of about [`PIECE_BYTES`] (the whole document is
+    /// never held at once); returns the meters that had no rate (exported
+    /// at 0). `catalog` maps lower-case meter ids to (name, unit).
+    pub fn render<E>(
         &self,
         config: &Config,
         catalog: &HashMap<String, (String, String)>,
-    ) -> (String, BTreeSet<String>) {
+        mut write: impl FnMut(&str) -> Result<(), E>,
+    ) -> Result<BTreeSet<String>, E> {
         let name = |id: u32| self.names[id as usize].as_str();
         let mut rows: Vec<(RowKey<'_>, f64)> = self
             .quantities
@@ -169,7 +174,8 @@ impl Chargeback {
             .collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         let mut unrated = BTreeSet::new();
-        let mut csv = String::from(HEADER);
+        let mut piece = String::with_capacity(PIECE_BYTES + 1024);
+        piece.push_str(HEADER);
         for ((day, group, subscription, meter), quantity) in rows {
             let rate = config.rate(meter).unwrap_or_else(|| {
                 unrated.insert(meter.to_owned());
@@ -179,8 +185,10 @@ impl Chargeback {
                 .get(&meter.to_ascii_lowercase())
                 .cloned()
                 .unwrap_or_default();
-            csv.push_str(&format!(
-                "{},{},{},{},{},{},{:.6},{:.6},{:.6},{}\n",
+            use std::fmt::Write as _;
+            let _ = writeln!(
+                piece,
+                "{},{},{},{},{},{},{:.6},{:.6},{:.6},{}",
                 iso_date(day),
                 field(group),
                 field(subscription),
@@ -191,9 +199,16 @@ impl Chargeback {
                 rate,
                 quantity * rate,
                 config.currency
-            ));
+            );
+            if piece.len() >= PIECE_BYTES {
+                write(&piece)?;
+                piece.clear();
+            }
         }
-        (csv, unrated)
+        if !piece.is_empty() {
+            write(&piece)?;
+        }
+        Ok(unrated)
     }
 }
 
