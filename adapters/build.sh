@@ -10,4 +10,5 @@ for name in billing_webhook chargeback_csv focus hostile next_major; do
   cp "target/wasm32-wasip2/release/$name.wasm" "target/adapters/${name//_/-}.wasm"
 done
 adapters/python/build.sh
+adapters/js/build.sh
 ls -l target/adapters
