@@ -21,6 +21,9 @@ const bits = new DataView(new ArrayBuffer(8));
  * @returns {string} e.g. `fixed6(0.0078125) === "0.007812"` (`toFixed` gives 0.007813)
  */
 export function fixed6(x) {
+  // `toFixed` rounds the exact value too, and differs only on exact ties
+  // (x = odd / 128: x × 10⁶ ends in .5), from 1e21 and on zeros.
+  if (x !== 0 && Math.abs(x) < 1e21 && (x * 128) % 2 !== 1 && (x * 128) % 2 !== -1) return x.toFixed(6);
   if (Number.isNaN(x)) return 'NaN';
   const sign = x < 0 || Object.is(x, -0) ? '-' : '';
   if (!Number.isFinite(x)) return `${sign}inf`;
@@ -77,7 +80,8 @@ export function decimal(x) {
   const [whole, fraction = ''] = significand.split('.');
   let digits = BigInt(whole + fraction);
   let power = Number(exponent) - fraction.length;
-  if (isMidpoint(Math.abs(x), digits, power)) {
+  // Two shortest candidates can tie only at 16 or 17 significant digits.
+  if (String(digits).length >= 16 && isMidpoint(Math.abs(x), digits, power)) {
     digits += 1n;
     while (digits % 10n === 0n) {
       digits /= 10n;

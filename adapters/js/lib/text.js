@@ -1,7 +1,6 @@
 /**
  * Strings as Rust treats them: UTF-8 bytes, ordered byte by byte, ASCII-only
- * case folding, Unicode `White_Space`. Neither engine is guaranteed a
- * `TextEncoder` (QuickJS has none), so UTF-8 is done here when it is missing.
+ * case folding, Unicode `White_Space`.
  */
 
 /**
@@ -55,49 +54,22 @@ export function csvField(value) {
 }
 
 /**
- * Bytes of `text` in UTF-8.
- * @param {string} text
+ * Bytes of `text` in UTF-8 (native string functions: a character loop costs
+ * ~150 ns a character in QuickJS, ten times these).
+ * @param {string} text well-formed (strings from the host are)
  */
-export function utf8Length(text) {
-  let n = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    // 2 bytes below U+0800, 3 up to U+FFFF, 4 for a surrogate pair (2 units).
-    if (unit >= 0x80) n += unit < 0x800 || (unit >= 0xd800 && unit < 0xe000) ? 1 : 2;
-  }
-  return n;
-}
+export const utf8Length = (text) => unescape(encodeURIComponent(text)).length;
 
 /**
- * `text` as UTF-8 (strings from the host are well-formed).
- * @param {string} text
+ * `text` as UTF-8: with `TextEncoder` where the engine has one (Node,
+ * StarlingMonkey); in QuickJS, which has none, natively through the
+ * "binary string" of `encodeURIComponent` and base64.
+ * @param {string} text well-formed (strings from the host are)
  * @returns {Uint8Array}
  */
 export function utf8(text) {
   if (typeof TextEncoder === 'function') return new TextEncoder().encode(text);
-  const bytes = new Uint8Array(utf8Length(text));
-  let at = 0;
-  for (let i = 0; i < text.length; i++) {
-    let c = text.charCodeAt(i);
-    if (c < 0x80) {
-      bytes[at++] = c;
-      continue;
-    }
-    if (c < 0x800) {
-      bytes[at++] = 0xc0 | (c >> 6);
-    } else {
-      if (c >= 0xd800 && c < 0xdc00) {
-        c = 0x10000 + ((c - 0xd800) << 10) + (text.charCodeAt(++i) - 0xdc00);
-        bytes[at++] = 0xf0 | (c >> 18);
-        bytes[at++] = 0x80 | ((c >> 12) & 0x3f);
-      } else {
-        bytes[at++] = 0xe0 | (c >> 12);
-      }
-      bytes[at++] = 0x80 | ((c >> 6) & 0x3f);
-    }
-    bytes[at++] = 0x80 | (c & 0x3f);
-  }
-  return bytes;
+  return /** @type {any} */ (Uint8Array).fromBase64(btoa(unescape(encodeURIComponent(text))));
 }
 
 /**

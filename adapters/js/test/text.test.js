@@ -38,12 +38,13 @@ test('CSV fields are quoted only when they must be', () => {
   assert.equal(csvField('cr\r'), '"cr\r"');
 });
 
-test('UTF-8 without TextEncoder matches Buffer', () => {
-  const saved = globalThis.TextEncoder;
-  const savedDecoder = globalThis.TextDecoder;
+test('UTF-8 without TextEncoder (as in QuickJS) matches Buffer', () => {
+  const saved = { TextEncoder: globalThis.TextEncoder, TextDecoder: globalThis.TextDecoder };
+  const fromBase64 = Uint8Array.fromBase64; // QuickJS has it; Node 20 does not
   try {
-    globalThis.TextEncoder = undefined; // as in QuickJS
+    globalThis.TextEncoder = undefined;
     globalThis.TextDecoder = undefined;
+    Uint8Array.fromBase64 ??= (base64) => new Uint8Array(Buffer.from(base64, 'base64'));
     for (const text of ['', 'ascii', 'Zürich', '€', '\u{1f4b6}x', 'a\u07ffb\u0800c\uffff']) {
       assert.deepEqual(Buffer.from(utf8(text)), Buffer.from(text), text);
       assert.equal(utf8Length(text), Buffer.byteLength(text), text);
@@ -51,7 +52,7 @@ test('UTF-8 without TextEncoder matches Buffer', () => {
     }
     assert.equal(fromUtf8Lossy([0x61, 0xff]), 'a\ufffd');
   } finally {
-    globalThis.TextEncoder = saved;
-    globalThis.TextDecoder = savedDecoder;
+    Object.assign(globalThis, saved);
+    if (fromBase64 === undefined) delete Uint8Array.fromBase64;
   }
 });
