@@ -22,8 +22,8 @@ import { write as log } from 'tally:billing/log@0.1.0';
 
 import { ConfigError } from '../lib/config.js';
 import { utf8 } from '../lib/text.js';
-import { errorText, invalidConfig, permanent, transient, u64Like, witError } from '../lib/wit.js';
-import { Chargeback, catalogOf, parseConfig } from './rating.js';
+import { catalogOf, errorText, invalidConfig, permanent, transient, u64Like, witError } from '../lib/wit.js';
+import { Chargeback, parseConfig } from './rating.js';
 
 const DOCUMENT = 'chargeback.csv';
 

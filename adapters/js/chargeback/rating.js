@@ -188,12 +188,3 @@ function ranks(names) {
   order.forEach((id, place) => (rank[id] = place));
   return rank;
 }
-
-/**
- * The meter catalog by lower-case id (a later spelling wins, as in Rust's
- * `collect` into a map).
- * @param {{id: string, name: string, unit: string}[]} meters
- */
-export function catalogOf(meters) {
-  return new Map(meters.map((m) => [asciiLower(m.id), { name: m.name, unit: m.unit }]));
-}

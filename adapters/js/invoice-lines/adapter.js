@@ -38,8 +38,7 @@ import { ConfigError } from '../lib/config.js';
 import { micros } from '../lib/numbers.js';
 import { utf8 } from '../lib/text.js';
 import { int, isoTime } from '../lib/time.js';
-import { errorText, invalidConfig, permanent, transient, u64Like, witError } from '../lib/wit.js';
-import { catalogOf } from '../chargeback/rating.js';
+import { catalogOf, errorText, invalidConfig, permanent, transient, u64Like, witError } from '../lib/wit.js';
 import { MAX_BODY_BYTES, Usage, batches, body, judge, judgeError, lineJson, parseConfig } from './invoice.js';
 
 const NAME = 'invoice-lines-js';

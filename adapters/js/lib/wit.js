@@ -14,6 +14,8 @@
  *   with the Error's message.
  */
 
+import { asciiLower } from './text.js';
+
 /**
  * The `export-request` record as `export` receives it.
  * @typedef {object} ExportRequest
@@ -52,3 +54,12 @@ export const permanent = (reason) => ({ tag: 'permanent', val: reason });
  * @param {{tag: string, val?: unknown}} error
  */
 export const errorText = (error) => (error.val === undefined ? error.tag : `${error.tag}: ${error.val}`);
+
+/**
+ * The meter catalog by lower-case id (a later spelling wins, as in Rust's
+ * `collect` into a map).
+ * @param {{id: string, name: string, unit: string}[]} meters
+ */
+export function catalogOf(meters) {
+  return new Map(meters.map((m) => [asciiLower(m.id), { name: m.name, unit: m.unit }]));
+}

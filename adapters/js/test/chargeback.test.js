@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { ConfigError } from '../lib/config.js';
-import { Chargeback, HEADER, catalogOf, parseConfig } from '../chargeback/rating.js';
+import { Chargeback, HEADER, parseConfig } from '../chargeback/rating.js';
+import { catalogOf } from '../lib/wit.js';
 
 const DAY = 86_400;
 const T0 = 1_793_318_400; // 2026-10-30T00:00:00Z

@@ -12,7 +12,7 @@ import {
   lineJson,
   parseConfig,
 } from '../invoice-lines/invoice.js';
-import { catalogOf } from '../chargeback/rating.js';
+import { catalogOf } from '../lib/wit.js';
 
 const GOOD = { endpoint: 'https://billing.example/v1/lines', currency: 'EUR', rates: { M1: 0.5 } };
 const withField = (key, value) => JSON.stringify({ ...GOOD, [key]: value });
