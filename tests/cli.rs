@@ -335,6 +335,16 @@ fn adapter_test_runs_an_adapter_locally_and_reports_its_failure() {
         stderr.contains("trapped") && stderr.contains("panics on purpose"),
         "{stderr}"
     );
+
+    // A refusal with output on stderr is a clean error, not a crash.
+    std::fs::write(&attack, r#"{"attack": "refuse-config"}"#).unwrap();
+    let refused = adapter_test("hostile", &attack);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refused its configuration: refused on purpose"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //!
 //! `{"attack": "loop" | "memory" | "recursion" | "trap" | "flood-output" |
 //! "flood-log" | "read-file" | "read-env" | "out-of-scope" | "send-forbidden" |
-//! "garbage" | "garbage-rows" | "none"}`
+//! "garbage" | "garbage-rows" | "refuse-config" | "none"}`
 
 wit_bindgen::generate!({ path: "../../wit", world: "billing-adapter" });
 
@@ -27,7 +27,12 @@ impl Guest for Hostile {
         }
     }
 
-    fn validate_config(_config: String) -> Result<(), String> {
+    fn validate_config(config: String) -> Result<(), String> {
+        if attack(&config) == "refuse-config" {
+            // Output on stderr while refusing: the host must take both calmly.
+            eprintln!("the hostile adapter refuses its config on purpose");
+            return Err("refused on purpose".into());
+        }
         Ok(())
     }
 

@@ -106,7 +106,11 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
     let engine = Arc::new(AdapterEngine::new(artifact_cache()?)?);
     let adapter = load_file(&engine, &args.component)?;
     let limits = Limits::default();
-    let (description, _) = describe(&engine, &adapter, &limits)?;
+    // Guest calls block (stdio into the run log): off the async runtime, as in the host.
+    let (description, _) = {
+        let (engine, adapter, limits) = (engine.clone(), adapter.clone(), limits.clone());
+        tokio::task::spawn_blocking(move || describe(&engine, &adapter, &limits)).await??
+    };
     println!(
         "adapter {} {} (tally:billing@{}, sha256 {}), {} {:.1} ms",
         description.name,
@@ -120,7 +124,16 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
         },
         adapter.load_time.as_secs_f64() * 1e3
     );
-    validate_config(&engine, &adapter, &config, &limits)?;
+    {
+        let (engine, adapter, config, limits) = (
+            engine.clone(),
+            adapter.clone(),
+            config.clone(),
+            limits.clone(),
+        );
+        tokio::task::spawn_blocking(move || validate_config(&engine, &adapter, &config, &limits))
+            .await??;
+    }
 
     let request = ExportRequest {
         run_id: "local-test".into(),
