@@ -145,3 +145,8 @@ fn a_new_rust_adapter_builds_and_passes_adapter_test() {
 fn a_new_python_adapter_builds_and_passes_adapter_test() {
     assert_summary(&generate_build_and_test("python"));
 }
+
+#[test]
+fn a_new_javascript_adapter_builds_and_passes_adapter_test() {
+    assert_summary(&generate_build_and_test("js"));
+}

@@ -1,4 +1,4 @@
-//! `tally adapter new NAME --lang rust|python`: a working adapter project to start
+//! `tally adapter new NAME --lang rust|python|js`: a working adapter project to start
 //! from — the WIT, a small adapter (a priced usage summary per meter), a build
 //! script, a sample config and sample usage, an install manifest and a
 //! README. It builds as generated and passes `tally adapter test`.
@@ -54,11 +54,37 @@ const PYTHON: &[(&str, &str, bool)] = &[
     (".gitignore", ".venv/\n*.wasm\nout/\n", false),
 ];
 
+/// The files of a JavaScript project (componentize-qjs, QuickJS).
+const JS: &[(&str, &str, bool)] = &[
+    (
+        "adapter.js",
+        include_str!("../../templates/js/adapter.js"),
+        false,
+    ),
+    (
+        "package.json",
+        include_str!("../../templates/js/package.json"),
+        false,
+    ),
+    (
+        "package-lock.json",
+        include_str!("../../templates/js/package-lock.json"),
+        false,
+    ),
+    (
+        "build.sh",
+        include_str!("../../templates/js/build.sh"),
+        true,
+    ),
+    (".gitignore", "node_modules/\n*.wasm\nout/\n", false),
+];
+
 /// The language of a new adapter.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Language {
     Rust,
     Python,
+    Js,
 }
 
 /// Arguments of `tally adapter new`.
@@ -92,6 +118,7 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
     let (files, language) = match args.lang {
         Language::Rust => (RUST, "Rust"),
         Language::Python => (PYTHON, "Python"),
+        Language::Js => (JS, "JavaScript"),
     };
     let render = |text: &str| {
         text.replace("{{name}}", name)
