@@ -1,9 +1,11 @@
-//! The `tally` command line: tokens, and `import` of CSV and NDJSON, directly
-//! into a data directory and through a running host.
+//! The `tally` command line: tokens, `import` of CSV and NDJSON (directly
+//! into a data directory and through a running host), the meter catalog,
+//! `adapter test`, and managing a running host's adapters and exports.
 
 mod support;
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use support::process::{Server, tally, tally_ok};
 use support::*;
 
@@ -383,6 +385,88 @@ fn adapter_test_names_a_bad_record_by_its_place_in_the_file() {
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(
         stderr.contains(&format!("record {last}: quantity")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn operators_manage_adapters_and_exports_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let token = tally_ok(&[
+        "token",
+        "create",
+        "--data-dir",
+        data_dir,
+        "--role",
+        "operator",
+    ]);
+    let server = Server::start(dir.path());
+    let host = ["--url", server.base.as_str(), "--token", token.trim()];
+    let run = |args: &[&str]| tally_ok(&[args, &host[..]].concat());
+
+    // The example manifest, pinned to the built component.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let component = component_path("chargeback-csv");
+    let wasm = std::fs::read(&component).unwrap();
+    let sha256: String = Sha256::digest(&wasm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let example = std::fs::read_to_string(root.join("examples/adapters/chargeback.toml")).unwrap();
+    let pinned: Vec<String> = example
+        .lines()
+        .map(|line| match line.starts_with("sha256 = ") {
+            true => format!("sha256 = \"{sha256}\""),
+            false => line.to_owned(),
+        })
+        .collect();
+    let manifest = dir.path().join("chargeback.toml");
+    std::fs::write(&manifest, pinned.join("\n")).unwrap();
+    let manifest = manifest.to_str().unwrap();
+    let component = component.to_str().unwrap();
+
+    let installed = run(&["adapters", "install", manifest, "--component", component]);
+    assert!(
+        installed.starts_with("installed chargeback (chargeback-csv 0.1.0"),
+        "{installed}"
+    );
+    let listed = run(&["adapters", "list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("chargeback ") && l.contains("true")),
+        "{listed}"
+    );
+    let shown: Value = serde_json::from_str(&run(&["adapters", "show", "chargeback"])).unwrap();
+    assert_eq!(shown["sha256"], sha256.as_str());
+    assert!(shown["manifest"].as_str().unwrap().contains("group_by_tag"));
+
+    // Run two closed days now (nothing was reported: empty documents), then again: corrections.
+    let yesterday = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+    let (from, to) = (
+        (yesterday - chrono::Days::new(1)).to_string(),
+        (yesterday + chrono::Days::new(1)).to_string(),
+    );
+    let exported = run(&["export", "run", "chargeback", "--from", &from, "--to", &to]);
+    assert_eq!(exported.matches(": queued").count(), 2, "{exported}");
+    assert_eq!(exported.matches(" succeeded ").count(), 2, "{exported}");
+    let corrected = run(&["export", "run", "chargeback", "--from", &from, "--to", &to]);
+    assert_eq!(corrected.matches(": correction").count(), 2, "{corrected}");
+    let runs = run(&["adapters", "runs", "chargeback"]);
+    assert_eq!(runs.lines().count(), 1 + 4, "{runs}");
+
+    assert!(run(&["adapters", "disable", "chargeback"]).contains("disabled"));
+    assert!(run(&["adapters", "enable", "chargeback"]).contains("enabled"));
+    let upgraded = run(&["adapters", "upgrade", manifest, "--component", component]);
+    assert!(upgraded.starts_with("upgraded chargeback"), "{upgraded}");
+    assert!(run(&["adapters", "remove", "chargeback"]).starts_with("removed chargeback"));
+    // What the host refuses comes back as its message, and a failure exit code.
+    let missing = tally(&[&["adapters", "show", "chargeback"], &host[..]].concat());
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("No adapter is installed as 'chargeback'"),
         "{stderr}"
     );
 }
