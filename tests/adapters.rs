@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,18 +22,6 @@ use tally::adapters::{
 };
 use tally::store::Store;
 use tally_usage_generator::Options;
-
-fn component(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/adapters")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run adapters/build.sh (tests/run.sh does)",
-        path.display()
-    );
-    path
-}
 
 struct Sandbox {
     host: TestHost,
@@ -55,7 +42,7 @@ impl Sandbox {
     }
 
     fn load(&self, name: &str) -> LoadedAdapter {
-        load_file(&self.engine, &component(name)).unwrap()
+        load_file(&self.engine, &component_path(name)).unwrap()
     }
 
     /// Runs an export on a blocking thread, as the host does.
@@ -297,7 +284,7 @@ async fn compiled_once_cached_and_refused_when_not_a_supported_adapter() {
     assert!(!recompiled.cached);
     assert!(describe(&sandbox.engine, &recompiled, &Limits::default()).is_ok());
 
-    let next_major = load_file(&sandbox.engine, &component("next-major")).unwrap_err();
+    let next_major = load_file(&sandbox.engine, &component_path("next-major")).unwrap_err();
     let message = format!("{next_major:#}");
     assert!(
         message.contains("targets tally:billing@1.0.0")
