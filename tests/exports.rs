@@ -781,7 +781,7 @@ async fn a_transient_failure_is_retried_under_the_same_keys_and_bills_every_line
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_disabled_adapter_runs_nothing_until_enabled() {
+async fn a_disabled_adapter_runs_nothing_and_refuses_run_requests() {
     let (host, first_day) = host_with_usage().await;
     let chargeback = component("chargeback-csv");
     let manifest = manifest(
@@ -798,34 +798,38 @@ async fn a_disabled_adapter_runs_nothing_until_enabled() {
         false
     );
 
-    let body = json!({"from": first_day.to_rfc3339(), "to": today().to_rfc3339()});
-    let reply = host
-        .call(
+    let request_runs = |from: String| {
+        let body = json!({"from": from, "to": today().to_rfc3339()});
+        host.call(
             Method::POST,
             "/v1/adapters/chargeback/runs",
             Some(&host.operator),
             Some(body.to_string()),
         )
-        .await;
-    let days = (today() - first_day).num_days() as usize;
-    assert_eq!(reply.body.as_array().unwrap().len(), days, "{}", reply.body);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // Disabled: nothing would run, so nothing is queued.
+    let refused = request_runs(first_day.to_rfc3339()).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::CONFLICT, "AdapterDisabled")
+    );
+    // A range from year 1 is refused before any window is built.
+    let ancient = request_runs("0001-01-01".into()).await;
+    assert_eq!(ancient.status, StatusCode::BAD_REQUEST, "{}", ancient.body);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let runs = host
         .get("/v1/adapters/chargeback/runs", &host.operator)
         .await
         .body;
-    assert!(
-        runs.as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["status"] == "pending"),
-        "{runs}"
-    );
+    assert_eq!(runs, json!([]), "a disabled adapter runs nothing");
 
     assert_eq!(
         post("/v1/adapters/chargeback/enable").await.body["enabled"],
         true
     );
+    let reply = request_runs(first_day.to_rfc3339()).await;
+    let days = (today() - first_day).num_days() as usize;
+    assert_eq!(reply.body.as_array().unwrap().len(), days, "{}", reply.body);
     for run in reply.body.as_array().unwrap() {
         let run = wait_for_run(&host, run["run"]["url"].as_str().unwrap()).await;
         assert_eq!(run["status"], "succeeded", "{run}");
@@ -883,4 +887,83 @@ async fn the_example_manifests_install_once_pinned() {
                 .contains("sha256")
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_correction_holds_nothing_but_a_failed_first_export_does() {
+    use tally::store::exports::{
+        AdapterDescription, FinishedAttempt, NewInstallation, RunEnd, RunFiguresRecord,
+        RunLogRecord,
+    };
+    let host = TestHost::new().await;
+    let store = &host.store;
+    let day = |n: u64| today() - Days::new(10 - n);
+    store.put_component("c0ffee", vec![0]).await.unwrap();
+    let installation = store
+        .create_installation(NewInstallation {
+            name: "held".into(),
+            manifest: String::new(),
+            component_sha256: "c0ffee".into(),
+            description: AdapterDescription {
+                name: "held".into(),
+                version: "0".into(),
+                produces: vec![],
+            },
+            first_window: day(0),
+        })
+        .await
+        .unwrap();
+    let end = |run_id: i64, end: RunEnd| async move {
+        let attempt = FinishedAttempt {
+            end,
+            figures: RunFiguresRecord::default(),
+            log: RunLogRecord::default(),
+        };
+        assert!(store.finish_run(run_id, attempt).await.unwrap());
+    };
+    let failed = || RunEnd::Failed {
+        reason: "no".into(),
+    };
+    let succeeded = || RunEnd::Succeeded { documents: vec![] };
+
+    // Day 0 exported, then its correction fails: day 1 still runs.
+    store
+        .schedule_windows(installation.id, vec![(day(0), day(1))])
+        .await
+        .unwrap();
+    let run = store.claim_run(Utc::now()).await.unwrap().unwrap();
+    end(run.id, succeeded()).await;
+    let (correction, _) = store
+        .request_runs(installation.id, vec![(day(0), day(1))])
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(correction.revision, 1);
+    let run = store.claim_run(Utc::now()).await.unwrap().unwrap();
+    assert_eq!(run.id, correction.id);
+    end(run.id, failed()).await;
+    store
+        .schedule_windows(installation.id, vec![(day(1), day(2)), (day(2), day(3))])
+        .await
+        .unwrap();
+    let run = store
+        .claim_run(Utc::now())
+        .await
+        .unwrap()
+        .expect("a failed correction holds nothing");
+    assert_eq!(run.window_start, day(1));
+    // Day 1's first export fails: day 2 waits, the watermark stays at day 1.
+    end(run.id, failed()).await;
+    assert!(store.claim_run(Utc::now()).await.unwrap().is_none());
+    let held = store.installation("held").await.unwrap().unwrap();
+    assert_eq!(held.watermark, day(1));
+    assert_eq!(
+        store
+            .holding_run(installation.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        run.id
+    );
 }

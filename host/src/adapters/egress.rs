@@ -25,6 +25,16 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_REQUESTS: u64 = 10_000;
 /// The header that lets a receiver drop a request it already has.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Headers an adapter may not set (lower case), besides `proxy-*`.
+const RESERVED_HEADERS: [&str; 7] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "keep-alive",
+];
 
 /// An origin an installation may send to: `scheme://host[:port]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +161,13 @@ fn send(egress: &mut Egress, request: OutboundRequest) -> Result<OutboundRespons
     for (name, value) in &request.headers {
         let name = HeaderName::try_from(name.as_str())
             .map_err(|_| Refusal::Failed(format!("'{name}' is not a header name")))?;
+        if RESERVED_HEADERS.contains(&name.as_str()) || name.as_str().starts_with("proxy-") {
+            // Host would reach another virtual host behind an allowed address;
+            // the others belong to the connection, which the host manages.
+            return Err(Refusal::NotAllowed(format!(
+                "the header '{name}' is set by the host"
+            )));
+        }
         let value = HeaderValue::try_from(value.as_str())
             .map_err(|_| Refusal::Failed(format!("the value of '{name}' is not a header value")))?;
         headers.append(name, value);

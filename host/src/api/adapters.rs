@@ -264,29 +264,10 @@ async fn view(
 async fn read_parts(mut multipart: Multipart) -> Result<(String, Option<Vec<u8>>), ApiError> {
     let bad = |message: String| ApiError::bad_request("InvalidRequest", message);
     let (mut manifest, mut component) = (None, None);
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| bad(format!("The multipart body is malformed: {e}.")))?
-    {
+    while let Some(field) = multipart.next_field().await.map_err(part_error)? {
         match field.name() {
-            Some("manifest") => {
-                manifest = Some(
-                    field
-                        .text()
-                        .await
-                        .map_err(|e| bad(format!("The manifest part is unreadable: {e}.")))?,
-                )
-            }
-            Some("component") => {
-                component = Some(
-                    field
-                        .bytes()
-                        .await
-                        .map_err(|e| bad(format!("The component part is unreadable: {e}.")))?
-                        .to_vec(),
-                )
-            }
+            Some("manifest") => manifest = Some(field.text().await.map_err(part_error)?),
+            Some("component") => component = Some(field.bytes().await.map_err(part_error)?.into()),
             other => {
                 return Err(bad(format!(
                     "Unexpected part {other:?}: send 'manifest' and 'component'."
@@ -296,6 +277,23 @@ async fn read_parts(mut multipart: Multipart) -> Result<(String, Option<Vec<u8>>
     }
     let manifest = manifest.ok_or_else(|| bad("The 'manifest' part is missing.".into()))?;
     Ok((manifest, component))
+}
+
+/// A body that is over the limit is a 413, anything else malformed a 400.
+fn part_error(error: axum::extract::multipart::MultipartError) -> ApiError {
+    let status = error.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            status,
+            "RequestBodyTooLarge",
+            format!("An install request may hold at most {MAX_INSTALL_BYTES} bytes."),
+        );
+    }
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequest",
+        format!("The multipart body is malformed: {}.", error.body_text()),
+    )
 }
 
 fn install_error(error: InstallError) -> ApiError {

@@ -25,7 +25,7 @@ use crate::adapters::sandbox::LogLine;
 use crate::auth::Role;
 use crate::exports::Manifest;
 use crate::exports::documents::{Joining, concatenate};
-use crate::exports::runner::windows_between;
+use crate::exports::windows;
 use crate::store::StoreError;
 use crate::store::exports::{
     DocumentInfo, Installation, Run, RunFiguresRecord, RunRequestOutcome, RunStatus,
@@ -169,26 +169,43 @@ pub async fn request_runs(
     if from >= to {
         return Err(ApiError::invalid_property("to", "it must be after 'from'"));
     }
-    if to > Utc::now() {
+    if from < windows::earliest() {
         return Err(ApiError::invalid_property(
-            "to",
-            "windows can be run once they have closed; 'to' is in the future",
+            "from",
+            format!(
+                "windows start in {} or later",
+                windows::earliest().format("%Y")
+            ),
+        ));
+    }
+    if !installation.enabled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "AdapterDisabled",
+            format!("Adapter '{name}' is disabled: enable it to run windows."),
         ));
     }
     let manifest = stored_manifest(&installation)?;
-    let windows = windows_between(manifest.window, from, to);
-    if let Some((_, end)) = windows.last().filter(|(_, end)| *end > Utc::now()) {
-        return Err(ApiError::invalid_property(
-            "to",
-            format!("the last window of the range ends at {end}, and has not closed yet"),
-        ));
-    }
-    if windows.len() > MAX_REQUESTED_WINDOWS {
+    let count = windows::window_count(manifest.window, from, to);
+    if count > MAX_REQUESTED_WINDOWS as i64 {
         return Err(ApiError::invalid_property(
             "to",
             format!(
-                "the range covers {} windows; at most {MAX_REQUESTED_WINDOWS} per request",
-                windows.len()
+                "the range covers {count} windows; at most {MAX_REQUESTED_WINDOWS} per request"
+            ),
+        ));
+    }
+    let windows = windows::windows_between(manifest.window, from, to, MAX_REQUESTED_WINDOWS);
+    // The scheduler's rule: closed, lag passed, last records committed.
+    if let Some((_, end)) = windows
+        .last()
+        .filter(|(_, end)| !windows::is_closed(*end, manifest.lag, Utc::now()))
+    {
+        return Err(ApiError::invalid_property(
+            "to",
+            format!(
+                "the last window of the range ends at {end}, and has not closed yet (lag {})",
+                humantime::format_duration(manifest.lag)
             ),
         ));
     }

@@ -47,6 +47,13 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_LAG: Duration = Duration::from_secs(7 * 86_400);
 /// Longest deadline an installation may ask for.
 pub const MAX_DEADLINE: Duration = Duration::from_secs(3_600);
+/// Most output a run may write, in MiB (a document is one database value,
+/// which SQLite caps at 1 GB; documents are held in memory until the run ends).
+pub const MAX_OUTPUT_MIB: u64 = 512;
+/// Most log lines a run may keep.
+pub const MAX_LOG_LINES: usize = 1_000_000;
+/// Most log KiB a run may keep.
+pub const MAX_LOG_KIB: usize = 64 << 10;
 
 /// A parsed, checked manifest.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,6 +196,9 @@ impl Manifest {
                 if !window.is_boundary(start) {
                     bail!("schedule.start {start} is not on a {window:?} window boundary");
                 }
+                if start < super::windows::earliest() {
+                    bail!("schedule.start {start} is before the year 2000");
+                }
                 Ok(start)
             })
             .transpose()?;
@@ -259,18 +269,27 @@ fn limits(raw: &RawLimits) -> anyhow::Result<Limits> {
         }
     }
     if let Some(mib) = raw.memory_mib {
-        limits.memory_bytes = mib << 20;
-        if mib == 0 || limits.memory_bytes > MAX_MEMORY_BYTES {
+        if mib == 0 || mib > MAX_MEMORY_BYTES >> 20 {
             bail!("limits.memory_mib must be 1 to {}", MAX_MEMORY_BYTES >> 20);
         }
+        limits.memory_bytes = mib << 20;
     }
     if let Some(mib) = raw.output_mib {
+        if !(1..=MAX_OUTPUT_MIB).contains(&mib) {
+            bail!("limits.output_mib must be 1 to {MAX_OUTPUT_MIB}");
+        }
         limits.output_bytes = mib << 20;
     }
     if let Some(lines) = raw.log_lines {
+        if lines > MAX_LOG_LINES {
+            bail!("limits.log_lines must be at most {MAX_LOG_LINES}");
+        }
         limits.log_lines = lines;
     }
     if let Some(kib) = raw.log_kib {
+        if kib > MAX_LOG_KIB {
+            bail!("limits.log_kib must be at most {MAX_LOG_KIB}");
+        }
         limits.log_bytes = kib << 10;
     }
     Ok(limits)
@@ -361,6 +380,18 @@ mod tests {
             (
                 manifest("[schedule]\nwindow = 'daily'\nsurprise = 1\n"),
                 "surprise",
+            ),
+            (
+                manifest("[schedule]\nwindow = 'daily'\nstart = '0026-11-01T00:00:00Z'\n"),
+                "before the year 2000",
+            ),
+            (
+                manifest("[schedule]\nwindow = 'daily'\n[limits]\noutput_mib = 100000\n"),
+                "output_mib",
+            ),
+            (
+                manifest("[schedule]\nwindow = 'daily'\n[limits]\nmemory_mib = 18446744073709551615\n"),
+                "memory_mib",
             ),
             (
                 manifest("[schedule]\nwindow = 'hourly'\ngranularity = 'daily'\n"),

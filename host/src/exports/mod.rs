@@ -8,6 +8,7 @@
 //!   runs queued windows, with retries and backoff.
 //! - [`runner`]: one attempt of one run, recorded with its documents,
 //!   figures and log.
+//! - [`windows`]: which windows a range covers, and when one is closed.
 //! - [`documents`]: a document concatenated over the succeeded runs of a
 //!   date range (one CSV header), for BI tools to refresh from.
 
@@ -16,6 +17,7 @@ pub mod installs;
 pub mod manifest;
 pub mod runner;
 pub mod scheduler;
+pub mod windows;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
+use sha2::{Digest, Sha256};
 
 use super::{ExportSettings, Exports, Manifest};
 use crate::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
@@ -16,15 +17,25 @@ use crate::store::exports::{
 };
 use crate::usage::Granularity;
 
-/// The id an adapter sees for a run: the same on every attempt, so that the
-/// idempotency keys of its requests repeat; different for a correction.
+/// The id an adapter sees for a run: the same on every attempt of the same
+/// installed version, so that the idempotency keys of its requests repeat
+/// when a retry sends the same requests; another after an upgrade (the
+/// requests may differ) and for a correction.
 pub fn run_id(installation: &Installation, run: &Run) -> String {
+    let version = Sha256::new()
+        .chain_update(installation.component_sha256.as_bytes())
+        .chain_update(installation.manifest.as_bytes())
+        .finalize();
     format!(
-        "{}-{}-{}-r{}",
+        "{}-{}-{}-r{}-{:02x}{:02x}{:02x}{:02x}",
         installation.name,
         installation.uid,
         run.window_start.format("%Y%m%dT%H%MZ"),
-        run.revision
+        run.revision,
+        version[0],
+        version[1],
+        version[2],
+        version[3]
     )
 }
 
@@ -47,7 +58,24 @@ impl Exports {
             RunEnd::Failed { .. } => "failed",
         };
         let figures = attempt.figures.clone();
-        self.store.finish_run(run.id, attempt).await?;
+        let recorded = match self.store.finish_run(run.id, attempt).await {
+            Ok(recorded) => recorded,
+            Err(error) => {
+                // Never leave the run `running` (it would hold its installation):
+                // record a failure without documents, a small write.
+                let reason = format!("recording the run's outcome failed: {error}");
+                let fallback = FinishedAttempt {
+                    end: RunEnd::Failed { reason },
+                    figures: figures.clone(),
+                    log: RunLogRecord::default(),
+                };
+                self.store.finish_run(run.id, fallback).await?;
+                return Err(error.into());
+            }
+        };
+        if !recorded {
+            return Ok(()); // removed while it ran
+        }
         let adapter = match self.store.installation_by_id(run.installation_id).await? {
             Some(installation) => installation.name,
             None => format!("#{}", run.installation_id),
@@ -160,23 +188,6 @@ fn backoff(settings: &ExportSettings, attempts: u32) -> Duration {
         .min(settings.retry_max)
 }
 
-/// The windows `[start, end)` of `window` size that lie within `[from, to)`.
-pub fn windows_between(
-    window: Granularity,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
-    let (first, last) = (window.bucket_of(from), window.bucket_of(to));
-    let last = if window.is_boundary(to) {
-        last
-    } else {
-        last + 1
-    };
-    (first..last)
-        .map(|bucket| (window.start_of(bucket), window.start_of(bucket + 1)))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,38 +201,5 @@ mod tests {
         };
         let waits: Vec<u64> = (1..=6).map(|a| backoff(&settings, a).as_secs()).collect();
         assert_eq!(waits, [30, 60, 120, 240, 300, 300]);
-    }
-
-    #[test]
-    fn windows_cover_a_range_by_whole_windows() {
-        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
-        let days = windows_between(
-            Granularity::Daily,
-            t("2026-11-01T00:00:00Z"),
-            t("2026-11-03T00:00:00Z"),
-        );
-        assert_eq!(
-            days,
-            [
-                (t("2026-11-01T00:00:00Z"), t("2026-11-02T00:00:00Z")),
-                (t("2026-11-02T00:00:00Z"), t("2026-11-03T00:00:00Z"))
-            ]
-        );
-        // A range that cuts a window takes the whole window.
-        let hours = windows_between(
-            Granularity::Hourly,
-            t("2026-11-01T00:30:00Z"),
-            t("2026-11-01T02:10:00Z"),
-        );
-        assert_eq!(hours.len(), 3);
-        assert_eq!(hours[0].0, t("2026-11-01T00:00:00Z"));
-        assert!(
-            windows_between(
-                Granularity::Daily,
-                t("2026-11-02T00:00:00Z"),
-                t("2026-11-02T00:00:00Z")
-            )
-            .is_empty()
-        );
     }
 }

@@ -8,18 +8,14 @@
 //! under the same run id; it had published nothing.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
-use super::runner::windows_between;
+use super::windows::{SETTLE, windows_between};
 use super::{Exports, MAX_CONCURRENT_RUNS, Manifest};
 use crate::store::StoreError;
 
-/// Added to every lag: a record stamped in a window's last instant is
-/// committed a few milliseconds later.
-pub const SETTLE: Duration = Duration::from_secs(2);
 /// Most windows queued for one installation per tick (a long backfill is
 /// queued over several ticks, as the watermark moves).
 const MAX_WINDOWS_PER_TICK: usize = 1_000;
@@ -27,7 +23,11 @@ const MAX_WINDOWS_PER_TICK: usize = 1_000;
 impl Exports {
     /// Runs the scheduler until the task is dropped.
     pub async fn run_scheduler(self: Arc<Self>) {
-        match self.store.requeue_interrupted_runs().await {
+        match self
+            .store
+            .requeue_interrupted_runs(self.settings.max_attempts)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::warn!(runs = n, "runs interrupted by a stop are queued again"),
             Err(error) => tracing::error!(%error, "cannot requeue interrupted runs"),
@@ -66,16 +66,23 @@ impl Exports {
             let Ok(wait) = chrono::Duration::from_std(manifest.lag + SETTLE) else {
                 continue;
             };
-            let closed_before = now - wait;
             let window = manifest.window;
-            let last_closed = window.start_of(window.bucket_of(closed_before));
-            let mut windows = windows_between(window, installation.watermark, last_closed);
-            windows.truncate(MAX_WINDOWS_PER_TICK);
-            if !windows.is_empty() {
-                queued += self
-                    .store
-                    .schedule_windows(installation.id, windows)
-                    .await?;
+            let last_closed = window.start_of(window.bucket_of(now - wait));
+            let windows = windows_between(
+                window,
+                installation.watermark,
+                last_closed,
+                MAX_WINDOWS_PER_TICK,
+            );
+            if windows.is_empty() {
+                continue;
+            }
+            // One installation's trouble (removed mid-tick…) does not hold the others.
+            match self.store.schedule_windows(installation.id, windows).await {
+                Ok(n) => queued += n,
+                Err(error) => {
+                    tracing::error!(adapter = %installation.name, %error, "cannot queue windows")
+                }
             }
         }
         Ok(queued)

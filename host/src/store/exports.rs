@@ -185,7 +185,8 @@ pub enum RunRequestOutcome {
     Queued,
     /// The window had been exported: a correction was queued.
     Correction,
-    /// A failed run of the window was queued again (same run id).
+    /// A failed run of the window was queued again, or a retrying one told
+    /// not to wait (same run id).
     Requeued,
     /// A run of the window is already pending, running or retrying.
     AlreadyQueued,
@@ -251,16 +252,19 @@ pub trait ExportStore: Send + Sync + 'static {
     async fn claim_run(&self, now: DateTime<Utc>) -> Result<Option<Run>, StoreError>;
 
     /// Records how an attempt ended. On success the documents are published
-    /// and the watermark advanced in the same transaction.
-    async fn finish_run(&self, run_id: i64, attempt: FinishedAttempt) -> Result<(), StoreError>;
+    /// and the watermark advanced in the same transaction. `false` when the
+    /// run was no longer running (its installation was removed meanwhile).
+    async fn finish_run(&self, run_id: i64, attempt: FinishedAttempt) -> Result<bool, StoreError>;
 
-    /// Runs left `running` by a host that stopped: queued again (same run id).
-    async fn requeue_interrupted_runs(&self) -> Result<usize, StoreError>;
+    /// Runs left `running` by a host that stopped: queued again (same run
+    /// id), or failed once they have started `max_attempts` times.
+    async fn requeue_interrupted_runs(&self, max_attempts: u32) -> Result<usize, StoreError>;
 
     /// Runs of an installation, newest window first.
     async fn runs(&self, installation_id: i64, limit: usize) -> Result<Vec<Run>, StoreError>;
 
-    /// The earliest failed run of an installation: the one holding its watermark.
+    /// The earliest failed first export (revision 0) of an installation: the
+    /// run holding its watermark.
     async fn holding_run(&self, installation_id: i64) -> Result<Option<Run>, StoreError>;
 
     /// A run of an installation, with its log and documents.

@@ -248,6 +248,14 @@ impl ExportStore for SqliteStore {
                         )?;
                         (id, RunRequestOutcome::Requeued)
                     }
+                    Some((id, status, _)) if status == "retrying" => {
+                        // Asked for now: no need to wait out the backoff.
+                        tx.execute(
+                            "UPDATE export_runs SET next_attempt_ms = ?2 WHERE id = ?1",
+                            params![id, now],
+                        )?;
+                        (id, RunRequestOutcome::Requeued)
+                    }
                     Some((id, _, _)) => (id, RunRequestOutcome::AlreadyQueued),
                 };
                 outcomes.push((run_by_id(&tx, id)?, outcome));
@@ -273,8 +281,10 @@ impl ExportStore for SqliteStore {
                          SELECT 1 FROM export_runs o
                          WHERE o.installation_id = r.installation_id AND o.id <> r.id
                            AND (o.status = 'running'
-                                OR (o.status IN ('pending', 'retrying', 'failed')
-                                    AND (o.window_start_ms, o.revision) < (r.window_start_ms, r.revision))))
+                                OR (o.status IN ('pending', 'retrying')
+                                    AND (o.window_start_ms, o.revision) < (r.window_start_ms, r.revision))
+                                OR (o.status = 'failed' AND o.revision = 0
+                                    AND o.window_start_ms < r.window_start_ms)))
                      ORDER BY r.window_start_ms, r.revision, r.id
                      LIMIT 1",
                     [now.timestamp_millis()],
@@ -295,7 +305,7 @@ impl ExportStore for SqliteStore {
         .await
     }
 
-    async fn finish_run(&self, run_id: i64, attempt: FinishedAttempt) -> Result<(), StoreError> {
+    async fn finish_run(&self, run_id: i64, attempt: FinishedAttempt) -> Result<bool, StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction()?;
             let now = Utc::now().timestamp_millis();
@@ -316,7 +326,7 @@ impl ExportStore for SqliteStore {
                 params![run_id, status.as_str(), reason, next_attempt, now, figures, log],
             )?;
             if updated == 0 {
-                return Ok(());
+                return Ok(false);
             }
             if let RunEnd::Succeeded { documents } = attempt.end {
                 let mut insert = tx.prepare_cached(
@@ -329,17 +339,27 @@ impl ExportStore for SqliteStore {
                 advance_watermark(&tx, run_id)?;
             }
             tx.commit()?;
-            Ok(())
+            Ok(true)
         })
         .await
     }
 
-    async fn requeue_interrupted_runs(&self) -> Result<usize, StoreError> {
-        self.write(|conn| {
-            Ok(conn.execute(
+    async fn requeue_interrupted_runs(&self, max_attempts: u32) -> Result<usize, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            // A run that keeps taking the host down with it stops being retried.
+            tx.execute(
+                "UPDATE export_runs SET status = 'failed', finished_at_ms = ?2,
+                   reason = 'interrupted by a host stop ' || attempts || ' times; not retried again'
+                 WHERE status = 'running' AND attempts >= ?1",
+                params![max_attempts, Utc::now().timestamp_millis()],
+            )?;
+            let requeued = tx.execute(
                 "UPDATE export_runs SET status = 'pending' WHERE status = 'running'",
                 [],
-            )?)
+            )?;
+            tx.commit()?;
+            Ok(requeued)
         })
         .await
     }
@@ -362,8 +382,9 @@ impl ExportStore for SqliteStore {
     async fn holding_run(&self, installation_id: i64) -> Result<Option<Run>, StoreError> {
         self.read(move |conn| {
             let sql = format!(
-                "SELECT {RUN_COLUMNS} FROM export_runs WHERE installation_id = ?1 AND status = 'failed'
-                 ORDER BY window_start_ms, revision LIMIT 1"
+                "SELECT {RUN_COLUMNS} FROM export_runs
+                 WHERE installation_id = ?1 AND status = 'failed' AND revision = 0
+                 ORDER BY window_start_ms LIMIT 1"
             );
             conn.query_row(&sql, [installation_id], |row| Ok(run_of(row)))
                 .optional()?
