@@ -404,6 +404,11 @@ fn document_response(content_type: &str, name: &str, body: Body) -> Response {
     if let Ok(value) = HeaderValue::from_str(content_type) {
         headers.insert(header::CONTENT_TYPE, value);
     }
+    // The adapter chose the content type: browsers must not guess another.
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     // Names are checked at write: no quotes, no slashes.
     if let Ok(value) = HeaderValue::from_str(&format!("inline; filename=\"{name}\"")) {
         headers.insert(header::CONTENT_DISPOSITION, value);

@@ -34,12 +34,11 @@ impl HostClient {
         }
     }
 
-    /// A request to `path` (absolute, e.g. `/v1/adapters`).
+    /// A request to `path` (from the root of the API, e.g. `/v1/adapters`).
     pub fn request(&self, method: Method, path: &str) -> anyhow::Result<RequestBuilder> {
-        let url = self
-            .args
-            .url
-            .join(path)
+        // Appended to the base, so that a host behind a path prefix works.
+        let base = self.args.url.as_str().trim_end_matches('/');
+        let url = url::Url::parse(&format!("{base}{path}"))
             .with_context(|| format!("{path} on {}", self.args.url))?;
         Ok(self.http.request(method, url).bearer_auth(&self.args.token))
     }

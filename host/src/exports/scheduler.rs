@@ -16,6 +16,8 @@ use super::windows::{SETTLE, windows_between};
 use super::{Exports, MAX_CONCURRENT_RUNS, Manifest};
 use crate::store::StoreError;
 
+/// Shortest tick: a zero in the config must not make the scheduler spin.
+const MIN_TICK: std::time::Duration = std::time::Duration::from_millis(50);
 /// Most windows queued for one installation per tick (a long backfill is
 /// queued over several ticks, as the watermark moves).
 const MAX_WINDOWS_PER_TICK: usize = 1_000;
@@ -44,7 +46,8 @@ impl Exports {
             }
             self.start_claimed_runs(&slots).await;
             // Wake on the tick, or early when a run finished or was requested.
-            let _ = tokio::time::timeout(self.settings.tick, self.wake.notified()).await;
+            let tick = self.settings.tick.max(MIN_TICK);
+            let _ = tokio::time::timeout(tick, self.wake.notified()).await;
         }
     }
 

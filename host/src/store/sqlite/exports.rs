@@ -243,7 +243,9 @@ impl ExportStore for SqliteStore {
                     Some((id, status, _)) if status == "failed" => {
                         tx.execute(
                             "UPDATE export_runs SET status = 'pending', attempts = 0, reason = NULL,
-                               next_attempt_ms = NULL WHERE id = ?1",
+                               next_attempt_ms = NULL, finished_at_ms = NULL, figures = NULL,
+                               log = NULL
+                             WHERE id = ?1",
                             [id],
                         )?;
                         (id, RunRequestOutcome::Requeued)
