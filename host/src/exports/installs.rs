@@ -52,6 +52,16 @@ impl Exports {
         manifest_text: &str,
         component: Option<Vec<u8>>,
     ) -> Result<Installed, InstallError> {
+        // The cheap refusal first: a taken name needs no compile (the
+        // database still enforces it, should two installs race).
+        let name = Manifest::parse(manifest_text)
+            .map_err(InstallError::Manifest)?
+            .name;
+        if self.store.installation(&name).await?.is_some() {
+            return Err(
+                StoreError::Exists(format!("an adapter is already installed as '{name}'")).into(),
+            );
+        }
         let (manifest, adapter, description) = self.check(manifest_text, component).await?;
         let first_window = manifest.start.unwrap_or_else(|| {
             let window = manifest.window;
@@ -88,7 +98,8 @@ impl Exports {
             .installation(name)
             .await?
             .ok_or_else(|| InstallError::NotFound(name.to_owned()))?;
-        let (manifest, adapter, description) = self.check(manifest_text, component).await?;
+        // The cheap refusals first, before the component is compiled.
+        let manifest = Manifest::parse(manifest_text).map_err(InstallError::Manifest)?;
         if !manifest.name.eq_ignore_ascii_case(&existing.name) {
             return Err(InstallError::Manifest(anyhow::anyhow!(
                 "the manifest names '{}', not '{}'",
@@ -103,6 +114,7 @@ impl Exports {
                 before.window, manifest.window
             )));
         }
+        let (_, adapter, description) = self.check(manifest_text, component).await?;
         let installation = self
             .store
             .upgrade_installation(NewInstallation {
