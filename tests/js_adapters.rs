@@ -12,14 +12,14 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use support::billing_api::{API_KEY, BillingApi};
+use support::billing_api::{API_KEY, BillingApi, assert_billed, keys_of, time};
 use support::*;
 use tally::adapters::contract::{ExportRequest, Granularity, Window};
 use tally::adapters::egress::AllowedOrigin;
@@ -38,12 +38,6 @@ const BATCH_SIZE: usize = 20;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn time(text: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .unwrap()
-        .timestamp()
 }
 
 /// One engine for the whole test binary, so each component compiles once
@@ -349,54 +343,6 @@ fn invoice_config(api: &BillingApi) -> Value {
         "headers": {"X-Api-Key": API_KEY},
         "rates": rates(),
     })
-}
-
-fn decimal(line: &Value, field: &str) -> f64 {
-    line[field].as_str().unwrap().parse().unwrap()
-}
-
-/// Asserts that `lines` bill each line once and add up, per meter, to
-/// `expected` (each line is rounded to 6 decimals).
-fn assert_billed(lines: &[Value], expected: &BTreeMap<String, (f64, f64)>) {
-    let ids: BTreeSet<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
-    assert_eq!(ids.len(), lines.len(), "every line is billed once");
-    let mut billed: BTreeMap<String, (f64, f64, usize)> = BTreeMap::new();
-    for line in lines {
-        let total = billed
-            .entry(line["meter_id"].as_str().unwrap().to_ascii_lowercase())
-            .or_default();
-        total.0 += decimal(line, "quantity");
-        total.1 += decimal(line, "amount");
-        total.2 += 1;
-        let recomputed = decimal(line, "quantity") * decimal(line, "unit_price");
-        assert!(
-            (decimal(line, "amount") - recomputed).abs() <= 5e-7 + 1e-9 * recomputed,
-            "{line}"
-        );
-        assert_eq!(line["currency"], "EUR");
-    }
-    assert_eq!(
-        billed.keys().collect::<Vec<_>>(),
-        expected.keys().collect::<Vec<_>>(),
-        "the same meters"
-    );
-    for (meter, &(quantity, amount)) in expected {
-        let (got_quantity, got_amount, lines) = billed[meter];
-        let tolerance = 1e-6 * lines as f64 + 1e-9 * quantity;
-        assert!(
-            (got_quantity - quantity).abs() <= tolerance,
-            "{meter}: quantity {got_quantity} vs {quantity}"
-        );
-        assert!(
-            (got_amount - amount).abs() <= tolerance,
-            "{meter}: amount {got_amount} vs {amount}"
-        );
-    }
-}
-
-/// The keys the host promises for a run's requests: `<run-id>.<n>`, n from 1.
-fn keys_of(run_id: &str, requests: usize) -> Vec<String> {
-    (1..=requests).map(|n| format!("{run_id}.{n}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,10 @@
 //! A billing system's HTTP API on a loopback port, as adapters that `send`
 //! invoice lines meet it: it keeps every request, drops a request whose
 //! `Idempotency-Key` it already accepted (as real billing APIs do), and can
-//! be told to fail one request or to answer slowly.
+//! be told to fail one request or to answer slowly. And what a test asserts
+//! of the invoice lines it received.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -139,4 +141,67 @@ async fn receive(
         status,
     });
     (status, answer.to_string())
+}
+
+/// A decimal-string field of an invoice line.
+fn decimal(line: &Value, field: &str) -> f64 {
+    line[field].as_str().unwrap().parse().unwrap()
+}
+
+/// Asserts that `lines` bill each line once and add up, per meter, to
+/// `expected` (each line is rounded to 6 decimals).
+pub fn assert_billed(lines: &[Value], expected: &BTreeMap<String, (f64, f64)>) {
+    let ids: BTreeSet<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), lines.len(), "every line is billed once");
+    let mut billed: BTreeMap<String, (f64, f64, usize)> = BTreeMap::new();
+    for line in lines {
+        let total = billed
+            .entry(line["meter_id"].as_str().unwrap().to_ascii_lowercase())
+            .or_default();
+        total.0 += decimal(line, "quantity");
+        total.1 += decimal(line, "amount");
+        total.2 += 1;
+        // What the receiver can recompute from the line itself.
+        let recomputed = decimal(line, "quantity") * decimal(line, "unit_price");
+        assert!(
+            (decimal(line, "amount") - recomputed).abs() <= 5e-7 + 1e-9 * recomputed,
+            "{line}"
+        );
+        assert_eq!(line["currency"], "EUR");
+        assert_eq!(
+            time(line["period_end"].as_str().unwrap())
+                - time(line["period_start"].as_str().unwrap()),
+            86_400,
+            "a line is one usage day"
+        );
+    }
+    assert_eq!(
+        billed.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "the same meters"
+    );
+    for (meter, &(quantity, amount)) in expected {
+        let (got_quantity, got_amount, lines) = billed[meter];
+        let tolerance = 1e-6 * lines as f64 + 1e-9 * quantity;
+        assert!(
+            (got_quantity - quantity).abs() <= tolerance,
+            "{meter}: quantity {got_quantity} vs {quantity}"
+        );
+        assert!(
+            (got_amount - amount).abs() <= tolerance,
+            "{meter}: amount {got_amount} vs {amount}"
+        );
+    }
+}
+
+/// The keys the host promises for a run's requests: `<run-id>.<n>`, n from 1.
+pub fn keys_of(run_id: &str, requests: usize) -> Vec<String> {
+    (1..=requests).map(|n| format!("{run_id}.{n}")).collect()
+}
+
+/// Unix seconds of an RFC 3339 time.
+pub fn time(text: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .timestamp()
 }
