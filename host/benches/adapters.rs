@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 use tally::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
-use tally::adapters::host_usage::{BATCH_ROWS, BatchEncoder, UsageAccess};
-use tally::adapters::{AdapterEngine, Limits, SubscriptionGrant, describe, run_export};
+use tally::adapters::host_usage::{BATCH_ROWS, BatchEncoder};
+use tally::adapters::{AdapterEngine, Limits, describe};
 use tally::store::sqlite::SqliteStore;
 use tally::store::{AggregateQuery, Store, SubscriptionScope};
 use tally::usage::Granularity;
@@ -122,26 +122,7 @@ async fn benchmark(quick: bool) {
     let mut peak_memory = 0;
     let mut wasm_time = Duration::MAX;
     for _ in 0..3 {
-        let usage = UsageAccess::new(store.clone(), catalog.clone(), SubscriptionGrant::All);
-        let (engine, adapter, request, config) = (
-            engine.clone(),
-            warm.clone(),
-            request.clone(),
-            config.clone(),
-        );
-        let outcome = tokio::task::spawn_blocking(move || {
-            run_export(
-                &engine,
-                &adapter,
-                &request,
-                &config,
-                usage,
-                Vec::new(),
-                &Limits::default(),
-            )
-        })
-        .await
-        .unwrap();
+        let outcome = common::export(&engine, &warm, &store, &catalog, &request, &config).await;
         let summary = outcome.result.expect("the export succeeds");
         assert_eq!(summary.rows_read as usize, rows);
         peak_memory = outcome.figures.peak_memory_bytes;

@@ -16,8 +16,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 use tally::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
-use tally::adapters::host_usage::UsageAccess;
-use tally::adapters::{AdapterEngine, Limits, SubscriptionGrant, describe, run_export};
+use tally::adapters::{AdapterEngine, Limits, describe};
 use tally::store::Store;
 use tally::store::sqlite::SqliteStore;
 
@@ -153,26 +152,7 @@ async fn measure(
     let catalog = store.meter_catalog().await.unwrap();
     let mut best: Option<Figures> = None;
     for _ in 0..3 {
-        let usage = UsageAccess::new(store.clone(), catalog.clone(), SubscriptionGrant::All);
-        let (engine, adapter, request, config) = (
-            engine.clone(),
-            adapter.clone(),
-            request.clone(),
-            config.to_owned(),
-        );
-        let outcome = tokio::task::spawn_blocking(move || {
-            run_export(
-                &engine,
-                &adapter,
-                &request,
-                &config,
-                usage,
-                Vec::new(),
-                &Limits::default(),
-            )
-        })
-        .await
-        .unwrap();
+        let outcome = common::export(&engine, &adapter, store, &catalog, request, config).await;
         let summary = outcome
             .result
             .unwrap_or_else(|e| panic!("{name} failed: {e}"));

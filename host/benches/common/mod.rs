@@ -1,8 +1,19 @@
-//! Shared by the benchmarks: a grid of hourly usage loaded straight into a store.
+//! Shared by the benchmarks: a grid of hourly usage loaded straight into a
+//! store, and an adapter's export run as the host runs it.
+
+#![allow(dead_code)] // each benchmark uses its own share
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use tally::adapters::contract::ExportRequest;
+use tally::adapters::host_usage::UsageAccess;
+use tally::adapters::{
+    AdapterEngine, ExportOutcome, Limits, LoadedAdapter, SubscriptionGrant, run_export,
+};
 use tally::store::Store;
+use tally::store::sqlite::SqliteStore;
 use tally::usage::{MeterCatalog, UsageRecordInput, ValidationContext};
 
 /// Five documented meters (VM, Windows VM, S10 disk, blob capacity, static IP).
@@ -52,4 +63,37 @@ pub async fn load_grid(
         }
         store.ingest(batch).await.expect("ingest");
     }
+}
+
+/// One export of `adapter` over everything in `store`, with the default
+/// limits and no egress, on a blocking thread as the host runs it.
+pub async fn export(
+    engine: &Arc<AdapterEngine>,
+    adapter: &LoadedAdapter,
+    store: &Arc<SqliteStore>,
+    catalog: &Arc<MeterCatalog>,
+    request: &ExportRequest,
+    config: &str,
+) -> ExportOutcome {
+    let usage = UsageAccess::new(store.clone(), catalog.clone(), SubscriptionGrant::All);
+    let (engine, adapter, request, config) = (
+        engine.clone(),
+        adapter.clone(),
+        request.clone(),
+        config.to_owned(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let limits = Limits::default();
+        run_export(
+            &engine,
+            &adapter,
+            &request,
+            &config,
+            usage,
+            Vec::new(),
+            &limits,
+        )
+    })
+    .await
+    .unwrap()
 }
