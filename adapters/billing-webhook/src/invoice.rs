@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
+use tally_adapter_kit::iso_date;
 
 /// Lines per request unless the config says otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 500;
@@ -494,20 +495,6 @@ pub fn iso_time(seconds: i64) -> String {
         time / 60 % 60,
         time % 60
     )
-}
-
-/// `YYYY-MM-DD` of a day number since the Unix epoch (civil-from-days, Howard Hinnant).
-pub fn iso_date(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
 }
 
 #[cfg(test)]

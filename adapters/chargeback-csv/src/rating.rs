@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde::Deserialize;
+use tally_adapter_kit::{csv_field, iso_date};
 
 pub const HEADER: &str =
     "date,group,subscription_id,meter_id,meter_name,unit,quantity,rate,cost,currency\n";
@@ -190,11 +191,11 @@ impl Chargeback {
                 piece,
                 "{},{},{},{},{},{},{:.6},{:.6},{:.6},{}",
                 iso_date(day),
-                field(group),
-                field(subscription),
-                field(meter),
-                field(&meter_name),
-                field(&unit),
+                csv_field(group),
+                csv_field(subscription),
+                csv_field(meter),
+                csv_field(&meter_name),
+                csv_field(&unit),
                 quantity,
                 rate,
                 quantity * rate,
@@ -212,40 +213,9 @@ impl Chargeback {
     }
 }
 
-/// `YYYY-MM-DD` of a day number since the Unix epoch (civil-from-days, Howard Hinnant).
-pub fn iso_date(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
-/// A CSV field, quoted when it must be.
-fn field(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_and_fields() {
-        assert_eq!(iso_date(0), "1970-01-01");
-        assert_eq!(iso_date(20_454), "2026-01-01");
-        assert_eq!(field("a,b"), "\"a,b\"");
-        assert_eq!(field("plain"), "plain");
-    }
 
     #[test]
     fn config_is_checked() {
