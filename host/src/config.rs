@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! data_dir = "/var/lib/tally"
+//! database = "postgres://tally@db.internal/tally"  # shared by replicas; default: SQLite in data_dir
 //! listen = "0.0.0.0:8080"
 //! public_url = "https://usage.cloud.example"   # for nextLink behind a proxy
 //! provider_subscription_id = "…"               # the default provider subscription
@@ -29,6 +30,8 @@ use crate::exports::ExportSettings;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub data_dir: Option<PathBuf>,
+    /// `postgres://…` or `sqlite:PATH`; the embedded database in `data_dir` when absent.
+    pub database: Option<String>,
     pub listen: Option<SocketAddr>,
     pub public_url: Option<String>,
     pub provider_subscription_id: Option<String>,
@@ -54,7 +57,7 @@ mod tests {
     #[test]
     fn parses_a_full_config_and_refuses_unknown_keys() {
         let config: Config = toml::from_str(
-            "data_dir = '/var/lib/tally'\nlisten = '0.0.0.0:8080'\npublic_url = 'https://u.example'\nmax_body_bytes = 1024\n",
+            "data_dir = '/var/lib/tally'\ndatabase = 'postgres://db/tally'\nlisten = '0.0.0.0:8080'\npublic_url = 'https://u.example'\nmax_body_bytes = 1024\n",
         )
         .unwrap();
         assert_eq!(config.listen.unwrap().port(), 8080);

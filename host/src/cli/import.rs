@@ -16,7 +16,6 @@ use reqwest::StatusCode;
 
 use super::DataDir;
 use crate::api::{ApiError, ErrorResponse, IngestResponse, validate_all};
-use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use crate::usage::files::{FileFormat, read_records};
 use crate::usage::time::parse_time;
@@ -59,7 +58,7 @@ enum Sink {
         endpoint: url::Url,
         token: String,
     },
-    Direct(Arc<SqliteStore>),
+    Direct(Arc<dyn Store>),
 }
 
 /// Counts of what was imported.
@@ -98,7 +97,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
                 token,
             }
         }
-        None => Sink::Direct(Arc::new(SqliteStore::open(&args.data_dir.or_default())?)),
+        None => Sink::Direct(args.data_dir.open_store().await?),
     };
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("opening {}", args.file.display()))?;

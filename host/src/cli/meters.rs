@@ -10,8 +10,6 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use super::DataDir;
-use crate::store::Store;
-use crate::store::sqlite::SqliteStore;
 use crate::usage::meters::read_meters_csv;
 
 /// `tally meters …`
@@ -34,7 +32,7 @@ pub enum MetersCommand {
 pub async fn run(command: MetersCommand) -> anyhow::Result<()> {
     match command {
         MetersCommand::List { data_dir } => {
-            let store = SqliteStore::open(&data_dir.or_default())?;
+            let store = data_dir.open_store().await?;
             let mut out = csv::Writer::from_writer(std::io::stdout().lock());
             out.write_record(["meter_id", "meter_name", "category", "unit", "notes"])?;
             for meter in store.meter_catalog().await?.all() {
@@ -54,7 +52,7 @@ pub async fn run(command: MetersCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", file.display()))?;
             let meters = read_meters_csv(&text)
                 .with_context(|| format!("{} is not a meter CSV", file.display()))?;
-            let store = SqliteStore::open(&data_dir.or_default())?;
+            let store = data_dir.open_store().await?;
             let count = meters.len();
             for meter in meters {
                 store.upsert_meter(meter).await?;

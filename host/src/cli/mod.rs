@@ -1,4 +1,4 @@
-//! The `tally` command line: `serve`, `token`, `import`, `meters`, `adapter`
+//! The `tally` command line: `serve`, `token`, `import`, `meters`, `migrate`, `adapter`
 //! (an author's local test), `adapters` and `export` (a running host's
 //! installs and runs).
 
@@ -9,13 +9,17 @@ mod client;
 mod export;
 mod import;
 mod meters;
+mod migrate;
 mod serve;
 mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::store::{Database, Store};
 
 /// Where the embedded store lives unless told otherwise.
 pub const DEFAULT_DATA_DIR: &str = "tally-data";
@@ -42,7 +46,7 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the host: ingest and usage API on the embedded store.
+    /// Run the host: ingest, usage API and adapters, on the embedded store or PostgreSQL.
     Serve(serve::ServeArgs),
     /// Manage API tokens.
     #[command(subcommand)]
@@ -52,6 +56,8 @@ enum Command {
     /// The meter catalog: list it, or add meters from a CSV file.
     #[command(subcommand)]
     Meters(meters::MetersCommand),
+    /// Move an embedded store to PostgreSQL: `--from sqlite:PATH --to postgres://…`.
+    Migrate(migrate::MigrateArgs),
     /// Billing adapters for authors: create a project, run one locally against sample usage.
     #[command(subcommand)]
     Adapter(adapter::AdapterCommand),
@@ -77,6 +83,7 @@ pub fn main() -> ExitCode {
             Command::Token(command) => token::run(command).await,
             Command::Import(args) => import::run(args).await,
             Command::Meters(command) => meters::run(command).await,
+            Command::Migrate(args) => migrate::run(args).await,
             Command::Adapter(command) => adapter::run(command).await,
             Command::Adapters(command) => adapters::run(command).await,
             Command::Export(command) => export::run(command).await,
@@ -103,12 +110,16 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// `--data-dir`, shared by the commands that open the store.
+/// `--data-dir` and `--database`, shared by the commands that open the store.
 #[derive(clap::Args, Clone)]
 struct DataDir {
-    /// Directory of the embedded database.
+    /// Directory of the embedded database (and of this host's compiled adapters).
     #[arg(long, env = "TALLY_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The store, when not the embedded database in the data directory:
+    /// `postgres://user@host:port/database` (shared by replicas) or `sqlite:PATH`.
+    #[arg(long, env = "TALLY_DATABASE", hide_env_values = true)]
+    database: Option<String>,
 }
 
 impl DataDir {
@@ -116,5 +127,18 @@ impl DataDir {
         self.data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    }
+
+    /// The store `--database` names, else the data directory's.
+    fn database(&self) -> Database {
+        match &self.database {
+            Some(text) => Database::parse(text),
+            None => Database::Sqlite(self.or_default()),
+        }
+    }
+
+    /// Opens the store.
+    async fn open_store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        self.database().open().await
     }
 }

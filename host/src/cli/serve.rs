@@ -12,7 +12,7 @@ use crate::adapters::AdapterEngine;
 use crate::api::{self, AppState, Settings};
 use crate::config::Config;
 use crate::exports::Exports;
-use crate::store::sqlite::SqliteStore;
+use crate::store::Database;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Compiled components, in the data directory.
@@ -63,9 +63,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         page_size: api::PAGE_SIZE,
     };
 
-    let store = Arc::new(SqliteStore::open(&data_dir)?);
-    tracing::info!(database = %store.path().display(), "store open");
-    // Compiled adapters live beside the database: only this host writes them.
+    let database = match args
+        .data_dir
+        .database
+        .as_deref()
+        .or(config.database.as_deref())
+    {
+        Some(text) => Database::parse(text),
+        None => Database::Sqlite(data_dir.clone()),
+    };
+    let store = database.open().await?;
+    tracing::info!(%database, "store open");
+    // Compiled adapters live in this host's data directory, also beside a
+    // shared database: each replica compiles the stored components for itself.
     let engine = Arc::new(AdapterEngine::new(data_dir.join(COMPILED_ADAPTERS_DIR))?);
     let exports = Arc::new(Exports::new(store.clone(), engine, config.exports));
     let scheduler = tokio::spawn(exports.clone().run_scheduler());

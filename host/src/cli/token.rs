@@ -1,15 +1,12 @@
 //! `tally token create|list|revoke`: API tokens. A secret is printed once, at
 //! creation; the store keeps only its digest.
 
-use std::sync::Arc;
-
 use anyhow::bail;
 use clap::Subcommand;
 
 use super::DataDir;
 use crate::auth::{Role, new_secret, secret_digest};
-use crate::store::sqlite::SqliteStore;
-use crate::store::{NewToken, Store};
+use crate::store::NewToken;
 
 /// `tally token …`
 #[derive(Subcommand)]
@@ -56,7 +53,7 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
                 }
                 _ => {}
             }
-            let store = Arc::new(SqliteStore::open(&data_dir.or_default())?);
+            let store = data_dir.open_store().await?;
             let secret = new_secret();
             store
                 .create_token(NewToken {
@@ -70,7 +67,7 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TokenCommand::List { data_dir } => {
-            let store = SqliteStore::open(&data_dir.or_default())?;
+            let store = data_dir.open_store().await?;
             println!(
                 "{:>4}  {:<8}  {:<19}  {:<36}  description",
                 "id", "role", "created", "subscriptions"
@@ -87,7 +84,7 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TokenCommand::Revoke { data_dir, id } => {
-            let store = SqliteStore::open(&data_dir.or_default())?;
+            let store = data_dir.open_store().await?;
             if !store.revoke_token(id).await? {
                 bail!("there is no token with id {id}");
             }

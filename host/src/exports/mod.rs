@@ -51,6 +51,11 @@ pub struct ExportSettings {
     pub retry_max: Duration,
     /// Attempts before a transient failure counts as a failure.
     pub max_attempts: u32,
+    /// How long a claimed run stays this host's without news from it; renewed
+    /// every third of it while the run goes on. When a host dies, another
+    /// replica takes its runs over once their leases end.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
 }
 
 /// Most runs at once: the engine's instance pool has room for 32, and
@@ -65,6 +70,7 @@ impl Default for ExportSettings {
             retry_base: Duration::from_secs(30),
             retry_max: Duration::from_secs(3_600),
             max_attempts: 8,
+            lease: Duration::from_secs(30),
         }
     }
 }
@@ -79,6 +85,8 @@ pub struct Exports {
     pub metrics: Arc<Metrics>,
     loaded: Mutex<HashMap<String, LoadedAdapter>>,
     wake: Notify,
+    /// This host, as the holder of the runs it claims (`hostname:pid`).
+    holder: String,
 }
 
 impl Exports {
@@ -95,6 +103,7 @@ impl Exports {
             metrics: Arc::default(),
             loaded: Mutex::default(),
             wake: Notify::new(),
+            holder: holder_name(),
         }
     }
 
@@ -137,4 +146,12 @@ impl Exports {
         }
         Ok(())
     }
+}
+
+/// `hostname:pid`, naming this host in the runs it holds.
+fn holder_name() -> String {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{hostname}:{}", std::process::id())
 }

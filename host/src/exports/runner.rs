@@ -42,7 +42,11 @@ pub fn run_id(installation: &Installation, run: &Run) -> String {
 impl Exports {
     /// Runs a claimed run once and records how it ended.
     pub async fn execute(&self, run: Run) -> anyhow::Result<()> {
-        let attempt = match self.attempt(&run).await {
+        let attempt = tokio::select! {
+            attempt = self.attempt(&run) => attempt,
+            never = self.keep_leased(&run) => match never {},
+        };
+        let attempt = match attempt {
             Ok(attempt) => attempt,
             // The host could not even start the adapter (store or component
             // trouble): worth another try.
@@ -58,7 +62,7 @@ impl Exports {
             RunEnd::Failed { .. } => "failed",
         };
         let figures = attempt.figures.clone();
-        let recorded = match self.store.finish_run(run.id, attempt).await {
+        let recorded = match self.store.finish_run(run.id, run.attempts, attempt).await {
             Ok(recorded) => recorded,
             Err(error) => {
                 // Never leave the run `running` (it would hold its installation):
@@ -69,12 +73,20 @@ impl Exports {
                     figures: figures.clone(),
                     log: RunLogRecord::default(),
                 };
-                self.store.finish_run(run.id, fallback).await?;
+                self.store
+                    .finish_run(run.id, run.attempts, fallback)
+                    .await?;
                 return Err(error.into());
             }
         };
         if !recorded {
-            return Ok(()); // removed while it ran
+            // Removed while it ran, or its lease ended and another host took it over.
+            tracing::warn!(
+                run = run.id,
+                attempt = run.attempts,
+                "run no longer ours; outcome dropped"
+            );
+            return Ok(());
         }
         let adapter = match self.store.installation_by_id(run.installation_id).await? {
             Some(installation) => installation.name,
@@ -88,6 +100,26 @@ impl Exports {
             figures.rows_read,
         );
         Ok(())
+    }
+
+    /// Renews the run's lease while the attempt goes on; never returns.
+    async fn keep_leased(&self, run: &Run) -> std::convert::Infallible {
+        let lease = self.settings.lease;
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            match self
+                .store
+                .renew_lease(run.id, run.attempts, lease_until(lease))
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(run = run.id, "lease lost: another attempt owns the run");
+                    return std::future::pending().await;
+                }
+                Err(error) => tracing::warn!(run = run.id, %error, "cannot renew a lease"),
+            }
+        }
     }
 
     async fn attempt(&self, run: &Run) -> anyhow::Result<FinishedAttempt> {
@@ -202,4 +234,9 @@ mod tests {
         let waits: Vec<u64> = (1..=6).map(|a| backoff(&settings, a).as_secs()).collect();
         assert_eq!(waits, [30, 60, 120, 240, 300, 300]);
     }
+}
+
+/// When a lease taken now for `lease` ends.
+pub(super) fn lease_until(lease: Duration) -> chrono::DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
 }

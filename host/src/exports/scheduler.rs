@@ -4,8 +4,10 @@
 //! Exactly once rests on the store: a window's first export is one row that
 //! cannot be inserted twice, a claim marks it running in one transaction, and
 //! its documents are published in the transaction that marks it succeeded. A
-//! host that stops mid-run finds the run `running` at start and runs it again
-//! under the same run id; it had published nothing.
+//! claim is a lease the running host renews: when the host dies the lease
+//! ends and a host (another replica, or this one restarted) runs the window
+//! again under the same run id; the dead attempt had published nothing, and
+//! could not publish late, since finishing is fenced by the attempt number.
 
 use std::sync::Arc;
 
@@ -25,14 +27,10 @@ const MAX_WINDOWS_PER_TICK: usize = 1_000;
 impl Exports {
     /// Runs the scheduler until the task is dropped.
     pub async fn run_scheduler(self: Arc<Self>) {
-        match self
-            .store
-            .requeue_interrupted_runs(self.settings.max_attempts)
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(runs = n, "runs interrupted by a stop are queued again"),
-            Err(error) => tracing::error!(%error, "cannot requeue interrupted runs"),
+        // Alone on its store, a starting host knows every running run is a
+        // leftover of its own; replicas wait for the leases to end.
+        if !self.store.is_shared() {
+            self.requeue_interrupted(DateTime::<Utc>::MAX_UTC).await;
         }
         if let Err(error) = self.preload().await {
             tracing::error!(%error, "cannot preload the installed components");
@@ -41,6 +39,7 @@ impl Exports {
             self.settings.concurrency.clamp(1, MAX_CONCURRENT_RUNS),
         ));
         loop {
+            self.requeue_interrupted(Utc::now()).await;
             if let Err(error) = self.queue_closed_windows(Utc::now()).await {
                 tracing::error!(%error, "cannot queue closed windows");
             }
@@ -91,10 +90,25 @@ impl Exports {
         Ok(queued)
     }
 
+    /// Queues again the runs whose host stopped (their lease ended before `before`).
+    async fn requeue_interrupted(&self, before: DateTime<Utc>) {
+        match self
+            .store
+            .requeue_interrupted_runs(self.settings.max_attempts, before)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(runs = n, "runs interrupted by a stop are queued again"),
+            Err(error) => tracing::error!(%error, "cannot requeue interrupted runs"),
+        }
+    }
+
     /// Starts claimed runs while there are free slots.
     async fn start_claimed_runs(self: &Arc<Self>, slots: &Arc<Semaphore>) {
         while let Ok(slot) = slots.clone().try_acquire_owned() {
-            let run = match self.store.claim_run(Utc::now()).await {
+            let lease_until = super::runner::lease_until(self.settings.lease);
+            let claimed = self.store.claim_run(Utc::now(), &self.holder, lease_until);
+            let run = match claimed.await {
                 Ok(Some(run)) => run,
                 Ok(None) => return,
                 Err(error) => {

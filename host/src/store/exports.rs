@@ -6,6 +6,7 @@
 //! what makes a window export once however often the scheduler looks at it.
 //! An operator's re-run of an exported window is a correction: revision 1, 2…
 
+use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -246,19 +247,51 @@ pub trait ExportStore: Send + Sync + 'static {
         windows: Vec<(DateTime<Utc>, DateTime<Utc>)>,
     ) -> Result<Vec<(Run, RunRequestOutcome)>, StoreError>;
 
-    /// Takes the next run that may start at `now` and marks it running: per
-    /// installation, windows run one at a time in order, and a failed window
-    /// holds the ones after it.
-    async fn claim_run(&self, now: DateTime<Utc>) -> Result<Option<Run>, StoreError>;
+    /// Whether other hosts may use this store at the same time (replicas on
+    /// one database): then a run left `running` is only taken over once its
+    /// lease has ended.
+    fn is_shared(&self) -> bool;
 
-    /// Records how an attempt ended. On success the documents are published
-    /// and the watermark advanced in the same transaction. `false` when the
-    /// run was no longer running (its installation was removed meanwhile).
-    async fn finish_run(&self, run_id: i64, attempt: FinishedAttempt) -> Result<bool, StoreError>;
+    /// Takes the next run that may start at `now`, marks it running and
+    /// leases it to `holder` (a host, for operators) until `lease_until`: per installation, windows run one at a
+    /// time in order, and a failed window holds the ones after it. Claims are
+    /// serialised, so two hosts never take the same run.
+    async fn claim_run(
+        &self,
+        now: DateTime<Utc>,
+        holder: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<Run>, StoreError>;
 
-    /// Runs left `running` by a host that stopped: queued again (same run
-    /// id), or failed once they have started `max_attempts` times.
-    async fn requeue_interrupted_runs(&self, max_attempts: u32) -> Result<usize, StoreError>;
+    /// Extends the lease of a claimed attempt; `false` when the run is no
+    /// longer this attempt's (taken over, requeued or removed).
+    async fn renew_lease(
+        &self,
+        run_id: i64,
+        attempt: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Records how attempt `attempt` (the run's `attempts` when it was
+    /// claimed) ended. On success the documents are published and the
+    /// watermark advanced in the same transaction. `false`, recording
+    /// nothing, when the run is no longer this attempt's: its installation was
+    /// removed, or its lease ended and another attempt took it over.
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        attempt: u32,
+        finished: FinishedAttempt,
+    ) -> Result<bool, StoreError>;
+
+    /// Runs left `running` whose lease ended before `leases_ending_before`
+    /// (their host stopped): queued again (same run id), or failed once they
+    /// have started `max_attempts` times.
+    async fn requeue_interrupted_runs(
+        &self,
+        max_attempts: u32,
+        leases_ending_before: DateTime<Utc>,
+    ) -> Result<usize, StoreError>;
 
     /// Runs of an installation, newest window first.
     async fn runs(&self, installation_id: i64, limit: usize) -> Result<Vec<Run>, StoreError>;
@@ -293,4 +326,56 @@ pub trait ExportStore: Send + Sync + 'static {
 
     /// Names of the documents published by an installation's runs.
     async fn document_names(&self, installation_id: i64) -> Result<Vec<String>, StoreError>;
+}
+
+// Encodings shared by the backends.
+
+/// A stored millisecond time.
+pub(crate) fn time(ms: i64) -> anyhow::Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| anyhow!("stored time {ms} is out of range"))
+}
+
+/// A random installation uid (the stem of its run ids).
+pub(crate) fn new_uid() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Reads the figures column.
+pub(crate) fn decode_figures(text: &str) -> anyhow::Result<RunFiguresRecord> {
+    serde_json::from_str(text).context("stored run figures")
+}
+
+/// The log column: `{"dropped": n, "lines": [[level, message], …]}`.
+pub(crate) fn encode_log(log: &RunLogRecord) -> anyhow::Result<String> {
+    let lines: Vec<(&str, &str)> = log
+        .lines
+        .iter()
+        .map(|line| (line.level, line.message.as_str()))
+        .collect();
+    Ok(serde_json::to_string(
+        &serde_json::json!({ "dropped": log.dropped, "lines": lines }),
+    )?)
+}
+
+/// Reads the log column.
+pub(crate) fn decode_log(text: &str) -> anyhow::Result<RunLogRecord> {
+    #[derive(serde::Deserialize)]
+    struct Column {
+        dropped: u64,
+        lines: Vec<(String, String)>,
+    }
+    let column: Column = serde_json::from_str(text).context("a stored run log")?;
+    Ok(RunLogRecord {
+        dropped: column.dropped,
+        lines: column
+            .lines
+            .into_iter()
+            .map(|(level, message)| LogLine {
+                level: LogLine::level_named(&level),
+                message,
+            })
+            .collect(),
+    })
 }

@@ -1,13 +1,20 @@
 //! Durable storage of usage, aggregates, meters and API tokens.
 //!
-//! The API and the CLI talk to a [`Store`] only; [`sqlite::SqliteStore`] is the
-//! embedded default. [`exports`] is what it keeps for billing adapters. Aggregates are kept per (subscription, usage bucket,
-//! meter, instance, *reported* bucket), hourly and daily, so that a query over
-//! a reported-time window is an index range scan whatever its usage times.
+//! The API and the CLI talk to a [`Store`] only. [`sqlite::SqliteStore`] is the
+//! embedded default, for one host; [`postgres::PostgresStore`] is shared by
+//! several replicas. [`Database`] says which one to open. [`exports`] is what
+//! a store keeps for billing adapters. Aggregates are kept per (subscription,
+//! usage bucket, meter, instance, *reported* bucket), hourly and daily, so
+//! that a query over a reported-time window is an index range scan whatever
+//! its usage times.
 
 pub mod exports;
+mod instances;
+pub mod postgres;
 pub mod sqlite;
+pub mod transfer;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -16,6 +23,44 @@ use chrono::{DateTime, Utc};
 pub use self::exports::ExportStore;
 use crate::auth::{Principal, Role};
 use crate::usage::{Granularity, Meter, MeterCatalog, MeterKey, RecordError, UsageRecord};
+
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// The embedded SQLite database: a data directory (holding
+    /// [`sqlite::DATABASE_FILE`]) or the database file itself.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (`postgres://user@host:port/database`).
+    Postgres(String),
+}
+
+impl Database {
+    /// Reads `postgres://…` / `postgresql://…`, `sqlite:PATH`, or a bare path (SQLite).
+    pub fn parse(text: &str) -> Self {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Database::Postgres(text.to_owned())
+        } else {
+            Database::Sqlite(PathBuf::from(text.strip_prefix("sqlite:").unwrap_or(text)))
+        }
+    }
+
+    /// Opens the store, creating and migrating its schema as needed.
+    pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(match self {
+            Database::Sqlite(path) => Arc::new(sqlite::SqliteStore::open_path(path)?),
+            Database::Postgres(url) => Arc::new(postgres::PostgresStore::open(url).await?),
+        })
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Database::Postgres(url) => f.write_str(&postgres::redact(url)),
+        }
+    }
+}
 
 /// Errors at the store's edge.
 #[derive(Debug, thiserror::Error)]

@@ -7,11 +7,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::SqliteStore;
-use crate::adapters::sandbox::LogLine;
 use crate::store::StoreError;
 use crate::store::exports::{
     DocumentInfo, ExportStore, FinishedAttempt, Installation, NewInstallation, Run, RunEnd,
-    RunFiguresRecord, RunLogRecord, RunRequestOutcome, RunStatus, StoredDocument,
+    RunLogRecord, RunRequestOutcome, RunStatus, StoredDocument, decode_figures, decode_log,
+    encode_log, new_uid, time,
 };
 
 const INSTALLATION_COLUMNS: &str = "id, name, uid, manifest, component_sha256, description, \
@@ -268,7 +268,17 @@ impl ExportStore for SqliteStore {
         .await
     }
 
-    async fn claim_run(&self, now: DateTime<Utc>) -> Result<Option<Run>, StoreError> {
+    fn is_shared(&self) -> bool {
+        false // one host owns the file
+    }
+
+    async fn claim_run(
+        &self,
+        now: DateTime<Utc>,
+        holder: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<Run>, StoreError> {
+        let holder = holder.to_owned();
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // Per installation, windows go one at a time and in order; an
@@ -297,8 +307,10 @@ impl ExportStore for SqliteStore {
                 return Ok(None);
             };
             tx.execute(
-                "UPDATE export_runs SET status = 'running', attempts = attempts + 1 WHERE id = ?1",
-                [id],
+                "UPDATE export_runs SET status = 'running', attempts = attempts + 1,
+                   lease_until_ms = ?2, lease_holder = ?3
+                 WHERE id = ?1",
+                params![id, lease_until.timestamp_millis(), holder],
             )?;
             let run = run_by_id(&tx, id)?;
             tx.commit()?;
@@ -307,7 +319,28 @@ impl ExportStore for SqliteStore {
         .await
     }
 
-    async fn finish_run(&self, run_id: i64, attempt: FinishedAttempt) -> Result<bool, StoreError> {
+    async fn renew_lease(
+        &self,
+        run_id: i64,
+        attempt: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "UPDATE export_runs SET lease_until_ms = ?3
+                 WHERE id = ?1 AND attempts = ?2 AND status = 'running'",
+                params![run_id, attempt, lease_until.timestamp_millis()],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        claimed_attempt: u32,
+        attempt: FinishedAttempt,
+    ) -> Result<bool, StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction()?;
             let now = Utc::now().timestamp_millis();
@@ -320,12 +353,12 @@ impl ExportStore for SqliteStore {
                 }
                 RunEnd::Failed { reason } => (RunStatus::Failed, Some(reason.as_str()), None),
             };
-            // Only a running run is finished: a run requeued meanwhile is left alone.
+            // Only this attempt finishes the run: one requeued or taken over meanwhile is left alone.
             let updated = tx.execute(
                 "UPDATE export_runs SET status = ?2, reason = ?3, next_attempt_ms = ?4,
-                   finished_at_ms = ?5, figures = ?6, log = ?7
-                 WHERE id = ?1 AND status = 'running'",
-                params![run_id, status.as_str(), reason, next_attempt, now, figures, log],
+                   finished_at_ms = ?5, figures = ?6, log = ?7, lease_until_ms = NULL
+                 WHERE id = ?1 AND status = 'running' AND attempts = ?8",
+                params![run_id, status.as_str(), reason, next_attempt, now, figures, log, claimed_attempt],
             )?;
             if updated == 0 {
                 return Ok(false);
@@ -346,19 +379,25 @@ impl ExportStore for SqliteStore {
         .await
     }
 
-    async fn requeue_interrupted_runs(&self, max_attempts: u32) -> Result<usize, StoreError> {
+    async fn requeue_interrupted_runs(
+        &self,
+        max_attempts: u32,
+        leases_ending_before: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let before = leases_ending_before.timestamp_millis();
         self.write(move |conn| {
             let tx = conn.transaction()?;
             // A run that keeps taking the host down with it stops being retried.
             tx.execute(
-                "UPDATE export_runs SET status = 'failed', finished_at_ms = ?2,
+                "UPDATE export_runs SET status = 'failed', finished_at_ms = ?2, lease_until_ms = NULL,
                    reason = 'interrupted by a host stop ' || attempts || ' times; not retried again'
-                 WHERE status = 'running' AND attempts >= ?1",
-                params![max_attempts, Utc::now().timestamp_millis()],
+                 WHERE status = 'running' AND attempts >= ?1 AND coalesce(lease_until_ms, 0) < ?3",
+                params![max_attempts, Utc::now().timestamp_millis(), before],
             )?;
             let requeued = tx.execute(
-                "UPDATE export_runs SET status = 'pending' WHERE status = 'running'",
-                [],
+                "UPDATE export_runs SET status = 'pending', lease_until_ms = NULL
+                 WHERE status = 'running' AND coalesce(lease_until_ms, 0) < ?1",
+                [before],
             )?;
             tx.commit()?;
             Ok(requeued)
@@ -579,51 +618,5 @@ fn run_of(row: &Row) -> anyhow::Result<Run> {
         created_at: time(row.get(9)?)?,
         finished_at: row.get::<_, Option<i64>>(10)?.map(time).transpose()?,
         figures: figures.map(|text| decode_figures(&text)).transpose()?,
-    })
-}
-
-fn time(ms: i64) -> anyhow::Result<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| anyhow!("stored time {ms} is out of range"))
-}
-
-fn new_uid() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 4];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn decode_figures(text: &str) -> anyhow::Result<RunFiguresRecord> {
-    serde_json::from_str(text).context("stored run figures")
-}
-
-/// The log column: `{"dropped": n, "lines": [[level, message], …]}`.
-fn encode_log(log: &RunLogRecord) -> anyhow::Result<String> {
-    let lines: Vec<(&str, &str)> = log
-        .lines
-        .iter()
-        .map(|line| (line.level, line.message.as_str()))
-        .collect();
-    Ok(serde_json::to_string(
-        &serde_json::json!({ "dropped": log.dropped, "lines": lines }),
-    )?)
-}
-
-fn decode_log(text: &str) -> anyhow::Result<RunLogRecord> {
-    #[derive(serde::Deserialize)]
-    struct Column {
-        dropped: u64,
-        lines: Vec<(String, String)>,
-    }
-    let column: Column = serde_json::from_str(text).context("a stored run log")?;
-    Ok(RunLogRecord {
-        dropped: column.dropped,
-        lines: column
-            .lines
-            .into_iter()
-            .map(|(level, message)| LogLine {
-                level: LogLine::level_named(&level),
-                message,
-            })
-            .collect(),
     })
 }

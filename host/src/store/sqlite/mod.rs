@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::writer::Job;
 use crate::auth::{Principal, Role};
+use crate::store::instances::InstanceCache;
 use crate::store::{
     AggregatePage, AggregateQuery, IngestReceipt, NewToken, Position, Store, StoreError, TokenInfo,
 };
@@ -43,7 +44,7 @@ pub struct SqliteStore {
     readers: r2d2::Pool<SqliteConnectionManager>,
     writer: mpsc::Sender<Job>,
     catalog: RwLock<Arc<MeterCatalog>>,
-    instances: Arc<query::InstanceCache>,
+    instances: Arc<InstanceCache>,
 }
 
 impl SqliteStore {
@@ -52,7 +53,21 @@ impl SqliteStore {
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-        let path = data_dir.join(DATABASE_FILE);
+        Self::open_file(&data_dir.join(DATABASE_FILE))
+    }
+
+    /// Opens a data directory, or a database file when `path` is an existing file.
+    pub fn open_path(path: &Path) -> anyhow::Result<Self> {
+        if path.is_file() {
+            Self::open_file(path)
+        } else {
+            Self::open(path)
+        }
+    }
+
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open_file(path: &Path) -> anyhow::Result<Self> {
+        let path = path.to_path_buf();
         let mut conn =
             Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
         configure(&conn, false)?;

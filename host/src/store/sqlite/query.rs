@@ -6,70 +6,41 @@
 //! page's last row. No page re-reads what an earlier one returned.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::store::instances::InstanceCache;
 use crate::store::{
     AggregatePage, AggregateQuery, AggregateRow, Instance, Position, SubscriptionScope,
 };
 use crate::usage::MeterCatalog;
 use crate::usage::time::{Granularity, day_of_hour};
 
-/// Instances met by earlier pages. An instance row never changes once
-/// written, so entries never go stale; the cache only starts over when full.
-#[derive(Default)]
-pub(super) struct InstanceCache(Mutex<HashMap<i64, Arc<Instance>>>);
-
-/// Most instances kept in the cache.
-const INSTANCE_CACHE_LIMIT: usize = 200_000;
-
-impl InstanceCache {
-    /// The instances with these keys, from the cache or the database.
-    fn get_all(
-        &self,
-        conn: &Connection,
-        keys: &[i64],
-    ) -> anyhow::Result<HashMap<i64, Arc<Instance>>> {
-        let mut found = HashMap::with_capacity(keys.len());
-        let mut missing = Vec::new();
-        {
-            let cache = self.0.lock().expect("instance cache lock");
-            for &key in keys {
-                match cache.get(&key) {
-                    Some(instance) => {
-                        found.insert(key, instance.clone());
-                    }
-                    None => missing.push(key),
-                }
-            }
-        }
-        if missing.is_empty() {
-            return Ok(found);
-        }
-        let mut select = conn
-            .prepare_cached("SELECT instance_data_json, location FROM instances WHERE id = ?1")?;
-        let mut loaded = Vec::with_capacity(missing.len());
-        for key in missing {
-            let instance = select.query_row([key], |row| {
-                Ok(Instance {
-                    key,
-                    data_json: row.get(0)?,
-                    location: row.get(1)?,
-                })
-            })?;
-            loaded.push(Arc::new(instance));
-        }
-        let mut cache = self.0.lock().expect("instance cache lock");
-        if cache.len() + loaded.len() > INSTANCE_CACHE_LIMIT {
-            cache.clear();
-        }
-        for instance in loaded {
-            cache.insert(instance.key, instance.clone());
-            found.insert(instance.key, instance);
-        }
-        Ok(found)
+/// The instances with these keys, from the cache or the database.
+fn instances_of(
+    conn: &Connection,
+    cache: &InstanceCache,
+    keys: &[i64],
+) -> anyhow::Result<HashMap<i64, Arc<Instance>>> {
+    let (mut found, missing) = cache.lookup(keys);
+    if missing.is_empty() {
+        return Ok(found);
     }
+    let mut select =
+        conn.prepare_cached("SELECT instance_data_json, location FROM instances WHERE id = ?1")?;
+    let mut loaded = Vec::with_capacity(missing.len());
+    for key in missing {
+        loaded.push(select.query_row([key], |row| {
+            Ok(Instance {
+                key,
+                data_json: row.get(0)?,
+                location: row.get(1)?,
+            })
+        })?);
+    }
+    cache.keep(loaded, &mut found);
+    Ok(found)
 }
 
 /// Reads one page of `query`, starting after `after`.
@@ -174,7 +145,7 @@ pub(super) fn aggregates(
     }
 
     if query.show_details {
-        let found = instances.get_all(conn, &instance_keys)?;
+        let found = instances_of(conn, instances, &instance_keys)?;
         for (position, row) in &mut rows {
             row.instance = found.get(&position.instance).cloned();
         }

@@ -133,6 +133,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, name)
     ) WITHOUT ROWID;
     "#,
+    // 3: leases on running runs (a run whose host stopped is taken over).
+    r#"
+    ALTER TABLE export_runs ADD COLUMN lease_until_ms INTEGER;
+    ALTER TABLE export_runs ADD COLUMN lease_holder TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

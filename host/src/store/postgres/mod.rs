@@ -1,0 +1,343 @@
+//! The shared store: PostgreSQL, for several tally replicas on one database.
+//!
+//! Everything the SQLite store keeps lives here too, in the same tables (see
+//! [`schema`]), so the API, the adapters and the CLI behave the same on both.
+//! What changes is who else writes:
+//!
+//! - **Ingest** ([`ingest`]) is one transaction per request. Events are
+//!   inserted with `ON CONFLICT DO NOTHING` on `(subscription, eventId)`, so a
+//!   retry through another replica, even at the same instant, is a duplicate
+//!   (the unique index waits for the other transaction) and aggregates are
+//!   added with atomic upserts in key order.
+//! - **Export runs** ([`exports`]) are claimed under an advisory lock held for
+//!   the claim's transaction, so two replicas never take the same run; a claim
+//!   is a lease the running replica renews.
+//! - **Keys** of subscriptions, meters and instances come from the database,
+//!   so a paging token issued by one replica resumes on any other.
+//! - **The meter catalog** is cached per replica and re-read at most every
+//!   [`CATALOG_TTL`] (and at once when a query meets a meter it does not know).
+//!
+//! Connections come from a pool of [`POOL_SIZE`].
+
+mod exports;
+mod ingest;
+mod query;
+mod schema;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use async_trait::async_trait;
+use chrono::Utc;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::auth::{Principal, Role};
+use crate::store::instances::InstanceCache;
+use crate::store::{
+    AggregatePage, AggregateQuery, IngestReceipt, NewToken, Position, Store, StoreError, TokenInfo,
+};
+use crate::usage::meters::documented_meters;
+use crate::usage::{Meter, MeterCatalog, UsageRecord};
+
+pub use schema::SCHEMA_VERSION;
+
+/// Connections each replica keeps at most.
+pub const POOL_SIZE: usize = 16;
+/// Longest a request waits for a free connection.
+const POOL_WAIT: Duration = Duration::from_secs(10);
+/// How stale a replica's meter catalog may be.
+pub const CATALOG_TTL: Duration = Duration::from_secs(1);
+/// Advisory lock keys (`pg_advisory_xact_lock`): schema migrations, and
+/// changes to the set of running export runs.
+const MIGRATION_LOCK: i64 = 0x7461_6c6c_0001;
+const RUNS_LOCK: i64 = 0x7461_6c6c_0002;
+
+/// The PostgreSQL store. Cheap to share behind an `Arc`.
+pub struct PostgresStore {
+    pool: Pool,
+    catalog: RwLock<(Arc<MeterCatalog>, Instant)>,
+    instances: InstanceCache,
+    /// Subscription keys by id as reported, and instance ids by digest: only
+    /// committed keys, which never change.
+    keys: Mutex<ingest::KeyCache>,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:port/database`), migrates the
+    /// schema and seeds the documented meters.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .with_context(|| format!("'{}' is not a PostgreSQL URL", redact(url)))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_WAIT))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .context("building the connection pool")?;
+        let mut client = pool
+            .get()
+            .await
+            .with_context(|| format!("connecting to {}", redact(url)))?;
+        schema::migrate(&mut client).await?;
+        seed_documented_meters(&client).await?;
+        let catalog = load_catalog(&client).await?;
+        drop(client);
+        Ok(PostgresStore {
+            pool,
+            catalog: RwLock::new((Arc::new(catalog), Instant::now())),
+            instances: InstanceCache::default(),
+            keys: Mutex::default(),
+        })
+    }
+
+    /// A pooled connection.
+    async fn client(&self) -> anyhow::Result<deadpool_postgres::Object> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| anyhow!("no database connection: {e}"))
+    }
+
+    /// The catalog, re-read when older than [`CATALOG_TTL`] (or when `force`).
+    async fn catalog(&self, force: bool) -> anyhow::Result<Arc<MeterCatalog>> {
+        {
+            let (catalog, loaded) = &*self.catalog.read().expect("catalog lock");
+            if !force && loaded.elapsed() < CATALOG_TTL {
+                return Ok(catalog.clone());
+            }
+        }
+        let catalog = Arc::new(load_catalog(&*self.client().await?).await?);
+        *self.catalog.write().expect("catalog lock") = (catalog.clone(), Instant::now());
+        Ok(catalog)
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Adds the documented meters that are missing; an operator's edits stay.
+async fn seed_documented_meters(client: &tokio_postgres::Client) -> anyhow::Result<()> {
+    let insert = client
+        .prepare(
+            "INSERT INTO meters (id, name, category, unit, notes) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT ((lower(id))) DO NOTHING",
+        )
+        .await?;
+    for m in documented_meters() {
+        client
+            .execute(&insert, &[&m.id, &m.name, &m.category, &m.unit, &m.notes])
+            .await?;
+    }
+    Ok(())
+}
+
+async fn load_catalog(client: &tokio_postgres::Client) -> anyhow::Result<MeterCatalog> {
+    let rows = client
+        .query(
+            "SELECT key, id, name, category, unit, notes FROM meters ORDER BY key",
+            &[],
+        )
+        .await?;
+    Ok(MeterCatalog::new(
+        rows.iter()
+            .map(|row| Meter {
+                key: row.get(0),
+                id: row.get(1),
+                name: row.get(2),
+                category: row.get(3),
+                unit: row.get(4),
+                notes: row.get(5),
+            })
+            .collect(),
+    ))
+}
+
+/// Inserts the subscription if new; returns its key.
+async fn subscription_key(
+    client: &impl deadpool_postgres::GenericClient,
+    id: &str,
+) -> anyhow::Result<i64> {
+    client
+        .execute(
+            "INSERT INTO subscriptions (id, first_seen) VALUES ($1, $2)
+             ON CONFLICT ((lower(id))) DO NOTHING",
+            &[&id, &Utc::now().to_rfc3339()],
+        )
+        .await?;
+    Ok(client
+        .query_one(
+            "SELECT key FROM subscriptions WHERE lower(id) = lower($1)",
+            &[&id],
+        )
+        .await?
+        .get(0))
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn meter_catalog(&self) -> Result<Arc<MeterCatalog>, StoreError> {
+        Ok(self.catalog(false).await?)
+    }
+
+    async fn upsert_meter(&self, meter: Meter) -> Result<Meter, StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO meters (id, name, category, unit, notes) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT ((lower(id))) DO UPDATE SET name = excluded.name,
+                     category = excluded.category, unit = excluded.unit, notes = excluded.notes",
+                &[
+                    &meter.id,
+                    &meter.name,
+                    &meter.category,
+                    &meter.unit,
+                    &meter.notes,
+                ],
+            )
+            .await
+            .map_err(anyhow::Error::from)?;
+        let catalog = self.catalog(true).await?;
+        catalog.resolve(&meter.id).cloned().ok_or_else(|| {
+            StoreError::Unavailable(anyhow!("the meter vanished after it was written"))
+        })
+    }
+
+    async fn ingest(&self, records: Vec<UsageRecord>) -> Result<IngestReceipt, StoreError> {
+        ingest::ingest(self, records).await
+    }
+
+    async fn aggregates(
+        &self,
+        query: &AggregateQuery,
+        after: Option<Position>,
+    ) -> Result<AggregatePage, StoreError> {
+        Ok(query::aggregates(self, query, after).await?)
+    }
+
+    async fn subscription_exists(&self, id: &str) -> Result<bool, StoreError> {
+        let found = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT 1 FROM subscriptions WHERE lower(id) = lower($1)",
+                &[&id],
+            )
+            .await
+            .map_err(anyhow::Error::from)?;
+        Ok(found.is_some())
+    }
+
+    async fn create_token(&self, token: NewToken) -> Result<i64, StoreError> {
+        let work = async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            for subscription in &token.subscriptions {
+                subscription_key(&tx, subscription).await?;
+            }
+            let id: i64 = tx
+                .query_one(
+                    "INSERT INTO api_tokens (digest, role, subscriptions, description, created_at)
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    &[
+                        &&token.digest[..],
+                        &token.role.as_str(),
+                        &serde_json::to_string(&token.subscriptions)?,
+                        &token.description,
+                        &Utc::now().to_rfc3339(),
+                    ],
+                )
+                .await?
+                .get(0);
+            tx.commit().await?;
+            anyhow::Ok(id)
+        };
+        Ok(work.await?)
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT id, role, subscriptions, description, created_at FROM api_tokens ORDER BY id",
+                &[],
+            )
+            .await
+            .map_err(anyhow::Error::from)?;
+        let tokens = rows
+            .iter()
+            .map(|row| {
+                let role: String = row.get(1);
+                Ok(TokenInfo {
+                    id: row.get(0),
+                    role: Role::parse(&role)
+                        .ok_or_else(|| anyhow!("unknown role '{role}' in the token table"))?,
+                    subscriptions: serde_json::from_str(row.get(2))?,
+                    description: row.get(3),
+                    created_at: row.get(4),
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(tokens)
+    }
+
+    async fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
+        let deleted = self
+            .client()
+            .await?
+            .execute("DELETE FROM api_tokens WHERE id = $1", &[&id])
+            .await
+            .map_err(anyhow::Error::from)?;
+        Ok(deleted == 1)
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .query_one("SELECT count(*) FROM meters", &[])
+            .await
+            .map_err(anyhow::Error::from)?;
+        Ok(())
+    }
+
+    async fn principal(&self, digest: [u8; 32]) -> Result<Option<Principal>, StoreError> {
+        let found = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT role, subscriptions FROM api_tokens WHERE digest = $1",
+                &[&&digest[..]],
+            )
+            .await
+            .map_err(anyhow::Error::from)?;
+        let Some(row) = found else {
+            return Ok(None);
+        };
+        let role: String = row.get(0);
+        let role = Role::parse(&role)
+            .ok_or_else(|| anyhow!("unknown role '{role}' in the token table"))?;
+        Ok(Some(Principal {
+            role,
+            subscriptions: serde_json::from_str(row.get(1)).map_err(anyhow::Error::from)?,
+        }))
+    }
+}

@@ -1,0 +1,182 @@
+//! Versioned schema migrations, tracked in `tally_schema`.
+//!
+//! The same story as SQLite's ([`crate::store::sqlite`]): migration `i` brings
+//! the schema from version `i` to `i + 1`, each in one transaction; append a
+//! migration, never edit one that has shipped. Versions match SQLite's, so
+//! `tally migrate` copies between equal versions. Replicas starting together
+//! serialise on an advisory lock, so each migration runs once.
+
+use anyhow::{Context, bail};
+use tokio_postgres::Client;
+
+use super::MIGRATION_LOCK;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: usage events, aggregates, meters, subscriptions, tokens.
+    r#"
+    CREATE TABLE meters (
+        key      BIGSERIAL PRIMARY KEY,
+        id       TEXT NOT NULL,
+        name     TEXT NOT NULL,
+        category TEXT NOT NULL,
+        unit     TEXT NOT NULL,
+        notes    TEXT NOT NULL DEFAULT ''
+    );
+    CREATE UNIQUE INDEX meters_id ON meters (lower(id));
+    CREATE TABLE subscriptions (
+        key        BIGSERIAL PRIMARY KEY,
+        id         TEXT NOT NULL,
+        first_seen TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX subscriptions_id ON subscriptions (lower(id));
+    CREATE TABLE instances (
+        id                 BIGSERIAL PRIMARY KEY,
+        subscription_key   BIGINT NOT NULL,
+        digest             BYTEA NOT NULL UNIQUE,
+        resource_uri       TEXT NOT NULL,
+        location           TEXT NOT NULL,
+        instance_data      TEXT NOT NULL,
+        instance_data_json TEXT NOT NULL
+    );
+    CREATE TABLE usage_events (
+        subscription_key BIGINT NOT NULL,
+        event_id         TEXT NOT NULL,
+        meter_key        BIGINT NOT NULL,
+        instance_id      BIGINT NOT NULL,
+        quantity         DOUBLE PRECISION NOT NULL,
+        usage_start_ms   BIGINT NOT NULL,
+        usage_end_ms     BIGINT NOT NULL,
+        reported_at_ms   BIGINT NOT NULL,
+        digest           BYTEA NOT NULL,
+        PRIMARY KEY (subscription_key, event_id)
+    );
+    CREATE TABLE usage_hourly (
+        subscription_key BIGINT NOT NULL,
+        usage_hour       BIGINT NOT NULL,
+        meter_key        BIGINT NOT NULL,
+        instance_id      BIGINT NOT NULL,
+        reported_hour    BIGINT NOT NULL,
+        quantity         DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (subscription_key, usage_hour, meter_key, instance_id, reported_hour)
+    );
+    CREATE TABLE usage_daily (
+        subscription_key BIGINT NOT NULL,
+        usage_day        BIGINT NOT NULL,
+        meter_key        BIGINT NOT NULL,
+        instance_id      BIGINT NOT NULL,
+        reported_day     BIGINT NOT NULL,
+        quantity         DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (subscription_key, usage_day, meter_key, instance_id, reported_day)
+    );
+    CREATE TABLE reported_hours (
+        subscription_key BIGINT NOT NULL,
+        reported_hour    BIGINT NOT NULL,
+        min_usage_hour   BIGINT NOT NULL,
+        max_usage_hour   BIGINT NOT NULL,
+        PRIMARY KEY (subscription_key, reported_hour)
+    );
+    CREATE TABLE api_tokens (
+        id            BIGSERIAL PRIMARY KEY,
+        digest        BYTEA NOT NULL UNIQUE,
+        role          TEXT NOT NULL,
+        subscriptions TEXT NOT NULL,
+        description   TEXT NOT NULL,
+        created_at    TEXT NOT NULL
+    );
+    "#,
+    // 2: billing adapters: components, installations, export runs, documents.
+    r#"
+    CREATE TABLE adapter_components (
+        sha256   TEXT PRIMARY KEY,
+        wasm     BYTEA NOT NULL,
+        added_at TEXT NOT NULL
+    );
+    CREATE TABLE adapter_installations (
+        id               BIGSERIAL PRIMARY KEY,
+        name             TEXT NOT NULL,
+        uid              TEXT NOT NULL,
+        manifest         TEXT NOT NULL,
+        component_sha256 TEXT NOT NULL REFERENCES adapter_components (sha256),
+        description      TEXT NOT NULL,
+        enabled          BOOLEAN NOT NULL,
+        watermark_ms     BIGINT NOT NULL,
+        installed_at_ms  BIGINT NOT NULL,
+        updated_at_ms    BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX adapter_installations_name ON adapter_installations (lower(name));
+    CREATE TABLE export_runs (
+        id                BIGSERIAL PRIMARY KEY,
+        installation_id   BIGINT NOT NULL REFERENCES adapter_installations (id) ON DELETE CASCADE,
+        window_start_ms   BIGINT NOT NULL,
+        window_end_ms     BIGINT NOT NULL,
+        revision          BIGINT NOT NULL,
+        status            TEXT NOT NULL
+            CHECK (status IN ('pending', 'running', 'retrying', 'succeeded', 'failed')),
+        attempts          BIGINT NOT NULL DEFAULT 0,
+        reason            TEXT,
+        next_attempt_ms   BIGINT,
+        created_at_ms     BIGINT NOT NULL,
+        finished_at_ms    BIGINT,
+        figures           TEXT,
+        log               TEXT,
+        UNIQUE (installation_id, window_start_ms, revision)
+    );
+    CREATE INDEX export_runs_open ON export_runs (status)
+        WHERE status IN ('pending', 'running', 'retrying', 'failed');
+    CREATE TABLE run_documents (
+        run_id       BIGINT NOT NULL REFERENCES export_runs (id) ON DELETE CASCADE,
+        name         TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        bytes        BYTEA NOT NULL,
+        PRIMARY KEY (run_id, name)
+    );
+    "#,
+    // 3: leases on running runs, so that a run whose host died is taken over.
+    r#"
+    ALTER TABLE export_runs ADD COLUMN lease_until_ms BIGINT;
+    ALTER TABLE export_runs ADD COLUMN lease_holder TEXT;
+    "#,
+];
+
+/// The schema version this build writes (equal to SQLite's).
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// Brings the database up to [`SCHEMA_VERSION`].
+pub async fn migrate(client: &mut Client) -> anyhow::Result<()> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS tally_schema (version BIGINT NOT NULL)")
+        .await?;
+    let current: Option<i64> = tx
+        .query_opt("SELECT version FROM tally_schema", &[])
+        .await?
+        .map(|row| row.get(0));
+    let current = usize::try_from(current.unwrap_or(0)).context("negative schema version")?;
+    if current > SCHEMA_VERSION {
+        bail!(
+            "the database has schema version {current}, newer than this build's {SCHEMA_VERSION}; upgrade tally"
+        );
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        tx.batch_execute(sql)
+            .await
+            .with_context(|| format!("migration to schema version {}", version + 1))?;
+    }
+    tx.execute("DELETE FROM tally_schema", &[]).await?;
+    tx.execute(
+        "INSERT INTO tally_schema (version) VALUES ($1)",
+        &[&(SCHEMA_VERSION as i64)],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions_match_sqlite() {
+        assert_eq!(super::SCHEMA_VERSION, crate::store::sqlite::SCHEMA_VERSION);
+    }
+}
