@@ -20,7 +20,6 @@ use tally::adapters::{
     AdapterEngine, ExportOutcome, Limits, LoadedAdapter, RunFailure, SubscriptionGrant, describe,
     run_export, validate_config,
 };
-use tally::store::Store;
 use tally_usage_generator::Options;
 
 struct Sandbox {

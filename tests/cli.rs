@@ -34,8 +34,8 @@ async fn hourly_rows(base: &str, token: &str, sub: &str, start: &str, end: &str)
 
 #[tokio::test]
 async fn import_csv_into_a_data_directory_keeps_reported_times() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
+    let dir = DataDir::new();
+    let data_dir = dir.path().to_path_buf();
     let data = data_dir.to_str().unwrap();
     let file = dir.path().join("usage.csv");
     std::fs::write(&file, CSV).unwrap();
@@ -97,7 +97,7 @@ async fn import_csv_into_a_data_directory_keeps_reported_times() {
 
 #[test]
 fn import_through_a_running_host_and_refusals_name_the_record() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = DataDir::new();
     let data = dir.path().to_str().unwrap();
     let operator = tally_ok(&["token", "create", "--data-dir", data, "--role", "operator"]);
     let server = Server::start(dir.path());
@@ -147,7 +147,7 @@ fn import_through_a_running_host_and_refusals_name_the_record() {
 
 #[test]
 fn token_create_checks_its_arguments() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = DataDir::new();
     let data = dir.path().to_str().unwrap();
     assert!(
         !tally(&["token", "create", "--data-dir", data, "--role", "tenant"])
@@ -189,7 +189,7 @@ fn token_create_checks_its_arguments() {
 
 #[tokio::test]
 async fn a_revoked_token_stops_working_at_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = DataDir::new();
     let data = dir.path().to_str().unwrap();
     let operator = tally_ok(&["token", "create", "--data-dir", data, "--role", "operator"]);
     let server = Server::start(dir.path());
@@ -226,8 +226,8 @@ async fn a_revoked_token_stops_working_at_once() {
 
 #[test]
 fn operators_extend_the_meter_catalog_from_csv() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let dir = DataDir::new();
+    let data = dir.path().to_path_buf();
     let data = data.to_str().unwrap();
     let file = dir.path().join("meters.csv");
     std::fs::write(
@@ -270,7 +270,7 @@ fn operators_extend_the_meter_catalog_from_csv() {
 
 #[test]
 fn adapter_test_runs_an_adapter_locally_and_reports_its_failure() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = DataDir::new();
     let records = sample(&tally_usage_generator::Options {
         subscriptions: 2,
         days: 2,
@@ -351,7 +351,7 @@ fn adapter_test_runs_an_adapter_locally_and_reports_its_failure() {
 
 #[test]
 fn adapter_test_names_a_bad_record_by_its_place_in_the_file() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = DataDir::new();
     // More records than one load batch (10,000), the bad one last.
     let records = sample(&tally_usage_generator::Options {
         subscriptions: 6,
@@ -391,7 +391,7 @@ fn adapter_test_names_a_bad_record_by_its_place_in_the_file() {
 
 #[test]
 fn operators_manage_adapters_and_exports_from_the_cli() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = DataDir::new();
     let data_dir = dir.path().to_str().unwrap();
     let token = tally_ok(&[
         "token",

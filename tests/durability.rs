@@ -12,33 +12,16 @@ use chrono::{DateTime, Days, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::billing_api::{API_KEY, BillingApi};
-use support::process::{Server, tally_ok};
+use support::process::{Server, get_json, post_usage, tally_ok};
 use support::*;
 use tally_usage_generator::Options;
 
 const BATCH: usize = 250;
 const SENDERS: usize = 4;
 
-async fn post(
-    client: &reqwest::Client,
-    base: &str,
-    token: &str,
-    batch: &[Value],
-) -> reqwest::Result<Value> {
-    client
-        .post(format!("{base}/v1/usage"))
-        .bearer_auth(token)
-        .json(batch)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_usage_survives_kill_9_and_retries_count_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = DataDir::new();
     let data_dir = dir.path().to_str().unwrap();
     let token = tally_ok(&[
         "token",
@@ -75,7 +58,7 @@ async fn acknowledged_usage_survives_kill_9_and_retries_count_once() {
             );
             tokio::spawn(async move {
                 for index in (sender..batches.len()).step_by(SENDERS) {
-                    match post(&client, &base, &token, &batches[index]).await {
+                    match post_usage(&client, &base, &token, &batches[index]).await {
                         Ok(_) => acknowledged.lock().unwrap().push(index),
                         Err(_) => return, // the host is gone
                     }
@@ -99,7 +82,7 @@ async fn acknowledged_usage_survives_kill_9_and_retries_count_once() {
     // After a restart every acknowledged record is there: resending it finds a duplicate.
     let server = Server::start(dir.path());
     for &index in &acknowledged {
-        let reply = post(&client, &server.base, &token, &batches[index])
+        let reply = post_usage(&client, &server.base, &token, &batches[index])
             .await
             .unwrap();
         assert_eq!(
@@ -113,7 +96,9 @@ async fn acknowledged_usage_survives_kill_9_and_retries_count_once() {
     }
     // The reporters retry everything; the totals equal the usage, counted once.
     for batch in batches.iter() {
-        let reply = post(&client, &server.base, &token, batch).await.unwrap();
+        let reply = post_usage(&client, &server.base, &token, batch)
+            .await
+            .unwrap();
         assert_eq!(
             reply["accepted"].as_u64().unwrap() + reply["duplicates"].as_u64().unwrap(),
             batch.len() as u64
@@ -143,23 +128,9 @@ async fn acknowledged_usage_survives_kill_9_and_retries_count_once() {
 /// Rates of the webhook adapter in the restart test.
 const RATES: [(&str, f64); 2] = [(VM_METER, 0.025), (IP_METER, 0.005)];
 
-async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
-    client
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_cut_by_kill_9_runs_again_after_restart_and_bills_every_line_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = DataDir::new();
     let data_dir = dir.path().to_str().unwrap();
     let token = tally_ok(&[
         "token",
@@ -194,7 +165,9 @@ async fn an_export_cut_by_kill_9_runs_again_after_restart_and_bills_every_line_o
     let mut server = Server::start_with(dir.path(), &serve_args);
     let client = reqwest::Client::new();
     for batch in records.chunks(2_000) {
-        post(&client, &server.base, &token, batch).await.unwrap();
+        post_usage(&client, &server.base, &token, batch)
+            .await
+            .unwrap();
     }
 
     // A billing API slow enough for the kill to land mid-export.

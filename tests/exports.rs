@@ -18,7 +18,6 @@ use sha2::{Digest, Sha256};
 use support::billing_api::{API_KEY, BillingApi};
 use support::*;
 use tally::auth::Role;
-use tally::store::ExportStore;
 use tally_usage_generator::Options;
 
 /// The chargeback adapter's rates in the tests: two meters priced, the rest free.
@@ -892,12 +891,13 @@ async fn the_example_manifests_install_once_pinned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_correction_holds_nothing_but_a_failed_first_export_does() {
     use tally::store::exports::{
-        AdapterDescription, FinishedAttempt, NewInstallation, RunEnd, RunFiguresRecord,
+        AdapterDescription, FinishedAttempt, NewInstallation, Run, RunEnd, RunFiguresRecord,
         RunLogRecord,
     };
     let host = TestHost::new().await;
     let store = &host.store;
     let day = |n: u64| today() - Days::new(10 - n);
+    let lease = || Utc::now() + chrono::Duration::seconds(60);
     store.put_component("c0ffee", vec![0]).await.unwrap();
     let installation = store
         .create_installation(NewInstallation {
@@ -913,13 +913,18 @@ async fn a_failed_correction_holds_nothing_but_a_failed_first_export_does() {
         })
         .await
         .unwrap();
-    let end = |run_id: i64, end: RunEnd| async move {
+    let end = |run: Run, end: RunEnd| async move {
         let attempt = FinishedAttempt {
             end,
             figures: RunFiguresRecord::default(),
             log: RunLogRecord::default(),
         };
-        assert!(store.finish_run(run_id, attempt).await.unwrap());
+        assert!(
+            store
+                .finish_run(run.id, run.attempts, attempt)
+                .await
+                .unwrap()
+        );
     };
     let failed = || RunEnd::Failed {
         reason: "no".into(),
@@ -931,30 +936,44 @@ async fn a_failed_correction_holds_nothing_but_a_failed_first_export_does() {
         .schedule_windows(installation.id, vec![(day(0), day(1))])
         .await
         .unwrap();
-    let run = store.claim_run(Utc::now()).await.unwrap().unwrap();
-    end(run.id, succeeded()).await;
+    let run = store
+        .claim_run(Utc::now(), "test", lease())
+        .await
+        .unwrap()
+        .unwrap();
+    end(run, succeeded()).await;
     let (correction, _) = store
         .request_runs(installation.id, vec![(day(0), day(1))])
         .await
         .unwrap()
         .remove(0);
     assert_eq!(correction.revision, 1);
-    let run = store.claim_run(Utc::now()).await.unwrap().unwrap();
+    let run = store
+        .claim_run(Utc::now(), "test", lease())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(run.id, correction.id);
-    end(run.id, failed()).await;
+    end(run, failed()).await;
     store
         .schedule_windows(installation.id, vec![(day(1), day(2)), (day(2), day(3))])
         .await
         .unwrap();
     let run = store
-        .claim_run(Utc::now())
+        .claim_run(Utc::now(), "test", lease())
         .await
         .unwrap()
         .expect("a failed correction holds nothing");
     assert_eq!(run.window_start, day(1));
     // Day 1's first export fails: day 2 waits, the watermark stays at day 1.
-    end(run.id, failed()).await;
-    assert!(store.claim_run(Utc::now()).await.unwrap().is_none());
+    end(run.clone(), failed()).await;
+    assert!(
+        store
+            .claim_run(Utc::now(), "test", lease())
+            .await
+            .unwrap()
+            .is_none()
+    );
     let held = store.installation("held").await.unwrap().unwrap();
     assert_eq!(held.watermark, day(1));
     assert_eq!(
@@ -966,4 +985,94 @@ async fn a_failed_correction_holds_nothing_but_a_failed_first_export_does() {
             .id,
         run.id
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_lease_ended_is_taken_over_and_the_old_attempt_cannot_finish_it() {
+    use tally::store::exports::{
+        AdapterDescription, FinishedAttempt, NewInstallation, RunEnd, RunFiguresRecord,
+        RunLogRecord,
+    };
+    let host = TestHost::new().await;
+    let store = &host.store;
+    let day = |n: u64| today() - Days::new(10 - n);
+    store.put_component("c0ffee", vec![0]).await.unwrap();
+    let installation = store
+        .create_installation(NewInstallation {
+            name: "leased".into(),
+            manifest: String::new(),
+            component_sha256: "c0ffee".into(),
+            description: AdapterDescription {
+                name: "leased".into(),
+                version: "0".into(),
+                produces: vec![],
+            },
+            first_window: day(0),
+        })
+        .await
+        .unwrap();
+    store
+        .schedule_windows(installation.id, vec![(day(0), day(1)), (day(1), day(2))])
+        .await
+        .unwrap();
+    let succeeded = || FinishedAttempt {
+        end: RunEnd::Succeeded { documents: vec![] },
+        figures: RunFiguresRecord::default(),
+        log: RunLogRecord::default(),
+    };
+    let soon = Utc::now() + chrono::Duration::seconds(2);
+
+    // Host A takes day 0; while its lease lasts, nobody else may.
+    let first = store
+        .claim_run(Utc::now(), "a", soon)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.window_start, first.attempts), (day(0), 1));
+    assert!(
+        store
+            .claim_run(Utc::now(), "b", soon)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.requeue_interrupted_runs(8, Utc::now()).await.unwrap(),
+        0,
+        "a live lease is not taken over"
+    );
+
+    // A goes silent; once its lease has ended the run is queued again and B takes it.
+    let after_lease = soon + chrono::Duration::milliseconds(1);
+    assert_eq!(
+        store
+            .requeue_interrupted_runs(8, after_lease)
+            .await
+            .unwrap(),
+        1
+    );
+    let second = store
+        .claim_run(Utc::now(), "b", soon)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((second.id, second.attempts), (first.id, 2));
+
+    // A's late renewal and finish are refused: nothing of A's attempt is recorded.
+    assert!(!store.renew_lease(first.id, 1, soon).await.unwrap());
+    assert!(!store.finish_run(first.id, 1, succeeded()).await.unwrap());
+    let leased = store.installation("leased").await.unwrap().unwrap();
+    assert_eq!(leased.watermark, day(0));
+
+    // B's attempt finishes it; the next window follows.
+    assert!(store.renew_lease(second.id, 2, soon).await.unwrap());
+    assert!(store.finish_run(second.id, 2, succeeded()).await.unwrap());
+    let next = store
+        .claim_run(Utc::now(), "b", soon)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.window_start, day(1));
+    let leased = store.installation("leased").await.unwrap().unwrap();
+    assert_eq!(leased.watermark, day(1));
 }

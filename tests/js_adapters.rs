@@ -29,7 +29,6 @@ use tally::adapters::{
     AdapterEngine, ExportOutcome, Limits, LoadedAdapter, RunFailure, SubscriptionGrant,
     validate_config,
 };
-use tally::store::Store;
 use tally_usage_generator::{Options, UsageRecord, meters};
 
 /// A reported-time window that cuts the sample usage on both sides.

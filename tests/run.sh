@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need
 # (the Azure SDK for Python into .venv, the FOCUS validator into .venv-focus,
-# both pinned), then runs every test.
+# both pinned), then runs every test, then the shared integration suite again
+# on PostgreSQL (TALLY_TEST_POSTGRES, default postgres://$USER@127.0.0.1:5432/test).
+# Without a PostgreSQL server the PostgreSQL tests are left out and named,
+# except in CI (CI set), where they fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,5 +41,36 @@ export TALLY_FOCUS_PYTHON="$PWD/.venv-focus/bin/python"
 echo "==> Example adapters, built from source for wasm32-wasip2"
 adapters/build.sh
 
-echo "==> cargo test"
-cargo test --workspace --locked
+echo "==> PostgreSQL"
+export TALLY_TEST_POSTGRES="${TALLY_TEST_POSTGRES:-postgres://$(id -un)@127.0.0.1:5432/test}"
+postgres_hostport=$(sed -E 's#^[a-z]+://([^@/]*@)?([^/:]+)(:([0-9]+))?.*#\2 \4#' <<<"$TALLY_TEST_POSTGRES")
+read -r postgres_host postgres_port <<<"$postgres_hostport"
+if (exec 3<>"/dev/tcp/$postgres_host/${postgres_port:-5432}") 2>/dev/null; then
+  postgres=yes
+  echo "PostgreSQL at $TALLY_TEST_POSTGRES"
+elif [ -n "${CI:-}" ]; then
+  echo "tests/run.sh: CI needs PostgreSQL at $TALLY_TEST_POSTGRES; none answers" >&2
+  exit 1
+else
+  postgres=no
+  unset TALLY_TEST_POSTGRES
+  echo "no PostgreSQL at $postgres_host:${postgres_port:-5432}: the PostgreSQL tests will not run"
+fi
+
+echo "==> cargo test (SQLite, and the PostgreSQL-only tests)"
+if [ "$postgres" = yes ]; then
+  cargo test --workspace --locked
+else
+  cargo test --workspace --locked -- --skip on_postgres
+fi
+
+# The suites that exercise the store, again with every host on PostgreSQL.
+postgres_suites=(ingest usage_api azure_sdk exports cli durability webhook)
+if [ "$postgres" = yes ]; then
+  echo "==> cargo test on PostgreSQL: ${postgres_suites[*]}"
+  TALLY_TEST_BACKEND=postgres cargo test --locked -p tally \
+    $(printf -- '--test %s ' "${postgres_suites[@]}")
+else
+  echo "NOT RUN (no PostgreSQL): tests named *on_postgres (replicas, migrate) and" \
+    "the suites ${postgres_suites[*]} on PostgreSQL"
+fi

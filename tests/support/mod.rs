@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test file uses its own share of the helpers
 
 pub mod billing_api;
+pub mod database;
 pub mod process;
 
 use std::net::SocketAddr;
@@ -20,9 +21,10 @@ use tally::adapters::AdapterEngine;
 use tally::api::{self, AppState, Settings};
 use tally::auth::{Role, new_secret, secret_digest};
 use tally::exports::{ExportSettings, Exports};
-use tally::store::sqlite::SqliteStore;
 use tally::store::{NewToken, Store};
 use tower::ServiceExt;
+
+pub use self::database::DataDir;
 
 pub const API: &str = "api-version=2015-06-01-preview";
 /// Base VM Size Hours, as the catalog spells it.
@@ -33,12 +35,12 @@ pub const IP_METER: &str = "F271A8A388C44D93956A063E1D2FA80B";
 /// A host on its own temporary data directory, with an operator and a reporter token.
 pub struct TestHost {
     pub app: Router,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     /// Billing adapters, with the scheduler running (see [`TestHost::with_exports`]).
     pub exports: Option<Arc<Exports>>,
     pub operator: String,
     pub reporter: String,
-    _dir: tempfile::TempDir,
+    pub data: DataDir,
 }
 
 /// A response, decoded.
@@ -69,8 +71,8 @@ impl TestHost {
     }
 
     pub async fn with_settings(settings: Settings) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let data = DataDir::new();
+        let store = data.database().open().await.unwrap();
         let app = api::router(AppState::new(store.clone(), settings));
         let mut host = TestHost {
             app,
@@ -78,7 +80,7 @@ impl TestHost {
             exports: None,
             operator: String::new(),
             reporter: String::new(),
-            _dir: dir,
+            data,
         };
         host.operator = host.token(Role::Operator, &[]).await;
         host.reporter = host.token(Role::Reporter, &[]).await;
@@ -102,7 +104,7 @@ impl TestHost {
     pub async fn with_export_settings(settings: ExportSettings) -> Self {
         let mut host = Self::new().await;
         let engine =
-            Arc::new(AdapterEngine::new(host._dir.path().join("compiled-adapters")).unwrap());
+            Arc::new(AdapterEngine::new(host.data.path().join("compiled-adapters")).unwrap());
         let exports = Arc::new(Exports::new(host.store.clone(), engine, settings));
         tokio::spawn(exports.clone().run_scheduler());
         host.app = api::router(
@@ -252,6 +254,12 @@ pub fn record(
 pub fn reported(mut record: Value, reported: &str) -> Value {
     record["reportedTime"] = json!(reported);
     record
+}
+
+/// The start of the current hour: the latest end a usage query may ask for.
+pub fn this_hour() -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now().timestamp();
+    chrono::DateTime::from_timestamp(now - now.rem_euclid(3_600), 0).unwrap()
 }
 
 /// The tenant usage API URI of a subscription.

@@ -4,10 +4,17 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-/// Runs `tally ARGS…` to completion.
+use super::database::database_args;
+
+/// Runs `tally ARGS…` to completion (on the test database of `--data-dir`, if any).
 pub fn tally(args: &[&str]) -> Output {
+    let data_dir = args
+        .iter()
+        .position(|arg| *arg == "--data-dir")
+        .and_then(|i| args.get(i + 1));
     Command::new(env!("CARGO_BIN_EXE_tally"))
         .args(args)
+        .args(data_dir.map_or_else(Vec::new, |dir| database_args(Path::new(dir))))
         .output()
         .expect("the tally binary runs")
 }
@@ -39,6 +46,7 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(database_args(data_dir))
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -68,4 +76,37 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `POST /v1/usage` over real HTTP; the accepted reply.
+pub async fn post_usage(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    batch: &[serde_json::Value],
+) -> reqwest::Result<serde_json::Value> {
+    client
+        .post(format!("{base}/v1/usage"))
+        .bearer_auth(token)
+        .json(batch)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await
+}
+
+/// A GET that must succeed, decoded.
+pub async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> serde_json::Value {
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }

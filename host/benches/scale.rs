@@ -1,0 +1,513 @@
+//! Scale-out benchmarks: PostgreSQL against the embedded SQLite store in the
+//! same run, and one against three replicas on one database.
+//!
+//! 1. Ingest: the same records through `POST /v1/usage` (batches of 1,000,
+//!    six clients) into `tally serve` processes: one on SQLite (the
+//!    baseline), one on PostgreSQL, three on one PostgreSQL database (the
+//!    clients spread over them).
+//! 2. The 31-day daily query of one subscription (1,000 resources × 5
+//!    meters): the raw `GROUP BY` in each database, tally's store on each,
+//!    and the tenant API over HTTP: one query at a time, then six at once
+//!    against one and three replicas.
+//!
+//! Needs a PostgreSQL server: `TALLY_BENCH_POSTGRES` (default
+//! `postgres://$USER@127.0.0.1:5432/test`); the benchmark creates and drops
+//! its own databases there. Run: `cargo bench -p tally --bench scale`
+//! (`-- --quick` for a smaller run).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::Value;
+use tally::auth::{Role, new_secret, secret_digest};
+use tally::store::postgres::PostgresStore;
+use tally::store::sqlite::{DATABASE_FILE, SqliteStore};
+use tally::store::{AggregateQuery, NewToken, Store, SubscriptionScope, transfer};
+use tally::usage::time::Granularity;
+use tally_usage_generator::Options;
+
+mod common;
+use common::METERS;
+
+const BATCH: usize = 1_000;
+const CLIENTS: usize = 6;
+const SUBSCRIPTION: &str = "bench-subscription";
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = std::env::var("TALLY_BENCH_POSTGRES").unwrap_or_else(|_| {
+        format!(
+            "postgres://{}@127.0.0.1:5432/test",
+            std::env::var("USER").unwrap_or_else(|_| "postgres".into())
+        )
+    });
+    println!(
+        "tally scale-out benchmarks ({} run; PostgreSQL at {server})\n",
+        if quick { "quick" } else { "full" }
+    );
+    runtime.block_on(ingest_benchmark(&server, quick));
+    runtime.block_on(query_benchmark(&server, quick));
+}
+
+// ---------------------------------------------------------------- ingest
+
+async fn ingest_benchmark(server: &str, quick: bool) {
+    let records: Vec<Value> = tally_usage_generator::generate(&Options {
+        subscriptions: 24,
+        days: if quick { 4 } else { 15 },
+        ..Options::default()
+    })
+    .map(|r| serde_json::to_value(r).unwrap())
+    .collect();
+    let bodies: Vec<String> = records
+        .chunks(BATCH)
+        .map(|c| Value::from(c.to_vec()).to_string())
+        .collect();
+    println!(
+        "ingest: {} records in {} batches of {BATCH}, {CLIENTS} clients",
+        records.len(),
+        bodies.len()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = operator_token(&*SqliteStore::open(dir.path()).unwrap()).await;
+    let replica = Replica::start(dir.path(), None);
+    let baseline = post_all(&[replica.base.clone()], &token, &bodies).await;
+    report(
+        "1 replica, SQLite (baseline)",
+        records.len(),
+        baseline,
+        None,
+    );
+    drop(replica);
+
+    for replicas in [1, 3] {
+        let database = BenchDatabase::create(server).await;
+        let token = operator_token(&*PostgresStore::open(&database.url).await.unwrap()).await;
+        let dirs: Vec<_> = (0..replicas)
+            .map(|_| tempfile::tempdir().unwrap())
+            .collect();
+        let running: Vec<Replica> = dirs
+            .iter()
+            .map(|dir| Replica::start(dir.path(), Some(&database.url)))
+            .collect();
+        let bases: Vec<String> = running.iter().map(|r| r.base.clone()).collect();
+        let elapsed = post_all(&bases, &token, &bodies).await;
+        report(
+            &format!("{replicas} replica(s), PostgreSQL"),
+            records.len(),
+            elapsed,
+            Some(baseline),
+        );
+        drop(running);
+        database.drop().await;
+    }
+    println!();
+}
+
+async fn operator_token(store: &dyn Store) -> String {
+    let token = new_secret();
+    store
+        .create_token(NewToken {
+            digest: secret_digest(&token),
+            role: Role::Operator,
+            subscriptions: vec![],
+            description: String::new(),
+        })
+        .await
+        .unwrap();
+    token
+}
+
+/// Posts every body, the clients spread over `bases` round-robin.
+async fn post_all(bases: &[String], token: &str, bodies: &[String]) -> Duration {
+    let client = reqwest::Client::new();
+    let bodies = Arc::new(bodies.to_vec());
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (client, bodies, token) = (client.clone(), bodies.clone(), token.to_string());
+            let url = format!("{}/v1/usage", bases[c % bases.len()]);
+            tokio::spawn(async move {
+                for body in bodies.iter().skip(c).step_by(CLIENTS) {
+                    let response = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(
+                        response.status().is_success(),
+                        "{}",
+                        response.text().await.unwrap()
+                    );
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    started.elapsed()
+}
+
+fn report(name: &str, records: usize, elapsed: Duration, baseline: Option<Duration>) {
+    let rate = records as f64 / elapsed.as_secs_f64();
+    match baseline {
+        None => println!("  {name:<44} {rate:>10.0} rec/s"),
+        Some(b) => println!(
+            "  {name:<44} {rate:>10.0} rec/s  ({:.0}% of the baseline's rate)",
+            100.0 * b.as_secs_f64() / elapsed.as_secs_f64()
+        ),
+    }
+}
+
+// ---------------------------------------------------------------- query
+
+async fn query_benchmark(server: &str, quick: bool) {
+    let days: i64 = if quick { 3 } else { 31 };
+    let resources = if quick { 200 } else { 1_000 };
+    let start: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let loading = Instant::now();
+    common::load_grid(&*sqlite, start, days, resources, |_| {
+        SUBSCRIPTION.to_string()
+    })
+    .await;
+    let token = tenant_token(&*sqlite).await;
+    drop(sqlite);
+    let records = days as usize * 24 * resources * METERS.len();
+    println!(
+        "query: {records} hourly records (1 subscription, {resources} resources × 5 meters, {days} days), loaded in {:.1} s",
+        loading.elapsed().as_secs_f64()
+    );
+    let database = BenchDatabase::create(server).await;
+    let copying = Instant::now();
+    transfer::sqlite_to_postgres(dir.path(), &database.url)
+        .await
+        .unwrap();
+    println!(
+        "  copied to PostgreSQL by `tally migrate` in {:.1} s",
+        copying.elapsed().as_secs_f64()
+    );
+    let (first_day, last_day) = (
+        Granularity::Daily.bucket_of(start),
+        Granularity::Daily.bucket_of(start) + days + 1,
+    );
+
+    // Baselines: the raw GROUP BY of the daily table, with instanceData, in each database.
+    let sql = "SELECT g.*, i.instance_data FROM (
+                 SELECT usage_day, meter_key, instance_id, SUM(quantity) FROM usage_daily
+                 WHERE subscription_key = 1 AND reported_day >= $1 AND reported_day < $2
+                 GROUP BY 1, 2, 3) AS g JOIN instances AS i ON i.id = g.instance_id";
+    let conn = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+    let (sqlite_raw, rows) = best_of(3, async || {
+        let started = Instant::now();
+        let mut statement = conn.prepare(&sql.replace('$', "?")).unwrap();
+        let rows = statement
+            .query_map([first_day, last_day], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, f64>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .unwrap()
+            .count();
+        (started.elapsed(), rows)
+    })
+    .await;
+    report_query("SQLite raw GROUP BY (baseline)", rows, sqlite_raw, None);
+    let (pg, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let (pg_raw, pg_rows) = best_of(3, async || {
+        let started = Instant::now();
+        let rows = pg.query(sql, &[&first_day, &last_day]).await.unwrap().len();
+        (started.elapsed(), rows)
+    })
+    .await;
+    assert_eq!(pg_rows, rows);
+    report_query("PostgreSQL raw GROUP BY", rows, pg_raw, Some(sqlite_raw));
+
+    // tally's stores, every 1,000-row page.
+    let query = AggregateQuery {
+        scope: SubscriptionScope::One(SUBSCRIPTION.into()),
+        reported_start: Granularity::Daily.start_of(first_day),
+        reported_end: Granularity::Daily.start_of(last_day),
+        granularity: Granularity::Daily,
+        show_details: true,
+        page_size: tally::api::PAGE_SIZE,
+    };
+    let sqlite_store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let pg_store: Arc<dyn Store> = Arc::new(PostgresStore::open(&database.url).await.unwrap());
+    for (name, store, baseline) in [
+        ("SQLite store, 1,000-row pages", &sqlite_store, sqlite_raw),
+        ("PostgreSQL store, 1,000-row pages", &pg_store, pg_raw),
+    ] {
+        let (elapsed, count) = best_of(3, async || {
+            let started = Instant::now();
+            let (mut count, mut after) = (0, None);
+            loop {
+                let page = store.aggregates(&query, after).await.unwrap();
+                count += page.rows.len();
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            (started.elapsed(), count)
+        })
+        .await;
+        assert_eq!(count, rows);
+        report_query(name, rows, elapsed, Some(baseline));
+    }
+    drop((sqlite_store, pg_store));
+
+    // The tenant API over HTTP: one query at a time, then six at once.
+    let window = format!(
+        "reportedStartTime={}&reportedEndTime={}&aggregationGranularity=Daily&showDetails=true&api-version=2015-06-01-preview",
+        Granularity::Daily
+            .start_of(first_day)
+            .format("%Y-%m-%dT%H:%M:%SZ"),
+        Granularity::Daily
+            .start_of(last_day)
+            .format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    let sqlite_replica = Replica::start(dir.path(), None);
+    let one = vec![sqlite_replica.base.clone()];
+    let (api_sqlite, _) = best_of(3, async || (read_all(&one, &token, &window, 1).await, 0)).await;
+    report_query(
+        "usage API over HTTP, SQLite",
+        rows,
+        api_sqlite,
+        Some(sqlite_raw),
+    );
+    let concurrent_sqlite = read_all(&one, &token, &window, CLIENTS).await;
+    report_queries(
+        "6 queries at once, 1 replica, SQLite (baseline)",
+        rows,
+        concurrent_sqlite,
+        None,
+    );
+    drop(sqlite_replica);
+
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let replicas: Vec<Replica> = dirs
+        .iter()
+        .map(|d| Replica::start(d.path(), Some(&database.url)))
+        .collect();
+    let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
+    let (api_pg, _) = best_of(3, async || {
+        (read_all(&bases[..1], &token, &window, 1).await, 0)
+    })
+    .await;
+    report_query(
+        "usage API over HTTP, PostgreSQL",
+        rows,
+        api_pg,
+        Some(sqlite_raw),
+    );
+    for count in [1, 3] {
+        let elapsed = read_all(&bases[..count], &token, &window, CLIENTS).await;
+        report_queries(
+            &format!("6 queries at once, {count} replica(s), PostgreSQL"),
+            rows,
+            elapsed,
+            Some(concurrent_sqlite),
+        );
+    }
+    drop(replicas);
+    drop(pg);
+    database.drop().await;
+}
+
+async fn tenant_token(store: &dyn Store) -> String {
+    let token = new_secret();
+    store
+        .create_token(NewToken {
+            digest: secret_digest(&token),
+            role: Role::Tenant,
+            subscriptions: vec![SUBSCRIPTION.into()],
+            description: String::new(),
+        })
+        .await
+        .unwrap();
+    token
+}
+
+/// `queries` full reads of the window at once (every page, bodies read), spread over `bases`.
+async fn read_all(bases: &[String], token: &str, window: &str, queries: usize) -> Duration {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..queries)
+        .map(|q| {
+            let (client, token) = (client.clone(), token.to_string());
+            let base = bases[q % bases.len()].clone();
+            let first = format!(
+                "{base}/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Commerce/UsageAggregates?{window}"
+            );
+            tokio::spawn(async move {
+                let mut next = Some(first);
+                while let Some(url) = next {
+                    let body = client
+                        .get(&url)
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                        .unwrap()
+                        .error_for_status()
+                        .unwrap()
+                        .bytes()
+                        .await
+                        .unwrap();
+                    next = next_link_of(&body);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    started.elapsed()
+}
+
+/// The `nextLink` of a page, found without decoding the rows (it is the last field).
+fn next_link_of(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).unwrap();
+    let start = text.rfind("\"nextLink\":\"")? + "\"nextLink\":\"".len();
+    let end = start + text[start..].find('"')?;
+    Some(text[start..end].to_string())
+}
+
+async fn best_of(
+    runs: usize,
+    mut measure: impl AsyncFnMut() -> (Duration, usize),
+) -> (Duration, usize) {
+    let mut best = (Duration::MAX, 0);
+    for _ in 0..runs {
+        let (elapsed, rows) = measure().await;
+        if elapsed < best.0 {
+            best = (elapsed, rows);
+        }
+    }
+    best
+}
+
+fn report_query(name: &str, rows: usize, elapsed: Duration, baseline: Option<Duration>) {
+    let ms = elapsed.as_secs_f64() * 1e3;
+    match baseline {
+        None => println!("  {name:<48} {ms:>8.0} ms  {rows} rows"),
+        Some(b) => println!(
+            "  {name:<48} {ms:>8.0} ms  {:.2}× the baseline",
+            elapsed.as_secs_f64() / b.as_secs_f64()
+        ),
+    }
+}
+
+fn report_queries(name: &str, rows: usize, elapsed: Duration, baseline: Option<Duration>) {
+    let rate = (CLIENTS * rows) as f64 / elapsed.as_secs_f64();
+    match baseline {
+        None => println!("  {name:<48} {rate:>8.0} rows/s"),
+        Some(b) => println!(
+            "  {name:<48} {rate:>8.0} rows/s  ({:.0}% of the baseline's rate)",
+            100.0 * b.as_secs_f64() / elapsed.as_secs_f64()
+        ),
+    }
+}
+
+// ---------------------------------------------------------------- processes
+
+/// A `tally serve` process.
+struct Replica {
+    child: Child,
+    base: String,
+}
+
+impl Replica {
+    fn start(data_dir: &Path, database: Option<&str>) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(url) = database {
+            command.args(["--database", url]);
+        }
+        let mut child = command.spawn().expect("tally serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("tally listening on ")
+            .expect("the address line")
+            .to_string();
+        Replica { child, base }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A database of the benchmark's own on the server.
+struct BenchDatabase {
+    server: String,
+    name: String,
+    url: String,
+}
+
+impl BenchDatabase {
+    async fn create(server: &str) -> Self {
+        let name = format!(
+            "tally_bench_{}_{}",
+            std::process::id(),
+            Utc::now().timestamp_micros()
+        );
+        admin(server, &format!("CREATE DATABASE {name}")).await;
+        let mut url = url::Url::parse(server).unwrap();
+        url.set_path(&name);
+        BenchDatabase {
+            server: server.to_owned(),
+            name,
+            url: url.to_string(),
+        }
+    }
+
+    async fn drop(self) {
+        admin(
+            &self.server,
+            &format!("DROP DATABASE {} WITH (FORCE)", self.name),
+        )
+        .await;
+    }
+}
+
+async fn admin(server: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot reach PostgreSQL at {server}: {e} (set TALLY_BENCH_POSTGRES)")
+        });
+    tokio::spawn(connection);
+    client.batch_execute(sql).await.unwrap();
+}

@@ -1,0 +1,278 @@
+//! Several tally replicas on one PostgreSQL database (the server named by
+//! `TALLY_TEST_POSTGRES`; these tests fail without it): ingest through any
+//! replica counts once, paging continues across replicas, and each export
+//! window runs once even when the replica running it is killed.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Days, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use support::billing_api::{API_KEY, BillingApi, assert_billed};
+use support::database::TestDatabase;
+use support::process::{Server, get_json, post_usage, tally_ok};
+use support::*;
+use tally_usage_generator::Options;
+
+/// Rates of the webhook adapter.
+const RATES: [(&str, f64); 2] = [(VM_METER, 0.025), (IP_METER, 0.005)];
+const REPLICAS: usize = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_export_each_window_once_when_one_is_killed_on_postgres() {
+    let database = TestDatabase::create();
+    let url = database.url.clone();
+    let token = tally_ok(&["token", "create", "--database", &url, "--role", "operator"])
+        .trim()
+        .to_string();
+    let dirs: Vec<tempfile::TempDir> = (0..REPLICAS)
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
+    let config = dirs[0].path().join("tally.toml");
+    std::fs::write(
+        &config,
+        "[exports]\ntick = '100ms'\nretry_base = '200ms'\nlease = '2s'\n",
+    )
+    .unwrap();
+    let serve_args = ["--config", config.to_str().unwrap(), "--database", &url];
+    let mut replicas: Vec<Server> = dirs
+        .iter()
+        .map(|dir| Server::start_with(dir.path(), &serve_args))
+        .collect();
+    let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
+    let client = reqwest::Client::new();
+
+    // Four days of usage, reported before today.
+    let today = Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let first_day = today - Days::new(4);
+    let generated = sample(&Options {
+        subscriptions: 3,
+        days: 4,
+        end: today - Days::new(1),
+        ..Options::default()
+    });
+    let records: Vec<Value> = to_wire(&generated)
+        .into_iter()
+        .filter(|r| reported_at(r) < Utc::now())
+        .collect();
+
+    // Each batch through two replicas at the same instant (one stores it, the
+    // other finds duplicates), then retried through the third.
+    let mut accepted = 0;
+    for (i, batch) in records.chunks(500).enumerate() {
+        let (a, b, c) = (
+            &bases[i % REPLICAS],
+            &bases[(i + 1) % REPLICAS],
+            &bases[(i + 2) % REPLICAS],
+        );
+        let (first, second) = tokio::join!(
+            post_usage(&client, a, &token, batch),
+            post_usage(&client, b, &token, batch)
+        );
+        for reply in [first.unwrap(), second.unwrap()] {
+            let stored = reply["accepted"].as_u64().unwrap() as usize;
+            assert!(
+                stored == 0 || stored == batch.len(),
+                "a request is stored whole or found whole: {reply}"
+            );
+            assert_eq!(
+                stored + reply["duplicates"].as_u64().unwrap() as usize,
+                batch.len()
+            );
+            accepted += stored;
+        }
+        let retry = post_usage(&client, c, &token, batch).await.unwrap();
+        assert_eq!(retry["accepted"], 0, "{retry}");
+    }
+    assert_eq!(accepted, records.len(), "every record stored once");
+
+    // The totals agree on every replica, and a page started on one continues on the next.
+    let hour = this_hour();
+    let in_window: Vec<_> = generated
+        .iter()
+        .filter(|r| r.reported_time.is_none_or(|t| t < hour))
+        .collect();
+    for start in 0..REPLICAS {
+        let mut rows = Vec::new();
+        let mut next = Some(format!(
+            "{}/subscriptions/p/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates?reportedStartTime={}&reportedEndTime={}&aggregationGranularity=Hourly&{API}",
+            bases[start],
+            (first_day - Days::new(30)).format("%Y-%m-%dT%H:%M:%SZ"),
+            hour.format("%Y-%m-%dT%H:%M:%SZ"),
+        ));
+        let mut replica = start;
+        let mut pages = 0;
+        while let Some(link) = next {
+            let link = link.replace(&bases[(replica + REPLICAS - 1) % REPLICAS], &bases[replica]);
+            let page = get_json(&client, &link, &token).await;
+            rows.extend(page["value"].as_array().unwrap().iter().cloned());
+            next = page["nextLink"].as_str().map(str::to_string);
+            replica = (replica + 1) % REPLICAS;
+            pages += 1;
+        }
+        assert!(
+            pages > REPLICAS,
+            "paged across every replica ({pages} pages)"
+        );
+        assert_totals_eq(
+            &totals_by_meter(&rows),
+            &ingested_totals(in_window.iter().copied()),
+        );
+    }
+
+    // An invoice adapter, installed through one replica, slow enough to be cut.
+    let api = BillingApi::start().await;
+    api.slow_down(Duration::from_millis(100));
+    let manifest = dirs[0].path().join("billing.toml");
+    std::fs::write(&manifest, billing_manifest(&api, first_day)).unwrap();
+    let installed = tally_ok(&[
+        "adapters",
+        "install",
+        manifest.to_str().unwrap(),
+        "--url",
+        &bases[1],
+        "--token",
+        &token,
+    ]);
+    assert!(installed.starts_with("installed billing"), "{installed}");
+
+    // Kill -9 whichever replica holds the running run once it has sent a few requests.
+    let db = connect(&url).await;
+    let started = Instant::now();
+    let (cut_run, holder) = loop {
+        if api.requests().len() >= 3 {
+            let running = db
+                .query_opt(
+                    "SELECT id, lease_holder FROM export_runs WHERE status = 'running'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            if let Some(row) = running {
+                break (row.get::<_, i64>(0), row.get::<_, String>(1));
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no export started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let pid: u32 = holder.rsplit(':').next().unwrap().parse().unwrap();
+    let killed = replicas
+        .iter()
+        .position(|r| r.child.id() == pid)
+        .unwrap_or_else(|| panic!("{holder} is none of the replicas"));
+    replicas[killed].kill();
+    let sent_before_kill = api.requests().len();
+    let survivor = &bases[(killed + 1) % REPLICAS];
+
+    // The survivors take the cut run over once its lease ends, and finish every window.
+    let started = Instant::now();
+    loop {
+        let installation =
+            get_json(&client, &format!("{survivor}/v1/adapters/billing"), &token).await;
+        let watermark: DateTime<Utc> = installation["watermark"].as_str().unwrap().parse().unwrap();
+        if watermark == today {
+            assert!(installation["heldBy"].is_null(), "{installation}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{installation}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // One run per window, each exported once; the cut one took a second attempt elsewhere.
+    let runs = get_json(
+        &client,
+        &format!("{survivor}/v1/adapters/billing/runs"),
+        &token,
+    )
+    .await;
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert!(
+        runs.iter()
+            .all(|r| r["status"] == "succeeded" && r["revision"] == 0),
+        "{runs:?}"
+    );
+    let cut = db
+        .query_one(
+            "SELECT attempts, lease_holder FROM export_runs WHERE id = $1",
+            &[&cut_run],
+        )
+        .await
+        .unwrap();
+    assert_eq!(cut.get::<_, i64>(0), 2, "the cut run ran once more");
+    assert_ne!(
+        cut.get::<_, String>(1),
+        holder,
+        "another replica finished the cut run"
+    );
+
+    // The take-over re-sent what the killed attempt had sent, under the same
+    // keys; the billing API dropped those, and every line is billed once.
+    let requests = api.requests();
+    let resent = requests[sent_before_kill..]
+        .iter()
+        .filter(|r| {
+            requests[..sent_before_kill]
+                .iter()
+                .any(|old| old.key == r.key)
+        })
+        .count();
+    assert!(resent >= 1, "nothing was re-sent under an old key");
+    let mut expected: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for (meter, rate) in RATES {
+        let quantity: f64 = records
+            .iter()
+            .filter(|r| r["meterId"].as_str().unwrap().eq_ignore_ascii_case(meter))
+            .filter(|r| (first_day..today).contains(&reported_at(r)))
+            .map(|r| r["quantity"].as_f64().unwrap())
+            .sum();
+        expected.insert(meter.to_ascii_lowercase(), (quantity, quantity * rate));
+    }
+    assert_billed(&api.billed_lines(), &expected);
+}
+
+fn billing_manifest(api: &BillingApi, start: DateTime<Utc>) -> String {
+    let component = component_path("billing-webhook");
+    let sha256: String = Sha256::digest(std::fs::read(&component).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let rates: Vec<String> = RATES.iter().map(|(m, r)| format!("'{m}' = {r}")).collect();
+    format!(
+        "name = 'billing'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{sha256}'\n\
+         component = '{}'\nallowed_outbound_hosts = ['{}']\n\
+         [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{}'\n\
+         [config]\nendpoint = '{}'\ncurrency = 'EUR'\nbatch_size = 4\n\
+         headers = {{ 'X-Api-Key' = '{API_KEY}' }}\nrates = {{ {} }}\n",
+        component.display(),
+        api.origin,
+        start.to_rfc3339(),
+        api.endpoint(),
+        rates.join(", ")
+    )
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+fn reported_at(record: &Value) -> DateTime<Utc> {
+    record["reportedTime"].as_str().unwrap().parse().unwrap()
+}
