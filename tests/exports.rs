@@ -897,7 +897,7 @@ async fn a_failed_correction_holds_nothing_but_a_failed_first_export_does() {
     let host = TestHost::new().await;
     let store = &host.store;
     let day = |n: u64| today() - Days::new(10 - n);
-    let lease = || Utc::now() + chrono::Duration::seconds(60);
+    let lease = || Duration::from_secs(60);
     store.put_component("c0ffee", vec![0]).await.unwrap();
     let installation = store
         .create_installation(NewInstallation {
@@ -990,8 +990,8 @@ async fn a_failed_correction_holds_nothing_but_a_failed_first_export_does() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_lease_ended_is_taken_over_and_the_old_attempt_cannot_finish_it() {
     use tally::store::exports::{
-        AdapterDescription, FinishedAttempt, NewInstallation, RunEnd, RunFiguresRecord,
-        RunLogRecord,
+        AdapterDescription, FinishedAttempt, Interrupted, NewInstallation, RunEnd,
+        RunFiguresRecord, RunLogRecord,
     };
     let host = TestHost::new().await;
     let store = &host.store;
@@ -1020,55 +1020,58 @@ async fn a_run_whose_lease_ended_is_taken_over_and_the_old_attempt_cannot_finish
         figures: RunFiguresRecord::default(),
         log: RunLogRecord::default(),
     };
-    let soon = Utc::now() + chrono::Duration::seconds(2);
+    let (short, long) = (Duration::from_millis(300), Duration::from_secs(60));
 
     // Host A takes day 0; while its lease lasts, nobody else may.
     let first = store
-        .claim_run(Utc::now(), "a", soon)
+        .claim_run(Utc::now(), "a", short)
         .await
         .unwrap()
         .unwrap();
     assert_eq!((first.window_start, first.attempts), (day(0), 1));
     assert!(
         store
-            .claim_run(Utc::now(), "b", soon)
+            .claim_run(Utc::now(), "b", long)
             .await
             .unwrap()
             .is_none()
     );
     assert_eq!(
-        store.requeue_interrupted_runs(8, Utc::now()).await.unwrap(),
+        store
+            .requeue_interrupted_runs(8, Interrupted::LeaseEnded)
+            .await
+            .unwrap(),
         0,
         "a live lease is not taken over"
     );
 
     // A goes silent; once its lease has ended the run is queued again and B takes it.
-    let after_lease = soon + chrono::Duration::milliseconds(1);
+    tokio::time::sleep(short + Duration::from_millis(50)).await;
     assert_eq!(
         store
-            .requeue_interrupted_runs(8, after_lease)
+            .requeue_interrupted_runs(8, Interrupted::LeaseEnded)
             .await
             .unwrap(),
         1
     );
     let second = store
-        .claim_run(Utc::now(), "b", soon)
+        .claim_run(Utc::now(), "b", long)
         .await
         .unwrap()
         .unwrap();
     assert_eq!((second.id, second.attempts), (first.id, 2));
 
     // A's late renewal and finish are refused: nothing of A's attempt is recorded.
-    assert!(!store.renew_lease(first.id, 1, soon).await.unwrap());
+    assert!(!store.renew_lease(first.id, 1, long).await.unwrap());
     assert!(!store.finish_run(first.id, 1, succeeded()).await.unwrap());
     let leased = store.installation("leased").await.unwrap().unwrap();
     assert_eq!(leased.watermark, day(0));
 
     // B's attempt finishes it; the next window follows.
-    assert!(store.renew_lease(second.id, 2, soon).await.unwrap());
+    assert!(store.renew_lease(second.id, 2, long).await.unwrap());
     assert!(store.finish_run(second.id, 2, succeeded()).await.unwrap());
     let next = store
-        .claim_run(Utc::now(), "b", soon)
+        .claim_run(Utc::now(), "b", long)
         .await
         .unwrap()
         .unwrap();

@@ -233,7 +233,10 @@ async fn three_replicas_export_each_window_once_when_one_is_killed_on_postgres()
     assert!(resent >= 1, "nothing was re-sent under an old key");
     // Meters without a rate are billed at 0.
     let mut expected: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    for record in records.iter().filter(|r| (first_day..today).contains(&reported_at(r))) {
+    for record in records
+        .iter()
+        .filter(|r| (first_day..today).contains(&reported_at(r)))
+    {
         let meter = record["meterId"].as_str().unwrap().to_ascii_lowercase();
         let rate = RATES
             .iter()

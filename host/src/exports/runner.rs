@@ -107,11 +107,7 @@ impl Exports {
         let lease = self.settings.lease;
         loop {
             tokio::time::sleep(lease / 3).await;
-            match self
-                .store
-                .renew_lease(run.id, run.attempts, lease_until(lease))
-                .await
-            {
+            match self.store.renew_lease(run.id, run.attempts, lease).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!(run = run.id, "lease lost: another attempt owns the run");
@@ -234,9 +230,4 @@ mod tests {
         let waits: Vec<u64> = (1..=6).map(|a| backoff(&settings, a).as_secs()).collect();
         assert_eq!(waits, [30, 60, 120, 240, 300, 300]);
     }
-}
-
-/// When a lease taken now for `lease` ends.
-pub(super) fn lease_until(lease: Duration) -> chrono::DateTime<Utc> {
-    Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
 }

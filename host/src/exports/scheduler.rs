@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use super::windows::{SETTLE, windows_between};
 use super::{Exports, MAX_CONCURRENT_RUNS, Manifest};
 use crate::store::StoreError;
+use crate::store::exports::Interrupted;
 
 /// Shortest tick: a zero in the config must not make the scheduler spin.
 const MIN_TICK: std::time::Duration = std::time::Duration::from_millis(50);
@@ -30,7 +31,7 @@ impl Exports {
         // Alone on its store, a starting host knows every running run is a
         // leftover of its own; replicas wait for the leases to end.
         if !self.store.is_shared() {
-            self.requeue_interrupted(DateTime::<Utc>::MAX_UTC).await;
+            self.requeue_interrupted(Interrupted::AllRunning).await;
         }
         if let Err(error) = self.preload().await {
             tracing::error!(%error, "cannot preload the installed components");
@@ -39,7 +40,7 @@ impl Exports {
             self.settings.concurrency.clamp(1, MAX_CONCURRENT_RUNS),
         ));
         loop {
-            self.requeue_interrupted(Utc::now()).await;
+            self.requeue_interrupted(Interrupted::LeaseEnded).await;
             if let Err(error) = self.queue_closed_windows(Utc::now()).await {
                 tracing::error!(%error, "cannot queue closed windows");
             }
@@ -90,11 +91,11 @@ impl Exports {
         Ok(queued)
     }
 
-    /// Queues again the runs whose host stopped (their lease ended before `before`).
-    async fn requeue_interrupted(&self, before: DateTime<Utc>) {
+    /// Queues again the runs whose host stopped.
+    async fn requeue_interrupted(&self, which: Interrupted) {
         match self
             .store
-            .requeue_interrupted_runs(self.settings.max_attempts, before)
+            .requeue_interrupted_runs(self.settings.max_attempts, which)
             .await
         {
             Ok(0) => {}
@@ -106,8 +107,8 @@ impl Exports {
     /// Starts claimed runs while there are free slots.
     async fn start_claimed_runs(self: &Arc<Self>, slots: &Arc<Semaphore>) {
         while let Ok(slot) = slots.clone().try_acquire_owned() {
-            let lease_until = super::runner::lease_until(self.settings.lease);
-            let claimed = self.store.claim_run(Utc::now(), &self.holder, lease_until);
+            let lease = self.settings.lease;
+            let claimed = self.store.claim_run(Utc::now(), &self.holder, lease);
             let run = match claimed.await {
                 Ok(Some(run)) => run,
                 Ok(None) => return,

@@ -8,6 +8,8 @@
 
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -178,6 +180,15 @@ pub struct FinishedAttempt {
     pub log: RunLogRecord,
 }
 
+/// Which `running` runs count as interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupted {
+    /// Those whose lease has ended: their host stopped renewing it.
+    LeaseEnded,
+    /// All of them: a host alone on its store, starting, left them all.
+    AllRunning,
+}
+
 /// What an operator's request for a window did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -253,23 +264,26 @@ pub trait ExportStore: Send + Sync + 'static {
     fn is_shared(&self) -> bool;
 
     /// Takes the next run that may start at `now`, marks it running and
-    /// leases it to `holder` (a host, for operators) until `lease_until`: per installation, windows run one at a
-    /// time in order, and a failed window holds the ones after it. Claims are
-    /// serialised, so two hosts never take the same run.
+    /// leases it to `holder` (a host, for operators) for `lease`: per
+    /// installation, windows run one at a time in order, and a failed window
+    /// holds the ones after it. Claims are serialised, so two hosts never
+    /// take the same run. Leases run on the store's clock (the database's on
+    /// PostgreSQL), so hosts' clocks need not agree.
     async fn claim_run(
         &self,
         now: DateTime<Utc>,
         holder: &str,
-        lease_until: DateTime<Utc>,
+        lease: Duration,
     ) -> Result<Option<Run>, StoreError>;
 
-    /// Extends the lease of a claimed attempt; `false` when the run is no
-    /// longer this attempt's (taken over, requeued or removed).
+    /// Extends the lease of a claimed attempt to `lease` from now; `false`
+    /// when the run is no longer this attempt's (taken over, requeued or
+    /// removed).
     async fn renew_lease(
         &self,
         run_id: i64,
         attempt: u32,
-        lease_until: DateTime<Utc>,
+        lease: Duration,
     ) -> Result<bool, StoreError>;
 
     /// Records how attempt `attempt` (the run's `attempts` when it was
@@ -284,13 +298,12 @@ pub trait ExportStore: Send + Sync + 'static {
         finished: FinishedAttempt,
     ) -> Result<bool, StoreError>;
 
-    /// Runs left `running` whose lease ended before `leases_ending_before`
-    /// (their host stopped): queued again (same run id), or failed once they
-    /// have started `max_attempts` times.
+    /// Runs left `running` by a host that stopped: queued again (same run
+    /// id), or failed once they have started `max_attempts` times.
     async fn requeue_interrupted_runs(
         &self,
         max_attempts: u32,
-        leases_ending_before: DateTime<Utc>,
+        which: Interrupted,
     ) -> Result<usize, StoreError>;
 
     /// Runs of an installation, newest window first.

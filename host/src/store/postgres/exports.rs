@@ -6,6 +6,8 @@
 //! the lock sees the others' commits. Finishing is fenced by the attempt
 //! number instead: only the attempt that holds the run can record it.
 
+use std::time::Duration;
+
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -15,8 +17,8 @@ use tokio_postgres::Row;
 use super::{PostgresStore, RUNS_LOCK};
 use crate::store::StoreError;
 use crate::store::exports::{
-    DocumentInfo, ExportStore, FinishedAttempt, Installation, NewInstallation, Run, RunEnd,
-    RunLogRecord, RunRequestOutcome, RunStatus, StoredDocument, decode_figures, decode_log,
+    DocumentInfo, ExportStore, FinishedAttempt, Installation, Interrupted, NewInstallation, Run,
+    RunEnd, RunLogRecord, RunRequestOutcome, RunStatus, StoredDocument, decode_figures, decode_log,
     encode_log, new_uid, time,
 };
 
@@ -25,8 +27,16 @@ const INSTALLATION_COLUMNS: &str = "id, name, uid, manifest, component_sha256, d
 const RUN_COLUMNS: &str = "id, installation_id, window_start_ms, window_end_ms, revision, status, \
      attempts, reason, next_attempt_ms, created_at_ms, finished_at_ms, figures";
 
+/// The database's clock in milliseconds: leases are granted and judged on
+/// it, so replicas' clocks need not agree.
+const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
 fn ms(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
 #[async_trait]
@@ -287,7 +297,7 @@ impl ExportStore for PostgresStore {
         &self,
         now: DateTime<Utc>,
         holder: &str,
-        lease_until: DateTime<Utc>,
+        lease: Duration,
     ) -> Result<Option<Run>, StoreError> {
         let work = async {
             let mut client = self.client().await?;
@@ -297,8 +307,8 @@ impl ExportStore for PostgresStore {
             // Per installation, windows go one at a time and in order; an
             // unresolved failure holds every window after it.
             let sql = format!(
-                "UPDATE export_runs SET status = 'running', attempts = attempts + 1, lease_until_ms = $2,
-                   lease_holder = $3
+                "UPDATE export_runs SET status = 'running', attempts = attempts + 1,
+                   lease_until_ms = {DB_NOW_MS} + $2, lease_holder = $3
                  WHERE id = (
                    SELECT r.id FROM export_runs r
                    JOIN adapter_installations i ON i.id = r.installation_id
@@ -317,7 +327,7 @@ impl ExportStore for PostgresStore {
                  RETURNING {RUN_COLUMNS}"
             );
             let claimed = tx
-                .query_opt(&sql, &[&ms(now), &ms(lease_until), &holder])
+                .query_opt(&sql, &[&ms(now), &millis(lease), &holder])
                 .await?;
             tx.commit().await?;
             claimed.map(|row| run_of(&row)).transpose()
@@ -329,16 +339,16 @@ impl ExportStore for PostgresStore {
         &self,
         run_id: i64,
         attempt: u32,
-        lease_until: DateTime<Utc>,
+        lease: Duration,
     ) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE export_runs SET lease_until_ms = {DB_NOW_MS} + $3
+             WHERE id = $1 AND attempts = $2 AND status = 'running'"
+        );
         let updated = self
             .client()
             .await?
-            .execute(
-                "UPDATE export_runs SET lease_until_ms = $3
-                 WHERE id = $1 AND attempts = $2 AND status = 'running'",
-                &[&run_id, &i64::from(attempt), &ms(lease_until)],
-            )
+            .execute(&sql, &[&run_id, &i64::from(attempt), &millis(lease)])
             .await
             .map_err(anyhow::Error::from)?;
         Ok(updated == 1)
@@ -409,27 +419,34 @@ impl ExportStore for PostgresStore {
     async fn requeue_interrupted_runs(
         &self,
         max_attempts: u32,
-        leases_ending_before: DateTime<Utc>,
+        which: Interrupted,
     ) -> Result<usize, StoreError> {
         let work = async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&RUNS_LOCK])
                 .await?;
-            let before = ms(leases_ending_before);
+            let ended = match which {
+                Interrupted::LeaseEnded => format!("coalesce(lease_until_ms, 0) < {DB_NOW_MS}"),
+                Interrupted::AllRunning => "true".to_owned(),
+            };
             // A run that keeps taking its host down with it stops being retried.
             tx.execute(
-                "UPDATE export_runs SET status = 'failed', finished_at_ms = $2, lease_until_ms = NULL,
-                   reason = 'interrupted by a host stop ' || attempts || ' times; not retried again'
-                 WHERE status = 'running' AND attempts >= $1 AND coalesce(lease_until_ms, 0) < $3",
-                &[&i64::from(max_attempts), &Utc::now().timestamp_millis(), &before],
+                &format!(
+                    "UPDATE export_runs SET status = 'failed', finished_at_ms = $2, lease_until_ms = NULL,
+                       reason = 'interrupted by a host stop ' || attempts || ' times; not retried again'
+                     WHERE status = 'running' AND attempts >= $1 AND {ended}"
+                ),
+                &[&i64::from(max_attempts), &Utc::now().timestamp_millis()],
             )
             .await?;
             let requeued = tx
                 .execute(
-                    "UPDATE export_runs SET status = 'pending', lease_until_ms = NULL
-                     WHERE status = 'running' AND coalesce(lease_until_ms, 0) < $1",
-                    &[&before],
+                    &format!(
+                        "UPDATE export_runs SET status = 'pending', lease_until_ms = NULL
+                         WHERE status = 'running' AND {ended}"
+                    ),
+                    &[],
                 )
                 .await?;
             tx.commit().await?;

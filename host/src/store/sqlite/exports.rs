@@ -1,6 +1,8 @@
 //! [`ExportStore`] on SQLite: installations, runs and documents, written by the
 //! writer thread (so a claim and a finish are each one transaction).
 
+use std::time::Duration;
+
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -9,8 +11,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use super::SqliteStore;
 use crate::store::StoreError;
 use crate::store::exports::{
-    DocumentInfo, ExportStore, FinishedAttempt, Installation, NewInstallation, Run, RunEnd,
-    RunLogRecord, RunRequestOutcome, RunStatus, StoredDocument, decode_figures, decode_log,
+    DocumentInfo, ExportStore, FinishedAttempt, Installation, Interrupted, NewInstallation, Run,
+    RunEnd, RunLogRecord, RunRequestOutcome, RunStatus, StoredDocument, decode_figures, decode_log,
     encode_log, new_uid, time,
 };
 
@@ -276,9 +278,10 @@ impl ExportStore for SqliteStore {
         &self,
         now: DateTime<Utc>,
         holder: &str,
-        lease_until: DateTime<Utc>,
+        lease: Duration,
     ) -> Result<Option<Run>, StoreError> {
         let holder = holder.to_owned();
+        let lease_until = lease_until(lease);
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // Per installation, windows go one at a time and in order; an
@@ -323,8 +326,9 @@ impl ExportStore for SqliteStore {
         &self,
         run_id: i64,
         attempt: u32,
-        lease_until: DateTime<Utc>,
+        lease: Duration,
     ) -> Result<bool, StoreError> {
+        let lease_until = lease_until(lease);
         self.write(move |conn| {
             Ok(conn.execute(
                 "UPDATE export_runs SET lease_until_ms = ?3
@@ -382,9 +386,12 @@ impl ExportStore for SqliteStore {
     async fn requeue_interrupted_runs(
         &self,
         max_attempts: u32,
-        leases_ending_before: DateTime<Utc>,
+        which: Interrupted,
     ) -> Result<usize, StoreError> {
-        let before = leases_ending_before.timestamp_millis();
+        let before = match which {
+            Interrupted::LeaseEnded => Utc::now().timestamp_millis(),
+            Interrupted::AllRunning => i64::MAX,
+        };
         self.write(move |conn| {
             let tx = conn.transaction()?;
             // A run that keeps taking the host down with it stops being retried.
@@ -619,4 +626,9 @@ fn run_of(row: &Row) -> anyhow::Result<Run> {
         finished_at: row.get::<_, Option<i64>>(10)?.map(time).transpose()?,
         figures: figures.map(|text| decode_figures(&text)).transpose()?,
     })
+}
+
+/// When a lease taken now for `lease` ends: one host, one clock.
+fn lease_until(lease: Duration) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
 }
