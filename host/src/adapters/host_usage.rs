@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -33,6 +34,9 @@ pub struct UsageAccess {
     /// Set when the store failed mid-read: the run then fails as transient
     /// (the adapter is stopped; it could not have produced a whole export).
     pub store_failure: Option<String>,
+    /// Set by the host to stop the run (its lease was lost): the sandbox
+    /// traps within an epoch tick, whatever the adapter is doing.
+    pub cancelled: Arc<AtomicBool>,
 }
 
 impl UsageAccess {
@@ -50,6 +54,7 @@ impl UsageAccess {
             rows_read: 0,
             now: Utc::now(),
             store_failure: None,
+            cancelled: Arc::default(),
         }
     }
 }

@@ -2,13 +2,14 @@
 //! call under the sandbox's limits, and a verdict on how it ended.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::contract::{Description, ExportError, ExportRequest, Summary};
 use super::egress::{AllowedOrigin, Egress};
-use super::engine::{AdapterEngine, EPOCH_TICK, LoadedAdapter};
+use super::engine::{AdapterEngine, LoadedAdapter};
 use super::host_usage::UsageAccess;
 use super::sandbox::{Document, Limits, LogLine, RunState};
 
@@ -31,12 +32,17 @@ pub enum RunFailure {
     Instantiate(String),
     #[error("the adapter returned a summary that does not match what it did: {0}")]
     BadSummary(String),
+    #[error("the host stopped the run (its lease was lost)")]
+    Cancelled,
 }
 
 impl RunFailure {
     /// Whether running again may succeed without changing anything.
     pub fn is_transient(&self) -> bool {
-        matches!(self, RunFailure::Transient(_) | RunFailure::Instantiate(_))
+        matches!(
+            self,
+            RunFailure::Transient(_) | RunFailure::Instantiate(_) | RunFailure::Cancelled
+        )
     }
 }
 
@@ -187,10 +193,23 @@ fn new_store(
     usage: Option<UsageAccess>,
     egress: Option<Egress>,
 ) -> Store<RunState> {
+    let cancelled = usage.as_ref().map(|u| u.cancelled.clone());
     let mut store = Store::new(engine.engine(), RunState::new(limits, usage, egress));
     store.limiter(|state| &mut state.limiter);
-    store.epoch_deadline_trap();
-    store.set_epoch_deadline(deadline_ticks(limits.deadline));
+    // Checked at every epoch tick: the wall-clock deadline (time in host
+    // calls counts too), and the host's cancel switch.
+    let deadline = Instant::now() + limits.deadline;
+    store.epoch_deadline_callback(move |_| {
+        let cancelled = cancelled
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed));
+        Ok(if Instant::now() >= deadline || cancelled {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Continue(1)
+        })
+    });
+    store.set_epoch_deadline(1);
     store
 }
 
@@ -216,10 +235,6 @@ fn check_summary(summary: Summary, state: &RunState) -> Result<Summary, RunFailu
     Ok(summary)
 }
 
-fn deadline_ticks(deadline: Duration) -> u64 {
-    (deadline.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1
-}
-
 /// Names the cause of a trap.
 fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits: &Limits) -> RunFailure {
     if let Some(reason) = store
@@ -233,7 +248,13 @@ fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits: &Limits) -
     if store.data().limiter.refused {
         return RunFailure::OutOfMemory(format!("limit {} MiB", limits.memory_bytes >> 20));
     }
+    let cancelled = store
+        .data()
+        .usage
+        .as_ref()
+        .is_some_and(|u| u.cancelled.load(Ordering::Relaxed));
     match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) if cancelled => RunFailure::Cancelled,
         Some(Trap::Interrupt) => RunFailure::Timeout(limits.deadline),
         Some(Trap::StackOverflow) => RunFailure::Trap("stack overflow (recursion too deep)".into()),
         Some(trap) => {

@@ -2,7 +2,9 @@
 //! sandbox, and the outcome recorded in one transaction (documents published
 //! on success, nothing on failure).
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
@@ -16,6 +18,9 @@ use crate::store::exports::{
     FinishedAttempt, Installation, Run, RunEnd, RunFiguresRecord, RunLogRecord, StoredDocument,
 };
 use crate::usage::Granularity;
+
+/// Wait before renewing a lease again after a failed renewal.
+const RENEW_RETRY: Duration = Duration::from_secs(1);
 
 /// The id an adapter sees for a run: the same on every attempt of the same
 /// installed version, so that the idempotency keys of its requests repeat
@@ -42,9 +47,10 @@ pub fn run_id(installation: &Installation, run: &Run) -> String {
 impl Exports {
     /// Runs a claimed run once and records how it ended.
     pub async fn execute(&self, run: Run) -> anyhow::Result<()> {
+        let cancelled = Arc::new(AtomicBool::new(false));
         let attempt = tokio::select! {
-            attempt = self.attempt(&run) => attempt,
-            never = self.keep_leased(&run) => match never {},
+            attempt = self.attempt(&run, cancelled.clone()) => attempt,
+            never = self.keep_leased(&run, &cancelled) => match never {},
         };
         let attempt = match attempt {
             Ok(attempt) => attempt,
@@ -62,20 +68,19 @@ impl Exports {
             RunEnd::Failed { .. } => "failed",
         };
         let figures = attempt.figures.clone();
-        let recorded = match self.store.finish_run(run.id, run.attempts, attempt).await {
+        let recorded = match self.store.finish_run(run.id, run.claim, attempt).await {
             Ok(recorded) => recorded,
             Err(error) => {
                 // Never leave the run `running` (it would hold its installation):
-                // record a failure without documents, a small write.
+                // record a retry without documents, a small write. Should that
+                // fail too, the lease ends and the run is queued again.
                 let reason = format!("recording the run's outcome failed: {error}");
                 let fallback = FinishedAttempt {
-                    end: RunEnd::Failed { reason },
+                    end: retry_or_fail(&self.settings, &run, reason),
                     figures: figures.clone(),
                     log: RunLogRecord::default(),
                 };
-                self.store
-                    .finish_run(run.id, run.attempts, fallback)
-                    .await?;
+                self.store.finish_run(run.id, run.claim, fallback).await?;
                 return Err(error.into());
             }
         };
@@ -102,23 +107,51 @@ impl Exports {
         Ok(())
     }
 
-    /// Renews the run's lease while the attempt goes on; never returns.
-    async fn keep_leased(&self, run: &Run) -> std::convert::Infallible {
+    /// Renews the run's lease while the attempt goes on; never returns. When
+    /// the lease is lost, or cannot be confirmed before it ends, the attempt
+    /// is stopped: another host may be running the window by then.
+    async fn keep_leased(&self, run: &Run, cancelled: &AtomicBool) -> std::convert::Infallible {
         let lease = self.settings.lease;
+        let mut confirmed = Instant::now();
         loop {
-            tokio::time::sleep(lease / 3).await;
-            match self.store.renew_lease(run.id, run.attempts, lease).await {
-                Ok(true) => {}
-                Ok(false) => {
+            let renewed = self.store.renew_lease(run.id, run.claim, lease);
+            let outcome = tokio::time::timeout(lease / 3, renewed).await;
+            let wait = match outcome {
+                Ok(Ok(true)) => {
+                    confirmed = Instant::now();
+                    lease / 3
+                }
+                Ok(Ok(false)) => {
                     tracing::warn!(run = run.id, "lease lost: another attempt owns the run");
+                    cancelled.store(true, Ordering::Relaxed);
                     return std::future::pending().await;
                 }
-                Err(error) => tracing::warn!(run = run.id, %error, "cannot renew a lease"),
+                Ok(Err(error)) => {
+                    tracing::warn!(run = run.id, %error, "cannot renew a lease");
+                    RENEW_RETRY
+                }
+                Err(_) => {
+                    tracing::warn!(run = run.id, "renewing a lease timed out");
+                    RENEW_RETRY
+                }
+            };
+            if confirmed.elapsed() + RENEW_RETRY >= lease {
+                tracing::warn!(
+                    run = run.id,
+                    "lease not confirmed in time: the run is stopped"
+                );
+                cancelled.store(true, Ordering::Relaxed);
+                return std::future::pending().await;
             }
+            tokio::time::sleep(wait).await;
         }
     }
 
-    async fn attempt(&self, run: &Run) -> anyhow::Result<FinishedAttempt> {
+    async fn attempt(
+        &self,
+        run: &Run,
+        cancelled: Arc<AtomicBool>,
+    ) -> anyhow::Result<FinishedAttempt> {
         let installation = self
             .store
             .installation_by_id(run.installation_id)
@@ -126,11 +159,13 @@ impl Exports {
             .context("the installation was removed")?;
         let manifest = Manifest::parse(&installation.manifest)?;
         let adapter = self.loaded(&installation.component_sha256).await?;
-        let usage = UsageAccess::new(
+        let mut usage = UsageAccess::new(
             self.store.clone(),
             self.store.meter_catalog().await?,
             manifest.grant.clone(),
         );
+        usage.now = self.store.clock().await?;
+        usage.cancelled = cancelled;
         let request = ExportRequest {
             run_id: run_id(&installation, run),
             window: Window {

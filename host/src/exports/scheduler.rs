@@ -41,7 +41,11 @@ impl Exports {
         ));
         loop {
             self.requeue_interrupted(Interrupted::LeaseEnded).await;
-            if let Err(error) = self.queue_closed_windows(Utc::now()).await {
+            let queued = match self.store.clock().await {
+                Ok(now) => self.queue_closed_windows(now).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = queued {
                 tracing::error!(%error, "cannot queue closed windows");
             }
             self.start_claimed_runs(&slots).await;

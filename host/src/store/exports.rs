@@ -127,6 +127,10 @@ pub struct Run {
     pub finished_at: Option<DateTime<Utc>>,
     /// Of the last finished attempt.
     pub figures: Option<RunFiguresRecord>,
+    /// Claims so far, never reset (unlike `attempts`, which an operator's
+    /// requeue resets): fences a finish or a lease renewal to the attempt
+    /// that holds the run.
+    pub claim: u32,
 }
 
 impl Run {
@@ -276,25 +280,25 @@ pub trait ExportStore: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Option<Run>, StoreError>;
 
-    /// Extends the lease of a claimed attempt to `lease` from now; `false`
-    /// when the run is no longer this attempt's (taken over, requeued or
-    /// removed).
+    /// Extends the lease of claim `claim` (the run's `claim` when it was
+    /// claimed) to `lease` from now; `false` when the run is no longer this
+    /// claim's (taken over, requeued or removed).
     async fn renew_lease(
         &self,
         run_id: i64,
-        attempt: u32,
+        claim: u32,
         lease: Duration,
     ) -> Result<bool, StoreError>;
 
-    /// Records how attempt `attempt` (the run's `attempts` when it was
-    /// claimed) ended. On success the documents are published and the
-    /// watermark advanced in the same transaction. `false`, recording
-    /// nothing, when the run is no longer this attempt's: its installation was
-    /// removed, or its lease ended and another attempt took it over.
+    /// Records how the attempt of claim `claim` ended. On success the
+    /// documents are published and the watermark advanced in the same
+    /// transaction. `false`, recording nothing, when the run is no longer
+    /// this claim's: its installation was removed, or its lease ended and
+    /// another claim took it over.
     async fn finish_run(
         &self,
         run_id: i64,
-        attempt: u32,
+        claim: u32,
         finished: FinishedAttempt,
     ) -> Result<bool, StoreError>;
 

@@ -207,6 +207,11 @@ pub trait Store: ExportStore + Send + Sync + 'static {
     /// Deletes a token; `false` if there was none with this id.
     async fn revoke_token(&self, id: i64) -> Result<bool, StoreError>;
 
+    /// The store's clock: what unstamped usage is reported at, and what
+    /// export windows close by. The database's on PostgreSQL, so that
+    /// replicas agree whatever their own clocks say.
+    async fn clock(&self) -> Result<DateTime<Utc>, StoreError>;
+
     /// Whether the store can read and write (for `/healthz`).
     async fn health(&self) -> Result<(), StoreError>;
 

@@ -8,6 +8,7 @@
 //! table's row count and every quantity total are compared with the source:
 //! nothing lost, nothing counted twice. On any error nothing is committed.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -18,7 +19,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::postgres::PostgresStore;
-use super::sqlite::SqliteStore;
+use super::sqlite::{DATABASE_FILE, SqliteStore};
 
 /// A column's type in PostgreSQL.
 #[derive(Clone, Copy)]
@@ -31,140 +32,31 @@ enum Kind {
 }
 
 /// Tables in foreign-key order, with their columns.
+#[rustfmt::skip]
 const TABLES: &[(&str, &[(&str, Kind)])] = {
     use Kind::*;
     &[
-        (
-            "meters",
-            &[
-                ("key", Int),
-                ("id", Text),
-                ("name", Text),
-                ("category", Text),
-                ("unit", Text),
-                ("notes", Text),
-            ],
-        ),
-        (
-            "subscriptions",
-            &[("key", Int), ("id", Text), ("first_seen", Text)],
-        ),
-        (
-            "instances",
-            &[
-                ("id", Int),
-                ("subscription_key", Int),
-                ("digest", Bytes),
-                ("resource_uri", Text),
-                ("location", Text),
-                ("instance_data", Text),
-                ("instance_data_json", Text),
-            ],
-        ),
-        (
-            "usage_events",
-            &[
-                ("subscription_key", Int),
-                ("event_id", Text),
-                ("meter_key", Int),
-                ("instance_id", Int),
-                ("quantity", Float),
-                ("usage_start_ms", Int),
-                ("usage_end_ms", Int),
-                ("reported_at_ms", Int),
-                ("digest", Bytes),
-            ],
-        ),
-        (
-            "usage_hourly",
-            &[
-                ("subscription_key", Int),
-                ("usage_hour", Int),
-                ("meter_key", Int),
-                ("instance_id", Int),
-                ("reported_hour", Int),
-                ("quantity", Float),
-            ],
-        ),
-        (
-            "usage_daily",
-            &[
-                ("subscription_key", Int),
-                ("usage_day", Int),
-                ("meter_key", Int),
-                ("instance_id", Int),
-                ("reported_day", Int),
-                ("quantity", Float),
-            ],
-        ),
-        (
-            "reported_hours",
-            &[
-                ("subscription_key", Int),
-                ("reported_hour", Int),
-                ("min_usage_hour", Int),
-                ("max_usage_hour", Int),
-            ],
-        ),
-        (
-            "api_tokens",
-            &[
-                ("id", Int),
-                ("digest", Bytes),
-                ("role", Text),
-                ("subscriptions", Text),
-                ("description", Text),
-                ("created_at", Text),
-            ],
-        ),
-        (
-            "adapter_components",
-            &[("sha256", Text), ("wasm", Bytes), ("added_at", Text)],
-        ),
-        (
-            "adapter_installations",
-            &[
-                ("id", Int),
-                ("name", Text),
-                ("uid", Text),
-                ("manifest", Text),
-                ("component_sha256", Text),
-                ("description", Text),
-                ("enabled", Bool),
-                ("watermark_ms", Int),
-                ("installed_at_ms", Int),
-                ("updated_at_ms", Int),
-            ],
-        ),
-        (
-            "export_runs",
-            &[
-                ("id", Int),
-                ("installation_id", Int),
-                ("window_start_ms", Int),
-                ("window_end_ms", Int),
-                ("revision", Int),
-                ("status", Text),
-                ("attempts", Int),
-                ("reason", Text),
-                ("next_attempt_ms", Int),
-                ("created_at_ms", Int),
-                ("finished_at_ms", Int),
-                ("figures", Text),
-                ("log", Text),
-                ("lease_until_ms", Int),
-                ("lease_holder", Text),
-            ],
-        ),
-        (
-            "run_documents",
-            &[
-                ("run_id", Int),
-                ("name", Text),
-                ("content_type", Text),
-                ("bytes", Bytes),
-            ],
-        ),
+        ("meters", &[("key", Int), ("id", Text), ("name", Text), ("category", Text), ("unit", Text), ("notes", Text)]),
+        ("subscriptions", &[("key", Int), ("id", Text), ("first_seen", Text)]),
+        ("instances", &[("id", Int), ("subscription_key", Int), ("digest", Bytes), ("resource_uri", Text),
+            ("location", Text), ("instance_data", Text), ("instance_data_json", Text)]),
+        ("usage_events", &[("subscription_key", Int), ("event_id", Text), ("meter_key", Int), ("instance_id", Int),
+            ("quantity", Float), ("usage_start_ms", Int), ("usage_end_ms", Int), ("reported_at_ms", Int), ("digest", Bytes)]),
+        ("usage_hourly", &[("subscription_key", Int), ("usage_hour", Int), ("meter_key", Int), ("instance_id", Int),
+            ("reported_hour", Int), ("quantity", Float)]),
+        ("usage_daily", &[("subscription_key", Int), ("usage_day", Int), ("meter_key", Int), ("instance_id", Int),
+            ("reported_day", Int), ("quantity", Float)]),
+        ("reported_hours", &[("subscription_key", Int), ("reported_hour", Int), ("min_usage_hour", Int), ("max_usage_hour", Int)]),
+        ("api_tokens", &[("id", Int), ("digest", Bytes), ("role", Text), ("subscriptions", Text), ("description", Text),
+            ("created_at", Text)]),
+        ("adapter_components", &[("sha256", Text), ("wasm", Bytes), ("added_at", Text)]),
+        ("adapter_installations", &[("id", Int), ("name", Text), ("uid", Text), ("manifest", Text), ("component_sha256", Text),
+            ("description", Text), ("enabled", Bool), ("watermark_ms", Int), ("installed_at_ms", Int), ("updated_at_ms", Int)]),
+        ("export_runs", &[("id", Int), ("installation_id", Int), ("window_start_ms", Int), ("window_end_ms", Int),
+            ("revision", Int), ("status", Text), ("attempts", Int), ("reason", Text), ("next_attempt_ms", Int),
+            ("created_at_ms", Int), ("finished_at_ms", Int), ("figures", Text), ("log", Text), ("lease_until_ms", Int),
+            ("lease_holder", Text), ("claims", Int)]),
+        ("run_documents", &[("run_id", Int), ("name", Text), ("content_type", Text), ("bytes", Bytes)]),
     ]
 };
 
@@ -200,8 +92,16 @@ pub struct Copied {
 /// into the empty PostgreSQL database at `target`. The host using `source`
 /// must be stopped.
 pub async fn sqlite_to_postgres(source: &Path, target: &str) -> anyhow::Result<Copied> {
+    let file = if source.is_dir() {
+        source.join(DATABASE_FILE)
+    } else {
+        source.to_path_buf()
+    };
+    if !file.is_file() {
+        bail!("{} does not exist: nothing to migrate", file.display());
+    }
     // Opening brings an older file up to this build's schema version.
-    let database = SqliteStore::open_path(source)?.path().to_path_buf();
+    let database = SqliteStore::open_file(&file)?.path().to_path_buf();
     drop(PostgresStore::open(target).await?); // creates and migrates the schema
     let (mut client, connection) = tokio_postgres::connect(target, tokio_postgres::NoTls)
         .await
@@ -259,19 +159,22 @@ pub async fn sqlite_to_postgres(source: &Path, target: &str) -> anyhow::Result<C
         writer.finish().await?;
         copied.push((*table, count));
     }
-    reader.await??;
+    let source = reader.await??;
 
+    // Sequences continue after the copied keys, and after keys SQLite handed
+    // out and deleted since (AUTOINCREMENT never reuses them).
     for (table, column) in SEQUENCES {
+        let used = source.sequences.get(*table).copied().unwrap_or(0);
         tx.execute(
             &format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', '{column}'),
-                               coalesce(max({column}), 0) + 1, false) FROM {table}"
+                               greatest(coalesce(max({column}), 0), $1) + 1, false) FROM {table}"
             ),
-            &[],
+            &[&used],
         )
         .await?;
     }
-    verify(&tx, source_figures(source).await?).await?;
+    verify(&tx, source.figures).await?;
     tx.commit().await?;
     drop(client);
     let _ = connection.await;
@@ -279,7 +182,14 @@ pub async fn sqlite_to_postgres(source: &Path, target: &str) -> anyhow::Result<C
 }
 
 /// Row counts of every table, and the quantity totals of the usage tables.
-type Figures = Vec<(String, u64, f64)>;
+type Figures = Vec<(&'static str, u64, f64)>;
+
+/// What the source's snapshot held besides its rows.
+struct Snapshot {
+    figures: Figures,
+    /// SQLite's AUTOINCREMENT counters by table.
+    sequences: HashMap<String, i64>,
+}
 
 const FIGURES_SQL: &str = "SELECT count(*), coalesce(sum(quantity), 0) FROM";
 
@@ -287,34 +197,9 @@ fn has_quantity(table: &str) -> bool {
     matches!(table, "usage_events" | "usage_hourly" | "usage_daily")
 }
 
-async fn source_figures(source: &Path) -> anyhow::Result<Figures> {
-    let database = SqliteStore::open_path(source)?.path().to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let conn = rusqlite::Connection::open_with_flags(
-            &database,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )?;
-        TABLES
-            .iter()
-            .map(|(table, _)| {
-                let (count, total) = if has_quantity(table) {
-                    conn.query_row(&format!("{FIGURES_SQL} {table}"), [], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
-                    })?
-                } else {
-                    let sql = format!("SELECT count(*) FROM {table}");
-                    (conn.query_row(&sql, [], |r| r.get::<_, i64>(0))?, 0.0)
-                };
-                Ok((table.to_string(), count as u64, total))
-            })
-            .collect()
-    })
-    .await?
-}
-
 async fn verify(tx: &tokio_postgres::Transaction<'_>, source: Figures) -> anyhow::Result<()> {
     for (table, count, total) in source {
-        let (copied, copied_total) = if has_quantity(&table) {
+        let (copied, copied_total) = if has_quantity(table) {
             let row = tx.query_one(&format!("{FIGURES_SQL} {table}"), &[]).await?;
             (row.get::<_, i64>(0), row.get::<_, f64>(1))
         } else {
@@ -334,11 +219,12 @@ async fn verify(tx: &tokio_postgres::Transaction<'_>, source: Figures) -> anyhow
     Ok(())
 }
 
-/// Reads every table in one read transaction (one snapshot), in batches.
+/// Reads every table in one read transaction (one snapshot), in batches;
+/// then the same snapshot's figures, to check the copy against.
 fn read_tables(
     database: &Path,
     rows: mpsc::Sender<(usize, Vec<Vec<Value>>)>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Snapshot> {
     let mut conn =
         rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .with_context(|| format!("opening {}", database.display()))?;
@@ -365,7 +251,26 @@ fn read_tables(
                 .context("the copy stopped")?;
         }
     }
-    Ok(())
+    drop(rows); // the copy may finish while the figures are read
+    let figures = TABLES
+        .iter()
+        .map(|(table, _)| {
+            let (count, total) = if has_quantity(table) {
+                snapshot.query_row(&format!("{FIGURES_SQL} {table}"), [], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
+                })?
+            } else {
+                let sql = format!("SELECT count(*) FROM {table}");
+                (snapshot.query_row(&sql, [], |r| r.get::<_, i64>(0))?, 0.0)
+            };
+            Ok((*table, count as u64, total))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let sequences = snapshot
+        .prepare("SELECT name, seq FROM sqlite_sequence")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(Snapshot { figures, sequences })
 }
 
 fn pg_type(kind: Kind) -> Type {

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::{PostgresStore, RUNS_LOCK};
+use super::{DB_NOW_MS, PostgresStore, RUNS_LOCK};
 use crate::store::StoreError;
 use crate::store::exports::{
     DocumentInfo, ExportStore, FinishedAttempt, Installation, Interrupted, NewInstallation, Run,
@@ -25,11 +25,7 @@ use crate::store::exports::{
 const INSTALLATION_COLUMNS: &str = "id, name, uid, manifest, component_sha256, description, \
      enabled, watermark_ms, installed_at_ms, updated_at_ms";
 const RUN_COLUMNS: &str = "id, installation_id, window_start_ms, window_end_ms, revision, status, \
-     attempts, reason, next_attempt_ms, created_at_ms, finished_at_ms, figures";
-
-/// The database's clock in milliseconds: leases are granted and judged on
-/// it, so replicas' clocks need not agree.
-const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+     attempts, reason, next_attempt_ms, created_at_ms, finished_at_ms, figures, claims";
 
 fn ms(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()
@@ -76,7 +72,7 @@ impl ExportStore for PostgresStore {
                    (name, uid, manifest, component_sha256, description, enabled, watermark_ms,
                     installed_at_ms, updated_at_ms)
                  VALUES ($1, $2, $3, $4, $5, true, $6, $7, $7)
-                 ON CONFLICT ((lower(name))) DO NOTHING",
+                 ON CONFLICT ((fold(name))) DO NOTHING",
                 &[
                     &new.name,
                     &new_uid()?,
@@ -109,7 +105,7 @@ impl ExportStore for PostgresStore {
             .execute(
                 "UPDATE adapter_installations
                  SET manifest = $2, component_sha256 = $3, description = $4, updated_at_ms = $5
-                 WHERE lower(name) = lower($1)",
+                 WHERE fold(name) = fold($1)",
                 &[
                     &new.name,
                     &new.manifest,
@@ -135,7 +131,7 @@ impl ExportStore for PostgresStore {
         client
             .execute(
                 "UPDATE adapter_installations SET enabled = $2, updated_at_ms = $3
-                 WHERE lower(name) = lower($1)",
+                 WHERE fold(name) = fold($1)",
                 &[&name, &enabled, &Utc::now().timestamp_millis()],
             )
             .await
@@ -149,7 +145,7 @@ impl ExportStore for PostgresStore {
             .client()
             .await?
             .execute(
-                "DELETE FROM adapter_installations WHERE lower(name) = lower($1)",
+                "DELETE FROM adapter_installations WHERE fold(name) = fold($1)",
                 &[&name],
             )
             .await
@@ -173,9 +169,8 @@ impl ExportStore for PostgresStore {
     }
 
     async fn installations(&self) -> Result<Vec<Installation>, StoreError> {
-        let sql = format!(
-            "SELECT {INSTALLATION_COLUMNS} FROM adapter_installations ORDER BY lower(name)"
-        );
+        let sql =
+            format!("SELECT {INSTALLATION_COLUMNS} FROM adapter_installations ORDER BY fold(name)");
         let rows = self
             .client()
             .await?
@@ -194,25 +189,31 @@ impl ExportStore for PostgresStore {
         windows: Vec<(DateTime<Utc>, DateTime<Utc>)>,
     ) -> Result<usize, StoreError> {
         // The unique (installation, window, revision) makes a second first
-        // export impossible, whichever replica queues it.
-        let queued = self
-            .client()
-            .await?
-            .execute(
-                "INSERT INTO export_runs
-                   (installation_id, window_start_ms, window_end_ms, revision, status, created_at_ms)
-                 SELECT $1, s, e, 0, 'pending', $4 FROM unnest($2::bigint[], $3::bigint[]) AS w (s, e)
-                 ON CONFLICT (installation_id, window_start_ms, revision) DO NOTHING",
-                &[
-                    &installation_id,
-                    &windows.iter().map(|w| ms(w.0)).collect::<Vec<_>>(),
-                    &windows.iter().map(|w| ms(w.1)).collect::<Vec<_>>(),
-                    &Utc::now().timestamp_millis(),
-                ],
-            )
-            .await
-            .map_err(anyhow::Error::from)?;
-        Ok(queued as usize)
+        // export impossible, whichever replica queues it; the lock keeps an
+        // operator's request for the same window from colliding with it.
+        let work = async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&RUNS_LOCK])
+                .await?;
+            let queued = tx
+                .execute(
+                    "INSERT INTO export_runs
+                       (installation_id, window_start_ms, window_end_ms, revision, status, created_at_ms)
+                     SELECT $1, s, e, 0, 'pending', $4 FROM unnest($2::bigint[], $3::bigint[]) AS w (s, e)
+                     ON CONFLICT (installation_id, window_start_ms, revision) DO NOTHING",
+                    &[
+                        &installation_id,
+                        &windows.iter().map(|w| ms(w.0)).collect::<Vec<_>>(),
+                        &windows.iter().map(|w| ms(w.1)).collect::<Vec<_>>(),
+                        &Utc::now().timestamp_millis(),
+                    ],
+                )
+                .await?;
+            tx.commit().await?;
+            anyhow::Ok(queued as usize)
+        };
+        Ok(work.await?)
     }
 
     async fn request_runs(
@@ -308,7 +309,7 @@ impl ExportStore for PostgresStore {
             // unresolved failure holds every window after it.
             let sql = format!(
                 "UPDATE export_runs SET status = 'running', attempts = attempts + 1,
-                   lease_until_ms = {DB_NOW_MS} + $2, lease_holder = $3
+                   claims = claims + 1, lease_until_ms = {DB_NOW_MS} + $2, lease_holder = $3
                  WHERE id = (
                    SELECT r.id FROM export_runs r
                    JOIN adapter_installations i ON i.id = r.installation_id
@@ -338,17 +339,17 @@ impl ExportStore for PostgresStore {
     async fn renew_lease(
         &self,
         run_id: i64,
-        attempt: u32,
+        claim: u32,
         lease: Duration,
     ) -> Result<bool, StoreError> {
         let sql = format!(
             "UPDATE export_runs SET lease_until_ms = {DB_NOW_MS} + $3
-             WHERE id = $1 AND attempts = $2 AND status = 'running'"
+             WHERE id = $1 AND claims = $2 AND status = 'running'"
         );
         let updated = self
             .client()
             .await?
-            .execute(&sql, &[&run_id, &i64::from(attempt), &millis(lease)])
+            .execute(&sql, &[&run_id, &i64::from(claim), &millis(lease)])
             .await
             .map_err(anyhow::Error::from)?;
         Ok(updated == 1)
@@ -357,7 +358,7 @@ impl ExportStore for PostgresStore {
     async fn finish_run(
         &self,
         run_id: i64,
-        claimed_attempt: u32,
+        claim: u32,
         attempt: FinishedAttempt,
     ) -> Result<bool, StoreError> {
         let work = async {
@@ -377,7 +378,7 @@ impl ExportStore for PostgresStore {
                 .query_opt(
                     "UPDATE export_runs SET status = $2, reason = $3, next_attempt_ms = $4,
                        finished_at_ms = $5, figures = $6, log = $7, lease_until_ms = NULL
-                     WHERE id = $1 AND status = 'running' AND attempts = $8
+                     WHERE id = $1 AND status = 'running' AND claims = $8
                      RETURNING installation_id",
                     &[
                         &run_id,
@@ -387,7 +388,7 @@ impl ExportStore for PostgresStore {
                         &Utc::now().timestamp_millis(),
                         &figures,
                         &log,
-                        &i64::from(claimed_attempt),
+                        &i64::from(claim),
                     ],
                 )
                 .await?;
@@ -498,14 +499,14 @@ impl ExportStore for PostgresStore {
                 return Ok(None);
             };
             let log = row
-                .get::<_, Option<&str>>(12)
+                .get::<_, Option<&str>>(13)
                 .map(decode_log)
                 .transpose()?
                 .unwrap_or_default();
             let documents = client
                 .query(
                     "SELECT name, content_type, length(bytes)::bigint FROM run_documents
-                     WHERE run_id = $1 ORDER BY name",
+                     WHERE run_id = $1 ORDER BY name COLLATE \"C\"",
                     &[&run_id],
                 )
                 .await?
@@ -576,7 +577,7 @@ impl ExportStore for PostgresStore {
             .await?
             .query(
                 "SELECT DISTINCT d.name FROM run_documents d JOIN export_runs r ON r.id = d.run_id
-                 WHERE r.installation_id = $1 ORDER BY d.name",
+                 WHERE r.installation_id = $1 ORDER BY d.name COLLATE \"C\"",
                 &[&installation_id],
             )
             .await
@@ -621,7 +622,7 @@ async fn installation_by_name(
     name: &str,
 ) -> anyhow::Result<Option<Installation>> {
     let sql = format!(
-        "SELECT {INSTALLATION_COLUMNS} FROM adapter_installations WHERE lower(name) = lower($1)"
+        "SELECT {INSTALLATION_COLUMNS} FROM adapter_installations WHERE fold(name) = fold($1)"
     );
     client
         .query_opt(&sql, &[&name])
@@ -668,5 +669,6 @@ fn run_of(row: &Row) -> anyhow::Result<Run> {
             .get::<_, Option<&str>>(11)
             .map(decode_figures)
             .transpose()?,
+        claim: u32::try_from(row.get::<_, i64>(12)).context("a stored claim count")?,
     })
 }

@@ -3,7 +3,8 @@
 //!
 //! Rows are written a statement per table (`unnest` of arrays), in key order
 //! so that concurrent requests lock rows in the same order. A deadlock or
-//! serialisation failure rolls the request back and runs it again.
+//! serialisation failure rolls the request back and runs it again. Reported
+//! times come from the database's clock, like the closing of export windows.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -12,7 +13,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 
-use super::PostgresStore;
+use super::{DB_NOW_MS, PostgresStore};
 use crate::store::{IngestReceipt, StoreError};
 use crate::usage::split::{days_of, split_hourly};
 use crate::usage::time::{Granularity, day_of_hour};
@@ -45,15 +46,23 @@ pub(super) async fn ingest(
     store: &PostgresStore,
     records: Vec<UsageRecord>,
 ) -> Result<IngestReceipt, StoreError> {
-    let now = Utc::now();
+    let stamped = records.iter().any(|r| r.reported_time.is_none());
     let mut tries = 0;
     loop {
         let outcome = async {
             let mut client = store.client().await?;
             let tx = client.transaction().await?;
+            let now = database_now(&tx).await?;
             let outcome = write(store, &tx, &records, now).await?;
             match outcome {
                 Ok((receipt, keys)) => {
+                    // A request stamped in one hour must not commit in the next:
+                    // that hour's window may be exported by then.
+                    let hour = Granularity::Hourly.bucket_of(now);
+                    if stamped && Granularity::Hourly.bucket_of(database_now(&tx).await?) != hour {
+                        tx.rollback().await?;
+                        return Ok(None);
+                    }
                     tx.commit().await?;
                     let (subscriptions, instances) = keys;
                     store
@@ -61,17 +70,25 @@ pub(super) async fn ingest(
                         .lock()
                         .expect("key cache lock")
                         .keep(subscriptions, instances);
-                    anyhow::Ok(Ok(receipt))
+                    anyhow::Ok(Some(Ok(receipt)))
                 }
                 Err(conflicts) => {
                     tx.rollback().await?;
-                    Ok(Err(StoreError::Conflicts(conflicts)))
+                    Ok(Some(Err(StoreError::Conflicts(conflicts))))
                 }
             }
         }
         .await;
         match outcome {
-            Ok(result) => return result,
+            Ok(Some(result)) => return result,
+            Ok(None) if tries < RETRIES => {
+                tries += 1; // stamped again in the new hour
+            }
+            Ok(None) => {
+                return Err(StoreError::Unavailable(anyhow!(
+                    "the request kept straddling an hour boundary"
+                )));
+            }
             Err(error) if tries < RETRIES && is_retryable(&error) => {
                 tries += 1;
                 tracing::debug!(error = format!("{error:#}"), tries, "ingest runs again");
@@ -79,6 +96,15 @@ pub(super) async fn ingest(
             Err(error) => return Err(StoreError::Unavailable(error)),
         }
     }
+}
+
+/// The database's clock, which stamps reported times (see [`super::DB_NOW_MS`]).
+async fn database_now(tx: &Transaction<'_>) -> anyhow::Result<DateTime<Utc>> {
+    let ms: i64 = tx
+        .query_one(&format!("SELECT {DB_NOW_MS}"), &[])
+        .await?
+        .get(0);
+    crate::store::exports::time(ms)
 }
 
 fn is_retryable(error: &anyhow::Error) -> bool {
@@ -320,7 +346,7 @@ async fn subscription_keys(
     missing.dedup();
     tx.execute(
         "INSERT INTO subscriptions (id, first_seen) SELECT id, $2 FROM unnest($1::text[]) AS n (id)
-         ON CONFLICT ((lower(id))) DO NOTHING",
+         ON CONFLICT ((fold(id))) DO NOTHING",
         &[&missing, &now.to_rfc3339()],
     )
     .await?;
@@ -328,7 +354,7 @@ async fn subscription_keys(
     for row in tx
         .query(
             "SELECT n.id, s.key FROM unnest($1::text[]) AS n (id)
-             JOIN subscriptions s ON lower(s.id) = lower(n.id)",
+             JOIN subscriptions s ON fold(s.id) = fold(n.id)",
             &[&missing],
         )
         .await?

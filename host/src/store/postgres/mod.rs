@@ -52,6 +52,9 @@ pub const CATALOG_TTL: Duration = Duration::from_secs(1);
 /// Advisory lock keys (`pg_advisory_xact_lock`): schema migrations, and
 /// changes to the set of running export runs.
 const MIGRATION_LOCK: i64 = 0x7461_6c6c_0001;
+/// The database's clock in milliseconds: leases, reported times and closed
+/// windows go by it, so replicas' clocks need not agree.
+const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 const RUNS_LOCK: i64 = 0x7461_6c6c_0002;
 
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
@@ -139,7 +142,7 @@ async fn seed_documented_meters(client: &tokio_postgres::Client) -> anyhow::Resu
     let insert = client
         .prepare(
             "INSERT INTO meters (id, name, category, unit, notes) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT ((lower(id))) DO NOTHING",
+             ON CONFLICT ((fold(id))) DO NOTHING",
         )
         .await?;
     for m in documented_meters() {
@@ -179,13 +182,13 @@ async fn subscription_key(
     client
         .execute(
             "INSERT INTO subscriptions (id, first_seen) VALUES ($1, $2)
-             ON CONFLICT ((lower(id))) DO NOTHING",
+             ON CONFLICT ((fold(id))) DO NOTHING",
             &[&id, &Utc::now().to_rfc3339()],
         )
         .await?;
     Ok(client
         .query_one(
-            "SELECT key FROM subscriptions WHERE lower(id) = lower($1)",
+            "SELECT key FROM subscriptions WHERE fold(id) = fold($1)",
             &[&id],
         )
         .await?
@@ -203,7 +206,7 @@ impl Store for PostgresStore {
             .await?
             .execute(
                 "INSERT INTO meters (id, name, category, unit, notes) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT ((lower(id))) DO UPDATE SET name = excluded.name,
+                 ON CONFLICT ((fold(id))) DO UPDATE SET name = excluded.name,
                      category = excluded.category, unit = excluded.unit, notes = excluded.notes",
                 &[
                     &meter.id,
@@ -238,7 +241,7 @@ impl Store for PostgresStore {
             .client()
             .await?
             .query_opt(
-                "SELECT 1 FROM subscriptions WHERE lower(id) = lower($1)",
+                "SELECT 1 FROM subscriptions WHERE fold(id) = fold($1)",
                 &[&id],
             )
             .await
@@ -308,6 +311,17 @@ impl Store for PostgresStore {
             .await
             .map_err(anyhow::Error::from)?;
         Ok(deleted == 1)
+    }
+
+    async fn clock(&self) -> Result<chrono::DateTime<Utc>, StoreError> {
+        let ms: i64 = self
+            .client()
+            .await?
+            .query_one(&format!("SELECT {DB_NOW_MS}"), &[])
+            .await
+            .map_err(anyhow::Error::from)?
+            .get(0);
+        Ok(crate::store::exports::time(ms)?)
     }
 
     async fn health(&self) -> Result<(), StoreError> {

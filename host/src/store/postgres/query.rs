@@ -184,23 +184,24 @@ async fn subscriptions(
     from: Option<i64>,
 ) -> anyhow::Result<Vec<(i64, String)>> {
     let from = from.unwrap_or(i64::MIN);
-    let rows =
-        match scope {
-            SubscriptionScope::One(id) => client
+    let rows = match scope {
+        SubscriptionScope::One(id) => {
+            client
                 .query(
-                    "SELECT key, id FROM subscriptions WHERE lower(id) = lower($1) AND key >= $2",
+                    "SELECT key, id FROM subscriptions WHERE fold(id) = fold($1) AND key >= $2",
                     &[id, &from],
                 )
-                .await?,
-            SubscriptionScope::All => {
-                client
-                    .query(
-                        "SELECT key, id FROM subscriptions WHERE key >= $1 ORDER BY key",
-                        &[&from],
-                    )
-                    .await?
-            }
-        };
+                .await?
+        }
+        SubscriptionScope::All => {
+            client
+                .query(
+                    "SELECT key, id FROM subscriptions WHERE key >= $1 ORDER BY key",
+                    &[&from],
+                )
+                .await?
+        }
+    };
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 

@@ -14,6 +14,11 @@ use super::MIGRATION_LOCK;
 const MIGRATIONS: &[&str] = &[
     // 1: usage events, aggregates, meters, subscriptions, tokens.
     r#"
+    -- Case-insensitive ids and names as SQLite's NOCASE compares them: ASCII
+    -- letters only, whatever the database's locale.
+    CREATE FUNCTION fold(text) RETURNS text
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        RETURN lower($1 COLLATE "C");
     CREATE TABLE meters (
         key      BIGSERIAL PRIMARY KEY,
         id       TEXT NOT NULL,
@@ -22,13 +27,13 @@ const MIGRATIONS: &[&str] = &[
         unit     TEXT NOT NULL,
         notes    TEXT NOT NULL DEFAULT ''
     );
-    CREATE UNIQUE INDEX meters_id ON meters (lower(id));
+    CREATE UNIQUE INDEX meters_id ON meters (fold(id));
     CREATE TABLE subscriptions (
         key        BIGSERIAL PRIMARY KEY,
         id         TEXT NOT NULL,
         first_seen TEXT NOT NULL
     );
-    CREATE UNIQUE INDEX subscriptions_id ON subscriptions (lower(id));
+    CREATE UNIQUE INDEX subscriptions_id ON subscriptions (fold(id));
     CREATE TABLE instances (
         id                 BIGSERIAL PRIMARY KEY,
         subscription_key   BIGINT NOT NULL,
@@ -103,7 +108,7 @@ const MIGRATIONS: &[&str] = &[
         installed_at_ms  BIGINT NOT NULL,
         updated_at_ms    BIGINT NOT NULL
     );
-    CREATE UNIQUE INDEX adapter_installations_name ON adapter_installations (lower(name));
+    CREATE UNIQUE INDEX adapter_installations_name ON adapter_installations (fold(name));
     CREATE TABLE export_runs (
         id                BIGSERIAL PRIMARY KEY,
         installation_id   BIGINT NOT NULL REFERENCES adapter_installations (id) ON DELETE CASCADE,
@@ -131,10 +136,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, name)
     );
     "#,
-    // 3: leases on running runs, so that a run whose host died is taken over.
+    // 3: leases on running runs (a run whose host died is taken over), fenced by a claim count.
     r#"
     ALTER TABLE export_runs ADD COLUMN lease_until_ms BIGINT;
     ALTER TABLE export_runs ADD COLUMN lease_holder TEXT;
+    ALTER TABLE export_runs ADD COLUMN claims BIGINT NOT NULL DEFAULT 0;
     "#,
 ];
 

@@ -19,7 +19,7 @@ use crate::store::exports::{
 const INSTALLATION_COLUMNS: &str = "id, name, uid, manifest, component_sha256, description, \
      enabled, watermark_ms, installed_at_ms, updated_at_ms";
 const RUN_COLUMNS: &str = "id, installation_id, window_start_ms, window_end_ms, revision, status, \
-     attempts, reason, next_attempt_ms, created_at_ms, finished_at_ms, figures";
+     attempts, reason, next_attempt_ms, created_at_ms, finished_at_ms, figures, claims";
 
 #[async_trait]
 impl ExportStore for SqliteStore {
@@ -311,7 +311,7 @@ impl ExportStore for SqliteStore {
             };
             tx.execute(
                 "UPDATE export_runs SET status = 'running', attempts = attempts + 1,
-                   lease_until_ms = ?2, lease_holder = ?3
+                   claims = claims + 1, lease_until_ms = ?2, lease_holder = ?3
                  WHERE id = ?1",
                 params![id, lease_until.timestamp_millis(), holder],
             )?;
@@ -325,15 +325,15 @@ impl ExportStore for SqliteStore {
     async fn renew_lease(
         &self,
         run_id: i64,
-        attempt: u32,
+        claim: u32,
         lease: Duration,
     ) -> Result<bool, StoreError> {
         let lease_until = lease_until(lease);
         self.write(move |conn| {
             Ok(conn.execute(
                 "UPDATE export_runs SET lease_until_ms = ?3
-                 WHERE id = ?1 AND attempts = ?2 AND status = 'running'",
-                params![run_id, attempt, lease_until.timestamp_millis()],
+                 WHERE id = ?1 AND claims = ?2 AND status = 'running'",
+                params![run_id, claim, lease_until.timestamp_millis()],
             )? == 1)
         })
         .await
@@ -342,7 +342,7 @@ impl ExportStore for SqliteStore {
     async fn finish_run(
         &self,
         run_id: i64,
-        claimed_attempt: u32,
+        claim: u32,
         attempt: FinishedAttempt,
     ) -> Result<bool, StoreError> {
         self.write(move |conn| {
@@ -361,8 +361,8 @@ impl ExportStore for SqliteStore {
             let updated = tx.execute(
                 "UPDATE export_runs SET status = ?2, reason = ?3, next_attempt_ms = ?4,
                    finished_at_ms = ?5, figures = ?6, log = ?7, lease_until_ms = NULL
-                 WHERE id = ?1 AND status = 'running' AND attempts = ?8",
-                params![run_id, status.as_str(), reason, next_attempt, now, figures, log, claimed_attempt],
+                 WHERE id = ?1 AND status = 'running' AND claims = ?8",
+                params![run_id, status.as_str(), reason, next_attempt, now, figures, log, claim],
             )?;
             if updated == 0 {
                 return Ok(false);
@@ -452,7 +452,7 @@ impl ExportStore for SqliteStore {
             );
             let found = conn
                 .query_row(&sql, params![run_id, installation_id], |row| {
-                    Ok((run_of(row), row.get::<_, Option<String>>(12)?))
+                    Ok((run_of(row), row.get::<_, Option<String>>(13)?))
                 })
                 .optional()?;
             let Some((run, log)) = found else {
@@ -625,6 +625,7 @@ fn run_of(row: &Row) -> anyhow::Result<Run> {
         created_at: time(row.get(9)?)?,
         finished_at: row.get::<_, Option<i64>>(10)?.map(time).transpose()?,
         figures: figures.map(|text| decode_figures(&text)).transpose()?,
+        claim: row.get(12)?,
     })
 }
 

@@ -294,6 +294,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn clock(&self) -> Result<chrono::DateTime<Utc>, StoreError> {
+        Ok(Utc::now()) // one host, one clock
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         if self.writer.is_closed() {
             return Err(StoreError::Unavailable(anyhow!(

@@ -133,10 +133,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, name)
     ) WITHOUT ROWID;
     "#,
-    // 3: leases on running runs (a run whose host stopped is taken over).
+    // 3: leases on running runs (a run whose host stopped is taken over), fenced by a claim count.
     r#"
     ALTER TABLE export_runs ADD COLUMN lease_until_ms INTEGER;
     ALTER TABLE export_runs ADD COLUMN lease_holder TEXT;
+    ALTER TABLE export_runs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
     "#,
 ];
 
