@@ -576,8 +576,8 @@ impl ExportStore for PostgresStore {
             .client()
             .await?
             .query(
-                "SELECT DISTINCT d.name FROM run_documents d JOIN export_runs r ON r.id = d.run_id
-                 WHERE r.installation_id = $1 ORDER BY d.name COLLATE \"C\"",
+                "SELECT DISTINCT d.name COLLATE \"C\" FROM run_documents d JOIN export_runs r ON r.id = d.run_id
+                 WHERE r.installation_id = $1 ORDER BY 1",
                 &[&installation_id],
             )
             .await
