@@ -78,9 +78,9 @@ async fn ingest_benchmark(server: &str, quick: bool) {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let token = operator_token(&*SqliteStore::open(dir.path()).unwrap()).await;
+    let token = operator_token(&SqliteStore::open(dir.path()).unwrap()).await;
     let replica = Replica::start(dir.path(), None);
-    let baseline = post_all(&[replica.base.clone()], &token, &bodies).await;
+    let baseline = post_all(std::slice::from_ref(&replica.base), &token, &bodies).await;
     report(
         "1 replica, SQLite (baseline)",
         records.len(),
@@ -91,7 +91,7 @@ async fn ingest_benchmark(server: &str, quick: bool) {
 
     for replicas in [1, 3] {
         let database = BenchDatabase::create(server).await;
-        let token = operator_token(&*PostgresStore::open(&database.url).await.unwrap()).await;
+        let token = operator_token(&PostgresStore::open(&database.url).await.unwrap()).await;
         let dirs: Vec<_> = (0..replicas)
             .map(|_| tempfile::tempdir().unwrap())
             .collect();
