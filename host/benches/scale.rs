@@ -373,7 +373,7 @@ async fn read_all(bases: &[String], token: &str, window: &str, queries: usize) -
                         .bytes()
                         .await
                         .unwrap();
-                    next = next_link_of(&body);
+                    next = common::next_link_of(&body);
                 }
             })
         })
@@ -382,14 +382,6 @@ async fn read_all(bases: &[String], token: &str, window: &str, queries: usize) -
         task.await.unwrap();
     }
     started.elapsed()
-}
-
-/// The `nextLink` of a page, found without decoding the rows (it is the last field).
-fn next_link_of(body: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(body).unwrap();
-    let start = text.rfind("\"nextLink\":\"")? + "\"nextLink\":\"".len();
-    let end = start + text[start..].find('"')?;
-    Some(text[start..end].to_string())
 }
 
 async fn best_of(

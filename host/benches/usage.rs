@@ -425,7 +425,7 @@ async fn query_benchmark(quick: bool) {
                 } else {
                     Page {
                         value: Vec::new(),
-                        next_link: next_link_of(&body),
+                        next_link: common::next_link_of(&body),
                     }
                 };
                 rows += page.value.len();
@@ -463,14 +463,6 @@ fn group_by_with_instances(conn: &Connection, sql: &str, from: i64, to: i64) -> 
         .collect::<Result<_, _>>()
         .unwrap();
     (started.elapsed(), rows.len())
-}
-
-/// The `nextLink` of a page, found without decoding the rows (it is the last field).
-fn next_link_of(body: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(body).unwrap();
-    let start = text.rfind("\"nextLink\":\"")? + "\"nextLink\":\"".len();
-    let end = start + text[start..].find('"')?;
-    Some(text[start..end].to_string())
 }
 
 /// What an Azure client decodes from a page.

@@ -97,3 +97,11 @@ pub async fn export(
     .await
     .unwrap()
 }
+
+/// The `nextLink` of a page, found without decoding the rows (it is the last field).
+pub fn next_link_of(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).unwrap();
+    let start = text.rfind("\"nextLink\":\"")? + "\"nextLink\":\"".len();
+    let end = start + text[start..].find('"')?;
+    Some(text[start..end].to_string())
+}

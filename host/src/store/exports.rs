@@ -345,7 +345,15 @@ pub trait ExportStore: Send + Sync + 'static {
     async fn document_names(&self, installation_id: i64) -> Result<Vec<String>, StoreError>;
 }
 
-// Encodings shared by the backends.
+// Columns and encodings shared by the backends.
+
+/// The columns an [`Installation`] is read from, in order.
+pub(crate) const INSTALLATION_COLUMNS: &str = "id, name, uid, manifest, component_sha256, \
+     description, enabled, watermark_ms, installed_at_ms, updated_at_ms";
+/// The columns a [`Run`] is read from, in order.
+pub(crate) const RUN_COLUMNS: &str = "id, installation_id, window_start_ms, window_end_ms, \
+     revision, status, attempts, reason, next_attempt_ms, created_at_ms, finished_at_ms, figures, \
+     claims";
 
 /// A stored millisecond time.
 pub(crate) fn time(ms: i64) -> anyhow::Result<DateTime<Utc>> {

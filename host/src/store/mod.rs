@@ -10,6 +10,7 @@
 
 pub mod exports;
 mod instances;
+mod paging;
 pub mod postgres;
 pub mod sqlite;
 pub mod transfer;

@@ -176,6 +176,8 @@ pub async fn sqlite_to_postgres(source: &Path, target: &str) -> anyhow::Result<C
     }
     verify(&tx, source.figures).await?;
     tx.commit().await?;
+    // Fresh planner statistics, so the first queries on the copy plan well.
+    client.batch_execute("ANALYZE").await?;
     drop(client);
     let _ = connection.await;
     Ok(Copied { tables: copied })

@@ -17,15 +17,10 @@ use tokio_postgres::Row;
 use super::{DB_NOW_MS, PostgresStore, RUNS_LOCK};
 use crate::store::StoreError;
 use crate::store::exports::{
-    DocumentInfo, ExportStore, FinishedAttempt, Installation, Interrupted, NewInstallation, Run,
-    RunEnd, RunLogRecord, RunRequestOutcome, RunStatus, StoredDocument, decode_figures, decode_log,
-    encode_log, new_uid, time,
+    DocumentInfo, ExportStore, FinishedAttempt, INSTALLATION_COLUMNS, Installation, Interrupted,
+    NewInstallation, RUN_COLUMNS, Run, RunEnd, RunLogRecord, RunRequestOutcome, RunStatus,
+    StoredDocument, decode_figures, decode_log, encode_log, new_uid, time,
 };
-
-const INSTALLATION_COLUMNS: &str = "id, name, uid, manifest, component_sha256, description, \
-     enabled, watermark_ms, installed_at_ms, updated_at_ms";
-const RUN_COLUMNS: &str = "id, installation_id, window_start_ms, window_end_ms, revision, status, \
-     attempts, reason, next_attempt_ms, created_at_ms, finished_at_ms, figures, claims";
 
 fn ms(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()

@@ -8,6 +8,7 @@ use anyhow::anyhow;
 use deadpool_postgres::GenericClient;
 
 use super::PostgresStore;
+use crate::store::paging::{USAGE_HOURS_SQL, page_sql};
 use crate::store::{
     AggregatePage, AggregateQuery, AggregateRow, Instance, Position, SubscriptionScope,
 };
@@ -42,8 +43,7 @@ pub(super) async fn aggregates(
     {
         let bounds = client
             .query_one(
-                "SELECT MIN(min_usage_hour), MAX(max_usage_hour) FROM reported_hours
-                 WHERE subscription_key = $1 AND reported_hour >= $2 AND reported_hour < $3",
+                USAGE_HOURS_SQL,
                 &[&subscription, &reported_hours.0, &reported_hours.1],
             )
             .await?;
@@ -146,35 +146,6 @@ pub(super) async fn aggregates(
         rows: rows.into_iter().map(|(_, row)| row).collect(),
         next,
     })
-}
-
-/// The grouped, keyset-paged SELECT for one subscription.
-fn page_sql(granularity: Granularity, details: bool) -> String {
-    let (table, bucket, reported) = match granularity {
-        Granularity::Hourly => ("usage_hourly", "usage_hour", "reported_hour"),
-        Granularity::Daily => ("usage_daily", "usage_day", "reported_day"),
-    };
-    if details {
-        format!(
-            "SELECT {bucket}, meter_key, SUM(quantity), instance_id
-             FROM {table}
-             WHERE subscription_key = $1 AND ({bucket}, meter_key, instance_id) > ($2, $3, $4)
-               AND {bucket} <= $5 AND {reported} >= $6 AND {reported} < $7
-             GROUP BY {bucket}, meter_key, instance_id
-             ORDER BY {bucket}, meter_key, instance_id
-             LIMIT $8"
-        )
-    } else {
-        format!(
-            "SELECT {bucket}, meter_key, SUM(quantity)
-             FROM {table}
-             WHERE subscription_key = $1 AND ({bucket}, meter_key) > ($2, $3)
-               AND {bucket} <= $4 AND {reported} >= $5 AND {reported} < $6
-             GROUP BY {bucket}, meter_key
-             ORDER BY {bucket}, meter_key
-             LIMIT $7"
-        )
-    }
 }
 
 /// The subscriptions a query visits, in key order, from `from` on.

@@ -11,15 +11,10 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use super::SqliteStore;
 use crate::store::StoreError;
 use crate::store::exports::{
-    DocumentInfo, ExportStore, FinishedAttempt, Installation, Interrupted, NewInstallation, Run,
-    RunEnd, RunLogRecord, RunRequestOutcome, RunStatus, StoredDocument, decode_figures, decode_log,
-    encode_log, new_uid, time,
+    DocumentInfo, ExportStore, FinishedAttempt, INSTALLATION_COLUMNS, Installation, Interrupted,
+    NewInstallation, RUN_COLUMNS, Run, RunEnd, RunLogRecord, RunRequestOutcome, RunStatus,
+    StoredDocument, decode_figures, decode_log, encode_log, new_uid, time,
 };
-
-const INSTALLATION_COLUMNS: &str = "id, name, uid, manifest, component_sha256, description, \
-     enabled, watermark_ms, installed_at_ms, updated_at_ms";
-const RUN_COLUMNS: &str = "id, installation_id, window_start_ms, window_end_ms, revision, status, \
-     attempts, reason, next_attempt_ms, created_at_ms, finished_at_ms, figures, claims";
 
 #[async_trait]
 impl ExportStore for SqliteStore {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::instances::InstanceCache;
+use crate::store::paging::{USAGE_HOURS_SQL, page_sql};
 use crate::store::{
     AggregatePage, AggregateQuery, AggregateRow, Instance, Position, SubscriptionScope,
 };
@@ -162,35 +163,6 @@ pub(super) fn aggregates(
     })
 }
 
-/// The grouped, keyset-paged SELECT for one subscription.
-fn page_sql(granularity: Granularity, details: bool) -> String {
-    let (table, bucket, reported) = match granularity {
-        Granularity::Hourly => ("usage_hourly", "usage_hour", "reported_hour"),
-        Granularity::Daily => ("usage_daily", "usage_day", "reported_day"),
-    };
-    if details {
-        format!(
-            "SELECT {bucket}, meter_key, SUM(quantity), instance_id
-             FROM {table}
-             WHERE subscription_key = ?1 AND ({bucket}, meter_key, instance_id) > (?2, ?3, ?4)
-               AND {bucket} <= ?5 AND {reported} >= ?6 AND {reported} < ?7
-             GROUP BY {bucket}, meter_key, instance_id
-             ORDER BY {bucket}, meter_key, instance_id
-             LIMIT ?8"
-        )
-    } else {
-        format!(
-            "SELECT {bucket}, meter_key, SUM(quantity)
-             FROM {table}
-             WHERE subscription_key = ?1 AND ({bucket}, meter_key) > (?2, ?3)
-               AND {bucket} <= ?4 AND {reported} >= ?5 AND {reported} < ?6
-             GROUP BY {bucket}, meter_key
-             ORDER BY {bucket}, meter_key
-             LIMIT ?7"
-        )
-    }
-}
-
 /// The subscriptions a query visits, in key order, from `from` on.
 fn subscriptions(
     conn: &Connection,
@@ -220,10 +192,7 @@ fn usage_hours_of_window(
     (start, end): (i64, i64),
 ) -> anyhow::Result<Option<(i64, i64)>> {
     let bounds = conn
-        .prepare_cached(
-            "SELECT MIN(min_usage_hour), MAX(max_usage_hour) FROM reported_hours
-             WHERE subscription_key = ?1 AND reported_hour >= ?2 AND reported_hour < ?3",
-        )?
+        .prepare_cached(USAGE_HOURS_SQL)?
         .query_row(params![subscription, start, end], |row| {
             Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, Option<i64>>(1)?))
         })?;
