@@ -40,7 +40,10 @@ impl Exports {
             self.settings.concurrency.clamp(1, MAX_CONCURRENT_RUNS),
         ));
         loop {
-            self.requeue_interrupted(Interrupted::LeaseEnded).await;
+            // Alone on its store, a host is running every run it leased.
+            if self.store.is_shared() {
+                self.requeue_interrupted(Interrupted::LeaseEnded).await;
+            }
             let queued = match self.store.clock().await {
                 Ok(now) => self.queue_closed_windows(now).await,
                 Err(error) => Err(error),
