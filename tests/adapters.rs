@@ -8,6 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -53,6 +54,21 @@ impl Sandbox {
         grant: SubscriptionGrant,
         limits: Limits,
     ) -> ExportOutcome {
+        let never = Arc::new(AtomicBool::new(false));
+        self.export_until(adapter, window, config, grant, limits, never)
+            .await
+    }
+
+    /// Runs an export that the host stops when `cancelled` is set.
+    async fn export_until(
+        &self,
+        adapter: &LoadedAdapter,
+        window: (&str, &str),
+        config: serde_json::Value,
+        grant: SubscriptionGrant,
+        limits: Limits,
+        cancelled: Arc<AtomicBool>,
+    ) -> ExportOutcome {
         let time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp();
         let request = ExportRequest {
             run_id: "run-1".into(),
@@ -63,11 +79,12 @@ impl Sandbox {
             granularity: Granularity::Daily,
             correction: false,
         };
-        let usage = UsageAccess::new(
+        let mut usage = UsageAccess::new(
             self.host.store.clone(),
             self.host.store.meter_catalog().await.unwrap(),
             grant,
         );
+        usage.cancelled = cancelled;
         let (engine, adapter, config) = (self.engine.clone(), adapter.clone(), config.to_string());
         tokio::task::spawn_blocking(move || {
             run_export(
@@ -299,6 +316,46 @@ async fn compiled_once_cached_and_refused_when_not_a_supported_adapter() {
 
 /// Whether a failure, with the run's log, is the one an attack must end in.
 type Expected = fn(&RunFailure, &[LogLine]) -> bool;
+
+/// A run whose lease is lost is stopped by the host at once, whatever the adapter is doing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_the_host_cancels_stops_within_a_tick() {
+    let sandbox = Sandbox::new(Options {
+        subscriptions: 1,
+        days: 1,
+        ..Options::default()
+    })
+    .await;
+    let hostile = sandbox.load("hostile");
+    let limits = Limits {
+        deadline: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let switch = cancelled.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        switch.store(true, Ordering::Relaxed);
+    });
+    let started = Instant::now();
+    let outcome = sandbox
+        .export_until(
+            &hostile,
+            WINDOW,
+            json!({"attack": "loop"}),
+            SubscriptionGrant::All,
+            limits,
+            cancelled,
+        )
+        .await;
+    assert_eq!(outcome.result.unwrap_err(), RunFailure::Cancelled);
+    assert!(outcome.documents.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stopped after {:?}, not at its 60 s deadline",
+        started.elapsed()
+    );
+}
 
 /// Each attack, the failure it must end in, and the deadline it runs under.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
