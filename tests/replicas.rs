@@ -250,6 +250,67 @@ async fn three_replicas_export_each_window_once_when_one_is_killed_on_postgres()
     assert_billed(&api.billed_lines(), &expected);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meter_added_through_one_replica_is_accepted_at_once_by_another_on_postgres() {
+    use axum::http::{Method, StatusCode};
+    use tally::api::{self, AppState, Settings};
+    use tally::auth::{Role, new_secret, secret_digest};
+    use tally::store::{Database, NewToken};
+
+    let database = TestDatabase::create();
+    let shared = Database::Postgres(database.url.clone());
+    let (a, b) = (shared.open().await.unwrap(), shared.open().await.unwrap());
+    let token = new_secret();
+    a.create_token(NewToken {
+        digest: secret_digest(&token),
+        role: Role::Operator,
+        subscriptions: vec![],
+        description: "test".into(),
+    })
+    .await
+    .unwrap();
+    // B has read its catalog before the meter exists.
+    assert!(
+        b.meter_catalog()
+            .await
+            .unwrap()
+            .resolve("gpu-hours")
+            .is_none()
+    );
+    let (a, b) = (
+        api::router(AppState::new(a, Settings::default())),
+        api::router(AppState::new(b, Settings::default())),
+    );
+    let meter = r#"{"name": "GPU hours", "category": "Compute", "unit": "GPU hours"}"#;
+    let put = call(
+        &a,
+        Method::PUT,
+        "/v1/meters/GPU-Hours",
+        Some(&token),
+        Some(meter.into()),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let gpu = record(
+        "sub-gpu",
+        "gpu-1",
+        "gpu-hours",
+        2.0,
+        "2026-11-01T10:00:00Z",
+        "2026-11-01T11:00:00Z",
+    );
+    let posted = call(
+        &b,
+        Method::POST,
+        "/v1/usage",
+        Some(&token),
+        Some(Value::from(vec![gpu]).to_string()),
+    )
+    .await;
+    assert_eq!(posted.status, StatusCode::OK, "{}", posted.body);
+    assert_eq!(posted.counts(), (1, 0));
+}
+
 fn billing_manifest(api: &BillingApi, start: DateTime<Utc>) -> String {
     let component = component_path("billing-webhook");
     let sha256: String = Sha256::digest(std::fs::read(&component).unwrap())

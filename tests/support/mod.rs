@@ -145,30 +145,7 @@ impl TestHost {
         token: Option<&str>,
         body: Option<String>,
     ) -> Reply {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("host", "tally.test");
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        if body.is_some() {
-            request = request.header("content-type", "application/json");
-        }
-        let request = request
-            .body(body.map(Body::from).unwrap_or_else(Body::empty))
-            .unwrap();
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        call(&self.app, method, uri, token, body).await
     }
 
     pub async fn get(&self, uri: &str, token: &str) -> Reply {
@@ -260,6 +237,40 @@ pub fn reported(mut record: Value, reported: &str) -> Value {
 pub fn this_hour() -> chrono::DateTime<chrono::Utc> {
     let now = chrono::Utc::now().timestamp();
     chrono::DateTime::from_timestamp(now - now.rem_euclid(3_600), 0).unwrap()
+}
+
+/// One request through `app`, in process.
+pub async fn call(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> Reply {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "tally.test");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let request = request
+        .body(body.map(Body::from).unwrap_or_else(Body::empty))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// The tenant usage API URI of a subscription.

@@ -14,7 +14,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use crate::auth::Role;
 use crate::usage::files::parse_json_record;
-use crate::usage::{RecordError, UsageRecord, UsageRecordInput, ValidationContext};
+use crate::usage::{MeterCatalog, RecordError, UsageRecord, UsageRecordInput, ValidationContext};
 
 /// What the host did with an accepted request.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -65,7 +65,17 @@ pub async fn ingest_usage(
         _ => ApiError::bad_request("InvalidRequestBody", rejection.body_text()),
     })?;
     let inputs = parse_body(&body, is_ndjson(&headers, &body))?;
-    let catalog = state.store.meter_catalog().await?;
+    let mut catalog = state.store.meter_catalog().await?;
+    // A meter added through another replica a moment ago: look again before refusing.
+    let unknown = |catalog: &MeterCatalog| {
+        inputs
+            .iter()
+            .filter_map(|input| input.as_ref().ok()?.meter_id.as_deref())
+            .any(|id| catalog.resolve(id).is_none())
+    };
+    if unknown(&catalog) {
+        catalog = state.store.fresh_meter_catalog().await?;
+    }
     let ctx = ValidationContext {
         meters: &catalog,
         now: Utc::now(),

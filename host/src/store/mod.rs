@@ -179,8 +179,15 @@ pub struct TokenInfo {
 /// their exports in [`ExportStore`]. Implementations are cheap to share (`Arc`).
 #[async_trait]
 pub trait Store: ExportStore + Send + Sync + 'static {
-    /// A snapshot of the meter catalog.
+    /// A snapshot of the meter catalog (on a shared store, up to
+    /// [`postgres::CATALOG_TTL`] old).
     async fn meter_catalog(&self) -> Result<Arc<MeterCatalog>, StoreError>;
+
+    /// The meter catalog as stored now: a meter added through another
+    /// replica a moment ago is in it.
+    async fn fresh_meter_catalog(&self) -> Result<Arc<MeterCatalog>, StoreError> {
+        self.meter_catalog().await
+    }
 
     /// Adds a meter to the catalog, or updates the one with the same id (ignoring case).
     async fn upsert_meter(&self, meter: Meter) -> Result<Meter, StoreError>;

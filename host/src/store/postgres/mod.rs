@@ -201,6 +201,10 @@ impl Store for PostgresStore {
         Ok(self.catalog(false).await?)
     }
 
+    async fn fresh_meter_catalog(&self) -> Result<Arc<MeterCatalog>, StoreError> {
+        Ok(self.catalog(true).await?)
+    }
+
     async fn upsert_meter(&self, meter: Meter) -> Result<Meter, StoreError> {
         self.client()
             .await?
