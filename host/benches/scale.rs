@@ -80,7 +80,13 @@ async fn ingest_benchmark(server: &str, quick: bool) {
     let dir = tempfile::tempdir().unwrap();
     let token = operator_token(&SqliteStore::open(dir.path()).unwrap()).await;
     let replica = Replica::start(dir.path(), None);
-    let baseline = post_all(std::slice::from_ref(&replica.base), &token, &bodies).await;
+    let baseline = common::post_all(
+        std::slice::from_ref(&replica.base),
+        &token,
+        &bodies,
+        CLIENTS,
+    )
+    .await;
     report(
         "1 replica, SQLite (baseline)",
         records.len(),
@@ -100,7 +106,7 @@ async fn ingest_benchmark(server: &str, quick: bool) {
             .map(|dir| Replica::start(dir.path(), Some(&database.url)))
             .collect();
         let bases: Vec<String> = running.iter().map(|r| r.base.clone()).collect();
-        let elapsed = post_all(&bases, &token, &bodies).await;
+        let elapsed = common::post_all(&bases, &token, &bodies, CLIENTS).await;
         report(
             &format!("{replicas} replica(s), PostgreSQL"),
             records.len(),
@@ -125,40 +131,6 @@ async fn operator_token(store: &dyn Store) -> String {
         .await
         .unwrap();
     token
-}
-
-/// Posts every body, the clients spread over `bases` round-robin.
-async fn post_all(bases: &[String], token: &str, bodies: &[String]) -> Duration {
-    let client = reqwest::Client::new();
-    let bodies = Arc::new(bodies.to_vec());
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let (client, bodies, token) = (client.clone(), bodies.clone(), token.to_string());
-            let url = format!("{}/v1/usage", bases[c % bases.len()]);
-            tokio::spawn(async move {
-                for body in bodies.iter().skip(c).step_by(CLIENTS) {
-                    let response = client
-                        .post(&url)
-                        .bearer_auth(&token)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .unwrap();
-                    assert!(
-                        response.status().is_success(),
-                        "{}",
-                        response.text().await.unwrap()
-                    );
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    started.elapsed()
 }
 
 fn report(name: &str, records: usize, elapsed: Duration, baseline: Option<Duration>) {

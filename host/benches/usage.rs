@@ -83,7 +83,7 @@ async fn ingest_benchmark(quick: bool) {
     for clients in [1, CLIENTS] {
         let dir = tempfile::tempdir().unwrap();
         let (base, token) = serve(dir.path()).await;
-        let elapsed = post_all(&base, &token, &bodies, clients).await;
+        let elapsed = common::post_all(&[base], &token, &bodies, clients).await;
         report(
             &format!("POST /v1/usage, {clients} client(s)"),
             records.len(),
@@ -224,43 +224,6 @@ async fn serve(dir: &std::path::Path) -> (String, String) {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (base, token)
-}
-
-async fn post_all(base: &str, token: &str, bodies: &[String], clients: usize) -> Duration {
-    let client = reqwest::Client::new();
-    let bodies = Arc::new(bodies.to_vec());
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let (client, bodies, url, token) = (
-                client.clone(),
-                bodies.clone(),
-                format!("{base}/v1/usage"),
-                token.to_string(),
-            );
-            tokio::spawn(async move {
-                for body in bodies.iter().skip(c).step_by(clients) {
-                    let response = client
-                        .post(&url)
-                        .bearer_auth(&token)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .unwrap();
-                    assert!(
-                        response.status().is_success(),
-                        "{}",
-                        response.text().await.unwrap()
-                    );
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    started.elapsed()
 }
 
 // ---------------------------------------------------------------- query

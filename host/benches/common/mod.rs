@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each benchmark uses its own share
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -104,4 +105,44 @@ pub fn next_link_of(body: &[u8]) -> Option<String> {
     let start = text.rfind("\"nextLink\":\"")? + "\"nextLink\":\"".len();
     let end = start + text[start..].find('"')?;
     Some(text[start..end].to_string())
+}
+
+/// Posts every body to `POST /v1/usage` from `clients` concurrent clients,
+/// spread over `bases` round-robin; the time it took.
+pub async fn post_all(
+    bases: &[String],
+    token: &str,
+    bodies: &[String],
+    clients: usize,
+) -> Duration {
+    let client = reqwest::Client::new();
+    let bodies = Arc::new(bodies.to_vec());
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (client, bodies, token) = (client.clone(), bodies.clone(), token.to_string());
+            let url = format!("{}/v1/usage", bases[c % bases.len()]);
+            tokio::spawn(async move {
+                for body in bodies.iter().skip(c).step_by(clients) {
+                    let response = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(
+                        response.status().is_success(),
+                        "{}",
+                        response.text().await.unwrap()
+                    );
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    started.elapsed()
 }

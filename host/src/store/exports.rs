@@ -347,6 +347,24 @@ pub trait ExportStore: Send + Sync + 'static {
 
 // Columns and encodings shared by the backends.
 
+/// The id of the next run that may start at `$1` (ms), the rule of
+/// [`ExportStore::claim_run`]: per installation, windows go one at a time and
+/// in order, and an unresolved failed first export holds every window after it.
+pub(crate) const NEXT_CLAIMABLE_RUN: &str = "SELECT r.id FROM export_runs r
+     JOIN adapter_installations i ON i.id = r.installation_id
+     WHERE i.enabled
+       AND (r.status = 'pending' OR (r.status = 'retrying' AND r.next_attempt_ms <= $1))
+       AND NOT EXISTS (
+         SELECT 1 FROM export_runs o
+         WHERE o.installation_id = r.installation_id AND o.id <> r.id
+           AND (o.status = 'running'
+                OR (o.status IN ('pending', 'retrying')
+                    AND (o.window_start_ms, o.revision) < (r.window_start_ms, r.revision))
+                OR (o.status = 'failed' AND o.revision = 0
+                    AND o.window_start_ms < r.window_start_ms)))
+     ORDER BY r.window_start_ms, r.revision, r.id
+     LIMIT 1";
+
 /// The columns an [`Installation`] is read from, in order.
 pub(crate) const INSTALLATION_COLUMNS: &str = "id, name, uid, manifest, component_sha256, \
      description, enabled, watermark_ms, installed_at_ms, updated_at_ms";

@@ -16,6 +16,7 @@ use tokio_postgres::Row;
 
 use super::{DB_NOW_MS, PostgresStore, RUNS_LOCK};
 use crate::store::StoreError;
+use crate::store::exports::NEXT_CLAIMABLE_RUN;
 use crate::store::exports::{
     DocumentInfo, ExportStore, FinishedAttempt, INSTALLATION_COLUMNS, Installation, Interrupted,
     NewInstallation, RUN_COLUMNS, Run, RunEnd, RunLogRecord, RunRequestOutcome, RunStatus,
@@ -300,26 +301,10 @@ impl ExportStore for PostgresStore {
             let tx = client.transaction().await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&RUNS_LOCK])
                 .await?;
-            // Per installation, windows go one at a time and in order; an
-            // unresolved failure holds every window after it.
             let sql = format!(
                 "UPDATE export_runs SET status = 'running', attempts = attempts + 1,
                    claims = claims + 1, lease_until_ms = {DB_NOW_MS} + $2, lease_holder = $3
-                 WHERE id = (
-                   SELECT r.id FROM export_runs r
-                   JOIN adapter_installations i ON i.id = r.installation_id
-                   WHERE i.enabled
-                     AND (r.status = 'pending' OR (r.status = 'retrying' AND r.next_attempt_ms <= $1))
-                     AND NOT EXISTS (
-                       SELECT 1 FROM export_runs o
-                       WHERE o.installation_id = r.installation_id AND o.id <> r.id
-                         AND (o.status = 'running'
-                              OR (o.status IN ('pending', 'retrying')
-                                  AND (o.window_start_ms, o.revision) < (r.window_start_ms, r.revision))
-                              OR (o.status = 'failed' AND o.revision = 0
-                                  AND o.window_start_ms < r.window_start_ms)))
-                   ORDER BY r.window_start_ms, r.revision, r.id
-                   LIMIT 1)
+                 WHERE id = ({NEXT_CLAIMABLE_RUN})
                  RETURNING {RUN_COLUMNS}"
             );
             let claimed = tx

@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::SqliteStore;
 use crate::store::StoreError;
+use crate::store::exports::NEXT_CLAIMABLE_RUN;
 use crate::store::exports::{
     DocumentInfo, ExportStore, FinishedAttempt, INSTALLATION_COLUMNS, Installation, Interrupted,
     NewInstallation, RUN_COLUMNS, Run, RunEnd, RunLogRecord, RunRequestOutcome, RunStatus,
@@ -279,27 +280,10 @@ impl ExportStore for SqliteStore {
         let lease_until = lease_until(lease);
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // Per installation, windows go one at a time and in order; an
-            // unresolved failure holds every window after it.
             let id: Option<i64> = tx
-                .query_row(
-                    "SELECT r.id FROM export_runs r
-                     JOIN adapter_installations i ON i.id = r.installation_id
-                     WHERE i.enabled = 1
-                       AND (r.status = 'pending' OR (r.status = 'retrying' AND r.next_attempt_ms <= ?1))
-                       AND NOT EXISTS (
-                         SELECT 1 FROM export_runs o
-                         WHERE o.installation_id = r.installation_id AND o.id <> r.id
-                           AND (o.status = 'running'
-                                OR (o.status IN ('pending', 'retrying')
-                                    AND (o.window_start_ms, o.revision) < (r.window_start_ms, r.revision))
-                                OR (o.status = 'failed' AND o.revision = 0
-                                    AND o.window_start_ms < r.window_start_ms)))
-                     ORDER BY r.window_start_ms, r.revision, r.id
-                     LIMIT 1",
-                    [now.timestamp_millis()],
-                    |row| row.get(0),
-                )
+                .query_row(NEXT_CLAIMABLE_RUN, [now.timestamp_millis()], |row| {
+                    row.get(0)
+                })
                 .optional()?;
             let Some(id) = id else {
                 return Ok(None);
