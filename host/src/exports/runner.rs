@@ -112,11 +112,13 @@ impl Exports {
     /// is stopped: another host may be running the window by then.
     async fn keep_leased(&self, run: &Run, cancelled: &AtomicBool) -> std::convert::Infallible {
         let lease = self.settings.lease;
-        let mut confirmed = Instant::now();
+        let mut confirmed = Instant::now(); // the claim granted it
+        let mut wait = lease / 3;
         loop {
+            tokio::time::sleep(wait).await;
             let renewed = self.store.renew_lease(run.id, run.claim, lease);
             let outcome = tokio::time::timeout(lease / 3, renewed).await;
-            let wait = match outcome {
+            wait = match outcome {
                 Ok(Ok(true)) => {
                     confirmed = Instant::now();
                     lease / 3
@@ -143,7 +145,6 @@ impl Exports {
                 cancelled.store(true, Ordering::Relaxed);
                 return std::future::pending().await;
             }
-            tokio::time::sleep(wait).await;
         }
     }
 
