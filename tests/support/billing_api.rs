@@ -75,6 +75,17 @@ impl BillingApi {
         self.ledger.lock().unwrap().delay = delay;
     }
 
+    /// Requests after the first `mark` that repeat the idempotency key of one
+    /// of those: what a retried or taken-over run sent again.
+    pub fn resent_since(&self, mark: usize) -> usize {
+        let requests = self.requests();
+        let (before, after) = requests.split_at(mark);
+        after
+            .iter()
+            .filter(|r| before.iter().any(|old| old.key == r.key))
+            .count()
+    }
+
     pub fn requests(&self) -> Vec<Received> {
         self.ledger.lock().unwrap().requests.clone()
     }
