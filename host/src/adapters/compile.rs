@@ -133,13 +133,13 @@ pub(super) fn compile_in_child(
         .spawn()
         .with_context(|| format!("starting the compiler ({})", program.display()))?;
 
-    let deadline = Instant::now() + settings.timeout;
+    let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
-        let now = Instant::now();
-        if now >= deadline {
+        let elapsed = started.elapsed();
+        if elapsed >= settings.timeout {
             let _ = child.kill();
             let _ = child.wait();
             bail!(
@@ -147,7 +147,7 @@ pub(super) fn compile_in_child(
                 humantime::format_duration(settings.timeout)
             );
         }
-        std::thread::sleep(POLL.min(deadline - now));
+        std::thread::sleep(POLL.min(settings.timeout - elapsed));
     };
     let said = tail(&mut stderr)?;
     if is_out_of_memory(status, &said) {

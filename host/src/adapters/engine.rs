@@ -317,7 +317,9 @@ impl AdapterEngine {
     /// How old a temporary artifact is when no compile can be writing it any more.
     fn stale_compile(&self) -> Duration {
         match &self.compiler {
-            Compiler::Child { settings, .. } => STALE_COMPILE.max(settings.timeout * 2),
+            Compiler::Child { settings, .. } => {
+                STALE_COMPILE.max(settings.timeout.saturating_mul(2))
+            }
             Compiler::InProcess => STALE_COMPILE,
         }
     }
