@@ -1352,3 +1352,22 @@ async fn components_no_installation_uses_are_evicted_from_memory_and_disk() {
     assert_eq!(exports.loaded_components(), Vec::<String>::new());
     assert_eq!(compiled_files(&host), Vec::<String>::new());
 }
+
+/// The compiler child builds its engine from the host's settings and refuses
+/// to compile for an engine whose settings hash differs (its artifact would
+/// not load there), writing nothing.
+#[test]
+fn the_compiler_child_refuses_to_compile_for_other_engine_settings() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["compile-component", "--settings-hash", "0000000000000000"])
+        .stdin(std::fs::File::open(component_path("chargeback-csv")).unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("differ from the host's (0000000000000000)"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
