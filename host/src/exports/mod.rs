@@ -87,7 +87,7 @@ pub struct Exports {
     /// use, and those installs in progress are checking.
     loaded: Mutex<HashMap<String, LoadedAdapter>>,
     /// Installs begun and still running: eviction waits for a quiet moment.
-    installs: Mutex<InstallActivity>,
+    installs: Arc<Mutex<InstallActivity>>,
     wake: Notify,
     /// This host, as the holder of the runs it claims (`hostname:pid`).
     holder: String,
@@ -106,7 +106,7 @@ impl Exports {
             settings,
             metrics: Arc::default(),
             loaded: Mutex::default(),
-            installs: Mutex::default(),
+            installs: Arc::default(),
             wake: Notify::new(),
             holder: holder_name(),
         }
@@ -205,9 +205,12 @@ impl Exports {
             loaded.retain(|sha256, _| installed.contains(sha256));
             count - loaded.len()
         };
-        let engine = self.engine.clone();
+        let (engine, installs) = (self.engine.clone(), self.installs.clone());
         let deleted = tokio::task::spawn_blocking(move || {
-            engine.remove_artifacts(|sha256| installed.contains(sha256))
+            // An install that begins meanwhile keeps every artifact from then on.
+            engine.remove_artifacts(|sha256| {
+                installed.contains(sha256) || *installs.lock().expect("installs lock") != before
+            })
         })
         .await??;
         if dropped + deleted > 0 {
