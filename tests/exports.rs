@@ -1371,3 +1371,69 @@ fn the_compiler_child_refuses_to_compile_for_other_engine_settings() {
     );
     assert!(output.stdout.is_empty());
 }
+
+/// Finding 10 as it was reported: eight `tally adapters install` processes
+/// at once against a `tally serve` of a component it has not seen. Each
+/// install succeeds and the host process is still alive and serving.
+#[test]
+fn concurrent_install_processes_leave_the_host_serving() {
+    use support::process::{Server, tally_ok};
+    const AT_ONCE: usize = 8;
+    let dir = DataDir::new();
+    let data = dir.path().to_str().unwrap();
+    let operator = tally_ok(&["token", "create", "--data-dir", data, "--role", "operator"]);
+    let mut server = Server::start(dir.path());
+    let wasm = variant(&component("chargeback-csv"), "install processes");
+    let component = dir.path().join("adapter.wasm");
+    std::fs::write(&component, &wasm).unwrap();
+    let installs: Vec<_> = (0..AT_ONCE)
+        .map(|i| {
+            let path = dir.path().join(format!("adapter-{i}.toml"));
+            // Today's window has not closed: no run starts meanwhile.
+            let text = manifest(
+                &format!("process-{i}"),
+                &wasm,
+                today(),
+                &chargeback_config(&RATES),
+            );
+            std::fs::write(&path, text).unwrap();
+            std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+                .args(["adapters", "install"])
+                .arg(&path)
+                .arg("--component")
+                .arg(&component)
+                .args(["--url", &server.base, "--token", operator.trim()])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for install in installs {
+        let output = install.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the host is alive"
+    );
+    let listed = tally_ok(&[
+        "adapters",
+        "list",
+        "--url",
+        &server.base,
+        "--token",
+        operator.trim(),
+    ]);
+    for i in 0..AT_ONCE {
+        assert!(listed.contains(&format!("process-{i}")), "{listed}");
+    }
+    let artifacts = std::fs::read_dir(dir.path().join("compiled-adapters"))
+        .unwrap()
+        .count();
+    assert_eq!(artifacts, 1, "one artifact, no temporary file left");
+}
