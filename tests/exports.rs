@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::billing_api::{API_KEY, BillingApi};
 use support::*;
+use tally::adapters::{AdapterEngine, CompileSettings};
 use tally::auth::Role;
 use tally_usage_generator::Options;
 
@@ -69,6 +70,19 @@ async fn install(
     wasm: Option<&[u8]>,
 ) -> (StatusCode, Value) {
     let address = host.serve().await;
+    send_manifest(Method::POST, address, "", token, manifest, wasm).await
+}
+
+/// Sends a manifest (and a component) to `/v1/adapters` (POST, an install)
+/// or `/v1/adapters/{name}` (PUT, an upgrade) of the host at `address`.
+async fn send_manifest(
+    method: Method,
+    address: std::net::SocketAddr,
+    name: &str,
+    token: &str,
+    manifest: &str,
+    wasm: Option<&[u8]>,
+) -> (StatusCode, Value) {
     let mut form = reqwest::multipart::Form::new().text("manifest", manifest.to_owned());
     if let Some(wasm) = wasm {
         form = form.part(
@@ -76,8 +90,14 @@ async fn install(
             reqwest::multipart::Part::bytes(wasm.to_vec()).file_name("adapter.wasm"),
         );
     }
+    let path = if name.is_empty() {
+        "/v1/adapters".to_owned()
+    } else {
+        format!("/v1/adapters/{name}")
+    };
+    let method = reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap();
     let response = reqwest::Client::new()
-        .post(format!("http://{address}/v1/adapters"))
+        .request(method, format!("http://{address}{path}"))
         .bearer_auth(token)
         .multipart(form)
         .send()
@@ -1078,4 +1098,342 @@ async fn a_run_whose_lease_ended_is_taken_over_and_the_old_attempt_cannot_finish
     assert_eq!(next.window_start, day(1));
     let leased = store.installation("leased").await.unwrap().unwrap();
     assert_eq!(leased.watermark, day(1));
+}
+
+/// `component` with one more section: `id` 0 a custom section, 1 a core module.
+fn with_section(component: &[u8], id: u8, contents: &[u8]) -> Vec<u8> {
+    use wasm_encoder::Encode;
+    let mut bytes = component.to_vec();
+    bytes.push(id);
+    contents.len().encode(&mut bytes);
+    bytes.extend_from_slice(contents);
+    bytes
+}
+
+/// The same adapter under a sha256 no host has seen: a custom section named `tag`.
+fn variant(component: &[u8], tag: &str) -> Vec<u8> {
+    use wasm_encoder::Encode;
+    let mut contents = Vec::new();
+    tag.encode(&mut contents);
+    with_section(component, 0, &contents)
+}
+
+/// A compile bomb: the adapter carrying a core module it never instantiates,
+/// `functions` functions of `steps` arithmetic steps each, which the engine
+/// compiles all the same.
+fn with_compile_bomb(component: &[u8], functions: u32, steps: u32) -> Vec<u8> {
+    use wasm_encoder::{CodeSection, Function, FunctionSection, Module, TypeSection, ValType};
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I32], [ValType::I32]);
+    let mut body = Function::new([]);
+    for step in 0..steps {
+        body.instructions()
+            .local_get(0)
+            .local_get(0)
+            .i32_mul()
+            .i32_const(step as i32)
+            .i32_xor()
+            .local_set(0);
+    }
+    body.instructions().local_get(0).end();
+    let (mut declared, mut code) = (FunctionSection::new(), CodeSection::new());
+    for _ in 0..functions {
+        declared.function(0);
+        code.function(&body);
+    }
+    let mut module = Module::new();
+    module.section(&types).section(&declared).section(&code);
+    with_section(component, 1, &module.finish())
+}
+
+/// The files in the host's compiled-adapters directory, sorted.
+fn compiled_files(host: &TestHost) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(host.data.path().join("compiled-adapters"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Finding 10: installs at once of a component the host has not seen compile
+/// it once (the others wait and map that artifact), all succeed, and leave
+/// one artifact that loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_installs_of_a_new_component_compile_it_once_and_all_succeed() {
+    const ROUNDS: usize = 3;
+    const AT_ONCE: usize = 8;
+    let host = TestHost::with_exports().await;
+    let exports = host.exports.clone().unwrap();
+    let address = host.serve().await;
+    let chargeback = component("chargeback-csv");
+    let mut components = Vec::new();
+    for round in 0..ROUNDS {
+        let wasm = variant(&chargeback, &format!("round {round}"));
+        let mut installs = tokio::task::JoinSet::new();
+        for i in 0..AT_ONCE {
+            // Today's window has not closed: no run loads the component meanwhile.
+            let manifest = manifest(
+                &format!("round{round}-{i}"),
+                &wasm,
+                today(),
+                &chargeback_config(&RATES),
+            );
+            let (wasm, operator) = (wasm.clone(), host.operator.clone());
+            installs.spawn(async move {
+                send_manifest(Method::POST, address, "", &operator, &manifest, Some(&wasm)).await
+            });
+        }
+        for (status, body) in installs.join_all().await {
+            assert_eq!(status, StatusCode::CREATED, "round {round}: {body}");
+        }
+        components.push(wasm);
+    }
+    assert_eq!(
+        exports.engine().compiles(),
+        ROUNDS as u64,
+        "one compile per component"
+    );
+    let listed = host.get("/v1/adapters", &host.operator).await;
+    assert_eq!(listed.body.as_array().unwrap().len(), ROUNDS * AT_ONCE);
+    let health = host.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(health.status, StatusCode::OK);
+
+    // One artifact per component, no temporary file left, and each loads
+    // into a fresh engine without compiling.
+    let files = compiled_files(&host);
+    assert_eq!(files.len(), ROUNDS, "{files:?}");
+    let fresh = AdapterEngine::new(host.data.path().join("compiled-adapters")).unwrap();
+    for wasm in &components {
+        assert!(
+            files.iter().any(|f| f.starts_with(&sha256(wasm))),
+            "{files:?}"
+        );
+        let loaded = fresh.load(wasm).unwrap();
+        assert!(loaded.cached, "the artifact loads as it is");
+    }
+    assert_eq!(fresh.compiles(), 0);
+}
+
+/// Finding 15: a component whose compile needs more memory than the
+/// configured bound is refused, naming the bound; nothing is stored or
+/// cached, and the host carries on installing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compile_bomb_is_refused_at_the_memory_bound_and_the_host_carries_on() {
+    let host = TestHost::with_compile_settings(CompileSettings {
+        memory_mib: 256,
+        ..CompileSettings::default()
+    })
+    .await;
+    let chargeback = component("chargeback-csv");
+    let bomb = with_compile_bomb(&chargeback, BOMB_FUNCTIONS, BOMB_STEPS);
+    let config = chargeback_config(&RATES);
+    let (status, body) = install(
+        &host,
+        &host.operator,
+        &manifest("bomb", &bomb, today(), &config),
+        Some(&bomb),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("InvalidComponent")),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("needed more than 256 MiB") && message.contains("memory_mib"),
+        "{message}"
+    );
+    assert!(
+        host.store
+            .component(&sha256(&bomb))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(compiled_files(&host), Vec::<String>::new());
+
+    let health = host.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    let (status, body) = install(
+        &host,
+        &host.operator,
+        &manifest("chargeback", &chargeback, today(), &config),
+        Some(&chargeback),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let listed = host.get("/v1/adapters", &host.operator).await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 1);
+}
+
+/// The bomb of the test above: 3.7 MB of wasm in two functions whose compile
+/// peaks at about 630 MiB without a bound.
+const BOMB_FUNCTIONS: u32 = 2;
+const BOMB_STEPS: u32 = 150_000;
+
+/// Finding 15: the loaded component and its artifact go when no installation
+/// uses them any more (remove, upgrade), and stay while one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_no_installation_uses_are_evicted_from_memory_and_disk() {
+    let host = TestHost::with_exports().await;
+    let exports = host.exports.clone().unwrap();
+    let address = host.serve().await;
+    let chargeback = component("chargeback-csv");
+    let (first, second) = (
+        variant(&chargeback, "first"),
+        variant(&chargeback, "second"),
+    );
+    let config = chargeback_config(&RATES);
+    let installed = |name: &str, wasm: &[u8]| manifest(name, wasm, today(), &config);
+    let artifact_of = |files: &[String], wasm: &[u8]| {
+        files
+            .iter()
+            .filter(|f| f.starts_with(&sha256(wasm)))
+            .count()
+    };
+
+    for name in ["upgraded", "kept"] {
+        let (status, body) = install(
+            &host,
+            &host.operator,
+            &installed(name, &first),
+            Some(&first),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    assert_eq!(exports.loaded_components(), [sha256(&first)]);
+    assert_eq!(artifact_of(&compiled_files(&host), &first), 1);
+
+    // Upgraded away from, but still used by "kept": stays.
+    let (status, body) = send_manifest(
+        Method::PUT,
+        address,
+        "upgraded",
+        &host.operator,
+        &installed("upgraded", &second),
+        Some(&second),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut both = vec![sha256(&first), sha256(&second)];
+    both.sort();
+    assert_eq!(exports.loaded_components(), both);
+    assert_eq!(compiled_files(&host).len(), 2);
+
+    // Its last installation removed: gone from memory and disk.
+    let removed = host
+        .call(
+            Method::DELETE,
+            "/v1/adapters/kept",
+            Some(&host.operator),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    assert_eq!(exports.loaded_components(), [sha256(&second)]);
+    let files = compiled_files(&host);
+    assert_eq!(
+        (artifact_of(&files, &first), artifact_of(&files, &second)),
+        (0, 1),
+        "{files:?}"
+    );
+    let removed = host
+        .call(
+            Method::DELETE,
+            "/v1/adapters/upgraded",
+            Some(&host.operator),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    assert_eq!(exports.loaded_components(), Vec::<String>::new());
+    assert_eq!(compiled_files(&host), Vec::<String>::new());
+}
+
+/// The compiler child builds its engine from the host's settings and refuses
+/// to compile for an engine whose settings hash differs (its artifact would
+/// not load there), writing nothing.
+#[test]
+fn the_compiler_child_refuses_to_compile_for_other_engine_settings() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["compile-component", "--settings-hash", "0000000000000000"])
+        .stdin(std::fs::File::open(component_path("chargeback-csv")).unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("differ from the host's (0000000000000000)"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+/// Finding 10 as it was reported: eight `tally adapters install` processes
+/// at once against a `tally serve` of a component it has not seen. Each
+/// install succeeds and the host process is still alive and serving.
+#[test]
+fn concurrent_install_processes_leave_the_host_serving() {
+    use support::process::{Server, tally_ok};
+    const AT_ONCE: usize = 8;
+    let dir = DataDir::new();
+    let data = dir.path().to_str().unwrap();
+    let operator = tally_ok(&["token", "create", "--data-dir", data, "--role", "operator"]);
+    let mut server = Server::start(dir.path());
+    let wasm = variant(&component("chargeback-csv"), "install processes");
+    let component = dir.path().join("adapter.wasm");
+    std::fs::write(&component, &wasm).unwrap();
+    let installs: Vec<_> = (0..AT_ONCE)
+        .map(|i| {
+            let path = dir.path().join(format!("adapter-{i}.toml"));
+            // Today's window has not closed: no run starts meanwhile.
+            let text = manifest(
+                &format!("process-{i}"),
+                &wasm,
+                today(),
+                &chargeback_config(&RATES),
+            );
+            std::fs::write(&path, text).unwrap();
+            std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+                .args(["adapters", "install"])
+                .arg(&path)
+                .arg("--component")
+                .arg(&component)
+                .args(["--url", &server.base, "--token", operator.trim()])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for install in installs {
+        let output = install.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the host is alive"
+    );
+    let listed = tally_ok(&[
+        "adapters",
+        "list",
+        "--url",
+        &server.base,
+        "--token",
+        operator.trim(),
+    ]);
+    for i in 0..AT_ONCE {
+        assert!(listed.contains(&format!("process-{i}")), "{listed}");
+    }
+    let artifacts = std::fs::read_dir(dir.path().join("compiled-adapters"))
+        .unwrap()
+        .count();
+    assert_eq!(artifacts, 1, "one artifact, no temporary file left");
 }

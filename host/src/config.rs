@@ -15,6 +15,11 @@
 //! retry_base = "30s"                           # first wait after a transient failure; doubles
 //! retry_max = "1h"
 //! max_attempts = 8
+//!
+//! [compile]                                    # compiling a component at install, in a child process
+//! timeout = "120s"                             # stopped past it, the install refused
+//! memory_mib = 1024                            # data memory of one compile
+//! concurrency = 2                              # compiles at once
 //! ```
 
 use std::net::SocketAddr;
@@ -23,6 +28,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::adapters::CompileSettings;
 use crate::exports::ExportSettings;
 
 /// The contents of `tally.toml`.
@@ -38,6 +44,9 @@ pub struct Config {
     pub max_body_bytes: Option<usize>,
     #[serde(default)]
     pub exports: ExportSettings,
+    /// Bounds on compiling a component at install.
+    #[serde(default)]
+    pub compile: CompileSettings,
 }
 
 impl Config {
@@ -67,5 +76,13 @@ mod tests {
             toml::from_str("[exports]\ntick = '250ms'\nretry_base = '1s'\n").unwrap();
         assert_eq!(config.exports.tick, std::time::Duration::from_millis(250));
         assert_eq!(config.exports.concurrency, 4);
+        let config: Config =
+            toml::from_str("[compile]\ntimeout = '2m'\nmemory_mib = 512\n").unwrap();
+        assert_eq!(config.compile.timeout, std::time::Duration::from_secs(120));
+        assert_eq!(
+            (config.compile.memory_mib, config.compile.concurrency),
+            (512, 2)
+        );
+        assert!(toml::from_str::<Config>("[compile]\nmemory = 1\n").is_err());
     }
 }

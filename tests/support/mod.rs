@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tally::adapters::AdapterEngine;
+use tally::adapters::{AdapterEngine, CompileSettings, Compiler};
 use tally::api::{self, AppState, Settings};
 use tally::auth::{Role, new_secret, secret_digest};
 use tally::exports::{ExportSettings, Exports};
@@ -90,21 +90,42 @@ impl TestHost {
     /// A host that runs billing adapters, its scheduler ticking every 100 ms
     /// and retrying after 200 ms.
     pub async fn with_exports() -> Self {
-        Self::with_export_settings(ExportSettings {
+        Self::with_compile_settings(CompileSettings::default()).await
+    }
+
+    /// [`TestHost::with_exports`], compiling components under `compile`.
+    pub async fn with_compile_settings(compile: CompileSettings) -> Self {
+        let settings = ExportSettings {
             tick: Duration::from_millis(100),
             retry_base: Duration::from_millis(200),
             retry_max: Duration::from_secs(1),
             max_attempts: 3,
             ..ExportSettings::default()
-        })
-        .await
+        };
+        Self::with_export_and_compile_settings(settings, compile).await
     }
 
     /// A host that runs billing adapters with these scheduler settings.
     pub async fn with_export_settings(settings: ExportSettings) -> Self {
+        Self::with_export_and_compile_settings(settings, CompileSettings::default()).await
+    }
+
+    /// A host that runs billing adapters and compiles them as `tally serve`
+    /// does: in children of the `tally` binary, bounded by `compile`.
+    pub async fn with_export_and_compile_settings(
+        settings: ExportSettings,
+        compile: CompileSettings,
+    ) -> Self {
         let mut host = Self::new().await;
-        let engine =
-            Arc::new(AdapterEngine::new(host.data.path().join("compiled-adapters")).unwrap());
+        let compiler = Compiler::Child {
+            program: env!("CARGO_BIN_EXE_tally").into(),
+            settings: compile,
+        };
+        let engine = Arc::new(
+            AdapterEngine::new(host.data.path().join("compiled-adapters"))
+                .unwrap()
+                .with_compiler(compiler),
+        );
         let exports = Arc::new(Exports::new(host.store.clone(), engine, settings));
         tokio::spawn(exports.clone().run_scheduler());
         host.app = api::router(

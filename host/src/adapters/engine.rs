@@ -4,18 +4,26 @@
 //! artifact is cached on disk under the component's sha256 and a hash of the
 //! engine's settings; loading it again maps the artifact (≈0.1 ms) instead of
 //! compiling (≈80 ms for a small Rust adapter). Nothing compiles on a run.
+//!
+//! Loads of one component wait for each other (one compile per sha256), and
+//! a compile is written to a temporary file of its own, synced, mapped and
+//! only then renamed into place: a published artifact is never rewritten or
+//! truncated, since a loaded component maps it (and another replica sharing
+//! the directory may too). Compiles run where [`Compiler`] says, bounded.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, anyhow, bail};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::compile::{CompileSlots, Compiler, compile_in_child};
 use super::contract::{BillingAdapter, BillingAdapterPre, WORLD_VERSION};
 use super::sandbox::RunState;
 
@@ -27,6 +35,13 @@ pub const MAX_MEMORY_BYTES: usize = 1 << 30;
 const POOL_SLOTS: u32 = 32;
 /// Wasm stack of a call: deep recursion traps as a stack overflow, not a host crash.
 const MAX_WASM_STACK: usize = 1 << 20;
+/// Name prefix of an artifact being written (never loaded under that name).
+const COMPILING_PREFIX: &str = ".compiling-";
+/// Extension of a published artifact.
+const ARTIFACT_EXTENSION: &str = "cwasm";
+/// A temporary artifact this old (or twice the compile timeout) was left by a
+/// host that died mid-compile.
+const STALE_COMPILE: Duration = Duration::from_secs(3_600);
 
 /// The engine, the linker with the host's imports, and the artifact cache.
 pub struct AdapterEngine {
@@ -36,6 +51,11 @@ pub struct AdapterEngine {
     ticker_stop: Arc<AtomicBool>,
     /// Whether instances come from the pooling allocator (else on demand).
     pub pooling: bool,
+    compiler: Compiler,
+    compile_slots: CompileSlots,
+    /// One lock per sha256 being loaded: concurrent loads compile once.
+    loading: Mutex<HashMap<String, Weak<Mutex<()>>>>,
+    compiles: AtomicU64,
 }
 
 /// A component compiled for this engine and checked against the world.
@@ -63,7 +83,8 @@ impl std::fmt::Debug for LoadedAdapter {
 }
 
 impl AdapterEngine {
-    /// Creates the engine, trying the pooling allocator first.
+    /// Creates the engine, trying the pooling allocator first. It compiles
+    /// in process until given another [`Compiler`] ([`Self::with_compiler`]).
     pub fn new(cache_dir: impl Into<PathBuf>) -> anyhow::Result<Self> {
         let cache_dir = cache_dir.into();
         std::fs::create_dir_all(&cache_dir)
@@ -93,13 +114,35 @@ impl AdapterEngine {
                     ticking.increment_epoch();
                 }
             })?;
+        let compiler = Compiler::InProcess;
         Ok(AdapterEngine {
             engine,
             linker,
             cache_dir,
             ticker_stop,
             pooling,
+            compile_slots: CompileSlots::new(compiler.concurrency()),
+            compiler,
+            loading: Mutex::default(),
+            compiles: AtomicU64::new(0),
         })
+    }
+
+    /// Compiles components with `compiler` (a bounded child process, in a host).
+    pub fn with_compiler(mut self, compiler: Compiler) -> Self {
+        self.compile_slots = CompileSlots::new(compiler.concurrency());
+        self.compiler = compiler;
+        self
+    }
+
+    /// Components this engine has compiled (not loaded from the cache).
+    pub fn compiles(&self) -> u64 {
+        self.compiles.load(Ordering::Relaxed)
+    }
+
+    /// The directory of compiled artifacts.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
     }
 
     /// The wasmtime engine.
@@ -112,27 +155,16 @@ impl AdapterEngine {
     pub fn load(&self, wasm: &[u8]) -> anyhow::Result<LoadedAdapter> {
         let started = Instant::now();
         let sha256 = hex(&Sha256::digest(wasm));
-        let artifact = self
-            .cache_dir
-            .join(format!("{sha256}-{:016x}.cwasm", self.settings_hash()));
-        let mut cached = artifact.exists();
-        if !cached {
-            self.compile_into(wasm, &artifact)?;
-        }
-        // SAFETY: the artifact was written by `precompile_component` of an
-        // engine with the same settings (its name carries their hash), into a
-        // cache directory that only the host writes.
-        let component = match unsafe { Component::deserialize_file(&self.engine, &artifact) } {
-            Ok(component) => component,
-            Err(error) if cached => {
-                // A damaged cache entry (disk full, partial copy…): compile again once.
-                tracing::warn!(artifact = %artifact.display(), %error, "recompiling a cached component that would not load");
-                cached = false;
-                self.compile_into(wasm, &artifact)?;
-                unsafe { Component::deserialize_file(&self.engine, &artifact) }
-                    .map_err(|e| anyhow!("loading the compiled component: {e}"))?
-            }
-            Err(error) => bail!("loading the compiled component: {error}"),
+        let artifact = self.cache_dir.join(format!(
+            "{sha256}-{}.{ARTIFACT_EXTENSION}",
+            self.settings_hash()
+        ));
+        // Others loading this component wait here, then map what it compiled.
+        let lock = self.loading_lock(&sha256);
+        let _loading = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (component, cached) = match self.map_artifact(&artifact) {
+            Some(component) => (component, true),
+            None => (self.compile_into(wasm, &artifact)?, false),
         };
         let world_version = world_version(&component, &self.engine)?;
         let pre = self
@@ -153,30 +185,148 @@ impl AdapterEngine {
         })
     }
 
-    /// Compiles `wasm` and writes the artifact atomically (write, then rename):
-    /// loaded components map their artifact, so one must never be rewritten in place.
-    fn compile_into(&self, wasm: &[u8], artifact: &Path) -> anyhow::Result<()> {
+    /// The lock that loads of `sha256` take, shared while any holds it.
+    fn loading_lock(&self, sha256: &str) -> Arc<Mutex<()>> {
+        let mut loading = self.loading.lock().expect("loading lock");
+        loading.retain(|_, lock| lock.strong_count() > 0);
+        if let Some(lock) = loading.get(sha256).and_then(Weak::upgrade) {
+            return lock;
+        }
+        let lock = Arc::new(Mutex::new(()));
+        loading.insert(sha256.to_owned(), Arc::downgrade(&lock));
+        lock
+    }
+
+    /// The cached artifact, if there is one that loads. A damaged one (disk
+    /// full, a partial copy…) or one removed meanwhile is compiled again.
+    fn map_artifact(&self, artifact: &Path) -> Option<Component> {
+        // SAFETY: the artifact was written by `precompile_component` of an
+        // engine with the same settings (its name carries their hash), into a
+        // cache directory that only the host writes, and is never modified
+        // once published under this name.
+        match unsafe { Component::deserialize_file(&self.engine, artifact) } {
+            Ok(component) => Some(component),
+            Err(_) if !artifact.exists() => None,
+            Err(error) => {
+                tracing::warn!(artifact = %artifact.display(), %error, "recompiling a cached component that would not load");
+                None
+            }
+        }
+    }
+
+    /// Compiles `wasm` into a temporary file of its own (synced), maps it,
+    /// then renames it to `artifact`: a published artifact is replaced whole,
+    /// never rewritten in place, so whoever maps it keeps a valid file.
+    fn compile_into(&self, wasm: &[u8], artifact: &Path) -> anyhow::Result<Component> {
         if !wasmparser_is_component(wasm) {
             bail!(
                 "not a WebAssembly component (a core module or other bytes); build it for wasm32-wasip2"
             );
         }
-        let compiled = self
-            .engine
-            .precompile_component(wasm)
-            .map_err(|e| anyhow!("compiling the component: {e}"))?;
-        let partial = artifact.with_extension("partial");
-        std::fs::write(&partial, compiled)?;
-        std::fs::rename(&partial, artifact)?;
-        Ok(())
+        let _slot = self.compile_slots.acquire();
+        let mut partial = tempfile::Builder::new()
+            .prefix(COMPILING_PREFIX)
+            .suffix(".partial")
+            .tempfile_in(&self.cache_dir)
+            .with_context(|| format!("creating a file in {}", self.cache_dir.display()))?;
+        match &self.compiler {
+            Compiler::InProcess => {
+                let compiled = self
+                    .engine
+                    .precompile_component(wasm)
+                    .map_err(|e| anyhow!("compiling the component: {e}"))?;
+                std::io::Write::write_all(&mut partial, &compiled)?;
+            }
+            Compiler::Child { program, settings } => compile_in_child(
+                program,
+                settings,
+                self.pooling,
+                &self.settings_hash(),
+                wasm,
+                &self.cache_dir,
+                partial.as_file(),
+            )?,
+        }
+        partial.as_file().sync_all()?;
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: written just now by `precompile_component` of an engine with
+        // these settings (the child checks the hash), under a name only this
+        // call knows.
+        let component = unsafe { Component::deserialize_file(&self.engine, partial.path()) }
+            .map_err(|e| anyhow!("loading the compiled component: {e}"))?;
+        // A cache that cannot keep the artifact costs a compile next time, no more.
+        match partial.persist(artifact) {
+            Ok(_) => {
+                if let Err(error) = std::fs::File::open(&self.cache_dir).and_then(|d| d.sync_all())
+                {
+                    tracing::warn!(%error, "cannot sync the artifact cache directory");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(artifact = %artifact.display(), error = %error.error, "cannot cache the compiled component");
+            }
+        }
+        Ok(component)
     }
 
-    fn settings_hash(&self) -> u64 {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
-        hasher.finish()
+    /// Deletes the artifacts of every component `keep` refuses, and the
+    /// temporary files of compiles that died with an earlier host. Returns
+    /// how many artifacts went. Loaded components keep their mapping.
+    pub fn remove_artifacts(&self, keep: impl Fn(&str) -> bool) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.cache_dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if name.starts_with(COMPILING_PREFIX) {
+                let age = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok());
+                if age.is_some_and(|age| age > self.stale_compile()) {
+                    let _ = std::fs::remove_file(&path);
+                }
+                continue;
+            }
+            let Some(sha256) = name
+                .strip_suffix(ARTIFACT_EXTENSION)
+                .and_then(|rest| rest.strip_suffix('.'))
+                .and_then(|rest| rest.split_once('-'))
+                .map(|(sha256, _)| sha256)
+            else {
+                continue;
+            };
+            if keep(sha256) {
+                continue;
+            }
+            // Not while a load of this component compiles or maps it.
+            let lock = self.loading_lock(sha256);
+            let _loading = lock.lock().unwrap_or_else(|e| e.into_inner());
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// How old a temporary artifact is when no compile can be writing it any more.
+    fn stale_compile(&self) -> Duration {
+        match &self.compiler {
+            Compiler::Child { settings, .. } => {
+                STALE_COMPILE.max(settings.timeout.saturating_mul(2))
+            }
+            Compiler::InProcess => STALE_COMPILE,
+        }
+    }
+
+    /// The engine's compile settings, as artifact names and the compiler child carry them.
+    fn settings_hash(&self) -> String {
+        settings_hash(&self.engine)
     }
 }
 
@@ -184,6 +334,20 @@ impl Drop for AdapterEngine {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// A hash of what a precompiled artifact depends on (wasmtime's version,
+/// compiler flags, tunables, features): artifacts load only where it matches.
+pub(super) fn settings_hash(engine: &Engine) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// An engine with the host's settings, for the compiler child: it compiles
+/// nothing but artifacts for the host, and runs nothing.
+pub(super) fn compiling_engine(pooling: bool) -> anyhow::Result<Engine> {
+    Engine::new(&config(pooling)).map_err(|e| anyhow!("creating the compiler's engine: {e}"))
 }
 
 fn config(pooling: bool) -> Config {

@@ -5,11 +5,14 @@
 //! - [`contract`]: the host bindings of the `tally:billing` world.
 //! - [`engine`]: one wasmtime engine; components compiled once, cached by
 //!   sha256 and engine settings, checked against the world.
+//! - [`compile`]: compiling a component bounded in time and memory, in a
+//!   child process of the `tally` binary.
 //! - [`sandbox`]: what one run may use (deadline, memory, output and log caps)
 //!   and its state.
 //! - [`host_usage`], [`host_output`], [`egress`]: the host side of the imports.
 //! - [`run`]: running `export` for one window and reporting how it ended.
 
+pub mod compile;
 pub mod contract;
 pub mod egress;
 pub mod engine;
@@ -19,6 +22,7 @@ pub mod run;
 pub mod sandbox;
 mod stdio;
 
+pub use compile::{CompileSettings, Compiler};
 pub use engine::{AdapterEngine, LoadedAdapter};
 pub use run::{ExportOutcome, RunFailure, describe, run_export, validate_config};
 pub use sandbox::{Limits, SubscriptionGrant};

@@ -186,7 +186,7 @@ pub async fn remove_adapter(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(&[Role::Operator])?;
-    if state.store.remove_installation(&name).await? {
+    if exports(&state)?.remove(&name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_installed(&name))

@@ -15,7 +15,8 @@ use crate::adapters::egress::AllowedOrigin;
 use crate::adapters::engine::load_file;
 use crate::adapters::host_usage::UsageAccess;
 use crate::adapters::{
-    AdapterEngine, Limits, SubscriptionGrant, describe, run_export, validate_config,
+    AdapterEngine, CompileSettings, Compiler, Limits, SubscriptionGrant, describe, run_export,
+    validate_config,
 };
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
@@ -103,8 +104,15 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
             .min(granularity.start_of(granularity.bucket_of(now))),
     };
 
-    let engine = Arc::new(AdapterEngine::new(artifact_cache()?)?);
-    let adapter = load_file(&engine, &args.component)?;
+    // Compiled as the host compiles it: in a bounded child of this binary.
+    let engine = Arc::new(
+        AdapterEngine::new(artifact_cache()?)?
+            .with_compiler(Compiler::this_binary(CompileSettings::default())?),
+    );
+    let adapter = {
+        let (engine, path) = (engine.clone(), args.component.clone());
+        tokio::task::spawn_blocking(move || load_file(&engine, &path)).await??
+    };
     let limits = Limits::default();
     // Guest calls block (stdio into the run log): off the async runtime, as in the host.
     let (description, _) = {

@@ -6,6 +6,7 @@ mod adapter;
 mod adapter_new;
 mod adapters;
 mod client;
+mod compile;
 mod export;
 mod import;
 mod meters;
@@ -67,18 +68,28 @@ enum Command {
     /// Exports of a running host: run, re-run or backfill windows.
     #[command(subcommand)]
     Export(export::ExportCommand),
+    /// The host's compiler child: a component on stdin, its artifact on stdout.
+    #[command(hide = true)]
+    CompileComponent(compile::CompileArgs),
 }
 
 /// Runs the command line; the exit code says whether it worked.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let Cli {
+        log_format,
+        command,
+    } = Cli::parse();
+    // The compiler child starts nothing it does not need: no runtime, no logging.
+    if let Command::CompileComponent(args) = command {
+        return compile::run(args);
+    }
+    init_logging(log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
     let outcome = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Serve(args) => serve::run(args).await,
             Command::Token(command) => token::run(command).await,
             Command::Import(args) => import::run(args).await,
@@ -87,6 +98,7 @@ pub fn main() -> ExitCode {
             Command::Adapter(command) => adapter::run(command).await,
             Command::Adapters(command) => adapters::run(command).await,
             Command::Export(command) => export::run(command).await,
+            Command::CompileComponent(_) => unreachable!("handled before the runtime starts"),
         }
     });
     match outcome {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::{DEFAULT_DATA_DIR, DataDir};
-use crate::adapters::AdapterEngine;
+use crate::adapters::{AdapterEngine, Compiler};
 use crate::api::{self, AppState, Settings};
 use crate::config::Config;
 use crate::exports::Exports;
@@ -75,8 +75,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = database.open().await?;
     tracing::info!(%database, "store open");
     // Compiled adapters live in this host's data directory, also beside a
-    // shared database: each replica compiles the stored components for itself.
-    let engine = Arc::new(AdapterEngine::new(data_dir.join(COMPILED_ADAPTERS_DIR))?);
+    // shared database: each replica compiles the stored components for itself,
+    // in bounded children of this binary.
+    let engine = Arc::new(
+        AdapterEngine::new(data_dir.join(COMPILED_ADAPTERS_DIR))?
+            .with_compiler(Compiler::this_binary(config.compile)?),
+    );
     let exports = Arc::new(Exports::new(store.clone(), engine, config.exports));
     let scheduler = tokio::spawn(exports.clone().run_scheduler());
     let app = api::router(AppState::new(store, settings).with_exports(exports));

@@ -52,6 +52,7 @@ impl Exports {
         manifest_text: &str,
         component: Option<Vec<u8>>,
     ) -> Result<Installed, InstallError> {
+        let _running = self.install_running();
         // The cheap refusal first: a taken name needs no compile (the
         // database still enforces it, should two installs race).
         let name = Manifest::parse(manifest_text)
@@ -86,8 +87,23 @@ impl Exports {
     }
 
     /// Replaces an installation's manifest and component, keeping its runs,
-    /// documents and watermark. The window cannot change.
+    /// documents and watermark. The window cannot change. The component it
+    /// replaced is evicted if no installation uses it any more.
     pub async fn upgrade(
+        &self,
+        name: &str,
+        manifest_text: &str,
+        component: Option<Vec<u8>>,
+    ) -> Result<Installed, InstallError> {
+        let upgraded = {
+            let _running = self.install_running();
+            self.replace(name, manifest_text, component).await?
+        };
+        self.evict_unused_logged().await;
+        Ok(upgraded)
+    }
+
+    async fn replace(
         &self,
         name: &str,
         manifest_text: &str,
@@ -162,11 +178,18 @@ impl Exports {
                 .await?
                 .ok_or_else(|| InstallError::MissingComponent(manifest.sha256.clone()))?,
         };
-        let engine = self.engine.clone();
-        let (adapter, wasm) = tokio::task::spawn_blocking(move || (engine.load(&wasm), wasm))
-            .await
-            .map_err(|e| InstallError::Component(e.into()))?;
-        let adapter = adapter.map_err(InstallError::Component)?;
+        // Loaded already (installed under another name): nothing to compile or map.
+        let (adapter, wasm) = match self.in_memory(&manifest.sha256) {
+            Some(adapter) => (adapter, wasm),
+            None => {
+                let engine = self.engine.clone();
+                let (adapter, wasm) =
+                    tokio::task::spawn_blocking(move || (engine.load(&wasm), wasm))
+                        .await
+                        .map_err(|e| InstallError::Component(e.into()))?;
+                (adapter.map_err(InstallError::Component)?, wasm)
+            }
+        };
         if adapter.world_version != manifest.world_version {
             return Err(InstallError::WorldMismatch {
                 manifest: manifest.world_version,

@@ -19,7 +19,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod windows;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -83,7 +83,11 @@ pub struct Exports {
     pub settings: ExportSettings,
     /// Where runs are counted (shared with the API's `/metrics`).
     pub metrics: Arc<Metrics>,
+    /// Components compiled for the engine, by sha256: those installations
+    /// use, and those installs in progress are checking.
     loaded: Mutex<HashMap<String, LoadedAdapter>>,
+    /// Installs begun and still running: eviction waits for a quiet moment.
+    installs: Arc<Mutex<InstallActivity>>,
     wake: Notify,
     /// This host, as the holder of the runs it claims (`hostname:pid`).
     holder: String,
@@ -102,9 +106,15 @@ impl Exports {
             settings,
             metrics: Arc::default(),
             loaded: Mutex::default(),
+            installs: Arc::default(),
             wake: Notify::new(),
             holder: holder_name(),
         }
+    }
+
+    /// The engine components are compiled for and run on.
+    pub fn engine(&self) -> &AdapterEngine {
+        &self.engine
     }
 
     /// Wakes the scheduler now (a run was requested or finished).
@@ -116,8 +126,8 @@ impl Exports {
     /// else from the store (mapping the cached artifact, compiling only if
     /// the cache lost it).
     pub(crate) async fn loaded(&self, sha256: &str) -> anyhow::Result<LoadedAdapter> {
-        if let Some(adapter) = self.loaded.lock().expect("loaded lock").get(sha256) {
-            return Ok(adapter.clone());
+        if let Some(adapter) = self.in_memory(sha256) {
+            return Ok(adapter);
         }
         let wasm = self
             .store
@@ -130,11 +140,101 @@ impl Exports {
         Ok(adapter)
     }
 
+    fn in_memory(&self, sha256: &str) -> Option<LoadedAdapter> {
+        self.loaded
+            .lock()
+            .expect("loaded lock")
+            .get(sha256)
+            .cloned()
+    }
+
     fn remember(&self, adapter: LoadedAdapter) {
         self.loaded
             .lock()
             .expect("loaded lock")
             .insert(adapter.sha256.clone(), adapter);
+    }
+
+    /// The sha256 of every component held loaded, sorted.
+    pub fn loaded_components(&self) -> Vec<String> {
+        let mut loaded: Vec<String> = self
+            .loaded
+            .lock()
+            .expect("loaded lock")
+            .keys()
+            .cloned()
+            .collect();
+        loaded.sort();
+        loaded
+    }
+
+    /// Removes an installation with its runs and documents, then what no
+    /// installation uses any more. Whether it was installed.
+    pub async fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        let removed = self.store.remove_installation(name).await?;
+        if removed {
+            self.evict_unused_logged().await;
+        }
+        Ok(removed)
+    }
+
+    /// Drops the loaded components and deletes the compiled artifacts that
+    /// no installation uses (after a remove or an upgrade, here or through
+    /// another replica). Skipped while an install runs, since what it loaded
+    /// is not installed yet; the scheduler's next tick tries again. Returns
+    /// how many components were dropped or deleted.
+    pub async fn evict_unused(&self) -> anyhow::Result<usize> {
+        let before = *self.installs.lock().expect("installs lock");
+        if before.running > 0 {
+            return Ok(0);
+        }
+        let installed: HashSet<String> = self
+            .store
+            .installations()
+            .await?
+            .into_iter()
+            .map(|installation| installation.component_sha256)
+            .collect();
+        let dropped = {
+            let mut loaded = self.loaded.lock().expect("loaded lock");
+            // An install that began meanwhile may have loaded what the list misses.
+            if *self.installs.lock().expect("installs lock") != before {
+                return Ok(0);
+            }
+            let count = loaded.len();
+            loaded.retain(|sha256, _| installed.contains(sha256));
+            count - loaded.len()
+        };
+        let (engine, installs) = (self.engine.clone(), self.installs.clone());
+        let deleted = tokio::task::spawn_blocking(move || {
+            // An install that begins meanwhile keeps every artifact from then on.
+            engine.remove_artifacts(|sha256| {
+                installed.contains(sha256) || *installs.lock().expect("installs lock") != before
+            })
+        })
+        .await??;
+        if dropped + deleted > 0 {
+            tracing::info!(dropped, deleted, "evicted components no installation uses");
+        }
+        Ok(dropped + deleted)
+    }
+
+    /// [`Self::evict_unused`], its failure logged: eviction only frees memory and disk.
+    pub(crate) async fn evict_unused_logged(&self) {
+        if let Err(error) = self.evict_unused().await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot evict unused components"
+            );
+        }
+    }
+
+    /// Marks an install as running until the guard drops.
+    fn install_running(&self) -> InstallRunning<'_> {
+        let mut installs = self.installs.lock().expect("installs lock");
+        installs.begun += 1;
+        installs.running += 1;
+        InstallRunning(self)
     }
 
     /// Loads every installed component, so that no run waits for a compile.
@@ -145,6 +245,22 @@ impl Exports {
             }
         }
         Ok(())
+    }
+}
+
+/// Installs and upgrades begun, and those still running.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct InstallActivity {
+    begun: u64,
+    running: usize,
+}
+
+/// An install or upgrade in progress (see [`Exports::evict_unused`]).
+struct InstallRunning<'a>(&'a Exports);
+
+impl Drop for InstallRunning<'_> {
+    fn drop(&mut self) {
+        self.0.installs.lock().expect("installs lock").running -= 1;
     }
 }
 

@@ -52,6 +52,8 @@ impl Exports {
                 tracing::error!(%error, "cannot queue closed windows");
             }
             self.start_claimed_runs(&slots).await;
+            // What another replica removed or upgraded away is dropped here too.
+            self.evict_unused_logged().await;
             // Wake on the tick, or early when a run finished or was requested.
             let tick = self.settings.tick.max(MIN_TICK);
             let _ = tokio::time::timeout(tick, self.wake.notified()).await;
