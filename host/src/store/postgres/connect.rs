@@ -12,11 +12,13 @@
 //!   `verify-full` (also the host name). `allow` is taken as `prefer`.
 //! - `sslrootcert`: a PEM file of trusted roots, or `system` (the system's
 //!   roots, also the default for `verify-ca` and `verify-full`).
-//! - `allow_cleartext_password=true` (tally's own): let a server that asks for
-//!   the password in clear have it on a connection without TLS. Without it
-//!   such a request ends the connection before the password is sent — what an
-//!   impostor answering in place of the database would ask for. (SCRAM and
-//!   MD5 answers do not reveal the password and stay allowed.)
+//! - `allow_cleartext_password=true` (tally's own): let a server whose
+//!   certificate is not verified (no TLS, or TLS under `prefer`/`require`)
+//!   have the password in clear when it asks. Without it such a request ends
+//!   the connection before the password is sent — what an impostor answering
+//!   in place of the database would ask for, with or without TLS of its own.
+//!   (SCRAM and MD5 answers do not reveal the password and stay allowed;
+//!   under `verify-ca`/`verify-full` the server is who it says.)
 //!
 //! Unix-socket hosts are local: no TLS (PostgreSQL has none there), and the
 //! password may be asked for in clear. Several hosts are tried in order, with
@@ -241,7 +243,9 @@ impl Target {
     }
 
     /// TLS over `tcp` when the server offers it (or an error when the mode
-    /// requires it and it does not); else the plain stream, guarded.
+    /// requires it and it does not); else the plain stream. Unless the
+    /// server's certificate is verified, the stream is guarded against a
+    /// request for the password in clear.
     async fn secure(&self, mut tcp: TcpStream, name: &str) -> io::Result<Transport> {
         let plain = |tcp| -> Transport {
             Box::new(NoClearPassword::new(tcp, self.allow_cleartext_password))
@@ -274,7 +278,15 @@ impl Target {
             .connect(server_name, tcp)
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("TLS with {name}: {e}")))?;
-        Ok(Box::new(stream))
+        if matches!(self.ssl_mode, SslMode::VerifyCa | SslMode::VerifyFull) {
+            Ok(Box::new(stream))
+        } else {
+            // Encrypted, but to whoever answered: an impostor speaks TLS too.
+            Ok(Box::new(NoClearPassword::new(
+                stream,
+                self.allow_cleartext_password,
+            )))
+        }
     }
 }
 
@@ -480,8 +492,9 @@ type Transport = Box<dyn Stream>;
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
 
-/// A plain TCP stream that fails, before the password can be written, when
-/// the server's first message asks for it in clear.
+/// A stream to a server whose identity is not verified (no TLS, or TLS
+/// under `prefer`/`require`) that fails, before the password can be
+/// written, when the server's first message asks for it in clear.
 struct NoClearPassword<S> {
     inner: S,
     /// The first message's type, length and authentication code.
@@ -527,8 +540,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for NoClearPassword<S> {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::PermissionDenied,
                         format!(
-                            "the server asked for the password in clear on a connection without TLS; \
-                             refused (use TLS, or add {ALLOW_CLEARTEXT}=true to the URL)"
+                            "the server asked for the password in clear, but it is not verified \
+                             (no TLS, or sslmode below verify-ca); refused (use \
+                             sslmode=verify-full, or add {ALLOW_CLEARTEXT}=true to the URL)"
                         ),
                     )));
                 }
@@ -602,44 +616,116 @@ mod tests {
     use super::*;
 
     /// What a fake server on the loopback received from one connection: it
-    /// answers an SSLRequest with `tls_answer`, the startup message with a
-    /// request for the password in clear, and reads the answer if one comes.
-    async fn fake_server(tls_answer: u8) -> (u16, tokio::task::JoinHandle<Vec<u8>>) {
+    /// answers an SSLRequest with `N`, or with `S` and a TLS handshake when
+    /// given a certificate; then the startup message with a request for the
+    /// password in clear, and reads the answer if one comes (decrypted).
+    async fn fake_server(
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> (u16, tokio::task::JoinHandle<Vec<u8>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let received = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
             let mut received = Vec::new();
-            let mut length = [0u8; 4];
-            socket.read_exact(&mut length).await.unwrap();
-            let mut message = vec![0u8; u32::from_be_bytes(length) as usize - 4];
-            socket.read_exact(&mut message).await.unwrap();
-            received.extend_from_slice(&length);
-            received.extend_from_slice(&message);
-            if message == SSL_REQUEST[4..] {
-                socket.write_all(&[tls_answer]).await.unwrap();
-                if socket.read_exact(&mut length).await.is_err() {
-                    return received; // the client gave up
-                }
-                let mut startup = vec![0u8; u32::from_be_bytes(length) as usize - 4];
-                socket.read_exact(&mut startup).await.unwrap();
-                received.extend_from_slice(&length);
-                received.extend_from_slice(&startup);
+            let first = read_message(&mut socket, &mut received).await.unwrap();
+            if first != SSL_REQUEST[4..] {
+                ask_for_the_password(&mut socket, &mut received).await;
+                return received;
             }
-            let _ = socket.write_all(b"R\0\0\0\x08\0\0\0\x03").await;
-            // The answer, if the client sends one: a password message.
-            let mut header = [0u8; 5];
-            if socket.read_exact(&mut header).await.is_ok() {
-                received.extend_from_slice(&header);
-                let length = u32::from_be_bytes(header[1..].try_into().unwrap()) as usize;
-                let mut body = vec![0u8; length.saturating_sub(4)];
-                if socket.read_exact(&mut body).await.is_ok() {
-                    received.extend_from_slice(&body);
+            let Some(tls) = tls else {
+                socket.write_all(b"N").await.unwrap();
+                if read_message(&mut socket, &mut received).await.is_some() {
+                    ask_for_the_password(&mut socket, &mut received).await;
                 }
+                return received;
+            };
+            socket.write_all(b"S").await.unwrap();
+            let Ok(mut socket) = tokio_rustls::TlsAcceptor::from(tls).accept(socket).await else {
+                return received; // the client refused the certificate
+            };
+            if read_message(&mut socket, &mut received).await.is_some() {
+                ask_for_the_password(&mut socket, &mut received).await;
             }
             received
         });
         (port, received)
+    }
+
+    /// Reads a length-prefixed message (no type byte) into `received`.
+    async fn read_message(
+        socket: &mut (impl AsyncRead + Unpin),
+        received: &mut Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        let mut length = [0u8; 4];
+        socket.read_exact(&mut length).await.ok()?;
+        let mut message = vec![0u8; u32::from_be_bytes(length) as usize - 4];
+        socket.read_exact(&mut message).await.ok()?;
+        received.extend_from_slice(&length);
+        received.extend_from_slice(&message);
+        Some(message)
+    }
+
+    /// Sends AuthenticationCleartextPassword and reads the password message,
+    /// if the client sends one.
+    async fn ask_for_the_password(
+        socket: &mut (impl AsyncRead + AsyncWrite + Unpin),
+        received: &mut Vec<u8>,
+    ) {
+        let _ = socket.write_all(b"R\0\0\0\x08\0\0\0\x03").await;
+        let _ = socket.flush().await;
+        let mut header = [0u8; 5];
+        if socket.read_exact(&mut header).await.is_ok() {
+            received.extend_from_slice(&header);
+            let length = u32::from_be_bytes(header[1..].try_into().unwrap()) as usize;
+            let mut body = vec![0u8; length.saturating_sub(4)];
+            if socket.read_exact(&mut body).await.is_ok() {
+                received.extend_from_slice(&body);
+            }
+        }
+    }
+
+    /// A self-signed certificate for `localhost` (made by the openssl
+    /// command) as a rustls server config, and its PEM file.
+    fn self_signed(dir: &Path) -> (Arc<rustls::ServerConfig>, String) {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=DNS:localhost"])
+            // A server's certificate, not a CA's (which webpki refuses to
+            // meet as the server's).
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("the openssl command");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let certs = CertificateDer::pem_file_iter(&cert)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        (Arc::new(config), cert.to_str().unwrap().to_owned())
     }
 
     fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -651,7 +737,7 @@ mod tests {
     #[tokio::test]
     async fn a_server_asking_for_the_password_in_clear_without_tls_never_gets_it() {
         for options in ["", "?sslmode=prefer", "?sslmode=disable"] {
-            let (port, received) = fake_server(b'N').await;
+            let (port, received) = fake_server(None).await;
             let url = format!("postgres://tally:hunter2@127.0.0.1:{port}/tally{options}");
             let error = Target::parse(&url).unwrap().connect().await.err().unwrap();
             let message = format!("{:#}", anyhow::Error::from(error));
@@ -668,7 +754,7 @@ mod tests {
         }
 
         // Through the store's pool too.
-        let (port, received) = fake_server(b'N').await;
+        let (port, received) = fake_server(None).await;
         let url = format!("postgres://tally:hunter2@127.0.0.1:{port}/tally");
         let error = super::super::PostgresStore::open(&url).await.err().unwrap();
         let message = format!("{error:#}");
@@ -681,8 +767,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_impostor_with_tls_of_its_own_gets_the_password_only_once_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tls, cert) = self_signed(dir.path());
+        for mode in ["prefer", "require"] {
+            let (port, received) = fake_server(Some(tls.clone())).await;
+            let url = format!("postgres://tally:hunter2@localhost:{port}/tally?sslmode={mode}");
+            let error = Target::parse(&url).unwrap().connect().await.err().unwrap();
+            let message = format!("{:#}", anyhow::Error::from(error));
+            assert!(
+                message.contains("asked for the password in clear"),
+                "{mode}: {message}"
+            );
+            let received = received.await.unwrap();
+            assert!(
+                contains(&received, "tally"),
+                "{mode}: the session started, over TLS"
+            );
+            assert!(
+                !contains(&received, "hunter2"),
+                "{mode}: the password was sent"
+            );
+        }
+        // Not the certificate the system trusts: verify-full never starts.
+        let (port, received) = fake_server(Some(tls.clone())).await;
+        let url = format!("postgres://tally:hunter2@localhost:{port}/tally?sslmode=verify-full");
+        let error = Target::parse(&url).unwrap().connect().await.err().unwrap();
+        let message = format!("{:#}", anyhow::Error::from(error));
+        assert!(message.contains("certificate"), "{message}");
+        assert!(!contains(&received.await.unwrap(), "hunter2"));
+        // A server proven by its certificate may ask for the password in clear.
+        let (port, received) = fake_server(Some(tls)).await;
+        let url = format!(
+            "postgres://tally:hunter2@localhost:{port}/tally?sslmode=verify-full&sslrootcert={cert}"
+        );
+        let _ = Target::parse(&url).unwrap().connect().await;
+        assert!(contains(&received.await.unwrap(), "hunter2"));
+    }
+
+    #[tokio::test]
     async fn the_password_goes_in_clear_only_when_the_url_allows_it() {
-        let (port, received) = fake_server(b'N').await;
+        let (port, received) = fake_server(None).await;
         let url = format!("postgres://tally:hunter2@127.0.0.1:{port}/tally?{ALLOW_CLEARTEXT}=true");
         let _ = Target::parse(&url).unwrap().connect().await;
         assert!(contains(&received.await.unwrap(), "hunter2"));
@@ -690,7 +815,7 @@ mod tests {
 
     #[tokio::test]
     async fn sslmode_require_refuses_a_server_without_tls() {
-        let (port, received) = fake_server(b'N').await;
+        let (port, received) = fake_server(None).await;
         let url = format!("postgres://tally:hunter2@127.0.0.1:{port}/tally?sslmode=require");
         let error = Target::parse(&url).unwrap().connect().await.err().unwrap();
         let message = format!("{:#}", anyhow::Error::from(error));
