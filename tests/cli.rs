@@ -470,3 +470,346 @@ fn operators_manage_adapters_and_exports_from_the_cli() {
         "{stderr}"
     );
 }
+
+/// The example billing-webhook manifest pinned to the built component, sent
+/// to `api` with its API key in `[secrets]`, written into `dir`.
+fn webhook_manifest(dir: &std::path::Path, api: &support::billing_api::BillingApi) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm = std::fs::read(component_path("billing-webhook")).unwrap();
+    let sha256: String = Sha256::digest(&wasm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let example =
+        std::fs::read_to_string(root.join("examples/adapters/billing-webhook.toml")).unwrap();
+    assert!(
+        example.contains("[secrets.headers]"),
+        "the example keeps its key secret"
+    );
+    let pinned: Vec<String> = example
+        .lines()
+        .map(|line| match line {
+            l if l.starts_with("sha256 = ") => format!("sha256 = \"{sha256}\""),
+            l if l.starts_with("component = ") => String::new(),
+            l => l
+                .replace("https://billing.example/v1/invoice-lines", &api.endpoint())
+                .replace("https://billing.example", &api.origin)
+                .replace(
+                    "replace-with-the-billing-api-key",
+                    support::billing_api::API_KEY,
+                ),
+        })
+        .collect();
+    let manifest = dir.join("billing.toml");
+    std::fs::write(&manifest, pinned.join("\n")).unwrap();
+    manifest.to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_reaches_the_adapter_but_never_the_api_or_the_cli() {
+    use support::billing_api::{API_KEY, BillingApi};
+    let api = BillingApi::start().await;
+    let dir = DataDir::new();
+    let data_dir = dir.path().to_str().unwrap();
+    let token = tally_ok(&[
+        "token",
+        "create",
+        "--data-dir",
+        data_dir,
+        "--role",
+        "operator",
+    ]);
+    // Usage reported yesterday, for the run to invoice.
+    let yesterday = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+    let csv = dir.path().join("usage.csv");
+    let header = CSV.lines().next().unwrap();
+    let record = format!(
+        "s1,sub-secret,FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5,/vm1,local,{{}},{{}},2,\
+         {yesterday}T00:00:00Z,{yesterday}T01:00:00Z,{yesterday}T09:10:00Z"
+    );
+    std::fs::write(&csv, format!("{header}\n{record}\n")).unwrap();
+    tally_ok(&["import", csv.to_str().unwrap(), "--data-dir", data_dir]);
+    let server = Server::start(dir.path());
+    let host = ["--url", server.base.as_str(), "--token", token.trim()];
+    let run = |args: &[&str]| tally_ok(&[args, &host[..]].concat());
+    let manifest = webhook_manifest(dir.path(), &api);
+    let component = component_path("billing-webhook");
+    let component = component.to_str().unwrap();
+
+    let installed = run(&["adapters", "install", &manifest, "--component", component]);
+    assert!(!installed.contains(API_KEY), "{installed}");
+    let (from, to) = (
+        yesterday.to_string(),
+        (yesterday + chrono::Days::new(1)).to_string(),
+    );
+    let exported = run(&["export", "run", "billing", "--from", &from, "--to", &to]);
+    assert!(exported.contains(" succeeded "), "{exported}");
+    let sent = api.requests();
+    assert!(!sent.is_empty(), "the run sent its invoice lines");
+    assert!(sent.iter().all(|r| r.headers["x-api-key"] == API_KEY));
+    assert_eq!(
+        api.accepted().len(),
+        sent.len(),
+        "the billing API took the key"
+    );
+
+    // Neither the API nor the CLI shows it.
+    let client = reqwest::Client::new();
+    for path in ["/v1/adapters", "/v1/adapters/billing"] {
+        let body = client
+            .get(format!("{}{path}", server.base))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            body.contains("billing") && !body.contains(API_KEY),
+            "{path}: {body}"
+        );
+    }
+    let listed = run(&["adapters", "list"]);
+    assert!(!listed.contains(API_KEY), "{listed}");
+    let shown: Value = serde_json::from_str(&run(&["adapters", "show", "billing"])).unwrap();
+    let shown = shown["manifest"].as_str().unwrap();
+    assert!(!shown.contains(API_KEY), "{shown}");
+    assert!(shown.contains("\"X-Api-Key\" = \"***\""), "{shown}");
+
+    // The shown manifest, sent back as an upgrade, keeps the stored key.
+    let edited = dir.path().join("shown.toml");
+    std::fs::write(&edited, shown).unwrap();
+    let edited = edited.to_str().unwrap();
+    run(&["adapters", "upgrade", edited, "--component", component]);
+    let corrected = run(&["export", "run", "billing", "--from", &from, "--to", &to]);
+    assert!(corrected.contains(" succeeded "), "{corrected}");
+    let resent = api.requests();
+    assert!(resent.len() > sent.len());
+    assert!(resent.iter().all(|r| r.headers["x-api-key"] == API_KEY));
+
+    // "***" stands for nothing in a first install.
+    let again = std::fs::read_to_string(edited)
+        .unwrap()
+        .replace("name = \"billing\"", "name = \"billing-2\"");
+    std::fs::write(edited, again).unwrap();
+    let refused = tally(
+        &[
+            &["adapters", "install", edited, "--component", component],
+            &host[..],
+        ]
+        .concat(),
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("secrets.headers.X-Api-Key"), "{stderr}");
+}
+
+/// The permission bits of `path`.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn the_data_directory_and_every_file_in_it_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("tally-data");
+    let data_dir = data.to_str().unwrap();
+    tally_ok(&[
+        "token",
+        "create",
+        "--data-dir",
+        data_dir,
+        "--role",
+        "operator",
+    ]);
+    assert_eq!(mode(&data), 0o700);
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    if !support::database::on_postgres() {
+        assert_eq!(mode(&data.join("tally.db")), 0o600);
+    }
+
+    // An older install left everything readable: the next command tightens it.
+    let loose = |path: &std::path::Path, bits: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits)).unwrap()
+    };
+    loose(&data, 0o755);
+    std::fs::create_dir(data.join("compiled-adapters")).unwrap();
+    loose(&data.join("compiled-adapters"), 0o755);
+    std::fs::write(data.join("compiled-adapters/old.cwasm"), b"artifact").unwrap();
+    loose(&data.join("compiled-adapters/old.cwasm"), 0o644);
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            loose(&path, 0o644);
+        }
+    }
+    let token = tally_ok(&[
+        "token",
+        "create",
+        "--data-dir",
+        data_dir,
+        "--role",
+        "operator",
+    ]);
+    let server = Server::start(&data);
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("compiled-adapters")), 0o700);
+    assert_eq!(mode(&data.join("compiled-adapters/old.cwasm")), 0o600);
+
+    // What the running host writes later (a compiled adapter) is private too.
+    let component = component_path("chargeback-csv");
+    let wasm = std::fs::read(&component).unwrap();
+    let sha256: String = Sha256::digest(&wasm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let example = std::fs::read_to_string(root.join("examples/adapters/chargeback.toml")).unwrap();
+    let manifest = parent.path().join("chargeback.toml");
+    let pinned: Vec<String> = example
+        .lines()
+        .map(|line| match line.starts_with("sha256 = ") {
+            true => format!("sha256 = \"{sha256}\""),
+            false => line.to_owned(),
+        })
+        .collect();
+    std::fs::write(&manifest, pinned.join("\n")).unwrap();
+    let host = ["--url", server.base.as_str(), "--token", token.trim()];
+    tally_ok(
+        &[
+            &[
+                "adapters",
+                "install",
+                manifest.to_str().unwrap(),
+                "--component",
+            ],
+            &[component.to_str().unwrap()][..],
+            &host[..],
+        ]
+        .concat(),
+    );
+    let mut files = 0;
+    let mut pending = vec![data.clone()];
+    while let Some(dir) = pending.pop() {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 2, "the old artifact and the new one at least");
+}
+
+#[test]
+fn database_passwords_never_show_in_messages() {
+    // Nothing listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for url in [
+        format!("postgres://tally:hunter2@127.0.0.1:{port}/tally"),
+        format!("postgres://tally@127.0.0.1:{port}/tally?password=hunter2&sslmode=disable"),
+        format!("postgres://tally:hunter2@127.0.0.1:{port}/tally?sslmode=sometimes"),
+    ] {
+        let output = tally(&["token", "list", "--database", &url]);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("***") && !stderr.contains("hunter2"),
+            "{stderr}"
+        );
+    }
+}
+
+/// Whether the session of `client` runs over TLS.
+async fn over_tls(client: &tokio_postgres::Client) -> bool {
+    client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn database_connections_use_tls_as_sslmode_says_on_postgres() {
+    use tally::store::postgres::connect::Target;
+    let server = support::database::postgres_server();
+    let with = |server: &str, options: &str| {
+        let joint = if server.contains('?') { '&' } else { '?' };
+        format!("{server}{joint}{options}")
+    };
+    let connect = |url: String| async move { Target::parse(&url).unwrap().connect().await };
+    let failure = |error: tokio_postgres::Error| format!("{:#}", anyhow::Error::from(error));
+
+    let (client, _connection) = connect(with(&server, "sslmode=disable")).await.unwrap();
+    assert!(!over_tls(&client).await);
+    let show = |name: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(&format!("SHOW {name}"), &[])
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
+    };
+    if show("ssl").await != "on" {
+        // A server without TLS: `require` says so instead of going on in clear.
+        let error = connect(with(&server, "sslmode=require"))
+            .await
+            .err()
+            .unwrap();
+        assert!(failure(error).contains("does not offer TLS"));
+        let (plain, _connection) = connect(server.clone()).await.unwrap();
+        assert!(!over_tls(&plain).await, "prefer goes on without TLS");
+        return;
+    }
+    for mode in ["prefer", "require"] {
+        let (client, _connection) = connect(with(&server, &format!("sslmode={mode}")))
+            .await
+            .unwrap();
+        assert!(over_tls(&client).await, "{mode}");
+    }
+    // The server's certificate is self-signed (Debian's snakeoil, for
+    // `localhost`): not one the system trusts...
+    let error = connect(with(&server, "sslmode=verify-full"))
+        .await
+        .err()
+        .unwrap();
+    assert!(failure(error).contains("certificate"));
+    // ...but trusted as the root of `sslrootcert`, for the name it is for.
+    let root = format!("sslrootcert={}", show("ssl_cert_file").await);
+    let (client, _connection) = connect(with(&server, &format!("sslmode=verify-ca&{root}")))
+        .await
+        .unwrap();
+    assert!(over_tls(&client).await);
+    let by_name = server.replace("127.0.0.1", "localhost");
+    let (client, _connection) = connect(with(&by_name, &format!("sslmode=verify-full&{root}")))
+        .await
+        .unwrap();
+    assert!(over_tls(&client).await);
+    let error = connect(with(&server, &format!("sslmode=verify-full&{root}")))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        failure(error).contains("certificate"),
+        "127.0.0.1 is not the certificate's name"
+    );
+}

@@ -303,6 +303,31 @@ async fn a_run_not_allowed_the_billing_apis_origin_sends_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_name_that_resolves_to_the_loopback_reaches_nothing() {
+    // `localhost` is allowed by name, but it resolves to the loopback, where
+    // the billing API listens: only the IP literal may lead there.
+    let harness = Harness::new().await;
+    let api = BillingApi::start().await;
+    let by_name = api.origin.replace("127.0.0.1", "localhost");
+    let mut config = config(&api, rates());
+    config["endpoint"] = json!(api.endpoint().replace("127.0.0.1", "localhost"));
+    let allowed = vec![AllowedOrigin::parse(&by_name).unwrap()];
+    let outcome = harness.export("run-1", false, &config, allowed).await;
+    let failure = outcome.result.expect_err("nothing may be sent");
+    assert!(
+        matches!(&failure, RunFailure::Permanent(r) if r.contains("internal addresses")),
+        "{failure}"
+    );
+    assert!(api.requests().is_empty(), "the billing API saw nothing");
+
+    // Once the operator allows the loopback literal, the name reaches it.
+    let allowed = vec![AllowedOrigin::parse(&by_name).unwrap(), api.allowed()];
+    let outcome = harness.export("run-2", false, &config, allowed).await;
+    outcome.result.expect("the run succeeds");
+    assert!(!api.accepted().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_correction_is_a_new_run_with_new_keys_and_the_same_line_ids() {
     let harness = Harness::new().await;
     let api = BillingApi::start().await;

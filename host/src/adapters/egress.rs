@@ -2,13 +2,24 @@
 //! the host on the adapter's behalf, only to the origins its installation
 //! allows.
 //!
-//! Limits (per request unless said): body 1 MiB each way, 10 s to answer and
-//! never past the run's deadline, 10,000 requests per run. Redirects are not
-//! followed (a redirect could lead to an origin that is not allowed), and no
-//! proxy from the environment is used, so the allowed origin is the one
-//! reached.
+//! Limits (per request unless said): body 1 MiB each way, 100 headers and
+//! 16 KiB of header names and values, 10 s to answer and never past the run's
+//! deadline, 10,000 requests per run. Redirects are not followed (a redirect
+//! could lead to an origin that is not allowed), and no proxy from the
+//! environment is used, so the allowed origin is the one reached. URLs with
+//! credentials (`https://user:pass@…`) are refused: an adapter sets an
+//! `Authorization` header itself, so nothing is sent that it did not write.
+//!
+//! An allowed host *name* must not lead inside: its DNS answers are filtered
+//! ([`is_internal`]: loopback, link-local, cloud metadata, unspecified,
+//! multicast), so a name that resolves (or is re-pointed) to 127.0.0.1 or
+//! 169.254.169.254 reaches nothing. An operator who means an internal address
+//! allows it as an IP literal (`http://127.0.0.1:9000`), which is then also
+//! reachable under a name that resolves to it.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -23,6 +34,19 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most requests in one run.
 pub const MAX_REQUESTS: u64 = 10_000;
+/// Most headers an adapter may set on one request (more: `not-allowed`).
+pub const MAX_HEADERS: usize = 100;
+/// Most bytes of header names and values an adapter may set on one request
+/// (more: `too-large`); servers commonly refuse a request whose headers pass
+/// 8–16 KiB anyway.
+pub const MAX_HEADER_BYTES: usize = 16 << 10;
+/// Cloud metadata services outside the link-local range (Alibaba Cloud,
+/// Azure's WireServer, AWS's IPv6 endpoint), refused like internal addresses.
+const METADATA_V4: [Ipv4Addr; 2] = [
+    Ipv4Addr::new(100, 100, 100, 200),
+    Ipv4Addr::new(168, 63, 129, 16),
+];
+const METADATA_V6: [Ipv6Addr; 1] = [Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)];
 /// The header that lets a receiver drop a request it already has.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Headers an adapter may not set (lower case), besides `proxy-*`.
@@ -41,6 +65,15 @@ const RESERVED_HEADERS: [&str; 7] = [
 pub struct AllowedOrigin(url::Origin);
 
 impl AllowedOrigin {
+    /// The origin's IP address, when its host is an IP literal.
+    fn ip_literal(&self) -> Option<IpAddr> {
+        match &self.0 {
+            url::Origin::Tuple(_, url::Host::Ipv4(ip), _) => Some(IpAddr::V4(*ip)),
+            url::Origin::Tuple(_, url::Host::Ipv6(ip), _) => Some(IpAddr::V6(*ip)),
+            _ => None,
+        }
+    }
+
     /// Parses `scheme://host[:port]` (http or https; nothing after the port).
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let url = url::Url::parse(text)
@@ -83,10 +116,14 @@ impl Egress {
         runtime: tokio::runtime::Handle,
         deadline: Instant,
     ) -> Self {
+        let literals = allowed
+            .iter()
+            .filter_map(AllowedOrigin::ip_literal)
+            .collect();
         Egress {
             run_id,
             allowed,
-            client: client(),
+            client: client(literals),
             runtime,
             deadline,
             sent: 0,
@@ -94,14 +131,91 @@ impl Egress {
     }
 }
 
-/// The HTTP client of `send`: no redirects, no proxy from the environment.
-pub fn client() -> reqwest::Client {
+/// The HTTP client of `send`: no redirects, no proxy from the environment,
+/// and host names resolved only to addresses that are not internal, or that
+/// `ip_literals` (the allowed origins' IP literals) name.
+pub fn client(ip_literals: Vec<IpAddr>) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .connect_timeout(REQUEST_TIMEOUT)
+        .dns_resolver(Arc::new(OutsideOnly { ip_literals }))
         .build()
         .expect("an HTTP client with static settings")
+}
+
+/// Whether `ip` is inside the host or its cloud: loopback, link-local
+/// (169.254.0.0/16, fe80::/10, where metadata services live), a known
+/// metadata address, unspecified (0.0.0.0/8, ::), broadcast or multicast —
+/// also when written as an IPv4-mapped or NAT64 IPv6 address. Private
+/// networks (10/8, 192.168/16, fc00::/7…) are not: a private cloud's billing
+/// system usually lives on one.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.octets()[0] == 0
+                || METADATA_V4.contains(&v4)
+        }
+        IpAddr::V6(v6) => {
+            let segments = v6.segments();
+            let nat64 = segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                is_internal(IpAddr::V4(v4))
+            } else if nat64 {
+                let [.., a, b, c, d] = v6.octets();
+                is_internal(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
+            } else {
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || segments[0] & 0xffc0 == 0xfe80
+                    || METADATA_V6.contains(&v6)
+            }
+        }
+    }
+}
+
+/// The resolver of `send`: the system's answers without the internal ones
+/// the operator did not allow as IP literals. (IP-literal URLs are not
+/// resolved: their origin check is the operator's choice.)
+struct OutsideOnly {
+    ip_literals: Vec<IpAddr>,
+}
+
+/// A host name that resolves only to internal addresses.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{name} resolves only to internal addresses ({addresses}): allow the IP literal to reach them"
+)]
+struct InternalAddress {
+    name: String,
+    addresses: String,
+}
+
+impl reqwest::dns::Resolve for OutsideOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let ip_literals = self.ip_literals.clone();
+        Box::pin(async move {
+            let name = name.as_str().to_owned();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let (kept, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = found
+                .into_iter()
+                .partition(|a| !is_internal(a.ip()) || ip_literals.contains(&a.ip()));
+            if kept.is_empty() && !refused.is_empty() {
+                let addresses = refused.iter().map(|a| a.ip().to_string());
+                return Err(Box::new(InternalAddress {
+                    name,
+                    addresses: addresses.collect::<Vec<_>>().join(", "),
+                }) as _);
+            }
+            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 impl RunState {
@@ -136,6 +250,13 @@ fn send(egress: &mut Egress, request: OutboundRequest) -> Result<OutboundRespons
             origin.ascii_serialization()
         )));
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        // reqwest would turn them into `Authorization: Basic`, a header the
+        // adapter never set, sent to wherever the URL points.
+        return Err(Refusal::NotAllowed(
+            "credentials in the URL are not sent: set an Authorization header instead".into(),
+        ));
+    }
     if egress.sent >= MAX_REQUESTS {
         return Err(Refusal::LimitReached(
             MAX_REQUESTS,
@@ -157,6 +278,18 @@ fn send(egress: &mut Egress, request: OutboundRequest) -> Result<OutboundRespons
             )));
         }
     };
+    if request.headers.len() > MAX_HEADERS {
+        return Err(Refusal::NotAllowed(format!(
+            "{} headers: at most {MAX_HEADERS} may be sent",
+            request.headers.len()
+        )));
+    }
+    let header_bytes: usize = (request.headers.iter())
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Err(Refusal::TooLarge(MAX_HEADER_BYTES as u64));
+    }
     let mut headers = HeaderMap::new();
     for (name, value) in &request.headers {
         let name = HeaderName::try_from(name.as_str())
@@ -219,6 +352,7 @@ fn send(egress: &mut Egress, request: OutboundRequest) -> Result<OutboundRespons
 }
 
 /// A `send-error`, with the reason logged for refusals.
+#[derive(Debug)]
 enum Refusal {
     NotAllowed(String),
     TooLarge(u64),
@@ -245,6 +379,9 @@ fn transport(error: reqwest::Error) -> Refusal {
     let mut reason = error.to_string();
     let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
+        if let Some(internal) = cause.downcast_ref::<InternalAddress>() {
+            return Refusal::NotAllowed(internal.to_string());
+        }
         reason.push_str(": ");
         reason.push_str(&cause.to_string());
         source = cause.source();
@@ -253,5 +390,170 @@ fn transport(error: reqwest::Error) -> Refusal {
         Refusal::Timeout(reason)
     } else {
         Refusal::Failed(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A loopback HTTP server that answers 200 to every request and counts
+    /// the connections it accepted.
+    fn server() -> (u16, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        (port, accepted)
+    }
+
+    fn egress_to(runtime: &tokio::runtime::Runtime, allowed: &[String]) -> Egress {
+        let allowed = allowed
+            .iter()
+            .map(|o| AllowedOrigin::parse(o).unwrap())
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        Egress::new("run".into(), allowed, runtime.handle().clone(), deadline)
+    }
+
+    fn get(url: String, headers: Vec<(String, String)>) -> OutboundRequest {
+        OutboundRequest {
+            method: "GET".into(),
+            url,
+            headers,
+            body: vec![],
+        }
+    }
+
+    #[test]
+    fn internal_addresses_are_told_apart_from_private_and_public_ones() {
+        let internal = [
+            "127.0.0.1",
+            "127.8.9.10",
+            "169.254.169.254",
+            "169.254.170.2",
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "224.0.0.1",
+            "100.100.100.200",
+            "168.63.129.16",
+            "::1",
+            "::",
+            "fe80::1",
+            "ff02::1",
+            "fd00:ec2::254",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::7f00:1",
+        ];
+        for ip in internal {
+            assert!(is_internal(ip.parse().unwrap()), "{ip} is internal");
+        }
+        let outside = [
+            "10.0.0.5",
+            "192.168.1.1",
+            "172.16.0.1",
+            "100.64.0.1",
+            "8.8.8.8",
+            "fd12::1",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
+        ];
+        for ip in outside {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip} is not internal");
+        }
+    }
+
+    #[test]
+    fn too_many_or_too_large_headers_are_refused_before_connecting() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (port, accepted) = server();
+        let mut egress = egress_to(&runtime, &[format!("http://127.0.0.1:{port}")]);
+        let url = format!("http://127.0.0.1:{port}/lines");
+
+        let many = (0..10_000)
+            .map(|i| (format!("x-h{i}"), "v".to_string()))
+            .collect();
+        let refusal = send(&mut egress, get(url.clone(), many)).unwrap_err();
+        assert!(
+            matches!(&refusal, Refusal::NotAllowed(r) if r.contains("at most 100")),
+            "{refusal:?}"
+        );
+
+        let huge = vec![("x-big".to_string(), "a".repeat(4 << 20))];
+        let refusal = send(&mut egress, get(url.clone(), huge)).unwrap_err();
+        assert!(matches!(refusal, Refusal::TooLarge(16_384)), "{refusal:?}");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            0,
+            "nothing reached the server"
+        );
+
+        // Up to the limits, the request goes out.
+        let value = "v".repeat(MAX_HEADER_BYTES / MAX_HEADERS - 8);
+        let most = (0..MAX_HEADERS)
+            .map(|i| (format!("x-h{i:03}"), value.clone()))
+            .collect();
+        let response = send(&mut egress, get(url, most)).unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (port, accepted) = server();
+        let mut egress = egress_to(&runtime, &[format!("http://127.0.0.1:{port}")]);
+        let url = format!("http://user:secret@127.0.0.1:{port}/lines");
+        let refusal = send(&mut egress, get(url, vec![])).unwrap_err();
+        assert!(
+            matches!(&refusal, Refusal::NotAllowed(r) if r.contains("credentials")),
+            "{refusal:?}"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn an_allowed_name_that_resolves_inside_reaches_nothing_unless_the_ip_is_allowed() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (port, accepted) = server();
+        let by_name = format!("http://localhost:{port}");
+        let mut egress = egress_to(&runtime, std::slice::from_ref(&by_name));
+        let refusal = send(&mut egress, get(format!("{by_name}/lines"), vec![])).unwrap_err();
+        assert!(
+            matches!(&refusal, Refusal::NotAllowed(r) if r.contains("internal addresses")),
+            "{refusal:?}"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 0);
+
+        // The operator allows the loopback literal: the name may reach it too.
+        let mut egress = egress_to(
+            &runtime,
+            &[by_name.clone(), format!("http://127.0.0.1:{port}")],
+        );
+        let response = send(&mut egress, get(format!("{by_name}/lines"), vec![])).unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 }

@@ -17,7 +17,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorResponse};
 use super::exports::{RunView, run_view};
 use crate::auth::Role;
-use crate::exports::{Exports, InstallError, Manifest};
+use crate::exports::{Exports, InstallError, Manifest, manifest};
 use crate::store::exports::{AdapterDescription, Installation};
 
 /// Largest install request: components from toolchains that embed an
@@ -49,7 +49,8 @@ pub struct InstallationView {
     pub updated_at: DateTime<Utc>,
     /// A failed run that holds the watermark until it is run again.
     pub held_by: Option<RunView>,
-    /// The manifest as installed (on `GET /v1/adapters/{name}` only).
+    /// The manifest as installed, each value under `[secrets]` shown as
+    /// `"***"` (on `GET /v1/adapters/{name}`, install and upgrade only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest: Option<String>,
 }
@@ -256,7 +257,7 @@ async fn view(
         installed_at: installation.installed_at,
         updated_at: installation.updated_at,
         held_by,
-        manifest: with_manifest.then(|| installation.manifest.clone()),
+        manifest: with_manifest.then(|| manifest::redact_secrets(&installation.manifest)),
     })
 }
 

@@ -224,7 +224,8 @@ fn artifact_cache() -> anyhow::Result<PathBuf> {
     Ok(base.join("tally").join("adapters"))
 }
 
-/// The adapter config as JSON: from JSON, or from TOML (its `[config]` table if it has one).
+/// The adapter config as JSON: from JSON, or from TOML (its `[config]` table
+/// if it has one, with its `[secrets]` merged in as a host would).
 fn read_config(path: &Path) -> anyhow::Result<String> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -238,11 +239,20 @@ fn read_config(path: &Path) -> anyhow::Result<String> {
     }
     let mut table: toml::Table =
         toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
-    let config = match table.remove("config") {
+    let secrets = match table.remove("secrets") {
+        Some(toml::Value::Table(secrets)) => Some(secrets),
+        Some(_) => bail!("`secrets` in {} must be a table", path.display()),
+        None => None,
+    };
+    let mut config = match table.remove("config") {
         Some(toml::Value::Table(config)) => config,
         Some(_) => bail!("`config` in {} must be a table", path.display()),
         None => table,
     };
+    if let Some(secrets) = secrets {
+        crate::exports::manifest::merge_secrets_into(&mut config, secrets)
+            .with_context(|| format!("{}", path.display()))?;
+    }
     Ok(serde_json::to_string(&config)?)
 }
 

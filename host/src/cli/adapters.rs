@@ -108,6 +108,10 @@ async fn install(args: InstallArgs, upgrade: bool) -> anyhow::Result<()> {
     // Checked here too, so that mistakes are named before anything is sent.
     let manifest = Manifest::parse(&text)
         .with_context(|| format!("{} is not a valid manifest", args.manifest.display()))?;
+    if !upgrade {
+        // "***" keeps a stored secret in an upgrade only.
+        manifest.check_secrets_given()?;
+    }
     let component = match (&args.component, &manifest.component) {
         (Some(path), _) => Some(path.clone()),
         (None, Some(relative)) => Some(beside(&args.manifest, relative)),

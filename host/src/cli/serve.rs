@@ -72,6 +72,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(text) => Database::parse(text),
         None => Database::Sqlite(data_dir.clone()),
     };
+    // The data directory and all the host writes there are the account's own.
+    crate::store::private::private_umask();
+    crate::store::private::create_dir(&data_dir)?;
     let store = database.open().await?;
     tracing::info!(%database, "store open");
     // Compiled adapters live in this host's data directory, also beside a

@@ -114,6 +114,10 @@ impl Exports {
             .installation(name)
             .await?
             .ok_or_else(|| InstallError::NotFound(name.to_owned()))?;
+        // Secrets given as "***" keep their stored values.
+        let manifest_text =
+            &super::manifest::keep_stored_secrets(manifest_text, &existing.manifest)
+                .map_err(InstallError::Manifest)?;
         // The cheap refusals first, before the component is compiled.
         let manifest = Manifest::parse(manifest_text).map_err(InstallError::Manifest)?;
         if !manifest.name.eq_ignore_ascii_case(&existing.name) {
@@ -158,6 +162,9 @@ impl Exports {
         component: Option<Vec<u8>>,
     ) -> Result<(Manifest, LoadedAdapter, AdapterDescription), InstallError> {
         let manifest = Manifest::parse(manifest_text).map_err(InstallError::Manifest)?;
+        manifest
+            .check_secrets_given()
+            .map_err(InstallError::Manifest)?;
         let wasm = match component {
             Some(wasm) => {
                 let actual: String = Sha256::digest(&wasm)

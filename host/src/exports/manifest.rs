@@ -27,8 +27,21 @@
 //!
 //! [config]                            # handed to the adapter as JSON
 //! currency = "EUR"
+//!
+//! [secrets.headers]                   # merged into [config] for the adapter; never shown
+//! "X-Api-Key" = "…"
 //! ```
+//!
+//! **Secrets.** `[secrets]` has the shape of `[config]` (tables, string
+//! leaves) and is merged into it before the adapter sees its configuration; a
+//! key may be in one or the other, not both. The host stores secrets with the
+//! manifest but shows the manifest only through [`redact_secrets`], each
+//! secret as [`REDACTED`]. An upgrade that gives a secret as [`REDACTED`] keeps
+//! the stored value ([`keep_stored_secrets`]), so a shown manifest can be
+//! edited and sent back; a secret left out of an upgrade is gone, like any
+//! other key.
 
+use std::ops::Range;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -54,9 +67,13 @@ pub const MAX_OUTPUT_MIB: u64 = 512;
 pub const MAX_LOG_LINES: usize = 1_000_000;
 /// Most log KiB a run may keep.
 pub const MAX_LOG_KIB: usize = 64 << 10;
+/// What a secret looks like when a manifest is shown, and the value that
+/// keeps the stored secret in an upgrade.
+pub const REDACTED: &str = "***";
 
-/// A parsed, checked manifest.
-#[derive(Debug, Clone, PartialEq)]
+/// A parsed, checked manifest. Its `Debug` leaves the configuration out (it
+/// holds the secrets).
+#[derive(Clone, PartialEq)]
 pub struct Manifest {
     pub name: String,
     pub version: String,
@@ -73,8 +90,22 @@ pub struct Manifest {
     pub start: Option<DateTime<Utc>>,
     pub grant: SubscriptionGrant,
     pub limits: Limits,
-    /// The `[config]` table as JSON.
+    /// The `[config]` table with `[secrets]` merged in, as JSON: what the
+    /// adapter receives. Never shown.
     pub config_json: String,
+    /// Secrets given as [`REDACTED`] (an upgrade keeping stored values), by path.
+    pub redacted_secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manifest")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("world_version", &self.world_version)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Deserialize)]
@@ -94,6 +125,8 @@ struct Raw {
     limits: RawLimits,
     #[serde(default)]
     config: toml::Table,
+    #[serde(default)]
+    secrets: toml::Table,
 }
 
 #[derive(Deserialize)]
@@ -153,7 +186,7 @@ fn default_lag() -> String {
 impl Manifest {
     /// Parses and checks a manifest; errors name the field at fault.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let raw: Raw = toml::from_str(text).context("the manifest is not valid")?;
+        let raw: Raw = toml::from_str(text).map_err(|e| invalid_toml(text, &e))?;
         check_name(&raw.name)?;
         let world_version = raw
             .world
@@ -204,7 +237,10 @@ impl Manifest {
             .transpose()?;
         let grant = scope(&raw.scope.subscriptions)?;
         let limits = limits(&raw.limits)?;
-        let config_json = serde_json::to_string(&raw.config)?;
+        let mut config = raw.config;
+        let mut redacted_secrets = Vec::new();
+        merge_secrets(&mut config, raw.secrets, "secrets", &mut redacted_secrets)?;
+        let config_json = serde_json::to_string(&config)?;
         Ok(Manifest {
             name: raw.name,
             version: raw.version,
@@ -219,8 +255,164 @@ impl Manifest {
             grant,
             limits,
             config_json,
+            redacted_secrets,
         })
     }
+
+    /// Refuses a manifest that still holds a secret as [`REDACTED`]: one the
+    /// host could not fill in from a stored manifest.
+    pub fn check_secrets_given(&self) -> anyhow::Result<()> {
+        match self.redacted_secrets.first() {
+            Some(path) => bail!(
+                "{path} is '{REDACTED}', which stands for a stored secret: give its value \
+                 (only an upgrade of an installation that has {path} may keep it this way)"
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A TOML error by line and column, without the excerpt of the manifest that
+/// `toml`'s message quotes (it could be a secret's line).
+fn invalid_toml(text: &str, error: &toml::de::Error) -> anyhow::Error {
+    let message = error.message().trim_end();
+    match error.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+            anyhow::anyhow!("the manifest is not valid: line {line}, column {column}: {message}")
+        }
+        None => anyhow::anyhow!("the manifest is not valid: {message}"),
+    }
+}
+
+/// Merges the `[secrets]` table `secrets` (at `path`) into `config`: tables
+/// merge, string leaves are added, and a key present in both is refused.
+/// The paths of secrets given as [`REDACTED`] are added to `redacted`.
+fn merge_secrets(
+    config: &mut toml::Table,
+    secrets: toml::Table,
+    path: &str,
+    redacted: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    for (key, value) in secrets {
+        let path = format!("{path}.{key}");
+        match (value, config.get_mut(&key)) {
+            (toml::Value::Table(inner), Some(toml::Value::Table(existing))) => {
+                merge_secrets(existing, inner, &path, redacted)?;
+            }
+            (_, Some(_)) => bail!("{path} is also in [config]: a key is secret or not, not both"),
+            (toml::Value::Table(inner), None) => {
+                let mut table = toml::Table::new();
+                merge_secrets(&mut table, inner, &path, redacted)?;
+                config.insert(key, toml::Value::Table(table));
+            }
+            (toml::Value::String(secret), None) => {
+                if secret == REDACTED {
+                    redacted.push(path);
+                }
+                config.insert(key, toml::Value::String(secret));
+            }
+            (_, None) => bail!("{path} must be a string (or a table of them)"),
+        }
+    }
+    Ok(())
+}
+
+/// Merges a `[secrets]` table into a `[config]` table, as an installation's
+/// adapter gets them (for `tally adapter test` on a manifest).
+pub fn merge_secrets_into(config: &mut toml::Table, secrets: toml::Table) -> anyhow::Result<()> {
+    merge_secrets(config, secrets, "secrets", &mut Vec::new())
+}
+
+/// The manifest `text` as shown to anyone: each string under `[secrets]`
+/// replaced by `"***"`, the rest (comments included) as written. A text that
+/// does not parse is not shown at all.
+pub fn redact_secrets(text: &str) -> String {
+    match secret_spans(text) {
+        Ok(spans) => splice(
+            text,
+            spans.into_iter().map(|(_, span)| (span, quoted(REDACTED))),
+        ),
+        Err(_) => "# (this manifest cannot be read, so it is not shown)\n".into(),
+    }
+}
+
+/// The manifest `text` of an upgrade, each secret given as [`REDACTED`]
+/// replaced by the value of the same secret in the `stored` manifest. A
+/// secret the stored manifest does not have stays [`REDACTED`], which
+/// [`Manifest::check_secrets_given`] then refuses, naming it.
+pub fn keep_stored_secrets(text: &str, stored: &str) -> anyhow::Result<String> {
+    let stored: toml::Table =
+        toml::from_str(stored).context("the stored manifest is unreadable")?;
+    let Ok(spans) = secret_spans(text) else {
+        return Ok(text.to_owned()); // parse says what is wrong
+    };
+    let kept = spans.into_iter().filter_map(|(path, span)| {
+        if text.get(span.clone()).map(unquote).as_deref() != Some(REDACTED) {
+            return None;
+        }
+        let mut value = stored.get("secrets")?;
+        for key in &path {
+            value = value.as_table()?.get(key)?;
+        }
+        Some((span, quoted(value.as_str()?)))
+    });
+    Ok(splice(text, kept))
+}
+
+/// The key path and byte range of every string leaf under `[secrets]`.
+fn secret_spans(text: &str) -> anyhow::Result<Vec<(Vec<String>, Range<usize>)>> {
+    let document = toml::de::DeTable::parse(text).map_err(|e| invalid_toml(text, &e))?;
+    let mut spans = Vec::new();
+    if let Some(secrets) = document.get_ref().get("secrets") {
+        collect_spans(secrets, &mut Vec::new(), &mut spans);
+    }
+    Ok(spans)
+}
+
+fn collect_spans(
+    value: &toml::Spanned<toml::de::DeValue<'_>>,
+    path: &mut Vec<String>,
+    spans: &mut Vec<(Vec<String>, Range<usize>)>,
+) {
+    match value.get_ref() {
+        toml::de::DeValue::Table(table) => {
+            for (key, inner) in table {
+                path.push(key.get_ref().to_string());
+                collect_spans(inner, path, spans);
+                path.pop();
+            }
+        }
+        toml::de::DeValue::String(_) => spans.push((path.clone(), value.span())),
+        // Not a secret: parse refuses it, and it is not shown hidden.
+        _ => spans.push((path.clone(), value.span())),
+    }
+}
+
+/// `text` with each range replaced, ranges in any order and disjoint.
+fn splice(text: &str, replacements: impl Iterator<Item = (Range<usize>, String)>) -> String {
+    let mut replacements: Vec<_> = replacements.collect();
+    replacements.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));
+    let mut out = text.to_owned();
+    for (span, with) in replacements {
+        out.replace_range(span, &with);
+    }
+    out
+}
+
+/// A TOML basic string holding `value`.
+fn quoted(value: &str) -> String {
+    toml::Value::String(value.to_owned()).to_string()
+}
+
+/// The string a TOML string literal holds (or the text itself).
+fn unquote(literal: &str) -> String {
+    toml::from_str::<toml::Table>(&format!("v = {literal}"))
+        .ok()
+        .and_then(|t| t.get("v").and_then(|v| v.as_str().map(str::to_owned)))
+        .unwrap_or_else(|| literal.to_owned())
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
@@ -418,5 +610,75 @@ mod tests {
                 "{expected:?} not in {error:?}\n{text}"
             );
         }
+    }
+
+    const WEBHOOK: &str = "[schedule]\nwindow = 'daily'\n\
+        [config]\nendpoint = 'https://billing.example/v1'\n\
+        [config.headers]\n'X-Source' = 'tally'\n\
+        # the billing API's key\n\
+        [secrets.headers]\n'X-Api-Key' = \"k3y-\\\"quoted\\\"\" # kept out of sight\n\
+        [secrets]\ntoken = '''s3cret'''\n";
+
+    #[test]
+    fn secrets_reach_the_adapters_config_merged_into_its_tables() {
+        let m = Manifest::parse(&manifest(WEBHOOK)).unwrap();
+        let config: serde_json::Value = serde_json::from_str(&m.config_json).unwrap();
+        assert_eq!(config["headers"]["X-Api-Key"], "k3y-\"quoted\"");
+        assert_eq!(config["headers"]["X-Source"], "tally");
+        assert_eq!(config["token"], "s3cret");
+        assert!(m.redacted_secrets.is_empty());
+        assert!(!format!("{m:?}").contains("k3y"));
+    }
+
+    #[test]
+    fn a_shown_manifest_hides_every_secret_and_keeps_the_rest() {
+        let text = manifest(WEBHOOK);
+        let shown = redact_secrets(&text);
+        assert!(
+            !shown.contains("k3y") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert!(shown.contains("# kept out of sight") && shown.contains("'X-Source' = 'tally'"));
+        let shown = Manifest::parse(&shown).unwrap();
+        assert_eq!(
+            shown.redacted_secrets,
+            ["secrets.headers.X-Api-Key", "secrets.token"]
+        );
+        assert!(shown.check_secrets_given().is_err());
+    }
+
+    #[test]
+    fn an_upgrade_keeps_stored_secrets_given_as_redacted_and_takes_new_ones() {
+        let stored = manifest(WEBHOOK);
+        let edited = redact_secrets(&stored).replace("\"***\" # kept", "'n3w' # kept");
+        let upgraded = Manifest::parse(&keep_stored_secrets(&edited, &stored).unwrap()).unwrap();
+        upgraded.check_secrets_given().unwrap();
+        let config: serde_json::Value = serde_json::from_str(&upgraded.config_json).unwrap();
+        assert_eq!(config["headers"]["X-Api-Key"], "n3w");
+        assert_eq!(config["token"], "s3cret");
+
+        // A secret the installation never had cannot be "kept".
+        let new = format!("{edited}extra = '***'\n");
+        let error = Manifest::parse(&keep_stored_secrets(&new, &stored).unwrap())
+            .unwrap()
+            .check_secrets_given()
+            .unwrap_err();
+        assert!(error.to_string().contains("secrets.extra"), "{error}");
+    }
+
+    #[test]
+    fn secrets_are_strings_apart_from_config_and_never_quoted_in_errors() {
+        let clash = "[schedule]\nwindow = 'daily'\n[config]\nkey = 'a'\n[secrets]\nkey = 'b'\n";
+        let error = format!("{:#}", Manifest::parse(&manifest(clash)).unwrap_err());
+        assert!(error.contains("secrets.key is also in [config]"), "{error}");
+        let number = "[schedule]\nwindow = 'daily'\n[secrets]\nkey = 5\n";
+        let error = format!("{:#}", Manifest::parse(&manifest(number)).unwrap_err());
+        assert!(error.contains("secrets.key must be a string"), "{error}");
+        let broken = "[schedule]\nwindow = 'daily'\n[secrets]\nkey = 'hunter2\n";
+        let error = format!("{:#}", Manifest::parse(&manifest(broken)).unwrap_err());
+        assert!(
+            error.contains("line 8, column 15") && !error.contains("hunter2"),
+            "{error}"
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod exports;
 mod instances;
 mod paging;
 pub mod postgres;
+pub mod private;
 pub mod sqlite;
 pub mod transfer;
 

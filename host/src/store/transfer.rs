@@ -103,10 +103,10 @@ pub async fn sqlite_to_postgres(source: &Path, target: &str) -> anyhow::Result<C
     // Opening brings an older file up to this build's schema version.
     let database = SqliteStore::open_file(&file)?.path().to_path_buf();
     drop(PostgresStore::open(target).await?); // creates and migrates the schema
-    let (mut client, connection) = tokio_postgres::connect(target, tokio_postgres::NoTls)
+    let (mut client, connection) = super::postgres::connect::Target::parse(target)?
+        .connect()
         .await
         .context("connecting to the target")?;
-    let connection = tokio::spawn(connection);
     let tx = client.transaction().await?;
     for table in MUST_BE_EMPTY {
         let row = tx

@@ -17,8 +17,10 @@
 //! - **The meter catalog** is cached per replica and re-read at most every
 //!   [`CATALOG_TTL`] (and at once when a query meets a meter it does not know).
 //!
-//! Connections come from a pool of [`POOL_SIZE`].
+//! Connections come from a pool of [`POOL_SIZE`], over TLS as the URL's
+//! `sslmode` says ([`connect`]).
 
+pub mod connect;
 mod exports;
 mod ingest;
 mod query;
@@ -31,7 +33,6 @@ use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use chrono::Utc;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use crate::auth::{Principal, Role};
 use crate::store::instances::InstanceCache;
@@ -68,15 +69,14 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects to `url` (`postgres://user@host:port/database`), migrates the
-    /// schema and seeds the documented meters.
+    /// Connects to `url` (`postgres://user@host:port/database`, with the
+    /// options of [`connect`]), migrates the schema and seeds the documented
+    /// meters.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .with_context(|| format!("'{}' is not a PostgreSQL URL", redact(url)))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
+        let target = connect::Target::parse(url)?;
+        let manager = Manager::from_connect(
+            target.config.clone(),
+            target,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -126,15 +126,33 @@ impl PostgresStore {
     }
 }
 
-/// The URL without its password, for messages.
+/// The URL with its passwords hidden, for messages: the one of the user
+/// information and any `password=` option.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
+    let (mut head, query) = match url.split_once('?') {
+        Some((head, query)) => (head.to_owned(), Some(query)),
+        None => (url.to_owned(), None),
+    };
+    // The authority runs from "://" to the next '/'; its user information
+    // ends at its last '@' (a password may hold an unescaped '@' or ':').
+    if let Some(start) = head.find("://").map(|i| i + 3) {
+        let end = head[start..].find('/').map_or(head.len(), |i| start + i);
+        if let Some(at) = head[start..end].rfind('@').map(|i| start + i)
+            && let Some(colon) = head[start..at].find(':').map(|i| start + i)
+        {
+            head.replace_range(colon + 1..at, "***");
         }
-        _ => url.to_owned(),
     }
+    let Some(query) = query else {
+        return head;
+    };
+    let pairs: Vec<String> = (query.split('&'))
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{head}?{}", pairs.join("&"))
 }
 
 /// Adds the documented meters that are missing; an operator's edits stay.
@@ -357,5 +375,44 @@ impl Store for PostgresStore {
             role,
             subscriptions: serde_json::from_str(row.get(1)).map_err(anyhow::Error::from)?,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_every_password_of_a_url() {
+        let cases = [
+            (
+                "postgres://tally:hunter2@db:5432/tally",
+                "postgres://tally:***@db:5432/tally",
+            ),
+            (
+                "postgres://tally:hun@ter:2@db/tally",
+                "postgres://tally:***@db/tally",
+            ),
+            (
+                "postgres://tally@db/tally?password=hunter2",
+                "postgres://tally@db/tally?password=***",
+            ),
+            (
+                "postgresql://db/tally?sslmode=require&PASSWORD=hunter2&user=tally",
+                "postgresql://db/tally?sslmode=require&PASSWORD=***&user=tally",
+            ),
+            (
+                "postgres://tally:hunter2@db1:5432,db2:5433/tally?password=again",
+                "postgres://tally:***@db1:5432,db2:5433/tally?password=***",
+            ),
+            ("postgres://tally@db/tally", "postgres://tally@db/tally"),
+            (
+                "postgres://db/tally?user=tally",
+                "postgres://db/tally?user=tally",
+            ),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact(url), shown, "{url}");
+        }
     }
 }

@@ -49,10 +49,10 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, migrates its schema
-    /// and seeds the documented meters.
+    /// and seeds the documented meters. The directory is made private
+    /// ([`super::private`]).
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        super::private::create_dir(data_dir)?;
         Self::open_file(&data_dir.join(DATABASE_FILE))
     }
 
@@ -65,9 +65,11 @@ impl SqliteStore {
         }
     }
 
-    /// Opens (creating if needed) the database file at `path`.
+    /// Opens (creating if needed) the database file at `path`, 0600 like its
+    /// WAL and shared-memory files.
     pub fn open_file(path: &Path) -> anyhow::Result<Self> {
         let path = path.to_path_buf();
+        super::private::prepare_database_file(&path)?;
         let mut conn =
             Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
         configure(&conn, false)?;
