@@ -488,3 +488,28 @@ async fn without_details_instances_are_summed_per_meter() {
     assert_eq!(summed[0]["properties"]["quantity"], 6.0);
     assert!(summed[0]["properties"].get("instanceData").is_none());
 }
+
+#[tokio::test]
+async fn made_up_methods_add_no_metrics_series() {
+    let host = TestHost::new().await;
+    for i in 0..300 {
+        let method = axum::http::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        let reply = host.call(method, "/v1/meters", None, None).await;
+        assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let metrics = host.get("/metrics", &host.operator).await;
+    let text = metrics.body.as_str().unwrap();
+    let series = text
+        .lines()
+        .filter(|line| line.starts_with("tally_http_requests_total{"))
+        .count();
+    // The 300 requests in one series (this GET /metrics is counted once answered).
+    assert_eq!(series, 1, "{text}");
+    assert!(
+        text.contains(
+            r#"tally_http_requests_total{method="other",route="/v1/meters",status="405"} 300"#
+        ),
+        "{text}"
+    );
+    assert!(text.len() < 16 * 1024, "{} bytes", text.len());
+}
