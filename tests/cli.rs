@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use support::process::{Server, tally, tally_ok};
+use support::process::{self, Server, tally, tally_ok};
 use support::*;
 
 const CSV: &str = "\
@@ -469,4 +469,142 @@ fn operators_manage_adapters_and_exports_from_the_cli() {
         stderr.contains("No adapter is installed as 'chargeback'"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn adapter_text_is_escaped_and_documents_cannot_script_the_host() {
+    let dir = DataDir::new();
+    let data_dir = dir.path().to_str().unwrap();
+    let token = tally_ok(&[
+        "token",
+        "create",
+        "--data-dir",
+        data_dir,
+        "--role",
+        "operator",
+    ]);
+    let server = Server::start(dir.path());
+    let host = ["--url", server.base.as_str(), "--token", token.trim()];
+    let run = |args: &[&str]| tally(&[args, &host[..]].concat());
+
+    let component = component_path("hostile");
+    let wasm = std::fs::read(&component).unwrap();
+    let sha256: String = Sha256::digest(&wasm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let yesterday = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+    let today = yesterday + chrono::Days::new(1);
+    for (name, attack) in [("escapes", "terminal-escapes"), ("page", "html-document")] {
+        let manifest = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &manifest,
+            format!(
+                "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{sha256}'\n\
+                 [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{today}T00:00:00Z'\n[config]\nattack = '{attack}'\n"
+            ),
+        )
+        .unwrap();
+        let installed = run(&[
+            "adapters",
+            "install",
+            manifest.to_str().unwrap(),
+            "--component",
+            component.to_str().unwrap(),
+        ]);
+        assert!(
+            installed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&installed.stderr)
+        );
+        let exported = run(&[
+            "export",
+            "run",
+            name,
+            "--from",
+            &yesterday.to_string(),
+            "--to",
+            &today.to_string(),
+        ]);
+        assert_eq!(exported.status.success(), name == "page", "{exported:?}");
+    }
+
+    // The failure reason, as `tally adapters runs` prints it, and nothing raw anywhere.
+    let runs = run(&["adapters", "runs", "escapes"]);
+    let stdout = String::from_utf8_lossy(&runs.stdout);
+    assert!(stdout.contains(r"\u{1b}[2J\u{1b}]0;owned\u{7}"), "{stdout}");
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("forged row")),
+        "{stdout}"
+    );
+    let listed = run(&["adapters", "list"]);
+    let attack = dir.path().join("attack.json");
+    std::fs::write(&attack, r#"{"attack": "terminal-escapes"}"#).unwrap();
+    let usage = dir.path().join("usage.ndjson");
+    let record = record(
+        "sub-a",
+        "e1",
+        VM_METER,
+        1.0,
+        "2026-10-01T00:00:00Z",
+        "2026-10-01T01:00:00Z",
+    );
+    std::fs::write(&usage, format!("{record}\n")).unwrap();
+    let (component, attack, usage) = (
+        component.to_str().unwrap(),
+        attack.to_str().unwrap(),
+        usage.to_str().unwrap(),
+    );
+    let out = dir.path().join("out");
+    let tested = tally(&[
+        "adapter",
+        "test",
+        component,
+        "--config",
+        attack,
+        "--usage",
+        usage,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!tested.status.success());
+    for output in [&runs, &listed, &tested] {
+        for text in [&output.stdout, &output.stderr] {
+            let text = String::from_utf8_lossy(text);
+            assert!(!text.contains(['\u{1b}', '\u{7}', '\r']), "{text:?}");
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&tested.stderr).contains(r"\u{1b}[31mscreen cleared"),
+        "{}",
+        String::from_utf8_lossy(&tested.stderr)
+    );
+
+    // Documents: a page is an attachment, a CSV inline; neither runs a script.
+    let client = reqwest::Client::new();
+    let runs = process::get_json(
+        &client,
+        &format!("{}/v1/adapters/page/runs", server.base),
+        token.trim(),
+    )
+    .await;
+    let run_url = format!("{}{}", server.base, runs[0]["url"].as_str().unwrap());
+    for (document, disposition) in [("page.html", "attachment"), ("table.csv", "inline")] {
+        let served = client
+            .get(format!("{run_url}/documents/{document}"))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(served.status(), 200, "{document}");
+        let header = |name: &str| served.headers()[name].to_str().unwrap().to_owned();
+        assert!(
+            header("content-disposition")
+                .starts_with(&format!("{disposition}; filename=\"{document}\"")),
+            "{document}: {}",
+            header("content-disposition")
+        );
+        assert_eq!(header("content-security-policy"), "sandbox", "{document}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{document}");
+    }
 }
