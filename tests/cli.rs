@@ -471,6 +471,160 @@ fn operators_manage_adapters_and_exports_from_the_cli() {
     );
 }
 
+/// `tally serve` with a `tally.toml` holding `config`; returns the server,
+/// its `host:port` and an operator token.
+fn serve_with_config(dir: &DataDir, config: &str) -> (Server, String, String) {
+    let data_dir = dir.path().to_str().unwrap();
+    let token = tally_ok(&[
+        "token",
+        "create",
+        "--data-dir",
+        data_dir,
+        "--role",
+        "operator",
+    ]);
+    let file = dir.path().join("tally.toml");
+    std::fs::write(&file, config).unwrap();
+    let server = Server::start_with(dir.path(), &["--config", file.to_str().unwrap()]);
+    let address = server.base.strip_prefix("http://").unwrap().to_owned();
+    (server, address, token.trim().to_owned())
+}
+
+/// Everything the host sends on `stream` until it closes the connection;
+/// panics if it is still open after `patience`.
+fn read_until_closed(stream: &mut std::net::TcpStream, patience: std::time::Duration) -> String {
+    use std::io::Read;
+    stream.set_read_timeout(Some(patience)).unwrap();
+    let mut received = Vec::new();
+    match stream.read_to_end(&mut received) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!(
+            "the connection was still open after {patience:?} ({e}); received {:?}",
+            String::from_utf8_lossy(&received)
+        ),
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+#[test]
+fn half_open_requests_and_stalled_bodies_are_cut_off() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    use std::time::Duration;
+    let dir = DataDir::new();
+    let (_server, address, token) = serve_with_config(
+        &dir,
+        "[http]\nheader_read_timeout = '1s'\nidle_timeout = '1s'\n",
+    );
+    // Far longer than the timeouts: a connection still open by then is held.
+    let patience = Duration::from_secs(20);
+
+    // A request head that never ends, and a connection that never speaks.
+    let mut half_open = TcpStream::connect(&address).unwrap();
+    half_open
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: 1")
+        .unwrap();
+    let silent = TcpStream::connect(&address).unwrap();
+    let answer = read_until_closed(&mut half_open, patience);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    read_until_closed(&mut silent.try_clone().unwrap(), patience);
+
+    // A body that stops arriving: the request is refused and the connection closed.
+    let mut stalled = TcpStream::connect(&address).unwrap();
+    write!(
+        stalled,
+        "POST /v1/usage HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n[{{\"eventId\":"
+    )
+    .unwrap();
+    let answer = read_until_closed(&mut stalled, patience);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+    // The host serves on.
+    let mut fresh = TcpStream::connect(&address).unwrap();
+    fresh
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let answer = read_until_closed(&mut fresh, patience);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_until_one_frees() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+    let dir = DataDir::new();
+    let (_server, address, _) = serve_with_config(&dir, "[http]\nmax_connections = 2\n");
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let answer_of = |stream: &mut TcpStream, patience: Duration| -> Option<String> {
+        stream.set_read_timeout(Some(patience)).unwrap();
+        let mut buffer = [0u8; 4096];
+        match stream.read(&mut buffer) {
+            Ok(n) => Some(String::from_utf8_lossy(&buffer[..n]).into_owned()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // Two kept-alive connections, served: the limit.
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&address).unwrap();
+            stream.write_all(healthz).unwrap();
+            let answer = answer_of(&mut stream, Duration::from_secs(20)).unwrap();
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            stream
+        })
+        .collect();
+    // A third waits unanswered…
+    let mut third = TcpStream::connect(&address).unwrap();
+    third.write_all(healthz).unwrap();
+    assert_eq!(answer_of(&mut third, Duration::from_secs(2)), None);
+    // …until one of the two closes.
+    drop(held.remove(0));
+    let answer = answer_of(&mut third, Duration::from_secs(20)).expect("served once a slot freed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn next_links_answer_only_to_the_host_s_own_names() {
+    let dir = DataDir::new();
+    let (server, address, token) =
+        serve_with_config(&dir, "[http]\nallowed_hosts = ['usage.internal:8080']\n");
+    let uri = usage_uri(
+        "sub-a",
+        "2026-10-01T00:00:00Z",
+        "2026-10-02T00:00:00Z",
+        "Daily",
+    );
+    let client = reqwest::Client::new();
+    for (host, status) in [
+        (address.as_str(), 200),
+        ("usage.internal:8080", 200),
+        ("attacker.example", 400),
+    ] {
+        let response = client
+            .get(format!("{}{uri}", server.base))
+            .header("host", host)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "Host: {host}");
+    }
+}
+
 #[tokio::test]
 async fn adapter_text_is_escaped_and_documents_cannot_script_the_host() {
     let dir = DataDir::new();

@@ -377,7 +377,7 @@ async fn a_tenant_sees_only_its_own_subscriptions() {
     // operator) is refused rather than followed.
     let small = TestHost::with_settings(tally::api::Settings {
         page_size: 2,
-        ..Default::default()
+        ..support::settings()
     })
     .await;
     let t = small.token(Role::Tenant, &[A]).await;
@@ -487,6 +487,122 @@ async fn without_details_instances_are_summed_per_meter() {
     assert_eq!(summed.len(), 1);
     assert_eq!(summed[0]["properties"]["quantity"], 6.0);
     assert!(summed[0]["properties"].get("instanceData").is_none());
+}
+
+/// One request through the router with the given `Host` header (and an optional body).
+async fn call_as_host(
+    app: &axum::Router,
+    method: axum::http::Method,
+    uri: &str,
+    host: &str,
+    token: &str,
+    body: Option<(&str, &str)>,
+) -> Reply {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut request = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", host)
+        .header("authorization", format!("Bearer {token}"));
+    if let Some((content_type, _)) = body {
+        request = request.header("content-type", content_type);
+    }
+    let body = body.map_or_else(axum::body::Body::empty, |(_, text)| {
+        axum::body::Body::from(text.to_owned())
+    });
+    let response = app
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test]
+async fn next_links_are_built_on_the_host_s_own_names_only() {
+    let (start, end) = ("2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z");
+    let records: Vec<Value> = (0..3)
+        .map(|h| {
+            reported(
+                record(A, &format!("e{h}"), VM_METER, 1.0, &hour(h), &hour(h + 1)),
+                &hour(h + 1),
+            )
+        })
+        .collect();
+    let uri = usage_uri(A, start, end, "Hourly");
+
+    // Without public_url: a Host the host answers to, else a refusal.
+    let host = TestHost::with_settings(tally::api::Settings {
+        page_size: 1,
+        ..support::settings()
+    })
+    .await;
+    host.ingest(&records).await;
+    let page = host.get(&uri, &host.operator).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let link = page.body["nextLink"].as_str().unwrap();
+    assert!(
+        link.starts_with("http://tally.test/subscriptions/"),
+        "{link}"
+    );
+    for forged in [
+        "attacker.example",
+        "tally.test.attacker.example",
+        "tally.test:8080",
+        "",
+    ] {
+        let reply = call_as_host(
+            &host.app,
+            axum::http::Method::GET,
+            &uri,
+            forged,
+            &host.operator,
+            None,
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{forged}: {}",
+            reply.body
+        );
+        assert_eq!(reply.code(), "InvalidHost");
+        assert!(!reply.body.to_string().contains("nextLink"));
+    }
+
+    // With public_url: every link on it, whatever the Host says.
+    let public = TestHost::with_settings(tally::api::Settings {
+        page_size: 1,
+        public_url: Some("https://usage.example/".parse().unwrap()),
+        allowed_hosts: Vec::new(),
+        ..Default::default()
+    })
+    .await;
+    public.ingest(&records).await;
+    let reply = call_as_host(
+        &public.app,
+        axum::http::Method::GET,
+        &uri,
+        "attacker.example",
+        &public.operator,
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let link = reply.body["nextLink"].as_str().unwrap();
+    assert!(
+        link.starts_with("https://usage.example/subscriptions/"),
+        "{link}"
+    );
 }
 
 #[tokio::test]

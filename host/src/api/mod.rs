@@ -17,10 +17,12 @@ mod adapters;
 mod auth;
 mod error;
 mod exports;
+mod hosts;
 mod ingest;
 mod meters;
 mod ops;
 mod paging;
+pub mod server;
 mod usage_aggregates;
 
 use std::sync::Arc;
@@ -56,8 +58,12 @@ pub const PAGE_SIZE: usize = 1_000;
 /// What the API needs besides the store.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The URL clients reach the host at (for `nextLink`); else taken from the `Host` header.
+    /// The URL clients reach the host at: the base of every `nextLink`.
     pub public_url: Option<url::Url>,
+    /// Without `public_url`: the `Host` values (`name[:port]`) a `nextLink`
+    /// may be built on; a usage request naming another is refused (400
+    /// `InvalidHost`). `tally serve` adds its listen address.
+    pub allowed_hosts: Vec<String>,
     /// When set, the provider API answers only on this provider subscription.
     pub provider_subscription_id: Option<String>,
     /// Largest ingest body, in bytes.
@@ -70,6 +76,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             public_url: None,
+            allowed_hosts: Vec::new(),
             provider_subscription_id: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             page_size: PAGE_SIZE,
