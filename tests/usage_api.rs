@@ -629,3 +629,92 @@ async fn made_up_methods_add_no_metrics_series() {
     );
     assert!(text.len() < 16 * 1024, "{} bytes", text.len());
 }
+
+#[tokio::test]
+async fn malformed_requests_get_arm_errors_and_every_status_is_documented() {
+    use axum::http::Method;
+    let host = TestHost::new().await;
+    /// A content type and a body.
+    type Body<'a> = Option<(&'a str, &'a str)>;
+    let cases: [(Method, &str, Body, StatusCode); 7] = [
+        (
+            Method::GET,
+            "/v1/adapters/x/runs?limit=-8116",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/v1/adapters/x/runs/1.02e-127",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/v1/adapters/x/documents/d?from=a&from=b&to=%ZZ",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/v1/adapters",
+            Some(("multipart/form-data", "x")),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/v1/adapters",
+            Some(("application/json", "{}")),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::DELETE,
+            "/v1/meters",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (Method::GET, "/nowhere", None, StatusCode::NOT_FOUND),
+    ];
+    for (method, uri, body, status) in cases {
+        let reply = call_as_host(
+            &host.app,
+            method.clone(),
+            uri,
+            "tally.test",
+            &host.operator,
+            body,
+        )
+        .await;
+        assert_eq!(reply.status, status, "{method} {uri}: {}", reply.body);
+        let content_type = reply.headers["content-type"].to_str().unwrap();
+        assert_eq!(content_type, "application/json", "{method} {uri}");
+        assert!(!reply.code().is_empty(), "{method} {uri}: {}", reply.body);
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{method} {uri}: {}",
+            reply.body
+        );
+    }
+    let not_allowed = host.call(Method::DELETE, "/v1/meters", None, None).await;
+    assert_eq!(not_allowed.code(), "MethodNotAllowed");
+    assert!(not_allowed.headers.contains_key("allow"));
+
+    // The document names these answers: 401 wherever a token is needed,
+    // 400 wherever a path, query or body can be malformed, 503 everywhere.
+    let document = host.get("/openapi.json", &host.operator).await.body;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            let id = format!("{method} {path}");
+            assert!(responses.contains_key("503"), "{id}");
+            if operation.get("security").is_some() {
+                assert!(responses.contains_key("401"), "{id}");
+            }
+            if operation.get("parameters").is_some() || operation.get("requestBody").is_some() {
+                assert!(responses.contains_key("400"), "{id}");
+            }
+        }
+    }
+}

@@ -143,7 +143,7 @@ impl AppState {
         ops::metrics,
         ops::openapi,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonResponses)
 )]
 pub struct ApiDoc;
 
@@ -156,6 +156,76 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The errors any operation may answer, added to each that does not list
+/// them itself, so that the document names every status the host sends:
+/// `401` where a token is needed, `403` where it must have a role,
+/// `400` where a path, query string or body can be malformed (axum's
+/// rejections, in ARM shape), `413` where there is a body, `503` everywhere
+/// (the store does not answer).
+struct CommonResponses;
+
+/// Operations any valid token may call: no `403`.
+const ANY_TOKEN_OPERATIONS: [&str; 2] = ["list_meters", "openapi"];
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorResponse")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let secured = operation.security.is_some();
+                let any_token = operation
+                    .operation_id
+                    .as_deref()
+                    .is_some_and(|id| ANY_TOKEN_OPERATIONS.contains(&id));
+                let has_body = operation.request_body.is_some();
+                let takes_input =
+                    has_body || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let common = [
+                    (secured, "401", "No token, or an unknown one"),
+                    (
+                        secured && !any_token,
+                        "403",
+                        "The token's role may not do this",
+                    ),
+                    (takes_input, "400", "A malformed path, query string or body"),
+                    (has_body, "413", "The body is larger than the limit"),
+                    (
+                        true,
+                        "503",
+                        "The store does not answer; retry (Retry-After)",
+                    ),
+                ];
+                for (_, status, description) in common.into_iter().filter(|(applies, ..)| *applies)
+                {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
     }
 }
 
@@ -216,6 +286,7 @@ pub fn router(state: AppState) -> Router {
             crate::metrics::track,
         ))
         .fallback(fallback)
+        .layer(axum::middleware::from_fn(error::arm_errors))
         .layer(
             // One INFO line per request: the access log.
             TraceLayer::new_for_http()
