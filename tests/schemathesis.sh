@@ -55,10 +55,53 @@ done
 base=$(sed -n 's/^tally listening on //p' "$work/serve.out")
 curl --silent --show-error --fail -H "Authorization: Bearer $token" "$base/openapi.json" >"$work/openapi.json"
 
+# An installation with a succeeded run and two documents (a CSV and an HTML
+# page), so that the adapter routes also answer with real data: the hostile
+# adapter built by adapters/build.sh (tests/run.sh runs it first).
+hostile=$PWD/target/adapters/hostile.wasm
+if [ ! -f "$hostile" ]; then
+  echo "tests/schemathesis.sh: $hostile is missing; adapters/build.sh builds it" >&2
+  exit 1
+fi
+today=$(date -u +%F)
+yesterday=$(date -u -d yesterday +%F)
+cat >"$work/page.toml" <<TOML
+name = "page"
+version = "0.1.0"
+world = "tally:billing@0.1.0"
+sha256 = "$(sha256sum "$hostile" | cut -d' ' -f1)"
+component = "$hostile"
+[schedule]
+window = "daily"
+lag = "0s"
+start = "${today}T00:00:00Z"
+[config]
+attack = "html-document"
+TOML
+"$tally" adapters install "$work/page.toml" --url "$base" --token "$token" >/dev/null
+"$tally" export run page --from "$yesterday" --to "$today" --url "$base" --token "$token" >/dev/null
+# Generated path parameters take these real values most of the time (never
+# for DELETE, which would remove the installation for every later request).
+cat >"$work/schemathesis.toml" <<TOML
+[dictionaries.adapters]
+values = ["page"]
+[dictionaries.runs]
+values = [1]
+[dictionaries.documents]
+values = ["page.html", "table.csv"]
+[parameters]
+"path.name" = { dictionary = "adapters", probability = 0.7 }
+"path.id" = { dictionary = "runs", probability = 0.7 }
+"path.document" = { dictionary = "documents", probability = 0.7 }
+[[operations]]
+include-method = "DELETE"
+parameters = { "path.name" = "not-installed" }
+TOML
+
 echo "schemathesis on $backend: $base, at most $examples examples per operation"
 # From the scratch directory: schemathesis keeps a cache of crashes in the current one.
 cd "$work"
-"$schemathesis" run openapi.json --url "$base" \
+"$schemathesis" --config-file schemathesis.toml run openapi.json --url "$base" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --phases examples,coverage,fuzzing \
