@@ -228,3 +228,31 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StallTimeout<S> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_write_the_client_never_reads_fails_after_the_idle_timeout() {
+        let (server_side, mut client) = tokio::io::duplex(1024);
+        let mut guarded = StallTimeout::new(server_side, Duration::from_secs(2));
+        // A client that reads: 64 KiB through a 1 KiB pipe, no error.
+        let reader = tokio::spawn(async move {
+            let mut received = vec![0u8; 64 * 1024];
+            client.read_exact(&mut received).await.unwrap();
+            client
+        });
+        guarded.write_all(&[7u8; 64 * 1024]).await.unwrap();
+        let _client = reader.await.unwrap();
+        // A client that stops reading: the write fails (instead of waiting
+        // forever) once the pipe is full and nothing moves for the limit.
+        let stalled = guarded.write_all(&[7u8; 64 * 1024]);
+        let error = tokio::time::timeout(Duration::from_secs(60), stalled)
+            .await
+            .expect("the write gave up by itself")
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+}
