@@ -636,7 +636,8 @@ async fn malformed_requests_get_arm_errors_and_every_status_is_documented() {
     let host = TestHost::new().await;
     /// A content type and a body.
     type Body<'a> = Option<(&'a str, &'a str)>;
-    let cases: [(Method, &str, Body, StatusCode); 7] = [
+    let provider_bell = format!("{PROVIDER}?{API}&subscriberId=%07");
+    let cases: [(Method, &str, Body, StatusCode); 9] = [
         (
             Method::GET,
             "/v1/adapters/x/runs?limit=-8116",
@@ -674,6 +675,14 @@ async fn malformed_requests_get_arm_errors_and_every_status_is_documented() {
             StatusCode::METHOD_NOT_ALLOWED,
         ),
         (Method::GET, "/nowhere", None, StatusCode::NOT_FOUND),
+        // A NUL or a bell in an id: a 400 on both backends (PostgreSQL answered 503).
+        (
+            Method::GET,
+            "/v1/adapters/a%00b",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (Method::GET, &provider_bell, None, StatusCode::BAD_REQUEST),
     ];
     for (method, uri, body, status) in cases {
         let reply = call_as_host(

@@ -286,6 +286,7 @@ pub fn router(state: AppState) -> Router {
             crate::metrics::track,
         ))
         .fallback(fallback)
+        .layer(axum::middleware::from_fn(refuse_control_characters))
         .layer(axum::middleware::from_fn(error::arm_errors))
         .layer(
             // One INFO line per request: the access log.
@@ -294,6 +295,32 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .with_state(state)
+}
+
+/// Middleware: a request whose path or query string carries a control
+/// character (percent-encoded or not) is refused with a 400 before any
+/// handler reads an id from it. No id holds one, and on PostgreSQL a NUL
+/// would reach the database as a failed query, answered as a retryable 503.
+async fn refuse_control_characters(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let has_control = |text: &str| {
+        // Decoding as a form also decodes a path: only the characters matter here.
+        url::form_urlencoded::parse(text.as_bytes()).any(|(name, value)| {
+            name.contains(char::is_control) || value.contains(char::is_control)
+        })
+    };
+    let uri = request.uri();
+    if has_control(uri.path()) || uri.query().is_some_and(has_control) {
+        return ApiError::bad_request(
+            "InvalidRequest",
+            "The URL carries a control character, which no id or parameter may hold.",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// 404 in ARM shape; a usage path with a blank subscription is a 400 as on Azure.
