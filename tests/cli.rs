@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use support::process::{Server, tally, tally_ok};
+use support::process::{self, Server, tally, tally_ok};
 use support::*;
 
 const CSV: &str = "\
@@ -812,4 +812,298 @@ async fn database_connections_use_tls_as_sslmode_says_on_postgres() {
         failure(error).contains("certificate"),
         "127.0.0.1 is not the certificate's name"
     );
+}
+ );
+}
+
+/// `tally serve` with a `tally.toml` holding `config`; returns the server,
+/// its `host:port` and an operator token.
+fn serve_with_config(dir: &DataDir, config: &str) -> (Server, String, String) {
+    let data_dir = dir.path().to_str().unwrap();
+    let token = tally_ok(&[
+        "token",
+        "create",
+        "--data-dir",
+        data_dir,
+        "--role",
+        "operator",
+    ]);
+    let file = dir.path().join("tally.toml");
+    std::fs::write(&file, config).unwrap();
+    let server = Server::start_with(dir.path(), &["--config", file.to_str().unwrap()]);
+    let address = server.base.strip_prefix("http://").unwrap().to_owned();
+    (server, address, token.trim().to_owned())
+}
+
+/// Everything the host sends on `stream` until it closes the connection;
+/// panics if it is still open after `patience`.
+fn read_until_closed(stream: &mut std::net::TcpStream, patience: std::time::Duration) -> String {
+    use std::io::Read;
+    stream.set_read_timeout(Some(patience)).unwrap();
+    let mut received = Vec::new();
+    match stream.read_to_end(&mut received) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!(
+            "the connection was still open after {patience:?} ({e}); received {:?}",
+            String::from_utf8_lossy(&received)
+        ),
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+#[test]
+fn half_open_requests_and_stalled_bodies_are_cut_off() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    use std::time::Duration;
+    let dir = DataDir::new();
+    let (_server, address, token) = serve_with_config(
+        &dir,
+        "[http]\nheader_read_timeout = '1s'\nidle_timeout = '1s'\n",
+    );
+    // Far longer than the timeouts: a connection still open by then is held.
+    let patience = Duration::from_secs(20);
+
+    // A request head that never ends, and a connection that never speaks.
+    let mut half_open = TcpStream::connect(&address).unwrap();
+    half_open
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: 1")
+        .unwrap();
+    let silent = TcpStream::connect(&address).unwrap();
+    let answer = read_until_closed(&mut half_open, patience);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    read_until_closed(&mut silent.try_clone().unwrap(), patience);
+
+    // A body that stops arriving: the request is refused and the connection closed.
+    let mut stalled = TcpStream::connect(&address).unwrap();
+    write!(
+        stalled,
+        "POST /v1/usage HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n[{{\"eventId\":"
+    )
+    .unwrap();
+    let answer = read_until_closed(&mut stalled, patience);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+    // The host serves on.
+    let mut fresh = TcpStream::connect(&address).unwrap();
+    fresh
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let answer = read_until_closed(&mut fresh, patience);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_until_one_frees() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+    let dir = DataDir::new();
+    let (_server, address, _) = serve_with_config(&dir, "[http]\nmax_connections = 2\n");
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let answer_of = |stream: &mut TcpStream, patience: Duration| -> Option<String> {
+        stream.set_read_timeout(Some(patience)).unwrap();
+        let mut buffer = [0u8; 4096];
+        match stream.read(&mut buffer) {
+            Ok(n) => Some(String::from_utf8_lossy(&buffer[..n]).into_owned()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // Two kept-alive connections, served: the limit.
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&address).unwrap();
+            stream.write_all(healthz).unwrap();
+            let answer = answer_of(&mut stream, Duration::from_secs(20)).unwrap();
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            stream
+        })
+        .collect();
+    // A third waits unanswered…
+    let mut third = TcpStream::connect(&address).unwrap();
+    third.write_all(healthz).unwrap();
+    assert_eq!(answer_of(&mut third, Duration::from_secs(2)), None);
+    // …until one of the two closes.
+    drop(held.remove(0));
+    let answer = answer_of(&mut third, Duration::from_secs(20)).expect("served once a slot freed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn next_links_answer_only_to_the_host_s_own_names() {
+    let dir = DataDir::new();
+    let (server, address, token) =
+        serve_with_config(&dir, "[http]\nallowed_hosts = ['usage.internal:8080']\n");
+    let uri = usage_uri(
+        "sub-a",
+        "2026-10-01T00:00:00Z",
+        "2026-10-02T00:00:00Z",
+        "Daily",
+    );
+    let client = reqwest::Client::new();
+    for (host, status) in [
+        (address.as_str(), 200),
+        ("usage.internal:8080", 200),
+        ("attacker.example", 400),
+    ] {
+        let response = client
+            .get(format!("{}{uri}", server.base))
+            .header("host", host)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "Host: {host}");
+    }
+}
+
+#[tokio::test]
+async fn adapter_text_is_escaped_and_documents_cannot_script_the_host() {
+    let dir = DataDir::new();
+    let data_dir = dir.path().to_str().unwrap();
+    let token = tally_ok(&[
+        "token",
+        "create",
+        "--data-dir",
+        data_dir,
+        "--role",
+        "operator",
+    ]);
+    let server = Server::start(dir.path());
+    let host = ["--url", server.base.as_str(), "--token", token.trim()];
+    let run = |args: &[&str]| tally(&[args, &host[..]].concat());
+
+    let component = component_path("hostile");
+    let wasm = std::fs::read(&component).unwrap();
+    let sha256: String = Sha256::digest(&wasm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let yesterday = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+    let today = yesterday + chrono::Days::new(1);
+    for (name, attack) in [("escapes", "terminal-escapes"), ("page", "html-document")] {
+        let manifest = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &manifest,
+            format!(
+                "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{sha256}'\n\
+                 [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{today}T00:00:00Z'\n[config]\nattack = '{attack}'\n"
+            ),
+        )
+        .unwrap();
+        let installed = run(&[
+            "adapters",
+            "install",
+            manifest.to_str().unwrap(),
+            "--component",
+            component.to_str().unwrap(),
+        ]);
+        assert!(
+            installed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&installed.stderr)
+        );
+        let exported = run(&[
+            "export",
+            "run",
+            name,
+            "--from",
+            &yesterday.to_string(),
+            "--to",
+            &today.to_string(),
+        ]);
+        assert_eq!(exported.status.success(), name == "page", "{exported:?}");
+    }
+
+    // The failure reason, as `tally adapters runs` prints it, and nothing raw anywhere.
+    let runs = run(&["adapters", "runs", "escapes"]);
+    let stdout = String::from_utf8_lossy(&runs.stdout);
+    assert!(stdout.contains(r"\u{1b}[2J\u{1b}]0;owned\u{7}"), "{stdout}");
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("forged row")),
+        "{stdout}"
+    );
+    let listed = run(&["adapters", "list"]);
+    let attack = dir.path().join("attack.json");
+    std::fs::write(&attack, r#"{"attack": "terminal-escapes"}"#).unwrap();
+    let usage = dir.path().join("usage.ndjson");
+    let record = record(
+        "sub-a",
+        "e1",
+        VM_METER,
+        1.0,
+        "2026-10-01T00:00:00Z",
+        "2026-10-01T01:00:00Z",
+    );
+    std::fs::write(&usage, format!("{record}\n")).unwrap();
+    let (component, attack, usage) = (
+        component.to_str().unwrap(),
+        attack.to_str().unwrap(),
+        usage.to_str().unwrap(),
+    );
+    let out = dir.path().join("out");
+    let tested = tally(&[
+        "adapter",
+        "test",
+        component,
+        "--config",
+        attack,
+        "--usage",
+        usage,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!tested.status.success());
+    for output in [&runs, &listed, &tested] {
+        for text in [&output.stdout, &output.stderr] {
+            let text = String::from_utf8_lossy(text);
+            assert!(!text.contains(['\u{1b}', '\u{7}', '\r']), "{text:?}");
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&tested.stderr).contains(r"\u{1b}[31mscreen cleared"),
+        "{}",
+        String::from_utf8_lossy(&tested.stderr)
+    );
+
+    // Documents: a page is an attachment, a CSV inline; neither runs a script.
+    let client = reqwest::Client::new();
+    let runs = process::get_json(
+        &client,
+        &format!("{}/v1/adapters/page/runs", server.base),
+        token.trim(),
+    )
+    .await;
+    let run_url = format!("{}{}", server.base, runs[0]["url"].as_str().unwrap());
+    for (document, disposition) in [("page.html", "attachment"), ("table.csv", "inline")] {
+        let served = client
+            .get(format!("{run_url}/documents/{document}"))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(served.status(), 200, "{document}");
+        let header = |name: &str| served.headers()[name].to_str().unwrap().to_owned();
+        assert!(
+            header("content-disposition")
+                .starts_with(&format!("{disposition}; filename=\"{document}\"")),
+            "{document}: {}",
+            header("content-disposition")
+        );
+        assert_eq!(header("content-security-policy"), "sandbox", "{document}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{document}");
+    }
 }

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need
-# (the Azure SDK for Python into .venv, the FOCUS validator into .venv-focus,
-# both pinned), then runs every test, then the shared integration suite again
-# on PostgreSQL (TALLY_TEST_POSTGRES, default postgres://$USER@127.0.0.1:5432/test).
+# (the Azure SDK for Python and schemathesis into .venv, the FOCUS validator
+# into .venv-focus, all pinned), then runs every test and schemathesis against
+# a running host, then the shared integration suite and schemathesis again on
+# PostgreSQL (TALLY_TEST_POSTGRES, default postgres://$USER@127.0.0.1:5432/test).
 # Without a PostgreSQL server the PostgreSQL tests are left out and named,
 # except in CI (CI set), where they fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "==> Python test client (azure-mgmt-commerce 6.0.1) in .venv"
+echo "==> Python test client (azure-mgmt-commerce 6.0.1) and API fuzzer (schemathesis 4.32.5) in .venv"
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt \
+  -r tests/python/requirements-schemathesis.txt
 export TALLY_TEST_PYTHON="$PWD/.venv/bin/python"
 
 echo "==> FOCUS validator (focus-validator 2.2.1, Python 3.12) in .venv-focus"
@@ -64,13 +66,18 @@ else
   cargo test --workspace --locked -- --skip on_postgres
 fi
 
+echo "==> schemathesis: the API against its OpenAPI document (SQLite)"
+tests/schemathesis.sh
+
 # The suites that exercise the store, again with every host on PostgreSQL.
 postgres_suites=(ingest usage_api azure_sdk exports cli durability webhook)
 if [ "$postgres" = yes ]; then
   echo "==> cargo test on PostgreSQL: ${postgres_suites[*]}"
   TALLY_TEST_BACKEND=postgres cargo test --locked -p tally \
     $(printf -- '--test %s ' "${postgres_suites[@]}")
+  echo "==> schemathesis: the API against its OpenAPI document (PostgreSQL)"
+  tests/schemathesis.sh postgres
 else
-  echo "NOT RUN (no PostgreSQL): tests named *on_postgres (replicas, migrate) and" \
-    "the suites ${postgres_suites[*]} on PostgreSQL"
+  echo "NOT RUN (no PostgreSQL): tests named *on_postgres (replicas, migrate)," \
+    "the suites ${postgres_suites[*]} and schemathesis on PostgreSQL"
 fi

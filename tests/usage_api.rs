@@ -377,7 +377,7 @@ async fn a_tenant_sees_only_its_own_subscriptions() {
     // operator) is refused rather than followed.
     let small = TestHost::with_settings(tally::api::Settings {
         page_size: 2,
-        ..Default::default()
+        ..support::settings()
     })
     .await;
     let t = small.token(Role::Tenant, &[A]).await;
@@ -487,4 +487,243 @@ async fn without_details_instances_are_summed_per_meter() {
     assert_eq!(summed.len(), 1);
     assert_eq!(summed[0]["properties"]["quantity"], 6.0);
     assert!(summed[0]["properties"].get("instanceData").is_none());
+}
+
+/// One request through the router with the given `Host` header (and an optional body).
+async fn call_as_host(
+    app: &axum::Router,
+    method: axum::http::Method,
+    uri: &str,
+    host: &str,
+    token: &str,
+    body: Option<(&str, &str)>,
+) -> Reply {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut request = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", host)
+        .header("authorization", format!("Bearer {token}"));
+    if let Some((content_type, _)) = body {
+        request = request.header("content-type", content_type);
+    }
+    let body = body.map_or_else(axum::body::Body::empty, |(_, text)| {
+        axum::body::Body::from(text.to_owned())
+    });
+    let response = app
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test]
+async fn next_links_are_built_on_the_host_s_own_names_only() {
+    let (start, end) = ("2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z");
+    let records: Vec<Value> = (0..3)
+        .map(|h| {
+            reported(
+                record(A, &format!("e{h}"), VM_METER, 1.0, &hour(h), &hour(h + 1)),
+                &hour(h + 1),
+            )
+        })
+        .collect();
+    let uri = usage_uri(A, start, end, "Hourly");
+
+    // Without public_url: a Host the host answers to, else a refusal.
+    let host = TestHost::with_settings(tally::api::Settings {
+        page_size: 1,
+        ..support::settings()
+    })
+    .await;
+    host.ingest(&records).await;
+    let page = host.get(&uri, &host.operator).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let link = page.body["nextLink"].as_str().unwrap();
+    assert!(
+        link.starts_with("http://tally.test/subscriptions/"),
+        "{link}"
+    );
+    for forged in [
+        "attacker.example",
+        "tally.test.attacker.example",
+        "tally.test:8080",
+        "",
+    ] {
+        let reply = call_as_host(
+            &host.app,
+            axum::http::Method::GET,
+            &uri,
+            forged,
+            &host.operator,
+            None,
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{forged}: {}",
+            reply.body
+        );
+        assert_eq!(reply.code(), "InvalidHost");
+        assert!(!reply.body.to_string().contains("nextLink"));
+    }
+
+    // With public_url: every link on it, whatever the Host says.
+    let public = TestHost::with_settings(tally::api::Settings {
+        page_size: 1,
+        public_url: Some("https://usage.example/".parse().unwrap()),
+        allowed_hosts: Vec::new(),
+        ..Default::default()
+    })
+    .await;
+    public.ingest(&records).await;
+    let reply = call_as_host(
+        &public.app,
+        axum::http::Method::GET,
+        &uri,
+        "attacker.example",
+        &public.operator,
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let link = reply.body["nextLink"].as_str().unwrap();
+    assert!(
+        link.starts_with("https://usage.example/subscriptions/"),
+        "{link}"
+    );
+}
+
+#[tokio::test]
+async fn made_up_methods_add_no_metrics_series() {
+    let host = TestHost::new().await;
+    for i in 0..300 {
+        let method = axum::http::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        let reply = host.call(method, "/v1/meters", None, None).await;
+        assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let metrics = host.get("/metrics", &host.operator).await;
+    let text = metrics.body.as_str().unwrap();
+    let series = text
+        .lines()
+        .filter(|line| line.starts_with("tally_http_requests_total{"))
+        .count();
+    // The 300 requests in one series (this GET /metrics is counted once answered).
+    assert_eq!(series, 1, "{text}");
+    assert!(
+        text.contains(
+            r#"tally_http_requests_total{method="other",route="/v1/meters",status="405"} 300"#
+        ),
+        "{text}"
+    );
+    assert!(text.len() < 16 * 1024, "{} bytes", text.len());
+}
+
+#[tokio::test]
+async fn malformed_requests_get_arm_errors_and_every_status_is_documented() {
+    use axum::http::Method;
+    let host = TestHost::new().await;
+    /// A content type and a body.
+    type Body<'a> = Option<(&'a str, &'a str)>;
+    let provider_bell = format!("{PROVIDER}?{API}&subscriberId=%07");
+    let cases: [(Method, &str, Body, StatusCode); 9] = [
+        (
+            Method::GET,
+            "/v1/adapters/x/runs?limit=-8116",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/v1/adapters/x/runs/1.02e-127",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/v1/adapters/x/documents/d?from=a&from=b&to=%ZZ",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/v1/adapters",
+            Some(("multipart/form-data", "x")),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/v1/adapters",
+            Some(("application/json", "{}")),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::DELETE,
+            "/v1/meters",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (Method::GET, "/nowhere", None, StatusCode::NOT_FOUND),
+        // A NUL or a bell in an id: a 400 on both backends (PostgreSQL answered 503).
+        (
+            Method::GET,
+            "/v1/adapters/a%00b",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (Method::GET, &provider_bell, None, StatusCode::BAD_REQUEST),
+    ];
+    for (method, uri, body, status) in cases {
+        let reply = call_as_host(
+            &host.app,
+            method.clone(),
+            uri,
+            "tally.test",
+            &host.operator,
+            body,
+        )
+        .await;
+        assert_eq!(reply.status, status, "{method} {uri}: {}", reply.body);
+        let content_type = reply.headers["content-type"].to_str().unwrap();
+        assert_eq!(content_type, "application/json", "{method} {uri}");
+        assert!(!reply.code().is_empty(), "{method} {uri}: {}", reply.body);
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{method} {uri}: {}",
+            reply.body
+        );
+    }
+    let not_allowed = host.call(Method::DELETE, "/v1/meters", None, None).await;
+    assert_eq!(not_allowed.code(), "MethodNotAllowed");
+    assert!(not_allowed.headers.contains_key("allow"));
+
+    // The document names these answers: 401 wherever a token is needed,
+    // 400 wherever a path, query or body can be malformed, 503 everywhere.
+    let document = host.get("/openapi.json", &host.operator).await.body;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            let id = format!("{method} {path}");
+            assert!(responses.contains_key("503"), "{id}");
+            if operation.get("security").is_some() {
+                assert!(responses.contains_key("401"), "{id}");
+            }
+            if operation.get("parameters").is_some() || operation.get("requestBody").is_some() {
+                assert!(responses.contains_key("400"), "{id}");
+            }
+        }
+    }
 }

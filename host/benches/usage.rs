@@ -219,11 +219,19 @@ async fn serve(dir: &std::path::Path) -> (String, String) {
         })
         .await
         .unwrap();
-    let app = api::router(AppState::new(store, Settings::default()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = api::router(AppState::new(store, served_at(&listener)));
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (base, token)
+}
+
+/// The API's settings when served on `listener`: nextLinks on its address.
+fn served_at(listener: &tokio::net::TcpListener) -> Settings {
+    Settings {
+        allowed_hosts: vec![listener.local_addr().unwrap().to_string()],
+        ..Settings::default()
+    }
 }
 
 // ---------------------------------------------------------------- query
@@ -348,8 +356,8 @@ async fn query_benchmark(quick: bool) {
     );
 
     // tally: the tenant API, every page over HTTP.
-    let app = api::router(AppState::new(store.clone(), Settings::default()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = api::router(AppState::new(store.clone(), served_at(&listener)));
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let client = reqwest::Client::new();

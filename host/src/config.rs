@@ -9,6 +9,12 @@
 //! provider_subscription_id = "…"               # the default provider subscription
 //! max_body_bytes = 33554432
 //!
+//! [http]                                       # the server's limits, see api::server
+//! header_read_timeout = "10s"                  # a request head must arrive within this
+//! idle_timeout = "60s"                         # a request waiting on a silent client is cut off
+//! max_connections = 1024                       # more wait in the listen backlog
+//! allowed_hosts = ["usage.internal:8080"]      # Host values nextLinks may use without public_url
+//!
 //! [exports]                                    # the adapter scheduler
 //! tick = "10s"                                 # how often it looks for closed windows
 //! concurrency = 4                              # runs at once (each adapter runs its windows in order)
@@ -29,6 +35,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::adapters::CompileSettings;
+use crate::api::server::ServerSettings;
 use crate::exports::ExportSettings;
 
 /// The contents of `tally.toml`.
@@ -47,6 +54,9 @@ pub struct Config {
     /// Bounds on compiling a component at install.
     #[serde(default)]
     pub compile: CompileSettings,
+    /// The HTTP server's timeouts, connection limit and accepted host names.
+    #[serde(default)]
+    pub http: ServerSettings,
 }
 
 impl Config {
@@ -54,8 +64,13 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text)
-            .with_context(|| format!("{} is not a valid tally config", path.display()))
+        let config: Config = toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid tally config", path.display()))?;
+        config
+            .http
+            .check()
+            .with_context(|| format!("{} is not a valid tally config", path.display()))?;
+        Ok(config)
     }
 }
 
@@ -84,5 +99,20 @@ mod tests {
             (512, 2)
         );
         assert!(toml::from_str::<Config>("[compile]\nmemory = 1\n").is_err());
+        let config: Config = toml::from_str(
+            "[http]\nheader_read_timeout = '2s'\nmax_connections = 8\nallowed_hosts = ['usage.internal:8080']\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.http.header_read_timeout,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(config.http.idle_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(config.http.max_connections, 8);
+        config.http.check().unwrap();
+        let bad: Config =
+            toml::from_str("[http]\nallowed_hosts = ['https://x.example/']\n").unwrap();
+        assert!(bad.http.check().is_err());
+        assert!(toml::from_str::<Config>("[http]\nheader_timeout = '1s'\n").is_err());
     }
 }

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -14,9 +15,12 @@ use prometheus_client::registry::Registry;
 
 use crate::api::AppState;
 
+/// Labels of a request. Every value comes from a fixed set, so that no
+/// client can grow the registry: a standard method or `other`, a route
+/// template or `unmatched`, a status the host itself answered.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
 }
@@ -151,14 +155,32 @@ impl Metrics {
     }
 }
 
-/// Middleware: counts and times every routed request.
+/// The method as a label: one of the standard methods, else `other` (a
+/// client may send any token as a method; each would be a new series).
+fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "other",
+    }
+}
+
+/// Middleware: counts and times every routed request. The route is the
+/// matched template (never the raw path), so labels stay a fixed set.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let labels = RequestLabels {

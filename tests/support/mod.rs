@@ -35,6 +35,8 @@ pub const IP_METER: &str = "F271A8A388C44D93956A063E1D2FA80B";
 /// A host on its own temporary data directory, with an operator and a reporter token.
 pub struct TestHost {
     pub app: Router,
+    /// The settings `app` was built with.
+    pub settings: Settings,
     pub store: Arc<dyn Store>,
     /// Billing adapters, with the scheduler running (see [`TestHost::with_exports`]).
     pub exports: Option<Arc<Exports>>,
@@ -67,15 +69,16 @@ impl Reply {
 
 impl TestHost {
     pub async fn new() -> Self {
-        Self::with_settings(Settings::default()).await
+        Self::with_settings(settings()).await
     }
 
     pub async fn with_settings(settings: Settings) -> Self {
         let data = DataDir::new();
         let store = data.database().open().await.unwrap();
-        let app = api::router(AppState::new(store.clone(), settings));
+        let app = api::router(AppState::new(store.clone(), settings.clone()));
         let mut host = TestHost {
             app,
+            settings,
             store,
             exports: None,
             operator: String::new(),
@@ -129,7 +132,7 @@ impl TestHost {
         let exports = Arc::new(Exports::new(host.store.clone(), engine, settings));
         tokio::spawn(exports.clone().run_scheduler());
         host.app = api::router(
-            AppState::new(host.store.clone(), Settings::default()).with_exports(exports.clone()),
+            AppState::new(host.store.clone(), host.settings.clone()).with_exports(exports.clone()),
         );
         host.exports = Some(exports);
         host
@@ -225,9 +228,25 @@ impl TestHost {
     pub async fn serve(&self) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let app = self.app.clone();
+        // The same host, answering to its address as `tally serve` does.
+        let mut settings = self.settings.clone();
+        settings.allowed_hosts.push(address.to_string());
+        let mut state = AppState::new(self.store.clone(), settings);
+        if let Some(exports) = &self.exports {
+            state = state.with_exports(exports.clone());
+        }
+        let app = api::router(state);
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         address
+    }
+}
+
+/// The settings of a test host: the defaults, answering to `tally.test`,
+/// the `Host` of in-process requests.
+pub fn settings() -> Settings {
+    Settings {
+        allowed_hosts: vec!["tally.test".into()],
+        ..Settings::default()
     }
 }
 

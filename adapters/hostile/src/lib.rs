@@ -3,7 +3,8 @@
 //!
 //! `{"attack": "loop" | "memory" | "recursion" | "trap" | "flood-output" |
 //! "flood-log" | "read-file" | "read-env" | "out-of-scope" | "send-forbidden" |
-//! "garbage" | "garbage-rows" | "refuse-config" | "none"}`
+//! "garbage" | "garbage-rows" | "refuse-config" | "html-document" |
+//! "terminal-escapes" | "none"}`
 
 wit_bindgen::generate!({ path: "../../wit", world: "billing-adapter" });
 
@@ -128,6 +129,26 @@ impl Guest for Hostile {
                     rows_written: read,
                     documents,
                 });
+            }
+            "html-document" => {
+                // A page that would run a script in the host's origin if a browser rendered it.
+                let page = b"<html><script>fetch('/v1/adapters').then(r => r.text()).then(alert)</script></html>";
+                append("page.html", "text/html", page)
+                    .map_err(|e| ExportError::Permanent(format!("{e:?}")))?;
+                append("table.csv", "text/csv; charset=utf-8", b"a,b\n1,2\n")
+                    .map_err(|e| ExportError::Permanent(format!("{e:?}")))?;
+                return Ok(Summary {
+                    rows_read: 0,
+                    rows_written: 1,
+                    documents: vec!["page.html".into(), "table.csv".into()],
+                });
+            }
+            "terminal-escapes" => {
+                // Clear the screen, retitle the window, recolour: on the operator's terminal.
+                let text =
+                    "\u{1b}[2J\u{1b}]0;owned\u{7}\u{1b}[31mscreen cleared\u{1b}[0m\r\nforged row";
+                log(Level::Warn, text);
+                return Err(ExportError::Permanent(text.into()));
             }
             _ => {}
         }

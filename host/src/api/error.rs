@@ -1,7 +1,9 @@
 //! ARM-style errors: `{"error":{"code":"…","message":"…"}}`, as Azure clients expect.
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +12,9 @@ use crate::usage::RecordError;
 
 /// Most per-record errors listed in one response; the message gives the total.
 const MAX_LISTED_RECORD_ERRORS: usize = 1_000;
+/// Most bytes of a plain-text error (one of axum's rejections) quoted in the
+/// ARM error that replaces it.
+const MAX_QUOTED_ERROR_BYTES: usize = 4 * 1024;
 
 /// An error answered to an API client.
 #[derive(Debug)]
@@ -141,5 +146,63 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
+    }
+}
+
+/// Middleware: an error answered in anything but JSON — one of axum's
+/// rejections (a malformed path, query string or body, a multipart body
+/// without a boundary), its `405` — becomes an ARM error with the same
+/// status and headers (`Allow` stays), quoting the rejection's text. So
+/// every error of the API has one shape, whichever layer produced it.
+pub async fn arm_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(response.headers()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // A rejection's text is a line or two; one that is not gets the status's own message.
+    let text = axum::body::to_bytes(body, MAX_QUOTED_ERROR_BYTES)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        format!(
+            "{method} {path}: {}.",
+            status.canonical_reason().unwrap_or("refused")
+        )
+    } else {
+        text
+    };
+    let mut rewritten = ApiError::new(status, status_code(status), message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().insert(name, value.clone());
+        }
+    }
+    rewritten
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"))
+}
+
+/// The ARM code of an error that no handler named.
+fn status_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+        StatusCode::REQUEST_TIMEOUT => "RequestTimeout",
+        StatusCode::LENGTH_REQUIRED => "LengthRequired",
+        StatusCode::PAYLOAD_TOO_LARGE => "RequestBodyTooLarge",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
+        StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
+        status if status.is_server_error() => "InternalServerError",
+        _ => "InvalidRequest",
     }
 }

@@ -150,7 +150,8 @@ pub async fn list_runs(
 #[utoipa::path(post, path = "/v1/adapters/{name}/runs", tag = "exports",
     params(("name" = String, Path)), request_body = RunRequest,
     responses((status = 202, body = Vec<RequestedRun>), (status = 400, body = ErrorResponse),
-              (status = 404, body = ErrorResponse)),
+              (status = 404, body = ErrorResponse),
+              (status = 409, description = "The adapter is disabled", body = ErrorResponse)),
     security(("bearer" = [])))]
 pub async fn request_runs(
     State(state): State<AppState>,
@@ -265,7 +266,8 @@ pub async fn show_run(
 /// A document of one run, as the adapter wrote it.
 #[utoipa::path(get, path = "/v1/adapters/{name}/runs/{id}/documents/{document}", tag = "exports",
     params(("name" = String, Path), ("id" = i64, Path), ("document" = String, Path)),
-    responses((status = 200, description = "the document, with its content type"), (status = 404, body = ErrorResponse)),
+    responses((status = 200, description = "the document, with its content type: inline when text/csv, text/plain, JSON or NDJSON, else an attachment; always `Content-Security-Policy: sandbox` and `nosniff`", content_type = "*/*"),
+              (status = 404, body = ErrorResponse)),
     security(("bearer" = [])))]
 pub async fn run_document(
     State(state): State<AppState>,
@@ -311,8 +313,8 @@ pub async fn list_documents(
 #[utoipa::path(get, path = "/v1/adapters/{name}/documents/{document}", tag = "exports",
     params(("name" = String, Path), ("document" = String, Path),
            ("from" = Option<String>, Query), ("to" = Option<String>, Query)),
-    responses((status = 200, description = "the joined document"), (status = 404, body = ErrorResponse),
-              (status = 409, body = ErrorResponse)),
+    responses((status = 200, description = "the joined document, served as a run's document is", content_type = "*/*"),
+              (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)),
     security(("bearer" = [])))]
 pub async fn joined_document(
     State(state): State<AppState>,
@@ -398,22 +400,52 @@ fn log_line(line: LogLine) -> LogLineView {
     }
 }
 
+/// Content types a browser shows as inert text or data: documents of these
+/// types are served inline, any other as an attachment (downloaded, never
+/// rendered in the host's origin).
+const INLINE_CONTENT_TYPES: [&str; 5] = [
+    "text/csv",
+    "text/plain",
+    "application/json",
+    "application/x-ndjson",
+    "application/jsonl",
+];
+
+/// A stored document as an HTTP answer. The adapter chose its content type,
+/// so the answer is locked down whatever it is: no sniffing another type, a
+/// sandbox that runs no script, and inline only for the safe types.
 fn document_response(content_type: &str, name: &str, body: Body) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(content_type) {
         headers.insert(header::CONTENT_TYPE, value);
     }
-    // The adapter chose the content type: browsers must not guess another.
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
+    let disposition = if is_inline(content_type) {
+        "inline"
+    } else {
+        "attachment"
+    };
     // Names are checked at write: no quotes, no slashes.
-    if let Ok(value) = HeaderValue::from_str(&format!("inline; filename=\"{name}\"")) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
+    let value = HeaderValue::from_str(&format!("{disposition}; filename=\"{name}\""))
+        .unwrap_or(HeaderValue::from_static("attachment"));
+    headers.insert(header::CONTENT_DISPOSITION, value);
     response
+}
+
+/// Whether a document of this content type may be shown inline.
+fn is_inline(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    INLINE_CONTENT_TYPES
+        .iter()
+        .any(|safe| safe.eq_ignore_ascii_case(essence))
 }
 
 fn stored_manifest(installation: &Installation) -> Result<Manifest, ApiError> {

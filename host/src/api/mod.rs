@@ -17,10 +17,12 @@ mod adapters;
 mod auth;
 mod error;
 mod exports;
+mod hosts;
 mod ingest;
 mod meters;
 mod ops;
 mod paging;
+pub mod server;
 mod usage_aggregates;
 
 use std::sync::Arc;
@@ -56,8 +58,12 @@ pub const PAGE_SIZE: usize = 1_000;
 /// What the API needs besides the store.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The URL clients reach the host at (for `nextLink`); else taken from the `Host` header.
+    /// The URL clients reach the host at: the base of every `nextLink`.
     pub public_url: Option<url::Url>,
+    /// Without `public_url`: the `Host` values (`name[:port]`) a `nextLink`
+    /// may be built on; a usage request naming another is refused (400
+    /// `InvalidHost`). `tally serve` adds its listen address.
+    pub allowed_hosts: Vec<String>,
     /// When set, the provider API answers only on this provider subscription.
     pub provider_subscription_id: Option<String>,
     /// Largest ingest body, in bytes.
@@ -70,6 +76,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             public_url: None,
+            allowed_hosts: Vec::new(),
             provider_subscription_id: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             page_size: PAGE_SIZE,
@@ -136,7 +143,7 @@ impl AppState {
         ops::metrics,
         ops::openapi,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonResponses)
 )]
 pub struct ApiDoc;
 
@@ -149,6 +156,76 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The errors any operation may answer, added to each that does not list
+/// them itself, so that the document names every status the host sends:
+/// `401` where a token is needed, `403` where it must have a role,
+/// `400` where a path, query string or body can be malformed (axum's
+/// rejections, in ARM shape), `413` where there is a body, `503` everywhere
+/// (the store does not answer).
+struct CommonResponses;
+
+/// Operations any valid token may call: no `403`.
+const ANY_TOKEN_OPERATIONS: [&str; 2] = ["list_meters", "openapi"];
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorResponse")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let secured = operation.security.is_some();
+                let any_token = operation
+                    .operation_id
+                    .as_deref()
+                    .is_some_and(|id| ANY_TOKEN_OPERATIONS.contains(&id));
+                let has_body = operation.request_body.is_some();
+                let takes_input =
+                    has_body || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let common = [
+                    (secured, "401", "No token, or an unknown one"),
+                    (
+                        secured && !any_token,
+                        "403",
+                        "The token's role may not do this",
+                    ),
+                    (takes_input, "400", "A malformed path, query string or body"),
+                    (has_body, "413", "The body is larger than the limit"),
+                    (
+                        true,
+                        "503",
+                        "The store does not answer; retry (Retry-After)",
+                    ),
+                ];
+                for (_, status, description) in common.into_iter().filter(|(applies, ..)| *applies)
+                {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
     }
 }
 
@@ -209,6 +286,8 @@ pub fn router(state: AppState) -> Router {
             crate::metrics::track,
         ))
         .fallback(fallback)
+        .layer(axum::middleware::from_fn(refuse_control_characters))
+        .layer(axum::middleware::from_fn(error::arm_errors))
         .layer(
             // One INFO line per request: the access log.
             TraceLayer::new_for_http()
@@ -216,6 +295,32 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .with_state(state)
+}
+
+/// Middleware: a request whose path or query string carries a control
+/// character (percent-encoded or not) is refused with a 400 before any
+/// handler reads an id from it. No id holds one, and on PostgreSQL a NUL
+/// would reach the database as a failed query, answered as a retryable 503.
+async fn refuse_control_characters(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let has_control = |text: &str| {
+        // Decoding as a form also decodes a path: only the characters matter here.
+        url::form_urlencoded::parse(text.as_bytes()).any(|(name, value)| {
+            name.contains(char::is_control) || value.contains(char::is_control)
+        })
+    };
+    let uri = request.uri();
+    if has_control(uri.path()) || uri.query().is_some_and(has_control) {
+        return ApiError::bad_request(
+            "InvalidRequest",
+            "The URL carries a control character, which no id or parameter may hold.",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// 404 in ARM shape; a usage path with a blank subscription is a 400 as on Azure.

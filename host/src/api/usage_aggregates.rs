@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
 use std::collections::HashMap;
 
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Serialize;
@@ -109,7 +109,7 @@ impl UsageApi {
     ),
     responses(
         (status = 200, body = UsageAggregationListResult),
-        (status = 400, description = "NoApiVersion, InvalidProperty, RequestEndTimeIsInFuture, InvalidAggregationGranularity, SubscriptionIdMissingInRequest", body = super::error::ErrorResponse),
+        (status = 400, description = "NoApiVersion, InvalidProperty, RequestEndTimeIsInFuture, InvalidAggregationGranularity, SubscriptionIdMissingInRequest, InvalidHost (a Host header that is not one of the host's names)", body = super::error::ErrorResponse),
         (status = 401, body = super::error::ErrorResponse),
         (status = 403, description = "The token may not read this subscription", body = super::error::ErrorResponse),
     ),
@@ -254,7 +254,7 @@ impl UsageRequest {
                 .collect();
         let request = UsageRequest {
             params,
-            self_url: self_url(state, path, headers),
+            self_url: self_url(state, path, headers)?,
             page_size: state.settings.page_size,
         };
         match request.param("api-version") {
@@ -361,21 +361,15 @@ impl UsageRequest {
     }
 }
 
-/// This resource's absolute URL: the configured public URL, else the `Host` the client used.
-fn self_url(state: &AppState, path: &str, headers: &HeaderMap) -> Url {
-    let base = match &state.settings.public_url {
-        Some(url) => url.as_str().trim_end_matches('/').to_owned(),
-        None => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
-            format!("http://{host}")
-        }
-    };
-    Url::parse(&format!("{base}{path}"))
-        .or_else(|_| Url::parse(&format!("http://localhost{path}")))
-        .expect("a path on localhost is a valid URL")
+/// This resource's absolute URL, on the base [`super::hosts::link_base`] allows.
+fn self_url(state: &AppState, path: &str, headers: &HeaderMap) -> Result<Url, ApiError> {
+    let base = super::hosts::link_base(&state.settings, headers)?;
+    Url::parse(&format!("{base}{path}")).map_err(|e| {
+        ApiError::bad_request(
+            "InvalidHost",
+            format!("No link can be built on '{base}{path}': {e}."),
+        )
+    })
 }
 
 /// A page of rows and the link to the next one, ready to render.

@@ -10,6 +10,7 @@ use anyhow::{Context, anyhow, bail};
 use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
 
+use super::printable::printable;
 use crate::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
 use crate::adapters::egress::AllowedOrigin;
 use crate::adapters::engine::load_file;
@@ -121,8 +122,8 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
     };
     println!(
         "adapter {} {} (tally:billing@{}, sha256 {}), {} {:.1} ms",
-        description.name,
-        description.version,
+        printable(&description.name),
+        printable(&description.version),
         adapter.world_version,
         &adapter.sha256[..12],
         if adapter.cached {
@@ -170,7 +171,8 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
     .await?;
 
     for line in &outcome.log {
-        println!("  [{}] {}", line.level, line.message);
+        // The adapter's own words: no escape sequences reach the terminal.
+        println!("  [{}] {}", line.level, printable(&line.message));
     }
     if outcome.log_dropped > 0 {
         println!(
@@ -199,8 +201,8 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
         println!(
             "document {} ({}, {} bytes)",
-            path.display(),
-            document.content_type,
+            printable(&path.display().to_string()),
+            printable(&document.content_type),
             document.bytes.len()
         );
     }

@@ -10,6 +10,7 @@ use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 
 use super::client::{HostArgs, HostClient};
+use super::printable::printable;
 use crate::exports::Manifest;
 
 /// `tally adapters …`
@@ -89,7 +90,7 @@ pub async fn run(command: AdaptersCommand) -> anyhow::Result<()> {
             client
                 .send(client.request(Method::DELETE, &format!("/v1/adapters/{name}"))?)
                 .await?;
-            println!("removed {name}, with its runs and documents");
+            println!("removed {}, with its runs and documents", printable(&name));
             Ok(())
         }
         AdaptersCommand::Runs { name, limit } => {
@@ -134,9 +135,9 @@ async fn install(args: InstallArgs, upgrade: bool) -> anyhow::Result<()> {
     println!(
         "{} {} ({} {}, tally:billing@{}, sha256 {}), {} windows after {} lag, watermark {}",
         if upgrade { "upgraded" } else { "installed" },
-        installed["name"].as_str().unwrap_or_default(),
-        installed["adapter"]["name"].as_str().unwrap_or_default(),
-        installed["adapter"]["version"].as_str().unwrap_or_default(),
+        printable(installed["name"].as_str().unwrap_or_default()),
+        printable(installed["adapter"]["name"].as_str().unwrap_or_default()),
+        printable(installed["adapter"]["version"].as_str().unwrap_or_default()),
         manifest.world_version,
         &manifest.sha256[..12],
         installed["window"].as_str().unwrap_or_default(),
@@ -180,22 +181,23 @@ fn print_installations(list: &[Value]) {
         "NAME", "ENABLED", "ADAPTER", "WINDOW", "WATERMARK"
     );
     for item in list {
+        // What the adapter says it is, and why its run failed: its own words.
         let adapter = format!(
             "{} {}",
-            item["adapter"]["name"].as_str().unwrap_or_default(),
-            item["adapter"]["version"].as_str().unwrap_or_default()
+            printable(item["adapter"]["name"].as_str().unwrap_or_default()),
+            printable(item["adapter"]["version"].as_str().unwrap_or_default())
         );
         let held = match &item["heldBy"] {
             Value::Null => "-".to_owned(),
             run => format!(
                 "run {} ({})",
                 run["id"],
-                run["reason"].as_str().unwrap_or_default()
+                printable(run["reason"].as_str().unwrap_or_default())
             ),
         };
         println!(
             "{:<24} {:<8} {:<28} {:<7} {:<20} {held}",
-            item["name"].as_str().unwrap_or_default(),
+            printable(item["name"].as_str().unwrap_or_default()),
             item["enabled"].to_string(),
             adapter,
             item["window"].as_str().unwrap_or_default(),
@@ -226,7 +228,8 @@ pub fn print_runs(runs: &[Value]) {
             figure("rowsRead"),
             figure("bytesWritten"),
             figure("elapsedMs"),
-            run["reason"].as_str().unwrap_or_default(),
+            // An adapter's own words: no escape sequences reach the terminal.
+            printable(run["reason"].as_str().unwrap_or_default()),
         );
     }
 }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::adapters::{print_runs, require_succeeded};
 use super::client::{HostArgs, HostClient};
+use super::printable::printable;
 
 /// How often a waiting command asks how its runs are doing.
 const POLL: Duration = Duration::from_millis(250);
@@ -58,8 +59,8 @@ pub async fn run(command: ExportCommand) -> anyhow::Result<()> {
     for item in &requested {
         println!(
             "window {}: {} (run {})",
-            item["run"]["windowStart"].as_str().unwrap_or_default(),
-            item["outcome"].as_str().unwrap_or_default(),
+            printable(item["run"]["windowStart"].as_str().unwrap_or_default()),
+            printable(item["outcome"].as_str().unwrap_or_default()),
             item["run"]["id"]
         );
     }

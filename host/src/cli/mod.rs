@@ -11,6 +11,7 @@ mod export;
 mod import;
 mod meters;
 mod migrate;
+mod printable;
 mod serve;
 mod token;
 
@@ -104,7 +105,11 @@ pub fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // Error messages quote the host, adapters and files: no escape sequences.
+            eprintln!(
+                "error: {}",
+                printable::printable_lines(&format!("{error:#}"))
+            );
             ExitCode::FAILURE
         }
     }

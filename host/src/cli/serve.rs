@@ -29,7 +29,8 @@ pub struct ServeArgs {
     /// Optional config file (tally.toml).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// The URL clients reach this host at, for absolute nextLinks behind a proxy.
+    /// The URL clients reach this host at: the base of every nextLink (else
+    /// the request's Host, when it is the listen address or in `allowed_hosts`).
     #[arg(long)]
     public_url: Option<String>,
 }
@@ -56,12 +57,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .or(config.public_url)
         .map(|url| url::Url::parse(&url).with_context(|| format!("public URL '{url}'")))
         .transpose()?;
-    let settings = Settings {
-        public_url,
-        provider_subscription_id: config.provider_subscription_id,
-        max_body_bytes: config.max_body_bytes.unwrap_or(api::DEFAULT_MAX_BODY_BYTES),
-        page_size: api::PAGE_SIZE,
-    };
 
     let database = match args
         .data_dir
@@ -86,22 +81,41 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let exports = Arc::new(Exports::new(store.clone(), engine, config.exports));
     let scheduler = tokio::spawn(exports.clone().run_scheduler());
-    let app = api::router(AppState::new(store, settings).with_exports(exports));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr()?;
+    let settings = Settings {
+        public_url,
+        allowed_hosts: allowed_hosts(&config.http.allowed_hosts, address),
+        provider_subscription_id: config.provider_subscription_id,
+        max_body_bytes: config.max_body_bytes.unwrap_or(api::DEFAULT_MAX_BODY_BYTES),
+        page_size: api::PAGE_SIZE,
+    };
+    let app = api::router(AppState::new(store, settings).with_exports(exports));
     // The first line on stdout is the address, for scripts and tests that pick port 0.
     println!("tally listening on http://{address}");
     std::io::stdout().flush()?;
     tracing::info!(%address, "serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    api::server::serve(listener, app, &config.http, shutdown_signal()).await;
     // Runs cut short here are queued again at the next start, under the same run id.
     scheduler.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The `Host` values nextLinks may be built on: the configured ones, and the
+/// listen address itself (with `localhost` for a loopback one) unless it is
+/// unspecified (`0.0.0.0`), which no client can reach the host by.
+fn allowed_hosts(configured: &[String], address: SocketAddr) -> Vec<String> {
+    let mut hosts = configured.to_vec();
+    if !address.ip().is_unspecified() {
+        hosts.push(address.to_string());
+    }
+    if address.ip().is_loopback() {
+        hosts.push(format!("localhost:{}", address.port()));
+    }
+    hosts
 }
 
 async fn shutdown_signal() {
