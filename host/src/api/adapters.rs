@@ -308,6 +308,8 @@ fn install_error(error: InstallError) -> ApiError {
         InstallError::WorldMismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "WorldMismatch"),
         InstallError::InvalidConfig(_) => (StatusCode::UNPROCESSABLE_ENTITY, "InvalidConfig"),
         InstallError::Adapter(_) => (StatusCode::UNPROCESSABLE_ENTITY, "AdapterFailed"),
+        InstallError::Description(_) => (StatusCode::BAD_REQUEST, "InvalidDescription"),
+        InstallError::Busy(..) => (StatusCode::SERVICE_UNAVAILABLE, "InstallsBusy"),
         InstallError::WindowChanged(_) => (StatusCode::UNPROCESSABLE_ENTITY, "WindowChanged"),
     };
     ApiError::new(status, code, message)
