@@ -118,6 +118,8 @@ struct InstanceFields {
 }
 
 impl InstanceFields {
+    /// About what the cache holds for it: its text, a tag pair's two
+    /// `String`s, the record and its map entry.
     fn bytes(&self) -> usize {
         let tags: usize = self.tags.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
         self.resource_uri.len() + self.location.len() + self.additional_info.len() + tags + 128

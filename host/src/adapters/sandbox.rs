@@ -397,3 +397,36 @@ impl WasiView for RunState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_truncated_text_is_cut_on_a_character_boundary_and_marked() {
+        assert_eq!(truncated("short", 8), "short");
+        // 'é' is two bytes: a cut at 3 would split it.
+        let cut = truncated("abé-and-more", 3);
+        assert_eq!(cut, "ab… [truncated: 13 bytes]");
+    }
+
+    #[test]
+    fn the_cap_covers_memories_tables_and_host_state_together() {
+        let mut limiter = MemoryLimiter::new(10 << 20);
+        assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
+        limiter.charge_host(1 << 20, "a cursor").unwrap();
+        // 9 MiB charged: a third memory of 2 MiB is over the 10 MiB cap.
+        assert!(limiter.memory_growing(0, 2 << 20, None).is_err());
+        assert!(
+            limiter
+                .refused
+                .as_deref()
+                .unwrap()
+                .contains("limit is 10 MiB")
+        );
+        limiter.release_host(1 << 20);
+        assert!(limiter.memory_growing(0, 1 << 20, None).unwrap());
+        assert_eq!(limiter.peak, 9 << 20);
+    }
+}
