@@ -673,6 +673,9 @@ async fn host_calls_stop_at_the_deadline_and_bound_their_lists() {
         "{:?}",
         outcome.result
     );
+    // Stopped inside the call, not after it had queried all 100,000.
+    let stopped = stopped_inside_next(&outcome.log, "the run's deadline passed");
+    assert!(stopped < 100_000, "{stopped} store queries");
 
     // The host's cancel switch stops it inside the call too.
     let hostile = sandbox.load("hostile");
@@ -693,6 +696,8 @@ async fn host_calls_stop_at_the_deadline_and_bound_their_lists() {
         )
         .await;
     assert_eq!(outcome.result.unwrap_err(), RunFailure::Cancelled);
+    let stopped = stopped_inside_next(&outcome.log, "the host stopped the run");
+    assert!(stopped < 100_000, "{stopped} store queries");
 
     // A million subscription ids in one query are refused, not queried.
     let outcome = beside_a_good_export(
@@ -707,6 +712,21 @@ async fn host_calls_stop_at_the_deadline_and_bound_their_lists() {
         "{:?}",
         outcome.result
     );
+}
+
+/// How many store queries `cursor.next` had made when the host stopped it
+/// for `why`, as the run's log says.
+fn stopped_inside_next(log: &[LogLine], why: &str) -> u64 {
+    let line = log
+        .iter()
+        .find(|l| l.level == "error" && l.message.starts_with("stopped inside cursor.next"))
+        .unwrap_or_else(|| panic!("no line saying where the run stopped: {log:?}"));
+    assert!(line.message.ends_with(why), "{}", line.message);
+    line.message
+        .split(' ')
+        .nth(4)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", line.message))
 }
 
 /// Findings 3 and 14: what an adapter says of itself or of its failure is

@@ -306,12 +306,29 @@ impl RunState {
             .ok_or_else(|| wasmtime::format_err!("a cursor outlived its export"))?;
         let (store, runtime) = (usage.store.clone(), usage.runtime.clone());
         let cursor = self.table.get_mut(&cursor)?;
+        let mut queries = 0u64;
         while let Some(query) = cursor.query() {
-            self.clock.check()?;
-            let page = match self
-                .clock
-                .block_on(&runtime, store.aggregates(&query, cursor.after))?
-            {
+            let waited = self.clock.check().and_then(|()| {
+                self.clock
+                    .block_on(&runtime, store.aggregates(&query, cursor.after))
+            });
+            let read = match waited {
+                Ok(read) => read,
+                Err(stop) => {
+                    // Said in the run's log: where the time went.
+                    let message = format!(
+                        "stopped inside cursor.next after {queries} store queries: {}",
+                        self.clock.why_stopped()
+                    );
+                    self.log
+                        .lock()
+                        .expect("run log lock")
+                        .push("error", message);
+                    return Err(stop);
+                }
+            };
+            queries += 1;
+            let page = match read {
                 Ok(page) => page,
                 Err(error) => {
                     let reason = format!("reading usage failed: {error}");

@@ -279,6 +279,15 @@ impl RunClock {
                 .is_some_and(|c| c.load(Ordering::Relaxed))
     }
 
+    /// Why the run must stop, in words for its log.
+    pub fn why_stopped(&self) -> &'static str {
+        if Instant::now() >= self.deadline {
+            "the run's deadline passed"
+        } else {
+            "the host stopped the run"
+        }
+    }
+
     /// In a host call: an interrupt trap (as the epoch check raises) when
     /// the run must stop, so the call returns at once.
     pub fn check(&self) -> wasmtime::Result<()> {
