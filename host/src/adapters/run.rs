@@ -183,6 +183,7 @@ pub fn describe(
 ) -> Result<(Description, Duration), RunFailure> {
     // Timed like a run's start: a fresh store, then the instance.
     let started = Instant::now();
+    let limits = &install_call_limits(limits);
     let mut store = install_call_store(engine, limits);
     let instance = adapter
         .pre
@@ -210,6 +211,7 @@ pub fn validate_config(
     config: &str,
     limits: &Limits,
 ) -> Result<(), RunFailure> {
+    let limits = &install_call_limits(limits);
     let mut store = install_call_store(engine, limits);
     let instance = adapter
         .pre
@@ -225,11 +227,19 @@ pub fn validate_config(
     }
 }
 
-/// The store of an install-time call: the installation's limits, a deadline
-/// of at most [`INSTALL_CALL_DEADLINE`], small copies.
+/// The limits of an install-time call: the installation's, with a deadline
+/// of at most [`INSTALL_CALL_DEADLINE`].
+fn install_call_limits(limits: &Limits) -> Limits {
+    Limits {
+        deadline: limits.deadline.min(INSTALL_CALL_DEADLINE),
+        ..limits.clone()
+    }
+}
+
+/// The store of an install-time call under `limits`: small copies, no grants.
 fn install_call_store(engine: &AdapterEngine, limits: &Limits) -> Store<RunState> {
     let clock = RunClock {
-        deadline: Instant::now() + limits.deadline.min(INSTALL_CALL_DEADLINE),
+        deadline: Instant::now() + limits.deadline,
         cancelled: None,
     };
     new_store(engine, limits, clock, INSTALL_CALL_COPY_BYTES, None, None)
