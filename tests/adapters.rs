@@ -484,3 +484,357 @@ async fn hostile_adapters_are_stopped_with_clear_reasons_while_others_export() {
         .await;
     assert_eq!(health.status, axum::http::StatusCode::OK);
 }
+
+/// Runs `attack` of the hostile adapter beside a well-behaved export, which
+/// must succeed; returns the hostile run's outcome.
+async fn beside_a_good_export(
+    sandbox: &Sandbox,
+    attack: serde_json::Value,
+    grant: SubscriptionGrant,
+    limits: Limits,
+) -> ExportOutcome {
+    let hostile = sandbox.load("hostile");
+    let chargeback = sandbox.load("chargeback-csv");
+    let (bad, good) = tokio::join!(
+        sandbox.export(&hostile, WINDOW, attack.clone(), grant, limits),
+        sandbox.export(
+            &chargeback,
+            WINDOW,
+            rate_card(),
+            SubscriptionGrant::All,
+            Limits::default()
+        ),
+    );
+    assert!(
+        good.result.is_ok(),
+        "{attack}: the good adapter failed: {:?}",
+        good.result
+    );
+    assert!(
+        bad.documents.is_empty(),
+        "{attack}: a failed run leaves no documents"
+    );
+    bad
+}
+
+/// Finding 2: what the host keeps for an adapter (documents' names and
+/// content types, cursors and their subscription lists, log lines) is
+/// bounded and counted against the run's limits, at install time too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_host_keeps_for_an_adapter_is_bounded_and_charged() {
+    let sandbox = Sandbox::new(Options {
+        subscriptions: 2,
+        days: 2,
+        ..Options::default()
+    })
+    .await;
+    let small = Limits {
+        memory_bytes: 16 << 20,
+        ..Limits::default()
+    };
+    let permanent = |outcome: &ExportOutcome| match &outcome.result {
+        Err(RunFailure::Permanent(reason)) => reason.clone(),
+        other => panic!("not a permanent failure: {other:?}"),
+    };
+
+    // A long content type is refused on the first document.
+    let long_types = beside_a_good_export(
+        &sandbox,
+        json!({"attack": "documents", "count": 2_000, "bytes": 64 << 10}),
+        SubscriptionGrant::All,
+        small.clone(),
+    )
+    .await;
+    let reason = permanent(&long_types);
+    assert!(
+        reason.contains("InvalidName") && reason.contains("content type"),
+        "{reason}"
+    );
+    // Documents beyond the count cap are refused.
+    let many = beside_a_good_export(
+        &sandbox,
+        json!({"attack": "documents", "count": 2_000, "bytes": 16}),
+        SubscriptionGrant::All,
+        small.clone(),
+    )
+    .await;
+    assert!(
+        permanent(&many).contains("LimitReached(100)"),
+        "{:?}",
+        many.result
+    );
+
+    // A query naming 100,000 subscriptions is refused without keeping them.
+    let long_lists = beside_a_good_export(
+        &sandbox,
+        json!({"attack": "cursors", "count": 20, "bytes": 100_000}),
+        SubscriptionGrant::All,
+        small.clone(),
+    )
+    .await;
+    let reason = permanent(&long_lists);
+    assert!(
+        reason.contains("OutOfScope") && reason.contains("at most 1000 per query"),
+        "{reason}"
+    );
+    // Open cursors are bounded, and what they hold is counted.
+    let cursors = beside_a_good_export(
+        &sandbox,
+        json!({"attack": "cursors", "count": 20, "bytes": 1_000}),
+        SubscriptionGrant::All,
+        small.clone(),
+    )
+    .await;
+    assert!(
+        matches!(&cursors.result, Err(RunFailure::Trap(r)) if r.contains("more than 16 usage cursors")),
+        "{:?}",
+        cursors.result
+    );
+    // What open cursors hold counts against the memory cap with the
+    // adapter's own memory.
+    let charged = beside_a_good_export(
+        &sandbox,
+        json!({"attack": "cursors", "count": 16, "bytes": 1_000}),
+        SubscriptionGrant::All,
+        Limits {
+            memory_bytes: 2 << 20,
+            ..small.clone()
+        },
+    )
+    .await;
+    assert!(
+        matches!(&charged.result, Err(RunFailure::OutOfMemory(r)) if r.contains("opening a usage cursor")),
+        "{:?}",
+        charged.result
+    );
+
+    // Empty log lines are not free: each costs a line's record.
+    let empty_lines = beside_a_good_export(
+        &sandbox,
+        json!({"attack": "empty-log", "count": 200_000}),
+        SubscriptionGrant::All,
+        Limits {
+            log_lines: 1_000_000,
+            log_bytes: 64 << 10,
+            ..small.clone()
+        },
+    )
+    .await;
+    assert!(empty_lines.result.is_ok(), "{:?}", empty_lines.result);
+    assert!(
+        empty_lines.log.len() <= (64 << 10) / 32,
+        "{} empty lines kept within 64 KiB",
+        empty_lines.log.len()
+    );
+    assert_eq!(
+        empty_lines.log.len() as u64 + empty_lines.log_dropped,
+        200_000
+    );
+
+    // The same bounds hold during validate-config, at install.
+    let hostile = sandbox.load("hostile");
+    let refused = validate_config(
+        &sandbox.engine,
+        &hostile,
+        &json!({"attack": "config-documents", "count": 2_000, "bytes": 64 << 10}).to_string(),
+        &small,
+    );
+    assert!(
+        matches!(&refused, Err(RunFailure::InvalidConfig(r)) if r.contains("InvalidName")),
+        "{refused:?}"
+    );
+}
+
+/// Finding 11: a host call checks the deadline and the cancel switch itself
+/// (a read over 100,000 granted subscriptions queries the store 100,000
+/// times in one `next()`), and the lists it accepts are bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_calls_stop_at_the_deadline_and_bound_their_lists() {
+    let sandbox = Sandbox::new(Options {
+        subscriptions: 2,
+        days: 2,
+        ..Options::default()
+    })
+    .await;
+    let many: Vec<String> = (0..100_000).map(|i| format!("granted-{i}")).collect();
+    let limits = Limits {
+        deadline: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let outcome = beside_a_good_export(
+        &sandbox,
+        json!({"attack": "read-all"}),
+        SubscriptionGrant::Only(many.clone()),
+        limits,
+    )
+    .await;
+    assert!(
+        matches!(outcome.result, Err(RunFailure::Timeout(_))),
+        "{:?}",
+        outcome.result
+    );
+    // Stopped inside the call, not after it had queried all 100,000.
+    let stopped = stopped_inside_next(&outcome.log, "the run's deadline passed");
+    assert!(stopped < 100_000, "{stopped} store queries");
+
+    // The host's cancel switch stops it inside the call too.
+    let hostile = sandbox.load("hostile");
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let switch = cancelled.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        switch.store(true, Ordering::Relaxed);
+    });
+    let outcome = sandbox
+        .export_until(
+            &hostile,
+            WINDOW,
+            json!({"attack": "read-all"}),
+            SubscriptionGrant::Only(many),
+            Limits::default(),
+            cancelled,
+        )
+        .await;
+    assert_eq!(outcome.result.unwrap_err(), RunFailure::Cancelled);
+    let stopped = stopped_inside_next(&outcome.log, "the host stopped the run");
+    assert!(stopped < 100_000, "{stopped} store queries");
+
+    // A million subscription ids in one query are refused, not queried.
+    let outcome = beside_a_good_export(
+        &sandbox,
+        json!({"attack": "query-many", "count": 1_000_000}),
+        SubscriptionGrant::All,
+        Limits::default(),
+    )
+    .await;
+    assert!(
+        matches!(&outcome.result, Err(RunFailure::Permanent(r)) if r.contains("the query names 1000000 subscriptions")),
+        "{:?}",
+        outcome.result
+    );
+}
+
+/// How many store queries `cursor.next` had made when the host stopped it
+/// for `why`, as the run's log says.
+fn stopped_inside_next(log: &[LogLine], why: &str) -> u64 {
+    let line = log
+        .iter()
+        .find(|l| l.level == "error" && l.message.starts_with("stopped inside cursor.next"))
+        .unwrap_or_else(|| panic!("no line saying where the run stopped: {log:?}"));
+    assert!(line.message.ends_with(why), "{}", line.message);
+    line.message
+        .split(' ')
+        .nth(4)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", line.message))
+}
+
+/// Findings 3 and 14: what an adapter says of itself or of its failure is
+/// kept at a bounded size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adapter_strings_are_bounded() {
+    let sandbox = Sandbox::new(Options {
+        subscriptions: 1,
+        days: 1,
+        ..Options::default()
+    })
+    .await;
+    let error = beside_a_good_export(
+        &sandbox,
+        json!({"attack": "huge-error", "bytes": 8 << 20}),
+        SubscriptionGrant::All,
+        Limits::default(),
+    )
+    .await;
+    let reason = error.result.unwrap_err().to_string();
+    assert!(reason.len() <= 4 << 10, "{} bytes", reason.len());
+    assert!(
+        reason.ends_with(&format!("[truncated: {} bytes]", 8 << 20)),
+        "{}",
+        &reason[reason.len() - 64..]
+    );
+
+    let names = beside_a_good_export(
+        &sandbox,
+        json!({"attack": "summary-names", "count": 1_000_000}),
+        SubscriptionGrant::All,
+        Limits::default(),
+    )
+    .await;
+    let failure = names.result.unwrap_err();
+    let message = failure.to_string();
+    assert!(
+        matches!(failure, RunFailure::BadSummary(_)),
+        "{message:.300}"
+    );
+    assert!(message.len() < 2 << 10, "{} bytes", message.len());
+    assert!(message.contains("and 999990 more"), "{message}");
+
+    let bomb = load_file(&sandbox.engine, &component_path("hostile-describe")).unwrap();
+    let refused = describe(&sandbox.engine, &bomb, &Limits::default()).unwrap_err();
+    assert!(
+        matches!(&refused, RunFailure::BadDescription(r) if r.contains("over 1048576 bytes")),
+        "{refused}"
+    );
+}
+
+// `multi_memory_adapter(hogs, pages)`: the hostile adapter with many memories.
+include!("../adapters/hostile/multi_memory.rs");
+
+/// Finding 12: the memory cap covers all of an instance's memories
+/// together, and a component may declare only a few; one declaring many is
+/// refused when it is loaded (at install), with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_cap_covers_every_memory_of_an_instance() {
+    let sandbox = Sandbox::new(Options {
+        subscriptions: 1,
+        days: 1,
+        ..Options::default()
+    })
+    .await;
+    // Two memories (the most allowed) of 24 MiB each, under a cap of 32 MiB.
+    let two = sandbox.engine.load(&multi_memory_adapter(1, 384)).unwrap();
+    let limits = Limits {
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    };
+    let small = sandbox.engine.load(&multi_memory_adapter(1, 128)).unwrap();
+    let fits = sandbox
+        .export(
+            &small,
+            WINDOW,
+            json!({}),
+            SubscriptionGrant::All,
+            limits.clone(),
+        )
+        .await;
+    assert!(fits.result.is_ok(), "2 × 8 MiB fit: {:?}", fits.result);
+    let chargeback = sandbox.load("chargeback-csv");
+    let (over, good) = tokio::join!(
+        sandbox.export(&two, WINDOW, json!({}), SubscriptionGrant::All, limits),
+        sandbox.export(
+            &chargeback,
+            WINDOW,
+            rate_card(),
+            SubscriptionGrant::All,
+            Limits::default()
+        ),
+    );
+    assert!(good.result.is_ok(), "{:?}", good.result);
+    assert!(
+        matches!(&over.result, Err(RunFailure::OutOfMemory(r)) if r.contains("limit is 32 MiB")),
+        "{:?}",
+        over.result
+    );
+
+    // Twelve extra memories are refused outright, before any run.
+    let refused = sandbox
+        .engine
+        .load(&multi_memory_adapter(12, 1))
+        .unwrap_err();
+    let message = format!("{refused:#}");
+    assert!(
+        message.contains("13 Wasm linear memories") && message.contains("maximum of 2"),
+        "{message}"
+    );
+}

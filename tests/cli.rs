@@ -813,8 +813,6 @@ async fn database_connections_use_tls_as_sslmode_says_on_postgres() {
         "127.0.0.1 is not the certificate's name"
     );
 }
- );
-}
 
 /// `tally serve` with a `tally.toml` holding `config`; returns the server,
 /// its `host:port` and an operator token.

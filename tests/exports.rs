@@ -1437,3 +1437,175 @@ fn concurrent_install_processes_leave_the_host_serving() {
         .count();
     assert_eq!(artifacts, 1, "one artifact, no temporary file left");
 }
+
+/// Finding 13: install-time calls take turns (a bounded number at once; an
+/// install that waits too long is refused with 503), so that a well-behaved
+/// run finds an instance while 34 installs whose `validate-config` spins
+/// arrive together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spinning_installs_take_turns_and_a_run_keeps_its_slot() {
+    let host = TestHost::with_export_settings(tally::exports::ExportSettings {
+        tick: Duration::from_millis(100),
+        retry_base: Duration::from_millis(200),
+        retry_max: Duration::from_secs(1),
+        max_attempts: 3,
+        install_wait: Duration::from_secs(1),
+        ..tally::exports::ExportSettings::default()
+    })
+    .await;
+    let end = today() - Days::new(1);
+    let options = Options {
+        subscriptions: 2,
+        days: 2,
+        end,
+        ..Options::default()
+    };
+    let records: Vec<Value> = to_wire(&sample(&options))
+        .into_iter()
+        .filter(|r| {
+            r["reportedTime"]
+                .as_str()
+                .unwrap()
+                .parse::<DateTime<Utc>>()
+                .unwrap()
+                < Utc::now()
+        })
+        .collect();
+    host.ingest(&records).await;
+    let first_day = end - Days::new(2);
+    let chargeback = component("chargeback-csv");
+    let control = manifest(
+        "control",
+        &chargeback,
+        first_day,
+        &chargeback_config(&RATES),
+    );
+    let (status, body) = install(&host, &host.operator, &control, Some(&chargeback)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    wait_for_watermark(&host, "control", today()).await;
+    // The hostile component once, so that the storm below only loads its artifact.
+    let hostile = component("hostile");
+    let calm = manifest("calm", &hostile, today(), "[config]\nattack = 'none'\n");
+    let (status, body) = install(&host, &host.operator, &calm, Some(&hostile)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let storm: Vec<_> = (0..34)
+        .map(|i| {
+            let manifest = manifest(
+                &format!("spin-{i}"),
+                &hostile,
+                today(),
+                "[limits]\ndeadline_seconds = 2\n[config]\nattack = 'spin-config'\n",
+            );
+            let (host, hostile) = (&host, &hostile);
+            async move { install(host, &host.operator, &manifest, Some(hostile.as_slice())).await }
+        })
+        .collect();
+    let correction = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let window =
+            json!({"from": first_day.to_rfc3339(), "to": (first_day + Days::new(1)).to_rfc3339()});
+        let reply = host
+            .call(
+                Method::POST,
+                "/v1/adapters/control/runs",
+                Some(&host.operator),
+                Some(window.to_string()),
+            )
+            .await;
+        assert_eq!(reply.body[0]["outcome"], "correction", "{}", reply.body);
+        wait_for_run(&host, reply.body[0]["run"]["url"].as_str().unwrap()).await
+    };
+    let (installs, run) = tokio::join!(futures_util::future::join_all(storm), correction);
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        run["attempts"], 1,
+        "the control run never lacked an instance: {run}"
+    );
+    let mut busy = 0;
+    for (status, body) in &installs {
+        match status.as_u16() {
+            503 => {
+                assert_eq!(body["error"]["code"], "InstallsBusy", "{body}");
+                busy += 1;
+            }
+            422 => assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("ran past its deadline"),
+                "{body}"
+            ),
+            _ => panic!("{status}: {body}"),
+        }
+    }
+    assert!(busy > 0, "some installs waited past install_wait");
+}
+
+/// Findings 3 and 14: a failure reason is stored and served cut to 4 KiB
+/// (the adapter returned 8 MiB), and a describe() over the bounds is refused
+/// at install with a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adapter_strings_are_stored_and_served_bounded() {
+    let (host, first_day) = host_with_usage().await;
+    let hostile = component("hostile");
+    let loud = manifest(
+        "loud",
+        &hostile,
+        first_day,
+        &format!("[config]\nattack = 'huge-error'\nbytes = {}\n", 8 << 20),
+    );
+    let (status, body) = install(&host, &host.operator, &loud, Some(&hostile)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let started = Instant::now();
+    let held = loop {
+        let shown = host.get("/v1/adapters/loud", &host.operator).await.body;
+        if !shown["heldBy"].is_null() {
+            break shown;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{shown}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let listed = host.get("/v1/adapters", &host.operator).await.body;
+    let runs = host
+        .get("/v1/adapters/loud/runs", &host.operator)
+        .await
+        .body;
+    let failed = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == "failed")
+        .unwrap()
+        .clone();
+    for reason in [
+        &held["heldBy"]["reason"],
+        &listed.as_array().unwrap()[0]["heldBy"]["reason"],
+        &failed["reason"],
+    ] {
+        let reason = reason.as_str().unwrap();
+        assert!(
+            reason.len() <= 4 << 10,
+            "a reason of {} bytes",
+            reason.len()
+        );
+        assert!(
+            reason.contains("permanent failure: eee")
+                && reason.ends_with(&format!("[truncated: {} bytes]", 8 << 20)),
+            "{reason:.200}"
+        );
+    }
+
+    let bomb = component("hostile-describe");
+    let described = manifest("described", &bomb, today(), "");
+    let (status, body) = install(&host, &host.operator, &described, Some(&bomb)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body:.300}");
+    assert_eq!(body["error"]["code"], "InvalidDescription", "{body:.300}");
+    assert!(
+        host.get("/v1/adapters/described", &host.operator)
+            .await
+            .status
+            == StatusCode::NOT_FOUND
+    );
+}

@@ -14,8 +14,14 @@
 //!    The child reports the kernel's peak RSS (`VmHWM`) before and after, and
 //!    the peaks of its anonymous and file-backed parts, sampled every 5 ms.
 //!
+//! With `--hostile`, instead: the peak host RSS of the worst adapter of each
+//! kind of `adapters/hostile` at the default limits (each in a fresh child,
+//! on a small store), against the goal that the host grows by at most the
+//! adapter's memory cap + 64 MiB.
+//!
 //! Needs the components: `adapters/build.sh`. Run:
-//! `cargo bench -p tally --bench export_rss` (`-- --quick` for a smaller run).
+//! `cargo bench -p tally --bench export_rss` (`-- --quick` for a smaller run,
+//! `-- --hostile` for the hostile adapters).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,7 +34,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tally::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
 use tally::adapters::host_usage::{BATCH_ROWS, UsageAccess};
-use tally::adapters::{AdapterEngine, Limits, SubscriptionGrant, run_export};
+use tally::adapters::{AdapterEngine, Limits, SubscriptionGrant, describe, run_export};
 use tally::store::sqlite::{SCHEMA_VERSION, SqliteStore};
 use tally::store::{AggregateQuery, Store, SubscriptionScope};
 use tally::usage::{Granularity, UsageRecordInput, ValidationContext};
@@ -46,6 +52,11 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--child") {
         let data = PathBuf::from(&args[i + 2]);
         runtime.block_on(child(&args[i + 1], &data));
+    } else if let Some(i) = args.iter().position(|a| a == "--hostile-child") {
+        let data = PathBuf::from(&args[i + 2]);
+        runtime.block_on(hostile_child(&args[i + 1], &data));
+    } else if args.iter().any(|a| a == "--hostile") {
+        runtime.block_on(hostile_benchmark());
     } else {
         runtime.block_on(benchmark(args.iter().any(|a| a == "--quick")));
     }
@@ -415,4 +426,243 @@ fn thousands(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+// The worst adapter of each kind, at the default limits.
+
+// `multi_memory_adapter(hogs, pages)`: the hostile adapter with many memories.
+include!("../../adapters/hostile/multi_memory.rs");
+
+/// Each kind of hostile adapter: its name, what it does, and how it is called
+/// (`export` with a config, `install` for describe and validate-config).
+const HOSTILE: [(&str, &str, &str); 11] = [
+    (
+        "memory",
+        "grows its memory to the cap",
+        r#"{"attack":"memory"}"#,
+    ),
+    (
+        "multi-memory",
+        "12 extra instances, a memory of 120 MiB each",
+        "wat",
+    ),
+    (
+        "documents",
+        "1,500 documents with 1 MiB content types",
+        r#"{"attack":"documents","bytes":1048576,"count":1500}"#,
+    ),
+    (
+        "cursors",
+        "100 cursors naming 100,000 subscriptions each",
+        r#"{"attack":"cursors","bytes":100000,"count":100}"#,
+    ),
+    (
+        "query-many",
+        "one query naming 1,000,000 subscriptions",
+        r#"{"attack":"query-many","count":1000000}"#,
+    ),
+    (
+        "flood-log",
+        "10 million log lines",
+        r#"{"attack":"flood-log"}"#,
+    ),
+    (
+        "deadline",
+        "reads 100,000 granted subscriptions; deadline 2 s",
+        r#"{"attack":"read-all"}"#,
+    ),
+    (
+        "flood-output",
+        "documents up to the output cap",
+        r#"{"attack":"flood-output"}"#,
+    ),
+    (
+        "huge-error",
+        "a permanent error of 100 MiB",
+        r#"{"attack":"huge-error","bytes":104857600}"#,
+    ),
+    (
+        "summary-names",
+        "a summary naming 1,000,000 documents",
+        r#"{"attack":"summary-names","count":1000000}"#,
+    ),
+    (
+        "describe-bomb",
+        "describe(): 8 MiB name and version, 500,000 documents",
+        "install",
+    ),
+];
+
+async fn hostile_benchmark() {
+    let options = Options {
+        subscriptions: 2,
+        days: 2,
+        ..Options::default()
+    };
+    let data = target_dir().join(format!(
+        "bench-data/hostile-rss-seed{}-schema{SCHEMA_VERSION}",
+        options.seed
+    ));
+    build_data(&data, &options).await;
+    let data = data.canonicalize().unwrap();
+    let engine = AdapterEngine::new(data.join("artifacts")).unwrap();
+    for name in ["hostile", "hostile-describe"] {
+        let wasm = std::fs::read(target_dir().join(format!("adapters/{name}.wasm")))
+            .unwrap_or_else(|_| panic!("{name}.wasm is missing: run adapters/build.sh"));
+        std::fs::write(data.join(format!("{name}.wasm")), &wasm).unwrap();
+        engine.load(&wasm).unwrap();
+    }
+    let cap = Limits::default().memory_bytes as f64;
+    let goal = cap + (64 << 20) as f64;
+    println!(
+        "peak host RSS growth of the worst adapter of each kind, default limits (memory cap {:.0} MiB; goal: growth <= {:.0} MiB)\n",
+        mib(cap),
+        mib(goal)
+    );
+    println!(
+        "  {:<14} {:<52} {:>11} {:>8}  outcome",
+        "kind", "attack", "RSS growth", "goal"
+    );
+    for (kind, what, _) in HOSTILE {
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args(["--hostile-child", kind, data.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let measured: HashMap<String, String> = stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix("measured "))
+            .flat_map(|line| line.splitn(2, ' '))
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let (growth, outcome) = match (measured.get("growth"), measured.get("outcome")) {
+            (Some(growth), Some(outcome)) => (growth.parse::<f64>().unwrap(), outcome.clone()),
+            _ => (
+                f64::NAN,
+                format!(
+                    "child died ({}): {}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                ),
+            ),
+        };
+        let verdict = if growth <= goal { "met" } else { "NOT met" };
+        println!(
+            "  {kind:<14} {what:<52} {:>7.0} MiB {verdict:>8}  {outcome:.110}",
+            mib(growth)
+        );
+    }
+}
+
+/// One hostile adapter in this (fresh) process; prints `measured growth=… outcome=…`.
+async fn hostile_child(kind: &str, data: &Path) {
+    let (_, _, how) = HOSTILE
+        .into_iter()
+        .find(|(name, _, _)| *name == kind)
+        .expect("a known kind");
+    let Built { start, end, .. } = Built::of(data).expect("built data");
+    let store: Arc<SqliteStore> = Arc::new(SqliteStore::open(data).unwrap());
+    let catalog = store.meter_catalog().await.unwrap();
+    let engine = Arc::new(AdapterEngine::new(data.join("artifacts")).unwrap());
+    let file = if how == "install" {
+        "hostile-describe"
+    } else {
+        "hostile"
+    };
+    let wasm = std::fs::read(data.join(format!("{file}.wasm"))).unwrap();
+    let hostile = engine.load(&wasm).unwrap();
+    let rss_before = status("VmRSS");
+    let limits = Limits::default();
+    let outcome = match how {
+        "install" => {
+            let engine = engine.clone();
+            tokio::task::spawn_blocking(move || match describe(&engine, &hostile, &limits) {
+                Ok((description, _)) => format!(
+                    "accepted: name of {} bytes, {} documents",
+                    description.name.len(),
+                    description.produces.len()
+                ),
+                Err(failure) => format!("refused: {failure}"),
+            })
+            .await
+            .unwrap()
+        }
+        _ => {
+            let adapter = if how == "wat" {
+                match engine.load(&multi_memory_adapter(12, 1_920)) {
+                    Ok(adapter) => adapter,
+                    Err(error) => {
+                        let growth = status("VmHWM").saturating_sub(rss_before);
+                        println!("measured growth={growth} outcome=refused at load: {error:#}");
+                        return;
+                    }
+                }
+            } else {
+                hostile
+            };
+            // The one kind that is not at the default limits: a deadline to overrun.
+            let (grant, limits) = if kind == "deadline" {
+                let granted = (0..100_000).map(|i| format!("granted-{i}")).collect();
+                let deadline = Duration::from_secs(2);
+                (
+                    SubscriptionGrant::Only(granted),
+                    Limits { deadline, ..limits },
+                )
+            } else {
+                (SubscriptionGrant::All, limits)
+            };
+            let usage = UsageAccess::new(store.clone(), catalog, grant);
+            let request = ExportRequest {
+                run_id: "hostile-rss".into(),
+                window: Window {
+                    start: start.timestamp(),
+                    end: end.timestamp(),
+                },
+                granularity: WitGranularity::Hourly,
+                correction: false,
+            };
+            let config = how.to_owned();
+            let engine = engine.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                run_export(
+                    &engine,
+                    &adapter,
+                    &request,
+                    &config,
+                    usage,
+                    Vec::new(),
+                    &limits,
+                )
+            })
+            .await
+            .unwrap();
+            // Measured before the outcome is formatted (the host's own copy).
+            let growth = status("VmHWM").saturating_sub(rss_before);
+            let elapsed = outcome.figures.elapsed.as_secs_f64();
+            let outcome = match outcome.result {
+                Ok(_) => format!(
+                    "succeeded after {elapsed:.1} s (peak {:.0} MiB charged)",
+                    mib(outcome.figures.peak_memory_bytes as f64)
+                ),
+                Err(failure) => {
+                    let text = failure.to_string();
+                    let start: String = text.chars().take(160).collect();
+                    format!(
+                        "failed after {elapsed:.1} s ({} bytes): {}",
+                        text.len(),
+                        start.replace('\n', " ")
+                    )
+                }
+            };
+            println!("measured growth={growth} outcome={outcome}");
+            return;
+        }
+    };
+    let growth = status("VmHWM").saturating_sub(rss_before);
+    let outcome: String = outcome.chars().take(200).collect();
+    println!("measured growth={growth} outcome={outcome}");
 }

@@ -5,6 +5,24 @@
 //! "flood-log" | "read-file" | "read-env" | "out-of-scope" | "send-forbidden" |
 //! "garbage" | "garbage-rows" | "refuse-config" | "html-document" |
 //! "terminal-escapes" | "none"}`
+//!
+//! and, against what the host keeps or spends on an adapter's behalf
+//! (sizes from `"count"` and `"bytes"`):
+//!
+//! - `"documents"`: `count` documents, each with a content type of `bytes` bytes;
+//! - `"cursors"`: `count` cursors kept open, each naming the first granted
+//!   subscription `bytes` times;
+//! - `"query-many"`: one query naming `count` subscriptions without usage,
+//!   then `next()`;
+//! - `"read-all"`: reads every row of its scope, however long that takes;
+//! - `"empty-log"`: `count` empty log lines;
+//! - `"huge-error"`: a permanent error of `bytes` bytes;
+//! - `"summary-names"`: a summary naming `count` documents it never wrote;
+//! - `"spin-config"`: `validate-config` spins until stopped;
+//! - `"config-documents"`: `"documents"` in `validate-config`.
+//!
+//! Built with the `describe-bomb` feature, `describe()` returns an 8 MiB name,
+//! an 8 MiB version and 500,000 documents.
 
 wit_bindgen::generate!({ path: "../../wit", world: "billing-adapter" });
 
@@ -19,8 +37,32 @@ fn attack(config: &str) -> &str {
     config.split('"').nth(3).unwrap_or("none")
 }
 
+/// The number after `"key":` in the config, or `default`.
+fn number(config: &str, key: &str, default: usize) -> usize {
+    let Some(at) = config.find(&format!("\"{key}\":")) else {
+        return default;
+    };
+    let digits: String = config[at + key.len() + 3..]
+        .chars()
+        .skip_while(|c| c.is_whitespace())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap_or(default)
+}
+
+fn permanent(error: impl std::fmt::Debug) -> ExportError {
+    ExportError::Permanent(format!("{error:?}"))
+}
+
 impl Guest for Hostile {
     fn describe() -> Description {
+        if cfg!(feature = "describe-bomb") {
+            return Description {
+                name: "n".repeat(8 << 20),
+                version: "1".repeat(8 << 20),
+                produces: (0..500_000).map(|i| format!("document-{i}.csv")).collect(),
+            };
+        }
         Description {
             name: "hostile".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -29,6 +71,20 @@ impl Guest for Hostile {
     }
 
     fn validate_config(config: String) -> Result<(), String> {
+        if attack(&config) == "spin-config" {
+            let mut x = 0u64;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
+        if attack(&config) == "config-documents" {
+            // What the host keeps for an adapter is bounded at install too.
+            let content_type = "t".repeat(number(&config, "bytes", 1 << 20));
+            for i in 0..number(&config, "count", 100_000) {
+                append(&format!("d{i}.txt"), &content_type, b"x").map_err(|e| format!("{e:?}"))?;
+            }
+            return Err("wrote every document".into());
+        }
         if attack(&config) == "refuse-config" {
             // Output on stderr while refusing: the host must take both calmly.
             eprintln!("the hostile adapter refuses its config on purpose");
@@ -150,6 +206,63 @@ impl Guest for Hostile {
                 log(Level::Warn, text);
                 return Err(ExportError::Permanent(text.into()));
             }
+            "documents" => {
+                let content_type = "t".repeat(number(&config, "bytes", 1 << 20));
+                for i in 0..number(&config, "count", 100_000) {
+                    append(&format!("d{i}.txt"), &content_type, b"x").map_err(permanent)?;
+                }
+                return Err(ExportError::Permanent("wrote every document".into()));
+            }
+            "cursors" => {
+                let granted = first_subscription(&request)?;
+                let ids = vec![granted; number(&config, "bytes", 100_000)];
+                let mut open = Vec::new();
+                for _ in 0..number(&config, "count", 100) {
+                    open.push(
+                        query(request.window, request.granularity, Some(&ids))
+                            .map_err(permanent)?,
+                    );
+                }
+                return Err(ExportError::Permanent(format!(
+                    "{} cursors open",
+                    open.len()
+                )));
+            }
+            "query-many" => {
+                // Ids without usage: one `next()` queries the store for each.
+                let ids: Vec<String> = (0..number(&config, "count", 1_000_000))
+                    .map(|i| format!("nobody-{i}"))
+                    .collect();
+                let cursor =
+                    query(request.window, request.granularity, Some(&ids)).map_err(permanent)?;
+                cursor.next();
+            }
+            "read-all" => {
+                let cursor = query(request.window, request.granularity, None).map_err(permanent)?;
+                while cursor.next().is_some() {}
+            }
+            "empty-log" => {
+                for _ in 0..number(&config, "count", 1_000_000) {
+                    log(Level::Info, "");
+                }
+            }
+            "huge-error" => {
+                return Err(ExportError::Permanent("e".repeat(number(
+                    &config,
+                    "bytes",
+                    100 << 20,
+                ))));
+            }
+            "summary-names" => {
+                let count = number(&config, "count", 1_000_000);
+                return Ok(Summary {
+                    rows_read: 0,
+                    rows_written: 0,
+                    documents: (0..count)
+                        .map(|i| format!("never-written-{i}.csv"))
+                        .collect(),
+                });
+            }
             _ => {}
         }
         Ok(Summary {
@@ -158,6 +271,15 @@ impl Guest for Hostile {
             documents: vec![],
         })
     }
+}
+
+/// A subscription the installation may read: the first of the window's usage.
+fn first_subscription(request: &ExportRequest) -> Result<String, ExportError> {
+    let cursor = query(request.window, request.granularity, None).map_err(permanent)?;
+    let batch = cursor
+        .next()
+        .ok_or_else(|| ExportError::Permanent("no usage in the window".into()))?;
+    Ok(batch.strings[batch.subscription_id[0] as usize].clone())
 }
 
 export!(Hostile);

@@ -20,19 +20,21 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, anyhow, bail};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::compile::{CompileSlots, Compiler, compile_in_child};
-use super::contract::{BillingAdapter, BillingAdapterPre, WORLD_VERSION};
-use super::sandbox::RunState;
+use super::contract::{BillingAdapterPre, WORLD_VERSION, add_imports_to_linker};
+use super::sandbox::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES, RunState};
 
 /// How often the deadline clock ticks: deadlines are checked at this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Largest memory any run may be given (the pooling allocator reserves it per slot).
 pub const MAX_MEMORY_BYTES: usize = 1 << 30;
-/// Instances that may run at once with the pooling allocator.
-const POOL_SLOTS: u32 = 32;
+/// Instances that may run at once with the pooling allocator: every run
+/// ([`crate::exports::MAX_CONCURRENT_RUNS`]) and every install-time call
+/// ([`crate::exports::MAX_INSTALL_CALLS`]) at once, with room to spare.
+pub const POOL_SLOTS: u32 = 32;
 /// Wasm stack of a call: deep recursion traps as a stack overflow, not a host crash.
 const MAX_WASM_STACK: usize = 1 << 20;
 /// Name prefix of an artifact being written (never loaded under that name).
@@ -101,8 +103,7 @@ impl AdapterEngine {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow!("{e}"))?;
-        BillingAdapter::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(|e| anyhow!("{e}"))?;
+        add_imports_to_linker(&mut linker).map_err(|e| anyhow!("{e}"))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (ticking, stop) = (engine.clone(), ticker_stop.clone());
@@ -356,11 +357,22 @@ fn config(pooling: bool) -> Config {
     config.max_wasm_stack(MAX_WASM_STACK);
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
+        // Each slot has room for the most one instance may hold, so that no
+        // instance can take another's share: a component declaring more is
+        // refused when it is loaded (at install).
+        let (memories, tables, instances) = (
+            MAX_MEMORIES as u32,
+            MAX_TABLES as u32,
+            MAX_CORE_INSTANCES as u32,
+        );
         pool.total_component_instances(POOL_SLOTS)
-            .total_core_instances(POOL_SLOTS * 4)
-            .total_memories(POOL_SLOTS * 2)
-            .total_tables(POOL_SLOTS * 4)
+            .total_core_instances(POOL_SLOTS * instances)
+            .total_memories(POOL_SLOTS * memories)
+            .total_tables(POOL_SLOTS * tables)
             .total_stacks(POOL_SLOTS)
+            .max_core_instances_per_component(instances)
+            .max_memories_per_component(memories)
+            .max_tables_per_component(tables)
             .max_memory_size(MAX_MEMORY_BYTES);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }

@@ -4,17 +4,27 @@ use super::contract::tally::billing::log::{Host as LogHost, Level};
 use super::contract::tally::billing::output::{
     Host as OutputHost, OutboundRequest, OutboundResponse, OutputError, SendError,
 };
-use super::sandbox::{Document, RunState};
+use super::sandbox::{Document, RunState, truncated};
 
 /// Longest document name.
 pub const MAX_DOCUMENT_NAME: usize = 128;
+/// Longest content type.
+pub const MAX_CONTENT_TYPE: usize = 256;
+/// Most documents one run may write.
+pub const MAX_DOCUMENTS: usize = 100;
+/// What the host keeps per document beyond its name, content type and bytes
+/// (charged against the run's memory cap with them).
+const DOCUMENT_OVERHEAD: usize = 128;
+/// How much of a refused name or content type a message quotes.
+const QUOTED: usize = 64;
 
-impl OutputHost for RunState {
-    fn append(
+impl RunState {
+    /// Refuses a bad name or content type, or a document over the count cap,
+    /// and charges a new document's name and content type to the run.
+    fn admit_document(
         &mut self,
-        document: String,
-        content_type: String,
-        bytes: Vec<u8>,
+        document: &str,
+        content_type: &str,
     ) -> wasmtime::Result<Result<(), OutputError>> {
         let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
         if document.is_empty()
@@ -23,8 +33,45 @@ impl OutputHost for RunState {
             || document.starts_with('.')
         {
             return Ok(Err(OutputError::InvalidName(format!(
-                "'{document}' is not a valid document name"
+                "'{}' is not a valid document name",
+                truncated(document, QUOTED)
             ))));
+        }
+        if self.documents.contains_key(document) {
+            return Ok(Ok(())); // its content type was recorded on first use
+        }
+        if content_type.is_empty()
+            || content_type.len() > MAX_CONTENT_TYPE
+            || !content_type.bytes().all(|b| (b' '..=b'~').contains(&b))
+        {
+            return Ok(Err(OutputError::InvalidName(format!(
+                "content type '{}' of '{document}' is not 1 to {MAX_CONTENT_TYPE} printable ASCII characters",
+                truncated(content_type, QUOTED)
+            ))));
+        }
+        if self.documents.len() >= MAX_DOCUMENTS {
+            let message = format!("document limit of {MAX_DOCUMENTS} per run reached");
+            self.log
+                .lock()
+                .expect("run log lock")
+                .push("error", message);
+            return Ok(Err(OutputError::LimitReached(MAX_DOCUMENTS as u64)));
+        }
+        let kept = document.len() + content_type.len() + DOCUMENT_OVERHEAD;
+        self.limiter.charge_host(kept, "a new document")?;
+        Ok(Ok(()))
+    }
+}
+
+impl OutputHost for RunState {
+    fn append(
+        &mut self,
+        document: String,
+        content_type: String,
+        bytes: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), OutputError>> {
+        if let Err(refused) = self.admit_document(&document, &content_type)? {
+            return Ok(Err(refused));
         }
         if self.output_bytes + bytes.len() as u64 > self.output_cap {
             let message = format!("output limit of {} bytes reached", self.output_cap);

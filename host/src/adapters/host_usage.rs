@@ -1,20 +1,23 @@
 //! The `usage` import: aggregated usage for the installation's subscriptions,
 //! streamed as dictionary-encoded column batches.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use wasmtime::component::Resource;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, Resource, ResourceType, WasmList, WasmStr};
 
+use super::contract::WORLD_VERSION;
 use super::contract::tally::billing::types::{
     Granularity as WitGranularity, Meter as WitMeter, Window,
 };
-use super::contract::tally::billing::usage::{Host, HostCursor, QueryError, UsageBatch};
-use super::sandbox::{RunState, SubscriptionGrant};
+use super::contract::tally::billing::usage::{QueryError, UsageBatch};
+use super::sandbox::{MAX_OPEN_CURSORS, RunState, SubscriptionGrant, truncated};
 use crate::store::{AggregateQuery, AggregateRow, Position, Store, SubscriptionScope};
+use crate::usage::record::MAX_ID_LEN;
 use crate::usage::{Granularity, MeterCatalog};
 
 /// Rows in one batch handed to the adapter.
@@ -59,18 +62,51 @@ impl UsageAccess {
     }
 }
 
-/// A streaming read: the queries still to run and where the current one is.
+/// Most subscription ids one `query` may name.
+pub const MAX_QUERY_SUBSCRIPTIONS: usize = 1_000;
+/// What the host keeps per open cursor beyond its subscription list.
+const CURSOR_OVERHEAD: usize = 1 << 10;
+/// What the host keeps per subscription id of a cursor beyond its bytes.
+const ID_OVERHEAD: usize = std::mem::size_of::<String>();
+/// Decoded instance fields a cursor keeps between batches (a cache, emptied
+/// when full).
+const MAX_CACHED_INSTANCE_BYTES: usize = 4 << 20;
+
+/// A streaming read: its queries, one per subscription scope, and where the
+/// current one is.
 pub struct UsageCursor {
-    queries: VecDeque<AggregateQuery>,
+    scopes: Vec<SubscriptionScope>,
+    /// Index of the scope being read.
+    current: usize,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    granularity: Granularity,
     after: Option<Position>,
     encoder: BatchEncoder,
+    /// Bytes charged to the run for this cursor, given back when it is dropped.
+    charged: usize,
+}
+
+impl UsageCursor {
+    /// The query of the scope being read, if any is left.
+    fn query(&self) -> Option<AggregateQuery> {
+        Some(AggregateQuery {
+            scope: self.scopes.get(self.current)?.clone(),
+            reported_start: self.start,
+            reported_end: self.end,
+            granularity: self.granularity,
+            show_details: true,
+            page_size: BATCH_ROWS,
+        })
+    }
 }
 
 /// Turns pages of aggregate rows into column batches. Keeps the resource
-/// fields of each instance, decoded once for the whole read.
+/// fields of each instance, decoded once (up to a bound) for the whole read.
 #[derive(Default)]
 pub struct BatchEncoder {
     instances: HashMap<i64, Arc<InstanceFields>>,
+    cached_bytes: usize,
 }
 
 /// The fields of an instance that batches carry.
@@ -81,7 +117,88 @@ struct InstanceFields {
     additional_info: String,
 }
 
-impl Host for RunState {
+impl InstanceFields {
+    /// About what the cache holds for it: its text, a tag pair's two
+    /// `String`s, the record and its map entry.
+    fn bytes(&self) -> usize {
+        let tags: usize = self.tags.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+        self.resource_uri.len() + self.location.len() + self.additional_info.len() + tags + 128
+    }
+}
+
+/// Defines the `usage` interface on `linker`. By hand rather than generated:
+/// the subscription list of `query` is read from the adapter's memory one id
+/// at a time, after its length is checked, so that a huge list costs the host
+/// nothing.
+pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
+    let mut usage = linker.instance(&format!("tally:billing/usage@{WORLD_VERSION}"))?;
+    usage.resource(
+        "cursor",
+        ResourceType::host::<UsageCursor>(),
+        |mut store, rep| store.data_mut().close_cursor(Resource::new_own(rep)),
+    )?;
+    usage.func_wrap(
+        "query",
+        |mut store: StoreContextMut<'_, RunState>,
+         (window, granularity, subscriptions): (
+            Window,
+            WitGranularity,
+            Option<WasmList<WasmStr>>,
+        )| {
+            let asked = match subscriptions {
+                None => None,
+                Some(list) => match read_subscriptions(&mut store, &list)? {
+                    Ok(ids) => Some(ids),
+                    Err(refused) => return Ok((Err(refused),)),
+                },
+            };
+            Ok((store.data_mut().query(window, granularity, asked)?,))
+        },
+    )?;
+    usage.func_wrap("meters", |store: StoreContextMut<'_, RunState>, (): ()| {
+        Ok((store.data().meters(),))
+    })?;
+    usage.func_wrap(
+        "[method]cursor.next",
+        |mut store: StoreContextMut<'_, RunState>, (cursor,): (Resource<UsageCursor>,)| {
+            Ok((store.data_mut().next_batch(cursor)?,))
+        },
+    )?;
+    Ok(())
+}
+
+/// The subscription ids of a query, read from the adapter's memory: refused
+/// (out of scope) when there are too many, or one is longer than any stored id.
+fn read_subscriptions(
+    store: &mut StoreContextMut<'_, RunState>,
+    list: &WasmList<WasmStr>,
+) -> wasmtime::Result<Result<Vec<String>, QueryError>> {
+    if list.len() > MAX_QUERY_SUBSCRIPTIONS {
+        return Ok(Err(QueryError::OutOfScope(format!(
+            "the query names {} subscriptions; at most {MAX_QUERY_SUBSCRIPTIONS} per query",
+            list.len()
+        ))));
+    }
+    let mut ids = Vec::with_capacity(list.len());
+    for index in 0..list.len() {
+        let id = list
+            .get(&mut *store, index)
+            .expect("an index below the list's length")?;
+        let id = id.to_str(&*store)?;
+        if id.len() > MAX_ID_LEN {
+            return Ok(Err(QueryError::OutOfScope(format!(
+                "subscription '{}' is longer than {MAX_ID_LEN} bytes",
+                truncated(&id, 64)
+            ))));
+        }
+        ids.push(id.into_owned());
+    }
+    Ok(Ok(ids))
+}
+
+impl RunState {
+    /// `usage.query`: a cursor over `window`, for the asked subscriptions or
+    /// the installation's whole scope.
     fn query(
         &mut self,
         window: Window,
@@ -132,28 +249,39 @@ impl Host for RunState {
                 asked.into_iter().map(SubscriptionScope::One).collect()
             }
         };
-        let queries = scopes
-            .into_iter()
-            .map(|scope| AggregateQuery {
-                scope,
-                reported_start: start,
-                reported_end: end,
-                granularity,
-                show_details: true,
-                page_size: BATCH_ROWS,
-            })
-            .collect();
+        if self.open_cursors >= MAX_OPEN_CURSORS {
+            return Err(wasmtime::format_err!(
+                "the adapter opened more than {MAX_OPEN_CURSORS} usage cursors at once (drop the ones it has read)"
+            ));
+        }
+        let charged = CURSOR_OVERHEAD
+            + scopes
+                .iter()
+                .map(|scope| match scope {
+                    SubscriptionScope::One(id) => id.len() + ID_OVERHEAD,
+                    SubscriptionScope::All => ID_OVERHEAD,
+                })
+                .sum::<usize>();
+        self.limiter
+            .charge_host(charged, "opening a usage cursor")?;
+        self.open_cursors += 1;
         let cursor = UsageCursor {
-            queries,
+            scopes,
+            current: 0,
+            start,
+            end,
+            granularity,
             after: None,
             encoder: BatchEncoder::default(),
+            charged,
         };
         Ok(Ok(self.table().push(cursor)?))
     }
 
-    fn meters(&mut self) -> wasmtime::Result<Vec<WitMeter>> {
+    /// `usage.meters`: the meter catalog.
+    fn meters(&self) -> Vec<WitMeter> {
         let Some(usage) = &self.usage else {
-            return Ok(Vec::new());
+            return Vec::new();
         };
         let meter = |m: &Arc<crate::usage::Meter>| WitMeter {
             id: m.id.clone(),
@@ -161,20 +289,46 @@ impl Host for RunState {
             category: m.category.clone(),
             unit: m.unit.clone(),
         };
-        Ok(usage.catalog.all().iter().map(meter).collect())
+        usage.catalog.all().iter().map(meter).collect()
     }
-}
 
-impl HostCursor for RunState {
-    fn next(&mut self, cursor: Resource<UsageCursor>) -> wasmtime::Result<Option<UsageBatch>> {
+    /// `cursor.next`: the next non-empty page as a batch. Checks the run's
+    /// deadline and cancel switch before each store query and while it waits,
+    /// since a read over many subscriptions may query the store many times
+    /// without returning to wasm.
+    fn next_batch(
+        &mut self,
+        cursor: Resource<UsageCursor>,
+    ) -> wasmtime::Result<Option<UsageBatch>> {
         let usage = self
             .usage
             .as_mut()
             .ok_or_else(|| wasmtime::format_err!("a cursor outlived its export"))?;
         let (store, runtime) = (usage.store.clone(), usage.runtime.clone());
         let cursor = self.table.get_mut(&cursor)?;
-        while let Some(query) = cursor.queries.front() {
-            let page = match runtime.block_on(store.aggregates(query, cursor.after)) {
+        let mut queries = 0u64;
+        while let Some(query) = cursor.query() {
+            let waited = self.clock.check().and_then(|()| {
+                self.clock
+                    .block_on(&runtime, store.aggregates(&query, cursor.after))
+            });
+            let read = match waited {
+                Ok(read) => read,
+                Err(stop) => {
+                    // Said in the run's log: where the time went.
+                    let message = format!(
+                        "stopped inside cursor.next after {queries} store queries: {}",
+                        self.clock.why_stopped()
+                    );
+                    self.log
+                        .lock()
+                        .expect("run log lock")
+                        .push("error", message);
+                    return Err(stop);
+                }
+            };
+            queries += 1;
+            let page = match read {
                 Ok(page) => page,
                 Err(error) => {
                     let reason = format!("reading usage failed: {error}");
@@ -185,7 +339,7 @@ impl HostCursor for RunState {
             match page.next {
                 Some(position) => cursor.after = Some(position),
                 None => {
-                    cursor.queries.pop_front();
+                    cursor.current += 1;
                     cursor.after = None;
                 }
             }
@@ -198,8 +352,11 @@ impl HostCursor for RunState {
         Ok(None)
     }
 
-    fn drop(&mut self, cursor: Resource<UsageCursor>) -> wasmtime::Result<()> {
-        self.table.delete(cursor)?;
+    /// A cursor dropped: what it held is given back to the run.
+    fn close_cursor(&mut self, cursor: Resource<UsageCursor>) -> wasmtime::Result<()> {
+        let cursor = self.table.delete(cursor)?;
+        self.limiter.release_host(cursor.charged);
+        self.open_cursors = self.open_cursors.saturating_sub(1);
         Ok(())
     }
 }
@@ -241,6 +398,11 @@ impl BatchEncoder {
                 Some(fields) => fields.clone(),
                 None => {
                     let fields = Arc::new(decode_instance(&instance.data_json)?);
+                    if self.cached_bytes > MAX_CACHED_INSTANCE_BYTES {
+                        instances.clear();
+                        self.cached_bytes = 0;
+                    }
+                    self.cached_bytes += fields.bytes();
                     instances.insert(instance.key, fields.clone());
                     fields
                 }

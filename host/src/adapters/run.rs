@@ -10,8 +10,22 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use super::contract::{Description, ExportError, ExportRequest, Summary};
 use super::egress::{AllowedOrigin, Egress};
 use super::engine::{AdapterEngine, LoadedAdapter};
+use super::host_output::{MAX_DOCUMENT_NAME, MAX_DOCUMENTS};
 use super::host_usage::UsageAccess;
-use super::sandbox::{Document, Limits, LogLine, RunState};
+use super::sandbox::{
+    Document, Limits, LogLine, MAX_QUOTED_REASON_BYTES, RunClock, RunState, truncated,
+};
+
+/// Longest deadline of an install-time call (`describe`, `validate-config`),
+/// whatever the manifest's deadline: they answer from the adapter's own code.
+pub const INSTALL_CALL_DEADLINE: Duration = Duration::from_secs(10);
+/// Most bytes an install-time call may pass to the host in one go (its
+/// answer, a log line): their answers are short texts.
+pub const INSTALL_CALL_COPY_BYTES: usize = 1 << 20;
+/// Longest adapter name and version in `describe()`.
+pub const MAX_DESCRIBED_NAME: usize = 128;
+/// How many names a host message quotes from a list the adapter gave.
+const QUOTED_NAMES: usize = 10;
 
 /// Why a run failed. Each names what happened in words an operator can act on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -34,6 +48,8 @@ pub enum RunFailure {
     BadSummary(String),
     #[error("the host stopped the run (its lease was lost)")]
     Cancelled,
+    #[error("the adapter's describe() is over the host's limits: {0}")]
+    BadDescription(String),
 }
 
 impl RunFailure {
@@ -93,12 +109,24 @@ pub fn run_export(
         usage.runtime.clone(),
         started + limits.deadline,
     );
-    let mut store = new_store(engine, limits, Some(usage), Some(egress));
+    let clock = RunClock {
+        deadline: started + limits.deadline,
+        cancelled: Some(usage.cancelled.clone()),
+    };
+    // A call may pass the host at most what the adapter could hold itself.
+    let mut store = new_store(
+        engine,
+        limits,
+        clock,
+        limits.memory_bytes,
+        Some(usage),
+        Some(egress),
+    );
     let instance = adapter.pre.instantiate(&mut store);
     let instantiate = started.elapsed();
 
     let result = match instance {
-        Err(error) => Err(RunFailure::Instantiate(error.to_string())),
+        Err(error) => Err(instantiate_failure(&error, &store)),
         Ok(instance) => {
             let called = instance
                 .tally_billing_adapter()
@@ -106,10 +134,14 @@ pub fn run_export(
             match called {
                 Ok(Ok(summary)) => check_summary(summary, store.data()),
                 Ok(Err(ExportError::InvalidConfig(reason))) => {
-                    Err(RunFailure::InvalidConfig(reason))
+                    Err(RunFailure::InvalidConfig(bounded(reason)))
                 }
-                Ok(Err(ExportError::Transient(reason))) => Err(RunFailure::Transient(reason)),
-                Ok(Err(ExportError::Permanent(reason))) => Err(RunFailure::Permanent(reason)),
+                Ok(Err(ExportError::Transient(reason))) => {
+                    Err(RunFailure::Transient(bounded(reason)))
+                }
+                Ok(Err(ExportError::Permanent(reason))) => {
+                    Err(RunFailure::Permanent(bounded(reason)))
+                }
                 Err(error) => Err(classify(&error, &store, limits)),
             }
         }
@@ -142,8 +174,8 @@ pub fn run_export(
     }
 }
 
-/// Calls `describe` on a fresh instance; also returns the time from a fresh
-/// store to a ready instance.
+/// Calls `describe` on a fresh instance and checks its answer against the
+/// host's bounds; also returns the time from a fresh store to a ready instance.
 pub fn describe(
     engine: &AdapterEngine,
     adapter: &LoadedAdapter,
@@ -151,16 +183,24 @@ pub fn describe(
 ) -> Result<(Description, Duration), RunFailure> {
     // Timed like a run's start: a fresh store, then the instance.
     let started = Instant::now();
-    let mut store = new_store(engine, limits, None, None);
+    let limits = &install_call_limits(limits);
+    let mut store = install_call_store(engine, limits);
     let instance = adapter
         .pre
         .instantiate(&mut store)
-        .map_err(|e| RunFailure::Instantiate(e.to_string()))?;
+        .map_err(|e| instantiate_failure(&e, &store))?;
     let instantiated = started.elapsed();
     let description = instance
         .tally_billing_adapter()
         .call_describe(&mut store)
-        .map_err(|e| classify(&e, &store, limits))?;
+        .map_err(|e| {
+            if copied_too_much(&e) {
+                RunFailure::BadDescription(format!("it is over {INSTALL_CALL_COPY_BYTES} bytes"))
+            } else {
+                classify(&e, &store, limits)
+            }
+        })?;
+    check_description(&description)?;
     Ok((description, instantiated))
 }
 
@@ -171,39 +211,61 @@ pub fn validate_config(
     config: &str,
     limits: &Limits,
 ) -> Result<(), RunFailure> {
-    let mut store = new_store(engine, limits, None, None);
+    let limits = &install_call_limits(limits);
+    let mut store = install_call_store(engine, limits);
     let instance = adapter
         .pre
         .instantiate(&mut store)
-        .map_err(|e| RunFailure::Instantiate(e.to_string()))?;
+        .map_err(|e| instantiate_failure(&e, &store))?;
     match instance
         .tally_billing_adapter()
         .call_validate_config(&mut store, config)
     {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(reason)) => Err(RunFailure::InvalidConfig(reason)),
+        Ok(Err(reason)) => Err(RunFailure::InvalidConfig(bounded(reason))),
         Err(error) => Err(classify(&error, &store, limits)),
     }
 }
 
-/// A fresh store under `limits`: memory limiter, deadline, nothing granted.
+/// The limits of an install-time call: the installation's, with a deadline
+/// of at most [`INSTALL_CALL_DEADLINE`].
+fn install_call_limits(limits: &Limits) -> Limits {
+    Limits {
+        deadline: limits.deadline.min(INSTALL_CALL_DEADLINE),
+        ..limits.clone()
+    }
+}
+
+/// The store of an install-time call under `limits`: small copies, no grants.
+fn install_call_store(engine: &AdapterEngine, limits: &Limits) -> Store<RunState> {
+    let clock = RunClock {
+        deadline: Instant::now() + limits.deadline,
+        cancelled: None,
+    };
+    new_store(engine, limits, clock, INSTALL_CALL_COPY_BYTES, None, None)
+}
+
+/// A fresh store under `limits`, stopping at `clock`, copying at most
+/// `copy_bytes` from the adapter per call: memory limiter, deadline, nothing
+/// granted.
 fn new_store(
     engine: &AdapterEngine,
     limits: &Limits,
+    clock: RunClock,
+    copy_bytes: usize,
     usage: Option<UsageAccess>,
     egress: Option<Egress>,
 ) -> Store<RunState> {
-    let cancelled = usage.as_ref().map(|u| u.cancelled.clone());
-    let mut store = Store::new(engine.engine(), RunState::new(limits, usage, egress));
+    let mut store = Store::new(engine.engine(), RunState::new(limits, clock, usage, egress));
     store.limiter(|state| &mut state.limiter);
+    // What wasmtime copies out of the adapter's memory for one call (strings
+    // and lists it passes or returns): past it, the call traps.
+    store.set_hostcall_fuel(copy_bytes);
     // Checked at every epoch tick: the wall-clock deadline (time in host
-    // calls counts too), and the host's cancel switch.
-    let deadline = Instant::now() + limits.deadline;
-    store.epoch_deadline_callback(move |_| {
-        let cancelled = cancelled
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed));
-        Ok(if Instant::now() >= deadline || cancelled {
+    // calls counts too, and long host calls check it themselves), and the
+    // host's cancel switch.
+    store.epoch_deadline_callback(|store| {
+        Ok(if store.data().clock.expired() {
             UpdateDeadline::Interrupt
         } else {
             UpdateDeadline::Continue(1)
@@ -213,16 +275,97 @@ fn new_store(
     store
 }
 
+/// Why an instance could not be made: over its memory cap (its initial
+/// memories), or the host's trouble (a full pool: worth another try).
+fn instantiate_failure(error: &wasmtime::Error, store: &Store<RunState>) -> RunFailure {
+    match &store.data().limiter.refused {
+        Some(refused) => RunFailure::OutOfMemory(refused.clone()),
+        None => RunFailure::Instantiate(format!("{error:#}")),
+    }
+}
+
+/// Whether a call failed because the adapter passed more than the store's
+/// copy allowance (wasmtime's hostcall fuel).
+fn copied_too_much(error: &wasmtime::Error) -> bool {
+    format!("{error:#}").contains("too much data is being copied")
+}
+
+/// A reason the adapter gave, cut to what a failure reason may quote.
+fn bounded(reason: String) -> String {
+    if reason.len() <= MAX_QUOTED_REASON_BYTES {
+        return reason;
+    }
+    truncated(&reason, MAX_QUOTED_REASON_BYTES)
+}
+
+/// At most [`QUOTED_NAMES`] names, each cut short, and how many were left out.
+fn quote_names<S: AsRef<str>>(names: &[S]) -> String {
+    let quoted: Vec<String> = names
+        .iter()
+        .take(QUOTED_NAMES)
+        .map(|name| format!("{:?}", truncated(name.as_ref(), MAX_DOCUMENT_NAME)))
+        .collect();
+    let more = names.len().saturating_sub(QUOTED_NAMES);
+    if more == 0 {
+        format!("[{}]", quoted.join(", "))
+    } else {
+        format!("[{}, … and {more} more]", quoted.join(", "))
+    }
+}
+
+/// `describe()` within bounds: what is stored with the installation and
+/// served in every listing.
+fn check_description(description: &Description) -> Result<(), RunFailure> {
+    let refuse = |reason: String| Err(RunFailure::BadDescription(reason));
+    for (field, value) in [
+        ("name", &description.name),
+        ("version", &description.version),
+    ] {
+        if value.is_empty() || value.len() > MAX_DESCRIBED_NAME {
+            return refuse(format!(
+                "its {field} is {} bytes; 1 to {MAX_DESCRIBED_NAME} are allowed",
+                value.len()
+            ));
+        }
+    }
+    if description.produces.len() > MAX_DOCUMENTS {
+        return refuse(format!(
+            "it produces {} documents; at most {MAX_DOCUMENTS}",
+            description.produces.len()
+        ));
+    }
+    if let Some(long) = description
+        .produces
+        .iter()
+        .find(|name| name.len() > MAX_DOCUMENT_NAME)
+    {
+        return refuse(format!(
+            "document name {:?} is over {MAX_DOCUMENT_NAME} bytes",
+            truncated(long, MAX_DOCUMENT_NAME)
+        ));
+    }
+    Ok(())
+}
+
 /// A summary must name exactly the documents written: anything else is a
 /// confused (or hostile) adapter, and its documents are not published.
 fn check_summary(summary: Summary, state: &RunState) -> Result<Summary, RunFailure> {
+    if summary.documents.len() > MAX_DOCUMENTS {
+        return Err(RunFailure::BadSummary(format!(
+            "it names {} documents {}; a run writes at most {MAX_DOCUMENTS}",
+            summary.documents.len(),
+            quote_names(&summary.documents)
+        )));
+    }
     let written: Vec<&String> = state.documents.keys().collect();
     let mut named: Vec<&String> = summary.documents.iter().collect();
     named.sort();
     named.dedup();
     if named != written {
         return Err(RunFailure::BadSummary(format!(
-            "it names the documents {named:?} but wrote {written:?}"
+            "it names the documents {} but wrote {}",
+            quote_names(&named),
+            quote_names(&written)
         )));
     }
     let rows_read = state.usage.as_ref().map_or(0, |u| u.rows_read);
@@ -245,14 +388,15 @@ fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits: &Limits) -
     {
         return RunFailure::Transient(reason);
     }
-    if store.data().limiter.refused {
-        return RunFailure::OutOfMemory(format!("limit {} MiB", limits.memory_bytes >> 20));
+    if let Some(refused) = &store.data().limiter.refused {
+        return RunFailure::OutOfMemory(refused.clone());
     }
     let cancelled = store
         .data()
-        .usage
+        .clock
+        .cancelled
         .as_ref()
-        .is_some_and(|u| u.cancelled.load(Ordering::Relaxed));
+        .is_some_and(|c| c.load(Ordering::Relaxed));
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) if cancelled => RunFailure::Cancelled,
         Some(Trap::Interrupt) => RunFailure::Timeout(limits.deadline),

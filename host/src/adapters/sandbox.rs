@@ -5,11 +5,12 @@
 //! network; stdin is closed and stdout/stderr go into the run's log.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::egress::Egress;
@@ -91,6 +92,9 @@ impl LogLine {
     }
 }
 
+/// What a kept log line costs beyond its text: the host's record of it.
+pub const LOG_LINE_OVERHEAD: usize = std::mem::size_of::<LogLine>();
+
 /// A run's log, capped.
 #[derive(Debug, Default)]
 pub struct RunLog {
@@ -112,10 +116,13 @@ impl RunLog {
         }
     }
 
-    /// Keeps the line if the caps allow, else counts it as dropped.
+    /// Keeps the line if the caps allow, else counts it as dropped. A line
+    /// costs its bytes plus [`LOG_LINE_OVERHEAD`] against the byte cap, so
+    /// that empty lines are not free.
     pub fn push(&mut self, level: &'static str, message: String) {
-        if self.lines.len() < self.max_lines && self.bytes + message.len() <= self.max_bytes {
-            self.bytes += message.len();
+        let cost = message.len() + LOG_LINE_OVERHEAD;
+        if self.lines.len() < self.max_lines && self.bytes + cost <= self.max_bytes {
+            self.bytes += cost;
             self.lines.push(LogLine { level, message });
         } else {
             self.dropped += 1;
@@ -123,41 +130,214 @@ impl RunLog {
     }
 }
 
-/// Memory accounting: refuses growth beyond the cap (which traps the adapter)
-/// and remembers the peak.
+/// Most linear memories one instance may have (all its core instances together).
+pub const MAX_MEMORIES: usize = 2;
+/// Most tables one instance may have.
+pub const MAX_TABLES: usize = 16;
+/// Most core instances one component may create.
+pub const MAX_CORE_INSTANCES: usize = 32;
+/// Most elements one table may hold.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Host bytes charged per table element (a pointer).
+const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+
+/// What one instance holds, counted against its memory cap: all its linear
+/// memories and tables together, and what the host keeps on its behalf
+/// (document names and content types, open cursors and the subscription lists
+/// they hold). Refuses growth beyond the cap (which traps the adapter) and
+/// remembers the peak.
 #[derive(Debug)]
 pub struct MemoryLimiter {
     cap: usize,
+    linear: usize,
+    tables: usize,
+    host: usize,
+    /// Highest total charged so far (memories, tables and host-kept state).
     pub peak: usize,
-    pub refused: bool,
+    /// What was refused, when something was: the run fails as out of memory.
+    pub refused: Option<String>,
+}
+
+impl MemoryLimiter {
+    /// A limiter with nothing charged.
+    pub fn new(cap: usize) -> Self {
+        MemoryLimiter {
+            cap,
+            linear: 0,
+            tables: 0,
+            host: 0,
+            peak: 0,
+            refused: None,
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.linear + self.tables + self.host
+    }
+
+    /// Whether `more` bytes fit under the cap; if not, remembers the refusal.
+    fn fits(&mut self, more: usize, what: &str) -> bool {
+        let total = self.total().saturating_add(more);
+        if total > self.cap {
+            self.refused = Some(format!(
+                "{what} would bring the adapter to {total} bytes (memories, tables and what the host keeps for it); the limit is {} MiB",
+                self.cap >> 20
+            ));
+            return false;
+        }
+        true
+    }
+
+    fn note_peak(&mut self) {
+        self.peak = self.peak.max(self.total());
+    }
+
+    /// Charges `bytes` the host keeps for the adapter; an error (which traps
+    /// the adapter) when they would not fit under the cap.
+    pub fn charge_host(&mut self, bytes: usize, what: &str) -> wasmtime::Result<()> {
+        if !self.fits(bytes, what) {
+            let reason = self.refused.clone().unwrap_or_default();
+            return Err(wasmtime::format_err!(reason));
+        }
+        self.host += bytes;
+        self.note_peak();
+        Ok(())
+    }
+
+    /// Gives back host bytes charged before (a cursor dropped).
+    pub fn release_host(&mut self, bytes: usize) {
+        self.host = self.host.saturating_sub(bytes);
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.cap {
-            self.refused = true;
-            return Err(wasmtime::format_err!(
-                "the adapter asked for {desired} bytes of memory; the limit is {}",
-                self.cap
-            ));
+        let growth = desired.saturating_sub(current);
+        if !self.fits(growth, &format!("growing a memory to {desired} bytes")) {
+            let reason = self.refused.clone().unwrap_or_default();
+            return Err(wasmtime::format_err!(reason));
         }
-        self.peak = self.peak.max(desired);
+        self.linear += growth;
+        self.note_peak();
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        let growth = desired.saturating_sub(current) * TABLE_ELEMENT_BYTES;
+        if !self.fits(growth, &format!("growing a table to {desired} elements")) {
+            return Ok(false);
+        }
+        self.tables += growth;
+        self.note_peak();
+        Ok(true)
     }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+}
+
+/// When a run must stop: its deadline, or the host's cancel switch (its lease
+/// was lost). Checked at every epoch tick while wasm runs, and by host calls
+/// that may take long, so that neither can outlast it.
+#[derive(Debug, Clone)]
+pub struct RunClock {
+    /// The wall-clock deadline of the call.
+    pub deadline: Instant,
+    /// Set by the host to stop the run; `None` outside `export`.
+    pub cancelled: Option<Arc<AtomicBool>>,
+}
+
+impl RunClock {
+    /// Whether the run must stop now.
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.deadline
+            || self
+                .cancelled
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
+    /// Why the run must stop, in words for its log.
+    pub fn why_stopped(&self) -> &'static str {
+        if Instant::now() >= self.deadline {
+            "the run's deadline passed"
+        } else {
+            "the host stopped the run"
+        }
+    }
+
+    /// In a host call: an interrupt trap (as the epoch check raises) when
+    /// the run must stop, so the call returns at once.
+    pub fn check(&self) -> wasmtime::Result<()> {
+        if self.expired() {
+            return Err(Trap::Interrupt.into());
+        }
+        Ok(())
+    }
+
+    /// Runs `future` on `runtime` from a host call, giving up with an
+    /// interrupt trap as soon as the run must stop (checked every tick).
+    pub fn block_on<F: Future>(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        future: F,
+    ) -> wasmtime::Result<F::Output> {
+        runtime.block_on(async {
+            tokio::pin!(future);
+            loop {
+                tokio::select! {
+                    output = &mut future => return Ok(output),
+                    () = tokio::time::sleep(CLOCK_TICK) => self.check()?,
+                }
+            }
+        })
+    }
+}
+
+/// How often a host call that waits checks whether its run must stop.
+const CLOCK_TICK: Duration = Duration::from_millis(10);
+
+/// Longest failure reason kept with a run; longer ones are cut on a
+/// character boundary and marked.
+pub const MAX_REASON_BYTES: usize = 4 << 10;
+/// Longest text of the adapter's (an error it returned) that a failure
+/// reason quotes: with the host's words around it, it stays under
+/// [`MAX_REASON_BYTES`].
+pub const MAX_QUOTED_REASON_BYTES: usize = 3 << 10;
+
+/// `text` cut to at most `max` bytes on a character boundary, marked with
+/// the length it had when it was cut.
+pub fn truncated(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [truncated: {} bytes]", &text[..end], text.len())
 }
 
 /// The state of one run's store.
@@ -165,6 +345,8 @@ pub struct RunState {
     wasi: WasiCtx,
     pub(super) table: ResourceTable,
     pub limiter: MemoryLimiter,
+    /// When the call must stop (deadline, cancel switch).
+    pub clock: RunClock,
     /// What the run may read; `None` outside `export` (describe, validate-config).
     pub usage: Option<UsageAccess>,
     /// Where the run may send requests; `None` outside `export`.
@@ -173,11 +355,22 @@ pub struct RunState {
     pub output_bytes: u64,
     pub output_cap: u64,
     pub log: Arc<Mutex<RunLog>>,
+    /// Usage cursors the adapter has open (at most [`MAX_OPEN_CURSORS`]).
+    pub open_cursors: usize,
 }
 
+/// Most usage cursors a run may have open at once.
+pub const MAX_OPEN_CURSORS: usize = 16;
+
 impl RunState {
-    /// The state of a fresh run: nothing written, nothing granted.
-    pub fn new(limits: &Limits, usage: Option<UsageAccess>, egress: Option<Egress>) -> Self {
+    /// The state of a fresh call that must stop at `clock`: nothing written,
+    /// nothing granted.
+    pub fn new(
+        limits: &Limits,
+        clock: RunClock,
+        usage: Option<UsageAccess>,
+        egress: Option<Egress>,
+    ) -> Self {
         let log = Arc::new(Mutex::new(RunLog::new(limits)));
         // Nothing granted: the builder's defaults deny files, env, args and sockets.
         let wasi = WasiCtx::builder()
@@ -187,17 +380,15 @@ impl RunState {
         RunState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                cap: limits.memory_bytes,
-                peak: 0,
-                refused: false,
-            },
+            limiter: MemoryLimiter::new(limits.memory_bytes),
+            clock,
             usage,
             egress,
             documents: BTreeMap::new(),
             output_bytes: 0,
             output_cap: limits.output_bytes,
             log,
+            open_cursors: 0,
         }
     }
 
@@ -213,5 +404,38 @@ impl WasiView for RunState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_truncated_text_is_cut_on_a_character_boundary_and_marked() {
+        assert_eq!(truncated("short", 8), "short");
+        // 'é' is two bytes: a cut at 3 would split it.
+        let cut = truncated("abé-and-more", 3);
+        assert_eq!(cut, "ab… [truncated: 13 bytes]");
+    }
+
+    #[test]
+    fn the_cap_covers_memories_tables_and_host_state_together() {
+        let mut limiter = MemoryLimiter::new(10 << 20);
+        assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
+        limiter.charge_host(1 << 20, "a cursor").unwrap();
+        // 9 MiB charged: a third memory of 2 MiB is over the 10 MiB cap.
+        assert!(limiter.memory_growing(0, 2 << 20, None).is_err());
+        assert!(
+            limiter
+                .refused
+                .as_deref()
+                .unwrap()
+                .contains("limit is 10 MiB")
+        );
+        limiter.release_host(1 << 20);
+        assert!(limiter.memory_growing(0, 1 << 20, None).unwrap());
+        assert_eq!(limiter.peak, 9 << 20);
     }
 }

@@ -91,7 +91,8 @@ pub async fn show_adapter(
 #[utoipa::path(post, path = "/v1/adapters", tag = "adapters",
     request_body(content_type = "multipart/form-data", description = "`manifest` (TOML) and `component` (wasm, optional if already stored)"),
     responses((status = 201, body = InstallationView), (status = 400, body = ErrorResponse),
-              (status = 409, body = ErrorResponse), (status = 422, body = ErrorResponse)),
+              (status = 409, body = ErrorResponse), (status = 422, body = ErrorResponse),
+              (status = 503, description = "InstallsBusy: too many installs being checked; try again later", body = ErrorResponse)),
     security(("bearer" = [])))]
 pub async fn install_adapter(
     State(state): State<AppState>,
@@ -115,7 +116,8 @@ pub async fn install_adapter(
     params(("name" = String, Path)),
     request_body(content_type = "multipart/form-data", description = "`manifest` (TOML) and `component` (wasm, optional if already stored)"),
     responses((status = 200, body = InstallationView), (status = 400, body = ErrorResponse),
-              (status = 404, body = ErrorResponse), (status = 422, body = ErrorResponse)),
+              (status = 404, body = ErrorResponse), (status = 422, body = ErrorResponse),
+              (status = 503, description = "InstallsBusy: too many installs being checked; try again later", body = ErrorResponse)),
     security(("bearer" = [])))]
 pub async fn upgrade_adapter(
     State(state): State<AppState>,
@@ -309,6 +311,8 @@ fn install_error(error: InstallError) -> ApiError {
         InstallError::WorldMismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "WorldMismatch"),
         InstallError::InvalidConfig(_) => (StatusCode::UNPROCESSABLE_ENTITY, "InvalidConfig"),
         InstallError::Adapter(_) => (StatusCode::UNPROCESSABLE_ENTITY, "AdapterFailed"),
+        InstallError::Description(_) => (StatusCode::BAD_REQUEST, "InvalidDescription"),
+        InstallError::Busy(..) => (StatusCode::SERVICE_UNAVAILABLE, "InstallsBusy"),
         InstallError::WindowChanged(_) => (StatusCode::UNPROCESSABLE_ENTITY, "WindowChanged"),
     };
     ApiError::new(status, code, message)

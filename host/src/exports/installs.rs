@@ -28,6 +28,12 @@ pub enum InstallError {
     InvalidConfig(String),
     #[error("the adapter failed while checked: {0}")]
     Adapter(RunFailure),
+    #[error("{0}")]
+    Description(RunFailure),
+    #[error(
+        "{0} installs are being checked already and none finished within {1:?}: try again later"
+    )]
+    Busy(usize, std::time::Duration),
     #[error("no adapter is installed as '{0}'")]
     NotFound(String),
     #[error("an upgrade cannot change the schedule's window ({0}): install under a new name")]
@@ -209,7 +215,15 @@ impl Exports {
             manifest.config_json.clone(),
             manifest.limits.clone(),
         );
+        // Install-time calls take instances from the pool runs use: at most
+        // `install_calls` at once, so that runs always find theirs.
+        let (calls, wait) = (self.settings.install_calls(), self.settings.install_wait);
+        let permit = tokio::time::timeout(wait, self.install_calls.clone().acquire_owned())
+            .await
+            .map_err(|_| InstallError::Busy(calls, wait))?
+            .expect("the install-call semaphore is never closed");
         let description = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let (description, _) = describe(&engine, &checked, &limits)?;
             validate_config(&engine, &checked, &config, &limits)?;
             Ok(description)
@@ -218,6 +232,7 @@ impl Exports {
         .map_err(|e| InstallError::Component(e.into()))?
         .map_err(|failure| match failure {
             RunFailure::InvalidConfig(reason) => InstallError::InvalidConfig(reason),
+            failure @ RunFailure::BadDescription(_) => InstallError::Description(failure),
             other => InstallError::Adapter(other),
         })?;
         self.store.put_component(&adapter.sha256, wasm).await?;

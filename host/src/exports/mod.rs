@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::adapters::{AdapterEngine, LoadedAdapter};
 use crate::metrics::Metrics;
@@ -56,11 +56,27 @@ pub struct ExportSettings {
     /// replica takes its runs over once their leases end.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
+    /// Install-time calls (`describe`, `validate-config`) at once, over all
+    /// installs. At most [`MAX_INSTALL_CALLS`].
+    pub install_calls: usize,
+    /// How long an install waits for its turn before it is refused (503).
+    #[serde(with = "humantime_serde")]
+    pub install_wait: Duration,
 }
 
-/// Most runs at once: the engine's instance pool has room for 32, and
-/// installs need a few for `describe` and `validate-config`.
+/// Most runs at once. With [`MAX_INSTALL_CALLS`], within the engine's
+/// instance pool ([`crate::adapters::engine::POOL_SLOTS`]), so that a run
+/// always finds a slot.
 pub const MAX_CONCURRENT_RUNS: usize = 24;
+/// Most install-time calls at once.
+pub const MAX_INSTALL_CALLS: usize = 8;
+
+impl ExportSettings {
+    /// Install-time calls at once, within bounds.
+    pub fn install_calls(&self) -> usize {
+        self.install_calls.clamp(1, MAX_INSTALL_CALLS)
+    }
+}
 
 impl Default for ExportSettings {
     fn default() -> Self {
@@ -71,6 +87,8 @@ impl Default for ExportSettings {
             retry_max: Duration::from_secs(3_600),
             max_attempts: 8,
             lease: Duration::from_secs(30),
+            install_calls: 4,
+            install_wait: Duration::from_secs(30),
         }
     }
 }
@@ -88,6 +106,8 @@ pub struct Exports {
     loaded: Mutex<HashMap<String, LoadedAdapter>>,
     /// Installs begun and still running: eviction waits for a quiet moment.
     installs: Arc<Mutex<InstallActivity>>,
+    /// Turns of install-time calls ([`ExportSettings::install_calls`]).
+    install_calls: Arc<Semaphore>,
     wake: Notify,
     /// This host, as the holder of the runs it claims (`hostname:pid`).
     holder: String,
@@ -103,6 +123,7 @@ impl Exports {
         Exports {
             store,
             engine,
+            install_calls: Arc::new(Semaphore::new(settings.install_calls())),
             settings,
             metrics: Arc::default(),
             loaded: Mutex::default(),

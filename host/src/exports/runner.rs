@@ -14,6 +14,7 @@ use super::{ExportSettings, Exports, Manifest};
 use crate::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
 use crate::adapters::host_usage::UsageAccess;
 use crate::adapters::run_export;
+use crate::adapters::sandbox::{MAX_REASON_BYTES, truncated};
 use crate::store::exports::{
     FinishedAttempt, Installation, Run, RunEnd, RunFiguresRecord, RunLogRecord, StoredDocument,
 };
@@ -223,15 +224,18 @@ impl Exports {
                 retry_or_fail(&self.settings, run, failure.to_string())
             }
             Err(failure) => RunEnd::Failed {
-                reason: failure.to_string(),
+                reason: truncated(&failure.to_string(), MAX_REASON_BYTES),
             },
         };
         Ok(FinishedAttempt { end, figures, log })
     }
 }
 
-/// A transient failure: retried after a doubling wait, until the attempts run out.
+/// A transient failure: retried after a doubling wait, until the attempts run
+/// out. The reason is cut to what a run keeps.
 fn retry_or_fail(settings: &ExportSettings, run: &Run, reason: String) -> RunEnd {
+    // Room for the words added when the attempts run out.
+    let reason = truncated(&reason, MAX_REASON_BYTES - 64);
     if run.attempts >= settings.max_attempts {
         return RunEnd::Failed {
             reason: format!("{reason} (gave up after {} attempts)", run.attempts),

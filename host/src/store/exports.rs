@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::adapters::sandbox::LogLine;
+use crate::adapters::sandbox::{LogLine, MAX_REASON_BYTES, truncated};
 use crate::store::StoreError;
 
 /// An installation to create or replace.
@@ -383,6 +383,16 @@ pub(crate) fn new_uid() -> anyhow::Result<String> {
     let mut bytes = [0u8; 4];
     getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness: {e}"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A stored failure reason as it is served: reasons are cut to
+/// [`MAX_REASON_BYTES`] before they are stored, and one stored by an older
+/// version is cut when read.
+pub(crate) fn served_reason(reason: String) -> String {
+    if reason.len() <= MAX_REASON_BYTES {
+        return reason;
+    }
+    truncated(&reason, MAX_REASON_BYTES)
 }
 
 /// Reads the figures column.

@@ -14,7 +14,7 @@ use crate::store::exports::NEXT_CLAIMABLE_RUN;
 use crate::store::exports::{
     DocumentInfo, ExportStore, FinishedAttempt, INSTALLATION_COLUMNS, Installation, Interrupted,
     NewInstallation, RUN_COLUMNS, Run, RunEnd, RunLogRecord, RunRequestOutcome, RunStatus,
-    StoredDocument, decode_figures, decode_log, encode_log, new_uid, time,
+    StoredDocument, decode_figures, decode_log, encode_log, new_uid, served_reason, time,
 };
 
 #[async_trait]
@@ -599,7 +599,7 @@ fn run_of(row: &Row) -> anyhow::Result<Run> {
         status: RunStatus::parse(&status)
             .ok_or_else(|| anyhow!("unknown run status '{status}'"))?,
         attempts: row.get(6)?,
-        reason: row.get(7)?,
+        reason: row.get::<_, Option<String>>(7)?.map(served_reason),
         next_attempt_at: row.get::<_, Option<i64>>(8)?.map(time).transpose()?,
         created_at: time(row.get(9)?)?,
         finished_at: row.get::<_, Option<i64>>(10)?.map(time).transpose()?,
