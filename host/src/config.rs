@@ -8,6 +8,8 @@
 //! public_url = "https://usage.cloud.example"   # for nextLink behind a proxy
 //! provider_subscription_id = "…"               # the default provider subscription
 //! max_body_bytes = 33554432
+//! max_records_per_request = 5000               # ingest: records of one request
+//! max_hour_parts_per_request = 10000           # ingest: hours they cover in all
 //!
 //! [exports]                                    # the adapter scheduler
 //! tick = "10s"                                 # how often it looks for closed windows
@@ -36,6 +38,10 @@ pub struct Config {
     pub public_url: Option<String>,
     pub provider_subscription_id: Option<String>,
     pub max_body_bytes: Option<usize>,
+    /// Most records in one ingest request (default [`crate::usage::batch::DEFAULT_MAX_RECORDS`]).
+    pub max_records_per_request: Option<usize>,
+    /// Most hour parts in one ingest request (default [`crate::usage::batch::DEFAULT_MAX_HOUR_PARTS`]).
+    pub max_hour_parts_per_request: Option<usize>,
     #[serde(default)]
     pub exports: ExportSettings,
 }
