@@ -53,7 +53,7 @@ pub struct IngestResponse {
     responses(
         (status = 200, description = "Stored (durably) or recognised as duplicates", body = IngestResponse),
         (status = 400, description = "Malformed or invalid records; nothing stored", body = super::error::ErrorResponse),
-        (status = 409, description = "An eventId was already accepted with other content; nothing stored", body = super::error::ErrorResponse),
+        (status = 409, description = "An eventId was already accepted with other content, or a stored sum of quantities would overflow; nothing stored", body = super::error::ErrorResponse),
         (status = 413, description = "RequestBodyTooLarge, TooManyRecords or TooManyHourParts: over a configured limit; nothing stored", body = super::error::ErrorResponse),
     ),
     security(("bearer" = []))
@@ -156,7 +156,7 @@ async fn validate_off_runtime(
 }
 
 /// The answer to a refused batch: 413 past a limit, 400 otherwise.
-pub(crate) fn batch_refused(error: BatchError) -> ApiError {
+fn batch_refused(error: BatchError) -> ApiError {
     let message = error.to_string();
     match error {
         BatchError::Malformed(_) | BatchError::Empty => {

@@ -233,13 +233,13 @@ fn ingest_request(
         "INSERT INTO usage_hourly (subscription_key, usage_hour, meter_key, instance_id, reported_hour, quantity)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity
-         RETURNING quantity",
+         WHERE quantity + excluded.quantity <= ?7",
     )?;
     let mut add_daily = conn.prepare_cached(
         "INSERT INTO usage_daily (subscription_key, usage_day, meter_key, instance_id, reported_day, quantity)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity
-         RETURNING quantity",
+         WHERE quantity + excluded.quantity <= ?7",
     )?;
     let mut usage_hours_by_report: HashMap<(i64, i64), (i64, i64)> = HashMap::new();
     for &(index, subscription) in &fresh {
@@ -259,34 +259,32 @@ fn ingest_request(
         ])?;
         let reported_hour = Granularity::Hourly.bucket_of(reported);
         let hours = split_hourly(record.quantity, record.usage_start, record.usage_end);
+        // An update whose sum would pass f64::MAX is skipped (no row written):
+        // that refuses the request. Cheaper than reading every sum back.
         let mut sums_finite = true;
         for &(hour, quantity) in &hours {
-            let sum: f64 = add_hourly.query_row(
-                params![
-                    subscription,
-                    hour,
-                    record.meter_key,
-                    instance,
-                    reported_hour,
-                    quantity
-                ],
-                |row| row.get(0),
-            )?;
-            sums_finite &= sum.is_finite();
+            let written = add_hourly.execute(params![
+                subscription,
+                hour,
+                record.meter_key,
+                instance,
+                reported_hour,
+                quantity,
+                f64::MAX
+            ])?;
+            sums_finite &= written == 1;
         }
         for (day, quantity) in days_of(&hours) {
-            let sum: f64 = add_daily.query_row(
-                params![
-                    subscription,
-                    day,
-                    record.meter_key,
-                    instance,
-                    day_of_hour(reported_hour),
-                    quantity
-                ],
-                |row| row.get(0),
-            )?;
-            sums_finite &= sum.is_finite();
+            let written = add_daily.execute(params![
+                subscription,
+                day,
+                record.meter_key,
+                instance,
+                day_of_hour(reported_hour),
+                quantity,
+                f64::MAX
+            ])?;
+            sums_finite &= written == 1;
         }
         if !sums_finite {
             return Ok(Err(vec![RecordError::sum_overflow(index)]));
