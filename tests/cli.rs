@@ -168,6 +168,23 @@ fn token_create_checks_its_arguments() {
         .status
         .success()
     );
+    // Issue 10, finding 6: a subscription with blanks or control characters
+    // is refused, not trimmed (" sub-1" is no subscription usage arrives for).
+    for subscription in [" sub-1", "sub-1\t", "sub\u{1b}-1"] {
+        let refused = tally(&[
+            "token",
+            "create",
+            "--data-dir",
+            data,
+            "--role",
+            "tenant",
+            "--subscription",
+            subscription,
+        ]);
+        assert!(!refused.status.success(), "{subscription:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("--subscription"), "{stderr}");
+    }
     let secret = tally_ok(&[
         "token",
         "create",

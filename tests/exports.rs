@@ -615,6 +615,26 @@ async fn a_correction_replaces_its_window_in_the_joined_document() {
             .unwrap()
             .contains("has not closed yet")
     );
+    // Issue 10, finding 7: years chrono's `%Y` reads but no window holds (a
+    // range ending in year +262142 panicked the handler) are refused.
+    for (from, to) in [
+        ("2026-11-01", "+262142-01-01"),
+        ("2026-11-01T00:00:00Z", "+262142-01-01T00:00:00Z"),
+        ("-262000-01-01", "2026-11-01"),
+    ] {
+        let range = json!({"from": from, "to": to});
+        let reply = host
+            .call(
+                Method::POST,
+                "/v1/adapters/chargeback/runs",
+                Some(&host.operator),
+                Some(range.to_string()),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("2000 to 9999"), "{message}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

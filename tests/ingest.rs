@@ -404,3 +404,280 @@ async fn health_is_open_metrics_count_ingest_for_operators() {
         "/subscriptions/{subscriptionId}/providers/Microsoft.Commerce/UsageAggregates"
     ));
 }
+
+/// A 31-day record of `SUB`: 744 hour parts.
+fn month_record(event: usize) -> Value {
+    reported(
+        record(
+            SUB,
+            &format!("m{event}"),
+            VM_METER,
+            744.0,
+            "2026-09-01T00:00:00Z",
+            "2026-10-02T00:00:00Z",
+        ),
+        "2026-10-03T00:00:00Z",
+    )
+}
+
+/// Peak resident memory of a process so far (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .expect("a VmHWM line");
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+/// Posts `body` as NDJSON; returns the status and the decoded error.
+async fn post_ndjson(base: &str, token: &str, body: String) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/usage"))
+        .bearer_auth(token)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    (status, response.json().await.unwrap())
+}
+
+async fn healthz(base: &str) -> StatusCode {
+    let response = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    StatusCode::from_u16(response.status().as_u16()).unwrap()
+}
+
+/// Issue 10, finding 1: NDJSON of `{}` lines (seven problems per 3-byte line)
+/// once held 400× its size. Against a real host process: at the default limits
+/// it is refused at the records cap, and under limits raised past the body it
+/// is answered with the first 1,000 problems and a count of the rest; either
+/// way the host's peak RSS grows by at most 8× the body + 64 MiB.
+#[tokio::test]
+async fn empty_record_floods_are_refused_within_a_small_multiple_of_the_body() {
+    use support::process::{Server, tally_ok};
+    let data = DataDir::new();
+    let dir = data.path().to_str().unwrap();
+    let operator = tally_ok(&["token", "create", "--data-dir", dir, "--role", "operator"]);
+    let operator = operator.trim();
+    let warm_up = |base: String| async move {
+        let small = three_records()
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>();
+        let (status, body) = post_ndjson(&base, operator, small.join("\n")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    };
+
+    // Default limits: 4 MiB of `{}` is refused at record 5,001.
+    let body = "{}\n".repeat(4 << 20 >> 2);
+    let server = Server::start(data.path());
+    warm_up(server.base.clone()).await;
+    let before = peak_rss(server.child.id());
+    let (status, error) = post_ndjson(&server.base, operator, body.clone()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{error}");
+    assert_eq!(error["error"]["code"], "TooManyRecords");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("5000 records"), "{message}");
+    let grown = peak_rss(server.child.id()) - before;
+    assert!(
+        grown <= 8 * body.len() as u64 + (64 << 20),
+        "peak RSS grew {grown} bytes for a {}-byte body",
+        body.len()
+    );
+    assert_eq!(healthz(&server.base).await, StatusCode::OK);
+    drop(server);
+
+    // Limits raised past the body: every line is read, 1,000 problems kept.
+    let config = data.path().join("tally.toml");
+    std::fs::write(
+        &config,
+        "max_records_per_request = 100000000\nmax_hour_parts_per_request = 100000000\n",
+    )
+    .unwrap();
+    let server = Server::start_with(data.path(), &["--config", config.to_str().unwrap()]);
+    warm_up(server.base.clone()).await;
+    let before = peak_rss(server.child.id());
+    let body = "{}\n".repeat(2 << 20 >> 2);
+    let lines = body.len() / 3;
+    let (status, error) = post_ndjson(&server.base, operator, body.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error["error"]["code"], "InvalidUsageRecords");
+    assert_eq!(error["error"]["details"].as_array().unwrap().len(), 1_000);
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("{} problem(s)", 7 * lines)),
+        "{message}"
+    );
+    let grown = peak_rss(server.child.id()) - before;
+    assert!(
+        grown <= 8 * body.len() as u64 + (64 << 20),
+        "peak RSS grew {grown} bytes for a {}-byte body",
+        body.len()
+    );
+    assert_eq!(healthz(&server.base).await, StatusCode::OK);
+}
+
+/// Issue 10, finding 4: 1,000 records of 31 days (744,000 hourly upserts)
+/// held the single writer for seconds. A request's hour parts are capped
+/// (default 10,000, as many as a normal batch of 5,000 hourly records has):
+/// past the cap it is refused with 413 naming it, and nothing is stored.
+#[tokio::test]
+async fn a_request_over_the_hour_parts_cap_is_refused_naming_the_cap() {
+    let host = TestHost::new().await;
+    let months: Vec<Value> = (0..1_000).map(month_record).collect();
+    let reply = host.ingest_as(&host.operator, &months).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.code(), "TooManyHourParts");
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("more than 10000 hours") && message.contains("max_hour_parts_per_request"),
+        "{message}"
+    );
+    // 13 × 744 = 9,672 hour parts fit; 14 do not.
+    let reply = host.ingest_as(&host.operator, &months[..14]).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(hourly_total(&host).await, 0.0, "nothing was stored");
+    let reply = host.ingest_as(&host.operator, &months[..13]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+
+    let too_many: Vec<Value> = (0..5_001).map(|_| three_records()[0].clone()).collect();
+    let reply = host.ingest_as(&host.operator, &too_many).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(reply.code(), "TooManyRecords");
+}
+
+/// Issue 10, finding 6: values no client can read back, sums that overflow,
+/// ids that name another subscription, and NUL (a 503 on PostgreSQL) are all
+/// refused at ingest with a 400 naming the field.
+#[tokio::test]
+async fn poison_values_are_refused_with_a_400_naming_the_field() {
+    let host = TestHost::new().await;
+    let good = three_records()[0].clone();
+    let with = |field: &str, value: Value| {
+        let mut record = good.clone();
+        record[field] = value;
+        record
+    };
+    let cases = [
+        with("usageStartTime", json!("-262000-10-01T00:00:00Z")),
+        with("usageEndTime", json!("+262142-10-01T01:00:00Z")),
+        with("reportedTime", json!("+262142-01-01T00:00:00Z")),
+        with("usageStartTime", json!("1999-12-31T23:00:00Z")),
+        with("quantity", json!(1.7e308)),
+        with("subscriptionId", json!(" sub-ingest")),
+        with("subscriptionId", json!("sub-ingest\n")),
+        with("eventId", json!("e\u{0}1")),
+        with("meterId", json!(format!("{VM_METER}\u{0}"))),
+        with("resourceUri", json!("/vm\u{0}")),
+        with("location", json!("local\u{1b}[2J")),
+    ];
+    let fields = [
+        "usageStartTime",
+        "usageEndTime",
+        "reportedTime",
+        "usageStartTime",
+        "quantity",
+        "subscriptionId",
+        "subscriptionId",
+        "eventId",
+        "meterId",
+        "resourceUri",
+        "location",
+    ];
+    for (record, field) in cases.iter().zip(fields) {
+        let reply = host
+            .ingest_as(&host.operator, std::slice::from_ref(record))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{field}: {}",
+            reply.body
+        );
+        let details = reply.body["error"]["details"].as_array().unwrap();
+        assert!(
+            details.iter().any(|d| d["field"] == field),
+            "{field}: {}",
+            reply.body
+        );
+    }
+    // A year out of range is named as such.
+    let reply = host.ingest_as(&host.operator, &cases[0..1]).await;
+    let reason = reply.body["error"]["details"][0]["reason"]
+        .as_str()
+        .unwrap();
+    assert!(reason.contains("2000 to 9999"), "{reason}");
+    assert_eq!(hourly_total(&host).await, 0.0);
+
+    // The meter catalog refuses the same ids, and NUL in its text.
+    let meter = json!({"name": "GPU hours", "category": "Compute", "unit": "h"});
+    for (uri, body) in [
+        ("/v1/meters/%20gpu-hours", meter.clone()),
+        ("/v1/meters/gpu%00hours", meter.clone()),
+        (
+            "/v1/meters/gpu-hours",
+            json!({"name": "GPU\u{0}", "category": "Compute", "unit": "h"}),
+        ),
+    ] {
+        let put = host
+            .call(
+                Method::PUT,
+                uri,
+                Some(&host.operator),
+                Some(body.to_string()),
+            )
+            .await;
+        assert_eq!(put.status, StatusCode::BAD_REQUEST, "{uri}: {}", put.body);
+        assert_eq!(put.code(), "InvalidProperty");
+    }
+}
+
+/// Issue 10, finding 6: the stores check the sums they write. Records are
+/// bounded so that no real sum overflows; two records of 1.7e308 on one key
+/// (past the API's bound, straight into the store) show the backstop: the
+/// second request is refused and the stored sum stays finite.
+#[tokio::test]
+async fn a_stored_sum_never_overflows() {
+    use tally::store::StoreError;
+    use tally::usage::{UsageRecordInput, ValidationContext};
+    let host = TestHost::new().await;
+    let meters = host.store.meter_catalog().await.unwrap();
+    let huge = |event: &str| {
+        let mut input: UsageRecordInput =
+            serde_json::from_value(three_records()[0].clone()).unwrap();
+        input.event_id = Some(event.into());
+        let ctx = ValidationContext {
+            meters: &meters,
+            now: chrono::Utc::now(),
+            may_set_reported_time: true,
+        };
+        let mut record = input.validate(0, &ctx).unwrap();
+        record.quantity = 1.7e308;
+        record
+    };
+    host.store.ingest(vec![huge("big-1")]).await.unwrap();
+    match host.store.ingest(vec![huge("big-2")]).await {
+        Err(StoreError::Conflicts(problems)) => assert_eq!(problems[0].field, "quantity"),
+        other => panic!("the overflowing sum was not refused: {other:?}"),
+    }
+    assert_eq!(hourly_total(&host).await, 1.7e308);
+    // Both in one request: the request's own sum is checked too.
+    match host.store.ingest(vec![huge("big-3"), huge("big-4")]).await {
+        Err(StoreError::Conflicts(problems)) => assert_eq!(problems[0].field, "quantity"),
+        other => panic!("the overflowing sum was not refused: {other:?}"),
+    }
+}

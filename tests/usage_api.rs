@@ -727,3 +727,55 @@ async fn malformed_requests_get_arm_errors_and_every_status_is_documented() {
         }
     }
 }
+
+/// Issue 10, finding 6: ids in the URL with blanks or control characters are
+/// refused (never trimmed into another subscription; NUL never a 503 on
+/// PostgreSQL), and so are times outside the years 2000 to 9999.
+#[tokio::test]
+async fn poison_ids_and_years_in_the_url_are_refused_with_a_400() {
+    let host = two_tenants().await;
+    let op = host.operator.clone();
+    let window = "reportedStartTime=2026-10-01T00:00:00Z&reportedEndTime=2026-10-02T00:00:00Z";
+    let tenant_api = |sub: &str| {
+        format!("/subscriptions/{sub}/providers/Microsoft.Commerce/UsageAggregates?{window}&{API}")
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (tenant_api("%20sub-a"), "subscriptionId"),
+        (tenant_api("sub-a%09"), "subscriptionId"),
+        (tenant_api("sub%00-a"), "subscriptionId"),
+        (
+            format!("{PROVIDER}?{window}&subscriberId=%20sub-a&{API}"),
+            "subscriberId",
+        ),
+        (
+            format!("{PROVIDER}?{window}&subscriberId=sub-a%00&{API}"),
+            "subscriberId",
+        ),
+        (
+            format!(
+                "/subscriptions/{A}/providers/Microsoft.Commerce/UsageAggregates?reportedStartTime=%2B262142-01-01T00:00:00Z&reportedEndTime=2026-10-02T00:00:00Z&{API}"
+            ),
+            "reportedStartTime",
+        ),
+        (
+            format!(
+                "/subscriptions/{A}/providers/Microsoft.Commerce/UsageAggregates?reportedStartTime=-262000-01-01T00:00:00Z&reportedEndTime=2026-10-02T00:00:00Z&{API}"
+            ),
+            "reportedStartTime",
+        ),
+    ];
+    for (uri, property) in cases {
+        let reply = host.get(&uri, &op).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{uri}: {}",
+            reply.body
+        );
+        assert_eq!(reply.code(), "InvalidProperty", "{uri}: {}", reply.body);
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(property), "{uri}: {message}");
+    }
+    // The same subscription without the blank still answers.
+    assert_eq!(host.get(&tenant_api(A), &op).await.status, StatusCode::OK);
+}

@@ -8,6 +8,8 @@
 //! public_url = "https://usage.cloud.example"   # for nextLink behind a proxy
 //! provider_subscription_id = "…"               # the default provider subscription
 //! max_body_bytes = 33554432
+//! max_records_per_request = 5000               # ingest: records of one request
+//! max_hour_parts_per_request = 10000           # ingest: hours they cover in all
 //!
 //! [http]                                       # the server's limits, see api::server
 //! header_read_timeout = "10s"                  # a request head must arrive within this
@@ -49,6 +51,10 @@ pub struct Config {
     pub public_url: Option<String>,
     pub provider_subscription_id: Option<String>,
     pub max_body_bytes: Option<usize>,
+    /// Most records in one ingest request (default [`crate::usage::batch::DEFAULT_MAX_RECORDS`]).
+    pub max_records_per_request: Option<usize>,
+    /// Most hour parts in one ingest request (default [`crate::usage::batch::DEFAULT_MAX_HOUR_PARTS`]).
+    pub max_hour_parts_per_request: Option<usize>,
     #[serde(default)]
     pub exports: ExportSettings,
     /// Bounds on compiling a component at install.

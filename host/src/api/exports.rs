@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
@@ -30,7 +30,7 @@ use crate::store::StoreError;
 use crate::store::exports::{
     DocumentInfo, Installation, Run, RunFiguresRecord, RunRequestOutcome, RunStatus,
 };
-use crate::usage::time::parse_time;
+use crate::usage::time::{YEAR_RANGE, parse_time_or_date};
 
 /// Most windows one run request may cover (a year of hours is 8,760).
 pub const MAX_REQUESTED_WINDOWS: usize = 10_000;
@@ -454,13 +454,12 @@ fn stored_manifest(installation: &Installation) -> Result<Manifest, ApiError> {
 
 /// A time (ISO 8601) or a date (`YYYY-MM-DD`, midnight UTC).
 fn time_or_date(property: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
-    parse_time(text)
-        .or_else(|| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .ok()
-                .map(|date| date.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
-        })
-        .ok_or_else(|| ApiError::invalid_property(property, "it is not an ISO-8601 time or date"))
+    parse_time_or_date(text).ok_or_else(|| {
+        ApiError::invalid_property(
+            property,
+            format!("it is not an ISO-8601 time or date {YEAR_RANGE}"),
+        )
+    })
 }
 
 fn not_found(message: String) -> ApiError {

@@ -5,16 +5,19 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use crate::auth::Role;
-use crate::usage::files::parse_json_record;
-use crate::usage::{MeterCatalog, RecordError, UsageRecord, UsageRecordInput, ValidationContext};
+use crate::usage::batch::validate_body;
+use crate::usage::{
+    BatchError, BatchLimits, MeterCatalog, UsageRecord, UsageRecordInput, ValidationContext,
+};
 
 /// What the host did with an accepted request.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -33,16 +36,25 @@ pub struct IngestResponse {
 /// Report usage records: a JSON array, or NDJSON (one record per line).
 ///
 /// All or nothing: one invalid record refuses the whole request (400, with
-/// every problem listed); a record reusing an accepted eventId with other
-/// content refuses it too (409). Retrying an accepted request is safe.
+/// the first 1,000 problems listed and the total counted); a record reusing an
+/// accepted eventId with other content refuses it too (409). Retrying an
+/// accepted request is safe.
+///
+/// Limits (configurable in `tally.toml`): the body (`max_body_bytes`, default
+/// 32 MiB), the records of one request (`max_records_per_request`, default
+/// 5,000) and their hour parts (`max_hour_parts_per_request`, default 10,000; a
+/// record of N hours counts N): a request past one is refused with 413 and
+/// nothing stored. Times are in the years 2000 to 9999; a quantity is at most
+/// 10^15; ids (eventId, subscriptionId, meterId, resourceUri, location) must not
+/// begin or end with whitespace nor contain control characters.
 #[utoipa::path(
     post, path = "/v1/usage", tag = "ingest",
     request_body(content = Vec<UsageRecordInput>, description = "JSON array or NDJSON of usage records"),
     responses(
         (status = 200, description = "Stored (durably) or recognised as duplicates", body = IngestResponse),
         (status = 400, description = "Malformed or invalid records; nothing stored", body = super::error::ErrorResponse),
-        (status = 409, description = "An eventId was already accepted with other content; nothing stored", body = super::error::ErrorResponse),
-        (status = 413, description = "Body larger than the configured limit", body = super::error::ErrorResponse),
+        (status = 409, description = "An eventId was already accepted with other content, or a stored sum of quantities would overflow; nothing stored", body = super::error::ErrorResponse),
+        (status = 413, description = "RequestBodyTooLarge, TooManyRecords or TooManyHourParts: over a configured limit; nothing stored", body = super::error::ErrorResponse),
     ),
     security(("bearer" = []))
 )]
@@ -64,25 +76,25 @@ pub async fn ingest_usage(
         ),
         _ => ApiError::bad_request("InvalidRequestBody", rejection.body_text()),
     })?;
-    let inputs = parse_body(&body, is_ndjson(&headers, &body))?;
-    let mut catalog = state.store.meter_catalog().await?;
+    let ndjson = is_ndjson(&headers, &body);
+    let may_set_reported_time = caller.0.role == Role::Operator;
+    let limits = state.settings.ingest_limits;
+    let catalog = state.store.meter_catalog().await?;
+    let mut outcome =
+        validate_off_runtime(body.clone(), ndjson, catalog, may_set_reported_time, limits).await?;
     // A meter added through another replica a moment ago: look again before refusing.
-    let unknown = |catalog: &MeterCatalog| {
-        inputs
-            .iter()
-            .filter_map(|input| input.as_ref().ok()?.meter_id.as_deref())
-            .any(|id| catalog.resolve(id).is_none())
-    };
-    if unknown(&catalog) {
-        catalog = state.store.fresh_meter_catalog().await?;
+    if let Err(BatchError::Invalid {
+        unknown_meter: true,
+        ..
+    }) = outcome
+    {
+        let catalog = state.store.fresh_meter_catalog().await?;
+        outcome =
+            validate_off_runtime(body, ndjson, catalog, may_set_reported_time, limits).await?;
     }
-    let ctx = ValidationContext {
-        meters: &catalog,
-        now: Utc::now(),
-        may_set_reported_time: caller.0.role == Role::Operator,
-    };
-    let records = validate_all(inputs, &ctx).inspect_err(|_| {
+    let records = outcome.map_err(|error| {
         state.metrics.rejected_requests.inc();
+        batch_refused(error)
     })?;
 
     let count = records.len();
@@ -115,65 +127,61 @@ fn is_ndjson(headers: &HeaderMap, body: &[u8]) -> bool {
     body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[')
 }
 
-/// Splits the body into records; a record that is not valid JSON or has a
-/// field of the wrong type becomes a per-record error.
-pub(crate) fn parse_body(
-    body: &[u8],
+/// Parses and validates the body on the blocking pool: a large body takes
+/// CPU time that must not stall the async workers (and `/healthz`).
+async fn validate_off_runtime(
+    body: Bytes,
     ndjson: bool,
-) -> Result<Vec<Result<UsageRecordInput, RecordError>>, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        ApiError::bad_request("InvalidJson", format!("The body is not UTF-8: {e}."))
-    })?;
-    let inputs: Vec<_> = if ndjson {
-        text.lines()
-            .filter(|line| !line.trim().is_empty())
-            .enumerate()
-            .map(|(i, line)| parse_json_record(i, line))
-            .collect()
-    } else {
-        let raw: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
-            ApiError::bad_request(
-                "InvalidJson",
-                format!("The body is not a JSON array of records: {e}."),
-            )
-        })?;
-        raw.iter()
-            .enumerate()
-            .map(|(i, record)| parse_json_record(i, record.get()))
-            .collect()
-    };
-    if inputs.is_empty() {
-        return Err(ApiError::bad_request(
-            "InvalidJson",
-            "The request carries no usage records.",
-        ));
-    }
-    Ok(inputs)
+    catalog: Arc<MeterCatalog>,
+    may_set_reported_time: bool,
+    limits: BatchLimits,
+) -> Result<Result<Vec<UsageRecord>, BatchError>, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let ctx = ValidationContext {
+            meters: &catalog,
+            now: Utc::now(),
+            may_set_reported_time,
+        };
+        validate_body(&body, ndjson, &ctx, limits)
+    })
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, "validating an ingest request failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "The request could not be validated.",
+        )
+    })
 }
 
-/// Validates every record; any problem refuses the request with all problems listed.
-pub(crate) fn validate_all(
-    inputs: Vec<Result<UsageRecordInput, RecordError>>,
-    ctx: &ValidationContext<'_>,
-) -> Result<Vec<UsageRecord>, ApiError> {
-    let mut records = Vec::with_capacity(inputs.len());
-    let mut errors = Vec::new();
-    for (index, input) in inputs.into_iter().enumerate() {
-        match input
-            .map_err(|e| vec![e])
-            .and_then(|input| input.validate(index, ctx))
-        {
-            Ok(record) => records.push(record),
-            Err(mut problems) => errors.append(&mut problems),
+/// The answer to a refused batch: 413 past a limit, 400 otherwise.
+fn batch_refused(error: BatchError) -> ApiError {
+    let message = error.to_string();
+    match error {
+        BatchError::Malformed(_) | BatchError::Empty => {
+            ApiError::bad_request("InvalidJson", message)
         }
-    }
-    if errors.is_empty() {
-        Ok(records)
-    } else {
-        Err(ApiError::records(
-            StatusCode::BAD_REQUEST,
-            "InvalidUsageRecords",
-            errors,
-        ))
+        BatchError::TooManyRecords { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "TooManyRecords", message)
+        }
+        BatchError::TooManyHourParts { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "TooManyHourParts", message)
+        }
+        BatchError::Invalid { errors, total, .. } => {
+            let listed = if total > errors.len() {
+                format!(" (the first {} are listed)", errors.len())
+            } else {
+                String::new()
+            };
+            let mut refused = ApiError::bad_request(
+                "InvalidUsageRecords",
+                format!(
+                    "{total} problem(s) in the usage records{listed}; nothing of this request was stored."
+                ),
+            );
+            refused.details = errors;
+            refused
+        }
     }
 }

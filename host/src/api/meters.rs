@@ -9,6 +9,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use crate::auth::Role;
 use crate::usage::Meter;
+use crate::usage::record::{MAX_ID_LEN, check_id};
 
 /// A meter's description, for `PUT /v1/meters/{meterId}`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -55,19 +56,28 @@ pub async fn put_meter(
 ) -> Result<Json<Meter>, ApiError> {
     caller.require(&[Role::Operator])?;
     let Json(body) = body.map_err(|e| ApiError::bad_request("InvalidJson", e.body_text()))?;
-    let meter_id = meter_id.trim();
-    if meter_id.is_empty() || meter_id.len() > crate::usage::record::MAX_ID_LEN {
-        return Err(ApiError::invalid_property(
-            "meterId",
-            "it must be 1 to 128 bytes",
-        ));
-    }
+    check_id(&meter_id, MAX_ID_LEN)
+        .map_err(|problem| ApiError::invalid_property("meterId", format!("it {problem}")))?;
     if body.name.trim().is_empty() {
         return Err(ApiError::invalid_property("name", "it must not be empty"));
     }
+    for (property, text) in [
+        ("name", &body.name),
+        ("category", &body.category),
+        ("unit", &body.unit),
+        ("notes", &body.notes),
+    ] {
+        // Not storable in every database (NUL), and garbles a terminal.
+        if text.contains(|c: char| c.is_control() && c != '\n' && c != '\t') {
+            return Err(ApiError::invalid_property(
+                property,
+                "it must not contain control characters",
+            ));
+        }
+    }
     let meter = Meter {
         key: 0,
-        id: meter_id.into(),
+        id: meter_id,
         name: body.name,
         category: body.category,
         unit: body.unit,

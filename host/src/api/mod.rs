@@ -41,7 +41,6 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 pub use error::{ApiError, ErrorBody, ErrorResponse};
 pub use ingest::IngestResponse;
-pub(crate) use ingest::validate_all;
 pub use usage_aggregates::{
     API_VERSION, UsageAggregation, UsageAggregationListResult, UsageSample,
 };
@@ -68,6 +67,8 @@ pub struct Settings {
     pub provider_subscription_id: Option<String>,
     /// Largest ingest body, in bytes.
     pub max_body_bytes: usize,
+    /// Most records and hour parts in one ingest request.
+    pub ingest_limits: crate::usage::BatchLimits,
     /// Rows per usage API page (at most [`PAGE_SIZE`]).
     pub page_size: usize,
 }
@@ -79,6 +80,7 @@ impl Default for Settings {
             allowed_hosts: Vec::new(),
             provider_subscription_id: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            ingest_limits: crate::usage::BatchLimits::default(),
             page_size: PAGE_SIZE,
         }
     }

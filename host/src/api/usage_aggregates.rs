@@ -23,7 +23,8 @@ use super::paging;
 use crate::auth::Role;
 use crate::store::{AggregateQuery, AggregateRow, SubscriptionScope};
 use crate::usage::Granularity;
-use crate::usage::time::{format_api_time, format_compact_hour, parse_time};
+use crate::usage::record::{MAX_ID_LEN, check_id, quote};
+use crate::usage::time::{YEAR_RANGE, format_api_time, format_compact_hour, parse_time};
 
 /// The one api-version this API speaks.
 pub const API_VERSION: &str = "2015-06-01-preview";
@@ -170,13 +171,12 @@ pub async fn provider_usage(
             "'{provider_subscription_id}' is not the provider subscription."
         )));
     }
-    let scope = match request
-        .param("subscriberId")
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
+    let scope = match request.param("subscriberId").filter(|s| !s.is_empty()) {
         None => SubscriptionScope::All,
         Some(subscriber) => {
+            check_id(subscriber, MAX_ID_LEN).map_err(|problem| {
+                ApiError::invalid_property("subscriberId", format!("it {problem}"))
+            })?;
             if !state.store.subscription_exists(subscriber).await? {
                 return Err(ApiError::bad_request(
                     "SubscriberIdIsNotDirectTenant",
@@ -212,10 +212,13 @@ pub async fn route(
         return Err(super::not_found(uri.path()));
     };
     let caller = caller?;
-    let subscription_id = subscription_id.trim();
-    if subscription_id.is_empty() {
+    if subscription_id.trim().is_empty() {
         return Err(subscription_missing());
     }
+    // Refused, not trimmed: " sub-1" is not the subscription "sub-1".
+    check_id(&subscription_id, MAX_ID_LEN)
+        .map_err(|problem| ApiError::invalid_property("subscriptionId", format!("it {problem}")))?;
+    let subscription_id = subscription_id.as_str();
     let request = UsageRequest::new(&state, uri.path(), uri.query(), &headers)?;
     let listing = match api {
         UsageApi::Tenant => tenant_usage(&state, &caller, subscription_id, &request).await?,
@@ -298,7 +301,10 @@ impl UsageRequest {
                 .param(name)
                 .ok_or_else(|| ApiError::invalid_property(name, "it is required"))?;
             let time = parse_time(value).ok_or_else(|| {
-                ApiError::invalid_property(name, format!("'{value}' is not an ISO-8601 time"))
+                ApiError::invalid_property(
+                    name,
+                    format!("{} is not an ISO-8601 time {YEAR_RANGE}", quote(value)),
+                )
             })?;
             if !granularity.is_boundary(time) {
                 return Err(ApiError::invalid_property(

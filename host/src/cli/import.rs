@@ -15,11 +15,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::StatusCode;
 
 use super::DataDir;
-use crate::api::{ApiError, ErrorResponse, IngestResponse, validate_all};
+use crate::api::{ErrorResponse, IngestResponse};
 use crate::store::{Store, StoreError};
+use crate::usage::batch::{Batch, DEFAULT_MAX_HOUR_PARTS, DEFAULT_MAX_RECORDS};
 use crate::usage::files::{FileFormat, read_records};
-use crate::usage::time::parse_time;
-use crate::usage::{RecordError, UsageRecordInput, ValidationContext};
+use crate::usage::time::{YEAR_RANGE, parse_time};
+use crate::usage::{BatchError, BatchLimits, RecordError, UsageRecordInput, ValidationContext};
 
 /// Most problems printed when a batch is refused.
 const MAX_PRINTED_ERRORS: usize = 20;
@@ -42,8 +43,10 @@ pub struct ImportArgs {
     token: Option<String>,
     #[command(flatten)]
     data_dir: DataDir,
-    /// Records per request (a request is all-or-nothing).
-    #[arg(long, default_value_t = 5_000)]
+    /// Records per request (a request is all-or-nothing; a host takes at most
+    /// 5,000 by default). A batch is also cut before its records cover more
+    /// than 10,000 hours in all (the host's default hour-parts limit).
+    #[arg(long, default_value_t = DEFAULT_MAX_RECORDS)]
     batch_size: usize,
     /// Requests in flight at once (the host commits concurrent ones together).
     #[arg(long, default_value_t = 4)]
@@ -80,8 +83,9 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     let reported_at = match &args.reported_at {
         None => None,
         Some(text) => {
-            let time = parse_time(text)
-                .ok_or_else(|| anyhow!("--reported-at '{text}' is not an ISO-8601 time"))?;
+            let time = parse_time(text).ok_or_else(|| {
+                anyhow!("--reported-at '{text}' is not an ISO-8601 time {YEAR_RANGE}")
+            })?;
             Some(time.to_rfc3339())
         }
     };
@@ -112,14 +116,24 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     let mut in_flight = tokio::task::JoinSet::new();
     let mut batch = Vec::with_capacity(args.batch_size);
     let mut batch_start = 0;
-    for (index, record) in records.enumerate() {
+    let mut hour_parts = 0;
+    let mut records = records.enumerate().peekable();
+    while let Some((index, record)) = records.next() {
         // A parse error's index is already the record's position in the file.
         let mut record = record?.map_err(|e| refused(&[e], 0))?;
         if record.reported_time.is_none() {
             record.reported_time.clone_from(&reported_at);
         }
+        hour_parts += record.hour_parts();
         batch.push(record);
-        if batch.len() == args.batch_size.max(1) {
+        // Cut before the next record would take the batch over the hour parts.
+        let next_parts = match records.peek() {
+            Some((_, Ok(Ok(next)))) => next.hour_parts(),
+            _ => 1,
+        };
+        if batch.len() == args.batch_size.max(1) || hour_parts + next_parts > DEFAULT_MAX_HOUR_PARTS
+        {
+            hour_parts = 0;
             if in_flight.len() >= args.concurrency.max(1) {
                 totals.add(
                     in_flight
@@ -168,8 +182,17 @@ impl Sink {
                     now: Utc::now(),
                     may_set_reported_time: true,
                 };
-                let records = validate_all(batch.into_iter().map(Ok).collect(), &ctx)
-                    .map_err(|e| refused_api(e, first))?;
+                // The host's checks and limits, on the same code path.
+                let limits = BatchLimits {
+                    max_records: batch.len().max(DEFAULT_MAX_RECORDS),
+                    ..BatchLimits::default()
+                };
+                let mut checked = Batch::new(&ctx, limits);
+                let records = batch
+                    .into_iter()
+                    .try_for_each(|record| checked.push(Ok(record)))
+                    .and_then(|()| checked.finish())
+                    .map_err(|e| refused_batch(e, first))?;
                 match store.ingest(records).await {
                     Ok(receipt) => Ok(Totals {
                         accepted: receipt.accepted,
@@ -238,16 +261,23 @@ impl Sink {
     }
 }
 
-fn refused_api(error: ApiError, first: usize) -> anyhow::Error {
-    if error.details.is_empty() {
-        anyhow!("{}", error.message)
-    } else {
-        refused(&error.details, first)
+fn refused_batch(error: BatchError, first: usize) -> anyhow::Error {
+    match error {
+        BatchError::Invalid { errors, total, .. } => refused_counted(&errors, total, first),
+        other => anyhow!(
+            "a batch starting at record {} was refused: {other}",
+            first + 1
+        ),
     }
 }
 
 /// An error listing a refused batch's problems, numbered as records of the file.
 fn refused(problems: &[RecordError], first: usize) -> anyhow::Error {
+    refused_counted(problems, problems.len(), first)
+}
+
+/// As [`refused`], for `total` problems of which `problems` were kept.
+fn refused_counted(problems: &[RecordError], total: usize, first: usize) -> anyhow::Error {
     let mut lines: Vec<String> = problems
         .iter()
         .take(MAX_PRINTED_ERRORS)
@@ -260,11 +290,8 @@ fn refused(problems: &[RecordError], first: usize) -> anyhow::Error {
             )
         })
         .collect();
-    if problems.len() > MAX_PRINTED_ERRORS {
-        lines.push(format!(
-            "  … and {} more",
-            problems.len() - MAX_PRINTED_ERRORS
-        ));
+    if total > lines.len() {
+        lines.push(format!("  … and {} more", total - lines.len()));
     }
     anyhow!(
         "a batch starting at record {} was refused; earlier batches were stored (re-running the import is safe):\n{}",

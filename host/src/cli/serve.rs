@@ -13,6 +13,7 @@ use crate::api::{self, AppState, Settings};
 use crate::config::Config;
 use crate::exports::Exports;
 use crate::store::Database;
+use crate::usage::{BatchLimits, batch};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Compiled components, in the data directory.
@@ -90,6 +91,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         allowed_hosts: allowed_hosts(&config.http.allowed_hosts, address),
         provider_subscription_id: config.provider_subscription_id,
         max_body_bytes: config.max_body_bytes.unwrap_or(api::DEFAULT_MAX_BODY_BYTES),
+        ingest_limits: BatchLimits {
+            max_records: config
+                .max_records_per_request
+                .unwrap_or(batch::DEFAULT_MAX_RECORDS),
+            max_hour_parts: config
+                .max_hour_parts_per_request
+                .unwrap_or(batch::DEFAULT_MAX_HOUR_PARTS),
+        },
         page_size: api::PAGE_SIZE,
     };
     let app = api::router(AppState::new(store, settings).with_exports(exports));

@@ -1,12 +1,13 @@
 //! `tally token create|list|revoke`: API tokens. A secret is printed once, at
 //! creation; the store keeps only its digest.
 
-use anyhow::bail;
+use anyhow::{anyhow, bail};
 use clap::Subcommand;
 
 use super::DataDir;
 use crate::auth::{Role, new_secret, secret_digest};
 use crate::store::NewToken;
+use crate::usage::record::{MAX_ID_LEN, check_id};
 
 /// `tally token …`
 #[derive(Subcommand)]
@@ -52,6 +53,11 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
                     bail!("--subscription applies to tenant tokens only")
                 }
                 _ => {}
+            }
+            // Refused, not trimmed: " sub-1" would be a subscription no usage is reported under.
+            for subscription in &subscriptions {
+                check_id(subscription, MAX_ID_LEN)
+                    .map_err(|problem| anyhow!("--subscription {problem}"))?;
             }
             let store = data_dir.open_store().await?;
             let secret = new_secret();

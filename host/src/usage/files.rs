@@ -7,7 +7,11 @@ use std::io::{BufRead, Read};
 use anyhow::{Context, bail};
 use serde_json::{Map, Value};
 
+use super::record::{MAX_QUOTED_LEN, cut};
 use super::{RecordError, UsageRecordInput};
+
+/// Longest reason given for a record that does not parse, in bytes.
+const MAX_REASON_LEN: usize = 2 * MAX_QUOTED_LEN + 64;
 
 /// Columns a CSV file may have.
 pub const CSV_COLUMNS: [&str; 11] = [
@@ -92,7 +96,9 @@ pub fn parse_json_record(index: usize, json: &str) -> Result<UsageRecordInput, R
         } else {
             field
         };
-        RecordError::new(index, field, e.into_inner().to_string())
+        // serde quotes the offending value: cut, so an error stays small.
+        let reason = e.into_inner().to_string();
+        RecordError::new(index, field, cut(&reason, MAX_REASON_LEN))
     })
 }
 

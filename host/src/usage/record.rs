@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::meters::{MeterCatalog, MeterKey};
-use super::time::parse_time;
+use super::split::hour_count;
+use super::time::{YEAR_RANGE, parse_time};
 
 /// Longest accepted `eventId`, `subscriptionId` or `location`, in bytes.
 pub const MAX_ID_LEN: usize = 128;
@@ -19,6 +20,13 @@ pub const MAX_INSTANCE_DATA_LEN: usize = 8 * 1_024;
 pub const MAX_INTERVAL: Duration = Duration::days(31);
 /// How far a resource provider's clock may run ahead of the host's.
 pub const CLOCK_SKEW: Duration = Duration::minutes(5);
+/// Largest accepted `quantity` of one record. Every stored quantity is a sum
+/// of records' shares, and a sum of values this size stays finite (far below
+/// `f64::MAX`) for any number of records a store can hold.
+pub const MAX_QUANTITY: f64 = 1e15;
+/// Longest part of a refused value quoted back in an error, in bytes: an
+/// error never costs more than a fixed amount, whatever the value's size.
+pub const MAX_QUOTED_LEN: usize = 64;
 
 /// A usage record as a resource provider sends it (`POST /v1/usage`).
 ///
@@ -27,7 +35,9 @@ pub const CLOCK_SKEW: Duration = Duration::minutes(5);
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UsageRecordInput {
-    /// Unique per subscription; a retry of the same record reuses it.
+    /// Unique per subscription; a retry of the same record reuses it. Like
+    /// every id here: at most 128 bytes (resourceUri 1,024), no whitespace
+    /// around it, no control characters.
     pub event_id: Option<String>,
     pub subscription_id: Option<String>,
     /// A meter of the catalog, compared case-insensitively.
@@ -39,9 +49,10 @@ pub struct UsageRecordInput {
     pub tags: Option<Map<String, Value>>,
     /// A small property bag (OS type, VM size…).
     pub additional_info: Option<Map<String, Value>>,
-    /// Non-negative and finite.
+    /// Non-negative and finite, at most 10^15.
     pub quantity: Option<f64>,
-    /// ISO-8601; the usage interval is `[usageStartTime, usageEndTime)`.
+    /// ISO-8601, in the years 2000 to 9999 (as every time input); the usage
+    /// interval is `[usageStartTime, usageEndTime)`.
     pub usage_start_time: Option<String>,
     pub usage_end_time: Option<String>,
     /// Only for operators backfilling history: when the record was originally
@@ -92,6 +103,17 @@ impl RecordError {
             reason: reason.into(),
         }
     }
+
+    /// Record `index` would make a stored sum of quantities overflow. Records
+    /// are bounded ([`MAX_QUANTITY`]) so that no real sum gets there; the
+    /// stores check every sum they write all the same.
+    pub fn sum_overflow(index: usize) -> Self {
+        RecordError::new(
+            index,
+            "quantity",
+            "adding it would make a stored sum of quantities overflow",
+        )
+    }
 }
 
 /// What a validation may rely on besides the record itself.
@@ -127,23 +149,31 @@ impl UsageRecordInput {
             &mut fail,
         );
         let location = self.location.unwrap_or_default();
-        if location.len() > MAX_ID_LEN {
-            fail("location", format!("longer than {MAX_ID_LEN} bytes"));
+        if !location.is_empty()
+            && let Err(problem) = check_id(&location, MAX_ID_LEN)
+        {
+            fail("location", problem);
         }
-        let meter = match self.meter_id.as_deref().map(str::trim) {
-            None | Some("") => {
+        let meter = match self.meter_id.as_deref() {
+            None => {
                 fail("meterId", "missing".into());
                 None
             }
-            Some(id) => match ctx.meters.resolve(id) {
-                Some(meter) => Some(meter),
-                None => {
-                    fail(
-                        "meterId",
-                        format!("unknown meter '{id}' (not in the meter catalog)"),
-                    );
+            Some(id) => match check_id(id, MAX_ID_LEN) {
+                Err(problem) => {
+                    fail("meterId", problem);
                     None
                 }
+                Ok(()) => match ctx.meters.resolve(id) {
+                    Some(meter) => Some(meter),
+                    None => {
+                        fail(
+                            "meterId",
+                            format!("unknown meter {} (not in the meter catalog)", quote(id)),
+                        );
+                        None
+                    }
+                },
             },
         };
         let quantity = match self.quantity {
@@ -157,6 +187,13 @@ impl UsageRecordInput {
             }
             Some(q) if q < 0.0 => {
                 fail("quantity", format!("must not be negative (got {q})"));
+                None
+            }
+            Some(q) if q > MAX_QUANTITY => {
+                fail(
+                    "quantity",
+                    format!("must be at most {MAX_QUANTITY:e} (got {q:e})"),
+                );
                 None
             }
             Some(q) => Some(q),
@@ -193,7 +230,7 @@ impl UsageRecordInput {
             }
             Some(text) => match parse_time(&text) {
                 None => {
-                    fail("reportedTime", format!("'{text}' is not an ISO-8601 time"));
+                    fail("reportedTime", not_a_time(&text));
                     None
                 }
                 Some(t) if t > ctx.now => {
@@ -256,6 +293,66 @@ impl UsageRecordInput {
     }
 }
 
+impl UsageRecordInput {
+    /// How many hour buckets the record's interval covers, as far as its times
+    /// parse (1 when they do not: such a record is refused anyway). Lets a
+    /// client cut batches under the host's hour-parts limit before sending.
+    pub fn hour_parts(&self) -> usize {
+        let time = |t: &Option<String>| t.as_deref().and_then(parse_time);
+        match (time(&self.usage_start_time), time(&self.usage_end_time)) {
+            (Some(start), Some(end)) if end > start && end - start <= MAX_INTERVAL => {
+                hour_count(start, end)
+            }
+            _ => 1,
+        }
+    }
+}
+
+/// Checks an identifier (`subscriptionId`, `eventId`, a meter id…): 1 to `max`
+/// bytes, no whitespace around it and no control characters in it. Ids are
+/// refused rather than trimmed: a trimmed id would name another subscription
+/// than the client meant, and control characters (NUL above all) are not
+/// storable everywhere. The problem is returned as an error reason.
+pub fn check_id(value: &str, max: usize) -> Result<(), String> {
+    if value.is_empty() {
+        Err("must not be empty".into())
+    } else if value.len() > max {
+        Err(format!("longer than {max} bytes"))
+    } else if value.starts_with(char::is_whitespace) || value.ends_with(char::is_whitespace) {
+        Err(format!(
+            "{} must not begin or end with whitespace",
+            quote(value)
+        ))
+    } else if value.contains(char::is_control) {
+        Err("must not contain control characters".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// A value quoted for an error message, cut to [`MAX_QUOTED_LEN`] bytes and
+/// with control characters escaped.
+pub fn quote(value: &str) -> String {
+    format!("'{}'", cut(value, MAX_QUOTED_LEN).escape_debug())
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), with `…`
+/// when something was cut.
+pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
+}
+
+fn not_a_time(text: &str) -> String {
+    format!("{} is not an ISO-8601 time {YEAR_RANGE}", quote(text))
+}
+
 fn required_id(
     value: Option<String>,
     field: &str,
@@ -263,9 +360,10 @@ fn required_id(
     fail: &mut impl FnMut(&str, String),
 ) -> String {
     match value {
-        Some(v) if v.trim().is_empty() => fail(field, "must not be empty".into()),
-        Some(v) if v.len() > max => fail(field, format!("longer than {max} bytes")),
-        Some(v) => return v,
+        Some(v) => match check_id(&v, max) {
+            Ok(()) => return v,
+            Err(problem) => fail(field, problem),
+        },
         None => fail(field, "missing".into()),
     }
     String::new()
@@ -284,7 +382,7 @@ fn required_time(
         Some(text) => {
             let parsed = parse_time(&text);
             if parsed.is_none() {
-                fail(field, format!("'{text}' is not an ISO-8601 time"));
+                fail(field, not_a_time(&text));
             }
             parsed
         }
@@ -382,6 +480,46 @@ mod tests {
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["eventId", "meterId", "quantity", "usageEndTime"]);
         assert!(errors.iter().all(|e| e.index == 7));
+    }
+
+    #[test]
+    fn ids_with_blanks_or_control_characters_are_refused_not_trimmed() {
+        let meters = MeterCatalog::builtin_for_tests();
+        for (field, value) in [
+            ("subscriptionId", " sub-1"),
+            ("subscriptionId", "sub-1\t"),
+            ("eventId", "e\u{0}1"),
+            ("resourceUri", "/vm\n"),
+            ("location", " local"),
+            ("meterId", " fab6eb84-500b-4a09-a8ca-7358f8bbaea5"),
+        ] {
+            let mut bad = good();
+            bad[field] = json!(value);
+            let errors = input(bad).validate(0, &ctx(&meters)).unwrap_err();
+            assert_eq!(errors.len(), 1, "{field}: {errors:?}");
+            assert_eq!(errors[0].field, field);
+        }
+    }
+
+    #[test]
+    fn quantities_and_years_are_bounded() {
+        let meters = MeterCatalog::builtin_for_tests();
+        let mut huge = good();
+        huge["quantity"] = json!(1.7e308);
+        let errors = input(huge).validate(0, &ctx(&meters)).unwrap_err();
+        assert_eq!(errors[0].field, "quantity");
+        let mut ancient = good();
+        ancient["usageStartTime"] = json!("-262000-01-01T00:00:00Z");
+        let errors = input(ancient).validate(0, &ctx(&meters)).unwrap_err();
+        assert_eq!(errors[0].field, "usageStartTime");
+        assert!(errors[0].reason.contains("2000 to 9999"), "{errors:?}");
+    }
+
+    #[test]
+    fn quoted_values_are_cut() {
+        let long = "x".repeat(10_000);
+        assert!(quote(&long).len() < MAX_QUOTED_LEN + 8);
+        assert_eq!(quote("a\u{0}b"), "'a\\0b'");
     }
 
     #[test]

@@ -27,6 +27,14 @@ pub fn split_hourly(quantity: f64, start: DateTime<Utc>, end: DateTime<Utc>) -> 
         .collect()
 }
 
+/// How many hour buckets `[start, end)` touches: the length of what
+/// [`split_hourly`] returns, without building it. `end` must be after `start`.
+pub fn hour_count(start: DateTime<Utc>, end: DateTime<Utc>) -> usize {
+    let first = Granularity::Hourly.bucket_of(start);
+    let last = Granularity::Hourly.bucket_of(end - chrono::Duration::nanoseconds(1));
+    usize::try_from(last - first + 1).unwrap_or(usize::MAX)
+}
+
 /// Sums hour parts into day parts, so that daily rows are the sum of hourly rows.
 pub fn days_of(parts: &[HourPart]) -> Vec<(i64, f64)> {
     let mut days: Vec<(i64, f64)> = Vec::with_capacity(1);
@@ -67,6 +75,10 @@ mod tests {
         let parts = split_hourly(105.0, t("2024-05-01T10:30:00Z"), t("2024-05-01T12:15:00Z"));
         let h10 = Granularity::Hourly.bucket_of(t("2024-05-01T10:00:00Z"));
         assert_eq!(parts.len(), 3);
+        assert_eq!(
+            hour_count(t("2024-05-01T10:30:00Z"), t("2024-05-01T12:15:00Z")),
+            3
+        );
         assert_eq!(parts[0], (h10, 30.0));
         assert_eq!(parts[1], (h10 + 1, 60.0));
         assert_eq!(parts[2], (h10 + 2, 15.0));

@@ -87,15 +87,38 @@ pub fn format_compact_hour(time: DateTime<Utc>) -> String {
     )
 }
 
+/// The first year a time may fall in (usage is not older; see [`parse_time`]).
+pub const MIN_YEAR: i32 = 2000;
+/// The last year a time may fall in: four digits, as every client can parse.
+pub const MAX_YEAR: i32 = 9999;
+/// How the accepted range reads in error messages.
+pub const YEAR_RANGE: &str = "in the years 2000 to 9999 (UTC)";
+
 /// Parses an ISO-8601 time; a time without an offset is taken as UTC (as the
-/// Azure SDK serialises naive datetimes).
+/// Azure SDK serialises naive datetimes). Times outside [`MIN_YEAR`]..=[`MAX_YEAR`]
+/// (in UTC) are refused like malformed ones: chrono's `%Y` accepts signed
+/// six-digit years, which no client can read back and whose buckets overflow.
 pub fn parse_time(value: &str) -> Option<DateTime<Utc>> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(value) {
-        return Some(time.with_timezone(&Utc));
-    }
-    chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f")
-        .ok()
-        .map(|naive| naive.and_utc())
+    let time = match DateTime::parse_from_rfc3339(value) {
+        Ok(time) => time.with_timezone(&Utc),
+        Err(_) => chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f")
+            .ok()?
+            .and_utc(),
+    };
+    in_year_range(time).then_some(time)
+}
+
+/// Parses a time as [`parse_time`] does, or a date (`YYYY-MM-DD`, midnight UTC).
+pub fn parse_time_or_date(value: &str) -> Option<DateTime<Utc>> {
+    parse_time(value).or_else(|| {
+        let date = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()?;
+        let time = date.and_hms_opt(0, 0, 0)?.and_utc();
+        in_year_range(time).then_some(time)
+    })
+}
+
+fn in_year_range(time: DateTime<Utc>) -> bool {
+    (MIN_YEAR..=MAX_YEAR).contains(&time.year())
 }
 
 #[cfg(test)]
@@ -127,6 +150,28 @@ mod tests {
         assert_eq!(
             format_compact_hour(parse_time("2024-05-01T13:00:00Z").unwrap()),
             "20240501T13"
+        );
+    }
+
+    #[test]
+    fn years_outside_2000_to_9999_are_refused() {
+        for text in [
+            "+262142-01-01T00:00:00Z",
+            "-262000-01-01T00:00:00Z",
+            "1999-12-31T23:59:59Z",
+            "2000-01-01T00:30:00+01:00",
+            "9999-12-31T23:00:00-05:00",
+            "+10000-01-01T00:00:00",
+        ] {
+            assert_eq!(parse_time(text), None, "{text}");
+        }
+        assert!(parse_time("2000-01-01T00:00:00Z").is_some());
+        assert!(parse_time("9999-12-31T23:59:59Z").is_some());
+        assert_eq!(parse_time_or_date("+262142-01-01"), None);
+        assert_eq!(parse_time_or_date("1999-12-31"), None);
+        assert_eq!(
+            parse_time_or_date("2026-11-01"),
+            parse_time("2026-11-01T00:00:00Z")
         );
     }
 

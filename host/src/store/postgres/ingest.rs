@@ -267,12 +267,22 @@ async fn write(
             .or_insert((first, last));
         *entry = (entry.0.min(first), entry.1.max(last));
     }
+    // Every sum stays finite: the request's own here, the stored ones below
+    // (PostgreSQL refuses a float8 sum that overflows).
+    if let Some(&first) = fresh.first()
+        && hourly
+            .values()
+            .chain(daily.values())
+            .any(|q| !q.is_finite())
+    {
+        return Ok(Err(vec![RecordError::sum_overflow(first)]));
+    }
     for (table, bucket, reported, rows) in [
         ("usage_hourly", "usage_hour", "reported_hour", &hourly),
         ("usage_daily", "usage_day", "reported_day", &daily),
     ] {
         let part = |i: usize| rows.keys().map(|k| k[i]).collect::<Vec<i64>>();
-        tx.execute(
+        let upserted = tx.execute(
             &format!(
                 "INSERT INTO {table} (subscription_key, {bucket}, meter_key, instance_id, {reported}, quantity)
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
@@ -282,7 +292,14 @@ async fn write(
             ),
             &[&part(0), &part(1), &part(2), &part(3), &part(4), &rows.values().copied().collect::<Vec<f64>>()],
         )
-        .await?;
+        .await;
+        match upserted {
+            Err(error) if error.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => {
+                // Which record tipped the sum is not known here: the request's first.
+                return Ok(Err(vec![RecordError::sum_overflow(fresh[0])]));
+            }
+            upserted => upserted?,
+        };
     }
     tx.execute(
         "INSERT INTO reported_hours (subscription_key, reported_hour, min_usage_hour, max_usage_hour)

@@ -18,9 +18,9 @@ use async_trait::async_trait;
 use chrono::Utc;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use self::writer::Job;
+use self::writer::{IngestJob, Lanes};
 use crate::auth::{Principal, Role};
 use crate::store::instances::InstanceCache;
 use crate::store::{
@@ -35,14 +35,12 @@ pub use schema::SCHEMA_VERSION;
 pub const DATABASE_FILE: &str = "tally.db";
 /// Read connections kept open.
 const READ_POOL_SIZE: u32 = 8;
-/// Write jobs that may queue before ingest requests wait (back-pressure).
-const WRITE_QUEUE: usize = 256;
 
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
     path: PathBuf,
     readers: r2d2::Pool<SqliteConnectionManager>,
-    writer: mpsc::Sender<Job>,
+    writer: Lanes,
     catalog: RwLock<Arc<MeterCatalog>>,
     instances: Arc<InstanceCache>,
 }
@@ -80,10 +78,7 @@ impl SqliteStore {
             .max_size(READ_POOL_SIZE)
             .build(SqliteConnectionManager::file(&path).with_init(|c| configure(c, true)))
             .context("opening read connections")?;
-        let (writer, jobs) = mpsc::channel(WRITE_QUEUE);
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || writer::run(conn, jobs))?;
+        let writer = writer::start(conn)?;
         let instances = Arc::default();
         Ok(SqliteStore {
             path,
@@ -105,10 +100,11 @@ impl SqliteStore {
         work: impl FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, outcome) = oneshot::channel();
-        let job = Job::Apply(Box::new(move |conn| {
+        let job: writer::ControlWrite = Box::new(move |conn| {
             let _ = reply.send(work(conn));
-        }));
+        });
         self.writer
+            .control
             .send(job)
             .await
             .map_err(|_| anyhow!("the writer thread has stopped"))?;
@@ -212,7 +208,8 @@ impl Store for SqliteStore {
     async fn ingest(&self, records: Vec<UsageRecord>) -> Result<IngestReceipt, StoreError> {
         let (reply, outcome) = oneshot::channel();
         self.writer
-            .send(Job::Ingest { records, reply })
+            .ingest
+            .send(IngestJob { records, reply })
             .await
             .map_err(|_| anyhow!("the writer thread has stopped"))?;
         outcome

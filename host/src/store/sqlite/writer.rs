@@ -1,6 +1,12 @@
 //! The single writer: one thread owns the write connection and commits
 //! concurrent ingest requests together (group commit), so that many small
 //! requests share one fsync while each stays all-or-nothing.
+//!
+//! Two lanes feed it. Control writes (export claims, lease renewals, finishes,
+//! meters, tokens) go first: one waits at most for the ingest transaction in
+//! progress, never behind queued ingest requests. Ingest requests are bounded
+//! by the API's limits on records and hour parts, and a group commit by
+//! [`GROUP_HOUR_PART_LIMIT`], so that transaction is short.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -11,70 +17,129 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{IngestReceipt, StoreError};
-use crate::usage::split::{days_of, split_hourly};
+use crate::usage::split::{days_of, hour_count, split_hourly};
 use crate::usage::time::{Granularity, day_of_hour};
 use crate::usage::{RecordError, UsageRecord};
 
-/// Most records committed in one transaction; more wait for the next one.
-const GROUP_RECORD_LIMIT: usize = 50_000;
+/// Most hour parts (hourly upserts) committed in one group transaction; more
+/// requests wait for the next one. Two default-size requests: long enough to
+/// share an fsync, short enough that a control write waiting for it is served
+/// soon.
+const GROUP_HOUR_PART_LIMIT: usize = 2 * crate::usage::batch::DEFAULT_MAX_HOUR_PARTS;
 /// Cached subscription and instance keys kept before the cache starts over.
 const CACHE_LIMIT: usize = 1_000_000;
+/// Jobs that may queue in each lane before senders wait (back-pressure).
+const LANE_CAPACITY: usize = 256;
 
-/// Work for the writer thread.
-pub(super) enum Job {
-    /// Store records atomically and reply with the outcome once durable.
-    Ingest {
-        records: Vec<UsageRecord>,
-        reply: oneshot::Sender<Result<IngestReceipt, StoreError>>,
-    },
-    /// Any other write; the closure replies itself.
-    Apply(Box<dyn FnOnce(&mut Connection) + Send>),
+/// A write other than ingest; the closure replies itself.
+pub(super) type ControlWrite = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Records to store atomically; the reply comes once they are durable.
+pub(super) struct IngestJob {
+    pub records: Vec<UsageRecord>,
+    pub reply: oneshot::Sender<Result<IngestReceipt, StoreError>>,
+}
+
+impl IngestJob {
+    /// Hourly upserts the job costs.
+    fn hour_parts(&self) -> usize {
+        self.records
+            .iter()
+            .map(|r| hour_count(r.usage_start, r.usage_end))
+            .sum()
+    }
+}
+
+/// The writer's two queues.
+pub(super) struct Lanes {
+    /// Served first.
+    pub control: mpsc::Sender<ControlWrite>,
+    pub ingest: mpsc::Sender<IngestJob>,
+}
+
+impl Lanes {
+    /// Whether the writer thread has stopped.
+    pub fn is_closed(&self) -> bool {
+        self.ingest.is_closed()
+    }
+}
+
+/// Starts the writer thread on `conn`.
+pub(super) fn start(conn: Connection) -> std::io::Result<Lanes> {
+    let (control, control_jobs) = mpsc::channel(LANE_CAPACITY);
+    let (ingest, ingest_jobs) = mpsc::channel(LANE_CAPACITY);
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || run(conn, control_jobs, ingest_jobs))?;
+    Ok(Lanes { control, ingest })
+}
+
+/// What the writer does next.
+enum Next {
+    Control(ControlWrite),
+    Ingest(IngestJob),
 }
 
 /// Runs until every sender is gone.
-pub(super) fn run(mut conn: Connection, mut jobs: mpsc::Receiver<Job>) {
+fn run(
+    mut conn: Connection,
+    mut control: mpsc::Receiver<ControlWrite>,
+    mut ingest: mpsc::Receiver<IngestJob>,
+) {
+    // Only to wait on both lanes at once; no I/O or timers run here.
+    let waiter = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime without drivers builds");
     let mut caches = Caches::default();
-    while let Some(job) = jobs.blocking_recv() {
-        let (records, reply) = match job {
-            Job::Apply(write) => {
+    loop {
+        let next = match control.try_recv() {
+            Ok(write) => Next::Control(write),
+            Err(_) => {
+                let next = waiter.block_on(async {
+                    tokio::select! {
+                        biased;
+                        Some(write) = control.recv() => Some(Next::Control(write)),
+                        Some(job) = ingest.recv() => Some(Next::Ingest(job)),
+                        else => None,
+                    }
+                });
+                match next {
+                    Some(next) => next,
+                    None => return,
+                }
+            }
+        };
+        let first = match next {
+            Next::Control(write) => {
                 write(&mut conn);
                 continue;
             }
-            Job::Ingest { records, reply } => (records, reply),
+            Next::Ingest(job) => job,
         };
-        let mut group = vec![(records, reply)];
-        let mut count = group[0].0.len();
-        let mut deferred = None;
-        while count < GROUP_RECORD_LIMIT {
-            match jobs.try_recv() {
-                Ok(Job::Ingest { records, reply }) => {
-                    count += records.len();
-                    group.push((records, reply));
-                }
-                Ok(Job::Apply(write)) => {
-                    deferred = Some(write);
-                    break;
+        let mut parts = first.hour_parts();
+        let mut group = vec![first];
+        // A control write that arrives meanwhile ends the group: it goes next.
+        while parts < GROUP_HOUR_PART_LIMIT && control.is_empty() {
+            match ingest.try_recv() {
+                Ok(job) => {
+                    parts += job.hour_parts();
+                    group.push(job);
                 }
                 Err(_) => break,
             }
         }
         commit_group(&mut conn, &mut caches, group);
-        if let Some(write) = deferred {
-            write(&mut conn);
-        }
     }
 }
 
-type Reply = oneshot::Sender<Result<IngestReceipt, StoreError>>;
-
-fn commit_group(conn: &mut Connection, caches: &mut Caches, group: Vec<(Vec<UsageRecord>, Reply)>) {
+fn commit_group(conn: &mut Connection, caches: &mut Caches, group: Vec<IngestJob>) {
     let now = Utc::now();
     let outcome = (|| -> anyhow::Result<Vec<Result<IngestReceipt, StoreError>>> {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(group.len());
-        for (records, _) in &group {
+        for job in &group {
             let savepoint = tx.savepoint()?;
-            match ingest_request(&savepoint, caches, records, now)? {
+            match ingest_request(&savepoint, caches, &job.records, now)? {
                 Ok(receipt) => {
                     savepoint.commit()?;
                     outcomes.push(Ok(receipt));
@@ -92,15 +157,17 @@ fn commit_group(conn: &mut Connection, caches: &mut Caches, group: Vec<(Vec<Usag
     match outcome {
         Ok(outcomes) => {
             caches.keep_pending();
-            for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
-                let _ = reply.send(outcome);
+            for (job, outcome) in group.into_iter().zip(outcomes) {
+                let _ = job.reply.send(outcome);
             }
         }
         Err(error) => {
             caches.forget_pending();
             tracing::error!(error = format!("{error:#}"), "ingest transaction failed");
-            for (_, reply) in group {
-                let _ = reply.send(Err(StoreError::Unavailable(anyhow!("{error:#}"))));
+            for job in group {
+                let _ = job
+                    .reply
+                    .send(Err(StoreError::Unavailable(anyhow!("{error:#}"))));
             }
         }
     }
@@ -165,12 +232,14 @@ fn ingest_request(
     let mut add_hourly = conn.prepare_cached(
         "INSERT INTO usage_hourly (subscription_key, usage_hour, meter_key, instance_id, reported_hour, quantity)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity",
+         ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity
+         WHERE quantity + excluded.quantity <= ?7",
     )?;
     let mut add_daily = conn.prepare_cached(
         "INSERT INTO usage_daily (subscription_key, usage_day, meter_key, instance_id, reported_day, quantity)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity",
+         ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity
+         WHERE quantity + excluded.quantity <= ?7",
     )?;
     let mut usage_hours_by_report: HashMap<(i64, i64), (i64, i64)> = HashMap::new();
     for &(index, subscription) in &fresh {
@@ -190,25 +259,35 @@ fn ingest_request(
         ])?;
         let reported_hour = Granularity::Hourly.bucket_of(reported);
         let hours = split_hourly(record.quantity, record.usage_start, record.usage_end);
+        // An update whose sum would pass f64::MAX is skipped (no row written):
+        // that refuses the request. Cheaper than reading every sum back.
+        let mut sums_finite = true;
         for &(hour, quantity) in &hours {
-            add_hourly.execute(params![
+            let written = add_hourly.execute(params![
                 subscription,
                 hour,
                 record.meter_key,
                 instance,
                 reported_hour,
-                quantity
+                quantity,
+                f64::MAX
             ])?;
+            sums_finite &= written == 1;
         }
         for (day, quantity) in days_of(&hours) {
-            add_daily.execute(params![
+            let written = add_daily.execute(params![
                 subscription,
                 day,
                 record.meter_key,
                 instance,
                 day_of_hour(reported_hour),
-                quantity
+                quantity,
+                f64::MAX
             ])?;
+            sums_finite &= written == 1;
+        }
+        if !sums_finite {
+            return Ok(Err(vec![RecordError::sum_overflow(index)]));
         }
         let (first, last) = (hours[0].0, hours[hours.len() - 1].0);
         let bounds = usage_hours_by_report
@@ -337,5 +416,68 @@ impl<K: Hash + Eq> KeyCache<K> {
             self.committed.clear();
         }
         self.committed.extend(self.pending.drain());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::{MeterCatalog, UsageRecordInput, ValidationContext};
+
+    fn record(meters: &MeterCatalog, event: usize) -> UsageRecord {
+        let input: UsageRecordInput = serde_json::from_value(serde_json::json!({
+            "eventId": format!("e{event}"), "subscriptionId": "sub", "resourceUri": "/vm",
+            "meterId": "FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5", "quantity": 1.0,
+            "usageStartTime": "2024-05-01T00:00:00Z", "usageEndTime": "2024-05-01T01:00:00Z"
+        }))
+        .unwrap();
+        let ctx = ValidationContext {
+            meters,
+            now: Utc::now(),
+            may_set_reported_time: false,
+        };
+        input.validate(event, &ctx).unwrap()
+    }
+
+    #[test]
+    fn a_control_write_queued_behind_ingest_requests_runs_before_them() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        super::super::seed_documented_meters(&conn).unwrap();
+        let meters = MeterCatalog::builtin_for_tests();
+        let (control, control_jobs) = mpsc::channel::<ControlWrite>(LANE_CAPACITY);
+        let (ingest, ingest_jobs) = mpsc::channel(LANE_CAPACITY);
+
+        // Queued before the writer starts: eight ingest requests, then a lease renewal.
+        let receipts: Vec<_> = (0..8)
+            .map(|event| {
+                let (reply, receipt) = oneshot::channel();
+                let records = vec![record(&meters, event)];
+                ingest.try_send(IngestJob { records, reply }).ok().unwrap();
+                receipt
+            })
+            .collect();
+        let (seen, events_seen) = oneshot::channel();
+        control
+            .try_send(Box::new(move |conn: &mut Connection| {
+                let events: i64 = conn
+                    .query_row("SELECT count(*) FROM usage_events", [], |row| row.get(0))
+                    .unwrap();
+                let _ = seen.send(events);
+            }))
+            .ok()
+            .unwrap();
+        drop((control, ingest));
+        let writer = std::thread::spawn(move || run(conn, control_jobs, ingest_jobs));
+
+        assert_eq!(
+            events_seen.blocking_recv().unwrap(),
+            0,
+            "the control write ran before any queued ingest request"
+        );
+        for receipt in receipts {
+            assert_eq!(receipt.blocking_recv().unwrap().unwrap().accepted, 1);
+        }
+        writer.join().unwrap();
     }
 }
