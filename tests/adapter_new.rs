@@ -5,7 +5,7 @@
 //! target is added by the project's own build script); the test fails, not
 //! skips, without them.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -4,7 +4,7 @@
 //! Needs the virtual environment that `tests/run.sh` creates (`.venv`, or the
 //! interpreter named by `TALLY_TEST_PYTHON`); fails, not skips, without it.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! into a data directory and through a running host), the meter catalog,
 //! `adapter test`, and managing a running host's adapters and exports.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -2,7 +2,7 @@
 //! nothing is counted twice when the reporters retry; an export cut short by
 //! a `kill -9` runs again after the restart and bills every line once.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

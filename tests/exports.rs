@@ -6,7 +6,7 @@
 //! The components are built from source by `adapters/build.sh` (run by
 //! `tests/run.sh`); the tests fail, not skip, without them.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 //! `TALLY_FOCUS_PYTHON`), both made by `tests/run.sh`; fails, not skips,
 //! without them.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

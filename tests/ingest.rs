@@ -1,6 +1,6 @@
 //! `POST /v1/usage`: idempotency, conflicts, validation, splitting, limits, auth.
 
-mod support;
+use crate::support;
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};

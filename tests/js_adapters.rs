@@ -10,7 +10,7 @@
 //! Needs the components (`adapters/build.sh`, which `tests/run.sh` runs; it
 //! needs Node.js and npm); fails, not skips, without them.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! by `TALLY_TEST_POSTGRES`; fails without it): an embedded installation moves
 //! whole, and the host on PostgreSQL answers as the embedded one did.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

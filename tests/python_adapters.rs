@@ -8,7 +8,7 @@
 //! compiled components are cached (`~/.cache/tally/adapters`) as for any
 //! `tally adapter test`.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

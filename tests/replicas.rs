@@ -3,7 +3,7 @@
 //! replica counts once, paging continues across replicas, and each export
 //! window runs once even when the replica running it is killed.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -69,12 +69,13 @@ fi
 echo "==> schemathesis: the API against its OpenAPI document (SQLite)"
 tests/schemathesis.sh
 
-# The suites that exercise the store, again with every host on PostgreSQL.
+# The modules of the integration tests that exercise the store, again with
+# every host on PostgreSQL (the same binary, filtered by module).
 postgres_suites=(ingest usage_api azure_sdk exports cli durability webhook)
 if [ "$postgres" = yes ]; then
   echo "==> cargo test on PostgreSQL: ${postgres_suites[*]}"
-  TALLY_TEST_BACKEND=postgres cargo test --locked -p tally \
-    $(printf -- '--test %s ' "${postgres_suites[@]}")
+  TALLY_TEST_BACKEND=postgres cargo test --locked -p tally --test integration -- \
+    $(printf -- '%s:: ' "${postgres_suites[@]}")
   echo "==> schemathesis: the API against its OpenAPI document (PostgreSQL)"
   tests/schemathesis.sh postgres
 else

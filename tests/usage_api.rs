@@ -1,7 +1,7 @@
 //! The Azure-compatible usage API: error codes, reported-time windows, paging,
 //! tenant isolation.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashSet};
 

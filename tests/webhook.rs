@@ -8,7 +8,7 @@
 //! source by `adapters/build.sh` (run by `tests/run.sh`); the tests fail, not
 //! skip, without it.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

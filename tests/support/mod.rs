@@ -2,8 +2,6 @@
 //! directory, tokens, requests through `Router::oneshot` or real HTTP, and
 //! sample usage from the generator in `examples/`.
 
-#![allow(dead_code)] // each test file uses its own share of the helpers
-
 pub mod billing_api;
 pub mod database;
 pub mod process;

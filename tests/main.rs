@@ -1,0 +1,22 @@
+//! tally's integration tests: one test binary (one link of wasmtime, both
+//! stores and the HTTP stack) with a module per area. Each module starts a
+//! real host — in process through `Router::oneshot`, or `tally serve` as a
+//! process — on a temporary data directory; `TALLY_TEST_BACKEND=postgres`
+//! puts every host on PostgreSQL (see `support::database`).
+
+mod support;
+
+mod adapter_new;
+mod adapters;
+mod azure_sdk;
+mod cli;
+mod durability;
+mod exports;
+mod focus;
+mod ingest;
+mod js_adapters;
+mod migrate;
+mod python_adapters;
+mod replicas;
+mod usage_api;
+mod webhook;
