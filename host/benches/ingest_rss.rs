@@ -13,17 +13,7 @@
 //! (bodies larger than `--max-body` are skipped: an unbounded host may need
 //! hundreds of times their size; `--only` keeps the bodies whose name has TEXT).
 //!
-//! Measured on the 2-core project machine, release builds, default limits
-//! (peak RSS growth, growth / body):
-//!
-//! | body | before (48b9235) | after |
-//! |---|---|---|
-//! | `{}` lines, 4 MiB | 1,487 MiB, 372× (400 after 2.7 s) | 4.5 MiB, 1.1× (413 TooManyRecords) |
-//! | `[{},{},…]`, 4 MiB | 1,497 MiB, 374× | 4.5 MiB, 1.1× (413) |
-//! | `{}` lines / `[{},…]`, 32 MiB | not run (≈ 12 GiB expected) | 32.8 MiB, 1.0× (413) |
-//! | 1,000 records of 31 days, 229 KiB | 25.8 MiB, 115× (200 after 1.06 s) | 0.4 MiB (413 TooManyHourParts) |
-//! | 5,000 hourly records, 1.1 MiB | 7.0 MiB, 6.2× | 6.7 MiB, 5.9× |
-//! | 5,000 records with 280 tags each, 30.5 MiB | 328 MiB, 10.7× | 138 MiB, 4.5× |
+//! The current figures, before and after issue 10: `docs/performance.md`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
