@@ -170,15 +170,6 @@ pub async fn request_runs(
     if from >= to {
         return Err(ApiError::invalid_property("to", "it must be after 'from'"));
     }
-    if from < windows::earliest() {
-        return Err(ApiError::invalid_property(
-            "from",
-            format!(
-                "windows start in {} or later",
-                windows::earliest().format("%Y")
-            ),
-        ));
-    }
     if !installation.enabled {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

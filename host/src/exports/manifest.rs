@@ -52,7 +52,7 @@ use crate::adapters::egress::AllowedOrigin;
 use crate::adapters::engine::MAX_MEMORY_BYTES;
 use crate::adapters::{Limits, SubscriptionGrant};
 use crate::usage::Granularity;
-use crate::usage::time::parse_time;
+use crate::usage::time::{YEAR_RANGE, parse_time};
 
 /// Longest installation name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -224,13 +224,11 @@ impl Manifest {
             .start
             .as_deref()
             .map(|text| {
-                let start = parse_time(text)
-                    .with_context(|| format!("schedule.start '{text}' is not an ISO-8601 time"))?;
+                let start = parse_time(text).with_context(|| {
+                    format!("schedule.start '{text}' is not an ISO-8601 time {YEAR_RANGE}")
+                })?;
                 if !window.is_boundary(start) {
                     bail!("schedule.start {start} is not on a {window:?} window boundary");
-                }
-                if start < super::windows::earliest() {
-                    bail!("schedule.start {start} is before the year 2000");
                 }
                 Ok(start)
             })
@@ -575,7 +573,7 @@ mod tests {
             ),
             (
                 manifest("[schedule]\nwindow = 'daily'\nstart = '0026-11-01T00:00:00Z'\n"),
-                "before the year 2000",
+                "in the years 2000 to 9999",
             ),
             (
                 manifest("[schedule]\nwindow = 'daily'\n[limits]\noutput_mib = 100000\n"),

@@ -3,19 +3,13 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::usage::Granularity;
 
 /// Added to every lag: a record stamped in a window's last instant is
 /// committed a few milliseconds later.
 pub const SETTLE: Duration = Duration::from_secs(2);
-
-/// No window starts before this: usage is not that old, and a typo such as
-/// year 0026 would otherwise mean millions of windows.
-pub fn earliest() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap()
-}
 
 /// How many windows of `window` size `[from, to)` touches (a cut window counts whole).
 pub fn window_count(window: Granularity, from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
