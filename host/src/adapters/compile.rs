@@ -19,7 +19,6 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus};
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
@@ -271,41 +270,6 @@ fn compile_stdin(pooling: bool, expected: &str) -> anyhow::Result<()> {
     out.write_all(&artifact)?;
     out.flush()?;
     Ok(())
-}
-
-/// A counting semaphore for blocking threads: compiles at once.
-pub(super) struct CompileSlots {
-    free: Mutex<usize>,
-    freed: Condvar,
-}
-
-/// A compile slot, given back when dropped.
-pub(super) struct CompileSlot<'a>(&'a CompileSlots);
-
-impl CompileSlots {
-    pub(super) fn new(slots: usize) -> Self {
-        CompileSlots {
-            free: Mutex::new(slots.max(1)),
-            freed: Condvar::new(),
-        }
-    }
-
-    /// Waits for a free slot.
-    pub(super) fn acquire(&self) -> CompileSlot<'_> {
-        let mut free = self.free.lock().expect("compile slots lock");
-        while *free == 0 {
-            free = self.freed.wait(free).expect("compile slots lock");
-        }
-        *free -= 1;
-        CompileSlot(self)
-    }
-}
-
-impl Drop for CompileSlot<'_> {
-    fn drop(&mut self) {
-        *self.0.free.lock().expect("compile slots lock") += 1;
-        self.0.freed.notify_one();
-    }
 }
 
 #[cfg(test)]
