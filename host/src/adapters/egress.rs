@@ -543,6 +543,34 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
+    /// A run the host stops (its lease lost) stops waiting for an answer at
+    /// once: a trap, not the request timeout's refusal.
+    #[test]
+    fn a_stopped_run_stops_waiting_for_an_answer() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        // Accepts and never answers.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let _held: Vec<_> = listener.incoming().flatten().collect();
+        });
+        let mut egress = egress_to(&runtime, &[format!("http://127.0.0.1:{port}")]);
+        let stopped = RunClock {
+            deadline: Instant::now() + Duration::from_secs(3_600),
+            cancelled: Some(Arc::new(std::sync::atomic::AtomicBool::new(true))),
+        };
+        let refusal = send(
+            &mut egress,
+            &stopped,
+            get(format!("http://127.0.0.1:{port}/lines"), vec![]),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&refusal, Refusal::Stopped(trap) if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt)),
+            "{refusal:?}"
+        );
+    }
+
     #[test]
     fn credentials_in_the_url_are_refused() {
         let runtime = tokio::runtime::Runtime::new().unwrap();
