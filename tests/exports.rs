@@ -1235,6 +1235,104 @@ async fn concurrent_installs_of_a_new_component_compile_it_once_and_all_succeed(
     assert_eq!(fresh.compiles(), 0);
 }
 
+/// Review of finding 10: compiles of different components take turns that
+/// are waited for before a blocking thread is taken, bounded by
+/// `install_wait`: with one turn and a wait shorter than any compile, some
+/// installs at once are refused with 503 (nothing stored), the others
+/// succeed, and a refused one succeeds when sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiles_of_different_components_take_turns_bounded_by_install_wait() {
+    const AT_ONCE: usize = 4;
+    let host = TestHost::with_export_and_compile_settings(
+        tally::exports::ExportSettings {
+            install_wait: Duration::from_millis(1),
+            ..tally::exports::ExportSettings::default()
+        },
+        CompileSettings {
+            concurrency: 1,
+            ..CompileSettings::default()
+        },
+    )
+    .await;
+    let exports = host.exports.clone().unwrap();
+    let address = host.serve().await;
+    let chargeback = component("chargeback-csv");
+    let mut installs = tokio::task::JoinSet::new();
+    for i in 0..AT_ONCE {
+        let wasm = variant(&chargeback, &format!("turn {i}"));
+        let manifest = manifest(
+            &format!("turn{i}"),
+            &wasm,
+            today(),
+            &chargeback_config(&RATES),
+        );
+        let operator = host.operator.clone();
+        installs.spawn(async move {
+            let (status, body) =
+                send_manifest(Method::POST, address, "", &operator, &manifest, Some(&wasm)).await;
+            (status, body, manifest, wasm)
+        });
+    }
+    let mut refused = Vec::new();
+    for (status, body, manifest, wasm) in installs.join_all().await {
+        match status {
+            StatusCode::CREATED => {}
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(body["error"]["code"], "InstallsBusy", "{body}");
+                assert!(
+                    host.store
+                        .component(&sha256(&wasm))
+                        .await
+                        .unwrap()
+                        .is_none(),
+                    "a refused install stores nothing"
+                );
+                refused.push((manifest, wasm));
+            }
+            _ => panic!("{status}: {body}"),
+        }
+    }
+    assert!(
+        !refused.is_empty(),
+        "one compile turn: the others were refused"
+    );
+    assert!(refused.len() < AT_ONCE, "one install had the turn");
+    assert_eq!(
+        exports.engine().compiles(),
+        (AT_ONCE - refused.len()) as u64,
+        "a refused install compiled nothing"
+    );
+    for (manifest, wasm) in refused {
+        let (status, body) = install(&host, &host.operator, &manifest, Some(&wasm)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}
+
+/// Review of finding 15: eviction removes what compiles of an older host
+/// left behind (`{sha}-{hash}.partial`, without today's prefix) once it is
+/// stale, and a fresh one (a compile of a replica may be writing it) stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eviction_removes_stale_partial_artifacts_of_older_hosts() {
+    let host = TestHost::with_exports().await;
+    let exports = host.exports.clone().unwrap();
+    let cache = host.data.path().join("compiled-adapters");
+    let stale = cache.join(format!("{}-0123456789abcdef.partial", "a".repeat(64)));
+    let fresh = cache.join(format!("{}-0123456789abcdef.partial", "b".repeat(64)));
+    for path in [&stale, &fresh] {
+        std::fs::write(path, b"half an artifact").unwrap();
+    }
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 24 * 3_600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    exports.evict_unused().await.unwrap();
+    assert!(!stale.exists(), "{:?}", compiled_files(&host));
+    assert!(fresh.exists(), "{:?}", compiled_files(&host));
+}
+
 /// Finding 15: a component whose compile needs more memory than the
 /// configured bound is refused, naming the bound; nothing is stored or
 /// cached, and the host carries on installing.

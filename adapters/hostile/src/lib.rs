@@ -14,6 +14,7 @@
 //!   subscription `bytes` times;
 //! - `"query-many"`: one query naming `count` subscriptions without usage,
 //!   then `next()`;
+//! - `"nul-subscription"`: a query naming a subscription id with a NUL;
 //! - `"read-all"`: reads every row of its scope, however long that takes;
 //! - `"empty-log"`: `count` empty log lines;
 //! - `"huge-error"`: a permanent error of `bytes` bytes;
@@ -236,6 +237,12 @@ impl Guest for Hostile {
                 let cursor =
                     query(request.window, request.granularity, Some(&ids)).map_err(permanent)?;
                 cursor.next();
+            }
+            "nul-subscription" => {
+                // An id no record can have: refused, not sent to the database.
+                let ids = vec!["sub\0scription".to_owned()];
+                query(request.window, request.granularity, Some(&ids)).map_err(permanent)?;
+                return Err(ExportError::Permanent("the query was accepted".into()));
             }
             "read-all" => {
                 let cursor = query(request.window, request.granularity, None).map_err(permanent)?;

@@ -19,7 +19,6 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus};
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
@@ -34,6 +33,8 @@ pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_COMPILE_MEMORY_MIB: u64 = 1_024;
 /// Default compiles at once; further installs wait for a turn.
 pub const DEFAULT_COMPILE_CONCURRENCY: usize = 2;
+/// How much lower a compile's scheduling priority is than the host's (`nice`).
+const COMPILE_NICENESS: libc::c_int = 10;
 /// Exit code of a child that refused to compile, the reason on stderr.
 const REFUSED: u8 = 2;
 /// How often the parent looks whether the child has finished.
@@ -73,7 +74,9 @@ pub enum Compiler {
     InProcess,
     /// In a child process of `program` (the `tally` binary), bounded.
     Child {
+        /// The `tally` binary, started with its hidden `compile-component` command.
         program: PathBuf,
+        /// The bounds each compile runs under.
         settings: CompileSettings,
     },
 }
@@ -128,7 +131,11 @@ pub(super) fn compile_in_child(
         .stdin(input)
         .stdout(out.try_clone()?)
         .stderr(stderr.try_clone()?);
-    confine(&mut command, settings.memory_mib.saturating_mul(1 << 20));
+    confine(
+        &mut command,
+        settings.memory_mib.saturating_mul(1 << 20),
+        cpu_seconds(settings.timeout),
+    );
     let mut child = command
         .spawn()
         .with_context(|| format!("starting the compiler ({})", program.display()))?;
@@ -150,9 +157,21 @@ pub(super) fn compile_in_child(
         std::thread::sleep(POLL.min(settings.timeout - elapsed));
     };
     let said = tail(&mut stderr)?;
-    if is_out_of_memory(status, &said) {
+    if stopped_by(status, libc::SIGXCPU) {
+        bail!(
+            "compiling the component used more than {} s of CPU (the compile timeout, `[compile] timeout` in tally.toml, on every core): it was stopped",
+            cpu_seconds(settings.timeout)
+        );
+    }
+    if is_out_of_memory(&said) {
         bail!(
             "compiling the component needed more than {} MiB (the compile memory limit, `[compile] memory_mib` in tally.toml): it was stopped",
+            settings.memory_mib
+        );
+    }
+    if stopped_by(status, libc::SIGABRT) {
+        bail!(
+            "compiling the component ran out of memory or aborted (the compile memory limit is {} MiB, `[compile] memory_mib` in tally.toml): {said}",
             settings.memory_mib
         );
     }
@@ -164,14 +183,28 @@ pub(super) fn compile_in_child(
     }
 }
 
+/// CPU time a compile may use: its wall-clock timeout on every core, since
+/// Cranelift compiles functions in parallel. A backstop to the timeout (the
+/// kernel enforces it even if the parent stalls).
+fn cpu_seconds(timeout: Duration) -> u64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    timeout.as_secs().max(1).saturating_mul(cores)
+}
+
 /// The limits and isolation a child starts with (set between fork and exec).
-fn confine(command: &mut Command, memory_bytes: u64) {
+fn confine(command: &mut Command, memory_bytes: u64, cpu_seconds: u64) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the forked child before exec and calls
-    // only async-signal-safe functions (setrlimit, prctl, syscall, fcntl).
+    // only async-signal-safe functions (setrlimit, nice, prctl,
+    // syscall, fcntl).
     unsafe {
         command.pre_exec(move || {
             limit(libc::RLIMIT_DATA, memory_bytes)?;
+            limit(libc::RLIMIT_CPU, cpu_seconds)?;
+            // Compiles yield to request handling and runs: two of them must
+            // not starve the host's own threads of the CPU. (Raising one's
+            // niceness is always allowed; a failure would only cost priority.)
+            libc::nice(COMPILE_NICENESS);
             // A child that aborts over its memory limit must not write a core of that size.
             limit(libc::RLIMIT_CORE, 0)?;
             #[cfg(target_os = "linux")]
@@ -201,10 +234,10 @@ type Resource = libc::__rlimit_resource_t;
 #[cfg(not(target_os = "linux"))]
 type Resource = libc::c_int;
 
-fn limit(resource: Resource, bytes: u64) -> std::io::Result<()> {
+fn limit(resource: Resource, value: u64) -> std::io::Result<()> {
     let value = libc::rlimit {
-        rlim_cur: bytes as libc::rlim_t,
-        rlim_max: bytes as libc::rlim_t,
+        rlim_cur: value as libc::rlim_t,
+        rlim_max: value as libc::rlim_t,
     };
     // SAFETY: setrlimit reads the struct it is given, nothing else.
     if unsafe { libc::setrlimit(resource, &value) } == 0 {
@@ -214,18 +247,23 @@ fn limit(resource: Resource, bytes: u64) -> std::io::Result<()> {
     }
 }
 
-/// Whether the child ran out of its memory limit: Rust aborts on a failed
-/// allocation; a failed mapping comes back as an error naming ENOMEM.
-fn is_out_of_memory(status: ExitStatus, said: &str) -> bool {
+/// Whether the child was ended by `signal`. Rust aborts (SIGABRT) on a
+/// failed allocation, but so does any other abort: its reason names both.
+fn stopped_by(status: ExitStatus, signal: libc::c_int) -> bool {
     use std::os::unix::process::ExitStatusExt;
-    status.signal() == Some(libc::SIGABRT)
-        || [
-            "memory allocation of",
-            "Cannot allocate memory",
-            "out of memory",
-        ]
-        .iter()
-        .any(|sign| said.contains(sign))
+    status.signal() == Some(signal)
+}
+
+/// Whether the child said it ran out of its memory limit: a failed
+/// allocation, or a failed mapping as an error naming ENOMEM.
+fn is_out_of_memory(said: &str) -> bool {
+    [
+        "memory allocation of",
+        "Cannot allocate memory",
+        "out of memory",
+    ]
+    .iter()
+    .any(|sign| said.contains(sign))
 }
 
 /// The last few KiB of what the child wrote to stderr.
@@ -273,41 +311,6 @@ fn compile_stdin(pooling: bool, expected: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A counting semaphore for blocking threads: compiles at once.
-pub(super) struct CompileSlots {
-    free: Mutex<usize>,
-    freed: Condvar,
-}
-
-/// A compile slot, given back when dropped.
-pub(super) struct CompileSlot<'a>(&'a CompileSlots);
-
-impl CompileSlots {
-    pub(super) fn new(slots: usize) -> Self {
-        CompileSlots {
-            free: Mutex::new(slots.max(1)),
-            freed: Condvar::new(),
-        }
-    }
-
-    /// Waits for a free slot.
-    pub(super) fn acquire(&self) -> CompileSlot<'_> {
-        let mut free = self.free.lock().expect("compile slots lock");
-        while *free == 0 {
-            free = self.freed.wait(free).expect("compile slots lock");
-        }
-        *free -= 1;
-        CompileSlot(self)
-    }
-}
-
-impl Drop for CompileSlot<'_> {
-    fn drop(&mut self) {
-        *self.0.free.lock().expect("compile slots lock") += 1;
-        self.0.freed.notify_one();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,7 +330,7 @@ mod tests {
         let program = dir.path().join("fake-compiler");
         std::fs::write(
             &program,
-            "#!/bin/sh\nenv >&2\nls -l /proc/self/fd >&2\nexit 2\n",
+            "#!/bin/sh\nenv >&2\nls -l /proc/self/fd >&2\necho \"cpu=$(ulimit -t) nice=$(nice)\" >&2\nexit 2\n",
         )
         .unwrap();
         std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -346,6 +349,12 @@ mod tests {
         assert!(!said.contains("leaked.db"), "{said}");
         assert!(!said.contains("HOME=") && !said.contains("CARGO"), "{said}");
         assert!(said.contains("/proc/"), "the listing is quoted: {said}");
+        // Bounded in CPU time, and below the host's priority.
+        let cpu = cpu_seconds(CompileSettings::default().timeout);
+        // SAFETY: reads this process's scheduling priority.
+        let host_nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let nice = (host_nice + COMPILE_NICENESS).min(19);
+        assert!(said.contains(&format!("cpu={cpu} nice={nice}")), "{said}");
     }
 
     /// Past its deadline the child is killed and the error names the bound.

@@ -26,7 +26,7 @@ use anyhow::{Context, bail};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::contract::tally::billing::output::{OutboundRequest, OutboundResponse, SendError};
-use super::sandbox::RunState;
+use super::sandbox::{RunClock, RunState};
 
 /// Largest request or response body.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -223,12 +223,17 @@ impl RunState {
     pub(super) fn send_request(
         &mut self,
         request: OutboundRequest,
-    ) -> Result<OutboundResponse, SendError> {
+    ) -> wasmtime::Result<Result<OutboundResponse, SendError>> {
         let result = match &mut self.egress {
             None => Err(Refusal::NotAllowed(
                 "sending is possible only during export".into(),
             )),
-            Some(egress) => send(egress, request),
+            Some(egress) => send(egress, &self.clock, request),
+        };
+        // The run must stop: the trap ends the call at once.
+        let result = match result {
+            Err(Refusal::Stopped(stop)) => return Err(stop),
+            other => other,
         };
         if let Err(Refusal::NotAllowed(reason) | Refusal::LimitReached(_, reason)) = &result {
             self.log
@@ -236,11 +241,17 @@ impl RunState {
                 .expect("run log lock")
                 .push("error", format!("send refused: {reason}"));
         }
-        result.map_err(SendError::from)
+        Ok(result.map_err(SendError::from))
     }
 }
 
-fn send(egress: &mut Egress, request: OutboundRequest) -> Result<OutboundResponse, Refusal> {
+/// Sends `request`, waiting for the answer no longer than `clock` allows
+/// (its deadline, or the host's cancel switch: [`Refusal::Stopped`]).
+fn send(
+    egress: &mut Egress,
+    clock: &RunClock,
+    request: OutboundRequest,
+) -> Result<OutboundResponse, Refusal> {
     let url = url::Url::parse(&request.url)
         .map_err(|e| Refusal::NotAllowed(format!("'{}' is not a URL: {e}", request.url)))?;
     let origin = url.origin();
@@ -319,7 +330,7 @@ fn send(egress: &mut Egress, request: OutboundRequest) -> Result<OutboundRespons
         .headers(headers)
         .body(request.body)
         .send();
-    egress.runtime.block_on(async {
+    let answered = clock.block_on(&egress.runtime, async {
         let exchange = async {
             let mut response = call.await.map_err(transport)?;
             let status = response.status().as_u16();
@@ -348,7 +359,8 @@ fn send(egress: &mut Egress, request: OutboundRequest) -> Result<OutboundRespons
                     "no complete answer within {timeout:?}"
                 )))
             })
-    })
+    });
+    answered.unwrap_or_else(|stop| Err(Refusal::Stopped(stop)))
 }
 
 /// A `send-error`, with the reason logged for refusals.
@@ -359,6 +371,8 @@ enum Refusal {
     Timeout(String),
     Failed(String),
     LimitReached(u64, String),
+    /// The run must stop (deadline, cancel switch): a trap, not an answer.
+    Stopped(wasmtime::Error),
 }
 
 impl From<Refusal> for SendError {
@@ -369,6 +383,7 @@ impl From<Refusal> for SendError {
             Refusal::Timeout(reason) => SendError::Timeout(reason),
             Refusal::Failed(reason) => SendError::Failed(reason),
             Refusal::LimitReached(limit, _) => SendError::LimitReached(limit),
+            Refusal::Stopped(stop) => SendError::Failed(stop.to_string()),
         }
     }
 }
@@ -436,6 +451,14 @@ mod tests {
         Egress::new("run".into(), allowed, runtime.handle().clone(), deadline)
     }
 
+    /// A clock that never stops a test's request.
+    fn unbounded() -> RunClock {
+        RunClock {
+            deadline: Instant::now() + Duration::from_secs(3_600),
+            cancelled: None,
+        }
+    }
+
     fn get(url: String, headers: Vec<(String, String)>) -> OutboundRequest {
         OutboundRequest {
             method: "GET".into(),
@@ -495,14 +518,14 @@ mod tests {
         let many = (0..10_000)
             .map(|i| (format!("x-h{i}"), "v".to_string()))
             .collect();
-        let refusal = send(&mut egress, get(url.clone(), many)).unwrap_err();
+        let refusal = send(&mut egress, &unbounded(), get(url.clone(), many)).unwrap_err();
         assert!(
             matches!(&refusal, Refusal::NotAllowed(r) if r.contains("at most 100")),
             "{refusal:?}"
         );
 
         let huge = vec![("x-big".to_string(), "a".repeat(4 << 20))];
-        let refusal = send(&mut egress, get(url.clone(), huge)).unwrap_err();
+        let refusal = send(&mut egress, &unbounded(), get(url.clone(), huge)).unwrap_err();
         assert!(matches!(refusal, Refusal::TooLarge(16_384)), "{refusal:?}");
         assert_eq!(
             accepted.load(Ordering::SeqCst),
@@ -515,9 +538,37 @@ mod tests {
         let most = (0..MAX_HEADERS)
             .map(|i| (format!("x-h{i:03}"), value.clone()))
             .collect();
-        let response = send(&mut egress, get(url, most)).unwrap();
+        let response = send(&mut egress, &unbounded(), get(url, most)).unwrap();
         assert_eq!(response.status, 200);
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    /// A run the host stops (its lease lost) stops waiting for an answer at
+    /// once: a trap, not the request timeout's refusal.
+    #[test]
+    fn a_stopped_run_stops_waiting_for_an_answer() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        // Accepts and never answers.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let _held: Vec<_> = listener.incoming().flatten().collect();
+        });
+        let mut egress = egress_to(&runtime, &[format!("http://127.0.0.1:{port}")]);
+        let stopped = RunClock {
+            deadline: Instant::now() + Duration::from_secs(3_600),
+            cancelled: Some(Arc::new(std::sync::atomic::AtomicBool::new(true))),
+        };
+        let refusal = send(
+            &mut egress,
+            &stopped,
+            get(format!("http://127.0.0.1:{port}/lines"), vec![]),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&refusal, Refusal::Stopped(trap) if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt)),
+            "{refusal:?}"
+        );
     }
 
     #[test]
@@ -526,7 +577,7 @@ mod tests {
         let (port, accepted) = server();
         let mut egress = egress_to(&runtime, &[format!("http://127.0.0.1:{port}")]);
         let url = format!("http://user:secret@127.0.0.1:{port}/lines");
-        let refusal = send(&mut egress, get(url, vec![])).unwrap_err();
+        let refusal = send(&mut egress, &unbounded(), get(url, vec![])).unwrap_err();
         assert!(
             matches!(&refusal, Refusal::NotAllowed(r) if r.contains("credentials")),
             "{refusal:?}"
@@ -540,7 +591,12 @@ mod tests {
         let (port, accepted) = server();
         let by_name = format!("http://localhost:{port}");
         let mut egress = egress_to(&runtime, std::slice::from_ref(&by_name));
-        let refusal = send(&mut egress, get(format!("{by_name}/lines"), vec![])).unwrap_err();
+        let refusal = send(
+            &mut egress,
+            &unbounded(),
+            get(format!("{by_name}/lines"), vec![]),
+        )
+        .unwrap_err();
         assert!(
             matches!(&refusal, Refusal::NotAllowed(r) if r.contains("internal addresses")),
             "{refusal:?}"
@@ -552,7 +608,12 @@ mod tests {
             &runtime,
             &[by_name.clone(), format!("http://127.0.0.1:{port}")],
         );
-        let response = send(&mut egress, get(format!("{by_name}/lines"), vec![])).unwrap();
+        let response = send(
+            &mut egress,
+            &unbounded(),
+            get(format!("{by_name}/lines"), vec![]),
+        )
+        .unwrap();
         assert_eq!(response.status, 200);
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }

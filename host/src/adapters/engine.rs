@@ -9,7 +9,9 @@
 //! a compile is written to a temporary file of its own, synced, mapped and
 //! only then renamed into place: a published artifact is never rewritten or
 //! truncated, since a loaded component maps it (and another replica sharing
-//! the directory may too). Compiles run where [`Compiler`] says, bounded.
+//! the directory may too). Compiles run where [`Compiler`] says, bounded,
+//! each in a turn ([`CompileTurn`]) that async callers wait for with a
+//! timeout before they take a blocking thread ([`AdapterEngine::load_async`]).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -20,10 +22,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, anyhow, bail};
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::compile::{CompileSlots, Compiler, compile_in_child};
+use super::compile::{Compiler, compile_in_child};
 use super::contract::{BillingAdapterPre, WORLD_VERSION, add_imports_to_linker};
 use super::sandbox::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES, RunState};
 
@@ -33,12 +36,23 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub const MAX_MEMORY_BYTES: usize = 1 << 30;
 /// Instances that may run at once with the pooling allocator: every run
 /// ([`crate::exports::MAX_CONCURRENT_RUNS`]) and every install-time call
-/// ([`crate::exports::MAX_INSTALL_CALLS`]) at once, with room to spare.
-pub const POOL_SLOTS: u32 = 32;
+/// ([`crate::exports::MAX_INSTALL_CALLS`]) at once, and [`POOL_HEADROOM`]
+/// more (checked where those are defined). Each slot reserves address space
+/// (not memory: inaccessible until an instance uses it) for
+/// [`MAX_MEMORIES`] memories of [`MAX_MEMORY_BYTES`] with their guard
+/// regions: measured ≈ 7.9 GiB a slot, 323 GiB for 40 (258 GiB for 32) of
+/// the 128 TiB a 64-bit process has.
+pub const POOL_SLOTS: u32 = 40;
+/// Slots beyond the most runs and install-time calls at once: an instance
+/// whose slot is being returned, or a limit raised later, never leaves a run
+/// without one.
+pub const POOL_HEADROOM: u32 = 8;
 /// Wasm stack of a call: deep recursion traps as a stack overflow, not a host crash.
 const MAX_WASM_STACK: usize = 1 << 20;
 /// Name prefix of an artifact being written (never loaded under that name).
 const COMPILING_PREFIX: &str = ".compiling-";
+/// Extension of an artifact being written.
+const PARTIAL_EXTENSION: &str = ".partial";
 /// Extension of a published artifact.
 const ARTIFACT_EXTENSION: &str = "cwasm";
 /// A temporary artifact this old (or twice the compile timeout) was left by a
@@ -54,7 +68,8 @@ pub struct AdapterEngine {
     /// Whether instances come from the pooling allocator (else on demand).
     pub pooling: bool,
     compiler: Compiler,
-    compile_slots: CompileSlots,
+    /// Turns to compile: [`Compiler`]'s concurrency.
+    compile_turns: Arc<Semaphore>,
     /// One lock per sha256 being loaded: concurrent loads compile once.
     loading: Mutex<HashMap<String, Weak<Mutex<()>>>>,
     compiles: AtomicU64,
@@ -122,7 +137,7 @@ impl AdapterEngine {
             cache_dir,
             ticker_stop,
             pooling,
-            compile_slots: CompileSlots::new(compiler.concurrency()),
+            compile_turns: Arc::new(Semaphore::new(compiler.concurrency())),
             compiler,
             loading: Mutex::default(),
             compiles: AtomicU64::new(0),
@@ -131,7 +146,7 @@ impl AdapterEngine {
 
     /// Compiles components with `compiler` (a bounded child process, in a host).
     pub fn with_compiler(mut self, compiler: Compiler) -> Self {
-        self.compile_slots = CompileSlots::new(compiler.concurrency());
+        self.compile_turns = Arc::new(Semaphore::new(compiler.concurrency()));
         self.compiler = compiler;
         self
     }
@@ -153,19 +168,63 @@ impl AdapterEngine {
 
     /// Loads a component: from the artifact cache, or compiled and cached.
     /// Refuses what is not a component of a supported `tally:billing` world.
+    /// A compile needs a free turn ([`CompilesBusy`] if none is): callers
+    /// that may wait use [`Self::load_async`].
     pub fn load(&self, wasm: &[u8]) -> anyhow::Result<LoadedAdapter> {
-        let started = Instant::now();
-        let sha256 = hex(&Sha256::digest(wasm));
-        let artifact = self.cache_dir.join(format!(
+        self.load_in_turn(wasm, None)
+    }
+
+    /// [`Self::load`] on a blocking thread, for async callers: a component
+    /// whose artifact is not cached first waits up to `wait` for a compile
+    /// turn, without holding a thread ([`CompilesBusy`] past it). Gives the
+    /// bytes back.
+    pub async fn load_async(
+        self: &Arc<Self>,
+        sha256: &str,
+        wasm: Vec<u8>,
+        wait: Duration,
+    ) -> anyhow::Result<(LoadedAdapter, Vec<u8>)> {
+        let turn = if self.artifact_path(sha256).exists() {
+            None
+        } else {
+            let turns = self.compile_turns.clone();
+            let permit = tokio::time::timeout(wait, turns.acquire_owned())
+                .await
+                .map_err(|_| CompilesBusy {
+                    turns: self.compiler.concurrency(),
+                    wait,
+                })?
+                .expect("the compile semaphore is never closed");
+            Some(CompileTurn { _permit: permit })
+        };
+        let engine = self.clone();
+        let (loaded, wasm) =
+            tokio::task::spawn_blocking(move || (engine.load_in_turn(&wasm, turn), wasm)).await?;
+        Ok((loaded?, wasm))
+    }
+
+    /// Where the artifact of the component `sha256` is cached.
+    fn artifact_path(&self, sha256: &str) -> PathBuf {
+        self.cache_dir.join(format!(
             "{sha256}-{}.{ARTIFACT_EXTENSION}",
             self.settings_hash()
-        ));
+        ))
+    }
+
+    fn load_in_turn(
+        &self,
+        wasm: &[u8],
+        turn: Option<CompileTurn>,
+    ) -> anyhow::Result<LoadedAdapter> {
+        let started = Instant::now();
+        let sha256 = hex(&Sha256::digest(wasm));
+        let artifact = self.artifact_path(&sha256);
         // Others loading this component wait here, then map what it compiled.
         let lock = self.loading_lock(&sha256);
         let _loading = lock.lock().unwrap_or_else(|e| e.into_inner());
         let (component, cached) = match self.map_artifact(&artifact) {
             Some(component) => (component, true),
-            None => (self.compile_into(wasm, &artifact)?, false),
+            None => (self.compile_into(wasm, &artifact, turn)?, false),
         };
         let world_version = world_version(&component, &self.engine)?;
         let pre = self
@@ -218,16 +277,34 @@ impl AdapterEngine {
     /// Compiles `wasm` into a temporary file of its own (synced), maps it,
     /// then renames it to `artifact`: a published artifact is replaced whole,
     /// never rewritten in place, so whoever maps it keeps a valid file.
-    fn compile_into(&self, wasm: &[u8], artifact: &Path) -> anyhow::Result<Component> {
+    fn compile_into(
+        &self,
+        wasm: &[u8],
+        artifact: &Path,
+        turn: Option<CompileTurn>,
+    ) -> anyhow::Result<Component> {
         if !wasmparser_is_component(wasm) {
             bail!(
                 "not a WebAssembly component (a core module or other bytes); build it for wasm32-wasip2"
             );
         }
-        let _slot = self.compile_slots.acquire();
+        // A blocking thread never waits for a turn: it has one, or takes a free one.
+        let _turn = match turn {
+            Some(turn) => turn,
+            None => CompileTurn {
+                _permit: self
+                    .compile_turns
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| CompilesBusy {
+                        turns: self.compiler.concurrency(),
+                        wait: Duration::ZERO,
+                    })?,
+            },
+        };
         let mut partial = tempfile::Builder::new()
             .prefix(COMPILING_PREFIX)
-            .suffix(".partial")
+            .suffix(PARTIAL_EXTENSION)
             .tempfile_in(&self.cache_dir)
             .with_context(|| format!("creating a file in {}", self.cache_dir.display()))?;
         match &self.compiler {
@@ -281,7 +358,8 @@ impl AdapterEngine {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            if name.starts_with(COMPILING_PREFIX) {
+            // `.partial` without the prefix: what hosts before it left.
+            if name.starts_with(COMPILING_PREFIX) || name.ends_with(PARTIAL_EXTENSION) {
                 let age = entry
                     .metadata()
                     .and_then(|m| m.modified())
@@ -300,12 +378,14 @@ impl AdapterEngine {
             else {
                 continue;
             };
+            // Not while a load of this component compiles or maps it; and
+            // asked only under the lock, so that a load that began before
+            // it counts as an install in `keep`.
+            let lock = self.loading_lock(sha256);
+            let _loading = lock.lock().unwrap_or_else(|e| e.into_inner());
             if keep(sha256) {
                 continue;
             }
-            // Not while a load of this component compiles or maps it.
-            let lock = self.loading_lock(sha256);
-            let _loading = lock.lock().unwrap_or_else(|e| e.into_inner());
             match std::fs::remove_file(&path) {
                 Ok(()) => removed += 1,
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -329,6 +409,21 @@ impl AdapterEngine {
     fn settings_hash(&self) -> String {
         settings_hash(&self.engine)
     }
+}
+
+/// A turn to compile (one of [`Compiler`]'s concurrency), given back when dropped.
+pub struct CompileTurn {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// No compile turn came free in time: the load was refused, nothing compiled.
+#[derive(Debug, thiserror::Error)]
+#[error("{turns} compiles are running already and none finished within {wait:?}: try again later")]
+pub struct CompilesBusy {
+    /// Compiles at once.
+    pub turns: usize,
+    /// How long the load waited for a turn.
+    pub wait: Duration,
 }
 
 impl Drop for AdapterEngine {

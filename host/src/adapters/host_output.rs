@@ -102,7 +102,7 @@ impl OutputHost for RunState {
         &mut self,
         request: OutboundRequest,
     ) -> wasmtime::Result<Result<OutboundResponse, SendError>> {
-        Ok(self.send_request(request))
+        self.send_request(request)
     }
 }
 

@@ -17,7 +17,7 @@ use super::contract::tally::billing::types::{
 use super::contract::tally::billing::usage::{QueryError, UsageBatch};
 use super::sandbox::{MAX_OPEN_CURSORS, RunState, SubscriptionGrant, truncated};
 use crate::store::{AggregateQuery, AggregateRow, Position, Store, SubscriptionScope};
-use crate::usage::record::MAX_ID_LEN;
+use crate::usage::record::{MAX_ID_LEN, check_id};
 use crate::usage::{Granularity, MeterCatalog};
 
 /// Rows in one batch handed to the adapter.
@@ -185,9 +185,11 @@ fn read_subscriptions(
             .get(&mut *store, index)
             .expect("an index below the list's length")?;
         let id = id.to_str(&*store)?;
-        if id.len() > MAX_ID_LEN {
+        // An id no record could have (a NUL, say) is refused here, for good:
+        // the database would only fail the read as if it were transient.
+        if let Err(why) = check_id(&id, MAX_ID_LEN) {
             return Ok(Err(QueryError::OutOfScope(format!(
-                "subscription '{}' is longer than {MAX_ID_LEN} bytes",
+                "subscription '{}' is not a valid id: {why}",
                 truncated(&id, 64)
             ))));
         }

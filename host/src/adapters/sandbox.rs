@@ -5,7 +5,7 @@
 //! network; stdin is closed and stdout/stderr go into the run's log.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,9 @@ impl Default for Limits {
 /// Which subscriptions an installation may read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubscriptionGrant {
+    /// Every subscription.
     All,
+    /// Only these subscription ids.
     Only(Vec<String>),
 }
 
@@ -67,7 +69,9 @@ impl SubscriptionGrant {
 /// A document written by a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
+    /// Its content type, as given by the first append.
     pub content_type: String,
+    /// Its bytes, every append concatenated.
     pub bytes: Vec<u8>,
 }
 
@@ -76,6 +80,7 @@ pub struct Document {
 pub struct LogLine {
     /// `debug`, `info`, `warn`, `error`, or `stdout`/`stderr` for WASI output.
     pub level: &'static str,
+    /// The line's text.
     pub message: String,
 }
 
@@ -95,15 +100,21 @@ impl LogLine {
 /// What a kept log line costs beyond its text: the host's record of it.
 pub const LOG_LINE_OVERHEAD: usize = std::mem::size_of::<LogLine>();
 
-/// A run's log, capped.
+/// A run's log, capped. What it keeps is charged to the run's memory cap
+/// too ([`MemoryLimiter`] counts [`Self::charged`]).
 #[derive(Debug, Default)]
 pub struct RunLog {
+    /// The lines kept, in order.
     pub lines: Vec<LogLine>,
+    /// Bytes the kept lines cost (text and [`LOG_LINE_OVERHEAD`] each).
     pub bytes: usize,
     /// Lines dropped because a cap was reached.
     pub dropped: u64,
     max_lines: usize,
     max_bytes: usize,
+    /// [`Self::bytes`], shared with the run's memory limiter (the log is
+    /// written by WASI streams too, which cannot reach the limiter).
+    charged: Arc<AtomicUsize>,
 }
 
 impl RunLog {
@@ -123,6 +134,7 @@ impl RunLog {
         let cost = message.len() + LOG_LINE_OVERHEAD;
         if self.lines.len() < self.max_lines && self.bytes + cost <= self.max_bytes {
             self.bytes += cost;
+            self.charged.fetch_add(cost, Ordering::Relaxed);
             self.lines.push(LogLine { level, message });
         } else {
             self.dropped += 1;
@@ -144,14 +156,17 @@ const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
 /// What one instance holds, counted against its memory cap: all its linear
 /// memories and tables together, and what the host keeps on its behalf
 /// (document names and content types, open cursors and the subscription lists
-/// they hold). Refuses growth beyond the cap (which traps the adapter) and
-/// remembers the peak.
+/// they hold, the run's log). Refuses growth beyond the cap (which traps the
+/// adapter) and remembers the peak. A log line is kept under the log's own
+/// caps; what it costs then counts against the next growth or charge.
 #[derive(Debug)]
 pub struct MemoryLimiter {
     cap: usize,
     linear: usize,
     tables: usize,
     host: usize,
+    /// Bytes the run's log keeps ([`RunLog::bytes`]).
+    log: Arc<AtomicUsize>,
     /// Highest total charged so far (memories, tables and host-kept state).
     pub peak: usize,
     /// What was refused, when something was: the run fails as out of memory.
@@ -166,13 +181,19 @@ impl MemoryLimiter {
             linear: 0,
             tables: 0,
             host: 0,
+            log: Arc::default(),
             peak: 0,
             refused: None,
         }
     }
 
+    /// Counts what `log` keeps against this cap from now on.
+    pub fn charge_log(&mut self, log: &RunLog) {
+        self.log = log.charged.clone();
+    }
+
     fn total(&self) -> usize {
-        self.linear + self.tables + self.host
+        self.linear + self.tables + self.host + self.log.load(Ordering::Relaxed)
     }
 
     /// Whether `more` bytes fit under the cap; if not, remembers the refusal.
@@ -344,6 +365,7 @@ pub fn truncated(text: &str, max: usize) -> String {
 pub struct RunState {
     wasi: WasiCtx,
     pub(super) table: ResourceTable,
+    /// What the run holds, against its memory cap.
     pub limiter: MemoryLimiter,
     /// When the call must stop (deadline, cancel switch).
     pub clock: RunClock,
@@ -351,9 +373,13 @@ pub struct RunState {
     pub usage: Option<UsageAccess>,
     /// Where the run may send requests; `None` outside `export`.
     pub egress: Option<Egress>,
+    /// Documents written so far, by name.
     pub documents: BTreeMap<String, Document>,
+    /// Bytes of all documents so far.
     pub output_bytes: u64,
+    /// Most bytes of all documents together ([`Limits::output_bytes`]).
     pub output_cap: u64,
+    /// The run's log, shared with the WASI stdout/stderr streams.
     pub log: Arc<Mutex<RunLog>>,
     /// Usage cursors the adapter has open (at most [`MAX_OPEN_CURSORS`]).
     pub open_cursors: usize,
@@ -371,7 +397,10 @@ impl RunState {
         usage: Option<UsageAccess>,
         egress: Option<Egress>,
     ) -> Self {
-        let log = Arc::new(Mutex::new(RunLog::new(limits)));
+        let log = RunLog::new(limits);
+        let mut limiter = MemoryLimiter::new(limits.memory_bytes);
+        limiter.charge_log(&log);
+        let log = Arc::new(Mutex::new(log));
         // Nothing granted: the builder's defaults deny files, env, args and sockets.
         let wasi = WasiCtx::builder()
             .stdout(LogStream::new(log.clone(), "stdout"))
@@ -380,7 +409,7 @@ impl RunState {
         RunState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(limits.memory_bytes),
+            limiter,
             clock,
             usage,
             egress,
@@ -437,5 +466,30 @@ mod tests {
         limiter.release_host(1 << 20);
         assert!(limiter.memory_growing(0, 1 << 20, None).unwrap());
         assert_eq!(limiter.peak, 9 << 20);
+    }
+
+    /// What the run's log keeps counts against the cap like the rest.
+    #[test]
+    fn the_cap_covers_the_run_log() {
+        let limits = Limits {
+            memory_bytes: 4 << 20,
+            log_bytes: 2 << 20,
+            ..Limits::default()
+        };
+        let mut log = RunLog::new(&limits);
+        let mut limiter = MemoryLimiter::new(limits.memory_bytes);
+        limiter.charge_log(&log);
+        assert!(limiter.memory_growing(0, 2 << 20, None).unwrap());
+        for _ in 0..1_000 {
+            log.push("info", "x".repeat(1_000));
+        }
+        assert_eq!(log.dropped, 0);
+        // ≈ 1 MiB of log and 2 MiB of memory: 2 MiB more is over the 4 MiB cap.
+        assert!(limiter.memory_growing(2 << 20, 4 << 20, None).is_err());
+        assert!(
+            limiter
+                .memory_growing(2 << 20, (2 << 20) + (1 << 19), None)
+                .unwrap()
+        );
     }
 }

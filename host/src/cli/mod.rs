@@ -6,7 +6,7 @@ mod adapter;
 mod adapter_new;
 mod adapters;
 mod client;
-mod compile;
+mod compile_child;
 mod export;
 mod import;
 mod meters;
@@ -71,7 +71,7 @@ enum Command {
     Export(export::ExportCommand),
     /// The host's compiler child: a component on stdin, its artifact on stdout.
     #[command(hide = true)]
-    CompileComponent(compile::CompileArgs),
+    CompileComponent(compile_child::CompileArgs),
 }
 
 /// Runs the command line; the exit code says whether it worked.
@@ -82,7 +82,7 @@ pub fn main() -> ExitCode {
     } = Cli::parse();
     // The compiler child starts nothing it does not need: no runtime, no logging.
     if let Command::CompileComponent(args) = command {
-        return compile::run(args);
+        return compile_child::run(args);
     }
     init_logging(log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()

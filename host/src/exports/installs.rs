@@ -5,6 +5,7 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use super::{Exports, Manifest};
+use crate::adapters::engine::CompilesBusy;
 use crate::adapters::{LoadedAdapter, RunFailure, describe, validate_config};
 use crate::store::StoreError;
 use crate::store::exports::{AdapterDescription, Installation, NewInstallation};
@@ -12,32 +13,56 @@ use crate::store::exports::{AdapterDescription, Installation, NewInstallation};
 /// Why an install or upgrade was refused. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
+    /// The manifest does not parse or fails a check (it says which).
     #[error("{0:#}")]
     Manifest(anyhow::Error),
+    /// The component sent is not the one the manifest pins.
     #[error("the component's sha256 is {actual}, but the manifest pins {pinned}")]
-    Sha256Mismatch { pinned: String, actual: String },
+    Sha256Mismatch {
+        /// The sha256 the manifest names.
+        pinned: String,
+        /// The sha256 of the bytes sent.
+        actual: String,
+    },
+    /// No component was sent and the store has none with the pinned sha256.
     #[error("no component with sha256 {0} is stored: send the component with the manifest")]
     MissingComponent(String),
+    /// The component is not a loadable `tally:billing` adapter (not a
+    /// component, a wrong world, over the engine's bounds, a failed compile).
     #[error("{0:#}")]
     Component(anyhow::Error),
+    /// The manifest and the component name different world versions.
     #[error(
         "the manifest targets tally:billing@{manifest}, but the component targets tally:billing@{component}"
     )]
-    WorldMismatch { manifest: String, component: String },
+    WorldMismatch {
+        /// The world version the manifest declares.
+        manifest: String,
+        /// The world version the component exports.
+        component: String,
+    },
+    /// `validate-config` refused the manifest's configuration.
     #[error("the adapter refused its configuration: {0}")]
     InvalidConfig(String),
+    /// The adapter failed (trapped, timed out…) in `describe` or `validate-config`.
     #[error("the adapter failed while checked: {0}")]
     Adapter(RunFailure),
+    /// `describe` returned a description the host refuses (too long, bad names).
     #[error("{0}")]
     Description(RunFailure),
+    /// No turn (an install-time call, or a compile: how many run at once)
+    /// came free within the wait (`[exports] install_wait`): 503, try again.
     #[error(
         "{0} installs are being checked already and none finished within {1:?}: try again later"
     )]
     Busy(usize, std::time::Duration),
+    /// An upgrade names an installation that does not exist.
     #[error("no adapter is installed as '{0}'")]
     NotFound(String),
+    /// An upgrade changes the schedule's window, which would orphan runs.
     #[error("an upgrade cannot change the schedule's window ({0}): install under a new name")]
     WindowChanged(String),
+    /// The store failed or refused (a name taken meanwhile…).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -45,6 +70,7 @@ pub enum InstallError {
 /// What an install did, for the operator.
 #[derive(Debug)]
 pub struct Installed {
+    /// The installation as stored.
     pub installation: Installation,
     /// Whether the component was compiled now (else its artifact was cached).
     pub compiled: bool,
@@ -194,14 +220,14 @@ impl Exports {
         // Loaded already (installed under another name): nothing to compile or map.
         let (adapter, wasm) = match self.in_memory(&manifest.sha256) {
             Some(adapter) => (adapter, wasm),
-            None => {
-                let engine = self.engine.clone();
-                let (adapter, wasm) =
-                    tokio::task::spawn_blocking(move || (engine.load(&wasm), wasm))
-                        .await
-                        .map_err(|e| InstallError::Component(e.into()))?;
-                (adapter.map_err(InstallError::Component)?, wasm)
-            }
+            None => self
+                .engine
+                .load_async(&manifest.sha256, wasm, self.settings.install_wait)
+                .await
+                .map_err(|error| match error.downcast::<CompilesBusy>() {
+                    Ok(busy) => InstallError::Busy(busy.turns, busy.wait),
+                    Err(error) => InstallError::Component(error),
+                })?,
         };
         if adapter.world_version != manifest.world_version {
             return Err(InstallError::WorldMismatch {

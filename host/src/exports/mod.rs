@@ -59,7 +59,8 @@ pub struct ExportSettings {
     /// Install-time calls (`describe`, `validate-config`) at once, over all
     /// installs. At most [`MAX_INSTALL_CALLS`].
     pub install_calls: usize,
-    /// How long an install waits for its turn before it is refused (503).
+    /// How long an install waits for its turn (an install-time call, or a
+    /// compile) before it is refused (503); a run's load waits as long.
     #[serde(with = "humantime_serde")]
     pub install_wait: Duration,
 }
@@ -70,6 +71,12 @@ pub struct ExportSettings {
 pub const MAX_CONCURRENT_RUNS: usize = 24;
 /// Most install-time calls at once.
 pub const MAX_INSTALL_CALLS: usize = 8;
+
+// Every run and install-time call at once finds an instance slot, with room to spare.
+const _: () = assert!(
+    MAX_CONCURRENT_RUNS + MAX_INSTALL_CALLS + crate::adapters::engine::POOL_HEADROOM as usize
+        <= crate::adapters::engine::POOL_SLOTS as usize
+);
 
 impl ExportSettings {
     /// Install-time calls at once, within bounds.
@@ -104,7 +111,7 @@ pub struct Exports {
     /// Components compiled for the engine, by sha256: those installations
     /// use, and those installs in progress are checking.
     loaded: Mutex<HashMap<String, LoadedAdapter>>,
-    /// Installs begun and still running: eviction waits for a quiet moment.
+    /// Installs and loads begun and still running: eviction waits for a quiet moment.
     installs: Arc<Mutex<InstallActivity>>,
     /// Turns of install-time calls ([`ExportSettings::install_calls`]).
     install_calls: Arc<Semaphore>,
@@ -150,13 +157,17 @@ impl Exports {
         if let Some(adapter) = self.in_memory(sha256) {
             return Ok(adapter);
         }
+        // Counted as an install: eviction must not delete what this maps.
+        let _running = self.install_running();
         let wasm = self
             .store
             .component(sha256)
             .await?
             .ok_or_else(|| anyhow::anyhow!("component {sha256} is not in the store"))?;
-        let engine = self.engine.clone();
-        let adapter = tokio::task::spawn_blocking(move || engine.load(&wasm)).await??;
+        let (adapter, _) = self
+            .engine
+            .load_async(sha256, wasm, self.settings.install_wait)
+            .await?;
         self.remember(adapter.clone());
         Ok(adapter)
     }
@@ -250,7 +261,7 @@ impl Exports {
         }
     }
 
-    /// Marks an install as running until the guard drops.
+    /// Marks an install (or a load) as running until the guard drops.
     fn install_running(&self) -> InstallRunning<'_> {
         let mut installs = self.installs.lock().expect("installs lock");
         installs.begun += 1;
@@ -269,14 +280,14 @@ impl Exports {
     }
 }
 
-/// Installs and upgrades begun, and those still running.
+/// Installs, upgrades and loads of components begun, and those still running.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct InstallActivity {
     begun: u64,
     running: usize,
 }
 
-/// An install or upgrade in progress (see [`Exports::evict_unused`]).
+/// An install, upgrade or load in progress (see [`Exports::evict_unused`]).
 struct InstallRunning<'a>(&'a Exports);
 
 impl Drop for InstallRunning<'_> {
