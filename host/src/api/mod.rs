@@ -61,7 +61,8 @@ pub struct Settings {
     pub public_url: Option<url::Url>,
     /// Without `public_url`: the `Host` values (`name[:port]`) a `nextLink`
     /// may be built on; a usage request naming another is refused (400
-    /// `InvalidHost`). `tally serve` adds its listen address.
+    /// `InvalidHost`) when its answer has more than one page. `tally serve`
+    /// adds its listen address (unless it is unspecified, `0.0.0.0`).
     pub allowed_hosts: Vec<String>,
     /// When set, the provider API answers only on this provider subscription.
     pub provider_subscription_id: Option<String>,

@@ -86,6 +86,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr()?;
+    if address.ip().is_unspecified() && public_url.is_none() && config.http.allowed_hosts.is_empty()
+    {
+        tracing::warn!(
+            %address,
+            "listening on an unspecified address with neither public_url nor [http] allowed_hosts set: \
+             usage answers longer than one page are refused (400 InvalidHost), since no nextLink can \
+             be built; set public_url (the URL clients reach the host at) or list the names clients \
+             use in [http] allowed_hosts"
+        );
+    }
     let settings = Settings {
         public_url,
         allowed_hosts: allowed_hosts(&config.http.allowed_hosts, address),
