@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::adapters::sandbox::{LogLine, MAX_REASON_BYTES, truncated};
+use crate::adapters::sandbox::{LogLine, MAX_REASON_BYTES};
 use crate::store::StoreError;
 
 /// An installation to create or replace.
@@ -368,10 +368,21 @@ pub(crate) const NEXT_CLAIMABLE_RUN: &str = "SELECT r.id FROM export_runs r
 /// The columns an [`Installation`] is read from, in order.
 pub(crate) const INSTALLATION_COLUMNS: &str = "id, name, uid, manifest, component_sha256, \
      description, enabled, watermark_ms, installed_at_ms, updated_at_ms";
-/// The columns a [`Run`] is read from, in order.
+/// The columns a [`Run`] is read from, in order (unqualified: they name no
+/// column of `run_documents`, the one table runs are joined with).
+///
+/// The failure reason is cut by the database, so no listing ever reads more
+/// than [`MAX_REASON_BYTES`] + 64 bytes of one: reasons are cut to
+/// [`MAX_REASON_BYTES`] (and marked) before they are stored, but an older
+/// version stored them whole. Such a reason is served as its first 1,024
+/// characters (at most 4 KiB) and the marker, with its stored length.
+/// `octet_length` reads the stored size without the text on PostgreSQL.
 pub(crate) const RUN_COLUMNS: &str = "id, installation_id, window_start_ms, window_end_ms, \
-     revision, status, attempts, reason, next_attempt_ms, created_at_ms, finished_at_ms, figures, \
-     claims";
+     revision, status, attempts, \
+     CASE WHEN octet_length(reason) > 4160 \
+          THEN substr(reason, 1, 1024) || '… [truncated: ' || octet_length(reason) || ' bytes]' \
+          ELSE reason END AS reason, \
+     next_attempt_ms, created_at_ms, finished_at_ms, figures, claims";
 
 /// A stored millisecond time.
 pub(crate) fn time(ms: i64) -> anyhow::Result<DateTime<Utc>> {
@@ -383,16 +394,6 @@ pub(crate) fn new_uid() -> anyhow::Result<String> {
     let mut bytes = [0u8; 4];
     getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness: {e}"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// A stored failure reason as it is served: reasons are cut to
-/// [`MAX_REASON_BYTES`] before they are stored, and one stored by an older
-/// version is cut when read.
-pub(crate) fn served_reason(reason: String) -> String {
-    if reason.len() <= MAX_REASON_BYTES {
-        return reason;
-    }
-    truncated(&reason, MAX_REASON_BYTES)
 }
 
 /// Reads the figures column.
@@ -431,4 +432,23 @@ pub(crate) fn decode_log(text: &str) -> anyhow::Result<RunLogRecord> {
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The longest failure reason a listing returns: one cut before it was
+    /// stored, with room for its marker.
+    const MAX_SERVED_REASON_BYTES: usize = MAX_REASON_BYTES + 64;
+
+    #[test]
+    fn served_reasons_are_cut_at_the_bound_the_columns_name() {
+        assert!(RUN_COLUMNS.contains(&format!(
+            "octet_length(reason) > {MAX_SERVED_REASON_BYTES} "
+        )));
+        // 1,024 characters of at most 4 bytes each, and the marker.
+        assert!(RUN_COLUMNS.contains("substr(reason, 1, 1024)"));
+        assert!(4 * 1024 + 64 <= MAX_SERVED_REASON_BYTES);
+    }
 }
