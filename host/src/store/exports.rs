@@ -451,4 +451,38 @@ mod tests {
         assert!(RUN_COLUMNS.contains("substr(reason, 1, 1024)"));
         assert!(4 * 1024 + 64 <= MAX_SERVED_REASON_BYTES);
     }
+
+    /// The database returns no more than the bound of a long reason.
+    #[test]
+    fn the_database_returns_a_long_reason_cut() {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch(
+            "CREATE TABLE export_runs (id, installation_id, window_start_ms, window_end_ms,
+                 revision, status, attempts, reason, next_attempt_ms, created_at_ms,
+                 finished_at_ms, figures, claims)",
+        )
+        .unwrap();
+        let whole = "é".repeat(1 << 20);
+        for reason in ["short", whole.as_str()] {
+            db.execute(
+                "INSERT INTO export_runs (id, reason) VALUES (1, ?1)",
+                [reason],
+            )
+            .unwrap();
+            let served: String = db
+                .query_row(
+                    &format!("SELECT {RUN_COLUMNS} FROM export_runs"),
+                    [],
+                    |row| row.get(7),
+                )
+                .unwrap();
+            if reason == "short" {
+                assert_eq!(served, "short");
+            } else {
+                assert!(served.len() <= MAX_SERVED_REASON_BYTES, "{}", served.len());
+                assert!(served.ends_with(&format!("… [truncated: {} bytes]", whole.len())));
+            }
+            db.execute("DELETE FROM export_runs", []).unwrap();
+        }
+    }
 }
