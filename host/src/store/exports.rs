@@ -14,10 +14,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::adapters::sandbox::{LogLine, MAX_REASON_BYTES};
+use crate::exports::manifest::redact_secrets;
 use crate::store::StoreError;
 
-/// An installation to create or replace.
-#[derive(Debug, Clone)]
+/// An installation to create or replace. Its `Debug` shows the manifest
+/// with its secrets redacted.
+#[derive(Clone)]
 pub struct NewInstallation {
     pub name: String,
     /// The manifest as the operator wrote it.
@@ -37,8 +39,9 @@ pub struct AdapterDescription {
     pub produces: Vec<String>,
 }
 
-/// An installed adapter.
-#[derive(Debug, Clone, PartialEq)]
+/// An installed adapter. Its `Debug` shows the manifest with its secrets
+/// redacted.
+#[derive(Clone, PartialEq)]
 pub struct Installation {
     pub id: i64,
     pub name: String,
@@ -52,6 +55,35 @@ pub struct Installation {
     pub watermark: DateTime<Utc>,
     pub installed_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for NewInstallation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewInstallation")
+            .field("name", &self.name)
+            .field("manifest", &redact_secrets(&self.manifest))
+            .field("component_sha256", &self.component_sha256)
+            .field("description", &self.description)
+            .field("first_window", &self.first_window)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Installation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Installation")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("uid", &self.uid)
+            .field("manifest", &redact_secrets(&self.manifest))
+            .field("component_sha256", &self.component_sha256)
+            .field("description", &self.description)
+            .field("enabled", &self.enabled)
+            .field("watermark", &self.watermark)
+            .field("installed_at", &self.installed_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }
 
 /// Where a run is.
@@ -437,6 +469,40 @@ pub(crate) fn decode_log(text: &str) -> anyhow::Result<RunLogRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_redacts_manifest_secrets() {
+        let manifest =
+            "[config]\nurl = \"https://billing.example\"\n\n[secrets]\napi_key = \"s3cr3t-key\"\n";
+        let description = AdapterDescription {
+            name: "a".into(),
+            version: "1".into(),
+            produces: vec![],
+        };
+        let new = NewInstallation {
+            name: "a".into(),
+            manifest: manifest.into(),
+            component_sha256: "c0ffee".into(),
+            description: description.clone(),
+            first_window: DateTime::UNIX_EPOCH,
+        };
+        let installed = Installation {
+            id: 1,
+            name: "a".into(),
+            uid: "0011".into(),
+            manifest: manifest.into(),
+            component_sha256: "c0ffee".into(),
+            description,
+            enabled: true,
+            watermark: DateTime::UNIX_EPOCH,
+            installed_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
+        };
+        for shown in [format!("{new:?}"), format!("{installed:?}")] {
+            assert!(!shown.contains("s3cr3t-key"), "{shown}");
+            assert!(shown.contains("billing.example"), "{shown}");
+        }
+    }
 
     /// The longest failure reason a listing returns: one cut before it was
     /// stored, with room for its marker.
