@@ -21,6 +21,7 @@
 //! - [`auth`]: bearer tokens and roles (operator, tenant, reporter).
 //! - [`metrics`]: Prometheus counters and latencies.
 //! - [`config`]: the optional `tally.toml`.
+//! - [`text`]: cutting, checking and escaping text the host did not write.
 //! - [`cli`]: the `tally` command (serve, token, import, meters).
 
 pub mod adapters;
@@ -31,4 +32,5 @@ pub mod config;
 pub mod exports;
 pub mod metrics;
 pub mod store;
+pub mod text;
 pub mod usage;

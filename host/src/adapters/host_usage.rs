@@ -15,8 +15,9 @@ use super::contract::tally::billing::types::{
     Granularity as WitGranularity, Meter as WitMeter, Window,
 };
 use super::contract::tally::billing::usage::{QueryError, UsageBatch};
-use super::sandbox::{MAX_OPEN_CURSORS, RunState, SubscriptionGrant, truncated};
+use super::sandbox::{MAX_OPEN_CURSORS, RunState, SubscriptionGrant};
 use crate::store::{AggregateQuery, AggregateRow, Position, Store, SubscriptionScope};
+use crate::text::truncate;
 use crate::usage::record::MAX_ID_LEN;
 use crate::usage::{Granularity, MeterCatalog};
 
@@ -188,7 +189,7 @@ fn read_subscriptions(
         if id.len() > MAX_ID_LEN {
             return Ok(Err(QueryError::OutOfScope(format!(
                 "subscription '{}' is longer than {MAX_ID_LEN} bytes",
-                truncated(&id, 64)
+                truncate(&id, 64)
             ))));
         }
         ids.push(id.into_owned());

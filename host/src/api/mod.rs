@@ -312,7 +312,7 @@ async fn refuse_control_characters(
     let has_control = |text: &str| {
         // Decoding as a form also decodes a path: only the characters matter here.
         url::form_urlencoded::parse(text.as_bytes()).any(|(name, value)| {
-            name.contains(char::is_control) || value.contains(char::is_control)
+            crate::text::has_control(&name) || crate::text::has_control(&value)
         })
     };
     let uri = request.uri();
