@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::adapters::sandbox::{LogLine, MAX_REASON_BYTES};
+use crate::adapters::sandbox::LogLine;
 use crate::exports::manifest::redact_secrets;
 use crate::store::StoreError;
 
@@ -404,8 +404,9 @@ pub(crate) const INSTALLATION_COLUMNS: &str = "id, name, uid, manifest, componen
 /// column of `run_documents`, the one table runs are joined with).
 ///
 /// The failure reason is cut by the database, so no listing ever reads more
-/// than [`MAX_REASON_BYTES`] + 64 bytes of one: reasons are cut to
-/// [`MAX_REASON_BYTES`] (and marked) before they are stored, but an older
+/// than [`MAX_REASON_BYTES`](crate::adapters::sandbox::MAX_REASON_BYTES) +
+/// 64 bytes of one: reasons are cut to that bound (and marked) before they
+/// are stored, but an older
 /// version stored them whole. Such a reason is served as its first 1,024
 /// characters (at most 4 KiB) and the marker, with its stored length.
 /// `octet_length` reads the stored size without the text on PostgreSQL.
@@ -469,6 +470,7 @@ pub(crate) fn decode_log(text: &str) -> anyhow::Result<RunLogRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::sandbox::MAX_REASON_BYTES;
 
     #[test]
     fn debug_output_redacts_manifest_secrets() {
@@ -515,7 +517,7 @@ mod tests {
         )));
         // 1,024 characters of at most 4 bytes each, and the marker.
         assert!(RUN_COLUMNS.contains("substr(reason, 1, 1024)"));
-        assert!(4 * 1024 + 64 <= MAX_SERVED_REASON_BYTES);
+        const { assert!(4 * 1024 + 64 <= MAX_SERVED_REASON_BYTES) };
     }
 
     /// The database returns no more than the bound of a long reason.
