@@ -12,14 +12,17 @@
 //! | `GET /metrics` | operator |
 //! | `GET /openapi.json` | any token |
 //! | `GET /healthz` | anyone (the only open route) |
+//!
+//! `next_link` decides the base of the usage API's `nextLink`s (and which
+//! `Host` names it may use); [`server`] serves the router with its limits.
 
 mod adapters;
 mod auth;
 mod error;
 mod exports;
-mod hosts;
 mod ingest;
 mod meters;
+mod next_link;
 mod ops;
 mod paging;
 pub mod server;

@@ -357,9 +357,9 @@ impl UsageRequest {
     }
 
     /// The URL of the next page: this request with the new token, on the
-    /// base [`super::hosts::link_base`] allows.
+    /// base [`super::next_link::link_base`] allows.
     fn next_link(&self, settings: &Settings, token: &str) -> Result<String, ApiError> {
-        let base = super::hosts::link_base(settings, self.host.as_deref())?;
+        let base = super::next_link::link_base(settings, self.host.as_deref())?;
         let mut url = Url::parse(&format!("{base}{}", self.path)).map_err(|e| {
             ApiError::bad_request(
                 "InvalidHost",

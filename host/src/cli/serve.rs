@@ -69,8 +69,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => Database::Sqlite(data_dir.clone()),
     };
     // The data directory and all the host writes there are the account's own.
-    crate::store::private::private_umask();
-    crate::store::private::create_dir(&data_dir)?;
+    crate::store::private_files::private_umask();
+    crate::store::private_files::create_dir(&data_dir)?;
     let store = database.open().await?;
     tracing::info!(%database, "store open");
     // Compiled adapters live in this host's data directory, also beside a

@@ -3,7 +3,8 @@
 //! The API and the CLI talk to a [`Store`] only. [`sqlite::SqliteStore`] is the
 //! embedded default, for one host; [`postgres::PostgresStore`] is shared by
 //! several replicas. [`Database`] says which one to open. [`exports`] is what
-//! a store keeps for billing adapters. Aggregates are kept per (subscription,
+//! a store keeps for billing adapters; [`private_files`] keeps the data
+//! directory readable by the host's account only. Aggregates are kept per (subscription,
 //! usage bucket, meter, instance, *reported* bucket), hourly and daily, so
 //! that a query over a reported-time window is an index range scan whatever
 //! its usage times.
@@ -12,7 +13,7 @@ pub mod exports;
 mod instances;
 mod paging;
 pub mod postgres;
-pub mod private;
+pub mod private_files;
 pub mod sqlite;
 pub mod transfer;
 
