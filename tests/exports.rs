@@ -928,6 +928,72 @@ async fn the_example_manifests_install_once_pinned() {
     }
 }
 
+/// A reason an older version stored whole is cut by the database: no
+/// listing reads more than the bound of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_reason_stored_by_an_older_version_is_served_cut() {
+    use tally::store::exports::{
+        AdapterDescription, FinishedAttempt, NewInstallation, RunEnd, RunFiguresRecord,
+        RunLogRecord,
+    };
+    let host = TestHost::new().await;
+    let store = &host.store;
+    store.put_component("c0ffee", vec![0]).await.unwrap();
+    let first_window = today() - Days::new(3);
+    let installation = store
+        .create_installation(NewInstallation {
+            name: "old".into(),
+            manifest: String::new(),
+            component_sha256: "c0ffee".into(),
+            description: AdapterDescription {
+                name: "old".into(),
+                version: "0".into(),
+                produces: vec![],
+            },
+            first_window,
+        })
+        .await
+        .unwrap();
+    store
+        .schedule_windows(
+            installation.id,
+            vec![(first_window, first_window + Days::new(1))],
+        )
+        .await
+        .unwrap();
+    let run = store
+        .claim_run(Utc::now(), "test", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    // The store keeps what it is given; the runner cuts reasons before.
+    let whole = "é".repeat(4 << 20);
+    let attempt = FinishedAttempt {
+        end: RunEnd::Failed {
+            reason: whole.clone(),
+        },
+        figures: RunFiguresRecord::default(),
+        log: RunLogRecord::default(),
+    };
+    assert!(
+        store
+            .finish_run(run.id, run.attempts, attempt)
+            .await
+            .unwrap()
+    );
+    let marker = format!("… [truncated: {} bytes]", whole.len());
+    let held = store.holding_run(installation.id).await.unwrap().unwrap();
+    let listed = store.runs(installation.id, 10).await.unwrap().remove(0);
+    for reason in [held.reason, listed.reason] {
+        let reason = reason.unwrap();
+        assert!(reason.len() <= (4 << 10) + 64, "{} bytes", reason.len());
+        assert!(
+            reason.starts_with("éé") && reason.ends_with(&marker),
+            "{reason}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_correction_holds_nothing_but_a_failed_first_export_does() {
     use tally::store::exports::{

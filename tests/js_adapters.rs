@@ -65,7 +65,7 @@ fn adapter(name: &str) -> LoadedAdapter {
 /// Usage records made to trip a naive port: group names that JavaScript and
 /// Rust sort differently, that need quoting or look like the fallback
 /// group, an odd subscription id, quantities whose cost is an exact rounding
-/// tie or too big for `toFixed`, and usage spread over hours.
+/// tie or as large as ingest accepts, and usage spread over hours.
 fn tricky_records() -> Vec<Value> {
     /// (subscription, cost-center, meter, quantity, usage start and end)
     type Case = (
@@ -80,7 +80,7 @@ fn tricky_records() -> Vec<Value> {
         ("\u{1f4b6} euro notes", meters::STATIC_IP, 0.015625), // cost 0.0078125: a tie
         ("\u{ff41} fullwidth", meters::STATIC_IP, 1.0),
         ("Zürich", meters::BASE_VM, 0.0078125),
-        ("a,b \"quoted\"\nline", meters::BASE_VM, 1e22),
+        ("a,b \"quoted\"\nline", meters::BASE_VM, 1e15), // the largest quantity accepted
         ("unallocated", meters::DISK_S10, 3.0),
         ("e\u{301}", meters::DISK_S10, 2.5),
         ("\u{e9}", meters::DISK_S10, 1e-7),
@@ -219,7 +219,7 @@ fn chargeback_js_writes_the_very_bytes_of_the_rust_adapter() {
         // The data did reach the cases that matter.
         for needle in [
             ",0.015625,0.500000,0.007812,EUR\n", // an exact tie, to even (toFixed: 0.007813)
-            ",10000000000000000000000.000000,0.025000,", // toFixed: 1e+22
+            ",1000000000000000.000000,0.025000,", // the largest quantity, in full
             ",-0.000000,-0.000000,EUR\n",
             "\"a,b \"\"quoted\"\"\nline\"",
             "\"søb,\"\"x\"\"\"",

@@ -605,6 +605,52 @@ async fn next_links_are_built_on_the_host_s_own_names_only() {
     );
 }
 
+/// A host listening on `0.0.0.0` with neither `public_url` nor
+/// `allowed_hosts` knows none of its names: a one-page answer needs no link
+/// and is served; a longer one is refused with what the operator must set.
+#[tokio::test]
+async fn without_known_names_one_page_answers_are_served_and_longer_ones_say_what_to_set() {
+    let records: Vec<Value> = (0..3)
+        .map(|h| {
+            reported(
+                record(A, &format!("e{h}"), VM_METER, 1.0, &hour(h), &hour(h + 1)),
+                &hour(h + 1),
+            )
+        })
+        .collect();
+    let uri = usage_uri(A, "2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z", "Hourly");
+    for page_size in [tally::api::PAGE_SIZE, 1] {
+        let host = TestHost::with_settings(tally::api::Settings {
+            page_size,
+            allowed_hosts: Vec::new(),
+            ..Default::default()
+        })
+        .await;
+        host.ingest(&records).await;
+        let reply = call_as_host(
+            &host.app,
+            axum::http::Method::GET,
+            &uri,
+            "10.0.0.5:8080",
+            &host.operator,
+            None,
+        )
+        .await;
+        if page_size == 1 {
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+            assert_eq!(reply.code(), "InvalidHost");
+            let message = reply.body["error"]["message"].as_str().unwrap();
+            for hint in ["public_url", "[http] allowed_hosts", "'10.0.0.5:8080'"] {
+                assert!(message.contains(hint), "{hint}: {message}");
+            }
+        } else {
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            assert_eq!(reply.body["value"].as_array().unwrap().len(), 3);
+            assert!(reply.body.get("nextLink").is_none_or(Value::is_null));
+        }
+    }
+}
+
 #[tokio::test]
 async fn made_up_methods_add_no_metrics_series() {
     let host = TestHost::new().await;
@@ -739,17 +785,19 @@ async fn poison_ids_and_years_in_the_url_are_refused_with_a_400() {
     let tenant_api = |sub: &str| {
         format!("/subscriptions/{sub}/providers/Microsoft.Commerce/UsageAggregates?{window}&{API}")
     };
+    // Blanks reach the handler, which names the property; a control character
+    // anywhere in a URL is refused at the edge, before any route.
     let cases: Vec<(String, &str)> = vec![
         (tenant_api("%20sub-a"), "subscriptionId"),
-        (tenant_api("sub-a%09"), "subscriptionId"),
-        (tenant_api("sub%00-a"), "subscriptionId"),
+        (tenant_api("sub-a%09"), "control character"),
+        (tenant_api("sub%00-a"), "control character"),
         (
             format!("{PROVIDER}?{window}&subscriberId=%20sub-a&{API}"),
             "subscriberId",
         ),
         (
             format!("{PROVIDER}?{window}&subscriberId=sub-a%00&{API}"),
-            "subscriberId",
+            "control character",
         ),
         (
             format!(
@@ -772,7 +820,12 @@ async fn poison_ids_and_years_in_the_url_are_refused_with_a_400() {
             "{uri}: {}",
             reply.body
         );
-        assert_eq!(reply.code(), "InvalidProperty", "{uri}: {}", reply.body);
+        let code = if property == "control character" {
+            "InvalidRequest"
+        } else {
+            "InvalidProperty"
+        };
+        assert_eq!(reply.code(), code, "{uri}: {}", reply.body);
         let message = reply.body["error"]["message"].as_str().unwrap();
         assert!(message.contains(property), "{uri}: {message}");
     }

@@ -9,10 +9,12 @@
 //!   hours. No I/O.
 //! - [`store`]: durable storage behind the [`store::Store`] trait, with the
 //!   embedded SQLite store ([`store::sqlite`]) as the default: idempotent,
-//!   all-or-nothing ingest with group commit, and keyset-paged aggregates.
+//!   all-or-nothing ingest with group commit, and keyset-paged aggregates;
+//!   [`store::private_files`] keeps the data directory the account's own.
 //! - [`api`]: the HTTP API (axum): `POST /v1/usage`, the Azure-compatible
-//!   tenant and provider usage APIs, the meter catalog, `/healthz`,
-//!   `/metrics`, `/openapi.json`.
+//!   tenant and provider usage APIs (their `nextLink` base decided in
+//!   `api::next_link`), the meter catalog, `/healthz`, `/metrics`,
+//!   `/openapi.json`.
 //! - [`adapters`]: billing adapters, WebAssembly components run in a
 //!   sandbox (wasmtime): the `tally:billing` contract, the engine and its
 //!   compiled-component cache, per-run limits, and running an export.
@@ -21,6 +23,7 @@
 //! - [`auth`]: bearer tokens and roles (operator, tenant, reporter).
 //! - [`metrics`]: Prometheus counters and latencies.
 //! - [`config`]: the optional `tally.toml`.
+//! - [`text`]: cutting, checking and escaping text the host did not write.
 //! - [`cli`]: the `tally` command (serve, token, import, meters).
 
 pub mod adapters;
@@ -31,4 +34,5 @@ pub mod config;
 pub mod exports;
 pub mod metrics;
 pub mod store;
+pub mod text;
 pub mod usage;

@@ -4,7 +4,8 @@ use super::contract::tally::billing::log::{Host as LogHost, Level};
 use super::contract::tally::billing::output::{
     Host as OutputHost, OutboundRequest, OutboundResponse, OutputError, SendError,
 };
-use super::sandbox::{Document, RunState, truncated};
+use super::sandbox::{Document, RunState};
+use crate::text::truncate;
 
 /// Longest document name.
 pub const MAX_DOCUMENT_NAME: usize = 128;
@@ -34,7 +35,7 @@ impl RunState {
         {
             return Ok(Err(OutputError::InvalidName(format!(
                 "'{}' is not a valid document name",
-                truncated(document, QUOTED)
+                truncate(document, QUOTED)
             ))));
         }
         if self.documents.contains_key(document) {
@@ -42,11 +43,12 @@ impl RunState {
         }
         if content_type.is_empty()
             || content_type.len() > MAX_CONTENT_TYPE
-            || !content_type.bytes().all(|b| (b' '..=b'~').contains(&b))
+            || !content_type.is_ascii()
+            || crate::text::has_control(content_type)
         {
             return Ok(Err(OutputError::InvalidName(format!(
                 "content type '{}' of '{document}' is not 1 to {MAX_CONTENT_TYPE} printable ASCII characters",
-                truncated(content_type, QUOTED)
+                truncate(content_type, QUOTED)
             ))));
         }
         if self.documents.len() >= MAX_DOCUMENTS {

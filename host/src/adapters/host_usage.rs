@@ -15,8 +15,9 @@ use super::contract::tally::billing::types::{
     Granularity as WitGranularity, Meter as WitMeter, Window,
 };
 use super::contract::tally::billing::usage::{QueryError, UsageBatch};
-use super::sandbox::{MAX_OPEN_CURSORS, RunState, SubscriptionGrant, truncated};
+use super::sandbox::{MAX_OPEN_CURSORS, RunState, SubscriptionGrant};
 use crate::store::{AggregateQuery, AggregateRow, Position, Store, SubscriptionScope};
+use crate::text::truncate;
 use crate::usage::record::{MAX_ID_LEN, check_id};
 use crate::usage::{Granularity, MeterCatalog};
 
@@ -190,7 +191,7 @@ fn read_subscriptions(
         if let Err(why) = check_id(&id, MAX_ID_LEN) {
             return Ok(Err(QueryError::OutOfScope(format!(
                 "subscription '{}' is not a valid id: {why}",
-                truncated(&id, 64)
+                truncate(&id, 64)
             ))));
         }
         ids.push(id.into_owned());

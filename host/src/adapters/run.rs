@@ -12,9 +12,8 @@ use super::egress::{AllowedOrigin, Egress};
 use super::engine::{AdapterEngine, LoadedAdapter};
 use super::host_output::{MAX_DOCUMENT_NAME, MAX_DOCUMENTS};
 use super::host_usage::UsageAccess;
-use super::sandbox::{
-    Document, Limits, LogLine, MAX_QUOTED_REASON_BYTES, RunClock, RunState, truncated,
-};
+use super::sandbox::{Document, Limits, LogLine, MAX_QUOTED_REASON_BYTES, RunClock, RunState};
+use crate::text::truncate;
 
 /// Longest deadline of an install-time call (`describe`, `validate-config`),
 /// whatever the manifest's deadline: they answer from the adapter's own code.
@@ -295,7 +294,7 @@ fn bounded(reason: String) -> String {
     if reason.len() <= MAX_QUOTED_REASON_BYTES {
         return reason;
     }
-    truncated(&reason, MAX_QUOTED_REASON_BYTES)
+    truncate(&reason, MAX_QUOTED_REASON_BYTES).into_owned()
 }
 
 /// At most [`QUOTED_NAMES`] names, each cut short, and how many were left out.
@@ -303,7 +302,7 @@ fn quote_names<S: AsRef<str>>(names: &[S]) -> String {
     let quoted: Vec<String> = names
         .iter()
         .take(QUOTED_NAMES)
-        .map(|name| format!("{:?}", truncated(name.as_ref(), MAX_DOCUMENT_NAME)))
+        .map(|name| format!("{:?}", truncate(name.as_ref(), MAX_DOCUMENT_NAME)))
         .collect();
     let more = names.len().saturating_sub(QUOTED_NAMES);
     if more == 0 {
@@ -341,7 +340,7 @@ fn check_description(description: &Description) -> Result<(), RunFailure> {
     {
         return refuse(format!(
             "document name {:?} is over {MAX_DOCUMENT_NAME} bytes",
-            truncated(long, MAX_DOCUMENT_NAME)
+            truncate(long, MAX_DOCUMENT_NAME)
         ));
     }
     Ok(())

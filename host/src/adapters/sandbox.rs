@@ -348,19 +348,6 @@ pub const MAX_REASON_BYTES: usize = 4 << 10;
 /// [`MAX_REASON_BYTES`].
 pub const MAX_QUOTED_REASON_BYTES: usize = 3 << 10;
 
-/// `text` cut to at most `max` bytes on a character boundary, marked with
-/// the length it had when it was cut.
-pub fn truncated(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… [truncated: {} bytes]", &text[..end], text.len())
-}
-
 /// The state of one run's store.
 pub struct RunState {
     wasi: WasiCtx,
@@ -439,14 +426,6 @@ impl WasiView for RunState {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_truncated_text_is_cut_on_a_character_boundary_and_marked() {
-        assert_eq!(truncated("short", 8), "short");
-        // 'é' is two bytes: a cut at 3 would split it.
-        let cut = truncated("abé-and-more", 3);
-        assert_eq!(cut, "ab… [truncated: 13 bytes]");
-    }
 
     #[test]
     fn the_cap_covers_memories_tables_and_host_state_together() {

@@ -68,7 +68,7 @@ pub async fn put_meter(
         ("notes", &body.notes),
     ] {
         // Not storable in every database (NUL), and garbles a terminal.
-        if text.contains(|c: char| c.is_control() && c != '\n' && c != '\t') {
+        if text.contains(|c| crate::text::is_control(c) && c != '\n' && c != '\t') {
             return Err(ApiError::invalid_property(
                 property,
                 "it must not contain control characters",

@@ -12,14 +12,17 @@
 //! | `GET /metrics` | operator |
 //! | `GET /openapi.json` | any token |
 //! | `GET /healthz` | anyone (the only open route) |
+//!
+//! `next_link` decides the base of the usage API's `nextLink`s (and which
+//! `Host` names it may use); [`server`] serves the router with its limits.
 
 mod adapters;
 mod auth;
 mod error;
 mod exports;
-mod hosts;
 mod ingest;
 mod meters;
+mod next_link;
 mod ops;
 mod paging;
 pub mod server;
@@ -61,7 +64,8 @@ pub struct Settings {
     pub public_url: Option<url::Url>,
     /// Without `public_url`: the `Host` values (`name[:port]`) a `nextLink`
     /// may be built on; a usage request naming another is refused (400
-    /// `InvalidHost`). `tally serve` adds its listen address.
+    /// `InvalidHost`) when its answer has more than one page. `tally serve`
+    /// adds its listen address (unless it is unspecified, `0.0.0.0`).
     pub allowed_hosts: Vec<String>,
     /// When set, the provider API answers only on this provider subscription.
     pub provider_subscription_id: Option<String>,
@@ -311,7 +315,7 @@ async fn refuse_control_characters(
     let has_control = |text: &str| {
         // Decoding as a form also decodes a path: only the characters matter here.
         url::form_urlencoded::parse(text.as_bytes()).any(|(name, value)| {
-            name.contains(char::is_control) || value.contains(char::is_control)
+            crate::text::has_control(&name) || crate::text::has_control(&value)
         })
     };
     let uri = request.uri();

@@ -78,7 +78,7 @@ impl ServerSettings {
             "http.header_read_timeout and http.idle_timeout must be longer than 0"
         );
         for host in &self.allowed_hosts {
-            super::hosts::check_allowed_host(host)?;
+            super::next_link::check_allowed_host(host)?;
         }
         Ok(())
     }

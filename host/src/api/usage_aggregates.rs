@@ -9,17 +9,17 @@ use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
 use std::collections::HashMap;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use url::Url;
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::paging;
+use super::{AppState, Settings};
 use crate::auth::Role;
 use crate::store::{AggregateQuery, AggregateRow, SubscriptionScope};
 use crate::usage::Granularity;
@@ -110,7 +110,7 @@ impl UsageApi {
     ),
     responses(
         (status = 200, body = UsageAggregationListResult),
-        (status = 400, description = "NoApiVersion, InvalidProperty, RequestEndTimeIsInFuture, InvalidAggregationGranularity, SubscriptionIdMissingInRequest, InvalidHost (a Host header that is not one of the host's names)", body = super::error::ErrorResponse),
+        (status = 400, description = "NoApiVersion, InvalidProperty, RequestEndTimeIsInFuture, InvalidAggregationGranularity, SubscriptionIdMissingInRequest, InvalidHost (an answer of more than one page to a request whose Host is not one of the host's names)", body = super::error::ErrorResponse),
         (status = 401, body = super::error::ErrorResponse),
         (status = 403, description = "The token may not read this subscription", body = super::error::ErrorResponse),
     ),
@@ -235,12 +235,15 @@ pub fn subscription_missing() -> ApiError {
     )
 }
 
-/// A usage request's query parameters and where its links point.
+/// A usage request's query parameters and what its links are built from.
 pub struct UsageRequest {
     /// Decoded `(name, value)` pairs in request order.
     params: Vec<(String, String)>,
-    /// Absolute URL of this resource, without a query.
-    self_url: Url,
+    /// This resource's path, the path of its `nextLink`.
+    path: String,
+    /// The request's `Host`, checked only when a `nextLink` is written: a
+    /// one-page answer is served whatever name the client used.
+    host: Option<String>,
     page_size: usize,
 }
 
@@ -257,7 +260,11 @@ impl UsageRequest {
                 .collect();
         let request = UsageRequest {
             params,
-            self_url: self_url(state, path, headers)?,
+            path: path.to_owned(),
+            host: headers
+                .get(header::HOST)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned),
             page_size: state.settings.page_size,
         };
         match request.param("api-version") {
@@ -349,9 +356,16 @@ impl UsageRequest {
         })
     }
 
-    /// The URL of the next page: this request with the new token.
-    fn next_link(&self, token: &str) -> String {
-        let mut url = self.self_url.clone();
+    /// The URL of the next page: this request with the new token, on the
+    /// base [`super::next_link::link_base`] allows.
+    fn next_link(&self, settings: &Settings, token: &str) -> Result<String, ApiError> {
+        let base = super::next_link::link_base(settings, self.host.as_deref())?;
+        let mut url = Url::parse(&format!("{base}{}", self.path)).map_err(|e| {
+            ApiError::bad_request(
+                "InvalidHost",
+                format!("No link can be built on '{base}': {e}."),
+            )
+        })?;
         {
             let mut pairs = url.query_pairs_mut();
             for (name, value) in self
@@ -363,19 +377,8 @@ impl UsageRequest {
             }
             pairs.append_pair("continuationToken", token);
         }
-        url.into()
+        Ok(url.into())
     }
-}
-
-/// This resource's absolute URL, on the base [`super::hosts::link_base`] allows.
-fn self_url(state: &AppState, path: &str, headers: &HeaderMap) -> Result<Url, ApiError> {
-    let base = super::hosts::link_base(&state.settings, headers)?;
-    Url::parse(&format!("{base}{path}")).map_err(|e| {
-        ApiError::bad_request(
-            "InvalidHost",
-            format!("No link can be built on '{base}{path}': {e}."),
-        )
-    })
 }
 
 /// A page of rows and the link to the next one, ready to render.
@@ -500,7 +503,8 @@ async fn list(
     let page = state.store.aggregates(&query, after).await?;
     let next_link = page
         .next
-        .map(|position| request.next_link(&paging::encode(&query, position)));
+        .map(|position| request.next_link(&state.settings, &paging::encode(&query, position)))
+        .transpose()?;
     Ok(Listing {
         api,
         rows: page.rows,

@@ -4,40 +4,17 @@
 //! rewrite earlier lines or set the window title.
 
 use std::borrow::Cow;
-use std::fmt::Write;
 
-/// `text` with every control character written as a visible escape (`\u{1b}`),
-/// newlines included: for one cell of a table, one line of output.
+/// `text` with every control character ([`crate::text::is_control`]) written as a
+/// visible escape (`\u{1b}`), newlines included: for one cell of a table,
+/// one line of output.
 pub fn printable(text: &str) -> Cow<'_, str> {
-    escape(text, |_| false)
+    crate::text::escape_controls(text, |_| true)
 }
 
 /// The same, keeping newlines and tabs: for messages of several lines.
 pub fn printable_lines(text: &str) -> Cow<'_, str> {
-    escape(text, |c| c == '\n' || c == '\t')
-}
-
-fn escape(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
-    let unsafe_char = |c: char| is_unsafe(c) && !keep(c);
-    if !text.contains(unsafe_char) {
-        return Cow::Borrowed(text);
-    }
-    let mut escaped = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        if unsafe_char(c) {
-            write!(escaped, "\\u{{{:x}}}", u32::from(c)).expect("writing to a String");
-        } else {
-            escaped.push(c);
-        }
-    }
-    Cow::Owned(escaped)
-}
-
-/// C0 and C1 controls and DEL (ESC and CSI among them), and the invisible
-/// marks that reorder text (bidirectional overrides and isolates).
-fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    crate::text::escape_controls(text, |c| c != '\n' && c != '\t')
 }
 
 #[cfg(test)]

@@ -69,8 +69,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => Database::Sqlite(data_dir.clone()),
     };
     // The data directory and all the host writes there are the account's own.
-    crate::store::private::private_umask();
-    crate::store::private::create_dir(&data_dir)?;
+    crate::store::private_files::private_umask();
+    crate::store::private_files::create_dir(&data_dir)?;
     let store = database.open().await?;
     tracing::info!(%database, "store open");
     // Compiled adapters live in this host's data directory, also beside a
@@ -86,6 +86,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr()?;
+    if address.ip().is_unspecified() && public_url.is_none() && config.http.allowed_hosts.is_empty()
+    {
+        tracing::warn!(
+            %address,
+            "listening on an unspecified address with neither public_url nor [http] allowed_hosts set: \
+             usage answers longer than one page are refused (400 InvalidHost), since no nextLink can \
+             be built; set public_url (the URL clients reach the host at) or list the names clients \
+             use in [http] allowed_hosts"
+        );
+    }
     let settings = Settings {
         public_url,
         allowed_hosts: allowed_hosts(&config.http.allowed_hosts, address),

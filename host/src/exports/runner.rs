@@ -14,10 +14,11 @@ use super::{ExportSettings, Exports, Manifest};
 use crate::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
 use crate::adapters::host_usage::UsageAccess;
 use crate::adapters::run_export;
-use crate::adapters::sandbox::{MAX_REASON_BYTES, truncated};
+use crate::adapters::sandbox::MAX_REASON_BYTES;
 use crate::store::exports::{
     FinishedAttempt, Installation, Run, RunEnd, RunFiguresRecord, RunLogRecord, StoredDocument,
 };
+use crate::text::truncate;
 use crate::usage::Granularity;
 
 /// Wait before renewing a lease again after a failed renewal.
@@ -224,7 +225,7 @@ impl Exports {
                 retry_or_fail(&self.settings, run, failure.to_string())
             }
             Err(failure) => RunEnd::Failed {
-                reason: truncated(&failure.to_string(), MAX_REASON_BYTES),
+                reason: truncate(&failure.to_string(), MAX_REASON_BYTES).into_owned(),
             },
         };
         Ok(FinishedAttempt { end, figures, log })
@@ -235,7 +236,7 @@ impl Exports {
 /// out. The reason is cut to what a run keeps.
 fn retry_or_fail(settings: &ExportSettings, run: &Run, reason: String) -> RunEnd {
     // Room for the words added when the attempts run out.
-    let reason = truncated(&reason, MAX_REASON_BYTES - 64);
+    let reason = truncate(&reason, MAX_REASON_BYTES - 64).into_owned();
     if run.attempts >= settings.max_attempts {
         return RunEnd::Failed {
             reason: format!("{reason} (gave up after {} attempts)", run.attempts),

@@ -13,11 +13,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::adapters::sandbox::{LogLine, MAX_REASON_BYTES, truncated};
+use crate::adapters::sandbox::LogLine;
+use crate::exports::manifest::redact_secrets;
 use crate::store::StoreError;
 
-/// An installation to create or replace.
-#[derive(Debug, Clone)]
+/// An installation to create or replace. Its `Debug` shows the manifest
+/// with its secrets redacted.
+#[derive(Clone)]
 pub struct NewInstallation {
     pub name: String,
     /// The manifest as the operator wrote it.
@@ -37,8 +39,9 @@ pub struct AdapterDescription {
     pub produces: Vec<String>,
 }
 
-/// An installed adapter.
-#[derive(Debug, Clone, PartialEq)]
+/// An installed adapter. Its `Debug` shows the manifest with its secrets
+/// redacted.
+#[derive(Clone, PartialEq)]
 pub struct Installation {
     pub id: i64,
     pub name: String,
@@ -52,6 +55,35 @@ pub struct Installation {
     pub watermark: DateTime<Utc>,
     pub installed_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for NewInstallation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewInstallation")
+            .field("name", &self.name)
+            .field("manifest", &redact_secrets(&self.manifest))
+            .field("component_sha256", &self.component_sha256)
+            .field("description", &self.description)
+            .field("first_window", &self.first_window)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Installation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Installation")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("uid", &self.uid)
+            .field("manifest", &redact_secrets(&self.manifest))
+            .field("component_sha256", &self.component_sha256)
+            .field("description", &self.description)
+            .field("enabled", &self.enabled)
+            .field("watermark", &self.watermark)
+            .field("installed_at", &self.installed_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }
 
 /// Where a run is.
@@ -368,10 +400,22 @@ pub(crate) const NEXT_CLAIMABLE_RUN: &str = "SELECT r.id FROM export_runs r
 /// The columns an [`Installation`] is read from, in order.
 pub(crate) const INSTALLATION_COLUMNS: &str = "id, name, uid, manifest, component_sha256, \
      description, enabled, watermark_ms, installed_at_ms, updated_at_ms";
-/// The columns a [`Run`] is read from, in order.
+/// The columns a [`Run`] is read from, in order (unqualified: they name no
+/// column of `run_documents`, the one table runs are joined with).
+///
+/// The failure reason is cut by the database, so no listing ever reads more
+/// than [`MAX_REASON_BYTES`](crate::adapters::sandbox::MAX_REASON_BYTES) +
+/// 64 bytes of one: reasons are cut to that bound (and marked) before they
+/// are stored, but an older
+/// version stored them whole. Such a reason is served as its first 1,024
+/// characters (at most 4 KiB) and the marker, with its stored length.
+/// `octet_length` reads the stored size without the text on PostgreSQL.
 pub(crate) const RUN_COLUMNS: &str = "id, installation_id, window_start_ms, window_end_ms, \
-     revision, status, attempts, reason, next_attempt_ms, created_at_ms, finished_at_ms, figures, \
-     claims";
+     revision, status, attempts, \
+     CASE WHEN octet_length(reason) > 4160 \
+          THEN substr(reason, 1, 1024) || '… [truncated: ' || octet_length(reason) || ' bytes]' \
+          ELSE reason END AS reason, \
+     next_attempt_ms, created_at_ms, finished_at_ms, figures, claims";
 
 /// A stored millisecond time.
 pub(crate) fn time(ms: i64) -> anyhow::Result<DateTime<Utc>> {
@@ -383,16 +427,6 @@ pub(crate) fn new_uid() -> anyhow::Result<String> {
     let mut bytes = [0u8; 4];
     getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness: {e}"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// A stored failure reason as it is served: reasons are cut to
-/// [`MAX_REASON_BYTES`] before they are stored, and one stored by an older
-/// version is cut when read.
-pub(crate) fn served_reason(reason: String) -> String {
-    if reason.len() <= MAX_REASON_BYTES {
-        return reason;
-    }
-    truncated(&reason, MAX_REASON_BYTES)
 }
 
 /// Reads the figures column.
@@ -431,4 +465,92 @@ pub(crate) fn decode_log(text: &str) -> anyhow::Result<RunLogRecord> {
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::sandbox::MAX_REASON_BYTES;
+
+    #[test]
+    fn debug_output_redacts_manifest_secrets() {
+        let manifest =
+            "[config]\nurl = \"https://billing.example\"\n\n[secrets]\napi_key = \"s3cr3t-key\"\n";
+        let description = AdapterDescription {
+            name: "a".into(),
+            version: "1".into(),
+            produces: vec![],
+        };
+        let new = NewInstallation {
+            name: "a".into(),
+            manifest: manifest.into(),
+            component_sha256: "c0ffee".into(),
+            description: description.clone(),
+            first_window: DateTime::UNIX_EPOCH,
+        };
+        let installed = Installation {
+            id: 1,
+            name: "a".into(),
+            uid: "0011".into(),
+            manifest: manifest.into(),
+            component_sha256: "c0ffee".into(),
+            description,
+            enabled: true,
+            watermark: DateTime::UNIX_EPOCH,
+            installed_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
+        };
+        for shown in [format!("{new:?}"), format!("{installed:?}")] {
+            assert!(!shown.contains("s3cr3t-key"), "{shown}");
+            assert!(shown.contains("billing.example"), "{shown}");
+        }
+    }
+
+    /// The longest failure reason a listing returns: one cut before it was
+    /// stored, with room for its marker.
+    const MAX_SERVED_REASON_BYTES: usize = MAX_REASON_BYTES + 64;
+
+    #[test]
+    fn served_reasons_are_cut_at_the_bound_the_columns_name() {
+        assert!(RUN_COLUMNS.contains(&format!(
+            "octet_length(reason) > {MAX_SERVED_REASON_BYTES} "
+        )));
+        // 1,024 characters of at most 4 bytes each, and the marker.
+        assert!(RUN_COLUMNS.contains("substr(reason, 1, 1024)"));
+        const { assert!(4 * 1024 + 64 <= MAX_SERVED_REASON_BYTES) };
+    }
+
+    /// The database returns no more than the bound of a long reason.
+    #[test]
+    fn the_database_returns_a_long_reason_cut() {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch(
+            "CREATE TABLE export_runs (id, installation_id, window_start_ms, window_end_ms,
+                 revision, status, attempts, reason, next_attempt_ms, created_at_ms,
+                 finished_at_ms, figures, claims)",
+        )
+        .unwrap();
+        let whole = "é".repeat(1 << 20);
+        for reason in ["short", whole.as_str()] {
+            db.execute(
+                "INSERT INTO export_runs (id, reason) VALUES (1, ?1)",
+                [reason],
+            )
+            .unwrap();
+            let served: String = db
+                .query_row(
+                    &format!("SELECT {RUN_COLUMNS} FROM export_runs"),
+                    [],
+                    |row| row.get(7),
+                )
+                .unwrap();
+            if reason == "short" {
+                assert_eq!(served, "short");
+            } else {
+                assert!(served.len() <= MAX_SERVED_REASON_BYTES, "{}", served.len());
+                assert!(served.ends_with(&format!("… [truncated: {} bytes]", whole.len())));
+            }
+            db.execute("DELETE FROM export_runs", []).unwrap();
+        }
+    }
 }

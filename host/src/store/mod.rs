@@ -3,7 +3,8 @@
 //! The API and the CLI talk to a [`Store`] only. [`sqlite::SqliteStore`] is the
 //! embedded default, for one host; [`postgres::PostgresStore`] is shared by
 //! several replicas. [`Database`] says which one to open. [`exports`] is what
-//! a store keeps for billing adapters. Aggregates are kept per (subscription,
+//! a store keeps for billing adapters; [`private_files`] keeps the data
+//! directory readable by the host's account only. Aggregates are kept per (subscription,
 //! usage bucket, meter, instance, *reported* bucket), hourly and daily, so
 //! that a query over a reported-time window is an index range scan whatever
 //! its usage times.
@@ -12,7 +13,7 @@ pub mod exports;
 mod instances;
 mod paging;
 pub mod postgres;
-pub mod private;
+pub mod private_files;
 pub mod sqlite;
 pub mod transfer;
 
@@ -26,8 +27,9 @@ pub use self::exports::ExportStore;
 use crate::auth::{Principal, Role};
 use crate::usage::{Granularity, Meter, MeterCatalog, MeterKey, RecordError, UsageRecord};
 
-/// Where the store lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the store lives. Its `Debug` redacts a PostgreSQL password, as its
+/// `Display` does.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Database {
     /// The embedded SQLite database: a data directory (holding
     /// [`sqlite::DATABASE_FILE`]) or the database file itself.
@@ -60,6 +62,18 @@ impl std::fmt::Display for Database {
         match self {
             Database::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
             Database::Postgres(url) => f.write_str(&postgres::redact(url)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Database::Postgres(url) => f
+                .debug_tuple("Postgres")
+                .field(&postgres::redact(url))
+                .finish(),
         }
     }
 }
@@ -226,4 +240,21 @@ pub trait Store: ExportStore + Send + Sync + 'static {
 
     /// The principal of a token, by the digest of its secret.
     async fn principal(&self, digest: [u8; 32]) -> Result<Option<Principal>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_redacts_the_database_password() {
+        for url in [
+            "postgres://tally:hunter2-pw@db.internal/tally",
+            "postgres://tally@db.internal/tally?password=hunter2-pw",
+        ] {
+            let shown = format!("{:?}", Database::parse(url));
+            assert!(!shown.contains("hunter2-pw"), "{shown}");
+            assert!(shown.contains("db.internal"), "{shown}");
+        }
+    }
 }

@@ -7,8 +7,9 @@ use std::io::{BufRead, Read};
 use anyhow::{Context, bail};
 use serde_json::{Map, Value};
 
-use super::record::{MAX_QUOTED_LEN, cut};
+use super::record::MAX_QUOTED_LEN;
 use super::{RecordError, UsageRecordInput};
+use crate::text::truncate;
 
 /// Longest reason given for a record that does not parse, in bytes.
 const MAX_REASON_LEN: usize = 2 * MAX_QUOTED_LEN + 64;
@@ -98,7 +99,7 @@ pub fn parse_json_record(index: usize, json: &str) -> Result<UsageRecordInput, R
         };
         // serde quotes the offending value: cut, so an error stays small.
         let reason = e.into_inner().to_string();
-        RecordError::new(index, field, cut(&reason, MAX_REASON_LEN))
+        RecordError::new(index, field, truncate(&reason, MAX_REASON_LEN))
     })
 }
 

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::meters::{MeterCatalog, MeterKey};
 use super::split::hour_count;
 use super::time::{YEAR_RANGE, parse_time};
+use crate::text::{escape_controls, has_control, truncate};
 
 /// Longest accepted `eventId`, `subscriptionId` or `location`, in bytes.
 pub const MAX_ID_LEN: usize = 128;
@@ -323,7 +324,7 @@ pub fn check_id(value: &str, max: usize) -> Result<(), String> {
             "{} must not begin or end with whitespace",
             quote(value)
         ))
-    } else if value.contains(char::is_control) {
+    } else if has_control(value) {
         Err("must not contain control characters".into())
     } else {
         Ok(())
@@ -333,20 +334,10 @@ pub fn check_id(value: &str, max: usize) -> Result<(), String> {
 /// A value quoted for an error message, cut to [`MAX_QUOTED_LEN`] bytes and
 /// with control characters escaped.
 pub fn quote(value: &str) -> String {
-    format!("'{}'", cut(value, MAX_QUOTED_LEN).escape_debug())
-}
-
-/// `text` cut to at most `max` bytes (on a character boundary), with `…`
-/// when something was cut.
-pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if text.len() <= max {
-        return text.into();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end]).into()
+    format!(
+        "'{}'",
+        escape_controls(&truncate(value, MAX_QUOTED_LEN), |_| true)
+    )
 }
 
 fn not_a_time(text: &str) -> String {
@@ -518,8 +509,8 @@ mod tests {
     #[test]
     fn quoted_values_are_cut() {
         let long = "x".repeat(10_000);
-        assert!(quote(&long).len() < MAX_QUOTED_LEN + 8);
-        assert_eq!(quote("a\u{0}b"), "'a\\0b'");
+        assert!(quote(&long).len() < MAX_QUOTED_LEN + 40);
+        assert_eq!(quote("a\u{0}b"), "'a\\u{0}b'");
     }
 
     #[test]

@@ -55,10 +55,17 @@ const ALLOW_CLEARTEXT: &str = "allow_cleartext_password";
 /// How much TLS a connection must have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
+    /// No TLS.
     Disable,
+    /// TLS when the server offers it, else cleartext (the default).
     Prefer,
+    /// TLS always, without checking the server's certificate (as
+    /// `verify-ca` when a root certificate is given, as libpq does).
     Require,
+    /// TLS always, with a certificate signed by a trusted authority, for any
+    /// host name.
     VerifyCa,
+    /// TLS always, with a trusted certificate for the host name connected to.
     VerifyFull,
 }
 
@@ -68,6 +75,7 @@ pub struct Target {
     /// The URL without the options read here; its `sslmode` is `disable`,
     /// as TLS is negotiated before tokio-postgres sees the stream.
     pub config: Config,
+    /// How much TLS the connection must have (the URL's `sslmode`).
     pub ssl_mode: SslMode,
     tls: Option<Arc<ClientConfig>>,
     allow_cleartext_password: bool,

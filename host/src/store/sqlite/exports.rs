@@ -14,7 +14,7 @@ use crate::store::exports::NEXT_CLAIMABLE_RUN;
 use crate::store::exports::{
     DocumentInfo, ExportStore, FinishedAttempt, INSTALLATION_COLUMNS, Installation, Interrupted,
     NewInstallation, RUN_COLUMNS, Run, RunEnd, RunLogRecord, RunRequestOutcome, RunStatus,
-    StoredDocument, decode_figures, decode_log, encode_log, new_uid, served_reason, time,
+    StoredDocument, decode_figures, decode_log, encode_log, new_uid, time,
 };
 
 #[async_trait]
@@ -487,9 +487,8 @@ impl ExportStore for SqliteStore {
     ) -> Result<Vec<Run>, StoreError> {
         let document = document.to_owned();
         self.read(move |conn| {
-            let columns: Vec<String> = RUN_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect();
             let sql = format!(
-                "SELECT {} FROM export_runs r
+                "SELECT {RUN_COLUMNS} FROM export_runs r
                  JOIN run_documents d ON d.run_id = r.id AND d.name = ?2
                  WHERE r.installation_id = ?1 AND r.status = 'succeeded'
                    AND r.window_start_ms >= ?3 AND r.window_start_ms < ?4
@@ -498,7 +497,6 @@ impl ExportStore for SqliteStore {
                                        AND x.window_start_ms = r.window_start_ms
                                        AND x.status = 'succeeded')
                  ORDER BY r.window_start_ms",
-                columns.join(", ")
             );
             let mut select = conn.prepare(&sql)?;
             let rows = select.query_map(
@@ -599,7 +597,7 @@ fn run_of(row: &Row) -> anyhow::Result<Run> {
         status: RunStatus::parse(&status)
             .ok_or_else(|| anyhow!("unknown run status '{status}'"))?,
         attempts: row.get(6)?,
-        reason: row.get::<_, Option<String>>(7)?.map(served_reason),
+        reason: row.get::<_, Option<String>>(7)?,
         next_attempt_at: row.get::<_, Option<i64>>(8)?.map(time).transpose()?,
         created_at: time(row.get(9)?)?,
         finished_at: row.get::<_, Option<i64>>(10)?.map(time).transpose()?,

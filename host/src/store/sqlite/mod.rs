@@ -50,7 +50,7 @@ impl SqliteStore {
     /// and seeds the documented meters. The directory is made private
     /// ([`super::private`]).
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        super::private::create_dir(data_dir)?;
+        super::private_files::create_dir(data_dir)?;
         Self::open_file(&data_dir.join(DATABASE_FILE))
     }
 
@@ -67,7 +67,7 @@ impl SqliteStore {
     /// WAL and shared-memory files.
     pub fn open_file(path: &Path) -> anyhow::Result<Self> {
         let path = path.to_path_buf();
-        super::private::prepare_database_file(&path)?;
+        super::private_files::prepare_database_file(&path)?;
         let mut conn =
             Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
         configure(&conn, false)?;

@@ -2,24 +2,22 @@
 //! their bearer token, so it is built on `public_url` when one is set, else
 //! on the request's `Host` only when that is one of the host's own names
 //! (`allowed_hosts`, plus the listen address): a request naming any other
-//! `Host` is refused, never answered with a link elsewhere.
+//! `Host` is refused, never answered with a link elsewhere. Only answers
+//! that carry a `nextLink` need a base: a one-page answer is served whatever
+//! `Host` the client sent.
 
-use axum::http::{HeaderMap, header};
 use url::Url;
 
 use super::Settings;
 use super::error::ApiError;
 
 /// The base URL (scheme and authority, no trailing slash) of links in an
-/// answer to a request with these headers.
-pub fn link_base(settings: &Settings, headers: &HeaderMap) -> Result<String, ApiError> {
+/// answer to a request that named this `Host`.
+pub fn link_base(settings: &Settings, host: Option<&str>) -> Result<String, ApiError> {
     if let Some(url) = &settings.public_url {
         return Ok(url.as_str().trim_end_matches('/').to_owned());
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
+    let host = host.unwrap_or("");
     if settings
         .allowed_hosts
         .iter()
@@ -30,8 +28,9 @@ pub fn link_base(settings: &Settings, headers: &HeaderMap) -> Result<String, Api
     Err(ApiError::bad_request(
         "InvalidHost",
         format!(
-            "The Host header '{host}' is not a name of this host, so no link can be built on it; \
-             use the host's address, or ask the operator to list the name in allowed_hosts or set public_url."
+            "This answer has more than one page, but the Host header '{host}' is not a name of this \
+             host, so no link to the next page can be built on it. The operator must set public_url (the URL clients \
+             reach the host at) or list '{host}' in [http] allowed_hosts in the host's configuration."
         ),
     ))
 }
@@ -52,12 +51,9 @@ pub fn check_allowed_host(host: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
-    fn with_host(host: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_str(host).unwrap());
-        headers
+    fn with_host(host: &str) -> Option<&str> {
+        Some(host)
     }
 
     #[test]
@@ -67,7 +63,7 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(
-            link_base(&settings, &with_host("USAGE.internal:8080")).unwrap(),
+            link_base(&settings, with_host("USAGE.internal:8080")).unwrap(),
             "http://USAGE.internal:8080"
         );
         for host in [
@@ -76,16 +72,16 @@ mod tests {
             "usage.internal:8081",
             "",
         ] {
-            let error = link_base(&settings, &with_host(host)).unwrap_err();
+            let error = link_base(&settings, with_host(host)).unwrap_err();
             assert_eq!(error.code, "InvalidHost", "{host}");
         }
-        assert!(link_base(&settings, &HeaderMap::new()).is_err());
+        assert!(link_base(&settings, None).is_err());
         let public = Settings {
             public_url: Some(Url::parse("https://usage.example/").unwrap()),
             ..Settings::default()
         };
         assert_eq!(
-            link_base(&public, &with_host("attacker.example")).unwrap(),
+            link_base(&public, with_host("attacker.example")).unwrap(),
             "https://usage.example"
         );
     }
