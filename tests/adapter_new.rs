@@ -10,7 +10,7 @@ use crate::support;
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
-use support::process::{Server, tally, tally_ok};
+use support::process::{Server, create_token, tally, tally_ok};
 
 /// Creates `name` in `lang`, builds it with its own script, and runs it.
 fn generate_build_and_test(lang: &str) -> String {
@@ -86,14 +86,7 @@ fn generate_build_and_test(lang: &str) -> String {
     std::fs::write(&manifest_path, pinned.join("\n")).unwrap();
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path().to_str().unwrap();
-    let token = tally_ok(&[
-        "token",
-        "create",
-        "--data-dir",
-        data_dir,
-        "--role",
-        "operator",
-    ]);
+    let token = create_token(data_dir, "operator");
     let server = Server::start(data.path());
     let installed = tally_ok(&[
         "adapters",

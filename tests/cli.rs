@@ -6,7 +6,7 @@ use crate::support;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use support::process::{self, Server, tally, tally_ok};
+use support::process::{self, Server, create_token, tally, tally_ok};
 use support::*;
 
 const CSV: &str = "\
@@ -410,14 +410,7 @@ fn adapter_test_names_a_bad_record_by_its_place_in_the_file() {
 fn operators_manage_adapters_and_exports_from_the_cli() {
     let dir = DataDir::new();
     let data_dir = dir.path().to_str().unwrap();
-    let token = tally_ok(&[
-        "token",
-        "create",
-        "--data-dir",
-        data_dir,
-        "--role",
-        "operator",
-    ]);
+    let token = create_token(data_dir, "operator");
     let server = Server::start(dir.path());
     let host = ["--url", server.base.as_str(), "--token", token.trim()];
     let run = |args: &[&str]| tally_ok(&[args, &host[..]].concat());
@@ -528,14 +521,7 @@ async fn a_secret_reaches_the_adapter_but_never_the_api_or_the_cli() {
     let api = BillingApi::start().await;
     let dir = DataDir::new();
     let data_dir = dir.path().to_str().unwrap();
-    let token = tally_ok(&[
-        "token",
-        "create",
-        "--data-dir",
-        data_dir,
-        "--role",
-        "operator",
-    ]);
+    let token = create_token(data_dir, "operator");
     // Usage reported yesterday, for the run to invoice.
     let yesterday = chrono::Utc::now().date_naive() - chrono::Days::new(1);
     let csv = dir.path().join("usage.csv");
@@ -634,14 +620,7 @@ fn the_data_directory_and_every_file_in_it_are_private() {
     let parent = tempfile::tempdir().unwrap();
     let data = parent.path().join("tally-data");
     let data_dir = data.to_str().unwrap();
-    tally_ok(&[
-        "token",
-        "create",
-        "--data-dir",
-        data_dir,
-        "--role",
-        "operator",
-    ]);
+    create_token(data_dir, "operator");
     assert_eq!(mode(&data), 0o700);
     for entry in std::fs::read_dir(&data).unwrap() {
         let path = entry.unwrap().path();
@@ -666,14 +645,7 @@ fn the_data_directory_and_every_file_in_it_are_private() {
             loose(&path, 0o644);
         }
     }
-    let token = tally_ok(&[
-        "token",
-        "create",
-        "--data-dir",
-        data_dir,
-        "--role",
-        "operator",
-    ]);
+    let token = create_token(data_dir, "operator");
     let server = Server::start(&data);
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join("compiled-adapters")), 0o700);
@@ -835,14 +807,7 @@ async fn database_connections_use_tls_as_sslmode_says_on_postgres() {
 /// its `host:port` and an operator token.
 fn serve_with_config(dir: &DataDir, config: &str) -> (Server, String, String) {
     let data_dir = dir.path().to_str().unwrap();
-    let token = tally_ok(&[
-        "token",
-        "create",
-        "--data-dir",
-        data_dir,
-        "--role",
-        "operator",
-    ]);
+    let token = create_token(data_dir, "operator");
     let file = dir.path().join("tally.toml");
     std::fs::write(&file, config).unwrap();
     let server = Server::start_with(dir.path(), &["--config", file.to_str().unwrap()]);
@@ -1029,14 +994,7 @@ async fn next_links_answer_only_to_the_host_s_own_names() {
 async fn adapter_text_is_escaped_and_documents_cannot_script_the_host() {
     let dir = DataDir::new();
     let data_dir = dir.path().to_str().unwrap();
-    let token = tally_ok(&[
-        "token",
-        "create",
-        "--data-dir",
-        data_dir,
-        "--role",
-        "operator",
-    ]);
+    let token = create_token(data_dir, "operator");
     let server = Server::start(dir.path());
     let host = ["--url", server.base.as_str(), "--token", token.trim()];
     let run = |args: &[&str]| tally(&[args, &host[..]].concat());

@@ -12,7 +12,7 @@ use chrono::{DateTime, Days, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::billing_api::{API_KEY, BillingApi};
-use support::process::{Server, get_json, post_usage, tally_ok};
+use support::process::{Server, create_token, get_json, post_usage, tally_ok};
 use support::*;
 use tally_usage_generator::Options;
 
@@ -23,16 +23,7 @@ const SENDERS: usize = 4;
 async fn acknowledged_usage_survives_kill_9_and_retries_count_once() {
     let dir = DataDir::new();
     let data_dir = dir.path().to_str().unwrap();
-    let token = tally_ok(&[
-        "token",
-        "create",
-        "--data-dir",
-        data_dir,
-        "--role",
-        "operator",
-    ])
-    .trim()
-    .to_string();
+    let token = create_token(data_dir, "operator");
     let generated = sample(&Options {
         subscriptions: 4,
         days: 8,
@@ -132,16 +123,7 @@ const RATES: [(&str, f64); 2] = [(VM_METER, 0.025), (IP_METER, 0.005)];
 async fn an_export_cut_by_kill_9_runs_again_after_restart_and_bills_every_line_once() {
     let dir = DataDir::new();
     let data_dir = dir.path().to_str().unwrap();
-    let token = tally_ok(&[
-        "token",
-        "create",
-        "--data-dir",
-        data_dir,
-        "--role",
-        "operator",
-    ])
-    .trim()
-    .to_string();
+    let token = create_token(data_dir, "operator");
     let config = dir.path().join("tally.toml");
     std::fs::write(&config, "[exports]\ntick = '100ms'\nretry_base = '200ms'\n").unwrap();
     let serve_args = ["--config", config.to_str().unwrap()];

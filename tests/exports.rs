@@ -196,16 +196,23 @@ fn assert_costs_close(
 /// Three days of usage from four subscriptions, reported before today.
 async fn host_with_usage() -> (TestHost, DateTime<Utc>) {
     let host = TestHost::with_exports().await;
+    let first_day = ingest_past_usage(&host, 4, 3).await;
+    (host, first_day)
+}
+
+/// Ingests `days` of sample usage of `subscriptions` up to yesterday, less
+/// the late reports past now (they would be refused; they are not the point
+/// here); returns the first day.
+async fn ingest_past_usage(host: &TestHost, subscriptions: usize, days: u32) -> DateTime<Utc> {
     let end = today() - Days::new(1);
     let options = Options {
-        subscriptions: 4,
-        days: 3,
+        subscriptions,
+        days,
         end,
         ..Options::default()
     };
     let records: Vec<Value> = to_wire(&sample(&options))
         .into_iter()
-        // Late reports past now would be refused; they are not the point here.
         .filter(|r| {
             r["reportedTime"]
                 .as_str()
@@ -216,7 +223,7 @@ async fn host_with_usage() -> (TestHost, DateTime<Utc>) {
         })
         .collect();
     host.ingest(&records).await;
-    (host, end - Days::new(3))
+    end - Days::new(u64::from(days))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1637,26 +1644,7 @@ async fn spinning_installs_take_turns_and_a_run_keeps_its_slot() {
         ..tally::exports::ExportSettings::default()
     })
     .await;
-    let end = today() - Days::new(1);
-    let options = Options {
-        subscriptions: 2,
-        days: 2,
-        end,
-        ..Options::default()
-    };
-    let records: Vec<Value> = to_wire(&sample(&options))
-        .into_iter()
-        .filter(|r| {
-            r["reportedTime"]
-                .as_str()
-                .unwrap()
-                .parse::<DateTime<Utc>>()
-                .unwrap()
-                < Utc::now()
-        })
-        .collect();
-    host.ingest(&records).await;
-    let first_day = end - Days::new(2);
+    let first_day = ingest_past_usage(&host, 2, 2).await;
     let chargeback = component("chargeback-csv");
     let control = manifest(
         "control",

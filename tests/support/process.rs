@@ -30,6 +30,14 @@ pub fn tally_ok(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Creates a token of `role` in the data directory `data_dir` with `tally
+/// token create`; returns its secret.
+pub fn create_token(data_dir: &str, role: &str) -> String {
+    tally_ok(&["token", "create", "--data-dir", data_dir, "--role", role])
+        .trim()
+        .to_owned()
+}
+
 /// A running `tally serve` on a free port.
 pub struct Server {
     pub child: Child,
