@@ -453,10 +453,10 @@ fn operators_manage_adapters_and_exports_from_the_cli() {
     assert!(shown["manifest"].as_str().unwrap().contains("group_by_tag"));
 
     // Run two closed days now (nothing was reported: empty documents), then again: corrections.
-    let yesterday = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+    let last = last_closed_day();
     let (from, to) = (
-        (yesterday - chrono::Days::new(1)).to_string(),
-        (yesterday + chrono::Days::new(1)).to_string(),
+        (last - chrono::Days::new(1)).to_string(),
+        (last + chrono::Days::new(1)).to_string(),
     );
     let exported = run(&["export", "run", "chargeback", "--from", &from, "--to", &to]);
     assert_eq!(exported.matches(": queued").count(), 2, "{exported}");
@@ -522,13 +522,13 @@ async fn a_secret_reaches_the_adapter_but_never_the_api_or_the_cli() {
     let dir = DataDir::new();
     let data_dir = dir.path().to_str().unwrap();
     let token = create_token(data_dir, "operator");
-    // Usage reported yesterday, for the run to invoice.
-    let yesterday = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+    // Usage reported on a closed day, for the run to invoice.
+    let day = last_closed_day();
     let csv = dir.path().join("usage.csv");
     let header = CSV.lines().next().unwrap();
     let record = format!(
         "s1,sub-secret,FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5,/vm1,local,{{}},{{}},2,\
-         {yesterday}T00:00:00Z,{yesterday}T01:00:00Z,{yesterday}T09:10:00Z"
+         {day}T00:00:00Z,{day}T01:00:00Z,{day}T09:10:00Z"
     );
     std::fs::write(&csv, format!("{header}\n{record}\n")).unwrap();
     tally_ok(&["import", csv.to_str().unwrap(), "--data-dir", data_dir]);
@@ -541,10 +541,7 @@ async fn a_secret_reaches_the_adapter_but_never_the_api_or_the_cli() {
 
     let installed = run(&["adapters", "install", &manifest, "--component", component]);
     assert!(!installed.contains(API_KEY), "{installed}");
-    let (from, to) = (
-        yesterday.to_string(),
-        (yesterday + chrono::Days::new(1)).to_string(),
-    );
+    let (from, to) = (day.to_string(), (day + chrono::Days::new(1)).to_string());
     let exported = run(&["export", "run", "billing", "--from", &from, "--to", &to]);
     assert!(exported.contains(" succeeded "), "{exported}");
     let sent = api.requests();

@@ -277,6 +277,12 @@ pub fn this_hour() -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(now - now.rem_euclid(3_600), 0).unwrap()
 }
 
+/// The last day that an example manifest's daily window (lag 2 h) has closed,
+/// whatever the hour: yesterday from 03:00 UTC, the day before until then.
+pub fn last_closed_day() -> chrono::NaiveDate {
+    (chrono::Utc::now() - chrono::Duration::hours(3)).date_naive() - chrono::Days::new(1)
+}
+
 /// One request through `app`, in process.
 pub async fn call(
     app: &Router,
