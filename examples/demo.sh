@@ -39,8 +39,12 @@ echo "==> Generating 30 days of hourly usage and importing it through POST /v1/u
 target/release/tally-usage-generator --days 30 >"$DATA/usage.ndjson"
 $TALLY import "$DATA/usage.ndjson" --url "$BASE" --token "$OPERATOR"
 
-START=$(date -u -d "8 days ago" +%Y-%m-%dT00:00:00Z)
-END=$(date -u +%Y-%m-%dT00:00:00Z)
+# The last eight days whose windows have closed: the example manifests wait
+# 2 h for late reports, so before 03:00 UTC the last closed day is the day
+# before yesterday.
+LAST_CLOSED_END=$(date -u -d "3 hours ago" +%Y-%m-%d)
+START=$(date -u -d "$LAST_CLOSED_END - 8 days" +%Y-%m-%dT00:00:00Z)
+END=${LAST_CLOSED_END}T00:00:00Z
 USAGE="$BASE/subscriptions/$TENANT_SUB/providers/Microsoft.Commerce/UsageAggregates?reportedStartTime=$START&reportedEndTime=$END&aggregationGranularity=Daily&api-version=2015-06-01-preview"
 
 echo "==> What tenant $TENANT_SUB used (reported $START .. $END), read with the tenant's token"
