@@ -62,6 +62,18 @@ fn today() -> DateTime<Utc> {
         .and_utc()
 }
 
+/// An operator's request for runs of `adapter` over the one day from `day`.
+async fn request_day(host: &TestHost, adapter: &str, day: DateTime<Utc>) -> Reply {
+    let body = json!({"from": day.to_rfc3339(), "to": (day + Days::new(1)).to_rfc3339()});
+    host.call(
+        Method::POST,
+        &format!("/v1/adapters/{adapter}/runs"),
+        Some(&host.operator),
+        Some(body.to_string()),
+    )
+    .await
+}
+
 /// Installs over real HTTP with a multipart body, as the CLI does.
 async fn install(
     host: &TestHost,
@@ -551,15 +563,7 @@ async fn a_correction_replaces_its_window_in_the_joined_document() {
     assert_eq!(upgraded.status(), 200, "{}", upgraded.text().await.unwrap());
 
     let day = first_day + Days::new(1);
-    let body = json!({"from": day.to_rfc3339(), "to": (day + Days::new(1)).to_rfc3339()});
-    let reply = host
-        .call(
-            Method::POST,
-            "/v1/adapters/chargeback/runs",
-            Some(&host.operator),
-            Some(body.to_string()),
-        )
-        .await;
+    let reply = request_day(&host, "chargeback", day).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
     assert_eq!(reply.body[0]["outcome"], "correction");
     assert_eq!(reply.body[0]["run"]["revision"], 1);
@@ -595,15 +599,7 @@ async fn a_correction_replaces_its_window_in_the_joined_document() {
     let csv = csv.as_str().unwrap();
     assert_costs_close(&costs_by_meter(csv), &expected, csv.lines().count());
     // A run still in the future is refused.
-    let future = json!({"from": today().to_rfc3339(), "to": (today() + Days::new(1)).to_rfc3339()});
-    let reply = host
-        .call(
-            Method::POST,
-            "/v1/adapters/chargeback/runs",
-            Some(&host.operator),
-            Some(future.to_string()),
-        )
-        .await;
+    let reply = request_day(&host, "chargeback", today()).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
     // So is a range ending now: its last window is still open.
     let open = json!({"from": today().to_rfc3339(), "to": Utc::now().to_rfc3339()});
@@ -726,16 +722,7 @@ async fn a_failed_window_holds_the_watermark_until_it_is_run_again() {
         .await
         .unwrap();
     assert_eq!(upgraded.status(), 200);
-    let body =
-        json!({"from": first_day.to_rfc3339(), "to": (first_day + Days::new(1)).to_rfc3339()});
-    let reply = host
-        .call(
-            Method::POST,
-            "/v1/adapters/fragile/runs",
-            Some(&host.operator),
-            Some(body.to_string()),
-        )
-        .await;
+    let reply = request_day(&host, "fragile", first_day).await;
     assert_eq!(reply.body[0]["outcome"], "requeued", "{}", reply.body);
     assert_eq!(
         reply.body[0]["run"]["id"], runs[3]["id"],
@@ -1675,16 +1662,7 @@ async fn spinning_installs_take_turns_and_a_run_keeps_its_slot() {
         .collect();
     let correction = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let window =
-            json!({"from": first_day.to_rfc3339(), "to": (first_day + Days::new(1)).to_rfc3339()});
-        let reply = host
-            .call(
-                Method::POST,
-                "/v1/adapters/control/runs",
-                Some(&host.operator),
-                Some(window.to_string()),
-            )
-            .await;
+        let reply = request_day(&host, "control", first_day).await;
         assert_eq!(reply.body[0]["outcome"], "correction", "{}", reply.body);
         wait_for_run(&host, reply.body[0]["run"]["url"].as_str().unwrap()).await
     };
