@@ -14,10 +14,14 @@ DATA=${TALLY_DEMO_DIR:-tally-data/demo}
 BASE="http://127.0.0.1:$PORT"
 BILLING_PORT=${TALLY_DEMO_BILLING_PORT:-8099}
 
-echo "==> Building tally (release) and the example adapters (wasm32-wasip2)"
-cargo build --release --locked -p tally -p tally-usage-generator
+# The dev profile (dependencies optimised, see Cargo.toml) is the one the
+# tests build, so the README's two commands compile wasmtime and the rest once;
+# a production host is built with `cargo build --release`.
+echo "==> Building tally and the example adapters (wasm32-wasip2)"
+cargo build --locked -p tally -p tally-usage-generator
 adapters/build.sh >/dev/null
-TALLY=target/release/tally
+BIN=target/debug
+TALLY=$BIN/tally
 
 echo "==> Fresh data directory: $DATA"
 rm -rf "$DATA" && mkdir -p "$DATA"
@@ -36,7 +40,7 @@ for _ in $(seq 100); do
 done
 
 echo "==> Generating 30 days of hourly usage and importing it through POST /v1/usage"
-target/release/tally-usage-generator --days 30 >"$DATA/usage.ndjson"
+$BIN/tally-usage-generator --days 30 >"$DATA/usage.ndjson"
 $TALLY import "$DATA/usage.ndjson" --url "$BASE" --token "$OPERATOR"
 
 # The last eight days whose windows have closed: the example manifests wait
@@ -133,7 +137,7 @@ Documents, refreshed as each day closes (Power BI: Web source with an Authorizat
   curl -s -H "Authorization: Bearer $OPERATOR" '$BASE/v1/adapters/chargeback/documents/chargeback.csv?from=$START'
   curl -s -H "Authorization: Bearer $OPERATOR" '$BASE/v1/adapters/focus/documents/focus.csv?from=$START'
 Runs, with their figures and logs:
-  target/release/tally adapters runs chargeback --url $BASE --token $OPERATOR
+  $BIN/tally adapters runs chargeback --url $BASE --token $OPERATOR
   curl -s -H "Authorization: Bearer $OPERATOR" $BASE/v1/adapters/billing/runs | python3 -m json.tool
 Invoice lines the billing API received: $DATA/billing-api.log
 Tokens: operator $OPERATOR
