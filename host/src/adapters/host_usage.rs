@@ -56,7 +56,7 @@ impl UsageAccess {
             grant,
             runtime: tokio::runtime::Handle::current(),
             rows_read: 0,
-            now: Utc::now(),
+            now: crate::clock::now(),
             store_failure: None,
             cancelled: Arc::default(),
         }

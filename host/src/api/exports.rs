@@ -191,7 +191,7 @@ pub async fn request_runs(
     // The scheduler's rule: closed, lag passed, last records committed.
     if let Some((_, end)) = windows
         .last()
-        .filter(|(_, end)| !windows::is_closed(*end, manifest.lag, Utc::now()))
+        .filter(|(_, end)| !windows::is_closed(*end, manifest.lag, crate::clock::now()))
     {
         return Err(ApiError::invalid_property(
             "to",

@@ -139,7 +139,7 @@ async fn validate_off_runtime(
     tokio::task::spawn_blocking(move || {
         let ctx = ValidationContext {
             meters: &catalog,
-            now: Utc::now(),
+            now: crate::clock::now(),
             may_set_reported_time,
         };
         validate_body(&body, ndjson, &ctx, limits)

@@ -329,7 +329,7 @@ impl UsageRequest {
                 "it must be after reportedStartTime",
             ));
         }
-        if reported_end > Utc::now() {
+        if reported_end > crate::clock::now() {
             return Err(ApiError::bad_request(
                 "RequestEndTimeIsInFuture",
                 "The reportedEndTime is in the future; usage can only be queried for reported times that have passed.",

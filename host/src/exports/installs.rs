@@ -98,7 +98,7 @@ impl Exports {
         let (manifest, adapter, description) = self.check(manifest_text, component).await?;
         let first_window = manifest.start.unwrap_or_else(|| {
             let window = manifest.window;
-            window.start_of(window.bucket_of(Utc::now()))
+            window.start_of(window.bucket_of(crate::clock::now()))
         });
         let installation = self
             .store

@@ -244,7 +244,7 @@ fn retry_or_fail(settings: &ExportSettings, run: &Run, reason: String) -> RunEnd
     }
     RunEnd::Retry {
         reason,
-        at: Utc::now() + backoff(settings, run.attempts),
+        at: crate::clock::now() + backoff(settings, run.attempts),
     }
 }
 

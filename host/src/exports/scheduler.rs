@@ -117,7 +117,7 @@ impl Exports {
     async fn start_claimed_runs(self: &Arc<Self>, slots: &Arc<Semaphore>) {
         while let Ok(slot) = slots.clone().try_acquire_owned() {
             let lease = self.settings.lease;
-            let claimed = self.store.claim_run(Utc::now(), &self.holder, lease);
+            let claimed = self.store.claim_run(crate::clock::now(), &self.holder, lease);
             let run = match claimed.await {
                 Ok(Some(run)) => run,
                 Ok(None) => return,
