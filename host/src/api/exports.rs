@@ -188,10 +188,12 @@ pub async fn request_runs(
         ));
     }
     let windows = windows::windows_between(manifest.window, from, to, MAX_REQUESTED_WINDOWS);
-    // The scheduler's rule: closed, lag passed, last records committed.
+    // The scheduler's rule, on the scheduler's clock: closed, lag passed,
+    // last records committed.
+    let now = state.store.clock().await?;
     if let Some((_, end)) = windows
         .last()
-        .filter(|(_, end)| !windows::is_closed(*end, manifest.lag, crate::clock::now()))
+        .filter(|(_, end)| !windows::is_closed(*end, manifest.lag, now))
     {
         return Err(ApiError::invalid_property(
             "to",

@@ -1,7 +1,6 @@
 //! Installing and upgrading adapters: every check happens before anything is
 //! stored, so a refused install leaves the host as it was.
 
-use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use super::{Exports, Manifest};
@@ -96,10 +95,14 @@ impl Exports {
             );
         }
         let (manifest, adapter, description) = self.check(manifest_text, component).await?;
-        let first_window = manifest.start.unwrap_or_else(|| {
-            let window = manifest.window;
-            window.start_of(window.bucket_of(crate::clock::now()))
-        });
+        let first_window = match manifest.start {
+            Some(start) => start,
+            // The window the install falls in, by the clock windows close by.
+            None => {
+                let window = manifest.window;
+                window.start_of(window.bucket_of(self.store.clock().await?))
+            }
+        };
         let installation = self
             .store
             .create_installation(NewInstallation {

@@ -44,14 +44,16 @@ impl Exports {
             if self.store.is_shared() {
                 self.requeue_interrupted(Interrupted::LeaseEnded).await;
             }
-            let queued = match self.store.clock().await {
-                Ok(now) => self.queue_closed_windows(now).await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = queued {
-                tracing::error!(%error, "cannot queue closed windows");
+            // One reading of the store's clock per tick: replicas agree on it.
+            match self.store.clock().await {
+                Ok(now) => {
+                    if let Err(error) = self.queue_closed_windows(now).await {
+                        tracing::error!(%error, "cannot queue closed windows");
+                    }
+                    self.start_claimed_runs(&slots, now).await;
+                }
+                Err(error) => tracing::error!(%error, "cannot read the store's clock"),
             }
-            self.start_claimed_runs(&slots).await;
             // What another replica removed or upgraded away is dropped here too.
             self.evict_unused_logged().await;
             // Wake on the tick, or early when a run finished or was requested.
@@ -113,11 +115,12 @@ impl Exports {
         }
     }
 
-    /// Starts claimed runs while there are free slots.
-    async fn start_claimed_runs(self: &Arc<Self>, slots: &Arc<Semaphore>) {
+    /// Starts runs that may start at `now` (the store's time) while there are
+    /// free slots.
+    async fn start_claimed_runs(self: &Arc<Self>, slots: &Arc<Semaphore>, now: DateTime<Utc>) {
         while let Ok(slot) = slots.clone().try_acquire_owned() {
             let lease = self.settings.lease;
-            let claimed = self.store.claim_run(crate::clock::now(), &self.holder, lease);
+            let claimed = self.store.claim_run(now, &self.holder, lease);
             let run = match claimed.await {
                 Ok(Some(run)) => run,
                 Ok(None) => return,
@@ -128,7 +131,7 @@ impl Exports {
             };
             let exports = self.clone();
             tokio::spawn(async move {
-                if let Err(error) = exports.execute(run).await {
+                if let Err(error) = exports.execute(run, now).await {
                     tracing::error!(error = format!("{error:#}"), "cannot record a run");
                 }
                 drop(slot);
