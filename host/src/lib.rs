@@ -19,7 +19,8 @@
 //!   sandbox (wasmtime): the `tally:billing` contract, the engine and its
 //!   compiled-component cache, per-run limits, and running an export.
 //! - [`exports`]: installing adapters from their manifests, and the
-//!   scheduler that runs each closed window once and publishes its documents.
+//!   scheduler that runs each closed window once and publishes its documents;
+//!   the one door the API goes through to installations, runs and documents.
 //! - [`auth`]: bearer tokens and roles (operator, tenant, reporter).
 //! - [`clock`]: this host's own clock (the store's is the one replicas
 //!   agree on), which tests can move.

@@ -10,11 +10,11 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{ExportSettings, Exports, Manifest};
+use super::{ExportSettings, Exports, LoadedInstallation};
 use crate::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
 use crate::adapters::host_usage::UsageAccess;
 use crate::adapters::run_export;
-use crate::adapters::sandbox::MAX_REASON_BYTES;
+use crate::store::exports::MAX_REASON_BYTES;
 use crate::store::exports::{
     FinishedAttempt, Installation, Run, RunEnd, RunFiguresRecord, RunLogRecord, StoredDocument,
 };
@@ -173,7 +173,10 @@ impl Exports {
             .installation_by_id(run.installation_id)
             .await?
             .context("the installation was removed")?;
-        let manifest = Manifest::parse(&installation.manifest)?;
+        let LoadedInstallation {
+            installation,
+            manifest,
+        } = self.load(installation)?;
         let adapter = self.loaded(&installation.component_sha256).await?;
         let mut usage = UsageAccess::new(
             self.store.clone(),
@@ -202,7 +205,7 @@ impl Exports {
                 &request,
                 &manifest.config_json,
                 usage,
-                manifest.allowed_outbound_hosts,
+                manifest.allowed_outbound_hosts.clone(),
                 &manifest.limits,
             )
         })

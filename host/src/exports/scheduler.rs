@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
 use super::windows::{SETTLE, windows_between};
-use super::{Exports, MAX_CONCURRENT_RUNS, Manifest};
+use super::{Exports, LoadedInstallation, MAX_CONCURRENT_RUNS};
 use crate::store::StoreError;
 use crate::store::exports::Interrupted;
 
@@ -66,14 +66,20 @@ impl Exports {
     /// after each enabled installation's watermark.
     pub async fn queue_closed_windows(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut queued = 0;
-        for installation in self.store.installations().await? {
+        let installations = self.store.installations().await?;
+        self.forget_manifests_except(&installations);
+        for installation in installations {
             if !installation.enabled {
                 continue;
             }
-            let manifest = match Manifest::parse(&installation.manifest) {
-                Ok(manifest) => manifest,
+            let name = installation.name.clone();
+            let LoadedInstallation {
+                installation,
+                manifest,
+            } = match self.load(installation) {
+                Ok(loaded) => loaded,
                 Err(error) => {
-                    tracing::error!(adapter = %installation.name, error = format!("{error:#}"), "stored manifest unreadable");
+                    tracing::error!(adapter = %name, %error, "stored manifest unreadable");
                     continue;
                 }
             };
