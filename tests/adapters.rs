@@ -83,6 +83,7 @@ impl Sandbox {
             self.host.store.clone(),
             self.host.store.meter_catalog().await.unwrap(),
             grant,
+            self.host.store.clock().await.unwrap(),
         );
         usage.cancelled = cancelled;
         let (engine, adapter, config) = (self.engine.clone(), adapter.clone(), config.to_string());

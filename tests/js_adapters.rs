@@ -280,6 +280,7 @@ impl Harness {
             self.host.store.clone(),
             self.host.store.meter_catalog().await.unwrap(),
             SubscriptionGrant::All,
+            self.host.store.clock().await.unwrap(),
         );
         let (engine, adapter, config) = (engine(), adapter(name), config.to_string());
         tokio::task::spawn_blocking(move || {

@@ -1,7 +1,8 @@
 //! Several tally replicas on one PostgreSQL database (the server named by
 //! `TALLY_TEST_POSTGRES`; these tests fail without it): ingest through any
-//! replica counts once, paging continues across replicas, and each export
-//! window runs once even when the replica running it is killed.
+//! replica counts once, paging continues across replicas, each export
+//! window runs once even when the replica running it is killed, and a
+//! replica whose own clock runs ahead keeps to the database's.
 
 use crate::support;
 
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Days, Utc};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::billing_api::{API_KEY, BillingApi, assert_billed};
 use support::database::TestDatabase;
@@ -303,6 +304,187 @@ async fn a_meter_added_through_one_replica_is_accepted_at_once_by_another_on_pos
     .await;
     assert_eq!(posted.status, StatusCode::OK, "{}", posted.body);
     assert_eq!(posted.counts(), (1, 0));
+}
+
+/// A replica whose own clock runs two hours ahead of the database's keeps to
+/// the database's clock: it serves no hour still being written, accepts no
+/// usage that ends in the database's future, runs no window the database has
+/// not closed, exports no window early, and starts an installation's windows
+/// at the database's hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_clock_runs_ahead_keeps_to_the_database_clock_on_postgres() {
+    let database = TestDatabase::create();
+    let url = database.url.clone();
+    let token = tally_ok(&["token", "create", "--database", &url, "--role", "operator"])
+        .trim()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tally.toml");
+    std::fs::write(&config, "[exports]\ntick = '100ms'\n").unwrap();
+    let ahead = Server::start_with_env(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "--database", &url],
+        &[(tally::clock::SKEW_VARIABLE, "2h")],
+    );
+    let base = ahead.base.as_str();
+    let client = reqwest::Client::new();
+    let db = connect(&url).await;
+    let time = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+
+    // The hour being written (by the database's clock) is not served.
+    let open = open_hour(&db).await;
+    let reply = client
+        .get(format!(
+            "{base}/subscriptions/p/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates?reportedStartTime={}&reportedEndTime={}&aggregationGranularity=Hourly&{API}",
+            time(open - chrono::Duration::hours(1)),
+            time(open + chrono::Duration::hours(1)),
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 400);
+    let body: Value = reply.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "RequestEndTimeIsInFuture", "{body}");
+
+    // Usage that ends an hour from now is refused.
+    let open = open_hour(&db).await;
+    let future = record(
+        "sub-1",
+        "e-future",
+        VM_METER,
+        1.0,
+        &time(open + chrono::Duration::hours(1)),
+        &time(open + chrono::Duration::hours(2)),
+    );
+    let reply = client
+        .post(format!("{base}/v1/usage"))
+        .bearer_auth(&token)
+        .json(&[future])
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status();
+    let body: Value = reply.json().await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("is in the future"), "{body}");
+
+    // An installation's first window is the database's hour.
+    let before = database_now(&db).await;
+    install(
+        base,
+        &token,
+        dir.path(),
+        &chargeback_manifest("latest", None),
+    );
+    let after = database_now(&db).await;
+    let latest = get_json(&client, &format!("{base}/v1/adapters/latest"), &token).await;
+    let watermark: DateTime<Utc> = latest["watermark"].as_str().unwrap().parse().unwrap();
+    assert!(
+        before - chrono::Duration::hours(1) < watermark && watermark <= after,
+        "first window {watermark}, the database's time between {before} and {after}"
+    );
+
+    // The scheduler exports the closed windows, and no later one.
+    let hour = hour_of(database_now(&db).await);
+    let first = hour - chrono::Duration::hours(3);
+    install(
+        base,
+        &token,
+        dir.path(),
+        &chargeback_manifest("past", Some(first)),
+    );
+    let started = Instant::now();
+    loop {
+        let past = get_json(&client, &format!("{base}/v1/adapters/past"), &token).await;
+        let watermark: DateTime<Utc> = past["watermark"].as_str().unwrap().parse().unwrap();
+        if watermark >= hour {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{past}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let runs = get_json(&client, &format!("{base}/v1/adapters/past/runs"), &token).await;
+    let now = database_now(&db).await;
+    for run in runs.as_array().unwrap() {
+        let end: DateTime<Utc> = run["windowEnd"].as_str().unwrap().parse().unwrap();
+        assert!(end <= now, "a window ending at {end} ran at {now}: {runs}");
+    }
+
+    // A run of the hour being written is refused.
+    let open = open_hour(&db).await;
+    let request =
+        json!({"from": open.to_rfc3339(), "to": (open + chrono::Duration::hours(1)).to_rfc3339()});
+    let reply = client
+        .post(format!("{base}/v1/adapters/past/runs"))
+        .bearer_auth(&token)
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status();
+    let body: Value = reply.json().await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("has not closed yet"), "{body}");
+}
+
+/// The database's time now.
+async fn database_now(db: &tokio_postgres::Client) -> DateTime<Utc> {
+    let ms: i64 = db
+        .query_one(
+            "SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    DateTime::from_timestamp_millis(ms).unwrap()
+}
+
+/// The start of the hour `t` is in.
+fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp() - t.timestamp().rem_euclid(3_600), 0).unwrap()
+}
+
+/// The hour being written by the database's clock, or the next one when less
+/// than a minute of it is left: it ends over a minute from now either way.
+async fn open_hour(db: &tokio_postgres::Client) -> DateTime<Utc> {
+    hour_of(database_now(db).await + chrono::Duration::minutes(1))
+}
+
+/// A chargeback adapter named `name`, on hourly windows from `start` (by
+/// default the window the install falls in), without lag.
+fn chargeback_manifest(name: &str, start: Option<DateTime<Utc>>) -> String {
+    let component = component_path("chargeback-csv");
+    let sha256: String = Sha256::digest(std::fs::read(&component).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let start = start.map_or_else(String::new, |start| {
+        format!("start = '{}'\n", start.to_rfc3339())
+    });
+    format!(
+        "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{sha256}'\n\
+         component = '{}'\n[schedule]\nwindow = 'hourly'\nlag = '0s'\n{start}\
+         [config]\ncurrency = 'EUR'\ngroup_by_tag = 'cost-center'\nrates = {{ '{VM_METER}' = 0.025 }}\n",
+        component.display(),
+    )
+}
+
+/// Installs `manifest` through the CLI.
+fn install(base: &str, token: &str, dir: &std::path::Path, manifest: &str) {
+    let file = dir.join("adapter.toml");
+    std::fs::write(&file, manifest).unwrap();
+    let installed = tally_ok(&[
+        "adapters",
+        "install",
+        file.to_str().unwrap(),
+        "--url",
+        base,
+        "--token",
+        token,
+    ]);
+    assert!(installed.starts_with("installed"), "{installed}");
 }
 
 fn billing_manifest(api: &BillingApi, start: DateTime<Utc>) -> String {

@@ -83,6 +83,7 @@ impl Harness {
             self.host.store.clone(),
             self.host.store.meter_catalog().await.unwrap(),
             SubscriptionGrant::All,
+            self.host.store.clock().await.unwrap(),
         );
         let (engine, adapter, config) = (
             self.engine.clone(),

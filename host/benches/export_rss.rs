@@ -294,7 +294,8 @@ async fn child(mode: &str, data: &Path) {
             }
         }
         "export" => {
-            let usage = UsageAccess::new(store.clone(), catalog, SubscriptionGrant::All);
+            let now = store.clock().await.unwrap();
+            let usage = UsageAccess::new(store.clone(), catalog, SubscriptionGrant::All, now);
             let request = ExportRequest {
                 run_id: "export-rss".into(),
                 window: Window {
@@ -615,7 +616,8 @@ async fn hostile_child(kind: &str, data: &Path) {
             } else {
                 (SubscriptionGrant::All, limits)
             };
-            let usage = UsageAccess::new(store.clone(), catalog, grant);
+            let now = store.clock().await.unwrap();
+            let usage = UsageAccess::new(store.clone(), catalog, grant, now);
             let request = ExportRequest {
                 run_id: "hostile-rss".into(),
                 window: Window {

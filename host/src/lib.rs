@@ -19,8 +19,11 @@
 //!   sandbox (wasmtime): the `tally:billing` contract, the engine and its
 //!   compiled-component cache, per-run limits, and running an export.
 //! - [`exports`]: installing adapters from their manifests, and the
-//!   scheduler that runs each closed window once and publishes its documents.
+//!   scheduler that runs each closed window once and publishes its documents;
+//!   the one door the API goes through to installations, runs and documents.
 //! - [`auth`]: bearer tokens and roles (operator, tenant, reporter).
+//! - [`clock`]: this host's own clock (the store's is the one replicas
+//!   agree on), which tests can move.
 //! - [`metrics`]: Prometheus counters and latencies.
 //! - [`config`]: the optional `tally.toml`.
 //! - [`text`]: cutting, checking and escaping text the host did not write.
@@ -30,6 +33,7 @@ pub mod adapters;
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod exports;
 pub mod metrics;

@@ -1,6 +1,7 @@
 //! Prometheus metrics: requests, latencies, ingest counts and export runs,
 //! served at `/metrics`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -12,8 +13,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-use crate::api::AppState;
 
 /// Labels of a request. Every value comes from a fixed set, so that no
 /// client can grow the registry: a standard method or `other`, a route
@@ -172,9 +171,10 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Middleware: counts and times every routed request. The route is the
-/// matched template (never the raw path), so labels stay a fixed set.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Middleware over `metrics`: counts and times every routed request. The
+/// route is the matched template (never the raw path), so labels stay a
+/// fixed set.
+pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -188,9 +188,8 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         route: route.clone(),
         status: response.status().as_u16(),
     };
-    state.metrics.requests.get_or_create(&labels).inc();
-    state
-        .metrics
+    metrics.requests.get_or_create(&labels).inc();
+    metrics
         .latency
         .get_or_create(&RouteLabels { route })
         .observe(started.elapsed().as_secs_f64());

@@ -51,11 +51,17 @@ impl Server {
 
     /// Starts with more arguments (e.g. `--config FILE`).
     pub fn start_with(data_dir: &Path, args: &[&str]) -> Server {
+        Self::start_with_env(data_dir, args, &[])
+    }
+
+    /// Starts with more arguments and environment variables.
+    pub fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(database_args(data_dir))
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

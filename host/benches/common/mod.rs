@@ -76,7 +76,8 @@ pub async fn export(
     request: &ExportRequest,
     config: &str,
 ) -> ExportOutcome {
-    let usage = UsageAccess::new(store.clone(), catalog.clone(), SubscriptionGrant::All);
+    let now = store.clock().await.expect("the store's clock");
+    let usage = UsageAccess::new(store.clone(), catalog.clone(), SubscriptionGrant::All, now);
     let (engine, adapter, request, config) = (
         engine.clone(),
         adapter.clone(),

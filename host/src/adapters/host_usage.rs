@@ -44,11 +44,13 @@ pub struct UsageAccess {
 }
 
 impl UsageAccess {
-    /// Access to `store` for a run starting now, on the current tokio runtime.
+    /// Access to `store` for a run starting at `now` (by the store's clock),
+    /// on the current tokio runtime.
     pub fn new(
         store: Arc<dyn Store>,
         catalog: Arc<MeterCatalog>,
         grant: SubscriptionGrant,
+        now: DateTime<Utc>,
     ) -> Self {
         UsageAccess {
             store,
@@ -56,7 +58,7 @@ impl UsageAccess {
             grant,
             runtime: tokio::runtime::Handle::current(),
             rows_read: 0,
-            now: Utc::now(),
+            now,
             store_failure: None,
             cancelled: Arc::default(),
         }

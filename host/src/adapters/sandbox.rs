@@ -75,27 +75,8 @@ pub struct Document {
     pub bytes: Vec<u8>,
 }
 
-/// One line of a run's log.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct LogLine {
-    /// `debug`, `info`, `warn`, `error`, or `stdout`/`stderr` for WASI output.
-    pub level: &'static str,
-    /// The line's text.
-    pub message: String,
-}
-
-impl LogLine {
-    /// The levels a line may have.
-    pub const LEVELS: [&'static str; 6] = ["debug", "info", "warn", "error", "stdout", "stderr"];
-
-    /// The level spelled `name` (a stored log read back); unknown names read as `info`.
-    pub fn level_named(name: &str) -> &'static str {
-        Self::LEVELS
-            .into_iter()
-            .find(|level| *level == name)
-            .unwrap_or("info")
-    }
-}
+/// One line of a run's log, as the store keeps it.
+pub use crate::store::exports::LogLine;
 
 /// What a kept log line costs beyond its text: the host's record of it.
 pub const LOG_LINE_OVERHEAD: usize = std::mem::size_of::<LogLine>();
@@ -340,9 +321,8 @@ impl RunClock {
 /// How often a host call that waits checks whether its run must stop.
 const CLOCK_TICK: Duration = Duration::from_millis(10);
 
-/// Longest failure reason kept with a run; longer ones are cut on a
-/// character boundary and marked.
-pub const MAX_REASON_BYTES: usize = 4 << 10;
+/// Longest failure reason kept with a run, as the store keeps it.
+pub use crate::store::exports::MAX_REASON_BYTES;
 /// Longest text of the adapter's (an error it returned) that a failure
 /// reason quotes: with the host's words around it, it stays under
 /// [`MAX_REASON_BYTES`].

@@ -17,8 +17,8 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorResponse};
 use super::exports::{RunView, run_view};
 use crate::auth::Role;
-use crate::exports::{Exports, InstallError, Manifest, manifest};
-use crate::store::exports::{AdapterDescription, Installation};
+use crate::exports::{InstallError, InstallationStatus, LoadedInstallation, manifest};
+use crate::store::exports::AdapterDescription;
 
 /// Largest install request: components from toolchains that embed an
 /// interpreter (Python, JavaScript) weigh tens of MiB.
@@ -64,12 +64,8 @@ pub async fn list_adapters(
     caller: Caller,
 ) -> Result<Json<Vec<InstallationView>>, ApiError> {
     caller.require(&[Role::Operator])?;
-    let exports = exports(&state)?;
-    let mut views = Vec::new();
-    for installation in state.store.installations().await? {
-        views.push(view(exports, &installation, false).await?);
-    }
-    Ok(Json(views))
+    let statuses = state.exports()?.statuses().await?;
+    Ok(Json(statuses.iter().map(|s| view(s, false)).collect()))
 }
 
 /// One installed adapter, with its manifest.
@@ -83,8 +79,9 @@ pub async fn show_adapter(
     Path(name): Path<String>,
 ) -> Result<Json<InstallationView>, ApiError> {
     caller.require(&[Role::Operator])?;
-    let installation = installation(&state, &name).await?;
-    Ok(Json(view(exports(&state)?, &installation, true).await?))
+    let exports = state.exports()?;
+    let installation = exports.installation(&name).await?.installation;
+    Ok(Json(view(&exports.status(installation).await?, true)))
 }
 
 /// Installs an adapter: `manifest` (TOML) and `component` (wasm) parts.
@@ -100,14 +97,14 @@ pub async fn install_adapter(
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<InstallationView>), ApiError> {
     caller.require(&[Role::Operator])?;
-    let exports = exports(&state)?;
+    let exports = state.exports()?;
     let (manifest, component) = read_parts(multipart).await?;
     let installed = exports
         .install(&manifest, component)
         .await
         .map_err(install_error)?;
-    let view = view(exports, &installed.installation, true).await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    let status = exports.status(installed.installation).await?;
+    Ok((StatusCode::CREATED, Json(view(&status, true))))
 }
 
 /// Upgrades an adapter (new manifest, new component or both); its runs,
@@ -126,13 +123,14 @@ pub async fn upgrade_adapter(
     multipart: Multipart,
 ) -> Result<Json<InstallationView>, ApiError> {
     caller.require(&[Role::Operator])?;
-    let exports = exports(&state)?;
+    let exports = state.exports()?;
     let (manifest, component) = read_parts(multipart).await?;
     let installed = exports
         .upgrade(&name, &manifest, component)
         .await
         .map_err(install_error)?;
-    Ok(Json(view(exports, &installed.installation, true).await?))
+    let status = exports.status(installed.installation).await?;
+    Ok(Json(view(&status, true)))
 }
 
 /// Enables an adapter: the scheduler runs its windows again.
@@ -168,14 +166,8 @@ async fn set_enabled(
     enabled: bool,
 ) -> Result<Json<InstallationView>, ApiError> {
     caller.require(&[Role::Operator])?;
-    let exports = exports(&state)?;
-    let installation = state
-        .store
-        .set_enabled(&name, enabled)
-        .await?
-        .ok_or_else(|| not_installed(&name))?;
-    exports.wake();
-    Ok(Json(view(exports, &installation, false).await?))
+    let status = state.exports()?.set_enabled(&name, enabled).await?;
+    Ok(Json(view(&status, false)))
 }
 
 /// Removes an adapter with its runs and documents.
@@ -189,55 +181,17 @@ pub async fn remove_adapter(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(&[Role::Operator])?;
-    if exports(&state)?.remove(&name).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(not_installed(&name))
-    }
+    state.exports()?.remove(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
-/// The host's exports, or 503 on a host built without them.
-pub(super) fn exports(state: &AppState) -> Result<&Exports, ApiError> {
-    state.exports.as_deref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "AdaptersUnavailable",
-            "This host does not run billing adapters.",
-        )
-    })
-}
-
-/// The installation named `name`, or 404.
-pub(super) async fn installation(state: &AppState, name: &str) -> Result<Installation, ApiError> {
-    state
-        .store
-        .installation(name)
-        .await?
-        .ok_or_else(|| not_installed(name))
-}
-
-pub(super) fn not_installed(name: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "AdapterNotFound",
-        format!("No adapter is installed as '{name}'."),
-    )
-}
-
-async fn view(
-    exports: &Exports,
-    installation: &Installation,
-    with_manifest: bool,
-) -> Result<InstallationView, ApiError> {
-    // Stored manifests passed these checks at install.
-    let manifest = Manifest::parse(&installation.manifest)
-        .map_err(|e| ApiError::from(crate::store::StoreError::Unavailable(e)))?;
-    let held_by = exports
-        .store
-        .holding_run(installation.id)
-        .await?
-        .map(|run| run_view(installation, &run));
-    Ok(InstallationView {
+/// An installation as the API shows it.
+fn view(status: &InstallationStatus, with_manifest: bool) -> InstallationView {
+    let LoadedInstallation {
+        installation,
+        manifest,
+    } = &status.loaded;
+    InstallationView {
         name: installation.name.clone(),
         enabled: installation.enabled,
         adapter: installation.description.clone(),
@@ -258,9 +212,12 @@ async fn view(
             .collect(),
         installed_at: installation.installed_at,
         updated_at: installation.updated_at,
-        held_by,
+        held_by: status
+            .held_by
+            .as_ref()
+            .map(|run| run_view(installation, run)),
         manifest: with_manifest.then(|| manifest::redact_secrets(&installation.manifest)),
-    })
+    }
 }
 
 /// The `manifest` and optional `component` parts of an install request.

@@ -18,22 +18,17 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::adapters::{exports, installation};
 use super::auth::Caller;
 use super::error::{ApiError, ErrorResponse};
-use crate::adapters::sandbox::LogLine;
 use crate::auth::Role;
-use crate::exports::Manifest;
-use crate::exports::documents::{Joining, concatenate};
-use crate::exports::windows;
-use crate::store::StoreError;
+use crate::exports::ExportsError;
+use crate::exports::documents::JoinedDocument;
+use crate::exports::runs::RunRecord;
 use crate::store::exports::{
-    DocumentInfo, Installation, Run, RunFiguresRecord, RunRequestOutcome, RunStatus,
+    DocumentInfo, Installation, LogLine, Run, RunFiguresRecord, RunRequestOutcome, RunStatus,
 };
 use crate::usage::time::{YEAR_RANGE, parse_time_or_date};
 
-/// Most windows one run request may cover (a year of hours is 8,760).
-pub const MAX_REQUESTED_WINDOWS: usize = 10_000;
 /// Runs listed by default, and at most.
 const DEFAULT_RUNS: usize = 100;
 const MAX_RUNS: usize = 1_000;
@@ -134,9 +129,10 @@ pub async fn list_runs(
     Query(query): Query<RunsQuery>,
 ) -> Result<Json<Vec<RunView>>, ApiError> {
     caller.require(&[Role::Operator])?;
-    let installation = installation(&state, &name).await?;
+    let exports = state.exports()?;
+    let installation = exports.installation(&name).await?.installation;
     let limit = query.limit.unwrap_or(DEFAULT_RUNS).clamp(1, MAX_RUNS);
-    let runs = state.store.runs(installation.id, limit).await?;
+    let runs = exports.runs(&installation, limit).await?;
     Ok(Json(
         runs.iter()
             .map(|run| run_view(&installation, run))
@@ -160,54 +156,19 @@ pub async fn request_runs(
     body: Result<Json<RunRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Vec<RequestedRun>>), ApiError> {
     caller.require(&[Role::Operator])?;
-    let exports = exports(&state)?;
+    let exports = state.exports()?;
     let Json(body) = body.map_err(|e| ApiError::bad_request("InvalidJson", e.body_text()))?;
-    let installation = installation(&state, &name).await?;
+    let loaded = exports.installation(&name).await?;
     let (from, to) = (
         time_or_date("from", &body.from)?,
         time_or_date("to", &body.to)?,
     );
-    if from >= to {
-        return Err(ApiError::invalid_property("to", "it must be after 'from'"));
-    }
-    if !installation.enabled {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "AdapterDisabled",
-            format!("Adapter '{name}' is disabled: enable it to run windows."),
-        ));
-    }
-    let manifest = stored_manifest(&installation)?;
-    let count = windows::window_count(manifest.window, from, to);
-    if count > MAX_REQUESTED_WINDOWS as i64 {
-        return Err(ApiError::invalid_property(
-            "to",
-            format!(
-                "the range covers {count} windows; at most {MAX_REQUESTED_WINDOWS} per request"
-            ),
-        ));
-    }
-    let windows = windows::windows_between(manifest.window, from, to, MAX_REQUESTED_WINDOWS);
-    // The scheduler's rule: closed, lag passed, last records committed.
-    if let Some((_, end)) = windows
-        .last()
-        .filter(|(_, end)| !windows::is_closed(*end, manifest.lag, Utc::now()))
-    {
-        return Err(ApiError::invalid_property(
-            "to",
-            format!(
-                "the last window of the range ends at {end}, and has not closed yet (lag {})",
-                humantime::format_duration(manifest.lag)
-            ),
-        ));
-    }
-    let requested = state.store.request_runs(installation.id, windows).await?;
-    exports.wake();
+    let requested = exports.request_runs(&loaded, from, to).await?;
     let views = requested
         .into_iter()
         .map(|(run, outcome)| RequestedRun {
             outcome,
-            run: run_view(&installation, &run),
+            run: run_view(&loaded.installation, &run),
         })
         .collect();
     Ok((StatusCode::ACCEPTED, Json(views)))
@@ -224,12 +185,13 @@ pub async fn show_run(
     Path((name, id)): Path<(String, i64)>,
 ) -> Result<Json<RunDetail>, ApiError> {
     caller.require(&[Role::Operator])?;
-    let installation = installation(&state, &name).await?;
-    let (run, log, documents) = state
-        .store
-        .run(installation.id, id)
-        .await?
-        .ok_or_else(|| not_found(format!("Adapter '{name}' has no run {id}.")))?;
+    let exports = state.exports()?;
+    let installation = exports.installation(&name).await?.installation;
+    let RunRecord {
+        run,
+        log,
+        documents,
+    } = exports.run(&installation, id).await?;
     let view = run_view(&installation, &run);
     let documents = documents
         .into_iter()
@@ -266,16 +228,9 @@ pub async fn run_document(
     Path((name, id, document)): Path<(String, i64, String)>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Operator])?;
-    let installation = installation(&state, &name).await?;
-    // The run must belong to this installation.
-    if state.store.run(installation.id, id).await?.is_none() {
-        return Err(not_found(format!("Adapter '{name}' has no run {id}.")));
-    }
-    let stored = state
-        .store
-        .run_document(id, &document)
-        .await?
-        .ok_or_else(|| not_found(format!("Run {id} has no document '{document}'.")))?;
+    let exports = state.exports()?;
+    let installation = exports.installation(&name).await?.installation;
+    let stored = exports.run_document(&installation, id, &document).await?;
     Ok(document_response(
         &stored.content_type,
         &document,
@@ -294,8 +249,9 @@ pub async fn list_documents(
     Path(name): Path<String>,
 ) -> Result<Json<Vec<String>>, ApiError> {
     caller.require(&[Role::Operator])?;
-    let installation = installation(&state, &name).await?;
-    Ok(Json(state.store.document_names(installation.id).await?))
+    let exports = state.exports()?;
+    let installation = exports.installation(&name).await?.installation;
+    Ok(Json(exports.document_names(&installation).await?))
 }
 
 /// One document over the succeeded runs whose windows start in `[from, to)`
@@ -314,7 +270,8 @@ pub async fn joined_document(
     Query(range): Query<RangeQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Operator])?;
-    let installation = installation(&state, &name).await?;
+    let exports = state.exports()?;
+    let installation = exports.installation(&name).await?.installation;
     let from = match &range.from {
         Some(text) => time_or_date("from", text)?,
         None => DateTime::<Utc>::MIN_UTC,
@@ -323,45 +280,14 @@ pub async fn joined_document(
         Some(text) => time_or_date("to", text)?,
         None => DateTime::<Utc>::MAX_UTC,
     };
-    let runs = state
-        .store
-        .published_runs(installation.id, &document, from, to)
+    let JoinedDocument { content_type, body } = exports
+        .joined_document(&installation, &document, from, to)
         .await?;
-    let Some(first) = runs.first() else {
-        if !state
-            .store
-            .document_names(installation.id)
-            .await?
-            .contains(&document)
-        {
-            return Err(not_found(format!(
-                "Adapter '{name}' has published no document '{document}'."
-            )));
-        }
-        return Ok(document_response("text/plain", &document, Body::empty()));
-    };
-    let content_type = state
-        .store
-        .run_document(first.id, &document)
-        .await?
-        .map(|d| d.content_type)
-        .unwrap_or_default();
-    let Some(joining) = Joining::of(&content_type) else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "NotJoinable",
-            format!(
-                "'{document}' is {content_type}, which does not join across runs; fetch it per run at /v1/adapters/{name}/runs/{{id}}/documents/{document}."
-            ),
-        ));
-    };
-    let body = Body::from_stream(concatenate(
-        state.store.clone(),
-        runs,
-        document.clone(),
-        joining,
-    ));
-    Ok(document_response(&content_type, &document, body))
+    Ok(document_response(
+        &content_type,
+        &document,
+        Body::from_stream(body),
+    ))
 }
 
 /// A run as the API shows it.
@@ -439,10 +365,6 @@ fn is_inline(content_type: &str) -> bool {
         .any(|safe| safe.eq_ignore_ascii_case(essence))
 }
 
-fn stored_manifest(installation: &Installation) -> Result<Manifest, ApiError> {
-    Manifest::parse(&installation.manifest).map_err(|e| StoreError::Unavailable(e).into())
-}
-
 /// A time (ISO 8601) or a date (`YYYY-MM-DD`, midnight UTC).
 fn time_or_date(property: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     parse_time_or_date(text).ok_or_else(|| {
@@ -453,6 +375,29 @@ fn time_or_date(property: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     })
 }
 
-fn not_found(message: String) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NotFound", message)
+/// The exports service's refusals, as the API answers them.
+impl From<ExportsError> for ApiError {
+    fn from(error: ExportsError) -> Self {
+        let message = error.to_string();
+        match error {
+            ExportsError::Store(error) => error.into(),
+            ExportsError::NotInstalled(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "AdapterNotFound", message)
+            }
+            ExportsError::NoRun { .. }
+            | ExportsError::NoRunDocument { .. }
+            | ExportsError::NoDocument { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "NotFound", message)
+            }
+            ExportsError::Disabled(_) => {
+                ApiError::new(StatusCode::CONFLICT, "AdapterDisabled", message)
+            }
+            ExportsError::InvalidRange { property, reason } => {
+                ApiError::invalid_property(property, reason)
+            }
+            ExportsError::NotJoinable { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "NotJoinable", message)
+            }
+        }
+    }
 }

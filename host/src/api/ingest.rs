@@ -80,8 +80,14 @@ pub async fn ingest_usage(
     let may_set_reported_time = caller.0.role == Role::Operator;
     let limits = state.settings.ingest_limits;
     let catalog = state.store.meter_catalog().await?;
-    let mut outcome =
-        validate_off_runtime(body.clone(), ndjson, catalog, may_set_reported_time, limits).await?;
+    // Usage may not end in the future of the clock that stamps reported times.
+    let now = state.store.clock().await?;
+    let checks = Checks {
+        now,
+        may_set_reported_time,
+        limits,
+    };
+    let mut outcome = validate_off_runtime(body.clone(), ndjson, catalog, checks).await?;
     // A meter added through another replica a moment ago: look again before refusing.
     if let Err(BatchError::Invalid {
         unknown_meter: true,
@@ -89,8 +95,7 @@ pub async fn ingest_usage(
     }) = outcome
     {
         let catalog = state.store.fresh_meter_catalog().await?;
-        outcome =
-            validate_off_runtime(body, ndjson, catalog, may_set_reported_time, limits).await?;
+        outcome = validate_off_runtime(body, ndjson, catalog, checks).await?;
     }
     let records = outcome.map_err(|error| {
         state.metrics.rejected_requests.inc();
@@ -127,22 +132,30 @@ fn is_ndjson(headers: &HeaderMap, body: &[u8]) -> bool {
     body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[')
 }
 
+/// What a request's records are checked against besides the meter catalog.
+#[derive(Debug, Clone, Copy)]
+struct Checks {
+    /// The store's time at the request.
+    now: DateTime<Utc>,
+    may_set_reported_time: bool,
+    limits: BatchLimits,
+}
+
 /// Parses and validates the body on the blocking pool: a large body takes
 /// CPU time that must not stall the async workers (and `/healthz`).
 async fn validate_off_runtime(
     body: Bytes,
     ndjson: bool,
     catalog: Arc<MeterCatalog>,
-    may_set_reported_time: bool,
-    limits: BatchLimits,
+    checks: Checks,
 ) -> Result<Result<Vec<UsageRecord>, BatchError>, ApiError> {
     tokio::task::spawn_blocking(move || {
         let ctx = ValidationContext {
             meters: &catalog,
-            now: Utc::now(),
-            may_set_reported_time,
+            now: checks.now,
+            may_set_reported_time: checks.may_set_reported_time,
         };
-        validate_body(&body, ndjson, &ctx, limits)
+        validate_body(&body, ndjson, &ctx, checks.limits)
     })
     .await
     .map_err(|error| {

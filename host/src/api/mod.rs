@@ -120,6 +120,17 @@ impl AppState {
             ..self
         }
     }
+
+    /// The host's exports, or 503 on a host built without them.
+    fn exports(&self) -> Result<&Exports, ApiError> {
+        self.exports.as_deref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "AdaptersUnavailable",
+                "This host does not run billing adapters.",
+            )
+        })
+    }
 }
 
 /// The OpenAPI document of this API.
@@ -288,7 +299,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.metrics.clone(),
             crate::metrics::track,
         ))
         .fallback(fallback)

@@ -89,7 +89,8 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir()?;
     let store = Arc::new(SqliteStore::open(scratch.path())?);
     let (first, last) = load_usage(&store, &args.usage).await?;
-    let now = Utc::now();
+    // The scratch store's clock: the host's own, this being one host offline.
+    let now = store.clock().await?;
     let start = match &args.from {
         Some(text) => {
             parse_time(text).ok_or_else(|| anyhow!("--from '{text}' is not an ISO-8601 time"))?
@@ -160,6 +161,7 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
         store.clone(),
         store.meter_catalog().await?,
         SubscriptionGrant::All,
+        now,
     );
     println!("window {start} .. {end} ({granularity:?})");
     let outcome = tokio::task::spawn_blocking(move || {
@@ -267,7 +269,7 @@ async fn load_usage(
     let catalog = store.meter_catalog().await?;
     let ctx = ValidationContext {
         meters: &catalog,
-        now: Utc::now(),
+        now: store.clock().await?,
         may_set_reported_time: true,
     };
     let mut bounds: Option<(DateTime<Utc>, DateTime<Utc>)> = None;

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::StatusCode;
 
@@ -179,7 +178,7 @@ impl Sink {
                 let catalog = store.meter_catalog().await?;
                 let ctx = ValidationContext {
                     meters: &catalog,
-                    now: Utc::now(),
+                    now: store.clock().await?,
                     may_set_reported_time: true,
                 };
                 // The host's checks and limits, on the same code path.

@@ -5,10 +5,72 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::Stream;
+use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt};
 
+use super::{Exports, ExportsError};
 use crate::store::Store;
-use crate::store::exports::Run;
+use crate::store::exports::{Installation, Run};
+
+/// A document joined over runs, ready to stream.
+pub struct JoinedDocument {
+    /// The content type of its pieces; `text/plain` when the range has none.
+    pub content_type: String,
+    /// Its bytes, one run at a time.
+    pub body: BoxStream<'static, Result<Bytes, std::io::Error>>,
+}
+
+impl Exports {
+    /// `document` of `installation` over its succeeded runs whose windows
+    /// start in `[from, to)`, in window order, each window by its latest
+    /// revision. Refused when the installation never published it, or when
+    /// its content type does not join.
+    pub async fn joined_document(
+        &self,
+        installation: &Installation,
+        document: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<JoinedDocument, ExportsError> {
+        let runs = self
+            .store
+            .published_runs(installation.id, document, from, to)
+            .await?;
+        let Some(first) = runs.first() else {
+            if !self
+                .document_names(installation)
+                .await?
+                .iter()
+                .any(|d| d == document)
+            {
+                return Err(ExportsError::NoDocument {
+                    adapter: installation.name.clone(),
+                    document: document.to_owned(),
+                });
+            }
+            return Ok(JoinedDocument {
+                content_type: "text/plain".into(),
+                body: futures_util::stream::empty().boxed(),
+            });
+        };
+        let content_type = self
+            .store
+            .run_document(first.id, document)
+            .await?
+            .map(|d| d.content_type)
+            .unwrap_or_default();
+        let Some(joining) = Joining::of(&content_type) else {
+            return Err(ExportsError::NotJoinable {
+                adapter: installation.name.clone(),
+                document: document.to_owned(),
+                content_type,
+            });
+        };
+        let body = concatenate(self.store.clone(), runs, document.to_owned(), joining).boxed();
+        Ok(JoinedDocument { content_type, body })
+    }
+}
 
 /// How the pieces of a document join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,6 @@
 //! Installing and upgrading adapters: every check happens before anything is
 //! stored, so a refused install leaves the host as it was.
 
-use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use super::{Exports, Manifest};
@@ -87,19 +86,22 @@ impl Exports {
         let _running = self.install_running();
         // The cheap refusal first: a taken name needs no compile (the
         // database still enforces it, should two installs race).
-        let name = Manifest::parse(manifest_text)
-            .map_err(InstallError::Manifest)?
-            .name;
-        if self.store.installation(&name).await?.is_some() {
+        let manifest = Manifest::parse(manifest_text).map_err(InstallError::Manifest)?;
+        if self.store.installation(&manifest.name).await?.is_some() {
+            let name = &manifest.name;
             return Err(
                 StoreError::Exists(format!("an adapter is already installed as '{name}'")).into(),
             );
         }
-        let (manifest, adapter, description) = self.check(manifest_text, component).await?;
-        let first_window = manifest.start.unwrap_or_else(|| {
-            let window = manifest.window;
-            window.start_of(window.bucket_of(Utc::now()))
-        });
+        let (manifest, adapter, description) = self.check(manifest, component).await?;
+        let first_window = match manifest.start {
+            Some(start) => start,
+            // The window the install falls in, by the clock windows close by.
+            None => {
+                let window = manifest.window;
+                window.start_of(window.bucket_of(self.store.clock().await?))
+            }
+        };
         let installation = self
             .store
             .create_installation(NewInstallation {
@@ -159,14 +161,14 @@ impl Exports {
                 existing.name
             )));
         }
-        let before = Manifest::parse(&existing.manifest).map_err(InstallError::Manifest)?;
+        let before = self.load(existing.clone())?.manifest;
         if before.window != manifest.window {
             return Err(InstallError::WindowChanged(format!(
                 "{:?} to {:?}",
                 before.window, manifest.window
             )));
         }
-        let (_, adapter, description) = self.check(manifest_text, component).await?;
+        let (_, adapter, description) = self.check(manifest, component).await?;
         let installation = self
             .store
             .upgrade_installation(NewInstallation {
@@ -186,14 +188,14 @@ impl Exports {
         })
     }
 
-    /// Every check of an install: manifest, pin, component, world, config.
-    /// Stores the component (content-addressed) once it passed.
+    /// Every check of an install past the manifest's parse: secrets, pin,
+    /// component, world, config. Stores the component (content-addressed)
+    /// once it passed.
     async fn check(
         &self,
-        manifest_text: &str,
+        manifest: Manifest,
         component: Option<Vec<u8>>,
     ) -> Result<(Manifest, LoadedAdapter, AdapterDescription), InstallError> {
-        let manifest = Manifest::parse(manifest_text).map_err(InstallError::Manifest)?;
         manifest
             .check_secrets_given()
             .map_err(InstallError::Manifest)?;

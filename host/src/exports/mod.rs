@@ -4,6 +4,10 @@
 //! - [`manifest`]: the installation manifest (TOML) and its checks.
 //! - [`installs`]: install, upgrade: the component pinned, checked against
 //!   the world and compiled, the config validated by the adapter.
+//! - [`installed`]: the installations with their manifests (parsed once per
+//!   version) and health; enable, disable, remove.
+//! - [`runs`]: run requests (the closed-window rule) and the listings of
+//!   runs and their documents.
 //! - [`scheduler`]: queues each closed window once its lag has passed and
 //!   runs queued windows, with retries and backoff.
 //! - [`runner`]: one attempt of one run, recorded with its documents,
@@ -11,11 +15,17 @@
 //! - [`windows`]: which windows a range covers, and when one is closed.
 //! - [`documents`]: a document concatenated over the succeeded runs of a
 //!   date range (one CSV header), for BI tools to refresh from.
+//!
+//! [`Exports`] is the one door to all of it: the API reaches installations,
+//! runs and documents through it, never through the store.
 
 pub mod documents;
+mod error;
+pub mod installed;
 pub mod installs;
 pub mod manifest;
 pub mod runner;
+pub mod runs;
 pub mod scheduler;
 pub mod windows;
 
@@ -30,6 +40,8 @@ use crate::adapters::{AdapterEngine, LoadedAdapter};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
+pub use error::ExportsError;
+pub use installed::{InstallationStatus, LoadedInstallation};
 pub use installs::InstallError;
 pub use manifest::Manifest;
 
@@ -111,6 +123,9 @@ pub struct Exports {
     /// Components compiled for the engine, by sha256: those installations
     /// use, and those installs in progress are checking.
     loaded: Mutex<HashMap<String, LoadedAdapter>>,
+    /// Manifests parsed so far, by installation id, with the text each was
+    /// parsed from (an upgrade stores another text).
+    manifests: Mutex<HashMap<i64, (String, Arc<Manifest>)>>,
     /// Installs and loads begun and still running: eviction waits for a quiet moment.
     installs: Arc<Mutex<InstallActivity>>,
     /// Turns of install-time calls ([`ExportSettings::install_calls`]).
@@ -134,6 +149,7 @@ impl Exports {
             settings,
             metrics: Arc::default(),
             loaded: Mutex::default(),
+            manifests: Mutex::default(),
             installs: Arc::default(),
             wake: Notify::new(),
             holder: holder_name(),
@@ -198,16 +214,6 @@ impl Exports {
             .collect();
         loaded.sort();
         loaded
-    }
-
-    /// Removes an installation with its runs and documents, then what no
-    /// installation uses any more. Whether it was installed.
-    pub async fn remove(&self, name: &str) -> Result<bool, StoreError> {
-        let removed = self.store.remove_installation(name).await?;
-        if removed {
-            self.evict_unused_logged().await;
-        }
-        Ok(removed)
     }
 
     /// Drops the loaded components and deletes the compiled artifacts that

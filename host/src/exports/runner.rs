@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{ExportSettings, Exports, Manifest};
+use super::{ExportSettings, Exports, LoadedInstallation};
 use crate::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
 use crate::adapters::host_usage::UsageAccess;
 use crate::adapters::run_export;
-use crate::adapters::sandbox::MAX_REASON_BYTES;
+use crate::store::exports::MAX_REASON_BYTES;
 use crate::store::exports::{
     FinishedAttempt, Installation, Run, RunEnd, RunFiguresRecord, RunLogRecord, StoredDocument,
 };
@@ -47,11 +47,12 @@ pub fn run_id(installation: &Installation, run: &Run) -> String {
 }
 
 impl Exports {
-    /// Runs a claimed run once and records how it ended.
-    pub async fn execute(&self, run: Run) -> anyhow::Result<()> {
+    /// Runs a run claimed at `claimed_at` (by the store's clock) once and
+    /// records how it ended.
+    pub async fn execute(&self, run: Run, claimed_at: DateTime<Utc>) -> anyhow::Result<()> {
         let cancelled = Arc::new(AtomicBool::new(false));
         let attempt = tokio::select! {
-            attempt = self.attempt(&run, cancelled.clone()) => attempt,
+            attempt = self.attempt(&run, claimed_at, cancelled.clone()) => attempt,
             never = self.keep_leased(&run, &cancelled) => match never {},
         };
         let attempt = match attempt {
@@ -59,7 +60,12 @@ impl Exports {
             // The host could not even start the adapter (store or component
             // trouble): worth another try.
             Err(error) => FinishedAttempt {
-                end: retry_or_fail(&self.settings, &run, format!("{error:#}")),
+                end: retry_or_fail(
+                    &self.settings,
+                    &run,
+                    format!("{error:#}"),
+                    self.store_now(claimed_at).await,
+                ),
                 figures: RunFiguresRecord::default(),
                 log: RunLogRecord::default(),
             },
@@ -78,7 +84,7 @@ impl Exports {
                 // fail too, the lease ends and the run is queued again.
                 let reason = format!("recording the run's outcome failed: {error}");
                 let fallback = FinishedAttempt {
-                    end: retry_or_fail(&self.settings, &run, reason),
+                    end: retry_or_fail(&self.settings, &run, reason, claimed_at),
                     figures: figures.clone(),
                     log: RunLogRecord::default(),
                 };
@@ -150,9 +156,16 @@ impl Exports {
         }
     }
 
+    /// The store's time now (what retries are timed by, since every replica
+    /// claims by it), or `claimed_at` should the store not answer.
+    async fn store_now(&self, claimed_at: DateTime<Utc>) -> DateTime<Utc> {
+        self.store.clock().await.unwrap_or(claimed_at)
+    }
+
     async fn attempt(
         &self,
         run: &Run,
+        claimed_at: DateTime<Utc>,
         cancelled: Arc<AtomicBool>,
     ) -> anyhow::Result<FinishedAttempt> {
         let installation = self
@@ -160,14 +173,17 @@ impl Exports {
             .installation_by_id(run.installation_id)
             .await?
             .context("the installation was removed")?;
-        let manifest = Manifest::parse(&installation.manifest)?;
+        let LoadedInstallation {
+            installation,
+            manifest,
+        } = self.load(installation)?;
         let adapter = self.loaded(&installation.component_sha256).await?;
         let mut usage = UsageAccess::new(
             self.store.clone(),
             self.store.meter_catalog().await?,
             manifest.grant.clone(),
+            self.store.clock().await?,
         );
-        usage.now = self.store.clock().await?;
         usage.cancelled = cancelled;
         let request = ExportRequest {
             run_id: run_id(&installation, run),
@@ -189,7 +205,7 @@ impl Exports {
                 &request,
                 &manifest.config_json,
                 usage,
-                manifest.allowed_outbound_hosts,
+                manifest.allowed_outbound_hosts.clone(),
                 &manifest.limits,
             )
         })
@@ -222,7 +238,8 @@ impl Exports {
                     .collect(),
             },
             Err(failure) if failure.is_transient() => {
-                retry_or_fail(&self.settings, run, failure.to_string())
+                let now = self.store_now(claimed_at).await;
+                retry_or_fail(&self.settings, run, failure.to_string(), now)
             }
             Err(failure) => RunEnd::Failed {
                 reason: truncate(&failure.to_string(), MAX_REASON_BYTES).into_owned(),
@@ -232,9 +249,14 @@ impl Exports {
     }
 }
 
-/// A transient failure: retried after a doubling wait, until the attempts run
-/// out. The reason is cut to what a run keeps.
-fn retry_or_fail(settings: &ExportSettings, run: &Run, reason: String) -> RunEnd {
+/// A transient failure at `now`: retried after a doubling wait, until the
+/// attempts run out. The reason is cut to what a run keeps.
+fn retry_or_fail(
+    settings: &ExportSettings,
+    run: &Run,
+    reason: String,
+    now: DateTime<Utc>,
+) -> RunEnd {
     // Room for the words added when the attempts run out.
     let reason = truncate(&reason, MAX_REASON_BYTES - 64).into_owned();
     if run.attempts >= settings.max_attempts {
@@ -244,7 +266,7 @@ fn retry_or_fail(settings: &ExportSettings, run: &Run, reason: String) -> RunEnd
     }
     RunEnd::Retry {
         reason,
-        at: Utc::now() + backoff(settings, run.attempts),
+        at: now + backoff(settings, run.attempts),
     }
 }
 

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
 use super::windows::{SETTLE, windows_between};
-use super::{Exports, MAX_CONCURRENT_RUNS, Manifest};
+use super::{Exports, LoadedInstallation, MAX_CONCURRENT_RUNS};
 use crate::store::StoreError;
 use crate::store::exports::Interrupted;
 
@@ -44,14 +44,16 @@ impl Exports {
             if self.store.is_shared() {
                 self.requeue_interrupted(Interrupted::LeaseEnded).await;
             }
-            let queued = match self.store.clock().await {
-                Ok(now) => self.queue_closed_windows(now).await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = queued {
-                tracing::error!(%error, "cannot queue closed windows");
+            // One reading of the store's clock per tick: replicas agree on it.
+            match self.store.clock().await {
+                Ok(now) => {
+                    if let Err(error) = self.queue_closed_windows(now).await {
+                        tracing::error!(%error, "cannot queue closed windows");
+                    }
+                    self.start_claimed_runs(&slots, now).await;
+                }
+                Err(error) => tracing::error!(%error, "cannot read the store's clock"),
             }
-            self.start_claimed_runs(&slots).await;
             // What another replica removed or upgraded away is dropped here too.
             self.evict_unused_logged().await;
             // Wake on the tick, or early when a run finished or was requested.
@@ -64,14 +66,20 @@ impl Exports {
     /// after each enabled installation's watermark.
     pub async fn queue_closed_windows(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut queued = 0;
-        for installation in self.store.installations().await? {
+        let installations = self.store.installations().await?;
+        self.forget_manifests_except(&installations);
+        for installation in installations {
             if !installation.enabled {
                 continue;
             }
-            let manifest = match Manifest::parse(&installation.manifest) {
-                Ok(manifest) => manifest,
+            let name = installation.name.clone();
+            let LoadedInstallation {
+                installation,
+                manifest,
+            } = match self.load(installation) {
+                Ok(loaded) => loaded,
                 Err(error) => {
-                    tracing::error!(adapter = %installation.name, error = format!("{error:#}"), "stored manifest unreadable");
+                    tracing::error!(adapter = %name, %error, "stored manifest unreadable");
                     continue;
                 }
             };
@@ -113,11 +121,12 @@ impl Exports {
         }
     }
 
-    /// Starts claimed runs while there are free slots.
-    async fn start_claimed_runs(self: &Arc<Self>, slots: &Arc<Semaphore>) {
+    /// Starts runs that may start at `now` (the store's time) while there are
+    /// free slots.
+    async fn start_claimed_runs(self: &Arc<Self>, slots: &Arc<Semaphore>, now: DateTime<Utc>) {
         while let Ok(slot) = slots.clone().try_acquire_owned() {
             let lease = self.settings.lease;
-            let claimed = self.store.claim_run(Utc::now(), &self.holder, lease);
+            let claimed = self.store.claim_run(now, &self.holder, lease);
             let run = match claimed.await {
                 Ok(Some(run)) => run,
                 Ok(None) => return,
@@ -128,7 +137,7 @@ impl Exports {
             };
             let exports = self.clone();
             tokio::spawn(async move {
-                if let Err(error) = exports.execute(run).await {
+                if let Err(error) = exports.execute(run, now).await {
                     tracing::error!(error = format!("{error:#}"), "cannot record a run");
                 }
                 drop(slot);

@@ -13,7 +13,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::adapters::sandbox::LogLine;
 use crate::exports::manifest::redact_secrets;
 use crate::store::StoreError;
 
@@ -169,6 +168,32 @@ impl Run {
     /// Whether this run replaces an earlier export of its window.
     pub fn is_correction(&self) -> bool {
         self.revision > 0
+    }
+}
+
+/// Longest failure reason kept with a run; longer ones are cut on a
+/// character boundary and marked.
+pub const MAX_REASON_BYTES: usize = 4 << 10;
+
+/// One line of a run's log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogLine {
+    /// `debug`, `info`, `warn`, `error`, or `stdout`/`stderr` for WASI output.
+    pub level: &'static str,
+    /// The line's text.
+    pub message: String,
+}
+
+impl LogLine {
+    /// The levels a line may have.
+    pub const LEVELS: [&'static str; 6] = ["debug", "info", "warn", "error", "stdout", "stderr"];
+
+    /// The level spelled `name` (a stored log read back); unknown names read as `info`.
+    pub fn level_named(name: &str) -> &'static str {
+        Self::LEVELS
+            .into_iter()
+            .find(|level| *level == name)
+            .unwrap_or("info")
     }
 }
 
@@ -404,7 +429,7 @@ pub(crate) const INSTALLATION_COLUMNS: &str = "id, name, uid, manifest, componen
 /// column of `run_documents`, the one table runs are joined with).
 ///
 /// The failure reason is cut by the database, so no listing ever reads more
-/// than [`MAX_REASON_BYTES`](crate::adapters::sandbox::MAX_REASON_BYTES) +
+/// than [`MAX_REASON_BYTES`] +
 /// 64 bytes of one: reasons are cut to that bound (and marked) before they
 /// are stored, but an older
 /// version stored them whole. Such a reason is served as its first 1,024
@@ -470,7 +495,6 @@ pub(crate) fn decode_log(text: &str) -> anyhow::Result<RunLogRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::sandbox::MAX_REASON_BYTES;
 
     #[test]
     fn debug_output_redacts_manifest_secrets() {

@@ -243,7 +243,7 @@ impl Store for SqliteStore {
     async fn create_token(&self, token: NewToken) -> Result<i64, StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction()?;
-            let now = Utc::now();
+            let now = crate::clock::now();
             for subscription in &token.subscriptions {
                 writer::subscription_key(&tx, subscription, now)?;
             }
@@ -294,7 +294,7 @@ impl Store for SqliteStore {
     }
 
     async fn clock(&self) -> Result<chrono::DateTime<Utc>, StoreError> {
-        Ok(Utc::now()) // one host, one clock
+        Ok(crate::clock::now()) // one host, one clock
     }
 
     async fn health(&self) -> Result<(), StoreError> {

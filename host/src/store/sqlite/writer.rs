@@ -133,7 +133,7 @@ fn run(
 }
 
 fn commit_group(conn: &mut Connection, caches: &mut Caches, group: Vec<IngestJob>) {
-    let now = Utc::now();
+    let now = crate::clock::now();
     let outcome = (|| -> anyhow::Result<Vec<Result<IngestReceipt, StoreError>>> {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(group.len());

@@ -1,0 +1,58 @@
+//! What the exports service refuses, besides installs and upgrades
+//! ([`super::InstallError`]).
+
+use chrono::{DateTime, Utc};
+
+use crate::store::StoreError;
+
+/// A refused request about installations, runs or documents.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportsError {
+    /// No adapter is installed under this name.
+    #[error("No adapter is installed as '{0}'.")]
+    NotInstalled(String),
+    /// The adapter has no run with this id.
+    #[error("Adapter '{adapter}' has no run {run}.")]
+    NoRun { adapter: String, run: i64 },
+    /// The run has no document with this name.
+    #[error("Run {run} has no document '{document}'.")]
+    NoRunDocument { run: i64, document: String },
+    /// The adapter never published a document with this name.
+    #[error("Adapter '{adapter}' has published no document '{document}'.")]
+    NoDocument { adapter: String, document: String },
+    /// Runs were requested of a disabled adapter.
+    #[error("Adapter '{0}' is disabled: enable it to run windows.")]
+    Disabled(String),
+    /// The requested range is not one the service runs: `property` says
+    /// which bound is wrong, `reason` why.
+    #[error("The property '{property}' is invalid: {reason}.")]
+    InvalidRange {
+        property: &'static str,
+        reason: String,
+    },
+    /// The document's content type does not join across runs.
+    #[error(
+        "'{document}' is {content_type}, which does not join across runs; fetch it per run at /v1/adapters/{adapter}/runs/{{id}}/documents/{document}."
+    )]
+    NotJoinable {
+        adapter: String,
+        document: String,
+        content_type: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ExportsError {
+    /// A range whose last window ends at `end` and has not closed yet.
+    pub(crate) fn not_closed(end: DateTime<Utc>, lag: std::time::Duration) -> Self {
+        ExportsError::InvalidRange {
+            property: "to",
+            reason: format!(
+                "the last window of the range ends at {end}, and has not closed yet (lag {})",
+                humantime::format_duration(lag)
+            ),
+        }
+    }
+}
