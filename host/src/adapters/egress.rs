@@ -201,21 +201,33 @@ impl reqwest::dns::Resolve for OutsideOnly {
         let ip_literals = self.ip_literals.clone();
         Box::pin(async move {
             let name = name.as_str().to_owned();
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
-            let (kept, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = found
-                .into_iter()
-                .partition(|a| !is_internal(a.ip()) || ip_literals.contains(&a.ip()));
-            if kept.is_empty() && !refused.is_empty() {
-                let addresses = refused.iter().map(|a| a.ip().to_string());
-                return Err(Box::new(InternalAddress {
-                    name,
-                    addresses: addresses.collect::<Vec<_>>().join(", "),
-                }) as _);
-            }
+            let found = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let kept = reachable(name, found, &ip_literals)?;
             Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
         })
     }
+}
+
+/// The addresses `name` resolved to (`found`) that `send` may reach: those
+/// outside the host and its cloud, and the internal ones `ip_literals`
+/// allow. A name whose every answer is refused is an error that says so
+/// (rather than an empty answer, which reads as "not found").
+fn reachable(
+    name: String,
+    found: Vec<SocketAddr>,
+    ip_literals: &[IpAddr],
+) -> Result<Vec<SocketAddr>, InternalAddress> {
+    let (kept, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = found
+        .into_iter()
+        .partition(|a| !is_internal(a.ip()) || ip_literals.contains(&a.ip()));
+    if kept.is_empty() && !refused.is_empty() {
+        let addresses = refused.iter().map(|a| a.ip().to_string());
+        return Err(InternalAddress {
+            name,
+            addresses: addresses.collect::<Vec<_>>().join(", "),
+        });
+    }
+    Ok(kept)
 }
 
 impl RunState {
@@ -252,10 +264,77 @@ fn send(
     clock: &RunClock,
     request: OutboundRequest,
 ) -> Result<OutboundResponse, Refusal> {
+    let Checked {
+        method,
+        url,
+        mut headers,
+    } = check_request(&egress.allowed, egress.sent, &request)?;
+    egress.sent += 1;
+    let key = format!("{}.{}", egress.run_id, egress.sent);
+    headers.insert(
+        IDEMPOTENCY_KEY,
+        HeaderValue::try_from(key)
+            .map_err(|_| Refusal::Failed("the run id is not ASCII".into()))?,
+    );
+    let timeout = REQUEST_TIMEOUT.min(egress.deadline.saturating_duration_since(Instant::now()));
+    let call = egress
+        .client
+        .request(method, url)
+        .headers(headers)
+        .body(request.body)
+        .send();
+    let answered = clock.block_on(&egress.runtime, async {
+        let exchange = async {
+            let mut response = call.await.map_err(transport)?;
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+                .collect();
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(transport)? {
+                append_capped(&mut body, &chunk)?;
+            }
+            Ok(OutboundResponse {
+                status,
+                headers,
+                body,
+            })
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Refusal::Timeout(format!(
+                    "no complete answer within {timeout:?}"
+                )))
+            })
+    });
+    answered.unwrap_or_else(|stop| Err(Refusal::Stopped(stop)))
+}
+
+/// A request that passed [`check_request`], ready to go out.
+#[derive(Debug)]
+struct Checked {
+    method: reqwest::Method,
+    url: url::Url,
+    /// The adapter's headers, without the idempotency key.
+    headers: HeaderMap,
+}
+
+/// The policy of `send`, before anything leaves the host: an allowed
+/// origin, no credentials in the URL, the run's request cap (`sent` made
+/// so far), the body cap, an allowed method, the header caps, and no header
+/// that belongs to the host or the connection.
+fn check_request(
+    allowed: &[AllowedOrigin],
+    sent: u64,
+    request: &OutboundRequest,
+) -> Result<Checked, Refusal> {
     let url = url::Url::parse(&request.url)
         .map_err(|e| Refusal::NotAllowed(format!("'{}' is not a URL: {e}", request.url)))?;
     let origin = url.origin();
-    if !egress.allowed.iter().any(|allowed| allowed.0 == origin) {
+    if !allowed.iter().any(|allowed| allowed.0 == origin) {
         return Err(Refusal::NotAllowed(format!(
             "{} is not in this installation's allowed_outbound_hosts",
             origin.ascii_serialization()
@@ -268,7 +347,7 @@ fn send(
             "credentials in the URL are not sent: set an Authorization header instead".into(),
         ));
     }
-    if egress.sent >= MAX_REQUESTS {
+    if sent >= MAX_REQUESTS {
         return Err(Refusal::LimitReached(
             MAX_REQUESTS,
             format!("the run's cap of {MAX_REQUESTS} requests is reached"),
@@ -316,51 +395,21 @@ fn send(
             .map_err(|_| Refusal::Failed(format!("the value of '{name}' is not a header value")))?;
         headers.append(name, value);
     }
-    egress.sent += 1;
-    let key = format!("{}.{}", egress.run_id, egress.sent);
-    headers.insert(
-        IDEMPOTENCY_KEY,
-        HeaderValue::try_from(key)
-            .map_err(|_| Refusal::Failed("the run id is not ASCII".into()))?,
-    );
-    let timeout = REQUEST_TIMEOUT.min(egress.deadline.saturating_duration_since(Instant::now()));
-    let call = egress
-        .client
-        .request(method, url)
-        .headers(headers)
-        .body(request.body)
-        .send();
-    let answered = clock.block_on(&egress.runtime, async {
-        let exchange = async {
-            let mut response = call.await.map_err(transport)?;
-            let status = response.status().as_u16();
-            let headers = response
-                .headers()
-                .iter()
-                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
-                .collect();
-            let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(transport)? {
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(Refusal::TooLarge(MAX_BODY_BYTES as u64));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(OutboundResponse {
-                status,
-                headers,
-                body,
-            })
-        };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Refusal::Timeout(format!(
-                    "no complete answer within {timeout:?}"
-                )))
-            })
-    });
-    answered.unwrap_or_else(|stop| Err(Refusal::Stopped(stop)))
+    Ok(Checked {
+        method,
+        url,
+        headers,
+    })
+}
+
+/// Adds a chunk of an answer to `body`, refusing an answer over
+/// [`MAX_BODY_BYTES`] as soon as it passes them.
+fn append_capped(body: &mut Vec<u8>, chunk: &[u8]) -> Result<(), Refusal> {
+    if body.len() + chunk.len() > MAX_BODY_BYTES {
+        return Err(Refusal::TooLarge(MAX_BODY_BYTES as u64));
+    }
+    body.extend_from_slice(chunk);
+    Ok(())
 }
 
 /// A `send-error`, with the reason logged for refusals.
@@ -416,13 +465,26 @@ mod tests {
 
     use super::*;
 
+    /// An empty 200 answer.
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
     /// A loopback HTTP server that answers 200 to every request and counts
     /// the connections it accepted.
     fn server() -> (u16, Arc<AtomicUsize>) {
+        let (port, accepted, _heads) = server_answering(OK.to_vec());
+        (port, accepted)
+    }
+
+    /// A loopback HTTP server that gives `answer` to every request, counts
+    /// the connections it accepted and passes on each request's head.
+    fn server_answering(
+        answer: Vec<u8>,
+    ) -> (u16, Arc<AtomicUsize>, std::sync::mpsc::Receiver<String>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
+        let (heads, received) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for mut stream in listener.incoming().flatten() {
                 counter.fetch_add(1, Ordering::SeqCst);
@@ -434,12 +496,11 @@ mod tests {
                         Ok(n) => request.extend_from_slice(&buf[..n]),
                     }
                 }
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
+                let _ = heads.send(String::from_utf8_lossy(&request).into_owned());
+                let _ = stream.write_all(&answer);
             }
         });
-        (port, accepted)
+        (port, accepted, received)
     }
 
     fn egress_to(runtime: &tokio::runtime::Runtime, allowed: &[String]) -> Egress {
@@ -616,5 +677,352 @@ mod tests {
         .unwrap();
         assert_eq!(response.status, 200);
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    fn request(method: &str, url: &str, headers: &[(&str, &str)], body: usize) -> OutboundRequest {
+        OutboundRequest {
+            method: method.into(),
+            url: url.into(),
+            headers: (headers.iter())
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            body: vec![b'x'; body],
+        }
+    }
+
+    fn origins(texts: &[&str]) -> Vec<AllowedOrigin> {
+        texts
+            .iter()
+            .map(|o| AllowedOrigin::parse(o).unwrap())
+            .collect()
+    }
+
+    /// `check_request` on a GET of `url` with `headers`, allowed the
+    /// billing API's origin and a loopback literal.
+    fn check(url: &str, headers: &[(&str, &str)]) -> Result<Checked, Refusal> {
+        let allowed = origins(&["https://billing.example.com", "http://127.0.0.1:9000"]);
+        check_request(&allowed, 0, &request("GET", url, headers, 0))
+    }
+
+    #[test]
+    fn an_allowed_origin_is_a_scheme_host_and_port_and_nothing_else() {
+        let written = [
+            (
+                "HTTPS://Billing.Example.COM:443/",
+                "https://billing.example.com",
+            ),
+            ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+        ];
+        for (text, shown) in written {
+            assert_eq!(AllowedOrigin::parse(text).unwrap().to_string(), shown);
+        }
+        let refused = [
+            ("billing.example.com", "not an origin"),
+            ("file:///etc/passwd", "only http and https"),
+            ("https://billing.example.com/?all=1", "without path"),
+            (
+                "https://user@billing.example.com",
+                "without path or credentials",
+            ),
+        ];
+        for (text, expected) in refused {
+            let error = AllowedOrigin::parse(text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn only_urls_of_an_allowed_origin_are_sent() {
+        for url in [
+            "https://billing.example.com/v1/lines?page=2",
+            "https://BILLING.example.com:443/v1",
+            "http://127.0.0.1:9000/",
+        ] {
+            let checked = check(url, &[]).unwrap_or_else(|r| panic!("{url}: {r:?}"));
+            assert_eq!(checked.url.as_str(), url::Url::parse(url).unwrap().as_str());
+        }
+        for url in [
+            "http://billing.example.com/v1",
+            "https://billing.example.com:8443/v1",
+            "https://api.billing.example.com/v1",
+            "https://billing.example.com.example.net/v1",
+            "http://127.0.0.1:9001/",
+            "http://localhost:9000/",
+            "http://[::ffff:127.0.0.1]:9000/",
+        ] {
+            let refusal = check(url, &[]).unwrap_err();
+            assert!(
+                matches!(&refusal, Refusal::NotAllowed(r) if r.contains("allowed_outbound_hosts")),
+                "{url}: {refusal:?}"
+            );
+        }
+        let refusal = check("/v1/lines", &[]).unwrap_err();
+        assert!(
+            matches!(&refusal, Refusal::NotAllowed(r) if r.contains("is not a URL")),
+            "{refusal:?}"
+        );
+    }
+
+    #[test]
+    fn a_user_name_or_a_password_alone_in_the_url_is_refused_too() {
+        for url in [
+            "https://user@billing.example.com/v1",
+            "https://:secret@billing.example.com/v1",
+        ] {
+            let refusal = check(url, &[]).unwrap_err();
+            assert!(
+                matches!(&refusal, Refusal::NotAllowed(r) if r.contains("credentials")),
+                "{url}: {refusal:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_usual_methods_are_sent_in_any_case_and_no_others() {
+        let allowed = origins(&["https://billing.example.com"]);
+        let url = "https://billing.example.com/v1";
+        for (method, sent) in [
+            ("get", reqwest::Method::GET),
+            ("Post", reqwest::Method::POST),
+            ("PUT", reqwest::Method::PUT),
+            ("patch", reqwest::Method::PATCH),
+            ("DELETE", reqwest::Method::DELETE),
+        ] {
+            let checked = check_request(&allowed, 0, &request(method, url, &[], 0)).unwrap();
+            assert_eq!(checked.method, sent);
+        }
+        for method in ["HEAD", "OPTIONS", "CONNECT", "TRACE", ""] {
+            let refusal = check_request(&allowed, 0, &request(method, url, &[], 0)).unwrap_err();
+            assert!(
+                matches!(&refusal, Refusal::NotAllowed(r) if r.contains("method")),
+                "{method}: {refusal:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_run_sends_at_most_its_cap_of_requests() {
+        let allowed = origins(&["https://billing.example.com"]);
+        let post = request("POST", "https://billing.example.com/v1", &[], 10);
+        check_request(&allowed, MAX_REQUESTS - 1, &post).unwrap();
+        let refusal = check_request(&allowed, MAX_REQUESTS, &post).unwrap_err();
+        assert!(
+            matches!(refusal, Refusal::LimitReached(10_000, _)),
+            "{refusal:?}"
+        );
+        // The adapter learns the cap itself.
+        assert!(matches!(
+            SendError::from(refusal),
+            SendError::LimitReached(10_000)
+        ));
+    }
+
+    #[test]
+    fn request_and_answer_bodies_are_capped_at_one_mib() {
+        let allowed = origins(&["https://billing.example.com"]);
+        let url = "https://billing.example.com/v1";
+        check_request(&allowed, 0, &request("POST", url, &[], MAX_BODY_BYTES)).unwrap();
+        let refusal =
+            check_request(&allowed, 0, &request("POST", url, &[], MAX_BODY_BYTES + 1)).unwrap_err();
+        assert!(
+            matches!(refusal, Refusal::TooLarge(1_048_576)),
+            "{refusal:?}"
+        );
+
+        let mut body = Vec::new();
+        append_capped(&mut body, &vec![0; MAX_BODY_BYTES - 1]).unwrap();
+        append_capped(&mut body, &[1]).unwrap();
+        let refusal = append_capped(&mut body, &[2]).unwrap_err();
+        assert!(
+            matches!(refusal, Refusal::TooLarge(1_048_576)),
+            "{refusal:?}"
+        );
+        assert_eq!(body.len(), MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn the_header_caps_hold_to_the_byte() {
+        let allowed = origins(&["https://billing.example.com"]);
+        let url = "https://billing.example.com/v1";
+        let names: Vec<String> = (0..=MAX_HEADERS).map(|i| format!("x-h{i:03}")).collect();
+        let headers = |count: usize, value: &str| -> OutboundRequest {
+            let headers: Vec<(&str, &str)> =
+                names[..count].iter().map(|n| (n.as_str(), value)).collect();
+            request("GET", url, &headers, 0)
+        };
+        check_request(&allowed, 0, &headers(MAX_HEADERS, "v")).unwrap();
+        let refusal = check_request(&allowed, 0, &headers(MAX_HEADERS + 1, "v")).unwrap_err();
+        assert!(matches!(refusal, Refusal::NotAllowed(_)), "{refusal:?}");
+
+        // Names of 6 bytes: a value of the rest of the allowance, then one byte more.
+        let value = "v".repeat(MAX_HEADER_BYTES - 6);
+        check_request(&allowed, 0, &headers(1, &value)).unwrap();
+        let refusal = check_request(&allowed, 0, &headers(1, &format!("{value}v"))).unwrap_err();
+        assert!(matches!(refusal, Refusal::TooLarge(16_384)), "{refusal:?}");
+    }
+
+    #[test]
+    fn headers_of_the_host_or_the_connection_are_refused_in_any_case() {
+        for name in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "Connection",
+            "Upgrade",
+            "TE",
+            "Keep-Alive",
+            "Proxy-Authorization",
+            "proxy-connection",
+        ] {
+            let refusal = check("https://billing.example.com/v1", &[(name, "x")]).unwrap_err();
+            assert!(
+                matches!(&refusal, Refusal::NotAllowed(r) if r.contains("set by the host")),
+                "{name}: {refusal:?}"
+            );
+        }
+        let checked = check(
+            "https://billing.example.com/v1",
+            &[
+                ("Authorization", "Bearer t"),
+                ("Content-Type", "application/json"),
+                ("X-Api-Key", "k"),
+                ("x-api-key", "k2"),
+            ],
+        )
+        .unwrap();
+        let keys: Vec<_> = checked.headers.get_all("x-api-key").iter().collect();
+        assert_eq!(keys, ["k", "k2"], "repeated headers are all sent");
+    }
+
+    #[test]
+    fn a_header_that_would_inject_another_is_refused() {
+        for (name, value) in [
+            ("x-line", "a\r\nX-Injected: 1"),
+            ("x-nul", "a\0b"),
+            ("x-bad name", "v"),
+            ("x:colon", "v"),
+            ("", "v"),
+        ] {
+            let refusal = check("https://billing.example.com/v1", &[(name, value)]).unwrap_err();
+            assert!(
+                matches!(refusal, Refusal::Failed(_)),
+                "{name:?}: {refusal:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_name_reaches_its_outside_addresses_and_the_internal_ones_allowed_as_literals() {
+        let at = |ip: &str| SocketAddr::new(ip.parse().unwrap(), 0);
+        let kept = reachable(
+            "billing.example.com".into(),
+            vec![at("127.0.0.1"), at("10.0.0.5"), at("169.254.169.254")],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(kept, [at("10.0.0.5")]);
+
+        let refused = reachable(
+            "billing.example.com".into(),
+            vec![at("127.0.0.1"), at("169.254.169.254")],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            refused.contains("billing.example.com")
+                && refused.contains("127.0.0.1, 169.254.169.254"),
+            "{refused}"
+        );
+
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let kept = reachable(
+            "billing.example.com".into(),
+            vec![at("127.0.0.1"), at("169.254.169.254")],
+            &[loopback],
+        )
+        .unwrap();
+        assert_eq!(kept, [at("127.0.0.1")]);
+    }
+
+    /// Requests carry the run's idempotency keys, numbered by the requests
+    /// that went out (a refused one takes no number), in place of any key
+    /// the adapter set.
+    #[test]
+    fn each_request_carries_the_next_key_of_the_run() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (port, _accepted, heads) = server_answering(OK.to_vec());
+        let mut egress = egress_to(&runtime, &[format!("http://127.0.0.1:{port}")]);
+        let url = format!("http://127.0.0.1:{port}/lines");
+        let own_key = vec![("Idempotency-Key".to_string(), "mine".to_string())];
+        send(&mut egress, &unbounded(), get(url.clone(), own_key)).unwrap();
+        send(
+            &mut egress,
+            &unbounded(),
+            get("http://elsewhere.example/".into(), vec![]),
+        )
+        .unwrap_err();
+        send(&mut egress, &unbounded(), get(url, vec![])).unwrap();
+        let keys: Vec<String> = heads
+            .try_iter()
+            .map(|head| {
+                let lines = head.lines().filter(|l| l.starts_with("idempotency-key:"));
+                lines.collect::<Vec<_>>().join("|")
+            })
+            .collect();
+        assert_eq!(keys, ["idempotency-key: run.1", "idempotency-key: run.2"]);
+        assert_eq!(egress.sent, 2);
+    }
+
+    /// A redirect is handed to the adapter as it came, never followed: its
+    /// target may be an origin the installation does not allow.
+    #[test]
+    fn redirects_are_answers_not_followed() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (elsewhere, reached) = server();
+        let answer = format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:{elsewhere}/\r\n\
+             content-length: 0\r\nconnection: close\r\n\r\n"
+        );
+        let (port, _accepted, _heads) = server_answering(answer.into_bytes());
+        let mut egress = egress_to(
+            &runtime,
+            &[
+                format!("http://127.0.0.1:{port}"),
+                format!("http://127.0.0.1:{elsewhere}"),
+            ],
+        );
+        let response = send(
+            &mut egress,
+            &unbounded(),
+            get(format!("http://127.0.0.1:{port}/lines"), vec![]),
+        )
+        .unwrap();
+        assert_eq!(response.status, 307);
+        let location = response.headers.iter().find(|(k, _)| k == "location");
+        assert_eq!(
+            location.map(|(_, v)| v.clone()),
+            Some(format!("http://127.0.0.1:{elsewhere}/"))
+        );
+        assert_eq!(reached.load(Ordering::SeqCst), 0);
+    }
+
+    /// Outside `export` (describe, validate-config) nothing is sent, and the
+    /// refusal is in the run's log.
+    #[test]
+    fn only_an_export_may_send() {
+        let mut state = RunState::new(&Default::default(), unbounded(), None, None);
+        let answer = state
+            .send_request(request("GET", "https://billing.example.com/", &[], 0))
+            .unwrap();
+        assert!(
+            matches!(&answer, Err(SendError::NotAllowed(r)) if r.contains("only during export")),
+            "{answer:?}"
+        );
+        let log = state.log.lock().unwrap();
+        assert_eq!(log.lines.len(), 1);
+        assert_eq!(log.lines[0].level, "error");
+        assert!(log.lines[0].message.starts_with("send refused: "));
     }
 }

@@ -370,12 +370,7 @@ impl AdapterEngine {
                 }
                 continue;
             }
-            let Some(sha256) = name
-                .strip_suffix(ARTIFACT_EXTENSION)
-                .and_then(|rest| rest.strip_suffix('.'))
-                .and_then(|rest| rest.split_once('-'))
-                .map(|(sha256, _)| sha256)
-            else {
+            let Some(sha256) = artifact_sha256(name) else {
                 continue;
             };
             // Not while a load of this component compiles or maps it; and
@@ -485,6 +480,12 @@ fn world_version(component: &Component, engine: &Engine) -> anyhow::Result<Strin
     else {
         bail!("not a tally billing adapter: the component does not export tally:billing/adapter");
     };
+    check_world_version(&version)?;
+    Ok(version)
+}
+
+/// Refuses a world `version` that is not compatible with [`WORLD_VERSION`].
+fn check_world_version(version: &str) -> anyhow::Result<()> {
     // Within 0.x the minor version is the breaking one, as in the component model's semver.
     let breaking = |v: &str| -> String {
         let mut parts = v.split('.');
@@ -496,12 +497,22 @@ fn world_version(component: &Component, engine: &Engine) -> anyhow::Result<Strin
         }
     };
     let supported = breaking(WORLD_VERSION);
-    if breaking(&version) != supported {
+    if breaking(version) != supported {
         bail!(
             "the adapter targets tally:billing@{version}; this host supports tally:billing@{WORLD_VERSION} ({supported}.x)"
         );
     }
-    Ok(version)
+    Ok(())
+}
+
+/// The component sha256 in the name of a published artifact
+/// (`SHA256-SETTINGS.cwasm`), or `None` for any other file.
+fn artifact_sha256(file_name: &str) -> Option<&str> {
+    file_name
+        .strip_suffix(ARTIFACT_EXTENSION)
+        .and_then(|rest| rest.strip_suffix('.'))
+        .and_then(|rest| rest.split_once('-'))
+        .map(|(sha256, _)| sha256)
 }
 
 /// Whether the bytes start with the component-model preamble (layer 1).
@@ -519,4 +530,63 @@ pub fn load_file(engine: &AdapterEngine, path: &Path) -> anyhow::Result<LoadedAd
     engine
         .load(&wasm)
         .with_context(|| format!("loading {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adapters_of_the_same_breaking_version_are_accepted() {
+        let [major, minor, _patch]: [u64; 3] = (WORLD_VERSION.split('.'))
+            .map(|part| part.parse().unwrap())
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap();
+        // Within 0.x a new minor version breaks; from 1.0 a new major one.
+        let same = format!("{major}.{minor}.99");
+        let next = if major == 0 {
+            format!("0.{}.0", minor + 1)
+        } else {
+            format!("{}.0.0", major + 1)
+        };
+        for version in [WORLD_VERSION, &same] {
+            check_world_version(version).unwrap();
+        }
+        for version in [&next, "0.0.9", "99.0.0", ""] {
+            let error = check_world_version(version).unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("targets tally:billing@{version};")),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_component_bytes_are_compiled() {
+        let component = b"\0asm\x0d\0\x01\0";
+        let core_module = b"\0asm\x01\0\0\0";
+        assert!(wasmparser_is_component(component));
+        assert!(!wasmparser_is_component(core_module));
+        assert!(!wasmparser_is_component(b"\0asm\x0d\0"));
+        assert!(!wasmparser_is_component(b"PK\x03\x04\x0d\0\x01\0"));
+    }
+
+    /// What the cache cleanup may remove: artifacts, by their component's
+    /// sha256; nothing else in the directory.
+    #[test]
+    fn artifacts_are_told_from_other_files_by_name() {
+        let sha = "9f2c".repeat(16);
+        let artifact = format!("{sha}-00ff00ff00ff00ff.cwasm");
+        assert_eq!(artifact_sha256(&artifact), Some(sha.as_str()));
+        for other in [
+            format!("{sha}.cwasm"),
+            format!("{sha}-00ff.cwasm.partial"),
+            format!(".compiling-{sha}.partial"),
+            format!("{sha}-00ffcwasm"),
+            "notes.txt".to_string(),
+        ] {
+            assert_eq!(artifact_sha256(&other), None, "{other}");
+        }
+    }
 }

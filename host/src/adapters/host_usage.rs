@@ -176,11 +176,8 @@ fn read_subscriptions(
     store: &mut StoreContextMut<'_, RunState>,
     list: &WasmList<WasmStr>,
 ) -> wasmtime::Result<Result<Vec<String>, QueryError>> {
-    if list.len() > MAX_QUERY_SUBSCRIPTIONS {
-        return Ok(Err(QueryError::OutOfScope(format!(
-            "the query names {} subscriptions; at most {MAX_QUERY_SUBSCRIPTIONS} per query",
-            list.len()
-        ))));
+    if let Err(refused) = check_subscription_count(list.len()) {
+        return Ok(Err(refused));
     }
     let mut ids = Vec::with_capacity(list.len());
     for index in 0..list.len() {
@@ -188,17 +185,97 @@ fn read_subscriptions(
             .get(&mut *store, index)
             .expect("an index below the list's length")?;
         let id = id.to_str(&*store)?;
-        // An id no record could have (a NUL, say) is refused here, for good:
-        // the database would only fail the read as if it were transient.
-        if let Err(why) = check_id(&id, MAX_ID_LEN) {
-            return Ok(Err(QueryError::OutOfScope(format!(
-                "subscription '{}' is not a valid id: {why}",
-                truncate(&id, 64)
-            ))));
+        if let Err(refused) = check_subscription_id(&id) {
+            return Ok(Err(refused));
         }
         ids.push(id.into_owned());
     }
     Ok(Ok(ids))
+}
+
+/// Refuses a query naming more than [`MAX_QUERY_SUBSCRIPTIONS`] subscriptions.
+fn check_subscription_count(count: usize) -> Result<(), QueryError> {
+    if count > MAX_QUERY_SUBSCRIPTIONS {
+        return Err(QueryError::OutOfScope(format!(
+            "the query names {count} subscriptions; at most {MAX_QUERY_SUBSCRIPTIONS} per query"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses, for good, an id no record could have (a NUL, say, or over
+/// [`MAX_ID_LEN`] bytes): the database would only fail the read as if it
+/// were transient.
+fn check_subscription_id(id: &str) -> Result<(), QueryError> {
+    check_id(id, MAX_ID_LEN).map_err(|why| {
+        QueryError::OutOfScope(format!(
+            "subscription '{}' is not a valid id: {why}",
+            truncate(id, 64)
+        ))
+    })
+}
+
+/// The bounds of a query's `window`: refused unless it is non-empty, on
+/// `granularity`'s boundaries and closed by `now`.
+fn window_bounds(
+    window: Window,
+    granularity: Granularity,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), QueryError> {
+    let (Some(start), Some(end)) = (
+        DateTime::from_timestamp(window.start, 0),
+        DateTime::from_timestamp(window.end, 0),
+    ) else {
+        return Err(QueryError::InvalidWindow(
+            "the window is out of range".into(),
+        ));
+    };
+    if start >= end || !granularity.is_boundary(start) || !granularity.is_boundary(end) {
+        return Err(QueryError::InvalidWindow(format!(
+            "[{start}, {end}) is empty or not on {granularity:?} boundaries"
+        )));
+    }
+    if end > now {
+        return Err(QueryError::InvalidWindow(format!(
+            "the window ends at {end}, after now"
+        )));
+    }
+    Ok((start, end))
+}
+
+/// The scopes a cursor reads: the `asked` subscriptions, or the whole
+/// `grant` when none are asked. An asked id outside the grant is refused,
+/// with the message saying which.
+fn cursor_scopes(
+    asked: Option<Vec<String>>,
+    grant: &SubscriptionGrant,
+) -> Result<Vec<SubscriptionScope>, String> {
+    match (asked, grant) {
+        (None, SubscriptionGrant::All) => Ok(vec![SubscriptionScope::All]),
+        (None, SubscriptionGrant::Only(ids)) => {
+            Ok(ids.iter().cloned().map(SubscriptionScope::One).collect())
+        }
+        (Some(asked), grant) => {
+            if let Some(refused) = asked.iter().find(|id| !grant.allows(id)) {
+                return Err(format!(
+                    "subscription '{refused}' is outside this installation's scope"
+                ));
+            }
+            Ok(asked.into_iter().map(SubscriptionScope::One).collect())
+        }
+    }
+}
+
+/// What the host keeps for a cursor over `scopes`, charged to the run.
+fn cursor_charge(scopes: &[SubscriptionScope]) -> usize {
+    CURSOR_OVERHEAD
+        + scopes
+            .iter()
+            .map(|scope| match scope {
+                SubscriptionScope::One(id) => id.len() + ID_OVERHEAD,
+                SubscriptionScope::All => ID_OVERHEAD,
+            })
+            .sum::<usize>()
 }
 
 impl RunState {
@@ -218,40 +295,18 @@ impl RunState {
             WitGranularity::Hourly => Granularity::Hourly,
             WitGranularity::Daily => Granularity::Daily,
         };
-        let (Some(start), Some(end)) = (
-            DateTime::from_timestamp(window.start, 0),
-            DateTime::from_timestamp(window.end, 0),
-        ) else {
-            return Ok(Err(QueryError::InvalidWindow(
-                "the window is out of range".into(),
-            )));
+        let (start, end) = match window_bounds(window, granularity, usage.now) {
+            Ok(bounds) => bounds,
+            Err(refused) => return Ok(Err(refused)),
         };
-        if start >= end || !granularity.is_boundary(start) || !granularity.is_boundary(end) {
-            return Ok(Err(QueryError::InvalidWindow(format!(
-                "[{start}, {end}) is empty or not on {granularity:?} boundaries"
-            ))));
-        }
-        if end > usage.now {
-            return Ok(Err(QueryError::InvalidWindow(format!(
-                "the window ends at {end}, after now"
-            ))));
-        }
-        let scopes = match (subscriptions, &usage.grant) {
-            (None, SubscriptionGrant::All) => vec![SubscriptionScope::All],
-            (None, SubscriptionGrant::Only(ids)) => {
-                ids.iter().cloned().map(SubscriptionScope::One).collect()
-            }
-            (Some(asked), grant) => {
-                if let Some(refused) = asked.iter().find(|id| !grant.allows(id)) {
-                    let message =
-                        format!("subscription '{refused}' is outside this installation's scope");
-                    self.log
-                        .lock()
-                        .expect("run log lock")
-                        .push("error", message.clone());
-                    return Ok(Err(QueryError::OutOfScope(message)));
-                }
-                asked.into_iter().map(SubscriptionScope::One).collect()
+        let scopes = match cursor_scopes(subscriptions, &usage.grant) {
+            Ok(scopes) => scopes,
+            Err(message) => {
+                self.log
+                    .lock()
+                    .expect("run log lock")
+                    .push("error", message.clone());
+                return Ok(Err(QueryError::OutOfScope(message)));
             }
         };
         if self.open_cursors >= MAX_OPEN_CURSORS {
@@ -259,14 +314,7 @@ impl RunState {
                 "the adapter opened more than {MAX_OPEN_CURSORS} usage cursors at once (drop the ones it has read)"
             ));
         }
-        let charged = CURSOR_OVERHEAD
-            + scopes
-                .iter()
-                .map(|scope| match scope {
-                    SubscriptionScope::One(id) => id.len() + ID_OVERHEAD,
-                    SubscriptionScope::All => ID_OVERHEAD,
-                })
-                .sum::<usize>();
+        let charged = cursor_charge(&scopes);
         self.limiter
             .charge_host(charged, "opening a usage cursor")?;
         self.open_cursors += 1;
@@ -486,4 +534,344 @@ fn decode_instance(data_json: &str) -> wasmtime::Result<InstanceFields> {
         })
     };
     parse().ok_or_else(|| wasmtime::format_err!("a stored instance is not valid instanceData"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::adapters::sandbox::{Limits, RunClock};
+    use crate::store::AggregateRow;
+    use crate::store::Instance;
+    use crate::store::sqlite::SqliteStore;
+    use crate::usage::Meter;
+
+    fn at(day: u32, hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).unwrap()
+    }
+
+    fn window(start: DateTime<Utc>, end: DateTime<Utc>) -> Window {
+        Window {
+            start: start.timestamp(),
+            end: end.timestamp(),
+        }
+    }
+
+    fn invalid_window(result: Result<(DateTime<Utc>, DateTime<Utc>), QueryError>) -> String {
+        match result {
+            Err(QueryError::InvalidWindow(reason)) => reason,
+            other => panic!("not an invalid window: {other:?}"),
+        }
+    }
+
+    fn out_of_scope<T: std::fmt::Debug>(result: Result<T, QueryError>) -> String {
+        match result {
+            Err(QueryError::OutOfScope(reason)) => reason,
+            other => panic!("not out of scope: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_query_names_at_most_1000_subscriptions() {
+        check_subscription_count(MAX_QUERY_SUBSCRIPTIONS).unwrap();
+        let reason = out_of_scope(check_subscription_count(MAX_QUERY_SUBSCRIPTIONS + 1));
+        assert!(reason.contains("names 1001 subscriptions"), "{reason}");
+    }
+
+    #[test]
+    fn a_subscription_id_no_record_can_have_is_refused_quoted_short() {
+        check_subscription_id("5c4d7e0a-sub").unwrap();
+        check_subscription_id(&"s".repeat(MAX_ID_LEN)).unwrap();
+        for id in ["", " padded", "a\0b", "a\u{202e}b"] {
+            out_of_scope(check_subscription_id(id));
+        }
+        let reason = out_of_scope(check_subscription_id(&"s".repeat(10_000)));
+        assert!(reason.contains("longer than 128 bytes"), "{reason}");
+        assert!(reason.len() < 200, "{} bytes", reason.len());
+    }
+
+    #[test]
+    fn a_window_is_closed_non_empty_and_on_the_granularitys_boundaries() {
+        let now = at(20, 3);
+        let (start, end) =
+            window_bounds(window(at(18, 0), at(19, 0)), Granularity::Daily, now).unwrap();
+        assert_eq!((start, end), (at(18, 0), at(19, 0)));
+        window_bounds(window(at(20, 2), at(20, 3)), Granularity::Hourly, now).unwrap();
+
+        let reason = invalid_window(window_bounds(
+            window(at(18, 5), at(19, 0)),
+            Granularity::Daily,
+            now,
+        ));
+        assert!(reason.contains("Daily boundaries"), "{reason}");
+        let half_hour = Window {
+            start: at(18, 0).timestamp(),
+            end: at(18, 0).timestamp() + 1_800,
+        };
+        invalid_window(window_bounds(half_hour, Granularity::Hourly, now));
+        invalid_window(window_bounds(
+            window(at(19, 0), at(19, 0)),
+            Granularity::Daily,
+            now,
+        ));
+        invalid_window(window_bounds(
+            window(at(19, 0), at(18, 0)),
+            Granularity::Daily,
+            now,
+        ));
+        let reason = invalid_window(window_bounds(
+            window(at(20, 3), at(20, 4)),
+            Granularity::Hourly,
+            now,
+        ));
+        assert!(reason.contains("after now"), "{reason}");
+        let far = Window {
+            start: 0,
+            end: i64::MAX,
+        };
+        let reason = invalid_window(window_bounds(far, Granularity::Hourly, now));
+        assert!(reason.contains("out of range"), "{reason}");
+    }
+
+    #[test]
+    fn a_cursor_reads_the_asked_subscriptions_or_the_whole_grant() {
+        let one = |id: &str| SubscriptionScope::One(id.into());
+        let grant = SubscriptionGrant::Only(vec!["sub-a".into(), "sub-b".into()]);
+        assert_eq!(
+            cursor_scopes(None, &SubscriptionGrant::All).unwrap(),
+            [SubscriptionScope::All]
+        );
+        assert_eq!(
+            cursor_scopes(None, &grant).unwrap(),
+            [one("sub-a"), one("sub-b")]
+        );
+        // Ids compare ignoring case; the cursor reads them as asked.
+        assert_eq!(
+            cursor_scopes(Some(vec!["SUB-B".into()]), &grant).unwrap(),
+            [one("SUB-B")]
+        );
+        let refused = cursor_scopes(Some(vec!["sub-a".into(), "sub-c".into()]), &grant);
+        assert_eq!(
+            refused.unwrap_err(),
+            "subscription 'sub-c' is outside this installation's scope"
+        );
+        assert_eq!(
+            cursor_scopes(Some(vec!["any".into()]), &SubscriptionGrant::All).unwrap(),
+            [one("any")]
+        );
+    }
+
+    #[test]
+    fn a_cursor_is_charged_for_the_ids_it_holds() {
+        let few = cursor_charge(&[SubscriptionScope::All]);
+        let many: Vec<_> = (0..MAX_QUERY_SUBSCRIPTIONS)
+            .map(|i| SubscriptionScope::One(format!("{i:0>128}")))
+            .collect();
+        assert!(few >= CURSOR_OVERHEAD);
+        assert!(cursor_charge(&many) >= CURSOR_OVERHEAD + MAX_QUERY_SUBSCRIPTIONS * 128);
+    }
+
+    /// A run may hold 16 cursors at once; one more traps the adapter, and
+    /// dropping one gives its place and its charge back.
+    #[test]
+    fn a_run_holds_at_most_16_cursors_at_once() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _entered = runtime.enter();
+        let data = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(data.path()).unwrap());
+        let catalog = Arc::new(MeterCatalog::builtin_for_tests());
+        let usage = UsageAccess::new(store, catalog, SubscriptionGrant::All);
+        let clock = RunClock {
+            deadline: Instant::now() + Duration::from_secs(3_600),
+            cancelled: None,
+        };
+        let mut state = RunState::new(&Limits::default(), clock, Some(usage), None);
+        let day = || (window(at(18, 0), at(19, 0)), WitGranularity::Daily);
+        let mut cursors = Vec::new();
+        for _ in 0..MAX_OPEN_CURSORS {
+            let (window, granularity) = day();
+            cursors.push(state.query(window, granularity, None).unwrap().unwrap());
+        }
+        let (window, granularity) = day();
+        let trap = state.query(window, granularity, None).unwrap_err();
+        assert!(
+            trap.to_string().contains("more than 16 usage cursors"),
+            "{trap}"
+        );
+
+        let held = state.limiter.peak;
+        state.close_cursor(cursors.pop().unwrap()).unwrap();
+        assert_eq!(state.open_cursors, MAX_OPEN_CURSORS - 1);
+        let (window, granularity) = day();
+        state.query(window, granularity, None).unwrap().unwrap();
+        assert_eq!(
+            state.limiter.peak, held,
+            "the closed cursor's charge was given back"
+        );
+    }
+
+    #[test]
+    fn usage_is_readable_only_during_export() {
+        let clock = RunClock {
+            deadline: Instant::now() + Duration::from_secs(3_600),
+            cancelled: None,
+        };
+        let mut state = RunState::new(&Limits::default(), clock, None, None);
+        let answer = state
+            .query(window(at(18, 0), at(19, 0)), WitGranularity::Daily, None)
+            .unwrap();
+        assert!(matches!(answer, Err(QueryError::Unavailable(_))));
+        assert!(state.meters().is_empty());
+    }
+
+    fn meter(id: &str) -> Arc<Meter> {
+        Arc::new(Meter {
+            key: 1,
+            id: id.into(),
+            name: id.into(),
+            category: "compute".into(),
+            unit: "hours".into(),
+            notes: String::new(),
+        })
+    }
+
+    /// A stored instance: its `instanceData` as a JSON string literal.
+    fn instance(key: i64, resources: serde_json::Value) -> Arc<Instance> {
+        let data = serde_json::json!({ "Microsoft.Resources": resources }).to_string();
+        Arc::new(Instance {
+            key,
+            location: String::new(),
+            data_json: serde_json::to_string(&data).unwrap(),
+        })
+    }
+
+    fn row(
+        subscription: &str,
+        meter: &Arc<Meter>,
+        instance: &Arc<Instance>,
+        hour: u32,
+    ) -> AggregateRow {
+        AggregateRow {
+            subscription_id: subscription.into(),
+            meter: meter.clone(),
+            usage_start: at(18, hour),
+            usage_end: at(18, hour + 1),
+            quantity: f64::from(hour) + 0.5,
+            instance: Some(instance.clone()),
+        }
+    }
+
+    /// Each string of a batch is in its dictionary once; every row's columns
+    /// index into it and read back as the row; a tag set is shared by the
+    /// rows of its instance.
+    #[test]
+    fn a_batch_is_dictionary_encoded_and_reads_back_as_its_rows() {
+        let vm = meter("vm-hours");
+        let disk = meter("disk-gb");
+        let web = instance(
+            1,
+            serde_json::json!({
+                "resourceUri": "/subscriptions/sub-a/vms/web",
+                "location": "local",
+                "tags": { "costCentre": "cc-1", "env": "prod" },
+                "additionalInfo": { "cores": 4 },
+            }),
+        );
+        let bare = instance(
+            2,
+            serde_json::json!({ "resourceUri": "/subscriptions/sub-a/disks/d" }),
+        );
+        let rows = [
+            row("sub-a", &vm, &web, 0),
+            row("sub-a", &vm, &web, 1),
+            row("sub-a", &disk, &bare, 0),
+        ];
+        let batch = BatchEncoder::default().encode(&rows).unwrap();
+
+        let mut unique = batch.strings.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), batch.strings.len(), "{:?}", batch.strings);
+        let text = |i: u32| batch.strings[i as usize].as_str();
+        assert_eq!(
+            batch
+                .subscription_id
+                .iter()
+                .map(|&i| text(i))
+                .collect::<Vec<_>>(),
+            ["sub-a"; 3]
+        );
+        assert_eq!(
+            batch.meter_id.iter().map(|&i| text(i)).collect::<Vec<_>>(),
+            ["vm-hours", "vm-hours", "disk-gb"]
+        );
+        assert_eq!(text(batch.resource_uri[2]), "/subscriptions/sub-a/disks/d");
+        assert_eq!(text(batch.location[0]), "local");
+        assert_eq!(text(batch.additional_info[0]), r#"{"cores":4}"#);
+        // Fields an instance lacks read as empty (additional info as `{}`).
+        assert_eq!(
+            (text(batch.location[2]), text(batch.additional_info[2])),
+            ("", "{}")
+        );
+
+        assert_eq!(batch.tags, [0, 0, 1]);
+        let tags: Vec<(&str, &str)> = batch.tag_sets[0]
+            .iter()
+            .map(|&(k, v)| (text(k), text(v)))
+            .collect();
+        assert_eq!(tags, [("costCentre", "cc-1"), ("env", "prod")]);
+        assert!(batch.tag_sets[1].is_empty());
+
+        assert_eq!(
+            batch.usage_start,
+            [at(18, 0), at(18, 1), at(18, 0)].map(|t| t.timestamp())
+        );
+        assert_eq!(batch.usage_end[1], at(18, 2).timestamp());
+        assert_eq!(batch.quantity, [0.5, 1.5, 0.5]);
+    }
+
+    /// A guest decodes each batch by itself: the dictionary starts afresh.
+    #[test]
+    fn each_batch_has_its_own_dictionary() {
+        let vm = meter("vm-hours");
+        let web = instance(
+            1,
+            serde_json::json!({ "resourceUri": "/vms/web", "tags": { "a": "b" } }),
+        );
+        let mut encoder = BatchEncoder::default();
+        let first = encoder.encode(&[row("sub-a", &vm, &web, 0)]).unwrap();
+        let second = encoder.encode(&[row("sub-b", &vm, &web, 1)]).unwrap();
+        assert!(first.strings.iter().any(|s| s == "sub-a"));
+        assert!(!second.strings.iter().any(|s| s == "sub-a"));
+        assert_eq!(second.strings[second.subscription_id[0] as usize], "sub-b");
+        assert_eq!(second.tag_sets.len(), 1);
+        let (k, v) = second.tag_sets[0][0];
+        assert_eq!(
+            (&*second.strings[k as usize], &*second.strings[v as usize]),
+            ("a", "b")
+        );
+    }
+
+    #[test]
+    fn a_row_without_a_readable_instance_fails_the_read() {
+        let vm = meter("vm-hours");
+        let mut without = row("sub-a", &vm, &instance(1, serde_json::json!({})), 0);
+        without.instance = None;
+        assert!(BatchEncoder::default().encode(&[without]).is_err());
+        let broken = Arc::new(Instance {
+            key: 3,
+            location: String::new(),
+            data_json: "\"not json\"".into(),
+        });
+        assert!(
+            BatchEncoder::default()
+                .encode(&[row("sub-a", &vm, &broken, 0)])
+                .is_err()
+        );
+    }
 }

@@ -131,7 +131,11 @@ pub fn run_export(
                 .tally_billing_adapter()
                 .call_export(&mut store, request, config);
             match called {
-                Ok(Ok(summary)) => check_summary(summary, store.data()),
+                Ok(Ok(summary)) => {
+                    let state = store.data();
+                    let rows_read = state.usage.as_ref().map_or(0, |u| u.rows_read);
+                    check_summary(summary, &state.documents, rows_read)
+                }
                 Ok(Err(ExportError::InvalidConfig(reason))) => {
                     Err(RunFailure::InvalidConfig(bounded(reason)))
                 }
@@ -346,9 +350,15 @@ fn check_description(description: &Description) -> Result<(), RunFailure> {
     Ok(())
 }
 
-/// A summary must name exactly the documents written: anything else is a
-/// confused (or hostile) adapter, and its documents are not published.
-fn check_summary(summary: Summary, state: &RunState) -> Result<Summary, RunFailure> {
+/// A summary must name exactly the documents written (in any order, a name
+/// repeated or not) and claim no more rows than the host handed over
+/// (`rows_read`): anything else is a confused (or hostile) adapter, and its
+/// documents are not published.
+fn check_summary(
+    summary: Summary,
+    documents: &BTreeMap<String, Document>,
+    rows_read: u64,
+) -> Result<Summary, RunFailure> {
     if summary.documents.len() > MAX_DOCUMENTS {
         return Err(RunFailure::BadSummary(format!(
             "it names {} documents {}; a run writes at most {MAX_DOCUMENTS}",
@@ -356,7 +366,7 @@ fn check_summary(summary: Summary, state: &RunState) -> Result<Summary, RunFailu
             quote_names(&summary.documents)
         )));
     }
-    let written: Vec<&String> = state.documents.keys().collect();
+    let written: Vec<&String> = documents.keys().collect();
     let mut named: Vec<&String> = summary.documents.iter().collect();
     named.sort();
     named.dedup();
@@ -367,7 +377,6 @@ fn check_summary(summary: Summary, state: &RunState) -> Result<Summary, RunFailu
             quote_names(&written)
         )));
     }
-    let rows_read = state.usage.as_ref().map_or(0, |u| u.rows_read);
     if summary.rows_read > rows_read {
         return Err(RunFailure::BadSummary(format!(
             "it claims {} rows read; the host handed it {rows_read}",
@@ -419,5 +428,176 @@ fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits: &Limits) -
             }
         }
         None => RunFailure::Trap(format!("{error:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::sandbox::MAX_REASON_BYTES;
+
+    fn written(names: &[&str]) -> BTreeMap<String, Document> {
+        let document = Document {
+            content_type: "text/csv".into(),
+            bytes: b"a\n".to_vec(),
+        };
+        names
+            .iter()
+            .map(|name| (name.to_string(), document.clone()))
+            .collect()
+    }
+
+    fn summary(rows_read: u64, documents: &[&str]) -> Summary {
+        Summary {
+            rows_read,
+            rows_written: 1,
+            documents: documents.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    fn bad_summary(result: Result<Summary, RunFailure>) -> String {
+        match result {
+            Err(RunFailure::BadSummary(reason)) => reason,
+            other => panic!("not a bad summary: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_summary_names_exactly_the_documents_written_in_any_order() {
+        let documents = written(&["a.csv", "b.csv"]);
+        for names in [
+            &["a.csv", "b.csv"][..],
+            &["b.csv", "a.csv"],
+            &["b.csv", "a.csv", "b.csv"],
+        ] {
+            check_summary(summary(7, names), &documents, 7).unwrap();
+        }
+        check_summary(summary(0, &[]), &written(&[]), 0).unwrap();
+
+        let reason = bad_summary(check_summary(summary(7, &["a.csv"]), &documents, 7));
+        assert!(
+            reason.contains(r#"["a.csv"] but wrote ["a.csv", "b.csv"]"#),
+            "{reason}"
+        );
+        let named = ["a.csv", "b.csv", "c.csv"];
+        let reason = bad_summary(check_summary(summary(7, &named), &documents, 7));
+        assert!(reason.contains("c.csv"), "{reason}");
+    }
+
+    #[test]
+    fn a_summary_claims_no_more_rows_than_the_host_handed_over() {
+        let documents = written(&["a.csv"]);
+        check_summary(summary(6, &["a.csv"]), &documents, 7).unwrap();
+        let reason = bad_summary(check_summary(summary(8, &["a.csv"]), &documents, 7));
+        assert!(
+            reason.contains("claims 8 rows read; the host handed it 7"),
+            "{reason}"
+        );
+    }
+
+    /// A hostile summary's names are not copied into the reason whole.
+    #[test]
+    fn a_summary_with_too_many_names_is_quoted_in_short() {
+        let long = "n".repeat(1_000);
+        let names: Vec<&str> = std::iter::repeat_n(long.as_str(), 1_000).collect();
+        let reason = bad_summary(check_summary(summary(0, &names), &written(&[]), 0));
+        assert!(reason.contains("names 1000 documents"), "{reason:.200}");
+        assert!(reason.contains("… and 990 more]"), "{reason:.200}");
+        assert!(reason.len() < 4 << 10, "{} bytes", reason.len());
+    }
+
+    #[test]
+    fn a_description_is_within_the_hosts_bounds() {
+        let description =
+            |name: &str, version: &str, produces: usize, longest: usize| Description {
+                name: name.into(),
+                version: version.into(),
+                produces: (0..produces).map(|i| format!("{i:0>longest$}")).collect(),
+            };
+        let longest = "n".repeat(MAX_DESCRIBED_NAME);
+        check_description(&description("chargeback", "0.1.0", 100, 128)).unwrap();
+        check_description(&description(&longest, &longest, 0, 1)).unwrap();
+        let refused = [
+            (description("", "0.1.0", 1, 8), "its name is 0 bytes"),
+            (
+                description(&format!("{longest}n"), "0.1.0", 1, 8),
+                "its name is 129 bytes",
+            ),
+            (
+                description("chargeback", "", 1, 8),
+                "its version is 0 bytes",
+            ),
+            (
+                description("chargeback", "0.1.0", 101, 8),
+                "produces 101 documents",
+            ),
+            (description("chargeback", "0.1.0", 1, 129), "over 128 bytes"),
+        ];
+        for (description, expected) in refused {
+            match check_description(&description) {
+                Err(RunFailure::BadDescription(reason)) => {
+                    assert!(reason.contains(expected), "{expected:?} not in {reason:?}")
+                }
+                other => panic!("{expected}: {other:?}"),
+            }
+        }
+    }
+
+    /// An adapter's reason, with the host's words around it, fits the stored
+    /// reason's bound; a short one is kept whole.
+    #[test]
+    fn an_adapters_reason_is_cut_to_fit_a_stored_reason() {
+        assert_eq!(bounded("rate card missing".into()), "rate card missing");
+        let exact = "é".repeat(MAX_QUOTED_REASON_BYTES / 2);
+        assert_eq!(bounded(exact.clone()), exact);
+        let cut = bounded("é".repeat(10_000));
+        assert!(cut.starts_with("éé") && cut.ends_with("… [truncated: 20000 bytes]"));
+        for failure in [
+            RunFailure::InvalidConfig(cut.clone()),
+            RunFailure::Transient(cut.clone()),
+            RunFailure::Permanent(cut),
+        ] {
+            let reason = failure.to_string();
+            assert!(reason.len() <= MAX_REASON_BYTES, "{} bytes", reason.len());
+        }
+    }
+
+    /// Which failures the host retries: the adapter's transient ones and the
+    /// host's own trouble, never a verdict on the adapter.
+    #[test]
+    fn only_transient_failures_are_retried() {
+        let retried = [
+            RunFailure::Transient("billing API down".into()),
+            RunFailure::Instantiate("the pool is full".into()),
+            RunFailure::Cancelled,
+        ];
+        assert!(retried.iter().all(RunFailure::is_transient));
+        let final_ = [
+            RunFailure::Timeout(Duration::from_secs(60)),
+            RunFailure::OutOfMemory("growing a memory".into()),
+            RunFailure::Trap("unreachable".into()),
+            RunFailure::InvalidConfig("no currency".into()),
+            RunFailure::Permanent("refused".into()),
+            RunFailure::BadSummary("names".into()),
+            RunFailure::BadDescription("name".into()),
+        ];
+        assert!(!final_.iter().any(RunFailure::is_transient));
+    }
+
+    #[test]
+    fn install_time_calls_get_at_most_ten_seconds() {
+        let long = Limits {
+            deadline: Duration::from_secs(600),
+            memory_bytes: 64 << 20,
+            ..Limits::default()
+        };
+        let limits = install_call_limits(&long);
+        assert_eq!(limits.deadline, INSTALL_CALL_DEADLINE);
+        assert_eq!(limits.memory_bytes, 64 << 20);
+        let short = Limits {
+            deadline: Duration::from_secs(2),
+            ..Limits::default()
+        };
+        assert_eq!(install_call_limits(&short).deadline, Duration::from_secs(2));
     }
 }

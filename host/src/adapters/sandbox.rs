@@ -451,4 +451,48 @@ mod tests {
                 .unwrap()
         );
     }
+
+    fn log_capped(lines: usize, bytes: usize) -> RunLog {
+        RunLog::new(&Limits {
+            log_lines: lines,
+            log_bytes: bytes,
+            ..Limits::default()
+        })
+    }
+
+    #[test]
+    fn the_log_keeps_its_first_lines_and_counts_the_rest() {
+        let mut log = log_capped(3, 1 << 20);
+        for i in 0..5 {
+            log.push("info", format!("line {i}"));
+        }
+        let kept: Vec<&str> = log.lines.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(kept, ["line 0", "line 1", "line 2"]);
+        assert_eq!(log.dropped, 2);
+    }
+
+    /// Empty lines are not free, and a line too long for the room left is
+    /// dropped without silencing the shorter lines after it.
+    #[test]
+    fn the_log_byte_cap_counts_each_lines_record() {
+        let mut log = log_capped(1_000, 5 * LOG_LINE_OVERHEAD + 10);
+        for _ in 0..4 {
+            log.push("debug", String::new());
+        }
+        log.push("info", "x".repeat(11));
+        log.push("info", "x".repeat(10));
+        log.push("info", String::new());
+        assert_eq!(log.lines.len(), 5);
+        assert_eq!(log.lines[4].message.len(), 10);
+        assert_eq!(log.dropped, 2);
+        assert_eq!(log.bytes, 5 * LOG_LINE_OVERHEAD + 10);
+    }
+
+    #[test]
+    fn a_subscription_grant_compares_ids_ignoring_case() {
+        let grant = SubscriptionGrant::Only(vec!["Sub-A".into()]);
+        assert!(grant.allows("sub-a") && grant.allows("SUB-A"));
+        assert!(!grant.allows("sub-b") && !grant.allows("sub-a "));
+        assert!(SubscriptionGrant::All.allows("anything"));
+    }
 }

@@ -95,3 +95,63 @@ impl AsyncWrite for LogStream {
         Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::sandbox::Limits;
+
+    fn stream(limits: &Limits) -> (LogStream, Arc<Mutex<RunLog>>) {
+        let log = Arc::new(Mutex::new(RunLog::new(limits)));
+        (LogStream::new(log.clone(), "stderr"), log)
+    }
+
+    fn messages(log: &Mutex<RunLog>) -> Vec<String> {
+        let log = log.lock().unwrap();
+        log.lines.iter().map(|l| l.message.clone()).collect()
+    }
+
+    #[test]
+    fn output_enters_the_log_a_line_at_a_time_without_empty_lines() {
+        let (stream, log) = stream(&Limits::default());
+        stream.write_bytes(b"thread 'main' panicked\n\nat src/lib.rs:3\n");
+        assert_eq!(
+            messages(&log),
+            ["thread 'main' panicked", "at src/lib.rs:3"]
+        );
+        assert!(
+            log.lock()
+                .unwrap()
+                .lines
+                .iter()
+                .all(|l| l.level == "stderr")
+        );
+    }
+
+    /// Lines are cut at 4 KiB, even inside a character, and bytes that are
+    /// not UTF-8 are kept as replacement characters.
+    #[test]
+    fn long_or_invalid_lines_are_cut_and_kept_readable() {
+        let (stream, log) = stream(&Limits::default());
+        let mut long = vec![b'a'; MAX_LINE - 1];
+        long.extend_from_slice("é and more".as_bytes());
+        long.push(b'\n');
+        stream.write_bytes(&long);
+        stream.write_bytes(b"bad \xff byte\n");
+        let lines = messages(&log);
+        assert_eq!(lines[0].len(), MAX_LINE - 1 + '\u{fffd}'.len_utf8());
+        assert!(lines[0].ends_with("a\u{fffd}"));
+        assert_eq!(lines[1], "bad \u{fffd} byte");
+    }
+
+    #[test]
+    fn output_past_the_log_caps_is_dropped_and_counted() {
+        let (stream, log) = stream(&Limits {
+            log_lines: 2,
+            ..Limits::default()
+        });
+        stream.write_bytes(b"1\n2\n3\n4\n");
+        assert_eq!(messages(&log), ["1", "2"]);
+        assert_eq!(log.lock().unwrap().dropped, 2);
+    }
+}

@@ -160,4 +160,25 @@ mod tests {
         assert_eq!(Joining::of("application/x-ndjson"), Some(Joining::Lines));
         assert_eq!(Joining::of("application/json"), None);
     }
+
+    /// A content type joins by its essence, whatever its case, spacing and
+    /// parameters; a near miss does not.
+    #[test]
+    fn content_types_join_by_their_essence() {
+        assert_eq!(Joining::of("TEXT/CSV"), Some(Joining::CsvWithHeader));
+        assert_eq!(
+            Joining::of(" text/plain ;charset=us-ascii"),
+            Some(Joining::Lines)
+        );
+        assert_eq!(Joining::of("application/jsonl"), Some(Joining::Lines));
+        for other in [
+            "text/csvx",
+            "text/csv-schema",
+            "",
+            ";text/csv",
+            "application/x-ndjson+zip",
+        ] {
+            assert_eq!(Joining::of(other), None, "{other:?}");
+        }
+    }
 }

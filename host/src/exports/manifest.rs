@@ -679,4 +679,62 @@ mod tests {
             "{error}"
         );
     }
+
+    /// Each limit an installation may set, at its bounds.
+    #[test]
+    fn limits_are_taken_up_to_their_caps_and_refused_past_them() {
+        let with_limits = |limits: &str| {
+            Manifest::parse(&manifest(&format!(
+                "[schedule]\nwindow = 'daily'\n[limits]\n{limits}\n"
+            )))
+        };
+        let most = with_limits(
+            "deadline_seconds = 3600\nmemory_mib = 1024\noutput_mib = 512\n\
+             log_lines = 1000000\nlog_kib = 65536",
+        )
+        .unwrap()
+        .limits;
+        assert_eq!(
+            most,
+            Limits {
+                deadline: MAX_DEADLINE,
+                memory_bytes: MAX_MEMORY_BYTES,
+                output_bytes: MAX_OUTPUT_MIB << 20,
+                log_lines: MAX_LOG_LINES,
+                log_bytes: MAX_LOG_KIB << 10,
+            }
+        );
+        // A run may keep no log at all.
+        let silent = with_limits("log_lines = 0\nlog_kib = 0").unwrap().limits;
+        assert_eq!((silent.log_lines, silent.log_bytes), (0, 0));
+        for (limit, expected) in [
+            ("deadline_seconds = 0", "deadline_seconds must be 1 to 3600"),
+            (
+                "deadline_seconds = 3601",
+                "deadline_seconds must be 1 to 3600",
+            ),
+            ("memory_mib = 0", "memory_mib must be 1 to 1024"),
+            ("output_mib = 0", "output_mib must be 1 to 512"),
+            ("output_mib = 513", "output_mib must be 1 to 512"),
+            ("log_lines = 1000001", "log_lines must be at most 1000000"),
+            ("log_kib = 65537", "log_kib must be at most 65536"),
+        ] {
+            let error = format!("{:#}", with_limits(limit).unwrap_err());
+            assert!(error.contains(expected), "{limit}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_lag_is_at_most_a_week_and_a_scope_is_all_or_ids() {
+        let parse = |schedule: &str, scope: &str| {
+            Manifest::parse(&manifest(&format!(
+                "[schedule]\nwindow = 'daily'\n{schedule}\n[scope]\nsubscriptions = {scope}\n"
+            )))
+        };
+        assert_eq!(parse("lag = '7d'", "['*']").unwrap().lag, MAX_LAG);
+        let error = format!("{:#}", parse("lag = '7d 1s'", "['*']").unwrap_err());
+        assert!(error.contains("backfill"), "{error}");
+        let error = format!("{:#}", parse("", "['*', 'sub-a']").unwrap_err());
+        assert!(error.contains("cannot be mixed"), "{error}");
+    }
 }
