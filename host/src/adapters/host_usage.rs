@@ -685,7 +685,7 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(data.path()).unwrap());
         let catalog = Arc::new(MeterCatalog::builtin_for_tests());
-        let usage = UsageAccess::new(store, catalog, SubscriptionGrant::All);
+        let usage = UsageAccess::new(store, catalog, SubscriptionGrant::All, Utc::now());
         let clock = RunClock {
             deadline: Instant::now() + Duration::from_secs(3_600),
             cancelled: None,
