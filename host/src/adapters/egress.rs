@@ -81,8 +81,15 @@ impl AllowedOrigin {
         if !matches!(url.scheme(), "http" | "https") {
             bail!("'{text}': only http and https origins can be allowed");
         }
-        if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
-            bail!("'{text}': an allowed host is scheme://host[:port], without path or credentials");
+        if !url.username().is_empty() || url.password().is_some() {
+            // Named without its credentials: the error reaches logs and the operator's terminal.
+            bail!(
+                "'{}' with credentials: an allowed host is scheme://host[:port], without credentials",
+                url.origin().ascii_serialization()
+            );
+        }
+        if url.path() != "/" || url.query().is_some() {
+            bail!("'{text}': an allowed host is scheme://host[:port], without path or query");
         }
         Ok(AllowedOrigin(url.origin()))
     }
@@ -721,14 +728,20 @@ mod tests {
             ("billing.example.com", "not an origin"),
             ("file:///etc/passwd", "only http and https"),
             ("https://billing.example.com/?all=1", "without path"),
+            ("https://user@billing.example.com", "without credentials"),
             (
-                "https://user@billing.example.com",
-                "without path or credentials",
+                "https://:hunter2@billing.example.com",
+                "without credentials",
+            ),
+            (
+                "https://user:hunter2@billing.example.com",
+                "without credentials",
             ),
         ];
         for (text, expected) in refused {
             let error = AllowedOrigin::parse(text).unwrap_err().to_string();
             assert!(error.contains(expected), "{text}: {error}");
+            assert!(!error.contains("hunter2"), "{text}: {error}");
         }
     }
 
