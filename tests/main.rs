@@ -18,5 +18,6 @@ mod js_adapters;
 mod migrate;
 mod python_adapters;
 mod replicas;
+mod shutdown;
 mod usage_api;
 mod webhook;

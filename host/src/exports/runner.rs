@@ -53,12 +53,20 @@ impl Exports {
         let attempt = tokio::select! {
             attempt = self.attempt(&run, cancelled.clone()) => attempt,
             never = self.keep_leased(&run, &cancelled) => match never {},
+            never = self.cancel_on_stop(&cancelled) => match never {},
         };
-        let attempt = match attempt {
-            Ok(attempt) => attempt,
+        let attempt = match (attempt, self.stopping()) {
+            // Stopped with the host: nothing is wrong with the run, which
+            // another replica (or the next start) takes over at once.
+            (attempt, Some(cause))
+                if cancelled.load(Ordering::Relaxed) && !succeeded(&attempt) =>
+            {
+                stopped_with_the_host(attempt, &cause)
+            }
+            (Ok(attempt), _) => attempt,
             // The host could not even start the adapter (store or component
             // trouble): worth another try.
-            Err(error) => FinishedAttempt {
+            (Err(error), _) => FinishedAttempt {
                 end: retry_or_fail(&self.settings, &run, format!("{error:#}")),
                 figures: RunFiguresRecord::default(),
                 log: RunLogRecord::default(),
@@ -150,6 +158,13 @@ impl Exports {
         }
     }
 
+    /// Flips the run's cancel switch when the host stops; never returns.
+    async fn cancel_on_stop(&self, cancelled: &AtomicBool) -> std::convert::Infallible {
+        self.stopped().await;
+        cancelled.store(true, Ordering::Relaxed);
+        std::future::pending().await
+    }
+
     async fn attempt(
         &self,
         run: &Run,
@@ -229,6 +244,34 @@ impl Exports {
             },
         };
         Ok(FinishedAttempt { end, figures, log })
+    }
+}
+
+/// Whether an attempt succeeded.
+fn succeeded(attempt: &anyhow::Result<FinishedAttempt>) -> bool {
+    matches!(
+        attempt,
+        Ok(FinishedAttempt {
+            end: RunEnd::Succeeded { .. },
+            ..
+        })
+    )
+}
+
+/// An attempt the host's stop (`cause`: the signal) cut short: retried at
+/// once, whatever the attempts so far, with what it measured and logged.
+fn stopped_with_the_host(attempt: anyhow::Result<FinishedAttempt>, cause: &str) -> FinishedAttempt {
+    let (figures, log) = match attempt {
+        Ok(attempt) => (attempt.figures, attempt.log),
+        Err(_) => Default::default(),
+    };
+    FinishedAttempt {
+        end: RunEnd::Retry {
+            reason: format!("the host stopped ({cause}); retried at once"),
+            at: Utc::now(),
+        },
+        figures,
+        log,
     }
 }
 
