@@ -19,5 +19,6 @@ mod migrate;
 mod python_adapters;
 mod replicas;
 mod shutdown;
+mod stored_data;
 mod usage_api;
 mod webhook;

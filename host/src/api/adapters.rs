@@ -229,9 +229,8 @@ async fn view(
     installation: &Installation,
     with_manifest: bool,
 ) -> Result<InstallationView, ApiError> {
-    // Stored manifests passed these checks at install.
-    let manifest = Manifest::parse(&installation.manifest)
-        .map_err(|e| ApiError::from(crate::store::StoreError::Unavailable(e)))?;
+    // Stored manifests passed these checks at install (an older host's, perhaps).
+    let manifest = Manifest::of_installation(installation)?;
     let held_by = exports
         .store
         .holding_run(installation.id)

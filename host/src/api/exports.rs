@@ -26,7 +26,6 @@ use crate::auth::Role;
 use crate::exports::Manifest;
 use crate::exports::documents::{Joining, concatenate};
 use crate::exports::windows;
-use crate::store::StoreError;
 use crate::store::exports::{
     DocumentInfo, Installation, Run, RunFiguresRecord, RunRequestOutcome, RunStatus,
 };
@@ -440,7 +439,7 @@ fn is_inline(content_type: &str) -> bool {
 }
 
 fn stored_manifest(installation: &Installation) -> Result<Manifest, ApiError> {
-    Manifest::parse(&installation.manifest).map_err(|e| StoreError::Unavailable(e).into())
+    Ok(Manifest::of_installation(installation)?)
 }
 
 /// A time (ISO 8601) or a date (`YYYY-MM-DD`, midnight UTC).

@@ -159,12 +159,17 @@ impl Exports {
                 existing.name
             )));
         }
-        let before = Manifest::parse(&existing.manifest).map_err(InstallError::Manifest)?;
-        if before.window != manifest.window {
-            return Err(InstallError::WindowChanged(format!(
-                "{:?} to {:?}",
-                before.window, manifest.window
-            )));
+        // An upgrade is how a stored manifest that no longer passes the
+        // checks is replaced: its window is then unknown, and not compared.
+        match Manifest::of_installation(&existing) {
+            Ok(before) if before.window != manifest.window => {
+                return Err(InstallError::WindowChanged(format!(
+                    "{:?} to {:?}",
+                    before.window, manifest.window
+                )));
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "replacing a stored manifest that is not valid"),
         }
         let (_, adapter, description) = self.check(manifest_text, component).await?;
         let installation = self

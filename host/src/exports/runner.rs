@@ -58,9 +58,7 @@ impl Exports {
         let attempt = match (attempt, self.stopping()) {
             // Stopped with the host: nothing is wrong with the run, which
             // another replica (or the next start) takes over at once.
-            (attempt, Some(cause))
-                if cancelled.load(Ordering::Relaxed) && !succeeded(&attempt) =>
-            {
+            (attempt, Some(cause)) if cancelled.load(Ordering::Relaxed) && !succeeded(&attempt) => {
                 stopped_with_the_host(attempt, &cause)
             }
             (Ok(attempt), _) => attempt,
@@ -175,7 +173,20 @@ impl Exports {
             .installation_by_id(run.installation_id)
             .await?
             .context("the installation was removed")?;
-        let manifest = Manifest::parse(&installation.manifest)?;
+        let manifest = match Manifest::of_installation(&installation) {
+            Ok(manifest) => manifest,
+            // Another attempt would read the same: the operator upgrades the adapter.
+            Err(error) => {
+                let reason = format!("{error}; upgrade the adapter with a corrected manifest");
+                return Ok(FinishedAttempt {
+                    end: RunEnd::Failed {
+                        reason: truncate(&reason, MAX_REASON_BYTES).into_owned(),
+                    },
+                    figures: RunFiguresRecord::default(),
+                    log: RunLogRecord::default(),
+                });
+            }
+        };
         let adapter = self.loaded(&installation.component_sha256).await?;
         let mut usage = UsageAccess::new(
             self.store.clone(),
