@@ -18,5 +18,7 @@ mod js_adapters;
 mod migrate;
 mod python_adapters;
 mod replicas;
+mod shutdown;
+mod stored_data;
 mod usage_api;
 mod webhook;

@@ -10,6 +10,7 @@
 //! max_body_bytes = 33554432
 //! max_records_per_request = 5000               # ingest: records of one request
 //! max_hour_parts_per_request = 10000           # ingest: hours they cover in all
+//! shutdown_timeout = "20s"                     # on SIGTERM: wait for requests and runs, then exit anyway
 //!
 //! [http]                                       # the server's limits, see api::server
 //! header_read_timeout = "10s"                  # a request head must arrive within this
@@ -32,6 +33,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -55,6 +57,12 @@ pub struct Config {
     pub max_records_per_request: Option<usize>,
     /// Most hour parts in one ingest request (default [`crate::usage::batch::DEFAULT_MAX_HOUR_PARTS`]).
     pub max_hour_parts_per_request: Option<usize>,
+    /// How long a stopping host (SIGTERM, Ctrl-C) waits for the requests in
+    /// progress to finish and the runs in progress to be stopped and
+    /// recorded, before it exits anyway (default
+    /// [`crate::cli::DEFAULT_SHUTDOWN_TIMEOUT`]).
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_timeout: Option<Duration>,
     #[serde(default)]
     pub exports: ExportSettings,
     /// Bounds on compiling a component at install.

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use tally::store::Database;
 
@@ -67,25 +68,34 @@ impl Drop for TestDatabase {
 
 /// Runs one statement on the server, off any async runtime the caller is in.
 fn admin(server: &str, sql: String) {
-    let server = server.to_owned();
+    on_server(server, sql, true);
+}
+
+/// Runs one statement on the database at `url`, off any async runtime the
+/// caller is in: alone (`bare`, as `CREATE DATABASE` must be), or as a
+/// prepared statement whose changed rows are returned.
+fn on_server(url: &str, sql: String, bare: bool) -> u64 {
+    let url = url.to_owned();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
                 .await
-                .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {server}: {e}"));
+                .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {url}: {e}"));
             tokio::spawn(connection);
-            client
-                .batch_execute(&sql)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let done = if bare {
+                client.batch_execute(&sql).await.map(|()| 0)
+            } else {
+                client.execute(&sql, &[]).await
+            };
+            done.unwrap_or_else(|e| panic!("{sql}: {e}"))
         })
     })
     .join()
-    .unwrap();
+    .unwrap()
 }
 
 /// Databases of the data directories alive now, for [`database_args`].
@@ -120,6 +130,20 @@ impl DataDir {
         match &self.database {
             Some(database) => Database::Postgres(database.url.clone()),
             None => Database::Sqlite(self.path().to_path_buf()),
+        }
+    }
+
+    /// Runs `sql` on this directory's database behind the host's back (to
+    /// damage what it stored); returns the rows changed.
+    pub fn execute(&self, sql: &str) -> u64 {
+        match &self.database {
+            Some(database) => on_server(&database.url, sql.to_owned(), false),
+            None => {
+                let file = self.path().join(tally::store::sqlite::DATABASE_FILE);
+                let connection = rusqlite::Connection::open(file).unwrap();
+                connection.busy_timeout(Duration::from_secs(10)).unwrap();
+                connection.execute(sql, []).unwrap() as u64
+            }
         }
     }
 }

@@ -78,6 +78,35 @@ impl Server {
         Server { child, base }
     }
 
+    /// Sends SIGTERM and waits for the host to exit; its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_for_exit()
+    }
+
+    /// Sends `signal` to the host.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child, not reaped yet (so the pid is still its).
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Waits for the host to exit; its exit status. Panics if it still runs
+    /// after a minute (a stop that hangs).
+    pub fn wait_for_exit(&mut self) -> std::process::ExitStatus {
+        let asked = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                asked.elapsed() < std::time::Duration::from_secs(60),
+                "tally serve still runs a minute after it was told to stop"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// `kill -9`.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();

@@ -15,11 +15,20 @@
 //! multicast), so a name that resolves (or is re-pointed) to 127.0.0.1 or
 //! 169.254.169.254 reaches nothing. An operator who means an internal address
 //! allows it as an IP literal (`http://127.0.0.1:9000`), which is then also
-//! reachable under a name that resolves to it.
+//! reachable under that installation's names that resolve to it.
+//!
+//! Runs share their HTTP clients ([`Outbound`], one per host): connections
+//! are pooled and the root certificates loaded once. What a run may reach is
+//! checked per request (origin, headers, caps) except DNS, which a client's
+//! resolver answers; so runs share the client of their resolver policy —
+//! every run that allows no internal IP literal beside host names (nearly
+//! all) the one default client — and a pooled connection is never reused by
+//! a run whose policy would not have opened it.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -47,6 +56,10 @@ const METADATA_V4: [Ipv4Addr; 2] = [
     Ipv4Addr::new(168, 63, 129, 16),
 ];
 const METADATA_V6: [Ipv6Addr; 1] = [Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)];
+/// Most clients an [`Outbound`] keeps, one per resolver policy (a set of
+/// internal IP literals allowed beside host names); a run of a further
+/// policy gets a client of its own.
+const MAX_POLICY_CLIENTS: usize = 64;
 /// The header that lets a receiver drop a request it already has.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Headers an adapter may not set (lower case), besides `proxy-*`.
@@ -106,6 +119,7 @@ pub struct Egress {
     /// The run's id, the stem of every idempotency key.
     pub run_id: String,
     pub allowed: Vec<AllowedOrigin>,
+    /// The host's client for the run's resolver policy ([`Outbound::client_for`]).
     pub client: reqwest::Client,
     /// The runtime the client's futures run on (runs execute on blocking threads).
     pub runtime: tokio::runtime::Handle,
@@ -116,21 +130,18 @@ pub struct Egress {
 }
 
 impl Egress {
-    /// Egress for a run, with the host's HTTP client settings.
+    /// Egress for a run to the `allowed` origins, through the host's clients.
     pub fn new(
         run_id: String,
         allowed: Vec<AllowedOrigin>,
+        outbound: &Outbound,
         runtime: tokio::runtime::Handle,
         deadline: Instant,
     ) -> Self {
-        let literals = allowed
-            .iter()
-            .filter_map(AllowedOrigin::ip_literal)
-            .collect();
         Egress {
             run_id,
+            client: outbound.client_for(&allowed),
             allowed,
-            client: client(literals),
             runtime,
             deadline,
             sent: 0,
@@ -138,10 +149,50 @@ impl Egress {
     }
 }
 
-/// The HTTP client of `send`: no redirects, no proxy from the environment,
+/// The HTTP clients of `send`, shared by the runs of a host: each built once,
+/// at the first run that needs it. Runs share the client of their resolver
+/// policy (see the module's notes).
+#[derive(Default)]
+pub struct Outbound {
+    /// By the internal IP literals a policy lets host names resolve to.
+    clients: Mutex<HashMap<Vec<IpAddr>, reqwest::Client>>,
+}
+
+impl Outbound {
+    /// The client of a run allowed to send to `allowed`: the default one
+    /// (host names never resolve inside), unless `allowed` names both host
+    /// names and internal IP literals, which those names may then resolve to.
+    /// (IP-literal URLs are never resolved: the origin check covers them.)
+    pub fn client_for(&self, allowed: &[AllowedOrigin]) -> reqwest::Client {
+        let names_a_host = allowed.iter().any(|o| o.ip_literal().is_none());
+        let mut internal: Vec<IpAddr> = allowed
+            .iter()
+            .filter_map(AllowedOrigin::ip_literal)
+            .filter(|ip| names_a_host && is_internal(*ip))
+            .collect();
+        internal.sort();
+        internal.dedup();
+        let mut clients = self.clients.lock().expect("outbound clients lock");
+        if let Some(client) = clients.get(&internal) {
+            return client.clone();
+        }
+        let client = client(internal.clone());
+        if clients.len() < MAX_POLICY_CLIENTS {
+            clients.insert(internal, client.clone());
+        }
+        client
+    }
+
+    /// How many clients are kept.
+    pub fn clients(&self) -> usize {
+        self.clients.lock().expect("outbound clients lock").len()
+    }
+}
+
+/// An HTTP client of `send`: no redirects, no proxy from the environment,
 /// and host names resolved only to addresses that are not internal, or that
 /// `ip_literals` (the allowed origins' IP literals) name.
-pub fn client(ip_literals: Vec<IpAddr>) -> reqwest::Client {
+fn client(ip_literals: Vec<IpAddr>) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -511,12 +562,30 @@ mod tests {
     }
 
     fn egress_to(runtime: &tokio::runtime::Runtime, allowed: &[String]) -> Egress {
-        let allowed = allowed
+        egress_through(&Outbound::default(), runtime, origins(allowed))
+    }
+
+    fn origins(allowed: &[impl AsRef<str>]) -> Vec<AllowedOrigin> {
+        allowed
             .iter()
-            .map(|o| AllowedOrigin::parse(o).unwrap())
-            .collect();
+            .map(|o| AllowedOrigin::parse(o.as_ref()).unwrap())
+            .collect()
+    }
+
+    /// Egress to `allowed` through the clients of `outbound`.
+    fn egress_through(
+        outbound: &Outbound,
+        runtime: &tokio::runtime::Runtime,
+        allowed: Vec<AllowedOrigin>,
+    ) -> Egress {
         let deadline = Instant::now() + Duration::from_secs(30);
-        Egress::new("run".into(), allowed, runtime.handle().clone(), deadline)
+        Egress::new(
+            "run".into(),
+            allowed,
+            outbound,
+            runtime.handle().clone(),
+            deadline,
+        )
     }
 
     /// A clock that never stops a test's request.
@@ -695,13 +764,6 @@ mod tests {
                 .collect(),
             body: vec![b'x'; body],
         }
-    }
-
-    fn origins(texts: &[&str]) -> Vec<AllowedOrigin> {
-        texts
-            .iter()
-            .map(|o| AllowedOrigin::parse(o).unwrap())
-            .collect()
     }
 
     /// `check_request` on a GET of `url` with `headers`, allowed the
@@ -1037,5 +1099,49 @@ mod tests {
         assert_eq!(log.lines.len(), 1);
         assert_eq!(log.lines[0].level, "error");
         assert!(log.lines[0].message.starts_with("send refused: "));
+    }
+
+    /// Runs share a host's clients, yet each keeps its own resolver policy:
+    /// a name reaches the loopback address only in the run whose installation
+    /// allows the loopback literal, before and after that run.
+    #[test]
+    fn runs_share_clients_and_keep_their_own_resolver_policy() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (port, accepted) = server();
+        let by_name = format!("http://localhost:{port}");
+        let by_literal = format!("http://127.0.0.1:{port}");
+        let outbound = Outbound::default();
+        let request = || get(format!("{by_name}/lines"), vec![]);
+
+        let names_only = origins(std::slice::from_ref(&by_name));
+        let mut first = egress_through(&outbound, &runtime, names_only.clone());
+        let literal_only = origins(std::slice::from_ref(&by_literal));
+        let mut literal = egress_through(&outbound, &runtime, literal_only);
+        assert_eq!(outbound.clients(), 1, "one client for both policies");
+        assert!(send(&mut first, &unbounded(), request()).is_err());
+        let response = send(
+            &mut literal,
+            &unbounded(),
+            get(format!("{by_literal}/lines"), vec![]),
+        )
+        .unwrap();
+        assert_eq!(response.status, 200);
+
+        let both = origins(&[by_name.clone(), by_literal.clone()]);
+        let mut allowed = egress_through(&outbound, &runtime, both);
+        assert_eq!(
+            send(&mut allowed, &unbounded(), request()).unwrap().status,
+            200
+        );
+        assert_eq!(outbound.clients(), 2);
+
+        let mut again = egress_through(&outbound, &runtime, names_only);
+        let refusal = send(&mut again, &unbounded(), request()).unwrap_err();
+        assert!(
+            matches!(&refusal, Refusal::NotAllowed(r) if r.contains("internal addresses")),
+            "{refusal:?}"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(outbound.clients(), 2, "the policies' clients are reused");
     }
 }

@@ -28,6 +28,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::compile::{Compiler, compile_in_child};
 use super::contract::{BillingAdapterPre, WORLD_VERSION, add_imports_to_linker};
+use super::egress::Outbound;
 use super::sandbox::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES, RunState};
 
 /// How often the deadline clock ticks: deadlines are checked at this granularity.
@@ -73,6 +74,8 @@ pub struct AdapterEngine {
     /// One lock per sha256 being loaded: concurrent loads compile once.
     loading: Mutex<HashMap<String, Weak<Mutex<()>>>>,
     compiles: AtomicU64,
+    /// The HTTP clients runs send through, shared by all of them.
+    outbound: Outbound,
 }
 
 /// A component compiled for this engine and checked against the world.
@@ -141,6 +144,7 @@ impl AdapterEngine {
             compiler,
             loading: Mutex::default(),
             compiles: AtomicU64::new(0),
+            outbound: Outbound::default(),
         })
     }
 
@@ -164,6 +168,11 @@ impl AdapterEngine {
     /// The wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The HTTP clients of the runs' `send`.
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
     }
 
     /// Loads a component: from the artifact cache, or compiled and cached.

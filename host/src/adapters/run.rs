@@ -105,6 +105,7 @@ pub fn run_export(
     let egress = Egress::new(
         request.run_id.clone(),
         allowed,
+        engine.outbound(),
         usage.runtime.clone(),
         started + limits.deadline,
     );

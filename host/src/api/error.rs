@@ -120,6 +120,39 @@ impl From<StoreError> for ApiError {
                     "The usage store is temporarily unavailable; retry the request.",
                 )
             }
+            StoreError::Corrupt { what, detail } => {
+                tracing::error!(%what, %detail, "stored data is corrupt");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "StoredDataCorrupt",
+                    format!(
+                        "Stored data this request reads cannot be read back ({what}); retrying \
+                         will not help. The host's log names the problem, for the operator to \
+                         repair or remove the data."
+                    ),
+                )
+            }
+            StoreError::Refused(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "the store refused a change");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "StoreRefusedChange",
+                    "The usage store refused the change as breaking one of its rules; retrying \
+                     the same request will not help.",
+                )
+            }
+            StoreError::InvalidStoredManifest {
+                installation,
+                detail,
+            } => ApiError::new(
+                StatusCode::CONFLICT,
+                "InvalidStoredManifest",
+                format!(
+                    "The stored manifest of adapter '{installation}' no longer passes this \
+                     host's checks: {detail}. Upgrade the adapter with a corrected manifest \
+                     (PUT /v1/adapters/{installation}), or remove and reinstall it."
+                ),
+            ),
         }
     }
 }

@@ -180,8 +180,10 @@ impl utoipa::Modify for BearerAuth {
 /// them itself, so that the document names every status the host sends:
 /// `401` where a token is needed, `403` where it must have a role,
 /// `400` where a path, query string or body can be malformed (axum's
-/// rejections, in ARM shape), `413` where there is a body, `503` everywhere
-/// (the store does not answer).
+/// rejections, in ARM shape), `413` where there is a body, `409` where an
+/// adapter's stored manifest is read, `500` (stored data that does not read
+/// back, a write the store refuses) and `503` everywhere (the store does not
+/// answer).
 struct CommonResponses;
 
 /// Operations any valid token may call: no `403`.
@@ -201,7 +203,8 @@ impl utoipa::Modify for CommonResponses {
                 )
                 .build()
         };
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let reads_a_manifest = path.starts_with("/v1/adapters/{name}");
             let operations = [
                 &mut item.get,
                 &mut item.put,
@@ -227,6 +230,18 @@ impl utoipa::Modify for CommonResponses {
                     ),
                     (takes_input, "400", "A malformed path, query string or body"),
                     (has_body, "413", "The body is larger than the limit"),
+                    (
+                        reads_a_manifest,
+                        "409",
+                        "InvalidStoredManifest: the adapter's stored manifest no longer passes \
+                         the host's checks; upgrade or reinstall it",
+                    ),
+                    (
+                        true,
+                        "500",
+                        "StoredDataCorrupt (stored data does not read back) or \
+                         StoreRefusedChange (the store refused a write): a retry will not help",
+                    ),
                     (
                         true,
                         "503",

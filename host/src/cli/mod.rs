@@ -21,6 +21,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub use serve::DEFAULT_SHUTDOWN_TIMEOUT;
+
 use crate::store::{Database, Store};
 
 /// Where the embedded store lives unless told otherwise.
@@ -102,6 +104,9 @@ pub fn main() -> ExitCode {
             Command::CompileComponent(_) => unreachable!("handled before the runtime starts"),
         }
     });
+    // What is still running has had its time (a stopping host waited out its
+    // shutdown timeout): an adapter run on a blocking thread must not hold the exit.
+    runtime.shutdown_background();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -16,6 +17,10 @@ use crate::store::Database;
 use crate::usage::{BatchLimits, batch};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// How long a stopping host waits for the requests and runs in progress
+/// before it exits anyway (`shutdown_timeout` in `tally.toml`): under the
+/// 30 s a container orchestrator commonly allows before it kills.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Compiled components, in the data directory.
 pub const COMPILED_ADAPTERS_DIR: &str = "compiled-adapters";
 
@@ -36,8 +41,12 @@ pub struct ServeArgs {
     public_url: Option<String>,
 }
 
-/// Runs the host until Ctrl-C or SIGTERM.
+/// Runs the host until Ctrl-C or SIGTERM, then stops cleanly: the listener
+/// closes, the requests in progress finish, the export runs in progress are
+/// stopped and queued again at once; past the shutdown timeout the host
+/// exits anyway. A second signal exits at once.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut signals = StopSignals::listen()?;
     let config = args
         .config
         .as_deref()
@@ -111,15 +120,48 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         page_size: api::PAGE_SIZE,
     };
-    let app = api::router(AppState::new(store, settings).with_exports(exports));
+    let app = api::router(AppState::new(store, settings).with_exports(exports.clone()));
     // The first line on stdout is the address, for scripts and tests that pick port 0.
     println!("tally listening on http://{address}");
     std::io::stdout().flush()?;
     tracing::info!(%address, "serving");
-    api::server::serve(listener, app, &config.http, shutdown_signal()).await;
-    // Runs cut short here are queued again at the next start, under the same run id.
-    scheduler.abort();
-    tracing::info!("stopped");
+    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = config.http.clone();
+    let server = tokio::spawn(async move {
+        let stop = async {
+            let _ = serving_stopped.await;
+        };
+        api::server::serve(listener, app, &http, stop).await;
+    });
+
+    let signal = signals.next().await;
+    let timeout = config.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+    tracing::info!(
+        signal,
+        ?timeout,
+        "stopping: no new connections or runs; waiting for the requests in progress, \
+         and stopping the runs in progress (each queued again at once)"
+    );
+    exports.stop(signal);
+    let _ = stop_serving.send(());
+    let stopped = async {
+        let (_, _) = tokio::join!(server, scheduler);
+    };
+    tokio::select! {
+        finished = tokio::time::timeout(timeout, stopped) => match finished {
+            Ok(()) => tracing::info!("stopped"),
+            Err(_) => tracing::warn!(
+                ?timeout,
+                "requests or runs still in progress after the shutdown timeout: exiting anyway \
+                 (a run cut short is queued again at the next start, or by a replica once its \
+                 lease ends)"
+            ),
+        },
+        second = signals.next() => tracing::warn!(
+            signal = second,
+            "a second signal: exiting without waiting for what is in progress"
+        ),
+    }
     Ok(())
 }
 
@@ -137,18 +179,43 @@ fn allowed_hosts(configured: &[String], address: SocketAddr) -> Vec<String> {
     hosts
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// The signals that stop the host (SIGTERM, Ctrl-C's SIGINT), listened for
+/// from the start: one that arrives before the host serves stops it cleanly
+/// too, instead of killing the process.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("a SIGTERM handler");
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn listen() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+                interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
+    }
+
+    /// Waits for the next signal; returns its name.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.terminate.recv() => "SIGTERM",
+                _ = self.interrupt.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
         }
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }

@@ -26,8 +26,8 @@ pub struct InstallationStatus {
 
 impl Exports {
     /// `installation` with its manifest: parsed when this version of it is
-    /// first seen, then from memory. A stored manifest passed every check at
-    /// install, so one that does not parse is the store's trouble.
+    /// first seen, then from memory. A stored manifest that no longer passes
+    /// the checks is [`StoreError::InvalidStoredManifest`].
     pub(crate) fn load(
         &self,
         installation: Installation,
@@ -42,9 +42,7 @@ impl Exports {
         let manifest = match cached {
             Some(manifest) => manifest,
             None => {
-                let manifest = Arc::new(
-                    Manifest::parse(&installation.manifest).map_err(StoreError::Unavailable)?,
-                );
+                let manifest = Arc::new(Manifest::of_installation(&installation)?);
                 self.manifests.lock().expect("manifests lock").insert(
                     installation.id,
                     (installation.manifest.clone(), manifest.clone()),

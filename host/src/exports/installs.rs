@@ -161,12 +161,17 @@ impl Exports {
                 existing.name
             )));
         }
-        let before = self.load(existing.clone())?.manifest;
-        if before.window != manifest.window {
-            return Err(InstallError::WindowChanged(format!(
-                "{:?} to {:?}",
-                before.window, manifest.window
-            )));
+        // An upgrade is how a stored manifest that no longer passes the
+        // checks is replaced: its window is then unknown, and not compared.
+        match self.load(existing.clone()).map(|loaded| loaded.manifest) {
+            Ok(before) if before.window != manifest.window => {
+                return Err(InstallError::WindowChanged(format!(
+                    "{:?} to {:?}",
+                    before.window, manifest.window
+                )));
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "replacing a stored manifest that is not valid"),
         }
         let (_, adapter, description) = self.check(manifest, component).await?;
         let installation = self

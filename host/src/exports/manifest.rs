@@ -51,6 +51,8 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::egress::AllowedOrigin;
 use crate::adapters::engine::MAX_MEMORY_BYTES;
 use crate::adapters::{Limits, SubscriptionGrant};
+use crate::store::StoreError;
+use crate::store::exports::Installation;
 use crate::usage::Granularity;
 use crate::usage::time::{YEAR_RANGE, parse_time};
 
@@ -184,6 +186,20 @@ fn default_lag() -> String {
 }
 
 impl Manifest {
+    /// The manifest `installation` was stored with, parsed and checked again.
+    /// One that no longer passes (an older host stored it, or it was altered
+    /// in the database) is [`StoreError::InvalidStoredManifest`], naming the
+    /// installation and the first line of what is wrong.
+    pub fn of_installation(installation: &Installation) -> Result<Self, StoreError> {
+        Self::parse(&installation.manifest).map_err(|error| {
+            let detail = format!("{error:#}");
+            StoreError::InvalidStoredManifest {
+                installation: installation.name.clone(),
+                detail: detail.lines().next().unwrap_or_default().to_owned(),
+            }
+        })
+    }
+
     /// Parses and checks a manifest; errors name the field at fault.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let raw: Raw = toml::from_str(text).map_err(|e| invalid_toml(text, &e))?;

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::adapters::{AdapterEngine, LoadedAdapter};
 use crate::metrics::Metrics;
@@ -133,6 +133,10 @@ pub struct Exports {
     wake: Notify,
     /// This host, as the holder of the runs it claims (`hostname:pid`).
     holder: String,
+    /// Why the host is stopping (`SIGTERM`…), once it is: the scheduler
+    /// claims nothing more, and the runs in progress are stopped and queued
+    /// again at once.
+    stopping: watch::Sender<Option<String>>,
 }
 
 impl Exports {
@@ -153,7 +157,33 @@ impl Exports {
             installs: Arc::default(),
             wake: Notify::new(),
             holder: holder_name(),
+            stopping: watch::Sender::new(None),
         }
+    }
+
+    /// Stops the exports of a host that stops because of `cause` (a signal's
+    /// name): the scheduler claims no more runs, and each run in progress is
+    /// stopped through its cancel switch and recorded as retrying at once,
+    /// for another replica or the next start to take over without waiting
+    /// for its lease. [`Self::run_scheduler`] returns once they are recorded.
+    pub fn stop(&self, cause: &str) {
+        self.stopping.send_replace(Some(cause.to_owned()));
+        self.wake();
+    }
+
+    /// Why the host is stopping, once it is.
+    fn stopping(&self) -> Option<String> {
+        self.stopping.borrow().clone()
+    }
+
+    /// Waits until the host stops; returns why.
+    async fn stopped(&self) -> String {
+        let mut stopping = self.stopping.subscribe();
+        let cause = stopping
+            .wait_for(Option::is_some)
+            .await
+            .expect("the sender lives as long as self");
+        cause.clone().unwrap_or_default()
     }
 
     /// The engine components are compiled for and run on.

@@ -14,6 +14,7 @@ use super::{ExportSettings, Exports, LoadedInstallation};
 use crate::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
 use crate::adapters::host_usage::UsageAccess;
 use crate::adapters::run_export;
+use crate::store::StoreError;
 use crate::store::exports::MAX_REASON_BYTES;
 use crate::store::exports::{
     FinishedAttempt, Installation, Run, RunEnd, RunFiguresRecord, RunLogRecord, StoredDocument,
@@ -54,12 +55,18 @@ impl Exports {
         let attempt = tokio::select! {
             attempt = self.attempt(&run, claimed_at, cancelled.clone()) => attempt,
             never = self.keep_leased(&run, &cancelled) => match never {},
+            never = self.cancel_on_stop(&cancelled) => match never {},
         };
-        let attempt = match attempt {
-            Ok(attempt) => attempt,
+        let attempt = match (attempt, self.stopping()) {
+            // Stopped with the host: nothing is wrong with the run, which
+            // another replica (or the next start) takes over at once.
+            (attempt, Some(cause)) if cancelled.load(Ordering::Relaxed) && !succeeded(&attempt) => {
+                stopped_with_the_host(attempt, &cause, self.store_now(claimed_at).await)
+            }
+            (Ok(attempt), _) => attempt,
             // The host could not even start the adapter (store or component
             // trouble): worth another try.
-            Err(error) => FinishedAttempt {
+            (Err(error), _) => FinishedAttempt {
                 end: retry_or_fail(
                     &self.settings,
                     &run,
@@ -162,6 +169,13 @@ impl Exports {
         self.store.clock().await.unwrap_or(claimed_at)
     }
 
+    /// Flips the run's cancel switch when the host stops; never returns.
+    async fn cancel_on_stop(&self, cancelled: &AtomicBool) -> std::convert::Infallible {
+        self.stopped().await;
+        cancelled.store(true, Ordering::Relaxed);
+        std::future::pending().await
+    }
+
     async fn attempt(
         &self,
         run: &Run,
@@ -176,7 +190,21 @@ impl Exports {
         let LoadedInstallation {
             installation,
             manifest,
-        } = self.load(installation)?;
+        } = match self.load(installation) {
+            Ok(loaded) => loaded,
+            // Another attempt would read the same: the operator upgrades the adapter.
+            Err(error @ StoreError::InvalidStoredManifest { .. }) => {
+                let reason = format!("{error}; upgrade the adapter with a corrected manifest");
+                return Ok(FinishedAttempt {
+                    end: RunEnd::Failed {
+                        reason: truncate(&reason, MAX_REASON_BYTES).into_owned(),
+                    },
+                    figures: RunFiguresRecord::default(),
+                    log: RunLogRecord::default(),
+                });
+            }
+            Err(error) => return Err(error.into()),
+        };
         let adapter = self.loaded(&installation.component_sha256).await?;
         let mut usage = UsageAccess::new(
             self.store.clone(),
@@ -246,6 +274,38 @@ impl Exports {
             },
         };
         Ok(FinishedAttempt { end, figures, log })
+    }
+}
+
+/// Whether an attempt succeeded.
+fn succeeded(attempt: &anyhow::Result<FinishedAttempt>) -> bool {
+    matches!(
+        attempt,
+        Ok(FinishedAttempt {
+            end: RunEnd::Succeeded { .. },
+            ..
+        })
+    )
+}
+
+/// An attempt the host's stop (`cause`: the signal) cut short: retried at
+/// once (`now`, the store's time), whatever the attempts so far, with what it measured and logged.
+fn stopped_with_the_host(
+    attempt: anyhow::Result<FinishedAttempt>,
+    cause: &str,
+    now: DateTime<Utc>,
+) -> FinishedAttempt {
+    let (figures, log) = match attempt {
+        Ok(attempt) => (attempt.figures, attempt.log),
+        Err(_) => Default::default(),
+    };
+    FinishedAttempt {
+        end: RunEnd::Retry {
+            reason: format!("the host stopped ({cause}); retried at once"),
+            at: now,
+        },
+        figures,
+        log,
     }
 }
 

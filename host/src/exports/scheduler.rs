@@ -8,6 +8,11 @@
 //! ends and a host (another replica, or this one restarted) runs the window
 //! again under the same run id; the dead attempt had published nothing, and
 //! could not publish late, since finishing is fenced by the attempt number.
+//!
+//! A host that stops cleanly (SIGTERM, Ctrl-C: [`Exports::stop`]) claims no
+//! more runs and stops the ones in progress through their cancel switch,
+//! recording each as retrying now: another replica, or this host restarted,
+//! takes it over at once instead of after its lease.
 
 use std::sync::Arc;
 
@@ -26,20 +31,41 @@ const MIN_TICK: std::time::Duration = std::time::Duration::from_millis(50);
 const MAX_WINDOWS_PER_TICK: usize = 1_000;
 
 impl Exports {
-    /// Runs the scheduler until the task is dropped.
+    /// Runs the scheduler until the host stops ([`Exports::stop`]), then
+    /// waits for the runs in progress to be stopped and recorded.
     pub async fn run_scheduler(self: Arc<Self>) {
+        let concurrency = self.settings.concurrency.clamp(1, MAX_CONCURRENT_RUNS);
+        let slots = Arc::new(Semaphore::new(concurrency));
+        self.schedule(&slots).await;
+        let in_progress = concurrency - slots.available_permits();
+        if in_progress > 0 {
+            tracing::info!(
+                runs = in_progress,
+                "stopping the runs in progress; each is queued again at once"
+            );
+        }
+        // Every run holds a slot until its outcome is recorded.
+        let _all = slots.acquire_many(concurrency as u32).await;
+        tracing::info!("scheduler stopped");
+    }
+
+    /// Queues closed windows and starts claimed runs, tick after tick, until
+    /// the host stops. Stopping is checked between steps, never inside one,
+    /// so that no claim is cut short (a claimed run is always executed).
+    async fn schedule(self: &Arc<Self>, slots: &Arc<Semaphore>) {
         // Alone on its store, a starting host knows every running run is a
         // leftover of its own; replicas wait for the leases to end.
         if !self.store.is_shared() {
             self.requeue_interrupted(Interrupted::AllRunning).await;
         }
-        if let Err(error) = self.preload().await {
-            tracing::error!(%error, "cannot preload the installed components");
+        tokio::select! {
+            preloaded = self.preload() => if let Err(error) = preloaded {
+                tracing::error!(%error, "cannot preload the installed components");
+            },
+            // Compiles may take long: a stopping host does not wait for them.
+            _ = self.stopped() => return,
         }
-        let slots = Arc::new(Semaphore::new(
-            self.settings.concurrency.clamp(1, MAX_CONCURRENT_RUNS),
-        ));
-        loop {
+        while self.stopping().is_none() {
             // Alone on its store, a host is running every run it leased.
             if self.store.is_shared() {
                 self.requeue_interrupted(Interrupted::LeaseEnded).await;
@@ -50,13 +76,14 @@ impl Exports {
                     if let Err(error) = self.queue_closed_windows(now).await {
                         tracing::error!(%error, "cannot queue closed windows");
                     }
-                    self.start_claimed_runs(&slots, now).await;
+                    self.start_claimed_runs(slots, now).await;
                 }
                 Err(error) => tracing::error!(%error, "cannot read the store's clock"),
             }
             // What another replica removed or upgraded away is dropped here too.
             self.evict_unused_logged().await;
-            // Wake on the tick, or early when a run finished or was requested.
+            // Wake on the tick, or early when a run finished or was requested
+            // (or the host stops).
             let tick = self.settings.tick.max(MIN_TICK);
             let _ = tokio::time::timeout(tick, self.wake.notified()).await;
         }
@@ -122,9 +149,12 @@ impl Exports {
     }
 
     /// Starts runs that may start at `now` (the store's time) while there are
-    /// free slots.
+    /// free slots and the host is not stopping.
     async fn start_claimed_runs(self: &Arc<Self>, slots: &Arc<Semaphore>, now: DateTime<Utc>) {
         while let Ok(slot) = slots.clone().try_acquire_owned() {
+            if self.stopping().is_some() {
+                return;
+            }
             let lease = self.settings.lease;
             let claimed = self.store.claim_run(now, &self.holder, lease);
             let run = match claimed.await {

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::exports::manifest::redact_secrets;
-use crate::store::StoreError;
+use crate::store::{CorruptValue, StoreError};
 
 /// An installation to create or replace. Its `Debug` shows the manifest
 /// with its secrets redacted.
@@ -111,6 +111,13 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
         }
+    }
+
+    /// Reads a stored status; an unknown one is a corrupt value.
+    pub fn decode(text: &str) -> anyhow::Result<Self> {
+        Self::parse(text).ok_or_else(|| {
+            CorruptValue::error("a stored run status", format!("'{text}' is not a status"))
+        })
     }
 
     /// Parses the stored spelling.
@@ -444,7 +451,8 @@ pub(crate) const RUN_COLUMNS: &str = "id, installation_id, window_start_ms, wind
 
 /// A stored millisecond time.
 pub(crate) fn time(ms: i64) -> anyhow::Result<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| anyhow!("stored time {ms} is out of range"))
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| CorruptValue::error("a stored time", format!("{ms} ms is out of range")))
 }
 
 /// A random installation uid (the stem of its run ids).

@@ -78,7 +78,9 @@ impl std::fmt::Debug for Database {
     }
 }
 
-/// Errors at the store's edge.
+/// Errors at the store's edge: what a retry may fix ([`Self::Unavailable`])
+/// told apart from what it will not (stored data that does not read, a
+/// write the database refuses), so that clients are told the truth.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Records reuse an accepted `(subscriptionId, eventId)` with other content;
@@ -88,9 +90,168 @@ pub enum StoreError {
     /// Something with this name exists already.
     #[error("{0}")]
     Exists(String),
-    /// The database could not do the work (disk full, locked, I/O error…); retryable.
+    /// The database could not do the work now (connection lost, locked or
+    /// busy, I/O error, disk full, no pooled connection in time); retryable.
     #[error("the usage store is unavailable: {0:#}")]
-    Unavailable(#[from] anyhow::Error),
+    Unavailable(anyhow::Error),
+    /// A stored value does not read back (an unknown run status, JSON that
+    /// does not parse, a time out of range), or the database reports its
+    /// own damage: a retry reads the same. `what` names the value.
+    #[error("stored data is corrupt: {what}: {detail}")]
+    Corrupt { what: String, detail: String },
+    /// The database refused a write as breaking one of its rules (a
+    /// constraint, a value it cannot hold): the same write fails again.
+    #[error("the store refused the change: {0:#}")]
+    Refused(anyhow::Error),
+    /// An installation's stored manifest no longer passes this host's checks
+    /// (it was stored by an older version, or altered in the database).
+    #[error("the stored manifest of adapter '{installation}' is not valid: {detail}")]
+    InvalidStoredManifest {
+        installation: String,
+        detail: String,
+    },
+}
+
+/// A stored value that does not decode: carried in an [`anyhow::Error`] to
+/// the store's edge, where it becomes [`StoreError::Corrupt`].
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {detail}")]
+pub struct CorruptValue {
+    /// What the value is ("a stored run status").
+    pub what: String,
+    /// What is wrong with it.
+    pub detail: String,
+}
+
+impl CorruptValue {
+    /// A corrupt `what`, as an error to return with `?`.
+    pub fn error(what: impl Into<String>, detail: impl std::fmt::Display) -> anyhow::Error {
+        anyhow::Error::new(CorruptValue {
+            what: what.into(),
+            detail: detail.to_string(),
+        })
+    }
+}
+
+/// Where database errors are classified: by the first typed cause in the
+/// chain (a decoded value, SQLite's result code, PostgreSQL's SQLSTATE, a
+/// JSON column); anything else is taken as unavailability.
+impl From<anyhow::Error> for StoreError {
+    fn from(error: anyhow::Error) -> Self {
+        match classify(&error) {
+            Kind::Unavailable => StoreError::Unavailable(error),
+            Kind::Refused => StoreError::Refused(error),
+            Kind::Corrupt { what, detail } => StoreError::Corrupt { what, detail },
+        }
+    }
+}
+
+impl StoreError {
+    /// The same error again, for another request of one failed group commit
+    /// (the cause's chain kept as text).
+    pub fn duplicate(&self) -> StoreError {
+        match self {
+            StoreError::Conflicts(conflicts) => StoreError::Conflicts(conflicts.clone()),
+            StoreError::Exists(message) => StoreError::Exists(message.clone()),
+            StoreError::Unavailable(cause) => StoreError::Unavailable(anyhow::anyhow!("{cause:#}")),
+            StoreError::Corrupt { what, detail } => StoreError::Corrupt {
+                what: what.clone(),
+                detail: detail.clone(),
+            },
+            StoreError::Refused(cause) => StoreError::Refused(anyhow::anyhow!("{cause:#}")),
+            StoreError::InvalidStoredManifest {
+                installation,
+                detail,
+            } => StoreError::InvalidStoredManifest {
+                installation: installation.clone(),
+                detail: detail.clone(),
+            },
+        }
+    }
+}
+
+/// What kind of failure a database error is.
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    Unavailable,
+    Refused,
+    Corrupt { what: String, detail: String },
+}
+
+/// Classifies `error` by the first cause in its chain that says what it is.
+fn classify(error: &anyhow::Error) -> Kind {
+    let mut context = None;
+    for cause in error.chain() {
+        if let Some(corrupt) = cause.downcast_ref::<CorruptValue>() {
+            return Kind::Corrupt {
+                what: corrupt.what.clone(),
+                detail: corrupt.detail.clone(),
+            };
+        }
+        if let Some(sqlite) = cause.downcast_ref::<rusqlite::Error>() {
+            return sqlite_kind(sqlite);
+        }
+        if let Some(postgres) = cause.downcast_ref::<tokio_postgres::Error>() {
+            return postgres_kind(postgres);
+        }
+        if let Some(json) = cause.downcast_ref::<serde_json::Error>() {
+            // The store parses JSON only from its own columns.
+            return Kind::Corrupt {
+                what: context.unwrap_or_else(|| "a stored JSON value".into()),
+                detail: json.to_string(),
+            };
+        }
+        context = Some(cause.to_string());
+    }
+    Kind::Unavailable
+}
+
+/// SQLite: busy, locked, I/O, full, can't open… may pass; a constraint does
+/// not; corrupt or not-a-database is damage; a column that does not convert
+/// is a corrupt value.
+fn sqlite_kind(error: &rusqlite::Error) -> Kind {
+    use rusqlite::ErrorCode;
+    let corrupt = |what: &str| Kind::Corrupt {
+        what: what.into(),
+        detail: error.to_string(),
+    };
+    match error {
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch => {
+                Kind::Refused
+            }
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => corrupt("the database file"),
+            _ => Kind::Unavailable,
+        },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::Utf8Error(..) => corrupt("a stored value"),
+        _ => Kind::Unavailable,
+    }
+}
+
+/// PostgreSQL, by SQLSTATE class: 08 connection, 40 rollback (serialization,
+/// deadlock), 53 resources, 57 operator intervention and 58 system errors
+/// may pass; 22 data exceptions and 23 constraints do not; XX is internal
+/// damage (a corrupt page or index). No SQLSTATE: the connection's trouble.
+fn postgres_kind(error: &tokio_postgres::Error) -> Kind {
+    match error.code() {
+        Some(code) => sqlstate_kind(code.code(), error),
+        None => Kind::Unavailable,
+    }
+}
+
+/// The kind of a PostgreSQL error with SQLSTATE `code`.
+fn sqlstate_kind(code: &str, error: &dyn std::fmt::Display) -> Kind {
+    match code.get(..2) {
+        Some("22" | "23") => Kind::Refused,
+        Some("XX") => Kind::Corrupt {
+            what: "the database".into(),
+            detail: error.to_string(),
+        },
+        _ => Kind::Unavailable,
+    }
 }
 
 /// What an accepted ingest request did.
@@ -245,6 +406,85 @@ pub trait Store: ExportStore + Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::Context;
+
+    fn sqlite_error(code: std::ffi::c_int) -> anyhow::Error {
+        anyhow::Error::new(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+        .context("a store call")
+    }
+
+    #[test]
+    fn sqlite_errors_are_classified_by_their_result_code() {
+        for retryable in [
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_LOCKED,
+            rusqlite::ffi::SQLITE_IOERR,
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_CANTOPEN,
+        ] {
+            let error = StoreError::from(sqlite_error(retryable));
+            assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+        }
+        let refused = StoreError::from(sqlite_error(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE));
+        assert!(matches!(refused, StoreError::Refused(_)), "{refused:?}");
+        for damaged in [rusqlite::ffi::SQLITE_CORRUPT, rusqlite::ffi::SQLITE_NOTADB] {
+            let error = StoreError::from(sqlite_error(damaged));
+            assert!(
+                matches!(&error, StoreError::Corrupt { what, .. } if what == "the database file"),
+                "{error:?}"
+            );
+        }
+        let column =
+            rusqlite::Error::InvalidColumnType(3, "status".into(), rusqlite::types::Type::Integer);
+        let error = StoreError::from(anyhow::Error::new(column));
+        assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn undecodable_values_are_corrupt_and_name_what_they_are() {
+        let json = serde_json::from_str::<u64>("{")
+            .context("a stored run log")
+            .context("reading run 7");
+        let error = StoreError::from(json.unwrap_err());
+        assert!(
+            matches!(&error, StoreError::Corrupt { what, .. } if what == "a stored run log"),
+            "{error:?}"
+        );
+        let status = CorruptValue::error("a stored run status", "'halted' is not one");
+        let error = StoreError::from(status.context("listing runs"));
+        assert!(
+            matches!(&error, StoreError::Corrupt { what, detail } if what == "a stored run status" && detail.contains("halted")),
+            "{error:?}"
+        );
+        // Nothing typed in the chain: the store's own trouble, retryable.
+        let error = StoreError::from(anyhow::anyhow!("the writer thread has stopped"));
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    }
+
+    #[test]
+    fn postgres_errors_are_classified_by_their_sqlstate_class() {
+        let kind = |code: &str| sqlstate_kind(code, &code);
+        // Connection, serialization or deadlock, resources, admin shutdown, I/O.
+        for retryable in ["08006", "40001", "40P01", "53100", "57P01", "58030"] {
+            assert_eq!(kind(retryable), Kind::Unavailable, "{retryable}");
+        }
+        // Unique and check violations, a value out of range, bad encoding.
+        for refused in ["23505", "23514", "22003", "22021"] {
+            assert_eq!(kind(refused), Kind::Refused, "{refused}");
+        }
+        assert!(matches!(kind("XX001"), Kind::Corrupt { .. }));
+    }
+
+    #[test]
+    fn a_duplicate_keeps_the_kind_and_the_message() {
+        let error = StoreError::from(sqlite_error(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE));
+        let copy = error.duplicate();
+        assert!(matches!(copy, StoreError::Refused(_)));
+        assert_eq!(copy.to_string(), error.to_string());
+    }
 
     #[test]
     fn debug_output_redacts_the_database_password() {

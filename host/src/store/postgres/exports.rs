@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -637,7 +637,7 @@ fn run_of(row: &Row) -> anyhow::Result<Run> {
         window_start: time(row.get(2))?,
         window_end: time(row.get(3))?,
         revision: u32::try_from(row.get::<_, i64>(4)).context("a stored revision")?,
-        status: RunStatus::parse(status).ok_or_else(|| anyhow!("unknown run status '{status}'"))?,
+        status: RunStatus::decode(status)?,
         attempts: u32::try_from(row.get::<_, i64>(6)).context("stored attempts")?,
         reason: row.get::<_, Option<String>>(7),
         next_attempt_at: row.get::<_, Option<i64>>(8).map(time).transpose()?,

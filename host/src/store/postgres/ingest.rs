@@ -93,7 +93,7 @@ pub(super) async fn ingest(
                 tries += 1;
                 tracing::debug!(error = format!("{error:#}"), tries, "ingest runs again");
             }
-            Err(error) => return Err(StoreError::Unavailable(error)),
+            Err(error) => return Err(StoreError::from(error)),
         }
     }
 }

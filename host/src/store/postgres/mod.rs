@@ -37,7 +37,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use crate::auth::{Principal, Role};
 use crate::store::instances::InstanceCache;
 use crate::store::{
-    AggregatePage, AggregateQuery, IngestReceipt, NewToken, Position, Store, StoreError, TokenInfo,
+    AggregatePage, AggregateQuery, CorruptValue, IngestReceipt, NewToken, Position, Store,
+    StoreError, TokenInfo,
 };
 use crate::usage::meters::documented_meters;
 use crate::usage::{Meter, MeterCatalog, UsageRecord};
@@ -314,8 +315,12 @@ impl Store for PostgresStore {
                 let role: String = row.get(1);
                 Ok(TokenInfo {
                     id: row.get(0),
-                    role: Role::parse(&role)
-                        .ok_or_else(|| anyhow!("unknown role '{role}' in the token table"))?,
+                    role: Role::parse(&role).ok_or_else(|| {
+                        CorruptValue::error(
+                            "a stored token role",
+                            format!("'{role}' is not a role"),
+                        )
+                    })?,
                     subscriptions: serde_json::from_str(row.get(2))?,
                     description: row.get(3),
                     created_at: row.get(4),
@@ -369,8 +374,9 @@ impl Store for PostgresStore {
             return Ok(None);
         };
         let role: String = row.get(0);
-        let role = Role::parse(&role)
-            .ok_or_else(|| anyhow!("unknown role '{role}' in the token table"))?;
+        let role = Role::parse(&role).ok_or_else(|| {
+            CorruptValue::error("a stored token role", format!("'{role}' is not a role"))
+        })?;
         Ok(Some(Principal {
             role,
             subscriptions: serde_json::from_str(row.get(1)).map_err(anyhow::Error::from)?,

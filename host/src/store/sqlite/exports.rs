@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -594,8 +594,7 @@ fn run_of(row: &Row) -> anyhow::Result<Run> {
         window_start: time(row.get(2)?)?,
         window_end: time(row.get(3)?)?,
         revision: row.get(4)?,
-        status: RunStatus::parse(&status)
-            .ok_or_else(|| anyhow!("unknown run status '{status}'"))?,
+        status: RunStatus::decode(&status)?,
         attempts: row.get(6)?,
         reason: row.get::<_, Option<String>>(7)?,
         next_attempt_at: row.get::<_, Option<i64>>(8)?.map(time).transpose()?,

@@ -24,7 +24,8 @@ use self::writer::{IngestJob, Lanes};
 use crate::auth::{Principal, Role};
 use crate::store::instances::InstanceCache;
 use crate::store::{
-    AggregatePage, AggregateQuery, IngestReceipt, NewToken, Position, Store, StoreError, TokenInfo,
+    AggregatePage, AggregateQuery, CorruptValue, IngestReceipt, NewToken, Position, Store,
+    StoreError, TokenInfo,
 };
 use crate::usage::meters::documented_meters;
 use crate::usage::{Meter, MeterCatalog, UsageRecord};
@@ -277,7 +278,7 @@ impl Store for SqliteStore {
                 let (id, role, subscriptions, description, created_at) = row?;
                 Ok(TokenInfo {
                     id,
-                    role: Role::parse(&role).ok_or_else(|| anyhow!("unknown role '{role}' in the token table"))?,
+                    role: Role::parse(&role).ok_or_else(|| CorruptValue::error("a stored token role", format!("'{role}' is not a role")))?,
                     subscriptions: serde_json::from_str(&subscriptions)?,
                     description,
                     created_at,
@@ -318,8 +319,9 @@ impl Store for SqliteStore {
             let Some((role, subscriptions)) = found else {
                 return Ok(None);
             };
-            let role = Role::parse(&role)
-                .ok_or_else(|| anyhow!("unknown role '{role}' in the token table"))?;
+            let role = Role::parse(&role).ok_or_else(|| {
+                CorruptValue::error("a stored token role", format!("'{role}' is not a role"))
+            })?;
             Ok(Some(Principal {
                 role,
                 subscriptions: serde_json::from_str(&subscriptions)?,

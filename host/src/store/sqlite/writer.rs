@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
@@ -164,10 +163,9 @@ fn commit_group(conn: &mut Connection, caches: &mut Caches, group: Vec<IngestJob
         Err(error) => {
             caches.forget_pending();
             tracing::error!(error = format!("{error:#}"), "ingest transaction failed");
+            let error = StoreError::from(error);
             for job in group {
-                let _ = job
-                    .reply
-                    .send(Err(StoreError::Unavailable(anyhow!("{error:#}"))));
+                let _ = job.reply.send(Err(error.duplicate()));
             }
         }
     }
