@@ -41,7 +41,7 @@ async fn a_stored_manifest_or_run_that_no_longer_reads_is_named_and_the_rest_wor
             .await
             .unwrap();
     }
-    // A run of `broken`, finished.
+    // A run of each, finished.
     let yesterday = Utc::now()
         .date_naive()
         .and_hms_opt(0, 0, 0)
@@ -50,24 +50,27 @@ async fn a_stored_manifest_or_run_that_no_longer_reads_is_named_and_the_rest_wor
         - Days::new(1);
     let window =
         json!({"from": yesterday.to_rfc3339(), "to": (yesterday + Days::new(1)).to_rfc3339()});
-    let runs_uri = "/v1/adapters/broken/runs";
-    let requested = host
-        .call(
-            Method::POST,
-            runs_uri,
-            Some(&host.operator),
-            Some(window.to_string()),
-        )
-        .await;
-    assert_eq!(requested.status, StatusCode::ACCEPTED, "{}", requested.body);
-    let started = std::time::Instant::now();
-    while host.get(runs_uri, &host.operator).await.body[0]["status"] != "succeeded" {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "the run never finished"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    for name in ["good", "broken"] {
+        let runs_uri = format!("/v1/adapters/{name}/runs");
+        let requested = host
+            .call(
+                Method::POST,
+                &runs_uri,
+                Some(&host.operator),
+                Some(window.to_string()),
+            )
+            .await;
+        assert_eq!(requested.status, StatusCode::ACCEPTED, "{}", requested.body);
+        let started = std::time::Instant::now();
+        while host.get(&runs_uri, &host.operator).await.body[0]["status"] != "succeeded" {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "the run never finished"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
+    let runs_uri = "/v1/adapters/broken/runs";
 
     // Behind the host's back: a manifest an older host would have taken
     // (its world is no version), and run figures that are not JSON.
@@ -78,8 +81,10 @@ async fn a_stored_manifest_or_run_that_no_longer_reads_is_named_and_the_rest_wor
     );
     assert_eq!(changed, 1);
     assert_eq!(
-        host.data
-            .execute("UPDATE export_runs SET figures = '{\"rowsRead\": '"),
+        host.data.execute(
+            "UPDATE export_runs SET figures = '{\"rowsRead\": ' WHERE installation_id = \
+             (SELECT id FROM adapter_installations WHERE name = 'good')"
+        ),
         1
     );
 
@@ -102,24 +107,28 @@ async fn a_stored_manifest_or_run_that_no_longer_reads_is_named_and_the_rest_wor
     assert_eq!(requested.status, StatusCode::CONFLICT, "{}", requested.body);
     assert_eq!(requested.code(), "InvalidStoredManifest");
 
-    // Its runs: 500, naming the value, not a 503 to retry.
+    // Its runs too: the service reads an installation with its manifest.
     let runs = host.get(runs_uri, &host.operator).await;
-    assert_eq!(
-        runs.status,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "{}",
-        runs.body
-    );
-    assert_eq!(runs.code(), "StoredDataCorrupt");
-    assert!(runs.headers.get("retry-after").is_none());
-    let message = runs.body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("stored run figures"), "{message}");
+    assert_eq!(runs.status, StatusCode::CONFLICT, "{}", runs.body);
+    assert_eq!(runs.code(), "InvalidStoredManifest");
 
-    // The other installation and the usage API answer as before.
+    // The other installation answers as before, but for its run whose
+    // figures no longer read: 500, naming the value, not a 503 to retry.
     let good = host.get("/v1/adapters/good", &host.operator).await;
     assert_eq!(good.status, StatusCode::OK, "{}", good.body);
     let good_runs = host.get("/v1/adapters/good/runs", &host.operator).await;
-    assert_eq!(good_runs.status, StatusCode::OK, "{}", good_runs.body);
+    assert_eq!(
+        good_runs.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        good_runs.body
+    );
+    assert_eq!(good_runs.code(), "StoredDataCorrupt");
+    assert!(good_runs.headers.get("retry-after").is_none());
+    let message = good_runs.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("stored run figures"), "{message}");
+
+    // The usage API answers as before.
     let usage = host
         .get(
             &provider_uri("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", "Daily"),
