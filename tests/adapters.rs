@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::*;
-use tally::adapters::contract::{ExportRequest, Granularity, Window};
-use tally::adapters::engine::load_file;
-use tally::adapters::host_usage::UsageAccess;
-use tally::adapters::sandbox::LogLine;
-use tally::adapters::{
+use tally::sandbox::contract::{ExportRequest, Granularity, Window};
+use tally::sandbox::engine::load_file;
+use tally::sandbox::host_usage::UsageAccess;
+use tally::sandbox::limits::LogLine;
+use tally::sandbox::{
     AdapterEngine, ExportOutcome, Limits, LoadedAdapter, RunFailure, SubscriptionGrant, describe,
     run_export, validate_config,
 };

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::billing_api::{API_KEY, BillingApi};
 use support::*;
-use tally::adapters::{AdapterEngine, CompileSettings};
 use tally::auth::Role;
+use tally::sandbox::{AdapterEngine, CompileSettings};
 use tally_usage_generator::Options;
 
 /// The chargeback adapter's rates in the tests: two meters priced, the rest free.

@@ -21,11 +21,11 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use support::billing_api::{API_KEY, BillingApi, assert_billed, keys_of, time};
 use support::*;
-use tally::adapters::contract::{ExportRequest, Granularity, Window};
-use tally::adapters::egress::AllowedOrigin;
-use tally::adapters::engine::load_file;
-use tally::adapters::host_usage::UsageAccess;
-use tally::adapters::{
+use tally::sandbox::contract::{ExportRequest, Granularity, Window};
+use tally::sandbox::egress::AllowedOrigin;
+use tally::sandbox::engine::load_file;
+use tally::sandbox::host_usage::UsageAccess;
+use tally::sandbox::{
     AdapterEngine, ExportOutcome, Limits, LoadedAdapter, RunFailure, SubscriptionGrant,
     validate_config,
 };
@@ -284,7 +284,7 @@ impl Harness {
         );
         let (engine, adapter, config) = (engine(), adapter(name), config.to_string());
         tokio::task::spawn_blocking(move || {
-            tally::adapters::run_export(
+            tally::sandbox::run_export(
                 &engine,
                 &adapter,
                 &request,

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use serde_json::json;
-use tally::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
-use tally::adapters::host_usage::{BATCH_ROWS, BatchEncoder};
-use tally::adapters::{AdapterEngine, Limits, describe};
+use tally::sandbox::contract::{ExportRequest, Granularity as WitGranularity, Window};
+use tally::sandbox::host_usage::{BATCH_ROWS, BatchEncoder};
+use tally::sandbox::{AdapterEngine, Limits, describe};
 use tally::store::sqlite::SqliteStore;
 use tally::store::{AggregateQuery, Store, SubscriptionScope};
 use tally::usage::Granularity;
@@ -180,7 +180,7 @@ async fn benchmark(quick: bool) {
 async fn read_batches(
     store: &dyn Store,
     query: &AggregateQuery,
-    mut each: impl FnMut(&tally::adapters::contract::tally::billing::usage::UsageBatch),
+    mut each: impl FnMut(&tally::sandbox::contract::tally::billing::usage::UsageBatch),
 ) {
     let mut encoder = BatchEncoder::default();
     let mut after = None;

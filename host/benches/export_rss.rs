@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use tally::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
-use tally::adapters::host_usage::{BATCH_ROWS, UsageAccess};
-use tally::adapters::{AdapterEngine, Limits, SubscriptionGrant, describe, run_export};
+use tally::sandbox::contract::{ExportRequest, Granularity as WitGranularity, Window};
+use tally::sandbox::host_usage::{BATCH_ROWS, UsageAccess};
+use tally::sandbox::{AdapterEngine, Limits, SubscriptionGrant, describe, run_export};
 use tally::store::sqlite::{SCHEMA_VERSION, SqliteStore};
 use tally::store::{AggregateQuery, Store, SubscriptionScope};
 use tally::usage::{Granularity, UsageRecordInput, ValidationContext};

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use serde_json::json;
-use tally::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
-use tally::adapters::{AdapterEngine, Limits, describe};
+use tally::sandbox::contract::{ExportRequest, Granularity as WitGranularity, Window};
+use tally::sandbox::{AdapterEngine, Limits, describe};
 use tally::store::Store;
 use tally::store::sqlite::SqliteStore;
 

@@ -38,9 +38,9 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::adapters::CompileSettings;
 use crate::api::server::ServerSettings;
 use crate::exports::ExportSettings;
+use crate::sandbox::CompileSettings;
 
 /// The contents of `tally.toml`.
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use tally::adapters::egress::AllowedOrigin;
+use tally::sandbox::egress::AllowedOrigin;
 
 /// The API key the billing API expects in `X-Api-Key`.
 pub const API_KEY: &str = "test-api-key";

@@ -15,10 +15,10 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tally::adapters::{AdapterEngine, CompileSettings, Compiler};
 use tally::api::{self, AppState, Settings};
 use tally::auth::{Role, new_secret, secret_digest};
 use tally::exports::{ExportSettings, Exports};
+use tally::sandbox::{AdapterEngine, CompileSettings, Compiler};
 use tally::store::{NewToken, Store};
 use tower::ServiceExt;
 

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use tally::adapters::contract::ExportRequest;
-use tally::adapters::host_usage::UsageAccess;
-use tally::adapters::{
+use tally::sandbox::contract::ExportRequest;
+use tally::sandbox::host_usage::UsageAccess;
+use tally::sandbox::{
     AdapterEngine, ExportOutcome, Limits, LoadedAdapter, SubscriptionGrant, run_export,
 };
 use tally::store::Store;

@@ -16,15 +16,15 @@
 //! `next_link` decides the base of the usage API's `nextLink`s (and which
 //! `Host` names it may use); [`server`] serves the router with its limits.
 
-mod adapters;
 mod auth;
 mod error;
-mod exports;
 mod ingest;
+mod installations;
 mod meters;
 mod next_link;
 mod ops;
 mod paging;
+mod runs;
 pub mod server;
 mod usage_aggregates;
 
@@ -35,8 +35,8 @@ use axum::extract::{DefaultBodyLimit, OriginalUri};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 
-pub use adapters::{InstallationView, MAX_INSTALL_BYTES};
-pub use exports::{RequestedRun, RunDetail, RunView};
+pub use installations::{InstallationView, MAX_INSTALL_BYTES};
+pub use runs::{RequestedRun, RunDetail, RunView};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa::OpenApi;
@@ -143,19 +143,19 @@ impl AppState {
         usage_aggregates::provider_usage,
         meters::list_meters,
         meters::put_meter,
-        adapters::list_adapters,
-        adapters::show_adapter,
-        adapters::install_adapter,
-        adapters::upgrade_adapter,
-        adapters::enable_adapter,
-        adapters::disable_adapter,
-        adapters::remove_adapter,
-        exports::list_runs,
-        exports::request_runs,
-        exports::show_run,
-        exports::run_document,
-        exports::list_documents,
-        exports::joined_document,
+        installations::list_adapters,
+        installations::show_adapter,
+        installations::install_adapter,
+        installations::upgrade_adapter,
+        installations::enable_adapter,
+        installations::disable_adapter,
+        installations::remove_adapter,
+        runs::list_runs,
+        runs::request_runs,
+        runs::show_run,
+        runs::run_document,
+        runs::list_documents,
+        runs::joined_document,
         ops::healthz,
         ops::metrics,
         ops::openapi,
@@ -277,38 +277,38 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/meters/{meter_id}", put(meters::put_meter))
         .route(
             "/v1/adapters",
-            get(adapters::list_adapters)
-                .post(adapters::install_adapter)
+            get(installations::list_adapters)
+                .post(installations::install_adapter)
                 .layer(DefaultBodyLimit::max(MAX_INSTALL_BYTES)),
         )
         .route(
             "/v1/adapters/{name}",
-            get(adapters::show_adapter)
-                .put(adapters::upgrade_adapter)
-                .delete(adapters::remove_adapter)
+            get(installations::show_adapter)
+                .put(installations::upgrade_adapter)
+                .delete(installations::remove_adapter)
                 .layer(DefaultBodyLimit::max(MAX_INSTALL_BYTES)),
         )
-        .route("/v1/adapters/{name}/enable", post(adapters::enable_adapter))
+        .route(
+            "/v1/adapters/{name}/enable",
+            post(installations::enable_adapter),
+        )
         .route(
             "/v1/adapters/{name}/disable",
-            post(adapters::disable_adapter),
+            post(installations::disable_adapter),
         )
         .route(
             "/v1/adapters/{name}/runs",
-            get(exports::list_runs).post(exports::request_runs),
+            get(runs::list_runs).post(runs::request_runs),
         )
-        .route("/v1/adapters/{name}/runs/{id}", get(exports::show_run))
+        .route("/v1/adapters/{name}/runs/{id}", get(runs::show_run))
         .route(
             "/v1/adapters/{name}/runs/{id}/documents/{document}",
-            get(exports::run_document),
+            get(runs::run_document),
         )
-        .route(
-            "/v1/adapters/{name}/documents",
-            get(exports::list_documents),
-        )
+        .route("/v1/adapters/{name}/documents", get(runs::list_documents))
         .route(
             "/v1/adapters/{name}/documents/{document}",
-            get(exports::joined_document),
+            get(runs::joined_document),
         )
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))

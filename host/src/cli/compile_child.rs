@@ -1,6 +1,6 @@
 //! `tally compile-component` (hidden): the host's bounded compiler child.
 //! The host starts it with the component on stdin and a file as stdout; see
-//! [`crate::adapters::compile`].
+//! [`crate::sandbox::compile`].
 
 use std::process::ExitCode;
 
@@ -17,5 +17,5 @@ pub struct CompileArgs {
 
 /// Compiles stdin to stdout; no runtime, no logging, no store.
 pub fn run(args: CompileArgs) -> ExitCode {
-    crate::adapters::compile::child_main(args.pooling, &args.settings_hash)
+    crate::sandbox::compile::child_main(args.pooling, &args.settings_hash)
 }

@@ -2,16 +2,15 @@
 //! (an author's local test), `adapters` and `export` (a running host's
 //! installs and runs).
 
-mod adapter;
-mod adapter_new;
-mod adapters;
+mod author;
 mod client;
 mod compile_child;
-mod export;
 mod import;
+mod installations;
 mod meters;
 mod migrate;
 mod printable;
+mod runs;
 mod serve;
 mod token;
 
@@ -64,13 +63,13 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Billing adapters for authors: create a project, run one locally against sample usage.
     #[command(subcommand)]
-    Adapter(adapter::AdapterCommand),
+    Adapter(author::AdapterCommand),
     /// Installed adapters of a running host: install, list, show, upgrade…
     #[command(subcommand)]
-    Adapters(adapters::AdaptersCommand),
+    Adapters(installations::AdaptersCommand),
     /// Exports of a running host: run, re-run or backfill windows.
     #[command(subcommand)]
-    Export(export::ExportCommand),
+    Export(runs::ExportCommand),
     /// The host's compiler child: a component on stdin, its artifact on stdout.
     #[command(hide = true)]
     CompileComponent(compile_child::CompileArgs),
@@ -98,9 +97,9 @@ pub fn main() -> ExitCode {
             Command::Import(args) => import::run(args).await,
             Command::Meters(command) => meters::run(command).await,
             Command::Migrate(args) => migrate::run(args).await,
-            Command::Adapter(command) => adapter::run(command).await,
-            Command::Adapters(command) => adapters::run(command).await,
-            Command::Export(command) => export::run(command).await,
+            Command::Adapter(command) => author::run(command).await,
+            Command::Adapters(command) => installations::run(command).await,
+            Command::Export(command) => runs::run(command).await,
             Command::CompileComponent(_) => unreachable!("handled before the runtime starts"),
         }
     });

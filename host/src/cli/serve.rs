@@ -9,10 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::{DEFAULT_DATA_DIR, DataDir};
-use crate::adapters::{AdapterEngine, Compiler};
 use crate::api::{self, AppState, Settings};
 use crate::config::Config;
 use crate::exports::Exports;
+use crate::sandbox::{AdapterEngine, Compiler};
 use crate::store::Database;
 use crate::usage::{BatchLimits, batch};
 

@@ -4,8 +4,8 @@
 use sha2::{Digest, Sha256};
 
 use super::{Exports, Manifest};
-use crate::adapters::engine::CompilesBusy;
-use crate::adapters::{LoadedAdapter, RunFailure, describe, validate_config};
+use crate::sandbox::engine::CompilesBusy;
+use crate::sandbox::{LoadedAdapter, RunFailure, describe, validate_config};
 use crate::store::StoreError;
 use crate::store::exports::{AdapterDescription, Installation, NewInstallation};
 

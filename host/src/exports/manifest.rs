@@ -18,7 +18,7 @@
 //! [scope]
 //! subscriptions = ["*"]               # or a list of subscription ids
 //!
-//! [limits]                            # each optional; defaults in `adapters::Limits`
+//! [limits]                            # each optional; defaults in `sandbox::Limits`
 //! deadline_seconds = 60
 //! memory_mib = 256
 //! output_mib = 256
@@ -48,9 +48,9 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::egress::AllowedOrigin;
-use crate::adapters::engine::MAX_MEMORY_BYTES;
-use crate::adapters::{Limits, SubscriptionGrant};
+use crate::sandbox::egress::AllowedOrigin;
+use crate::sandbox::engine::MAX_MEMORY_BYTES;
+use crate::sandbox::{Limits, SubscriptionGrant};
 use crate::store::StoreError;
 use crate::store::exports::Installation;
 use crate::usage::Granularity;

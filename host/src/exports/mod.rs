@@ -36,8 +36,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::{Notify, Semaphore, watch};
 
-use crate::adapters::{AdapterEngine, LoadedAdapter};
 use crate::metrics::Metrics;
+use crate::sandbox::{AdapterEngine, LoadedAdapter};
 use crate::store::{Store, StoreError};
 
 pub use error::ExportsError;
@@ -78,7 +78,7 @@ pub struct ExportSettings {
 }
 
 /// Most runs at once. With [`MAX_INSTALL_CALLS`], within the engine's
-/// instance pool ([`crate::adapters::engine::POOL_SLOTS`]), so that a run
+/// instance pool ([`crate::sandbox::engine::POOL_SLOTS`]), so that a run
 /// always finds a slot.
 pub const MAX_CONCURRENT_RUNS: usize = 24;
 /// Most install-time calls at once.
@@ -86,8 +86,8 @@ pub const MAX_INSTALL_CALLS: usize = 8;
 
 // Every run and install-time call at once finds an instance slot, with room to spare.
 const _: () = assert!(
-    MAX_CONCURRENT_RUNS + MAX_INSTALL_CALLS + crate::adapters::engine::POOL_HEADROOM as usize
-        <= crate::adapters::engine::POOL_SLOTS as usize
+    MAX_CONCURRENT_RUNS + MAX_INSTALL_CALLS + crate::sandbox::engine::POOL_HEADROOM as usize
+        <= crate::sandbox::engine::POOL_SLOTS as usize
 );
 
 impl ExportSettings {

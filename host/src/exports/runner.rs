@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::{ExportSettings, Exports, LoadedInstallation};
-use crate::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
-use crate::adapters::host_usage::UsageAccess;
-use crate::adapters::run_export;
+use crate::sandbox::contract::{ExportRequest, Granularity as WitGranularity, Window};
+use crate::sandbox::host_usage::UsageAccess;
+use crate::sandbox::run_export;
 use crate::store::StoreError;
 use crate::store::exports::MAX_REASON_BYTES;
 use crate::store::exports::{

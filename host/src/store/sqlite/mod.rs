@@ -49,7 +49,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, migrates its schema
     /// and seeds the documented meters. The directory is made private
-    /// ([`super::private`]).
+    /// ([`super::private_files`]).
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
         super::private_files::create_dir(data_dir)?;
         Self::open_file(&data_dir.join(DATABASE_FILE))

@@ -12,7 +12,7 @@ use super::egress::{AllowedOrigin, Egress};
 use super::engine::{AdapterEngine, LoadedAdapter};
 use super::host_output::{MAX_DOCUMENT_NAME, MAX_DOCUMENTS};
 use super::host_usage::UsageAccess;
-use super::sandbox::{Document, Limits, LogLine, MAX_QUOTED_REASON_BYTES, RunClock, RunState};
+use super::limits::{Document, Limits, LogLine, MAX_QUOTED_REASON_BYTES, RunClock, RunState};
 use crate::text::truncate;
 
 /// Longest deadline of an install-time call (`describe`, `validate-config`),
@@ -435,7 +435,7 @@ fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits: &Limits) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::sandbox::MAX_REASON_BYTES;
+    use crate::sandbox::limits::MAX_REASON_BYTES;
 
     fn written(names: &[&str]) -> BTreeMap<String, Document> {
         let document = Document {

@@ -2,13 +2,13 @@
 
 use wasmtime::component::{HasSelf, Linker};
 
-use super::sandbox::RunState;
+use super::limits::RunState;
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "billing-adapter",
     imports: { default: trappable },
-    with: { "tally:billing/usage.cursor": crate::adapters::host_usage::UsageCursor },
+    with: { "tally:billing/usage.cursor": crate::sandbox::host_usage::UsageCursor },
 });
 
 /// The world version this host implements.

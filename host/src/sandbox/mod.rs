@@ -1,13 +1,13 @@
-//! Billing adapters: WebAssembly components that read aggregated usage
-//! through `wit/billing-adapter.wit` and write export documents, run in a
-//! sandbox.
+//! The sandbox billing adapters run in: WebAssembly components that read
+//! aggregated usage through `wit/billing-adapter.wit` and write export
+//! documents, each call bounded in time, memory and output.
 //!
 //! - [`contract`]: the host bindings of the `tally:billing` world.
 //! - [`engine`]: one wasmtime engine; components compiled once, cached by
 //!   sha256 and engine settings, checked against the world.
 //! - [`compile`]: compiling a component bounded in time and memory, in a
 //!   child process of the `tally` binary.
-//! - [`sandbox`]: what one run may use (deadline, memory, output and log caps)
+//! - [`limits`]: what one run may use (deadline, memory, output and log caps)
 //!   and its state.
 //! - [`host_usage`], [`host_output`], [`egress`]: the host side of the imports.
 //! - [`run`]: running `export` for one window and reporting how it ended.
@@ -18,11 +18,11 @@ pub mod egress;
 pub mod engine;
 pub mod host_output;
 pub mod host_usage;
+pub mod limits;
 pub mod run;
-pub mod sandbox;
 mod stdio;
 
 pub use compile::{CompileSettings, Compiler};
 pub use engine::{AdapterEngine, LoadedAdapter};
+pub use limits::{Limits, SubscriptionGrant};
 pub use run::{ExportOutcome, RunFailure, describe, run_export, validate_config};
-pub use sandbox::{Limits, SubscriptionGrant};

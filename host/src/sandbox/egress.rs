@@ -35,7 +35,7 @@ use anyhow::{Context, bail};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::contract::tally::billing::output::{OutboundRequest, OutboundResponse, SendError};
-use super::sandbox::{RunClock, RunState};
+use super::limits::{RunClock, RunState};
 
 /// Largest request or response body.
 pub const MAX_BODY_BYTES: usize = 1 << 20;

@@ -10,12 +10,14 @@ use anyhow::{Context, anyhow, bail};
 use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
 
+mod new;
+
 use super::printable::printable;
-use crate::adapters::contract::{ExportRequest, Granularity as WitGranularity, Window};
-use crate::adapters::egress::AllowedOrigin;
-use crate::adapters::engine::load_file;
-use crate::adapters::host_usage::UsageAccess;
-use crate::adapters::{
+use crate::sandbox::contract::{ExportRequest, Granularity as WitGranularity, Window};
+use crate::sandbox::egress::AllowedOrigin;
+use crate::sandbox::engine::load_file;
+use crate::sandbox::host_usage::UsageAccess;
+use crate::sandbox::{
     AdapterEngine, CompileSettings, Compiler, Limits, SubscriptionGrant, describe, run_export,
     validate_config,
 };
@@ -31,7 +33,7 @@ pub enum AdapterCommand {
     /// Run an adapter's export locally against a usage file (no server).
     Test(TestArgs),
     /// Create a working adapter project to start from.
-    New(super::adapter_new::NewArgs),
+    New(new::NewArgs),
 }
 
 /// Arguments of `tally adapter test`.
@@ -76,7 +78,7 @@ enum GranularityArg {
 pub async fn run(command: AdapterCommand) -> anyhow::Result<()> {
     match command {
         AdapterCommand::Test(args) => test(args).await,
-        AdapterCommand::New(args) => super::adapter_new::new(args),
+        AdapterCommand::New(args) => new::new(args),
     }
 }
 

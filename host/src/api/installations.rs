@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorResponse};
-use super::exports::{RunView, run_view};
+use super::runs::{RunView, run_view};
 use crate::auth::Role;
 use crate::exports::{InstallError, InstallationStatus, LoadedInstallation, manifest};
 use crate::store::exports::AdapterDescription;
@@ -202,8 +202,8 @@ fn view(status: &InstallationStatus, with_manifest: bool) -> InstallationView {
         lag: humantime::format_duration(manifest.lag).to_string(),
         watermark: installation.watermark,
         subscriptions: match &manifest.grant {
-            crate::adapters::SubscriptionGrant::All => vec!["*".into()],
-            crate::adapters::SubscriptionGrant::Only(ids) => ids.clone(),
+            crate::sandbox::SubscriptionGrant::All => vec!["*".into()],
+            crate::sandbox::SubscriptionGrant::Only(ids) => ids.clone(),
         },
         allowed_outbound_hosts: manifest
             .allowed_outbound_hosts

@@ -8,8 +8,8 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::adapters::{print_runs, require_succeeded};
 use super::client::{HostArgs, HostClient};
+use super::installations::{print_runs, require_succeeded};
 use super::printable::printable;
 
 /// How often a waiting command asks how its runs are doing.

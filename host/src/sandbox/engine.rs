@@ -29,7 +29,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::compile::{Compiler, compile_in_child};
 use super::contract::{BillingAdapterPre, WORLD_VERSION, add_imports_to_linker};
 use super::egress::Outbound;
-use super::sandbox::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES, RunState};
+use super::limits::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES, RunState};
 
 /// How often the deadline clock ticks: deadlines are checked at this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);

@@ -13,7 +13,7 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
-use super::sandbox::RunLog;
+use super::limits::RunLog;
 
 /// Longest line kept; longer ones are cut.
 const MAX_LINE: usize = 4_096;
@@ -99,7 +99,7 @@ impl AsyncWrite for LogStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::sandbox::Limits;
+    use crate::sandbox::limits::Limits;
 
     fn stream(limits: &Limits) -> (LogStream, Arc<Mutex<RunLog>>) {
         let log = Arc::new(Mutex::new(RunLog::new(limits)));

@@ -15,7 +15,7 @@ use super::contract::tally::billing::types::{
     Granularity as WitGranularity, Meter as WitMeter, Window,
 };
 use super::contract::tally::billing::usage::{QueryError, UsageBatch};
-use super::sandbox::{MAX_OPEN_CURSORS, RunState, SubscriptionGrant};
+use super::limits::{MAX_OPEN_CURSORS, RunState, SubscriptionGrant};
 use crate::store::{AggregateQuery, AggregateRow, Position, Store, SubscriptionScope};
 use crate::text::truncate;
 use crate::usage::record::{MAX_ID_LEN, check_id};
@@ -543,7 +543,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::adapters::sandbox::{Limits, RunClock};
+    use crate::sandbox::limits::{Limits, RunClock};
     use crate::store::AggregateRow;
     use crate::store::Instance;
     use crate::store::sqlite::SqliteStore;

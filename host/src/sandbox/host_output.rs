@@ -4,7 +4,7 @@ use super::contract::tally::billing::log::{Host as LogHost, Level};
 use super::contract::tally::billing::output::{
     Host as OutputHost, OutboundRequest, OutboundResponse, OutputError, SendError,
 };
-use super::sandbox::{Document, RunState};
+use super::limits::{Document, RunState};
 use crate::text::truncate;
 
 /// Longest document name.
@@ -139,7 +139,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::adapters::sandbox::{Limits, RunClock};
+    use crate::sandbox::limits::{Limits, RunClock};
 
     /// The state of an export call under `limits`, granted nothing.
     fn run(limits: Limits) -> RunState {

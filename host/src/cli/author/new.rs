@@ -9,27 +9,27 @@ use anyhow::{Context, bail};
 use clap::ValueEnum;
 
 /// The contract, as the host was built with it.
-const WIT: &str = include_str!("../../../wit/billing-adapter.wit");
-const SAMPLE_USAGE: &str = include_str!("../../templates/sample-usage.ndjson");
-const CONFIG: &str = include_str!("../../templates/config.toml");
-const MANIFEST: &str = include_str!("../../templates/manifest.toml");
-const README: &str = include_str!("../../templates/README.md");
+const WIT: &str = include_str!("../../../../wit/billing-adapter.wit");
+const SAMPLE_USAGE: &str = include_str!("../../../templates/sample-usage.ndjson");
+const CONFIG: &str = include_str!("../../../templates/config.toml");
+const MANIFEST: &str = include_str!("../../../templates/manifest.toml");
+const README: &str = include_str!("../../../templates/README.md");
 
 /// The files of a Rust project: (path, contents, executable).
 const RUST: &[(&str, &str, bool)] = &[
     (
         "Cargo.toml",
-        include_str!("../../templates/rust/Cargo.toml"),
+        include_str!("../../../templates/rust/Cargo.toml"),
         false,
     ),
     (
         "src/lib.rs",
-        include_str!("../../templates/rust/src/lib.rs"),
+        include_str!("../../../templates/rust/src/lib.rs"),
         false,
     ),
     (
         "build.sh",
-        include_str!("../../templates/rust/build.sh"),
+        include_str!("../../../templates/rust/build.sh"),
         true,
     ),
 ];
@@ -38,17 +38,17 @@ const RUST: &[(&str, &str, bool)] = &[
 const PYTHON: &[(&str, &str, bool)] = &[
     (
         "app.py",
-        include_str!("../../templates/python/app.py"),
+        include_str!("../../../templates/python/app.py"),
         false,
     ),
     (
         "requirements.txt",
-        include_str!("../../templates/python/requirements.txt"),
+        include_str!("../../../templates/python/requirements.txt"),
         false,
     ),
     (
         "build.sh",
-        include_str!("../../templates/python/build.sh"),
+        include_str!("../../../templates/python/build.sh"),
         true,
     ),
     (".gitignore", ".venv/\n*.wasm\nout/\n", false),
@@ -58,22 +58,22 @@ const PYTHON: &[(&str, &str, bool)] = &[
 const JS: &[(&str, &str, bool)] = &[
     (
         "adapter.js",
-        include_str!("../../templates/js/adapter.js"),
+        include_str!("../../../templates/js/adapter.js"),
         false,
     ),
     (
         "package.json",
-        include_str!("../../templates/js/package.json"),
+        include_str!("../../../templates/js/package.json"),
         false,
     ),
     (
         "package-lock.json",
-        include_str!("../../templates/js/package-lock.json"),
+        include_str!("../../../templates/js/package-lock.json"),
         false,
     ),
     (
         "build.sh",
-        include_str!("../../templates/js/build.sh"),
+        include_str!("../../../templates/js/build.sh"),
         true,
     ),
     (".gitignore", "node_modules/\n*.wasm\nout/\n", false),
