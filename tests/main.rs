@@ -2,7 +2,8 @@
 //! stores and the HTTP stack) with a module per area. Each module starts a
 //! real host — in process through `Router::oneshot`, or `tally serve` as a
 //! process — on a temporary data directory; `TALLY_TEST_BACKEND=postgres`
-//! puts every host on PostgreSQL (see `support::database`).
+//! puts every host on PostgreSQL (see `support::database`). `store` holds
+//! the store's contract itself, on both backends in every run.
 
 mod support;
 
@@ -19,6 +20,7 @@ mod migrate;
 mod python_adapters;
 mod replicas;
 mod shutdown;
+mod store;
 mod stored_data;
 mod usage_api;
 mod webhook;

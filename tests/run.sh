@@ -79,6 +79,6 @@ if [ "$postgres" = yes ]; then
   echo "==> schemathesis: the API against its OpenAPI document (PostgreSQL)"
   tests/schemathesis.sh postgres
 else
-  echo "NOT RUN (no PostgreSQL): tests named *on_postgres (replicas, migrate)," \
+  echo "NOT RUN (no PostgreSQL): tests named *on_postgres (store, replicas, migrate)," \
     "the suites ${postgres_suites[*]} and schemathesis on PostgreSQL"
 fi
