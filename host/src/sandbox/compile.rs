@@ -276,7 +276,7 @@ fn tail(stderr: &mut File) -> anyhow::Result<String> {
 }
 
 /// The hidden `tally compile-component` command: the component on stdin,
-/// the artifact on stdout; a refusal exits with [`REFUSED`] and the reason
+/// the artifact on stdout; a refusal exits with a status of its own and the reason
 /// on stderr.
 pub fn child_main(pooling: bool, settings_hash: &str) -> ExitCode {
     match compile_stdin(pooling, settings_hash) {

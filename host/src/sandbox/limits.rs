@@ -82,7 +82,7 @@ pub use crate::store::exports::LogLine;
 pub const LOG_LINE_OVERHEAD: usize = std::mem::size_of::<LogLine>();
 
 /// A run's log, capped. What it keeps is charged to the run's memory cap
-/// too ([`MemoryLimiter`] counts [`Self::charged`]).
+/// too ([`MemoryLimiter`] counts what it holds).
 #[derive(Debug, Default)]
 pub struct RunLog {
     /// The lines kept, in order.
