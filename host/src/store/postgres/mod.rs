@@ -25,6 +25,7 @@ mod exports;
 mod ingest;
 mod query;
 mod schema;
+mod sql;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -34,6 +35,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
+use self::sql::PgSql;
 use crate::auth::{Principal, Role};
 use crate::store::instances::InstanceCache;
 use crate::store::{
@@ -110,6 +112,26 @@ impl PostgresStore {
             .get()
             .await
             .map_err(|e| anyhow!("no database connection: {e}"))
+    }
+
+    /// Runs `op` in one transaction, committed when it returns `Ok`.
+    async fn write_sql<T>(
+        &self,
+        op: impl AsyncFnOnce(&PgSql<'_, deadpool_postgres::Transaction<'_>>) -> anyhow::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(anyhow::Error::from)?;
+        let output = op(&PgSql(&tx)).await?;
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        Ok(output)
+    }
+
+    /// Runs `op` on a pooled connection.
+    async fn read_sql<T>(
+        &self,
+        op: impl AsyncFnOnce(&PgSql<'_, deadpool_postgres::Client>) -> anyhow::Result<T>,
+    ) -> Result<T, StoreError> {
+        Ok(op(&PgSql(&self.client().await?)).await?)
     }
 
     /// The catalog, re-read when older than [`CATALOG_TTL`] (or when `force`).
