@@ -38,6 +38,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use self::sql::PgSql;
 use crate::auth::{Principal, Role};
 use crate::store::instances::InstanceCache;
+use crate::store::sql::Dialect;
 use crate::store::{
     AggregatePage, AggregateQuery, IngestReceipt, NewToken, Position, Store, StoreError, TokenInfo,
 };
@@ -55,9 +56,6 @@ pub const CATALOG_TTL: Duration = Duration::from_secs(1);
 /// Advisory lock keys (`pg_advisory_xact_lock`): schema migrations, and
 /// changes to the set of running export runs.
 const MIGRATION_LOCK: i64 = 0x7461_6c6c_0001;
-/// The database's clock in milliseconds: leases, reported times and closed
-/// windows go by it, so replicas' clocks need not agree.
-const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 const RUNS_LOCK: i64 = 0x7461_6c6c_0002;
 
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
@@ -361,7 +359,7 @@ impl Store for PostgresStore {
         let ms: i64 = self
             .client()
             .await?
-            .query_one(&format!("SELECT {DB_NOW_MS}"), &[])
+            .query_one(&format!("SELECT {}", Dialect::Postgres.now_ms()), &[])
             .await
             .map_err(anyhow::Error::from)?
             .get(0);
