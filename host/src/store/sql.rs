@@ -150,6 +150,11 @@ impl Row {
         Row(values)
     }
 
+    /// The values, for a row buffer to be reused.
+    pub(crate) fn into_values(self) -> Vec<Value> {
+        self.0
+    }
+
     /// Moves column `index` out as a `T` (reading it again gives NULL), so
     /// that text and bytes are not copied.
     pub(crate) fn take<T: FromValue>(&mut self, index: usize) -> anyhow::Result<T> {
@@ -231,6 +236,16 @@ pub(crate) trait Sql {
         sql: &str,
         params: &[Value],
     ) -> impl Future<Output = anyhow::Result<Vec<Row>>> + Send;
+
+    /// Runs a statement and hands each row it returns to `each`, stopping
+    /// at the first error: the way to read many rows without a `Vec` for
+    /// each (SQLite reuses one row buffer).
+    fn for_each_row(
+        &self,
+        sql: &str,
+        params: &[Value],
+        each: impl FnMut(&mut Row) -> anyhow::Result<()> + Send,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
     /// Waits until no other transaction is changing which export runs are
     /// queued or running, and keeps them waiting until this one ends.

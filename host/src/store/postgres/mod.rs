@@ -23,7 +23,6 @@
 pub mod connect;
 mod exports;
 mod ingest;
-mod query;
 mod schema;
 mod sql;
 
@@ -38,6 +37,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use self::sql::PgSql;
 use crate::auth::{Principal, Role};
 use crate::store::instances::InstanceCache;
+use crate::store::paging;
 use crate::store::sql::Dialect;
 use crate::store::{
     AggregatePage, AggregateQuery, IngestReceipt, NewToken, Position, Store, StoreError, TokenInfo,
@@ -275,7 +275,15 @@ impl Store for PostgresStore {
         query: &AggregateQuery,
         after: Option<Position>,
     ) -> Result<AggregatePage, StoreError> {
-        Ok(query::aggregates(self, query, after).await?)
+        let rows = self
+            .read_sql(async |db| paging::read_page(db, &self.instances, query, after).await)
+            .await?;
+        let mut catalog = self.catalog(false).await?;
+        if rows.meets_unknown_meter(&catalog) {
+            // Added through another replica since this one last looked.
+            catalog = self.catalog(true).await?;
+        }
+        Ok(rows.into_page(&catalog)?)
     }
 
     async fn subscription_exists(&self, id: &str) -> Result<bool, StoreError> {

@@ -32,6 +32,18 @@ impl<C: GenericClient> Sql for PgSql<'_, C> {
         rows.iter().map(row_of).collect()
     }
 
+    async fn for_each_row(
+        &self,
+        sql: &str,
+        params: &[Value],
+        mut each: impl FnMut(&mut Row) -> anyhow::Result<()> + Send,
+    ) -> anyhow::Result<()> {
+        for mut row in self.query(sql, params).await? {
+            each(&mut row)?;
+        }
+        Ok(())
+    }
+
     /// The advisory lock [`RUNS_LOCK`], held until the transaction ends.
     async fn lock_runs(&self) -> anyhow::Result<()> {
         self.0

@@ -6,9 +6,8 @@
 //! which WAL lets run beside the writer.
 
 mod exports;
-mod query;
 mod schema;
-mod sql;
+pub(in crate::store) mod sql;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +24,7 @@ use self::sql::{SqliteSql, finish_now};
 use self::writer::{IngestJob, Lanes};
 use crate::auth::{Principal, Role};
 use crate::store::instances::InstanceCache;
+use crate::store::paging;
 use crate::store::{
     AggregatePage, AggregateQuery, IngestReceipt, NewToken, Position, Store, StoreError, TokenInfo,
 };
@@ -253,10 +253,11 @@ impl Store for SqliteStore {
         query: &AggregateQuery,
         after: Option<Position>,
     ) -> Result<AggregatePage, StoreError> {
-        let catalog = self.catalog_snapshot();
         let (query, instances) = (query.clone(), self.instances.clone());
-        self.read(move |conn| query::aggregates(conn, &catalog, &instances, &query, after))
-            .await
+        let rows = self
+            .read_sql(async move |db| paging::read_page(db, &instances, &query, after).await)
+            .await?;
+        Ok(rows.into_page(&self.catalog_snapshot())?)
     }
 
     async fn subscription_exists(&self, id: &str) -> Result<bool, StoreError> {

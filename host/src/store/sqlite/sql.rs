@@ -15,7 +15,7 @@ use crate::store::sql::{Dialect, Row, Sql, Value};
 
 /// A connection (or a transaction, which derefs to one) that runs [`Sql`].
 /// Statements are prepared once per connection and cached.
-pub(super) struct SqliteSql<'c>(pub &'c Connection);
+pub(in crate::store) struct SqliteSql<'c>(pub &'c Connection);
 
 impl SqliteSql<'_> {
     fn run_execute(&self, sql: &str, params: &[Value]) -> anyhow::Result<u64> {
@@ -38,6 +38,29 @@ impl SqliteSql<'_> {
         }
         Ok(found)
     }
+
+    fn run_for_each(
+        &self,
+        sql: &str,
+        params: &[Value],
+        mut each: impl FnMut(&mut Row) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut statement = self.0.prepare_cached(sql)?;
+        bind(&mut statement, params)?;
+        let columns = statement.column_count();
+        let mut rows = statement.raw_query();
+        let mut values = Vec::with_capacity(columns);
+        while let Some(found) = rows.next()? {
+            values.clear();
+            for index in 0..columns {
+                values.push(value_of(found.get_ref(index)?));
+            }
+            let mut row = Row::new(values);
+            each(&mut row)?;
+            values = row.into_values();
+        }
+        Ok(())
+    }
 }
 
 impl Sql for SqliteSql<'_> {
@@ -59,6 +82,15 @@ impl Sql for SqliteSql<'_> {
         params: &[Value],
     ) -> impl Future<Output = anyhow::Result<Vec<Row>>> + Send {
         ready(self.run_query(sql, params))
+    }
+
+    fn for_each_row(
+        &self,
+        sql: &str,
+        params: &[Value],
+        each: impl FnMut(&mut Row) -> anyhow::Result<()> + Send,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        ready(self.run_for_each(sql, params, each))
     }
 
     /// Nothing to do: every write runs on the one writer thread, in a
@@ -113,7 +145,7 @@ fn value_of(value: ValueRef<'_>) -> Value {
 
 /// The output of `future`, which must be ready on its first poll, as the
 /// futures of [`SqliteSql`] are; an error if it waits for anything.
-pub(super) fn finish_now<F: Future>(future: F) -> anyhow::Result<F::Output> {
+pub(in crate::store) fn finish_now<F: Future>(future: F) -> anyhow::Result<F::Output> {
     match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(output) => Ok(output),
         Poll::Pending => bail!("SQLite work waited for something: it never should"),
