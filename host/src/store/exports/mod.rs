@@ -8,10 +8,10 @@
 //!
 //! The state machine of runs (claims, leases fenced by a claim count,
 //! watermarks, requeues, corrections) is written once for both databases:
-//! [`rules`] decides what needs no database, [`sql`] holds the statements
-//! and [`ops`] runs them over a [`Sql`](crate::store::sql::Sql) executor.
-//! Each backend's [`ExportStore`] only opens the connection or transaction
-//! and calls the operation, so the two cannot drift apart.
+//! `rules` decides what needs no database, `sql` holds the statements and
+//! `ops` runs them over the store's SQL executor (`store::sql`). Each
+//! backend's [`ExportStore`] only opens the connection or transaction and
+//! calls the operation, so the two cannot drift apart.
 
 pub(crate) mod ops;
 mod rules;

@@ -10,10 +10,12 @@ use super::{
 use crate::adapters::sandbox::LogLine;
 use crate::store::sql::{Dialect, Row};
 
+/// Keeps a component unless one with its sha256 is kept.
 pub(super) const PUT_COMPONENT: &str =
     "INSERT INTO adapter_components (sha256, wasm, added_at) VALUES ($1, $2, $3)
      ON CONFLICT (sha256) DO NOTHING";
 
+/// A component's bytes.
 pub(super) const COMPONENT: &str = "SELECT wasm FROM adapter_components WHERE sha256 = $1";
 
 /// Inserts nothing when the name is taken (its unique index is the only one
@@ -24,6 +26,7 @@ pub(super) const CREATE_INSTALLATION: &str = "INSERT INTO adapter_installations
      VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $7)
      ON CONFLICT DO NOTHING";
 
+/// Replaces the manifest, component and description of the installation named `$1`.
 pub(super) fn upgrade_installation(dialect: Dialect) -> String {
     format!(
         "UPDATE adapter_installations
@@ -33,6 +36,7 @@ pub(super) fn upgrade_installation(dialect: Dialect) -> String {
     )
 }
 
+/// Enables or disables the installation named `$1`.
 pub(super) fn set_enabled(dialect: Dialect) -> String {
     format!(
         "UPDATE adapter_installations SET enabled = $2, updated_at_ms = $3 WHERE {}",
@@ -40,6 +44,7 @@ pub(super) fn set_enabled(dialect: Dialect) -> String {
     )
 }
 
+/// The id of the installation named `$1`.
 pub(super) fn installation_id(dialect: Dialect) -> String {
     format!(
         "SELECT id FROM adapter_installations WHERE {}",
@@ -56,6 +61,7 @@ pub(super) const REMOVE_INSTALLATION: [&str; 3] = [
     "DELETE FROM adapter_installations WHERE id = $1",
 ];
 
+/// The installation named `$1`.
 pub(super) fn installation_by_name(dialect: Dialect) -> String {
     format!(
         "SELECT {INSTALLATION_COLUMNS} FROM adapter_installations WHERE {}",
@@ -63,10 +69,12 @@ pub(super) fn installation_by_name(dialect: Dialect) -> String {
     )
 }
 
+/// The installation with id `$1`.
 pub(super) fn installation_by_id() -> String {
     format!("SELECT {INSTALLATION_COLUMNS} FROM adapter_installations WHERE id = $1")
 }
 
+/// Every installation, by name.
 pub(super) fn installations(dialect: Dialect) -> String {
     format!(
         "SELECT {INSTALLATION_COLUMNS} FROM adapter_installations ORDER BY {}",
@@ -85,10 +93,12 @@ pub(super) const SCHEDULE_WINDOW: &str = "INSERT INTO export_runs
      VALUES ($1, $2, $3, 0, 'pending', $4)
      ON CONFLICT (installation_id, window_start_ms, revision) DO NOTHING";
 
+/// The latest revision of the window of installation `$1` starting at `$2`.
 pub(super) const LATEST_RUN_OF_WINDOW: &str = "SELECT id, status, revision FROM export_runs
      WHERE installation_id = $1 AND window_start_ms = $2
      ORDER BY revision DESC LIMIT 1";
 
+/// Queues a revision of a window; its id.
 pub(super) const INSERT_RUN: &str = "INSERT INTO export_runs
        (installation_id, window_start_ms, window_end_ms, revision, status, created_at_ms)
      VALUES ($1, $2, $3, $4, 'pending', $5) RETURNING id";
@@ -99,6 +109,7 @@ pub(super) const RESET_RUN: &str =
        next_attempt_ms = NULL, finished_at_ms = NULL, figures = NULL, log = NULL
      WHERE id = $1";
 
+/// Lets a retrying run start at `$2` (now).
 pub(super) const HASTEN_RUN: &str = "UPDATE export_runs SET next_attempt_ms = $2 WHERE id = $1";
 
 /// The id of the next run that may start at `$1` (ms), the rule of
@@ -148,9 +159,11 @@ pub(super) const FINISH_RUN: &str =
      WHERE id = $1 AND status = 'running' AND claims = $8
      RETURNING installation_id";
 
+/// Publishes a document of a succeeded run.
 pub(super) const INSERT_DOCUMENT: &str =
     "INSERT INTO run_documents (run_id, name, content_type, bytes) VALUES ($1, $2, $3, $4)";
 
+/// An installation's watermark, locked until the transaction ends.
 pub(super) fn watermark(dialect: Dialect) -> String {
     format!(
         "SELECT watermark_ms FROM adapter_installations WHERE id = $1{}",
@@ -164,6 +177,7 @@ pub(super) const SUCCEEDED_WINDOWS_FROM: &str =
      WHERE installation_id = $1 AND window_start_ms >= $2 AND status = 'succeeded'
      ORDER BY window_start_ms";
 
+/// Moves an installation's watermark.
 pub(super) const SET_WATERMARK: &str =
     "UPDATE adapter_installations SET watermark_ms = $2 WHERE id = $1";
 
@@ -195,10 +209,12 @@ pub(super) fn requeue_interrupted(dialect: Dialect, which: Interrupted) -> Strin
     )
 }
 
+/// The run with id `$1`.
 pub(super) fn run_by_id() -> String {
     format!("SELECT {RUN_COLUMNS} FROM export_runs WHERE id = $1")
 }
 
+/// The `$2` runs of installation `$1` with the newest windows.
 pub(super) fn runs() -> String {
     format!(
         "SELECT {RUN_COLUMNS} FROM export_runs WHERE installation_id = $1
@@ -206,6 +222,7 @@ pub(super) fn runs() -> String {
     )
 }
 
+/// The earliest failed first export of installation `$1`.
 pub(super) fn holding_run() -> String {
     format!(
         "SELECT {RUN_COLUMNS} FROM export_runs
@@ -219,6 +236,7 @@ pub(super) fn run_with_log() -> String {
     format!("SELECT {RUN_COLUMNS}, log FROM export_runs WHERE id = $1 AND installation_id = $2")
 }
 
+/// The documents of run `$1`, without their bytes, by name.
 pub(super) fn documents_of_run(dialect: Dialect) -> String {
     format!(
         "SELECT name, content_type, length(bytes) FROM run_documents
@@ -227,6 +245,7 @@ pub(super) fn documents_of_run(dialect: Dialect) -> String {
     )
 }
 
+/// Document `$2` of run `$1`.
 pub(super) const RUN_DOCUMENT: &str =
     "SELECT content_type, bytes FROM run_documents WHERE run_id = $1 AND name = $2";
 
@@ -246,6 +265,7 @@ pub(super) fn published_runs() -> String {
     )
 }
 
+/// The names of the documents of installation `$1`'s runs, bytewise.
 pub(super) fn document_names(dialect: Dialect) -> String {
     format!(
         "SELECT DISTINCT {} FROM run_documents d JOIN export_runs r ON r.id = d.run_id
