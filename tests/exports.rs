@@ -1180,6 +1180,103 @@ async fn a_run_whose_lease_ended_is_taken_over_and_the_old_attempt_cannot_finish
     assert_eq!(leased.watermark, day(1));
 }
 
+/// Where the two databases once differed: a name compares ignoring case,
+/// and removing an installation takes its runs and documents with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_ignore_case_and_a_removed_installation_leaves_no_runs_or_documents() {
+    use tally::store::StoreError;
+    use tally::store::exports::{
+        AdapterDescription, FinishedAttempt, NewInstallation, RunEnd, RunFiguresRecord,
+        RunLogRecord, StoredDocument,
+    };
+    let host = TestHost::new().await;
+    let store = &host.store;
+    let day = |n: u64| today() - Days::new(10 - n);
+    store.put_component("c0ffee", vec![0]).await.unwrap();
+    let new = |name: &str| NewInstallation {
+        name: name.into(),
+        manifest: String::new(),
+        component_sha256: "c0ffee".into(),
+        description: AdapterDescription {
+            name: "cased".into(),
+            version: "0".into(),
+            produces: vec!["invoice.csv".into()],
+        },
+        first_window: day(0),
+    };
+
+    let installed = store.create_installation(new("Billing")).await.unwrap();
+    assert!(matches!(
+        store.create_installation(new("BILLING")).await,
+        Err(StoreError::Exists(_))
+    ));
+    let found = store.installation("billing").await.unwrap().unwrap();
+    assert_eq!((found.id, found.name.as_str()), (installed.id, "Billing"));
+    assert!(
+        !store
+            .set_enabled("bILLING", false)
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
+    assert!(
+        store
+            .set_enabled("billinG", true)
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
+    assert!(
+        store
+            .upgrade_installation(new("BILLING"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    store
+        .schedule_windows(installed.id, vec![(day(0), day(1))])
+        .await
+        .unwrap();
+    let run = store
+        .claim_run(Utc::now(), "test", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let document = StoredDocument {
+        content_type: "text/csv".into(),
+        bytes: b"total\n1\n".to_vec(),
+    };
+    let finished = FinishedAttempt {
+        end: RunEnd::Succeeded {
+            documents: vec![("invoice.csv".into(), document.clone())],
+        },
+        figures: RunFiguresRecord::default(),
+        log: RunLogRecord::default(),
+    };
+    assert!(store.finish_run(run.id, run.claim, finished).await.unwrap());
+    assert_eq!(
+        store.run_document(run.id, "invoice.csv").await.unwrap(),
+        Some(document)
+    );
+
+    assert!(store.remove_installation("BILLING").await.unwrap());
+    assert!(!store.remove_installation("billing").await.unwrap());
+    assert_eq!(store.installation_by_id(installed.id).await.unwrap(), None);
+    assert_eq!(store.runs(installed.id, 10).await.unwrap(), vec![]);
+    assert_eq!(store.run(installed.id, run.id).await.unwrap(), None);
+    assert_eq!(
+        store.run_document(run.id, "invoice.csv").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.document_names(installed.id).await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
 /// `component` with one more section: `id` 0 a custom section, 1 a core module.
 fn with_section(component: &[u8], id: u8, contents: &[u8]) -> Vec<u8> {
     use wasm_encoder::Encode;

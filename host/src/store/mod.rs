@@ -14,6 +14,7 @@ mod instances;
 mod paging;
 pub mod postgres;
 pub mod private_files;
+mod sql;
 pub mod sqlite;
 pub mod transfer;
 

@@ -1,16 +1,38 @@
-//! The SQL of keyset paging, shared by the backends: both take `$n`
-//! parameters (SQLite reads `$1` as a parameter named and numbered by its
-//! first appearance, which here is its number).
+//! Aggregate queries: keyset paging over the aggregate tables' primary keys,
+//! once for both databases, over a [`Sql`] executor.
+//!
+//! A page walks subscriptions in key order; within one it reads the rows of the
+//! reported window in (usage bucket, meter, instance) order straight off the
+//! primary key, summing over reported buckets, starting after the previous
+//! page's last row. No page re-reads what an earlier one returned.
+//!
+//! [`read_page`] returns the rows with their meters as keys: the backend
+//! resolves them against its catalog ([`PageRows::into_page`]), which on a
+//! shared database may first need re-reading.
 
-use crate::usage::time::Granularity;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+
+use crate::store::instances::InstanceCache;
+use crate::store::sql::{Sql, Value};
+use crate::store::{
+    AggregatePage, AggregateQuery, AggregateRow, Instance, Position, SubscriptionScope,
+};
+use crate::usage::MeterCatalog;
+use crate::usage::time::{Granularity, day_of_hour};
 
 /// The first and last usage hour reported in `[$2, $3)` reported hours of subscription `$1`.
-pub(crate) const USAGE_HOURS_SQL: &str =
-    "SELECT MIN(min_usage_hour), MAX(max_usage_hour) FROM reported_hours
+const USAGE_HOURS_SQL: &str = "SELECT MIN(min_usage_hour), MAX(max_usage_hour) FROM reported_hours
      WHERE subscription_key = $1 AND reported_hour >= $2 AND reported_hour < $3";
 
+/// Instances loaded by one statement: a fixed count of parameters (the last
+/// key repeated), so that one prepared statement serves every page.
+const INSTANCE_BATCH: usize = 64;
+
 /// The grouped, keyset-paged SELECT for one subscription.
-pub(crate) fn page_sql(granularity: Granularity, details: bool) -> String {
+fn page_sql(granularity: Granularity, details: bool) -> String {
     let (table, bucket, reported) = match granularity {
         Granularity::Hourly => ("usage_hourly", "usage_hour", "reported_hour"),
         Granularity::Daily => ("usage_daily", "usage_day", "reported_day"),
@@ -35,5 +57,289 @@ pub(crate) fn page_sql(granularity: Granularity, details: bool) -> String {
              ORDER BY {bucket}, meter_key
              LIMIT $7"
         )
+    }
+}
+
+/// A page read, its meters not yet resolved.
+pub(crate) struct PageRows {
+    granularity: Granularity,
+    page_size: usize,
+    /// Up to one row more than a page: whether another page follows.
+    rows: Vec<PageRow>,
+}
+
+struct PageRow {
+    position: Position,
+    subscription_id: String,
+    quantity: f64,
+    instance: Option<Arc<Instance>>,
+}
+
+impl PageRows {
+    /// Whether a row's meter is missing from `catalog` (added through
+    /// another replica since this one last read it).
+    pub(crate) fn meets_unknown_meter(&self, catalog: &MeterCatalog) -> bool {
+        (self.rows.iter()).any(|row| catalog.by_key(row.position.meter).is_none())
+    }
+
+    /// The page, with the meters of `catalog`.
+    pub(crate) fn into_page(mut self, catalog: &MeterCatalog) -> anyhow::Result<AggregatePage> {
+        let next = if self.rows.len() > self.page_size {
+            self.rows.truncate(self.page_size);
+            self.rows.last().map(|row| row.position)
+        } else {
+            None
+        };
+        let granularity = self.granularity;
+        let rows = (self.rows.into_iter())
+            .map(|row| {
+                let key = row.position.meter;
+                let meter = catalog
+                    .by_key(key)
+                    .ok_or_else(|| anyhow!("meter key {key} is missing from the catalog"))?;
+                let bucket = row.position.bucket;
+                Ok(AggregateRow {
+                    subscription_id: row.subscription_id,
+                    meter: meter.clone(),
+                    usage_start: granularity.start_of(bucket),
+                    usage_end: granularity.start_of(bucket + 1),
+                    quantity: row.quantity,
+                    instance: row.instance,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(AggregatePage { rows, next })
+    }
+}
+
+/// Reads one page of `query`, starting after `after`.
+pub(crate) async fn read_page(
+    db: &impl Sql,
+    instances: &InstanceCache,
+    query: &AggregateQuery,
+    after: Option<Position>,
+) -> anyhow::Result<PageRows> {
+    let granularity = query.granularity;
+    let reported = (
+        granularity.bucket_of(query.reported_start),
+        granularity.bucket_of(query.reported_end),
+    );
+    let reported_hours = (
+        Granularity::Hourly.bucket_of(query.reported_start),
+        Granularity::Hourly.bucket_of(query.reported_end),
+    );
+    // One more row than a page tells whether another page follows.
+    let wanted = query.page_size + 1;
+    let mut rows: Vec<PageRow> = Vec::with_capacity(wanted);
+
+    let sql = page_sql(granularity, query.show_details);
+    for (subscription, subscription_id) in
+        subscriptions(db, &query.scope, after.map(|p| p.subscription)).await?
+    {
+        let Some((first_hour, last_hour)) =
+            usage_hours_of_window(db, subscription, reported_hours).await?
+        else {
+            continue;
+        };
+        let (first, last) = match granularity {
+            Granularity::Hourly => (first_hour, last_hour),
+            Granularity::Daily => (day_of_hour(first_hour), day_of_hour(last_hour)),
+        };
+        let start = match after {
+            Some(p) if p.subscription == subscription => (p.bucket, p.meter, p.instance),
+            _ => (first, -1, -1),
+        };
+        let limit = (wanted - rows.len()) as i64;
+        let mut params: Vec<Value> = vec![subscription.into(), start.0.into(), start.1.into()];
+        if query.show_details {
+            params.push(start.2.into());
+        }
+        params.extend([last, reported.0, reported.1, limit].map(Value::from));
+        db.for_each_row(&sql, &params, |row| {
+            let position = Position {
+                subscription,
+                bucket: row.take(0)?,
+                meter: row.take(1)?,
+                instance: if query.show_details { row.take(3)? } else { -1 },
+            };
+            rows.push(PageRow {
+                position,
+                subscription_id: subscription_id.clone(),
+                quantity: row.take(2)?,
+                instance: None,
+            });
+            Ok(())
+        })
+        .await?;
+        if rows.len() >= wanted {
+            break;
+        }
+    }
+
+    if query.show_details {
+        let keys: Vec<i64> = rows.iter().map(|row| row.position.instance).collect();
+        let found = instances_of(db, instances, &keys).await?;
+        for row in &mut rows {
+            row.instance = found.get(&row.position.instance).cloned();
+        }
+    }
+    Ok(PageRows {
+        granularity,
+        page_size: query.page_size,
+        rows,
+    })
+}
+
+/// The subscriptions a query visits, in key order, from `from` on.
+async fn subscriptions(
+    db: &impl Sql,
+    scope: &SubscriptionScope,
+    from: Option<i64>,
+) -> anyhow::Result<Vec<(i64, String)>> {
+    let from = Value::from(from.unwrap_or(i64::MIN));
+    let found = match scope {
+        SubscriptionScope::One(id) => {
+            let dialect = db.dialect();
+            let sql = format!(
+                "SELECT key, id FROM subscriptions WHERE {} = {} AND key >= $2",
+                dialect.fold("id"),
+                dialect.fold("$1")
+            );
+            db.query(&sql, &[id.as_str().into(), from]).await?
+        }
+        SubscriptionScope::All => {
+            db.query(
+                "SELECT key, id FROM subscriptions WHERE key >= $1 ORDER BY key",
+                &[from],
+            )
+            .await?
+        }
+    };
+    (found.into_iter())
+        .map(|mut row| Ok((row.take(0)?, row.take(1)?)))
+        .collect()
+}
+
+/// The first and last usage hour reported in `[start, end)` reported hours, if any.
+async fn usage_hours_of_window(
+    db: &impl Sql,
+    subscription: i64,
+    (start, end): (i64, i64),
+) -> anyhow::Result<Option<(i64, i64)>> {
+    let mut bounds = db
+        .query_one(
+            USAGE_HOURS_SQL,
+            &[subscription, start, end].map(Value::from),
+        )
+        .await?;
+    Ok(match (bounds.take(0)?, bounds.take(1)?) {
+        (Some(first), Some(last)) => Some((first, last)),
+        _ => None,
+    })
+}
+
+/// The instances with these keys, from the cache or the database.
+async fn instances_of(
+    db: &impl Sql,
+    cache: &InstanceCache,
+    keys: &[i64],
+) -> anyhow::Result<HashMap<i64, Arc<Instance>>> {
+    let (mut found, missing) = cache.lookup(keys);
+    if missing.is_empty() {
+        return Ok(found);
+    }
+    let placeholders: Vec<String> = (1..=INSTANCE_BATCH).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "SELECT id, instance_data_json, location FROM instances WHERE id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut loaded = Vec::with_capacity(missing.len());
+    for batch in missing.chunks(INSTANCE_BATCH) {
+        let last = batch[batch.len() - 1];
+        let params: Vec<Value> = (0..INSTANCE_BATCH)
+            .map(|i| Value::from(batch.get(i).copied().unwrap_or(last)))
+            .collect();
+        for mut row in db.query(&sql, &params).await? {
+            loaded.push(Instance {
+                key: row.take(0)?,
+                data_json: row.take(1)?,
+                location: row.take(2)?,
+            });
+        }
+    }
+    cache.keep(loaded, &mut found);
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::sql::{SqliteSql, finish_now};
+
+    fn row(bucket: i64, meter: i64) -> PageRow {
+        PageRow {
+            position: Position {
+                subscription: 1,
+                bucket,
+                meter,
+                instance: -1,
+            },
+            subscription_id: "s".into(),
+            quantity: 1.0,
+            instance: None,
+        }
+    }
+
+    #[test]
+    fn a_page_ends_at_its_size_and_names_where_the_next_starts() {
+        let catalog = MeterCatalog::builtin_for_tests();
+        let read = |rows| PageRows {
+            granularity: Granularity::Daily,
+            page_size: 2,
+            rows,
+        };
+        let page = read(vec![row(1, 1), row(1, 2), row(2, 1)])
+            .into_page(&catalog)
+            .unwrap();
+        assert_eq!(page.rows.len(), 2);
+        assert_eq!(page.next.map(|p| (p.bucket, p.meter)), Some((1, 2)));
+        assert_eq!(page.rows[1].meter.key, 2);
+        assert_eq!(page.rows[1].usage_start, Granularity::Daily.start_of(1));
+
+        let last = read(vec![row(1, 1), row(1, 2)])
+            .into_page(&catalog)
+            .unwrap();
+        assert_eq!((last.rows.len(), last.next), (2, None));
+
+        let unknown = read(vec![row(1, 1), row(1, 9_999)]);
+        assert!(unknown.meets_unknown_meter(&catalog));
+        assert!(unknown.into_page(&catalog).is_err());
+    }
+
+    #[test]
+    fn instances_load_in_batches_whatever_their_count() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE instances (id INTEGER PRIMARY KEY, instance_data_json TEXT, location TEXT)",
+        )
+        .unwrap();
+        let count = 2 * INSTANCE_BATCH as i64 + 3;
+        for id in 1..=count {
+            conn.execute(
+                "INSERT INTO instances VALUES (?1, ?2, 'local')",
+                rusqlite::params![id, format!("\"{id}\"")],
+            )
+            .unwrap();
+        }
+        let cache = InstanceCache::default();
+        let mut keys: Vec<i64> = (1..=count).rev().collect();
+        keys.extend([1, 2, 3]);
+        let found = finish_now(instances_of(&SqliteSql(&conn), &cache, &keys))
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.len(), count as usize);
+        assert_eq!(found[&count].data_json, format!("\"{count}\""));
+        // Now from the cache alone.
+        assert_eq!(cache.lookup(&keys).1, Vec::<i64>::new());
     }
 }

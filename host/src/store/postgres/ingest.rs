@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 
-use super::{DB_NOW_MS, PostgresStore};
+use super::PostgresStore;
+use crate::store::sql::Dialect;
 use crate::store::{IngestReceipt, StoreError};
 use crate::usage::split::{days_of, split_hourly};
 use crate::usage::time::{Granularity, day_of_hour};
@@ -98,10 +99,11 @@ pub(super) async fn ingest(
     }
 }
 
-/// The database's clock, which stamps reported times (see [`super::DB_NOW_MS`]).
+/// The database's clock ([`Dialect::now_ms`]), which stamps reported times,
+/// so that replicas' clocks need not agree.
 async fn database_now(tx: &Transaction<'_>) -> anyhow::Result<DateTime<Utc>> {
     let ms: i64 = tx
-        .query_one(&format!("SELECT {DB_NOW_MS}"), &[])
+        .query_one(&format!("SELECT {}", Dialect::Postgres.now_ms()), &[])
         .await?
         .get(0);
     crate::store::exports::time(ms)

@@ -23,8 +23,8 @@
 pub mod connect;
 mod exports;
 mod ingest;
-mod query;
 mod schema;
+mod sql;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -34,8 +34,11 @@ use async_trait::async_trait;
 use chrono::Utc;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
+use self::sql::PgSql;
 use crate::auth::{Principal, Role};
 use crate::store::instances::InstanceCache;
+use crate::store::paging;
+use crate::store::sql::Dialect;
 use crate::store::{
     AggregatePage, AggregateQuery, CorruptValue, IngestReceipt, NewToken, Position, Store,
     StoreError, TokenInfo,
@@ -54,9 +57,6 @@ pub const CATALOG_TTL: Duration = Duration::from_secs(1);
 /// Advisory lock keys (`pg_advisory_xact_lock`): schema migrations, and
 /// changes to the set of running export runs.
 const MIGRATION_LOCK: i64 = 0x7461_6c6c_0001;
-/// The database's clock in milliseconds: leases, reported times and closed
-/// windows go by it, so replicas' clocks need not agree.
-const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 const RUNS_LOCK: i64 = 0x7461_6c6c_0002;
 
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
@@ -111,6 +111,26 @@ impl PostgresStore {
             .get()
             .await
             .map_err(|e| anyhow!("no database connection: {e}"))
+    }
+
+    /// Runs `op` in one transaction, committed when it returns `Ok`.
+    async fn write_sql<T>(
+        &self,
+        op: impl AsyncFnOnce(&PgSql<'_, deadpool_postgres::Transaction<'_>>) -> anyhow::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(anyhow::Error::from)?;
+        let output = op(&PgSql(&tx)).await?;
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        Ok(output)
+    }
+
+    /// Runs `op` on a pooled connection.
+    async fn read_sql<T>(
+        &self,
+        op: impl AsyncFnOnce(&PgSql<'_, deadpool_postgres::Client>) -> anyhow::Result<T>,
+    ) -> Result<T, StoreError> {
+        Ok(op(&PgSql(&self.client().await?)).await?)
     }
 
     /// The catalog, re-read when older than [`CATALOG_TTL`] (or when `force`).
@@ -256,7 +276,15 @@ impl Store for PostgresStore {
         query: &AggregateQuery,
         after: Option<Position>,
     ) -> Result<AggregatePage, StoreError> {
-        Ok(query::aggregates(self, query, after).await?)
+        let rows = self
+            .read_sql(async |db| paging::read_page(db, &self.instances, query, after).await)
+            .await?;
+        let mut catalog = self.catalog(false).await?;
+        if rows.meets_unknown_meter(&catalog) {
+            // Added through another replica since this one last looked.
+            catalog = self.catalog(true).await?;
+        }
+        Ok(rows.into_page(&catalog)?)
     }
 
     async fn subscription_exists(&self, id: &str) -> Result<bool, StoreError> {
@@ -344,7 +372,7 @@ impl Store for PostgresStore {
         let ms: i64 = self
             .client()
             .await?
-            .query_one(&format!("SELECT {DB_NOW_MS}"), &[])
+            .query_one(&format!("SELECT {}", Dialect::Postgres.now_ms()), &[])
             .await
             .map_err(anyhow::Error::from)?
             .get(0);

@@ -6,8 +6,8 @@
 //! which WAL lets run beside the writer.
 
 mod exports;
-mod query;
 mod schema;
+pub(in crate::store) mod sql;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -17,12 +17,14 @@ use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use chrono::Utc;
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
+use self::sql::{SqliteSql, finish_now};
 use self::writer::{IngestJob, Lanes};
 use crate::auth::{Principal, Role};
 use crate::store::instances::InstanceCache;
+use crate::store::paging;
 use crate::store::{
     AggregatePage, AggregateQuery, CorruptValue, IngestReceipt, NewToken, Position, Store,
     StoreError, TokenInfo,
@@ -36,6 +38,10 @@ pub use schema::SCHEMA_VERSION;
 pub const DATABASE_FILE: &str = "tally.db";
 /// Read connections kept open.
 const READ_POOL_SIZE: u32 = 8;
+/// Prepared statements each connection keeps: room for ingest's or the
+/// page loop's beside those of the export operations, so that neither
+/// evicts the other.
+const STATEMENT_CACHE_CAPACITY: usize = 64;
 
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
@@ -129,6 +135,30 @@ impl SqliteStore {
         Ok(result)
     }
 
+    /// Runs `op` on the writer thread in one transaction (`BEGIN
+    /// IMMEDIATE`), committed when it returns `Ok`.
+    async fn write_sql<T: Send + 'static>(
+        &self,
+        op: impl AsyncFnOnce(&SqliteSql<'_>) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let output = finish_now(op(&SqliteSql(&tx)))??;
+            tx.commit()?;
+            Ok(output)
+        })
+        .await
+    }
+
+    /// Runs `op` on a pooled read connection.
+    async fn read_sql<T: Send + 'static>(
+        &self,
+        op: impl AsyncFnOnce(&SqliteSql<'_>) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.read(move |conn| finish_now(op(&SqliteSql(conn)))?)
+            .await
+    }
+
     fn catalog_snapshot(&self) -> Arc<MeterCatalog> {
         self.catalog.read().expect("catalog lock").clone()
     }
@@ -136,6 +166,7 @@ impl SqliteStore {
 
 fn configure(conn: &Connection, read_only: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "cache_size", -64_000)?; // KiB
@@ -223,10 +254,11 @@ impl Store for SqliteStore {
         query: &AggregateQuery,
         after: Option<Position>,
     ) -> Result<AggregatePage, StoreError> {
-        let catalog = self.catalog_snapshot();
         let (query, instances) = (query.clone(), self.instances.clone());
-        self.read(move |conn| query::aggregates(conn, &catalog, &instances, &query, after))
-            .await
+        let rows = self
+            .read_sql(async move |db| paging::read_page(db, &instances, &query, after).await)
+            .await?;
+        Ok(rows.into_page(&self.catalog_snapshot())?)
     }
 
     async fn subscription_exists(&self, id: &str) -> Result<bool, StoreError> {

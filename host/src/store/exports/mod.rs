@@ -5,10 +5,21 @@
 //! export of a window is revision 0; the database allows only one, which is
 //! what makes a window export once however often the scheduler looks at it.
 //! An operator's re-run of an exported window is a correction: revision 1, 2…
+//!
+//! The state machine of runs (claims, leases fenced by a claim count,
+//! watermarks, requeues, corrections) is written once for both databases:
+//! `rules` decides what needs no database, `sql` holds the statements and
+//! `ops` runs them over the store's SQL executor (`store::sql`). Each
+//! backend's [`ExportStore`] only opens the connection or transaction and
+//! calls the operation, so the two cannot drift apart.
 
-use anyhow::{Context, anyhow};
-use async_trait::async_trait;
+pub(crate) mod ops;
+mod rules;
+mod sql;
+
 use std::time::Duration;
+
+use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -409,95 +420,15 @@ pub trait ExportStore: Send + Sync + 'static {
     async fn document_names(&self, installation_id: i64) -> Result<Vec<String>, StoreError>;
 }
 
-// Columns and encodings shared by the backends.
-
-/// The id of the next run that may start at `$1` (ms), the rule of
-/// [`ExportStore::claim_run`]: per installation, windows go one at a time and
-/// in order, and an unresolved failed first export holds every window after it.
-pub(crate) const NEXT_CLAIMABLE_RUN: &str = "SELECT r.id FROM export_runs r
-     JOIN adapter_installations i ON i.id = r.installation_id
-     WHERE i.enabled
-       AND (r.status = 'pending' OR (r.status = 'retrying' AND r.next_attempt_ms <= $1))
-       AND NOT EXISTS (
-         SELECT 1 FROM export_runs o
-         WHERE o.installation_id = r.installation_id AND o.id <> r.id
-           AND (o.status = 'running'
-                OR (o.status IN ('pending', 'retrying')
-                    AND (o.window_start_ms, o.revision) < (r.window_start_ms, r.revision))
-                OR (o.status = 'failed' AND o.revision = 0
-                    AND o.window_start_ms < r.window_start_ms)))
-     ORDER BY r.window_start_ms, r.revision, r.id
-     LIMIT 1";
-
-/// The columns an [`Installation`] is read from, in order.
-pub(crate) const INSTALLATION_COLUMNS: &str = "id, name, uid, manifest, component_sha256, \
-     description, enabled, watermark_ms, installed_at_ms, updated_at_ms";
-/// The columns a [`Run`] is read from, in order (unqualified: they name no
-/// column of `run_documents`, the one table runs are joined with).
-///
-/// The failure reason is cut by the database, so no listing ever reads more
-/// than [`MAX_REASON_BYTES`] +
-/// 64 bytes of one: reasons are cut to that bound (and marked) before they
-/// are stored, but an older
-/// version stored them whole. Such a reason is served as its first 1,024
-/// characters (at most 4 KiB) and the marker, with its stored length.
-/// `octet_length` reads the stored size without the text on PostgreSQL.
-pub(crate) const RUN_COLUMNS: &str = "id, installation_id, window_start_ms, window_end_ms, \
-     revision, status, attempts, \
-     CASE WHEN octet_length(reason) > 4160 \
-          THEN substr(reason, 1, 1024) || '… [truncated: ' || octet_length(reason) || ' bytes]' \
-          ELSE reason END AS reason, \
-     next_attempt_ms, created_at_ms, finished_at_ms, figures, claims";
-
 /// A stored millisecond time.
 pub(crate) fn time(ms: i64) -> anyhow::Result<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms)
         .ok_or_else(|| CorruptValue::error("a stored time", format!("{ms} ms is out of range")))
 }
 
-/// A random installation uid (the stem of its run ids).
-pub(crate) fn new_uid() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 4];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Reads the figures column.
-pub(crate) fn decode_figures(text: &str) -> anyhow::Result<RunFiguresRecord> {
-    serde_json::from_str(text).context("stored run figures")
-}
-
-/// The log column: `{"dropped": n, "lines": [[level, message], …]}`.
-pub(crate) fn encode_log(log: &RunLogRecord) -> anyhow::Result<String> {
-    let lines: Vec<(&str, &str)> = log
-        .lines
-        .iter()
-        .map(|line| (line.level, line.message.as_str()))
-        .collect();
-    Ok(serde_json::to_string(
-        &serde_json::json!({ "dropped": log.dropped, "lines": lines }),
-    )?)
-}
-
-/// Reads the log column.
-pub(crate) fn decode_log(text: &str) -> anyhow::Result<RunLogRecord> {
-    #[derive(serde::Deserialize)]
-    struct Column {
-        dropped: u64,
-        lines: Vec<(String, String)>,
-    }
-    let column: Column = serde_json::from_str(text).context("a stored run log")?;
-    Ok(RunLogRecord {
-        dropped: column.dropped,
-        lines: column
-            .lines
-            .into_iter()
-            .map(|(level, message)| LogLine {
-                level: LogLine::level_named(&level),
-                message,
-            })
-            .collect(),
-    })
+/// The error of a create whose name is taken.
+pub(crate) fn name_taken(name: &str) -> StoreError {
+    StoreError::Exists(format!("an adapter is already installed as '{name}'"))
 }
 
 #[cfg(test)]
@@ -535,54 +466,6 @@ mod tests {
         for shown in [format!("{new:?}"), format!("{installed:?}")] {
             assert!(!shown.contains("s3cr3t-key"), "{shown}");
             assert!(shown.contains("billing.example"), "{shown}");
-        }
-    }
-
-    /// The longest failure reason a listing returns: one cut before it was
-    /// stored, with room for its marker.
-    const MAX_SERVED_REASON_BYTES: usize = MAX_REASON_BYTES + 64;
-
-    #[test]
-    fn served_reasons_are_cut_at_the_bound_the_columns_name() {
-        assert!(RUN_COLUMNS.contains(&format!(
-            "octet_length(reason) > {MAX_SERVED_REASON_BYTES} "
-        )));
-        // 1,024 characters of at most 4 bytes each, and the marker.
-        assert!(RUN_COLUMNS.contains("substr(reason, 1, 1024)"));
-        const { assert!(4 * 1024 + 64 <= MAX_SERVED_REASON_BYTES) };
-    }
-
-    /// The database returns no more than the bound of a long reason.
-    #[test]
-    fn the_database_returns_a_long_reason_cut() {
-        let db = rusqlite::Connection::open_in_memory().unwrap();
-        db.execute_batch(
-            "CREATE TABLE export_runs (id, installation_id, window_start_ms, window_end_ms,
-                 revision, status, attempts, reason, next_attempt_ms, created_at_ms,
-                 finished_at_ms, figures, claims)",
-        )
-        .unwrap();
-        let whole = "é".repeat(1 << 20);
-        for reason in ["short", whole.as_str()] {
-            db.execute(
-                "INSERT INTO export_runs (id, reason) VALUES (1, ?1)",
-                [reason],
-            )
-            .unwrap();
-            let served: String = db
-                .query_row(
-                    &format!("SELECT {RUN_COLUMNS} FROM export_runs"),
-                    [],
-                    |row| row.get(7),
-                )
-                .unwrap();
-            if reason == "short" {
-                assert_eq!(served, "short");
-            } else {
-                assert!(served.len() <= MAX_SERVED_REASON_BYTES, "{}", served.len());
-                assert!(served.ends_with(&format!("… [truncated: {} bytes]", whole.len())));
-            }
-            db.execute("DELETE FROM export_runs", []).unwrap();
         }
     }
 }
