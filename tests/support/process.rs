@@ -56,6 +56,9 @@ impl Server {
 
     /// Starts with more arguments and environment variables.
     pub fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        // Its log, to say why should it not start.
+        let log = tempfile::NamedTempFile::new().expect("a log file for tally serve");
+        let stderr = log.reopen().expect("the log file opens");
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -63,18 +66,19 @@ impl Server {
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("tally serve starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("tally listening on ")
-            .expect("the address line")
-            .to_string();
+        let Some(base) = line.trim().strip_prefix("tally listening on ") else {
+            let _ = child.wait();
+            let log = std::fs::read_to_string(log.path()).unwrap_or_default();
+            panic!("tally serve did not start (stdout {line:?}); its log:\n{log}");
+        };
+        let base = base.to_string();
         Server { child, base }
     }
 
