@@ -27,6 +27,7 @@ conformance!(
     a_failed_first_export_holds_the_windows_after_it,
     a_disabled_installation_is_not_claimed,
     a_retrying_run_waits_for_its_next_attempt,
+    a_run_released_by_a_stopping_host_keeps_its_attempts,
     only_the_claim_holding_a_run_renews_or_finishes_it,
     the_watermark_advances_over_consecutive_exported_windows,
     interrupted_runs_are_requeued_until_they_reach_max_attempts,
@@ -434,6 +435,28 @@ async fn a_retrying_run_waits_for_its_next_attempt(store: Arc<dyn Store>) {
     assert!(claim_at(before).await.is_none(), "nor does day 1 pass it");
     let second = claim_at(retry_at).await.unwrap();
     assert_eq!((second.id, second.attempts), (first.id, 2));
+}
+
+async fn a_run_released_by_a_stopping_host_keeps_its_attempts(store: Arc<dyn Store>) {
+    let installation = install(&store, "billing").await;
+    store
+        .schedule_windows(installation.id, vec![window(0)])
+        .await
+        .unwrap();
+    let first = claim_window(&store, &installation, 0).await;
+    assert_eq!(first.attempts, 1);
+    let released = RunEnd::Released {
+        reason: "the host stopped (SIGTERM); retried at once".into(),
+        at: day(0),
+    };
+    finish(&store, &first, attempt(released)).await;
+    let waiting = &store.runs(installation.id, 10).await.unwrap()[0];
+    assert_eq!(waiting.status, RunStatus::Retrying);
+    assert_eq!(waiting.attempts, 0, "the stop does not use up an attempt");
+    let again = store.claim_run(day(0), "host-b", LEASE).await.unwrap();
+    let again = again.expect("the released run is claimable at once");
+    assert_eq!((again.id, again.attempts), (first.id, 1));
+    assert!(again.claim > first.claim, "a new claim fences the old one");
 }
 
 async fn only_the_claim_holding_a_run_renews_or_finishes_it(store: Arc<dyn Store>) {

@@ -79,7 +79,7 @@ impl Exports {
         };
         let outcome = match &attempt.end {
             RunEnd::Succeeded { .. } => "succeeded",
-            RunEnd::Retry { .. } => "retrying",
+            RunEnd::Retry { .. } | RunEnd::Released { .. } => "retrying",
             RunEnd::Failed { .. } => "failed",
         };
         let figures = attempt.figures.clone();
@@ -288,8 +288,9 @@ fn succeeded(attempt: &anyhow::Result<FinishedAttempt>) -> bool {
     )
 }
 
-/// An attempt the host's stop (`cause`: the signal) cut short: retried at
-/// once (`now`, the store's time), whatever the attempts so far, with what it measured and logged.
+/// An attempt the host's stop (`cause`: the signal) cut short: given back,
+/// to run again at once (`now`, the store's time) without counting as an
+/// attempt, with what it measured and logged.
 fn stopped_with_the_host(
     attempt: anyhow::Result<FinishedAttempt>,
     cause: &str,
@@ -300,7 +301,7 @@ fn stopped_with_the_host(
         Err(_) => Default::default(),
     };
     FinishedAttempt {
-        end: RunEnd::Retry {
+        end: RunEnd::Released {
             reason: format!("the host stopped ({cause}); retried at once"),
             at: now,
         },

@@ -256,6 +256,10 @@ pub enum RunEnd {
     },
     /// Try again at `at`.
     Retry { reason: String, at: DateTime<Utc> },
+    /// The host stopped before the attempt could end: try again at `at`,
+    /// the attempt not counted (rolling restarts never use up a run's
+    /// attempts).
+    Released { reason: String, at: DateTime<Utc> },
     /// Give up.
     Failed { reason: String },
 }

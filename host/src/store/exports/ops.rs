@@ -316,6 +316,7 @@ pub(crate) async fn finish_run(
                 serde_json::to_string(&attempt.figures)?.into(),
                 sql::encode_log(&attempt.log)?.into(),
                 claim.into(),
+                i64::from(!update.counted).into(),
             ],
         )
         .await?;

@@ -63,6 +63,9 @@ pub(crate) struct FinishUpdate {
     pub reason: Option<String>,
     /// When it may run again.
     pub next_attempt: Option<DateTime<Utc>>,
+    /// Whether the attempt counts toward the run's attempts (all but one
+    /// the host gave back when it stopped).
+    pub counted: bool,
 }
 
 impl FinishUpdate {
@@ -70,13 +73,16 @@ impl FinishUpdate {
     pub(crate) fn of(end: &RunEnd) -> Self {
         let (status, reason, next_attempt) = match end {
             RunEnd::Succeeded { .. } => (RunStatus::Succeeded, None, None),
-            RunEnd::Retry { reason, at } => (RunStatus::Retrying, Some(reason.clone()), Some(*at)),
+            RunEnd::Retry { reason, at } | RunEnd::Released { reason, at } => {
+                (RunStatus::Retrying, Some(reason.clone()), Some(*at))
+            }
             RunEnd::Failed { reason } => (RunStatus::Failed, Some(reason.clone()), None),
         };
         FinishUpdate {
             status,
             reason,
             next_attempt,
+            counted: !matches!(end, RunEnd::Released { .. }),
         }
     }
 }
@@ -173,6 +179,15 @@ mod tests {
             (retry.status, retry.reason.as_deref(), retry.next_attempt),
             (RunStatus::Retrying, Some("busy"), Some(at))
         );
+        let released = FinishUpdate::of(&RunEnd::Released {
+            reason: "stopped".into(),
+            at,
+        });
+        assert_eq!(
+            (released.status, released.next_attempt, released.counted),
+            (RunStatus::Retrying, Some(at), false)
+        );
+        assert!(retry.counted);
         let failed = FinishUpdate::of(&RunEnd::Failed {
             reason: "bad".into(),
         });

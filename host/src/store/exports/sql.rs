@@ -152,10 +152,12 @@ pub(super) fn renew_lease(dialect: Dialect) -> String {
     )
 }
 
-/// Records the end of claim `$8`'s attempt, if that claim still holds the run.
+/// Records the end of claim `$8`'s attempt, if that claim still holds the
+/// run; `$9` is 1 to give the attempt back (the claim counted it).
 pub(super) const FINISH_RUN: &str =
     "UPDATE export_runs SET status = $2, reason = $3, next_attempt_ms = $4,
-       finished_at_ms = $5, figures = $6, log = $7, lease_until_ms = NULL
+       finished_at_ms = $5, figures = $6, log = $7, lease_until_ms = NULL,
+       attempts = attempts - $9
      WHERE id = $1 AND status = 'running' AND claims = $8
      RETURNING installation_id";
 
