@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Days, Utc};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use support::billing_api::{API_KEY, BillingApi};
-use support::process::{Server, create_token, get_json, post_usage, tally_ok};
+use support::billing_api::{BillingApi, install_billing_webhook};
+use support::process::{Server, create_token, get_json, post_usage};
 use support::*;
 use tally_usage_generator::Options;
 
@@ -155,39 +154,7 @@ async fn an_export_cut_by_kill_9_runs_again_after_restart_and_bills_every_line_o
     // A billing API slow enough for the kill to land mid-export.
     let api = BillingApi::start().await;
     api.slow_down(Duration::from_millis(100));
-    let wasm = std::fs::read(component_path("billing-webhook")).unwrap();
-    let sha256: String = Sha256::digest(&wasm)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let rates: Vec<String> = RATES.iter().map(|(m, r)| format!("'{m}' = {r}")).collect();
-    let manifest = dir.path().join("billing.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "name = 'billing'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{sha256}'\n\
-             component = '{}'\nallowed_outbound_hosts = ['{}']\n\
-             [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{}'\n\
-             [config]\nendpoint = '{}'\ncurrency = 'EUR'\nbatch_size = 4\n\
-             headers = {{ 'X-Api-Key' = '{API_KEY}' }}\nrates = {{ {} }}\n",
-            component_path("billing-webhook").display(),
-            api.origin,
-            first_day.to_rfc3339(),
-            api.endpoint(),
-            rates.join(", ")
-        ),
-    )
-    .unwrap();
-    let installed = tally_ok(&[
-        "adapters",
-        "install",
-        manifest.to_str().unwrap(),
-        "--url",
-        &server.base,
-        "--token",
-        &token,
-    ]);
-    assert!(installed.starts_with("installed billing"), "{installed}");
+    install_billing_webhook(dir.path(), &server.base, &token, &api, first_day, &RATES);
 
     // Kill the host once the billing API has seen a few requests.
     let started = Instant::now();

@@ -11,11 +11,62 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use tally::sandbox::egress::AllowedOrigin;
+
+use super::component_path;
+use super::process::tally_ok;
 
 /// The API key the billing API expects in `X-Api-Key`.
 pub const API_KEY: &str = "test-api-key";
+
+/// Installs the billing-webhook adapter as `billing` on the host at `base`
+/// with the CLI (its manifest written into `dir`): invoice lines sent to
+/// `api` at `rates`, daily windows from `start`, no lag.
+pub fn install_billing_webhook(
+    dir: &std::path::Path,
+    base: &str,
+    token: &str,
+    api: &BillingApi,
+    start: DateTime<Utc>,
+    rates: &[(&str, f64)],
+) {
+    let wasm = std::fs::read(component_path("billing-webhook")).unwrap();
+    let sha256: String = Sha256::digest(&wasm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let rates: Vec<String> = rates.iter().map(|(m, r)| format!("'{m}' = {r}")).collect();
+    let manifest = dir.join("billing.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "name = 'billing'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{sha256}'\n\
+             component = '{}'\nallowed_outbound_hosts = ['{}']\n\
+             [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{}'\n\
+             [config]\nendpoint = '{}'\ncurrency = 'EUR'\nbatch_size = 4\n\
+             headers = {{ 'X-Api-Key' = '{API_KEY}' }}\nrates = {{ {} }}\n",
+            component_path("billing-webhook").display(),
+            api.origin,
+            start.to_rfc3339(),
+            api.endpoint(),
+            rates.join(", ")
+        ),
+    )
+    .unwrap();
+    let installed = tally_ok(&[
+        "adapters",
+        "install",
+        manifest.to_str().unwrap(),
+        "--url",
+        base,
+        "--token",
+        token,
+    ]);
+    assert!(installed.starts_with("installed billing"), "{installed}");
+}
 
 /// One request as the billing API saw it.
 #[derive(Clone, Debug)]
