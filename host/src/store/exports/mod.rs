@@ -176,7 +176,8 @@ pub struct Run {
     /// 0 for the first export of the window; n for its n-th correction.
     pub revision: u32,
     pub status: RunStatus,
-    /// Attempts started so far.
+    /// Attempts so far (one the host gave back when it stopped does not
+    /// count, see [`RunEnd::Released`]).
     pub attempts: u32,
     /// Why the last attempt failed.
     pub reason: Option<String>,
