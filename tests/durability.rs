@@ -134,15 +134,12 @@ async fn an_export_cut_by_kill_9_runs_again_after_restart_and_bills_every_line_o
         .unwrap()
         .and_utc();
     let first_day = today - Days::new(2);
-    let records: Vec<Value> = to_wire(&sample(&Options {
+    let records: Vec<Value> = reported_by_now(to_wire(&sample(&Options {
         subscriptions: 4,
         days: 2,
         end: today - Days::new(1),
         ..Options::default()
-    }))
-    .into_iter()
-    .filter(|r| reported_at(r) < Utc::now())
-    .collect();
+    })));
     let mut server = Server::start_with(dir.path(), &serve_args);
     let client = reqwest::Client::new();
     for batch in records.chunks(2_000) {
@@ -238,8 +235,4 @@ async fn an_export_cut_by_kill_9_runs_again_after_restart_and_bills_every_line_o
             quantity * rate
         );
     }
-}
-
-fn reported_at(record: &Value) -> DateTime<Utc> {
-    record["reportedTime"].as_str().unwrap().parse().unwrap()
 }

@@ -223,17 +223,7 @@ async fn ingest_past_usage(host: &TestHost, subscriptions: usize, days: u32) -> 
         end,
         ..Options::default()
     };
-    let records: Vec<Value> = to_wire(&sample(&options))
-        .into_iter()
-        .filter(|r| {
-            r["reportedTime"]
-                .as_str()
-                .unwrap()
-                .parse::<DateTime<Utc>>()
-                .unwrap()
-                < Utc::now()
-        })
-        .collect();
+    let records: Vec<Value> = reported_by_now(to_wire(&sample(&options)));
     host.ingest(&records).await;
     end - Days::new(u64::from(days))
 }

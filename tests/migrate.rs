@@ -37,17 +37,7 @@ async fn an_embedded_installation_moves_to_postgres_whole_on_postgres() {
         end: today - Days::new(1),
         ..Options::default()
     });
-    let records: Vec<Value> = to_wire(&generated)
-        .into_iter()
-        .filter(|r| {
-            r["reportedTime"]
-                .as_str()
-                .unwrap()
-                .parse::<DateTime<Utc>>()
-                .unwrap()
-                < Utc::now()
-        })
-        .collect();
+    let records: Vec<Value> = reported_by_now(to_wire(&generated));
     let tenant_subscription = records[0]["subscriptionId"].as_str().unwrap().to_owned();
     let tenant = token(&["--role", "tenant", "--subscription", &tenant_subscription]);
     let server = Server::start(embedded.path());

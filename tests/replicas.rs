@@ -59,10 +59,7 @@ async fn three_replicas_export_each_window_once_when_one_is_killed_on_postgres()
         end: today - Days::new(1),
         ..Options::default()
     });
-    let records: Vec<Value> = to_wire(&generated)
-        .into_iter()
-        .filter(|r| reported_at(r) < Utc::now())
-        .collect();
+    let records: Vec<Value> = reported_by_now(to_wire(&generated));
 
     // Each batch through two replicas at the same instant (one stores it, the
     // other finds duplicates), then retried through the third.
@@ -514,8 +511,4 @@ async fn connect(url: &str) -> tokio_postgres::Client {
         .unwrap();
     tokio::spawn(connection);
     client
-}
-
-fn reported_at(record: &Value) -> DateTime<Utc> {
-    record["reportedTime"].as_str().unwrap().parse().unwrap()
 }

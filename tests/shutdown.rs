@@ -63,22 +63,12 @@ async fn sigterm_stops_the_run_in_progress_and_the_next_start_exports_its_window
     // Yesterday's usage, all reported by now.
     let today = today();
     let yesterday = today - Days::new(1);
-    let records: Vec<Value> = to_wire(&sample(&Options {
+    let records: Vec<Value> = reported_by_now(to_wire(&sample(&Options {
         subscriptions: 2,
         days: 1,
         end: yesterday,
         ..Options::default()
-    }))
-    .into_iter()
-    .filter(|r| {
-        r["reportedTime"]
-            .as_str()
-            .unwrap()
-            .parse::<DateTime<Utc>>()
-            .unwrap()
-            < Utc::now()
-    })
-    .collect();
+    })));
     let mut server = Server::start_with(dir.path(), &serve_args);
     let client = reqwest::Client::new();
     for batch in records.chunks(2_000) {

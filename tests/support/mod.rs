@@ -400,3 +400,18 @@ pub fn assert_totals_eq(
         );
     }
 }
+
+/// When a wire record says it was reported.
+pub fn reported_at(record: &Value) -> chrono::DateTime<chrono::Utc> {
+    record["reportedTime"].as_str().unwrap().parse().unwrap()
+}
+
+/// The records already reported by now (a sample's last hours may be
+/// reported in the future, which ingest refuses).
+pub fn reported_by_now(records: Vec<Value>) -> Vec<Value> {
+    let now = chrono::Utc::now();
+    records
+        .into_iter()
+        .filter(|r| reported_at(r) < now)
+        .collect()
+}
