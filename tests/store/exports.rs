@@ -66,6 +66,18 @@ async fn install(store: &Arc<dyn Store>, name: &str) -> Installation {
         .unwrap()
 }
 
+/// Installs `name` with the first exports of days `days` queued.
+async fn install_with_windows(store: &Arc<dyn Store>, name: &str, days: &[i64]) -> Installation {
+    let installation = install(store, name).await;
+    let windows = days.iter().map(|&n| window(n)).collect();
+    let queued = store
+        .schedule_windows(installation.id, windows)
+        .await
+        .unwrap();
+    assert_eq!(queued, days.len());
+    installation
+}
+
 /// Day `n`, the window of a daily export.
 fn window(n: i64) -> (DateTime<Utc>, DateTime<Utc>) {
     (day(n), day(n + 1))
@@ -369,11 +381,7 @@ async fn windows_are_claimed_one_at_a_time_in_order_per_installation(store: Arc<
 
 async fn a_failed_first_export_holds_the_windows_after_it(store: Arc<dyn Store>) {
     use RunRequestOutcome::*;
-    let installation = install(&store, "billing").await;
-    store
-        .schedule_windows(installation.id, vec![window(0), window(1)])
-        .await
-        .unwrap();
+    let installation = install_with_windows(&store, "billing", &[0, 1]).await;
     let first = claim_window(&store, &installation, 0).await;
     finish(&store, &first, failed("no price for a meter")).await;
     assert!(claim(&store).await.is_none(), "day 1 is held");
@@ -400,11 +408,7 @@ async fn a_failed_first_export_holds_the_windows_after_it(store: Arc<dyn Store>)
 }
 
 async fn a_disabled_installation_is_not_claimed(store: Arc<dyn Store>) {
-    let installation = install(&store, "billing").await;
-    store
-        .schedule_windows(installation.id, vec![window(0)])
-        .await
-        .unwrap();
+    let installation = install_with_windows(&store, "billing", &[0]).await;
     store.set_enabled("billing", false).await.unwrap();
     assert!(claim(&store).await.is_none());
     store.set_enabled("billing", true).await.unwrap();
@@ -412,11 +416,7 @@ async fn a_disabled_installation_is_not_claimed(store: Arc<dyn Store>) {
 }
 
 async fn a_retrying_run_waits_for_its_next_attempt(store: Arc<dyn Store>) {
-    let installation = install(&store, "billing").await;
-    store
-        .schedule_windows(installation.id, vec![window(0), window(1)])
-        .await
-        .unwrap();
+    let installation = install_with_windows(&store, "billing", &[0, 1]).await;
     let first = claim_window(&store, &installation, 0).await;
     // Claims are asked "at" chosen times: no waiting on the real clock.
     let retry_at = day(40);
@@ -438,11 +438,7 @@ async fn a_retrying_run_waits_for_its_next_attempt(store: Arc<dyn Store>) {
 }
 
 async fn a_run_released_by_a_stopping_host_keeps_its_attempts(store: Arc<dyn Store>) {
-    let installation = install(&store, "billing").await;
-    store
-        .schedule_windows(installation.id, vec![window(0)])
-        .await
-        .unwrap();
+    let installation = install_with_windows(&store, "billing", &[0]).await;
     let first = claim_window(&store, &installation, 0).await;
     assert_eq!(first.attempts, 1);
     let released = RunEnd::Released {
@@ -460,11 +456,7 @@ async fn a_run_released_by_a_stopping_host_keeps_its_attempts(store: Arc<dyn Sto
 }
 
 async fn only_the_claim_holding_a_run_renews_or_finishes_it(store: Arc<dyn Store>) {
-    let installation = install(&store, "billing").await;
-    store
-        .schedule_windows(installation.id, vec![window(0)])
-        .await
-        .unwrap();
+    let installation = install_with_windows(&store, "billing", &[0]).await;
     let first = claim_window(&store, &installation, 0).await;
     assert!(
         store
@@ -515,11 +507,7 @@ async fn only_the_claim_holding_a_run_renews_or_finishes_it(store: Arc<dyn Store
 }
 
 async fn the_watermark_advances_over_consecutive_exported_windows(store: Arc<dyn Store>) {
-    let installation = install(&store, "billing").await;
-    store
-        .schedule_windows(installation.id, vec![window(1), window(2)])
-        .await
-        .unwrap();
+    let installation = install_with_windows(&store, "billing", &[1, 2]).await;
     // Day 1 exported while day 0 is not: the watermark stays at day 0.
     export_window(&store, &installation, 1).await;
     assert_eq!(watermark(&store, &installation).await, day(0));
@@ -535,11 +523,7 @@ async fn the_watermark_advances_over_consecutive_exported_windows(store: Arc<dyn
 }
 
 async fn interrupted_runs_are_requeued_until_they_reach_max_attempts(store: Arc<dyn Store>) {
-    let installation = install(&store, "billing").await;
-    store
-        .schedule_windows(installation.id, vec![window(0)])
-        .await
-        .unwrap();
+    let installation = install_with_windows(&store, "billing", &[0]).await;
     let requeue = async || {
         store
             .requeue_interrupted_runs(2, Interrupted::AllRunning)
@@ -563,11 +547,7 @@ async fn interrupted_runs_are_requeued_until_they_reach_max_attempts(store: Arc<
 }
 
 async fn published_runs_are_the_latest_succeeded_revision_of_each_window(store: Arc<dyn Store>) {
-    let installation = install(&store, "billing").await;
-    store
-        .schedule_windows(installation.id, vec![window(0), window(1), window(2)])
-        .await
-        .unwrap();
+    let installation = install_with_windows(&store, "billing", &[0, 1, 2]).await;
     let publish = async |n, documents: &[&str]| {
         let run = claim_window(&store, &installation, n).await;
         finish(&store, &run, succeeded(documents)).await;
