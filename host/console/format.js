@@ -19,9 +19,17 @@ export function day(iso) {
   return new Date(iso).toISOString().slice(0, 10);
 }
 
-/** A window "2026-11-01 00:00 – 2026-11-02 00:00 UTC". */
+/**
+ * An export window, short when it is a whole UTC day ("2026-11-01 UTC") or
+ * an hour ("2026-11-01 14:00–15:00 UTC"), else "start – end UTC".
+ */
 export function windowRange(startIso, endIso) {
-  return `${dateTime(startIso).replace(" UTC", "")} – ${dateTime(endIso)}`;
+  const [start, end] = [new Date(startIso), new Date(endIso)];
+  const length = end - start;
+  const startText = dateTime(startIso).replace(" UTC", "");
+  if (length === 86_400_000 && startText.endsWith("00:00")) return `${startText.slice(0, 10)} UTC`;
+  if (length === 3_600_000) return `${startText}–${dateTime(endIso).slice(11)}`;
+  return `${startText} – ${dateTime(endIso)}`;
 }
 
 /** Today's UTC day, "YYYY-MM-DD". */

@@ -20,9 +20,9 @@ export function runsTable(name, runs) {
   return table({
     caption: "Runs",
     columns: [
-      { label: "Run", cell: (run) => h("a", { href: runHref(name, run.id) }, `Run ${run.id}`), header: true },
+      { label: "Run", cell: (run) => h("a", { href: runHref(name, run.id), class: "nowrap" }, `Run ${run.id}`), header: true },
       { label: "Window (UTC)", cell: (run) => h("span", { class: "nowrap" }, fmt.windowRange(run.windowStart, run.windowEnd)) },
-      { label: "Kind", cell: (run) => (run.correction ? `Correction ${run.revision}` : "First export") },
+      { label: "Kind", cell: (run) => h("span", { class: "nowrap" }, run.correction ? `Correction ${run.revision}` : "First export") },
       { label: "Status", cell: (run) => h("span", { class: `badge ${statusTone(run.status)}` }, run.status) },
       { label: "Attempts", cell: (run) => fmt.count(run.attempts), numeric: true },
       { label: "Rows read", cell: (run) => fmt.count(run.figures?.rowsRead), numeric: true },
@@ -30,7 +30,7 @@ export function runsTable(name, runs) {
       { label: "Bytes", cell: (run) => fmt.bytes(run.figures?.bytesWritten), numeric: true },
       { label: "Duration", cell: (run) => fmt.duration(run.figures?.elapsedMs), numeric: true },
       { label: "Peak memory", cell: (run) => fmt.bytes(run.figures?.peakMemoryBytes), numeric: true },
-      { label: "Reason", cell: (run) => (run.reason ? h("span", { class: "reason" }, run.reason) : "—") },
+      { label: "Reason", cell: (run) => (run.reason ? h("span", { class: "reason wide-cell" }, run.reason) : "—") },
     ],
     rows: runs,
     empty: "No run yet: the scheduler exports each window once it closes.",

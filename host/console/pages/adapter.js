@@ -32,7 +32,7 @@ export async function render(view, { params }) {
   replace(
     view,
     h("p", { class: "breadcrumb" }, h("a", { href: "#/adapters" }, "Adapters"), " › ", name),
-    h("div", { class: "page-head" }, heading, badge(state)),
+    h("div", { class: "title-row" }, heading, badge(state)),
     held
       ? h(
           "div",
@@ -40,7 +40,7 @@ export async function render(view, { params }) {
           h("strong", {}, `Held by `, h("a", { href: runHref(name, held.id) }, `Run ${held.id}`)),
           ` (${fmt.windowRange(held.windowStart, held.windowEnd)}): `,
           held.reason ?? held.status,
-          held.status === "failed" ? " Run the window again once the cause is fixed." : "",
+          held.status === "failed" ? h("p", {}, "Run the window again once the cause is fixed.") : null,
         )
       : null,
     messages,

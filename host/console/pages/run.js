@@ -16,7 +16,7 @@ export async function render(view, { params }) {
   replace(
     view,
     crumbs(),
-    h("div", { class: "page-head" }, h("h1", { tabindex: -1 }, `Run ${run.id}`), h("span", { class: `badge ${statusTone(run.status)}` }, run.status)),
+    h("div", { class: "title-row" }, h("h1", { tabindex: -1 }, `Run ${run.id}`), h("span", { class: `badge ${statusTone(run.status)}` }, run.status)),
     run.reason ? h("div", { class: run.status === "failed" ? "alert" : "notice" }, h("strong", {}, "Reason: "), run.reason) : null,
     h(
       "section",
