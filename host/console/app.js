@@ -35,8 +35,8 @@ let notice = null; // why the person is back at sign-in
 let renders = 0;
 
 /** The route's page key, its parameters and its query. */
-function parseHash() {
-  const [path, search = ""] = location.hash.replace(/^#/, "").split("?");
+function parseHash(hash = location.hash) {
+  const [path, search = ""] = hash.replace(/^#/, "").split("?");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   const query = new URLSearchParams(search);
   const [first, name, runs, id] = parts;
@@ -84,7 +84,8 @@ async function route() {
     try {
       await page.module.render(view, { params, query, session: session(), setQuery });
     } catch (error) {
-      if (render === renders) replace(view, h("h1", { tabindex: -1 }, "Something went wrong"), alert(error));
+      // A 401 has already sent the person to sign-in.
+      if (render === renders && session()) replace(view, h("h1", { tabindex: -1 }, "Something went wrong"), alert(error));
     }
   }
   if (render !== renders) return;
@@ -147,7 +148,9 @@ function drawHeader(key) {
 }
 
 function afterSignIn() {
-  const target = wanted ?? defaultRoute();
+  const asked = wanted && PAGES[parseHash(wanted).key];
+  // A tenant who followed an operator's link lands on their own start page.
+  const target = asked && (!asked.operator || isOperator()) ? wanted : defaultRoute();
   wanted = null;
   if (location.hash === target) route();
   else location.assign(target);
