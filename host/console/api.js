@@ -77,7 +77,8 @@ export function query(params) {
   for (const [name, value] of Object.entries(params)) {
     if (value !== undefined && value !== null && value !== "") search.set(name, value);
   }
-  const text = search.toString();
+  // Colons kept as they are (legal in a query): URLs people read and paste.
+  const text = search.toString().replaceAll("%3A", ":");
   return text ? `?${text}` : "";
 }
 
