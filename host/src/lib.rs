@@ -44,6 +44,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod exports;
 pub mod metrics;
 pub mod sandbox;

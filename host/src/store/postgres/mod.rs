@@ -21,6 +21,7 @@
 //! `sslmode` says ([`connect`]).
 
 pub mod connect;
+mod console;
 mod exports;
 mod ingest;
 mod schema;
@@ -393,7 +394,7 @@ impl Store for PostgresStore {
             .client()
             .await?
             .query_opt(
-                "SELECT role, subscriptions FROM api_tokens WHERE digest = $1",
+                "SELECT role, subscriptions, id FROM api_tokens WHERE digest = $1",
                 &[&&digest[..]],
             )
             .await
@@ -408,6 +409,7 @@ impl Store for PostgresStore {
         Ok(Some(Principal {
             role,
             subscriptions: serde_json::from_str(row.get(1)).map_err(anyhow::Error::from)?,
+            token_id: Some(row.get(2)),
         }))
     }
 }
