@@ -8,8 +8,9 @@ import { h, uniqueId } from "./dom.js";
  * `table({caption, columns, rows, empty})`: each column is
  * `{label, cell: (row) => node | text, numeric?}`; `empty` is the sentence
  * shown when there are no rows. `foot` rows (same columns) go in a <tfoot>.
+ * A `tall` table scrolls inside its own box, its header kept in view.
  */
-export function table({ caption, columns, rows, empty = "Nothing to show.", foot = [], className = "" }) {
+export function table({ caption, columns, rows, empty = "Nothing to show.", foot = [], className = "", tall = false }) {
   const captionId = uniqueId("caption");
   const cellOf = (column, row) =>
     h(column.header ? "th" : "td", { class: column.numeric ? "num" : null, scope: column.header ? "row" : null }, column.cell(row));
@@ -18,7 +19,7 @@ export function table({ caption, columns, rows, empty = "Nothing to show.", foot
     : h("tr", {}, h("td", { colspan: columns.length, class: "empty" }, h("span", { role: "status" }, empty)));
   return h(
     "div",
-    { class: "table-wrap", role: "region", "aria-labelledby": captionId, tabindex: 0 },
+    { class: tall ? "table-wrap tall" : "table-wrap", role: "region", "aria-labelledby": captionId, tabindex: 0 },
     h(
       "table",
       { class: className || null },

@@ -3,7 +3,7 @@
 // date range, enable/disable, upgrade (multipart PUT), remove (confirmed).
 
 import { api, seg } from "../api.js";
-import { badge, health } from "../adapters.js";
+import { badge, health } from "../health.js";
 import { confirmDialog } from "../dialog.js";
 import { h, alert, details, field, loading, replace, status } from "../dom.js";
 import * as fmt from "../format.js";

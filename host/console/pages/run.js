@@ -2,7 +2,7 @@
 // documents as download links, and its log.
 
 import { api, seg } from "../api.js";
-import { adapterHref } from "../adapters.js";
+import { adapterHref } from "../health.js";
 import { h, details, replace, status } from "../dom.js";
 import * as fmt from "../format.js";
 import { figurePairs, statusTone } from "../runs.js";

@@ -6,7 +6,7 @@ import { h, alert, loading, replace } from "../dom.js";
 import * as fmt from "../format.js";
 import { dateRange } from "../range.js";
 import { table } from "../table.js";
-import { summaryUrl } from "../usage.js";
+import { summaryUrl } from "../summary.js";
 
 /** Renders the list; the range lives in the hash's query. */
 export async function render(view, { query, setQuery }) {

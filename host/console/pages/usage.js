@@ -8,7 +8,7 @@ import { h, alert, field, loading, replace, select, status } from "../dom.js";
 import * as fmt from "../format.js";
 import { dateRange } from "../range.js";
 import { table } from "../table.js";
-import { GROUPINGS, azureUrl, csvUrl, groupByParam, summaryUrl } from "../usage.js";
+import { GROUPINGS, azureUrl, csvUrl, groupByParam, summaryUrl } from "../summary.js";
 
 /** Renders the explorer; the form's state lives in the hash's query. */
 export async function render(view, { query, session, setQuery }) {
@@ -158,6 +158,7 @@ function summaryView(summary, chosen, grouping, tagKey, session) {
     ],
     rows: summary.rows,
     empty: "No usage in this range.",
+    tall: true,
   });
   return h(
     "div",
@@ -169,6 +170,7 @@ function summaryView(summary, chosen, grouping, tagKey, session) {
       chartSlot,
     ),
     h("section", { class: "card" }, h("h2", {}, "Totals"), totals),
+    links(chosen, session),
     h(
       "section",
       { class: "card" },
@@ -176,7 +178,6 @@ function summaryView(summary, chosen, grouping, tagKey, session) {
       rows,
       h("p", { class: "subtle" }, `${fmt.count(summary.rows.length)} rows, computed on the server from ${fmt.count(summary.aggregateRows)} aggregate rows.`),
     ),
-    links(chosen, session),
   );
 }
 
@@ -193,7 +194,7 @@ function links(chosen, session) {
     "section",
     { class: "card", "aria-labelledby": "links-heading" },
     h("h2", { id: "links-heading" }, "Take it elsewhere"),
-    h("p", {}, h("a", { href: csvUrl(chosen), class: "button", download: "" }, "Download CSV"), " ", h("span", { class: "hint" }, "Exactly the table above.")),
+    h("p", {}, h("a", { href: csvUrl(chosen), class: "button", download: "" }, "Download CSV"), " ", h("span", { class: "hint" }, `Exactly the "Usage by ${groupName}" table.`)),
     h("p", { class: "label" }, "The same usage through the Azure-compatible usage API (row by row, paged):"),
     h("code", { class: "url", "aria-label": "Azure usage API URL" }, url),
     perSubscriptionNote,
