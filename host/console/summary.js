@@ -32,12 +32,27 @@ const API_VERSION = "2015-06-01-preview";
 /**
  * The Azure-compatible usage API URL that reads the same usage row by row:
  * the tenant API for one subscription, else the provider API (its
- * subscription is the operator's own: a placeholder here).
+ * subscription is the operator's own: a placeholder here). That API answers
+ * only for reported times that have passed, on the granularity's boundaries,
+ * so a range reaching into the future ends at the last boundary passed:
+ * answers `{url, endsEarly}` (`endsEarly` is that end, or null). A range
+ * that has not begun to pass keeps its end (the URL works once it has).
  */
-export function azureUrl({ range, granularity, subscription }) {
-  const times = `reportedStartTime=${range.fromTime}&reportedEndTime=${range.toTime}&aggregationGranularity=${granularity}`;
-  if (subscription) {
-    return `${location.origin}/subscriptions/${encodeURIComponent(subscription)}/providers/Microsoft.Commerce/UsageAggregates?api-version=${API_VERSION}&${times}&showDetails=true`;
-  }
-  return `${location.origin}/subscriptions/{provider-subscription}/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates?api-version=${API_VERSION}&${times}`;
+export function azureUrl({ range, granularity, subscription }, now = new Date()) {
+  const passed = lastBoundary(now, granularity);
+  const clamp = new Date(range.toTime) > passed && passed > new Date(range.fromTime);
+  const end = clamp ? passed.toISOString().replace(".000Z", "Z") : range.toTime;
+  const times = `reportedStartTime=${range.fromTime}&reportedEndTime=${end}&aggregationGranularity=${granularity}`;
+  const url = subscription
+    ? `${location.origin}/subscriptions/${encodeURIComponent(subscription)}/providers/Microsoft.Commerce/UsageAggregates?api-version=${API_VERSION}&${times}&showDetails=true`
+    : `${location.origin}/subscriptions/{provider-subscription}/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates?api-version=${API_VERSION}&${times}`;
+  return { url, endsEarly: end === range.toTime ? null : end };
+}
+
+/** The start of the current UTC day (Daily) or hour (Hourly). */
+function lastBoundary(now, granularity) {
+  const boundary = new Date(now);
+  boundary.setUTCMinutes(0, 0, 0);
+  if (granularity !== "Hourly") boundary.setUTCHours(0);
+  return boundary;
 }

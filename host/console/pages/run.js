@@ -53,7 +53,7 @@ export async function render(view, { params }) {
       run.log.length
         ? h(
             "pre",
-            { class: "log", tabindex: 0, "aria-labelledby": "log-heading" },
+            { class: "log" },
             run.log.map((line) => h("div", {}, h("span", { class: `level level-${line.level}` }, line.level), " ", line.message)),
           )
         : status("The log is empty."),

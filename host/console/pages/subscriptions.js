@@ -57,7 +57,7 @@ function listView(seen, summary, chosen) {
   const explore = (id) =>
     `#/usage?${new URLSearchParams({ from: chosen.from, to: chosen.to, granularity: "Daily", groupBy: "meter", subscription: id })}`;
   return table({
-    caption: `Subscriptions: usage from ${chosen.from} to ${chosen.to} (UTC days, both included)`,
+    caption: `Usage per subscription, ${chosen.from} – ${chosen.to} (UTC days, both included)`,
     columns: [
       { label: "Subscription", cell: (id) => h("span", { class: "mono" }, id), header: true },
       { label: "Meters", cell: (id) => fmt.count(usageBySubscription.get(id)?.length ?? 0), numeric: true },

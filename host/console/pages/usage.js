@@ -113,7 +113,7 @@ function summaryView(summary, chosen, grouping, tagKey, session) {
       "div",
       { class: "stack" },
       status(`No usage was reported from ${period}${chosen.subscription ? ` for ${chosen.subscription}` : ""}.`),
-      links(chosen, session),
+      links(chosen, session, groupName),
     );
   }
   const chartSlot = h("div", { class: "chart-slot" });
@@ -170,7 +170,7 @@ function summaryView(summary, chosen, grouping, tagKey, session) {
       chartSlot,
     ),
     h("section", { class: "card" }, h("h2", {}, "Totals"), totals),
-    links(chosen, session),
+    links(chosen, session, groupName),
     h(
       "section",
       { class: "card" },
@@ -182,14 +182,17 @@ function summaryView(summary, chosen, grouping, tagKey, session) {
 }
 
 /** "Download CSV" and the Azure usage API URL for the same selection. */
-function links(chosen, session) {
+function links(chosen, session, groupName) {
   const ownSubscriptions = session.role === "tenant" ? session.subscriptions ?? [] : [];
   const subscription = chosen.subscription || (ownSubscriptions.length === 1 ? ownSubscriptions[0] : "");
   const perSubscriptionNote =
     !subscription && session.role === "tenant"
       ? h("p", { class: "hint" }, "The Azure usage API reads one subscription at a time: choose one above for its URL.")
       : null;
-  const url = azureUrl({ ...chosen, subscription: subscription || (ownSubscriptions[0] ?? "") });
+  const { url, endsEarly } = azureUrl({ ...chosen, subscription: subscription || (ownSubscriptions[0] ?? "") });
+  const endsEarlyNote = endsEarly
+    ? h("p", { class: "hint" }, `That API answers only for reported times that have passed, so this URL ends at ${fmt.dateTime(endsEarly)}.`)
+    : null;
   return h(
     "section",
     { class: "card", "aria-labelledby": "links-heading" },
@@ -197,6 +200,7 @@ function links(chosen, session) {
     h("p", {}, h("a", { href: csvUrl(chosen), class: "button", download: "" }, "Download CSV"), " ", h("span", { class: "hint" }, `Exactly the "Usage by ${groupName}" table.`)),
     h("p", { class: "label" }, "The same usage through the Azure-compatible usage API (row by row, paged):"),
     h("code", { class: "url", "aria-label": "Azure usage API URL" }, url),
+    endsEarlyNote,
     perSubscriptionNote,
   );
 }
