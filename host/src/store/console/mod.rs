@@ -1,7 +1,7 @@
 //! What the console and sign-in keep: sessions, the figures of the
 //! operator's overview, the subscriptions seen, and the replicas seen.
 //!
-//! The operations are written once in [`ops`] over [`Sql`](super::sql::Sql);
+//! The operations are written once in `ops` over the store's `Sql` executor;
 //! each backend implements [`ConsoleStore`] by running them.
 
 pub(crate) mod ops;

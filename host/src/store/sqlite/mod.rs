@@ -2,7 +2,7 @@
 //!
 //! Durability: WAL journal with `synchronous = FULL`, so a record acknowledged
 //! with a 2xx survives a `kill -9` (and a power cut). Writes go through one
-//! writer thread ([`writer`]); reads use a pool of read-only connections,
+//! writer thread (`writer.rs`); reads use a pool of read-only connections,
 //! which WAL lets run beside the writer.
 
 mod console;
