@@ -33,7 +33,7 @@ const adapter = setting("TALLY_ADAPTER");
 const failing = setting("TALLY_FAILING_ADAPTER");
 const runDay = setting("TALLY_RUN_DAY");
 
-scenario("operator console", 150, async () => {
+scenario("operator console", 180, async () => {
   await step("GET / carries a strict CSP", () => assertStrictCsp(base));
   const { context, page, guard, close } = await launch(new URL(base).origin);
   const shoot = screenshots();
@@ -60,7 +60,7 @@ scenario("operator console", 150, async () => {
         await nav.getByRole("link", { name: link, exact: true }).waitFor();
       }
       await page.getByRole("button", { name: "Sign out" }).waitFor();
-      await page.getByText(/operator/i).first().waitFor();
+      await page.getByRole("banner").getByText(/operator/i).first().waitFor();
       await page.getByRole("status").filter({ hasText: "Loading…" }).waitFor({ state: "detached" });
       await shoot(page, "operator-overview");
     });

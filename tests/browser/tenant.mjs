@@ -41,7 +41,7 @@ const OPERATOR_PAGES = [
   ["#/tokens", "Tokens"],
 ];
 
-scenario("tenant console", 150, async () => {
+scenario("tenant console", 180, async () => {
   assert.ok(others.length > 0, "other subscriptions exist (else isolation proves nothing)");
   await step("GET / carries a strict CSP", () => assertStrictCsp(base));
   const { context, page, guard, close } = await launch(new URL(base).origin);
@@ -64,8 +64,9 @@ scenario("tenant console", 150, async () => {
       const nav = page.getByRole("navigation", { name: "Console" });
       const links = (await nav.getByRole("link").allInnerTexts()).map((t) => t.trim());
       assert.deepEqual(links.sort(), ["Subscriptions", "Usage"], "a tenant's nav has Usage and Subscriptions only");
-      await page.getByText(/tenant/i).first().waitFor();
-      await page.getByText(subscription).first().waitFor();
+      const banner = page.getByRole("banner");
+      await banner.getByText(/tenant/i).first().waitFor();
+      await banner.getByText(subscription).first().waitFor();
       await assertShowsNothingElse("the tenant's usage page");
     });
 
