@@ -145,9 +145,9 @@ scenario("operator console", 180, async () => {
     });
 
     await step("the run's page shows its log and its document downloads", async () => {
-      await page.getByRole("link", { name: `Run ${run.id}`, exact: true }).click();
+      await page.getByRole("table", { name: /^Runs/ }).getByRole("link", { name: `Run ${run.id}`, exact: true }).click();
       await expectPage(page, `Run ${run.id}`);
-      await page.getByText("Log", { exact: true }).first().waitFor();
+      await page.getByRole("heading", { name: "Log", exact: true }).waitFor();
       const detail = await api(base, `/v1/adapters/${adapter}/runs/${run.id}`, operator);
       assert.ok(detail.documents.length > 0, "the run wrote documents");
       for (const document of detail.documents) {

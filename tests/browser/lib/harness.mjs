@@ -277,7 +277,8 @@ export async function totalsTable(page) {
   const rows = table.getByRole("row");
   const cells = [];
   for (const row of await rows.all()) {
-    const texts = (await row.getByRole("cell").allInnerTexts()).map((t) => t.trim());
+    // The meter's name may be the row's header cell.
+    const texts = (await row.getByRole("rowheader").or(row.getByRole("cell")).allInnerTexts()).map((t) => t.trim());
     if (texts.length > 0) cells.push(texts);
   }
   return cells;
