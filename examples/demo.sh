@@ -128,7 +128,11 @@ PY
 
 cat <<EOF
 
-tally is running on $BASE (data in $DATA). Try:
+tally is running on $BASE (data in $DATA).
+The console: open $BASE/ in a browser and sign in by pasting a token:
+  operator  $OPERATOR
+  tenant    $TENANT  (sees subscription $TENANT_SUB only)
+Or try the API:
   curl -s -H "Authorization: Bearer $TENANT" '$USAGE' | python3 -m json.tool | head -40
   curl -s -H "Authorization: Bearer $OPERATOR" '$BASE/subscriptions/provider/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates?reportedStartTime=$START&reportedEndTime=$END&api-version=2015-06-01-preview' | python3 -m json.tool | head -40
   curl -s -H "Authorization: Bearer $OPERATOR" $BASE/metrics | grep tally_

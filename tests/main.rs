@@ -11,6 +11,7 @@ mod adapter_new;
 mod adapters;
 mod azure_sdk;
 mod cli;
+mod console;
 mod console_browser;
 mod durability;
 mod exports;

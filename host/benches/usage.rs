@@ -5,7 +5,8 @@
 //!    same schema.
 //! 2. A 31-day daily query of one subscription with 1,000 resources × 5
 //!    meters through the tenant usage API (every page, over HTTP, JSON
-//!    decoded) vs a raw SQL `GROUP BY` on the same database.
+//!    decoded) vs a raw SQL `GROUP BY` on the same database; and the
+//!    console's explorer (`/v1/usage/summary`) over the same range.
 //!
 //! Run: `cargo bench -p tally --bench usage` (add `-- --quick` for a smaller run,
 //! `-- --query-only` to skip the ingest part).
@@ -421,6 +422,50 @@ async fn query_benchmark(quick: bool) {
             );
         }
     }
+
+    // The console's explorer: the same range folded on the server into the
+    // chart's series and the table, one request, decoded by the client.
+    let (from, to) = (
+        Granularity::Daily.start_of(first_day).format("%Y-%m-%d"),
+        Granularity::Daily.start_of(last_day).format("%Y-%m-%d"),
+    );
+    for (group_by, what) in [
+        ("meter", "explorer, by meter (per-meter rows)"),
+        ("tag:cost-center", "explorer, by tag (every instance row)"),
+    ] {
+        let url = format!("{base}/v1/usage/summary?from={from}&to={to}&groupBy={group_by}");
+        let (best, read) = best_of_async(3, async || {
+            let started = Instant::now();
+            let body = client
+                .get(&url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            let summary: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            (
+                started.elapsed(),
+                summary["aggregateRows"].as_u64().unwrap() as usize,
+            )
+        })
+        .await;
+        report_query(&format!("{what}, over HTTP"), read, best, Some(baseline));
+    }
+}
+
+/// The best time of `runs` runs of an async measurement, with its last output.
+async fn best_of_async<T>(runs: usize, mut f: impl AsyncFnMut() -> (Duration, T)) -> (Duration, T) {
+    let mut best = Duration::MAX;
+    let mut output = None;
+    for _ in 0..runs {
+        let (elapsed, value) = f().await;
+        best = best.min(elapsed);
+        output = Some(value);
+    }
+    (best, output.expect("at least one run"))
 }
 
 fn group_by_with_instances(conn: &Connection, sql: &str, from: i64, to: i64) -> (Duration, usize) {

@@ -47,6 +47,8 @@ pub struct Principal {
     pub role: Role,
     /// The subscriptions a tenant token is bound to (empty for other roles).
     pub subscriptions: Vec<String>,
+    /// The token behind the request, directly or through a console session.
+    pub token_id: Option<i64>,
 }
 
 impl Principal {
@@ -96,20 +98,23 @@ mod tests {
         let tenant = Principal {
             role: Role::Tenant,
             subscriptions: vec!["ABC".into()],
+            token_id: Some(1),
         };
         assert!(tenant.may_read("abc"));
         assert!(!tenant.may_read("abd"));
         assert!(
             !Principal {
                 role: Role::Reporter,
-                subscriptions: vec![]
+                subscriptions: vec![],
+                token_id: None,
             }
             .may_read("abc")
         );
         assert!(
             Principal {
                 role: Role::Operator,
-                subscriptions: vec![]
+                subscriptions: vec![],
+                token_id: None,
             }
             .may_read("abc")
         );

@@ -10,8 +10,9 @@
 //! - [`store`]: durable storage behind the [`store::Store`] trait, with the
 //!   embedded SQLite store ([`store::sqlite`]) as the default and PostgreSQL
 //!   for replicas: idempotent, all-or-nothing ingest with group commit,
-//!   keyset-paged aggregates, and [`store::exports`], what the export
-//!   control plane keeps (installations, runs, documents);
+//!   keyset-paged aggregates, [`store::exports`], what the export
+//!   control plane keeps (installations, runs, documents), and
+//!   [`store::console`], sessions and the overview's figures;
 //!   [`store::private_files`] keeps the data directory the account's own.
 //! - [`sandbox`]: where billing adapters run (wasmtime): the
 //!   `tally:billing` contract, the engine and its compiled-component cache,
@@ -23,7 +24,11 @@
 //! - [`api`]: the HTTP API (axum): `POST /v1/usage`, the Azure-compatible
 //!   tenant and provider usage APIs (their `nextLink` base decided in
 //!   `api::next_link`), the meter catalog, installations and runs
-//!   (`/v1/adapters`), `/healthz`, `/metrics`, `/openapi.json`.
+//!   (`/v1/adapters`), tokens, the console's sessions and figures
+//!   (`/v1/session`, `/v1/overview`, `/v1/usage/summary`), `/healthz`,
+//!   `/metrics`, `/openapi.json`.
+//! - [`console`]: the web console's page, embedded in the binary and served
+//!   at `/` with a strict Content-Security-Policy; it speaks only the API.
 //! - [`cli`]: the `tally` command: serve, token, import, meters, migrate;
 //!   `adapter` for authors, `adapters` and `export` for a running host's
 //!   installations and runs.
@@ -44,6 +49,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod exports;
 pub mod metrics;
 pub mod sandbox;

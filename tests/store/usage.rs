@@ -478,6 +478,7 @@ async fn tokens_are_listed_resolved_and_revoked(store: Arc<dyn Store>) {
         Some(Principal {
             role: Role::Tenant,
             subscriptions: vec!["sub-t".into()],
+            token_id: Some(tenant),
         })
     );
     assert_eq!(store.principal([9; 32]).await.unwrap(), None);

@@ -1,15 +1,23 @@
-//! Bearer-token authentication: the [`Caller`] extractor.
+//! Authentication: the [`Caller`] extractor, from a bearer token or from a
+//! console session cookie.
+//!
+//! A request with an `Authorization` header is judged by it alone. Without
+//! one, the console's session cookie is accepted; a state-changing request
+//! made with the cookie must also echo the session's CSRF token in
+//! `X-CSRF-Token` (the cookie is `SameSite=Strict` too: two locks, since a
+//! browser may not honour the attribute).
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 
 use super::AppState;
 use super::error::ApiError;
+use super::session::{CSRF_HEADER, session_secret};
 use crate::auth::{Principal, Role, secret_digest};
 
 /// The authenticated caller of a request. Extracting it answers 401 (with
-/// `WWW-Authenticate: Bearer`) when the token is missing or unknown.
+/// `WWW-Authenticate: Bearer`) when the token or session is missing or unknown.
 pub struct Caller(pub Principal);
 
 impl Caller {
@@ -33,26 +41,67 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let Some(secret) = header.and_then(bearer_secret) else {
+        if let Some(header) = parts.headers.get(header::AUTHORIZATION) {
+            let Some(secret) = header.to_str().ok().and_then(bearer_secret) else {
+                return Err(not_bearer());
+            };
+            return match state.store.principal(secret_digest(secret)).await? {
+                Some(principal) => Ok(Caller(principal)),
+                None => Err(ApiError::unauthorized(
+                    "InvalidAuthenticationToken",
+                    "The access token is invalid.",
+                    "Bearer realm=\"tally\", error=\"invalid_token\"",
+                )),
+            };
+        }
+        let Some(secret) = session_secret(&parts.headers) else {
             return Err(ApiError::unauthorized(
                 "AuthenticationFailed",
                 "Authentication failed. The 'Authorization' header is missing or is not a bearer token.",
                 "Bearer realm=\"tally\"",
             ));
         };
-        match state.store.principal(secret_digest(secret)).await? {
-            Some(principal) => Ok(Caller(principal)),
-            None => Err(ApiError::unauthorized(
-                "InvalidAuthenticationToken",
-                "The access token is invalid.",
+        let Some(session) = state.store.session(secret_digest(secret)).await? else {
+            return Err(ApiError::unauthorized(
+                "SessionEnded",
+                "The console session has ended or expired; sign in again.",
                 "Bearer realm=\"tally\", error=\"invalid_token\"",
-            )),
+            ));
+        };
+        if !parts.method.is_safe() && !csrf_matches(&parts.headers, &session.csrf) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "CsrfTokenMissing",
+                format!(
+                    "A change made with the console's session must carry the session's \
+                     CSRF token in '{CSRF_HEADER}'."
+                ),
+            ));
         }
+        Ok(Caller(session.principal))
     }
+}
+
+fn not_bearer() -> ApiError {
+    ApiError::unauthorized(
+        "AuthenticationFailed",
+        "Authentication failed. The 'Authorization' header is missing or is not a bearer token.",
+        "Bearer realm=\"tally\"",
+    )
+}
+
+/// Whether the request echoes the session's CSRF token (compared without
+/// an early exit, so that timing does not tell how much of a guess matched).
+fn csrf_matches(headers: &HeaderMap, expected: &str) -> bool {
+    let Some(given) = headers.get(CSRF_HEADER).map(|v| v.as_bytes()) else {
+        return false;
+    };
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// The secret of an `Authorization: Bearer …` header (the scheme is case-insensitive).
@@ -64,7 +113,7 @@ fn bearer_secret(header: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::bearer_secret;
+    use super::*;
 
     #[test]
     fn parses_bearer_headers() {
@@ -72,5 +121,17 @@ mod tests {
         assert_eq!(bearer_secret("bearer  abc "), Some("abc"));
         assert_eq!(bearer_secret("Basic abc"), None);
         assert_eq!(bearer_secret("Bearer "), None);
+    }
+
+    #[test]
+    fn the_csrf_token_must_match_exactly() {
+        let mut headers = HeaderMap::new();
+        assert!(!csrf_matches(&headers, "abc"));
+        headers.insert(CSRF_HEADER, "abd".parse().unwrap());
+        assert!(!csrf_matches(&headers, "abc"));
+        headers.insert(CSRF_HEADER, "abcd".parse().unwrap());
+        assert!(!csrf_matches(&headers, "abc"));
+        headers.insert(CSRF_HEADER, "abc".parse().unwrap());
+        assert!(csrf_matches(&headers, "abc"));
     }
 }

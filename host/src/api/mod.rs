@@ -9,9 +9,16 @@
 //! | `GET /v1/meters`, `PUT /v1/meters/{id}` | any token; operator |
 //! | `/v1/adapters…`: install, list, show, upgrade, enable, disable, remove | operator |
 //! | `/v1/adapters/{name}/runs…`, `/v1/adapters/{name}/documents…` | operator |
+//! | `GET /v1/usage/summary`, `GET /v1/subscriptions` | tenant (own subscriptions), operator |
+//! | `GET /v1/overview`, `/v1/tokens…` | operator |
+//! | `/v1/session`: sign in (a token in the body), who, sign out | operator, tenant |
+//! | `GET /`, `GET /console/…`: the web console ([`crate::console`]) | anyone |
 //! | `GET /metrics` | operator |
 //! | `GET /openapi.json` | any token |
 //! | `GET /healthz` | anyone (the only open route) |
+//!
+//! Every route that takes a token also takes the console's session cookie
+//! ([`session`]; see `auth` for the CSRF rule).
 //!
 //! `next_link` decides the base of the usage API's `nextLink`s (and which
 //! `Host` names it may use); [`server`] serves the router with its limits.
@@ -23,10 +30,15 @@ mod installations;
 mod meters;
 mod next_link;
 mod ops;
+pub mod overview;
 mod paging;
 mod runs;
 pub mod server;
+pub mod session;
+mod subscriptions;
+mod tokens;
 mod usage_aggregates;
+pub mod usage_summary;
 
 use std::sync::Arc;
 
@@ -75,6 +87,9 @@ pub struct Settings {
     pub ingest_limits: crate::usage::BatchLimits,
     /// Rows per usage API page (at most [`PAGE_SIZE`]).
     pub page_size: usize,
+    /// The database backend's name (`sqlite` or `postgres`), as the
+    /// console's overview shows it.
+    pub backend: &'static str,
 }
 
 impl Default for Settings {
@@ -86,6 +101,7 @@ impl Default for Settings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             ingest_limits: crate::usage::BatchLimits::default(),
             page_size: PAGE_SIZE,
+            backend: "sqlite",
         }
     }
 }
@@ -159,6 +175,15 @@ impl AppState {
         ops::healthz,
         ops::metrics,
         ops::openapi,
+        session::sign_in,
+        session::show_session,
+        session::sign_out,
+        overview::overview,
+        subscriptions::list_subscriptions,
+        usage_summary::usage_summary,
+        tokens::list_tokens,
+        tokens::create_token,
+        tokens::revoke_token,
     ),
     modifiers(&BearerAuth, &CommonResponses)
 )]
@@ -310,6 +335,24 @@ pub fn router(state: AppState) -> Router {
             "/v1/adapters/{name}/documents/{document}",
             get(runs::joined_document),
         )
+        .route(
+            "/v1/session",
+            get(session::show_session)
+                .post(session::sign_in)
+                .delete(session::sign_out),
+        )
+        .route("/v1/overview", get(overview::overview))
+        .route("/v1/subscriptions", get(subscriptions::list_subscriptions))
+        .route("/v1/usage/summary", get(usage_summary::usage_summary))
+        .route(
+            "/v1/tokens",
+            get(tokens::list_tokens).post(tokens::create_token),
+        )
+        .route(
+            "/v1/tokens/{id}",
+            axum::routing::delete(tokens::revoke_token),
+        )
+        .merge(crate::console::router())
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))

@@ -119,7 +119,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or(batch::DEFAULT_MAX_HOUR_PARTS),
         },
         page_size: api::PAGE_SIZE,
+        backend: database.backend(),
     };
+    let heartbeat = tokio::spawn(replica_heartbeat(store.clone()));
     let app = api::router(AppState::new(store, settings).with_exports(exports.clone()));
     // The first line on stdout is the address, for scripts and tests that pick port 0.
     println!("tally listening on http://{address}");
@@ -143,6 +145,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
          and stopping the runs in progress (each queued again at once)"
     );
     exports.stop(signal);
+    heartbeat.abort();
     let _ = stop_serving.send(());
     let stopped = async {
         let (_, _) = tokio::join!(server, scheduler);
@@ -163,6 +166,39 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// How often a replica says it is alive (the console's overview lists the
+/// replicas seen in the last [`REPLICA_SEEN_WITHIN`](crate::api::overview::REPLICA_SEEN_WITHIN)).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
+
+/// Records, every [`HEARTBEAT_EVERY`], that this replica is alive.
+async fn replica_heartbeat(store: Arc<dyn crate::store::Store>) {
+    let replica = crate::store::console::Replica {
+        id: format!("{}:{}", host_name(), std::process::id()),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: crate::clock::now(),
+        last_seen: crate::clock::now(),
+    };
+    let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        every.tick().await;
+        if let Err(error) = store.replica_alive(replica.clone()).await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "could not record that this replica is alive"
+            );
+        }
+    }
+}
+
+/// This machine's name, as the kernel knows it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// The `Host` values nextLinks may be built on: the configured ones, and the

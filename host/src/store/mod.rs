@@ -9,6 +9,7 @@
 //! that a query over a reported-time window is an index range scan whatever
 //! its usage times.
 
+pub mod console;
 pub mod exports;
 mod instances;
 mod paging;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use self::console::ConsoleStore;
 pub use self::exports::ExportStore;
 use crate::auth::{Principal, Role};
 use crate::usage::{Granularity, Meter, MeterCatalog, MeterKey, RecordError, UsageRecord};
@@ -46,6 +48,14 @@ impl Database {
             Database::Postgres(text.to_owned())
         } else {
             Database::Sqlite(PathBuf::from(text.strip_prefix("sqlite:").unwrap_or(text)))
+        }
+    }
+
+    /// The backend's name: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "sqlite",
+            Database::Postgres(_) => "postgres",
         }
     }
 
@@ -353,9 +363,10 @@ pub struct TokenInfo {
 }
 
 /// Everything the host keeps: usage, meters and tokens here, adapters and
-/// their exports in [`ExportStore`]. Implementations are cheap to share (`Arc`).
+/// their exports in [`ExportStore`], sessions and the console's figures in
+/// [`ConsoleStore`]. Implementations are cheap to share (`Arc`).
 #[async_trait]
-pub trait Store: ExportStore + Send + Sync + 'static {
+pub trait Store: ExportStore + ConsoleStore + Send + Sync + 'static {
     /// A snapshot of the meter catalog (on a shared store, up to
     /// [`postgres::CATALOG_TTL`] old).
     async fn meter_catalog(&self) -> Result<Arc<MeterCatalog>, StoreError>;

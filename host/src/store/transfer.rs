@@ -46,7 +46,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = {
             ("reported_hour", Int), ("quantity", Float)]),
         ("usage_daily", &[("subscription_key", Int), ("usage_day", Int), ("meter_key", Int), ("instance_id", Int),
             ("reported_day", Int), ("quantity", Float)]),
-        ("reported_hours", &[("subscription_key", Int), ("reported_hour", Int), ("min_usage_hour", Int), ("max_usage_hour", Int)]),
+        ("reported_hours", &[("subscription_key", Int), ("reported_hour", Int), ("min_usage_hour", Int), ("max_usage_hour", Int), ("records", Int)]),
         ("api_tokens", &[("id", Int), ("digest", Bytes), ("role", Text), ("subscriptions", Text), ("description", Text),
             ("created_at", Text)]),
         ("adapter_components", &[("sha256", Text), ("wasm", Bytes), ("added_at", Text)]),

@@ -26,6 +26,14 @@ impl Granularity {
         }
     }
 
+    /// The API's name: `Hourly` or `Daily`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Granularity::Hourly => "Hourly",
+            Granularity::Daily => "Daily",
+        }
+    }
+
     /// Length of one bucket in seconds.
     pub fn seconds(self) -> i64 {
         match self {

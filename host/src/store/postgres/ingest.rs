@@ -235,7 +235,8 @@ async fn write(
     // key first (one upsert may not touch a row twice), in key order.
     let mut hourly: BTreeMap<[i64; 5], f64> = BTreeMap::new();
     let mut daily: BTreeMap<[i64; 5], f64> = BTreeMap::new();
-    let mut bounds: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+    // Per (subscription, reported hour): the usage hours touched and the records.
+    let mut bounds: BTreeMap<(i64, i64), (i64, i64, i64)> = BTreeMap::new();
     for &index in &fresh {
         let record = &records[index];
         let (subscription, instance) =
@@ -266,8 +267,8 @@ async fn write(
         let (first, last) = (hours[0].0, hours[hours.len() - 1].0);
         let entry = bounds
             .entry((subscription, reported_hour))
-            .or_insert((first, last));
-        *entry = (entry.0.min(first), entry.1.max(last));
+            .or_insert((first, last, 0));
+        *entry = (entry.0.min(first), entry.1.max(last), entry.2 + 1);
     }
     // Every sum stays finite: the request's own here, the stored ones below
     // (PostgreSQL refuses a float8 sum that overflows).
@@ -304,16 +305,18 @@ async fn write(
         };
     }
     tx.execute(
-        "INSERT INTO reported_hours (subscription_key, reported_hour, min_usage_hour, max_usage_hour)
-         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[])
+        "INSERT INTO reported_hours (subscription_key, reported_hour, min_usage_hour, max_usage_hour, records)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
          ON CONFLICT (subscription_key, reported_hour) DO UPDATE
          SET min_usage_hour = least(reported_hours.min_usage_hour, excluded.min_usage_hour),
-             max_usage_hour = greatest(reported_hours.max_usage_hour, excluded.max_usage_hour)",
+             max_usage_hour = greatest(reported_hours.max_usage_hour, excluded.max_usage_hour),
+             records = reported_hours.records + excluded.records",
         &[
             &bounds.keys().map(|k| k.0).collect::<Vec<_>>(),
             &bounds.keys().map(|k| k.1).collect::<Vec<_>>(),
             &bounds.values().map(|v| v.0).collect::<Vec<_>>(),
             &bounds.values().map(|v| v.1).collect::<Vec<_>>(),
+            &bounds.values().map(|v| v.2).collect::<Vec<_>>(),
         ],
     )
     .await?;

@@ -1,15 +1,15 @@
 //! The shared store: PostgreSQL, for several tally replicas on one database.
 //!
 //! Everything the SQLite store keeps lives here too, in the same tables (see
-//! [`schema`]), so the API, the adapters and the CLI behave the same on both.
+//! `schema.rs`), so the API, the adapters and the CLI behave the same on both.
 //! What changes is who else writes:
 //!
-//! - **Ingest** ([`ingest`]) is one transaction per request. Events are
+//! - **Ingest** (`ingest.rs`) is one transaction per request. Events are
 //!   inserted with `ON CONFLICT DO NOTHING` on `(subscription, eventId)`, so a
 //!   retry through another replica, even at the same instant, is a duplicate
 //!   (the unique index waits for the other transaction) and aggregates are
 //!   added with atomic upserts in key order.
-//! - **Export runs** ([`exports`]) are claimed under an advisory lock held for
+//! - **Export runs** (`exports.rs`) are claimed under an advisory lock held for
 //!   the claim's transaction, so two replicas never take the same run; a claim
 //!   is a lease the running replica renews.
 //! - **Keys** of subscriptions, meters and instances come from the database,
@@ -21,6 +21,7 @@
 //! `sslmode` says ([`connect`]).
 
 pub mod connect;
+mod console;
 mod exports;
 mod ingest;
 mod schema;
@@ -393,7 +394,7 @@ impl Store for PostgresStore {
             .client()
             .await?
             .query_opt(
-                "SELECT role, subscriptions FROM api_tokens WHERE digest = $1",
+                "SELECT role, subscriptions, id FROM api_tokens WHERE digest = $1",
                 &[&&digest[..]],
             )
             .await
@@ -408,6 +409,7 @@ impl Store for PostgresStore {
         Ok(Some(Principal {
             role,
             subscriptions: serde_json::from_str(row.get(1)).map_err(anyhow::Error::from)?,
+            token_id: Some(row.get(2)),
         }))
     }
 }

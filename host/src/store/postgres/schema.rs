@@ -142,6 +142,34 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE export_runs ADD COLUMN lease_holder TEXT;
     ALTER TABLE export_runs ADD COLUMN claims BIGINT NOT NULL DEFAULT 0;
     "#,
+    // 5: the console: records per reported hour (for the overview), sign-in
+    // sessions, and the replicas seen.
+    r#"
+    ALTER TABLE reported_hours ADD COLUMN records BIGINT NOT NULL DEFAULT 0;
+    UPDATE reported_hours SET records = counted.records
+    FROM (SELECT subscription_key, reported_at_ms / 3600000 AS reported_hour, count(*) AS records
+          FROM usage_events GROUP BY 1, 2) counted
+    WHERE counted.subscription_key = reported_hours.subscription_key
+      AND counted.reported_hour = reported_hours.reported_hour;
+    CREATE INDEX reported_hours_by_hour ON reported_hours (reported_hour);
+    CREATE TABLE console_sessions (
+        digest        BYTEA PRIMARY KEY,
+        token_id      BIGINT REFERENCES api_tokens (id) ON DELETE CASCADE,
+        subject       TEXT NOT NULL,
+        role          TEXT NOT NULL,
+        subscriptions TEXT NOT NULL,
+        csrf          TEXT NOT NULL,
+        created_ms    BIGINT NOT NULL,
+        expires_ms    BIGINT NOT NULL
+    );
+    CREATE INDEX console_sessions_by_token ON console_sessions (token_id);
+    CREATE TABLE host_replicas (
+        id         TEXT PRIMARY KEY,
+        version    TEXT NOT NULL,
+        started_ms BIGINT NOT NULL,
+        seen_ms    BIGINT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes (equal to SQLite's).

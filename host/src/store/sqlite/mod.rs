@@ -2,9 +2,10 @@
 //!
 //! Durability: WAL journal with `synchronous = FULL`, so a record acknowledged
 //! with a 2xx survives a `kill -9` (and a power cut). Writes go through one
-//! writer thread ([`writer`]); reads use a pool of read-only connections,
+//! writer thread (`writer.rs`); reads use a pool of read-only connections,
 //! which WAL lets run beside the writer.
 
+mod console;
 mod exports;
 mod schema;
 pub(in crate::store) mod sql;
@@ -343,12 +344,16 @@ impl Store for SqliteStore {
     async fn principal(&self, digest: [u8; 32]) -> Result<Option<Principal>, StoreError> {
         self.read(move |conn| {
             let found = conn
-                .prepare_cached("SELECT role, subscriptions FROM api_tokens WHERE digest = ?1")?
+                .prepare_cached("SELECT role, subscriptions, id FROM api_tokens WHERE digest = ?1")?
                 .query_row([&digest[..]], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
                 })
                 .optional()?;
-            let Some((role, subscriptions)) = found else {
+            let Some((role, subscriptions, id)) = found else {
                 return Ok(None);
             };
             let role = Role::parse(&role).ok_or_else(|| {
@@ -357,6 +362,7 @@ impl Store for SqliteStore {
             Ok(Some(Principal {
                 role,
                 subscriptions: serde_json::from_str(&subscriptions)?,
+                token_id: Some(id),
             }))
         })
         .await

@@ -139,6 +139,33 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE export_runs ADD COLUMN lease_holder TEXT;
     ALTER TABLE export_runs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 5: the console: records per reported hour (for the overview), sign-in
+    // sessions, and the replicas seen.
+    r#"
+    ALTER TABLE reported_hours ADD COLUMN records INTEGER NOT NULL DEFAULT 0;
+    UPDATE reported_hours SET records = (
+        SELECT count(*) FROM usage_events e
+        WHERE e.subscription_key = reported_hours.subscription_key
+          AND e.reported_at_ms / 3600000 = reported_hours.reported_hour);
+    CREATE INDEX reported_hours_by_hour ON reported_hours (reported_hour);
+    CREATE TABLE console_sessions (
+        digest        BLOB PRIMARY KEY,
+        token_id      INTEGER REFERENCES api_tokens (id) ON DELETE CASCADE,
+        subject       TEXT NOT NULL,
+        role          TEXT NOT NULL,
+        subscriptions TEXT NOT NULL,
+        csrf          TEXT NOT NULL,
+        created_ms    INTEGER NOT NULL,
+        expires_ms    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX console_sessions_by_token ON console_sessions (token_id);
+    CREATE TABLE host_replicas (
+        id         TEXT PRIMARY KEY,
+        version    TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        seen_ms    INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -239,7 +239,8 @@ fn ingest_request(
          ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity
          WHERE quantity + excluded.quantity <= ?7",
     )?;
-    let mut usage_hours_by_report: HashMap<(i64, i64), (i64, i64)> = HashMap::new();
+    // Per (subscription, reported hour): the usage hours touched and the records.
+    let mut usage_hours_by_report: HashMap<(i64, i64), (i64, i64, i64)> = HashMap::new();
     for &(index, subscription) in &fresh {
         let record = &records[index];
         let instance = caches.instance_id(conn, subscription, record)?;
@@ -290,17 +291,18 @@ fn ingest_request(
         let (first, last) = (hours[0].0, hours[hours.len() - 1].0);
         let bounds = usage_hours_by_report
             .entry((subscription, reported_hour))
-            .or_insert((first, last));
-        *bounds = (bounds.0.min(first), bounds.1.max(last));
+            .or_insert((first, last, 0));
+        *bounds = (bounds.0.min(first), bounds.1.max(last), bounds.2 + 1);
     }
     let mut add_bounds = conn.prepare_cached(
-        "INSERT INTO reported_hours (subscription_key, reported_hour, min_usage_hour, max_usage_hour)
-         VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO reported_hours (subscription_key, reported_hour, min_usage_hour, max_usage_hour, records)
+         VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT DO UPDATE SET min_usage_hour = min(min_usage_hour, excluded.min_usage_hour),
-                                   max_usage_hour = max(max_usage_hour, excluded.max_usage_hour)",
+                                   max_usage_hour = max(max_usage_hour, excluded.max_usage_hour),
+                                   records = records + excluded.records",
     )?;
-    for ((subscription, reported_hour), (min, max)) in usage_hours_by_report {
-        add_bounds.execute(params![subscription, reported_hour, min, max])?;
+    for ((subscription, reported_hour), (min, max, count)) in usage_hours_by_report {
+        add_bounds.execute(params![subscription, reported_hour, min, max, count])?;
     }
     Ok(Ok(IngestReceipt {
         accepted: fresh.len(),
