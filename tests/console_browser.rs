@@ -169,13 +169,14 @@ impl Console {
         }
     }
 
-    /// The settings every scenario gets: the host and the usage range
-    /// (the last four UTC days, today included).
+    /// The settings every scenario gets: the host and the usage range (the
+    /// three UTC days before today: the usage API refuses a range that ends
+    /// in the future).
     fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("TALLY_URL", self.server.base.clone()),
             ("TALLY_USAGE_FROM", (self.today - Days::new(3)).to_string()),
-            ("TALLY_USAGE_TO", self.today.to_string()),
+            ("TALLY_USAGE_TO", (self.today - Days::new(1)).to_string()),
         ]
     }
 }
