@@ -45,7 +45,8 @@ impl Console {
         let work = tempfile::tempdir().unwrap();
         let data_dir = data.path().to_str().unwrap();
         let today = Utc::now().date_naive();
-        let subscriptions: Vec<String> = (0..3).map(tally_usage_generator::subscription_id).collect();
+        let subscriptions: Vec<String> =
+            (0..3).map(tally_usage_generator::subscription_id).collect();
         let operator = create_token(data_dir, "operator");
         let tenant = tally_ok(&[
             "token",
@@ -134,7 +135,10 @@ impl Console {
             "--token",
             &self.operator,
         ]);
-        assert!(installed.starts_with(&format!("installed {name}")), "{installed}");
+        assert!(
+            installed.starts_with(&format!("installed {name}")),
+            "{installed}"
+        );
     }
 
     /// Waits until the scheduler has exported every closed day of
@@ -142,8 +146,12 @@ impl Console {
     async fn wait_for_scheduled_runs(&self, client: &reqwest::Client) {
         let started = Instant::now();
         loop {
-            let installations =
-                get_json(client, &format!("{}/v1/adapters", self.server.base), &self.operator).await;
+            let installations = get_json(
+                client,
+                &format!("{}/v1/adapters", self.server.base),
+                &self.operator,
+            )
+            .await;
             let find = |name: &str| -> Value {
                 installations
                     .as_array()
@@ -206,8 +214,14 @@ async fn a_tenant_sees_their_usage_and_nothing_else_and_signs_out() {
     let mut env = console.env();
     env.extend([
         ("TALLY_TENANT_TOKEN", console.tenant.clone()),
-        ("TALLY_TENANT_SUBSCRIPTION", console.tenant_subscription.clone()),
-        ("TALLY_OTHER_SUBSCRIPTIONS", console.other_subscriptions.join(",")),
+        (
+            "TALLY_TENANT_SUBSCRIPTION",
+            console.tenant_subscription.clone(),
+        ),
+        (
+            "TALLY_OTHER_SUBSCRIPTIONS",
+            console.other_subscriptions.join(","),
+        ),
         ("TALLY_ADAPTERS", format!("{ADAPTER},{FAILING_ADAPTER}")),
     ]);
     run_scenario("tenant", &env).await;
