@@ -202,8 +202,9 @@ async fn an_operator_signs_in_explores_usage_runs_an_adapter_and_signs_out() {
         ("TALLY_OPERATOR_TOKEN", console.operator.clone()),
         ("TALLY_ADAPTER", ADAPTER.to_owned()),
         ("TALLY_FAILING_ADAPTER", FAILING_ADAPTER.to_owned()),
-        // Before the schedule's start: a first export of that day.
-        ("TALLY_RUN_DAY", (console.today - Days::new(3)).to_string()),
+        // Two days before the schedule's start: first exports.
+        ("TALLY_RUN_FROM", (console.today - Days::new(4)).to_string()),
+        ("TALLY_RUN_TO", (console.today - Days::new(3)).to_string()),
     ]);
     run_scenario("operator", &env).await;
 }

@@ -108,7 +108,8 @@ export async function launch(origin) {
     locale: "en-GB",
     timezoneId: "UTC",
   });
-  context.setDefaultTimeout(15_000);
+  // Generous: the suite runs these beside other tests on two cores.
+  context.setDefaultTimeout(30_000);
   const page = context.pages()[0] ?? (await context.newPage());
   const guard = new Guard(origin);
   guard.watch(page);
