@@ -87,57 +87,63 @@ impl Console {
             other_subscriptions: subscriptions[1..].to_vec(),
             today,
         };
-        console.install(
+        console
+            .install(
             ADAPTER,
             "chargeback-csv",
             midnight(today - Days::new(2)),
             &format!(
                 "[config]\ncurrency = 'EUR'\ngroup_by_tag = 'cost-center'\nrates = {{ '{VM_METER}' = 0.025 }}\n"
             ),
-        );
+        )
+        .await;
         // Its runs fail for good: the run is refused a file it asks for.
-        console.install(
-            FAILING_ADAPTER,
-            "hostile",
-            midnight(today - Days::new(1)),
-            "[config]\nattack = 'read-file'\n",
-        );
+        console
+            .install(
+                FAILING_ADAPTER,
+                "hostile",
+                midnight(today - Days::new(1)),
+                "[config]\nattack = 'read-file'\n",
+            )
+            .await;
         console.wait_for_scheduled_runs(&client).await;
         console
     }
 
-    /// Installs `component` as `name` with the CLI: daily windows from
-    /// `start`, no lag, every subscription, `config` (TOML) appended.
-    fn install(&self, name: &str, component: &str, start: DateTime<Utc>, config: &str) {
-        let path = component_path(component);
-        let sha256: String = Sha256::digest(std::fs::read(&path).unwrap())
+    /// Installs `component` as `name` through `POST /v1/adapters` (the
+    /// manifest and the component's bytes, as an upload from elsewhere would
+    /// send them): daily windows from `start`, no lag, every subscription,
+    /// `config` (TOML) appended.
+    async fn install(&self, name: &str, component: &str, start: DateTime<Utc>, config: &str) {
+        let wasm = std::fs::read(component_path(component)).unwrap();
+        let sha256: String = Sha256::digest(&wasm)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let manifest = self.work.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &manifest,
-            format!(
-                "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{sha256}'\n\
-                 component = '{}'\n[schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{}'\n\
-                 [scope]\nsubscriptions = ['*']\n{config}",
-                path.display(),
-                start.to_rfc3339()
-            ),
-        )
-        .unwrap();
-        let installed = tally_ok(&[
-            "adapters",
-            "install",
-            manifest.to_str().unwrap(),
-            "--url",
-            &self.server.base,
-            "--token",
-            &self.operator,
-        ]);
+        let manifest = format!(
+            "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{sha256}'\n\
+             [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{}'\n\
+             [scope]\nsubscriptions = ['*']\n{config}",
+            start.to_rfc3339()
+        );
+        let form = reqwest::multipart::Form::new()
+            .text("manifest", manifest)
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(wasm).file_name(format!("{component}.wasm")),
+            );
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/adapters", self.server.base))
+            .bearer_auth(&self.operator)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
         assert!(
-            installed.starts_with(&format!("installed {name}")),
-            "{installed}"
+            status.is_success(),
+            "installing {name}: {status} {}",
+            response.text().await.unwrap_or_default()
         );
     }
 

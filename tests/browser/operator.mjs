@@ -142,6 +142,9 @@ scenario("operator console", 180, async () => {
       const runs = page.getByRole("table", { name: /^Runs/ });
       for (const { id } of fresh) await runs.getByRole("link", { name: `Run ${id}`, exact: true }).waitFor();
       run = fresh[0];
+      // Drawn again now that they have finished, for the screenshot.
+      await page.reload();
+      await runs.getByRole("row").filter({ hasText: "running" }).waitFor({ state: "detached" });
       await runs.evaluate((table) => table.scrollIntoView({ block: "start" }));
       await shoot(page, "adapter-runs");
     });
