@@ -28,7 +28,8 @@ struct Console {
     // Dropped first: the host stops before its data goes.
     server: Server,
     _data: DataDir,
-    work: tempfile::TempDir,
+    // Holds the host's config file.
+    _work: tempfile::TempDir,
     operator: String,
     tenant: String,
     tenant_subscription: String,
@@ -80,7 +81,7 @@ impl Console {
         let console = Console {
             server,
             _data: data,
-            work,
+            _work: work,
             operator,
             tenant,
             tenant_subscription: subscriptions[0].clone(),
