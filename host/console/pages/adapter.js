@@ -3,7 +3,7 @@
 // date range, enable/disable, upgrade (multipart PUT), remove (confirmed).
 
 import { api, seg } from "../api.js";
-import { badge, health } from "../adapters.js";
+import { badge, health } from "../health.js";
 import { confirmDialog } from "../dialog.js";
 import { h, alert, details, field, loading, replace, status } from "../dom.js";
 import * as fmt from "../format.js";
@@ -67,7 +67,7 @@ export async function render(view, { params }) {
     h("div", { class: "cards" }, runForm(), upgradeForm()),
     h("section", { class: "card" }, runsTable(name, runs)),
     installation.manifest
-      ? h("section", { class: "card" }, h("h2", {}, "Manifest"), h("p", { class: "hint" }, "As installed; secrets are shown as ***."), h("pre", { class: "manifest", tabindex: 0, "aria-label": "Manifest" }, installation.manifest))
+      ? h("section", { class: "card" }, h("h2", {}, "Manifest"), h("p", { class: "hint" }, "As installed; secrets are shown as ***."), h("pre", { class: "manifest" }, installation.manifest))
       : null,
   );
 
@@ -166,8 +166,8 @@ export async function render(view, { params }) {
             });
           },
         },
-        field("Manifest (.toml)", manifest),
-        field("Component (.wasm)", component, "Leave out when the host already has the component the manifest pins."),
+        field("Manifest", manifest, "The new manifest (TOML); it pins the component by sha256."),
+        field("Component", component, "The WebAssembly component; leave out when the host already has the one the manifest pins."),
         outcome,
         h("div", { class: "actions-bar" }, h("button", { type: "submit", class: "button" }, "Upgrade")),
       ),

@@ -2,7 +2,7 @@
 // watermark, health (failing and held first, with the reason) and state.
 
 import { api } from "../api.js";
-import { adapterHref, badge, byUrgency, health } from "../adapters.js";
+import { adapterHref, badge, byUrgency, health } from "../health.js";
 import { h, alert, replace } from "../dom.js";
 import * as fmt from "../format.js";
 import { table } from "../table.js";

@@ -80,6 +80,7 @@ export async function render(view) {
           ],
           rows: meters,
           empty: "The catalog is empty.",
+          tall: true,
         }),
       );
     } catch (error) {

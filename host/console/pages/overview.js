@@ -3,7 +3,7 @@
 // reason) and the host (version, database, replicas).
 
 import { api } from "../api.js";
-import { adapterHref, badge, byUrgency, health } from "../adapters.js";
+import { adapterHref, badge, byUrgency, health } from "../health.js";
 import { h, alert, details, loading, replace } from "../dom.js";
 import * as fmt from "../format.js";
 import { table } from "../table.js";
@@ -50,8 +50,8 @@ function figures(overview) {
         "section",
         { class: "card metric" },
         h("h2", {}, "Ingest rate"),
-        h("p", { class: "big" }, fmt.count(overview.lastHourRecords)),
-        h("p", { class: "subtle" }, "records in the last hour"),
+        h("p", { class: "big" }, fmt.count(overview.previousHourRecords)),
+        h("p", { class: "subtle" }, `records in the previous hour; ${fmt.count(overview.thisHourRecords)} so far this hour`),
       ),
       h(
         "section",

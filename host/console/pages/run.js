@@ -2,7 +2,7 @@
 // documents as download links, and its log.
 
 import { api, seg } from "../api.js";
-import { adapterHref } from "../adapters.js";
+import { adapterHref } from "../health.js";
 import { h, details, replace, status } from "../dom.js";
 import * as fmt from "../format.js";
 import { figurePairs, statusTone } from "../runs.js";
@@ -53,7 +53,7 @@ export async function render(view, { params }) {
       run.log.length
         ? h(
             "pre",
-            { class: "log", tabindex: 0, "aria-labelledby": "log-heading" },
+            { class: "log" },
             run.log.map((line) => h("div", {}, h("span", { class: `level level-${line.level}` }, line.level), " ", line.message)),
           )
         : status("The log is empty."),

@@ -6,7 +6,7 @@ import { h, alert, loading, replace } from "../dom.js";
 import * as fmt from "../format.js";
 import { dateRange } from "../range.js";
 import { table } from "../table.js";
-import { summaryUrl } from "../usage.js";
+import { summaryUrl } from "../summary.js";
 
 /** Renders the list; the range lives in the hash's query. */
 export async function render(view, { query, setQuery }) {
@@ -57,7 +57,7 @@ function listView(seen, summary, chosen) {
   const explore = (id) =>
     `#/usage?${new URLSearchParams({ from: chosen.from, to: chosen.to, granularity: "Daily", groupBy: "meter", subscription: id })}`;
   return table({
-    caption: `Subscriptions: usage from ${chosen.from} to ${chosen.to} (UTC days, both included)`,
+    caption: `Usage per subscription, ${chosen.from} – ${chosen.to} (UTC days, both included)`,
     columns: [
       { label: "Subscription", cell: (id) => h("span", { class: "mono" }, id), header: true },
       { label: "Meters", cell: (id) => fmt.count(usageBySubscription.get(id)?.length ?? 0), numeric: true },

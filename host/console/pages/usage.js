@@ -8,7 +8,7 @@ import { h, alert, field, loading, replace, select, status } from "../dom.js";
 import * as fmt from "../format.js";
 import { dateRange } from "../range.js";
 import { table } from "../table.js";
-import { GROUPINGS, azureUrl, csvUrl, groupByParam, summaryUrl } from "../usage.js";
+import { GROUPINGS, azureUrl, csvUrl, groupByParam, summaryUrl } from "../summary.js";
 
 /** Renders the explorer; the form's state lives in the hash's query. */
 export async function render(view, { query, session, setQuery }) {
@@ -113,7 +113,7 @@ function summaryView(summary, chosen, grouping, tagKey, session) {
       "div",
       { class: "stack" },
       status(`No usage was reported from ${period}${chosen.subscription ? ` for ${chosen.subscription}` : ""}.`),
-      links(chosen, session),
+      links(chosen, session, groupName),
     );
   }
   const chartSlot = h("div", { class: "chart-slot" });
@@ -158,6 +158,7 @@ function summaryView(summary, chosen, grouping, tagKey, session) {
     ],
     rows: summary.rows,
     empty: "No usage in this range.",
+    tall: true,
   });
   return h(
     "div",
@@ -169,6 +170,7 @@ function summaryView(summary, chosen, grouping, tagKey, session) {
       chartSlot,
     ),
     h("section", { class: "card" }, h("h2", {}, "Totals"), totals),
+    links(chosen, session, groupName),
     h(
       "section",
       { class: "card" },
@@ -176,26 +178,29 @@ function summaryView(summary, chosen, grouping, tagKey, session) {
       rows,
       h("p", { class: "subtle" }, `${fmt.count(summary.rows.length)} rows, computed on the server from ${fmt.count(summary.aggregateRows)} aggregate rows.`),
     ),
-    links(chosen, session),
   );
 }
 
 /** "Download CSV" and the Azure usage API URL for the same selection. */
-function links(chosen, session) {
+function links(chosen, session, groupName) {
   const ownSubscriptions = session.role === "tenant" ? session.subscriptions ?? [] : [];
   const subscription = chosen.subscription || (ownSubscriptions.length === 1 ? ownSubscriptions[0] : "");
   const perSubscriptionNote =
     !subscription && session.role === "tenant"
       ? h("p", { class: "hint" }, "The Azure usage API reads one subscription at a time: choose one above for its URL.")
       : null;
-  const url = azureUrl({ ...chosen, subscription: subscription || (ownSubscriptions[0] ?? "") });
+  const { url, endsEarly } = azureUrl({ ...chosen, subscription: subscription || (ownSubscriptions[0] ?? "") });
+  const endsEarlyNote = endsEarly
+    ? h("p", { class: "hint" }, `That API answers only for reported times that have passed, so this URL ends at ${fmt.dateTime(endsEarly)}.`)
+    : null;
   return h(
     "section",
     { class: "card", "aria-labelledby": "links-heading" },
     h("h2", { id: "links-heading" }, "Take it elsewhere"),
-    h("p", {}, h("a", { href: csvUrl(chosen), class: "button", download: "" }, "Download CSV"), " ", h("span", { class: "hint" }, "Exactly the table above.")),
+    h("p", {}, h("a", { href: csvUrl(chosen), class: "button", download: "" }, "Download CSV"), " ", h("span", { class: "hint" }, `Exactly the "Usage by ${groupName}" table.`)),
     h("p", { class: "label" }, "The same usage through the Azure-compatible usage API (row by row, paged):"),
     h("code", { class: "url", "aria-label": "Azure usage API URL" }, url),
+    endsEarlyNote,
     perSubscriptionNote,
   );
 }

@@ -51,13 +51,63 @@ const JS: &str = "text/javascript; charset=utf-8";
 pub static INDEX: &Asset = &ASSETS[0];
 
 /// Every file of the console.
-pub static ASSETS: [Asset; 3] = [
+pub static ASSETS: [Asset; 24] = [
     asset!("index.html", "text/html; charset=utf-8"),
     asset!("style.css", "text/css; charset=utf-8"),
+    asset!("api.js", JS),
     asset!("app.js", JS),
+    asset!("chart.js", JS),
+    asset!("dialog.js", JS),
+    asset!("dom.js", JS),
+    asset!("format.js", JS),
+    asset!("health.js", JS),
+    asset!("pages/adapter.js", JS),
+    asset!("pages/adapters.js", JS),
+    asset!("pages/documents.js", JS),
+    asset!("pages/meters.js", JS),
+    asset!("pages/overview.js", JS),
+    asset!("pages/run.js", JS),
+    asset!("pages/sign-in.js", JS),
+    asset!("pages/subscriptions.js", JS),
+    asset!("pages/tokens.js", JS),
+    asset!("pages/usage.js", JS),
+    asset!("range.js", JS),
+    asset!("runs.js", JS),
+    asset!("session.js", JS),
+    asset!("summary.js", JS),
+    asset!("table.js", JS),
 ];
 
 /// The file at `path` under `/console/`.
 pub fn find(path: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|asset| asset.path == path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file of `host/console/` is embedded, and every embedded path is
+    /// one of them: a file added to the folder but not here fails.
+    #[test]
+    fn every_console_file_is_embedded() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("console");
+        let mut on_disk = Vec::new();
+        let mut folders = vec![root.clone()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).expect("host/console is readable") {
+                let path = entry.expect("a directory entry").path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else {
+                    let relative = path.strip_prefix(&root).expect("under the root");
+                    on_disk.push(relative.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        on_disk.sort();
+        let mut embedded: Vec<String> = ASSETS.iter().map(|a| a.path.to_owned()).collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk);
+    }
 }
