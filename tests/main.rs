@@ -12,6 +12,7 @@ mod adapters;
 mod azure_sdk;
 mod cli;
 mod console;
+mod console_browser;
 mod durability;
 mod exports;
 mod focus;

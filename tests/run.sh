@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need
 # (the Azure SDK for Python and schemathesis into .venv, the FOCUS validator
-# into .venv-focus, all pinned), then runs every test and schemathesis against
+# into .venv-focus, all pinned; Chromium and playwright-core for the console's
+# browser tests), then runs every test and schemathesis against
 # a running host, then the shared integration suite and schemathesis again on
 # PostgreSQL (TALLY_TEST_POSTGRES, default postgres://$USER@127.0.0.1:5432/test).
 # Without a PostgreSQL server the PostgreSQL tests are left out and named,
@@ -39,6 +40,17 @@ if ! .venv-focus/bin/python -c 'import sys; assert sys.version_info[:2] == (3, 1
 fi
 .venv-focus/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements-focus.txt
 export TALLY_FOCUS_PYTHON="$PWD/.venv-focus/bin/python"
+
+echo "==> Browser tests: Chromium (Debian's chromium) and playwright-core (pinned, npm ci) in tests/browser"
+# The console's end-to-end tests drive Debian's headless Chromium; a missing
+# browser fails them, so install it here (as root, or through sudo).
+if [ ! -x /usr/bin/chromium ]; then
+  sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+fi
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 echo "==> Example adapters, built from source for wasm32-wasip2"
 adapters/build.sh

@@ -3,6 +3,7 @@
 //! sample usage from the generator in `examples/`.
 
 pub mod billing_api;
+pub mod browser;
 pub mod database;
 pub mod process;
 

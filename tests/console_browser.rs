@@ -1,0 +1,236 @@
+//! The web console end to end, in headless Chromium: a real `tally serve`
+//! holding generated usage of three subscriptions, an adapter that exports
+//! and one that fails, an operator and a tenant token; the scenarios in
+//! `tests/browser/` (Node, playwright-core) sign in and check what the pages
+//! show against the API, what a tenant can reach, sign-out, the origin of
+//! every request and the CSP. They leave screenshots of the main pages in
+//! `target/console-screenshots/`.
+
+use crate::support;
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use support::DataDir;
+use support::browser::run_scenario;
+use support::process::{Server, create_token, get_json, post_usage, tally_ok};
+use support::{VM_METER, component_path, reported_by_now, sample, to_wire};
+use tally_usage_generator::Options;
+
+/// The installation that exports (chargeback-csv) and the one whose runs fail (hostile).
+const ADAPTER: &str = "chargeback";
+const FAILING_ADAPTER: &str = "fragile";
+
+/// A host with usage, adapters and tokens, as the scenarios need it.
+struct Console {
+    // Dropped first: the host stops before its data goes.
+    server: Server,
+    _data: DataDir,
+    // Holds the host's config file.
+    _work: tempfile::TempDir,
+    operator: String,
+    tenant: String,
+    tenant_subscription: String,
+    other_subscriptions: Vec<String>,
+    today: NaiveDate,
+}
+
+impl Console {
+    /// Starts `tally serve` (scheduler ticking every 250 ms) with five days
+    /// of usage of three subscriptions up to today, `chargeback` exporting
+    /// the last two closed days and `fragile` held by a failed run.
+    async fn start() -> Self {
+        let data = DataDir::new();
+        let work = tempfile::tempdir().unwrap();
+        let data_dir = data.path().to_str().unwrap();
+        let today = Utc::now().date_naive();
+        let subscriptions: Vec<String> =
+            (0..3).map(tally_usage_generator::subscription_id).collect();
+        let operator = create_token(data_dir, "operator");
+        let tenant = tally_ok(&[
+            "token",
+            "create",
+            "--data-dir",
+            data_dir,
+            "--role",
+            "tenant",
+            "--subscription",
+            &subscriptions[0],
+        ])
+        .trim()
+        .to_owned();
+        let config = work.path().join("tally.toml");
+        std::fs::write(&config, "[exports]\ntick = '250ms'\nretry_base = '1s'\n").unwrap();
+        let server = Server::start_with(data.path(), &["--config", config.to_str().unwrap()]);
+
+        let client = reqwest::Client::new();
+        let records = reported_by_now(to_wire(&sample(&Options {
+            subscriptions: subscriptions.len(),
+            days: 5,
+            end: midnight(today),
+            ..Options::default()
+        })));
+        for batch in records.chunks(5_000) {
+            post_usage(&client, &server.base, &operator, batch)
+                .await
+                .unwrap();
+        }
+
+        let console = Console {
+            server,
+            _data: data,
+            _work: work,
+            operator,
+            tenant,
+            tenant_subscription: subscriptions[0].clone(),
+            other_subscriptions: subscriptions[1..].to_vec(),
+            today,
+        };
+        console
+            .install(
+            ADAPTER,
+            "chargeback-csv",
+            midnight(today - Days::new(2)),
+            &format!(
+                "[config]\ncurrency = 'EUR'\ngroup_by_tag = 'cost-center'\nrates = {{ '{VM_METER}' = 0.025 }}\n"
+            ),
+        )
+        .await;
+        // Its runs fail for good: the run is refused a file it asks for.
+        console
+            .install(
+                FAILING_ADAPTER,
+                "hostile",
+                midnight(today - Days::new(1)),
+                "[config]\nattack = 'read-file'\n",
+            )
+            .await;
+        console.wait_for_scheduled_runs(&client).await;
+        console
+    }
+
+    /// Installs `component` as `name` through `POST /v1/adapters` (the
+    /// manifest and the component's bytes, as an upload from elsewhere would
+    /// send them): daily windows from `start`, no lag, every subscription,
+    /// `config` (TOML) appended.
+    async fn install(&self, name: &str, component: &str, start: DateTime<Utc>, config: &str) {
+        let wasm = std::fs::read(component_path(component)).unwrap();
+        let sha256: String = Sha256::digest(&wasm)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let manifest = format!(
+            "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{sha256}'\n\
+             [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{}'\n\
+             [scope]\nsubscriptions = ['*']\n{config}",
+            start.to_rfc3339()
+        );
+        let form = reqwest::multipart::Form::new()
+            .text("manifest", manifest)
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(wasm).file_name(format!("{component}.wasm")),
+            );
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/adapters", self.server.base))
+            .bearer_auth(&self.operator)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "installing {name}: {status} {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    /// Waits until the scheduler has exported every closed day of
+    /// `chargeback` and a failed run holds `fragile`.
+    async fn wait_for_scheduled_runs(&self, client: &reqwest::Client) {
+        let started = Instant::now();
+        loop {
+            let installations = get_json(
+                client,
+                &format!("{}/v1/adapters", self.server.base),
+                &self.operator,
+            )
+            .await;
+            let find = |name: &str| -> Value {
+                installations
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|i| i["name"] == name)
+                    .cloned()
+                    .unwrap_or_else(|| panic!("{name} is installed: {installations}"))
+            };
+            let exported = find(ADAPTER)["watermark"]
+                .as_str()
+                .and_then(|w| w.parse::<DateTime<Utc>>().ok())
+                .is_some_and(|w| w >= midnight(self.today));
+            let held = find(FAILING_ADAPTER)["heldBy"]["reason"].is_string();
+            if exported && held {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the scheduler did not export {ADAPTER}'s closed days and fail {FAILING_ADAPTER}'s within a minute: {installations}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The settings every scenario gets: the host and the usage range (the
+    /// three UTC days before today: the usage API refuses a range that ends
+    /// in the future).
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("TALLY_URL", self.server.base.clone()),
+            ("TALLY_USAGE_FROM", (self.today - Days::new(3)).to_string()),
+            ("TALLY_USAGE_TO", (self.today - Days::new(1)).to_string()),
+        ]
+    }
+}
+
+/// Midnight UTC of `day`.
+fn midnight(day: NaiveDate) -> DateTime<Utc> {
+    day.and_hms_opt(0, 0, 0).unwrap().and_utc()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_signs_in_explores_usage_runs_an_adapter_and_signs_out() {
+    let console = Console::start().await;
+    let mut env = console.env();
+    env.extend([
+        ("TALLY_OPERATOR_TOKEN", console.operator.clone()),
+        ("TALLY_ADAPTER", ADAPTER.to_owned()),
+        ("TALLY_FAILING_ADAPTER", FAILING_ADAPTER.to_owned()),
+        // Two days before the schedule's start: first exports.
+        ("TALLY_RUN_FROM", (console.today - Days::new(4)).to_string()),
+        ("TALLY_RUN_TO", (console.today - Days::new(3)).to_string()),
+    ]);
+    run_scenario("operator", &env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_sees_their_usage_and_nothing_else_and_signs_out() {
+    let console = Console::start().await;
+    let mut env = console.env();
+    env.extend([
+        ("TALLY_TENANT_TOKEN", console.tenant.clone()),
+        (
+            "TALLY_TENANT_SUBSCRIPTION",
+            console.tenant_subscription.clone(),
+        ),
+        (
+            "TALLY_OTHER_SUBSCRIPTIONS",
+            console.other_subscriptions.join(","),
+        ),
+        ("TALLY_ADAPTERS", format!("{ADAPTER},{FAILING_ADAPTER}")),
+    ]);
+    run_scenario("tenant", &env).await;
+}
