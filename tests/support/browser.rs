@@ -38,8 +38,10 @@ impl Browser {
     /// automation library is missing.
     fn assert_installed(self) {
         let (browser, driver) = (self.executable(), self.driver());
+        // Debian names both packages as their executables.
+        let package = browser.rsplit('/').next().unwrap_or(browser);
         let hint = format!(
-            "run tests/run.sh (it installs {browser} with apt and {driver} with `npm ci` in tests/browser)"
+            "run tests/run.sh (it installs Debian's {package} with apt and {driver} with `npm ci` in tests/browser)"
         );
         assert!(Path::new(browser).exists(), "{browser} is missing: {hint}");
         assert!(
