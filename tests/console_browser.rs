@@ -1,10 +1,11 @@
-//! The web console end to end, in headless Chromium: a real `tally serve`
-//! holding generated usage of three subscriptions, an adapter that exports
-//! and one that fails, an operator and a tenant token; the scenarios in
-//! `tests/browser/` (Node, playwright-core) sign in and check what the pages
-//! show against the API, what a tenant can reach, sign-out, the origin of
-//! every request and the CSP. They leave screenshots of the main pages in
-//! `target/console-screenshots/`.
+//! The web console end to end, in headless Chromium, and its main path in
+//! headless Firefox: a real `tally serve` holding generated usage of three
+//! subscriptions, an adapter that exports and one that fails, an operator
+//! and a tenant token; the scenarios in `tests/browser/` (Node, with
+//! playwright-core for Chromium and puppeteer-core for Firefox) sign in and
+//! check what the pages show against the API, what a tenant can reach,
+//! sign-out, the origin of every request and the CSP. They leave screenshots
+//! of the main pages in `target/console-screenshots/`.
 
 use crate::support;
 
@@ -14,7 +15,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::DataDir;
-use support::browser::run_scenario;
+use support::browser::{Browser, run_scenario};
 use support::process::{Server, create_token, get_json, post_usage, tally_ok};
 use support::{VM_METER, component_path, reported_by_now, sample, to_wire};
 use tally_usage_generator::Options;
@@ -213,7 +214,7 @@ async fn an_operator_signs_in_explores_usage_runs_an_adapter_and_signs_out() {
         ("TALLY_RUN_FROM", (console.today - Days::new(4)).to_string()),
         ("TALLY_RUN_TO", (console.today - Days::new(3)).to_string()),
     ]);
-    run_scenario("operator", &env).await;
+    run_scenario(Browser::Chromium, "operator", &env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,5 +233,19 @@ async fn a_tenant_sees_their_usage_and_nothing_else_and_signs_out() {
         ),
         ("TALLY_ADAPTERS", format!("{ADAPTER},{FAILING_ADAPTER}")),
     ]);
-    run_scenario("tenant", &env).await;
+    run_scenario(Browser::Chromium, "tenant", &env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_in_firefox_sees_their_usage_and_signs_out() {
+    let console = Console::start().await;
+    let mut env = console.env();
+    env.extend([
+        ("TALLY_TENANT_TOKEN", console.tenant.clone()),
+        (
+            "TALLY_TENANT_SUBSCRIPTION",
+            console.tenant_subscription.clone(),
+        ),
+    ]);
+    run_scenario(Browser::Firefox, "firefox", &env).await;
 }

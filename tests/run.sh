@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need
 # (the Azure SDK for Python and schemathesis into .venv, the FOCUS validator
-# into .venv-focus, all pinned; Chromium and playwright-core for the console's
-# browser tests), then runs every test and schemathesis against
-# a running host, then the shared integration suite and schemathesis again on
+# into .venv-focus, all pinned; Chromium, Firefox ESR, playwright-core and
+# puppeteer-core for the console's browser tests), then runs every test and
+# schemathesis against a running host, then the shared integration suite and schemathesis again on
 # PostgreSQL (TALLY_TEST_POSTGRES, default postgres://$USER@127.0.0.1:5432/test).
 # Without a PostgreSQL server the PostgreSQL tests are left out and named,
 # except in CI (CI set), where they fail.
@@ -41,14 +41,18 @@ fi
 .venv-focus/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements-focus.txt
 export TALLY_FOCUS_PYTHON="$PWD/.venv-focus/bin/python"
 
-echo "==> Browser tests: Chromium (Debian's chromium) and playwright-core (pinned, npm ci) in tests/browser"
-# The console's end-to-end tests drive Debian's headless Chromium; a missing
-# browser fails them, so install it here (as root, or through sudo).
-if [ ! -x /usr/bin/chromium ]; then
+echo "==> Browser tests: Chromium and Firefox ESR (Debian's), playwright-core and puppeteer-core (pinned, npm ci) in tests/browser"
+# The console's end-to-end tests drive Debian's headless Chromium and Firefox
+# ESR; a missing browser fails them, so install the missing ones here (as
+# root, or through sudo), in one apt-get call.
+browsers=()
+[ -x /usr/bin/chromium ] || browsers+=(chromium)
+[ -x /usr/bin/firefox-esr ] || browsers+=(firefox-esr)
+if [ "${#browsers[@]}" -gt 0 ]; then
   sudo=()
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${browsers[@]}"
 fi
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 

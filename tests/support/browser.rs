@@ -1,14 +1,57 @@
-//! The web console's browser scenarios (`tests/browser/*.mjs`): Node with
-//! playwright-core driving Debian's headless Chromium against a running
-//! host. `tests/run.sh` installs both; without either a scenario fails with
-//! a message saying so, it never skips.
+//! The web console's browser scenarios (`tests/browser/*.mjs`): Node
+//! driving a headless browser against a running host, Debian's Chromium
+//! with playwright-core or Debian's Firefox ESR with puppeteer-core.
+//! `tests/run.sh` installs them; without one a scenario fails with a
+//! message saying so, it never skips.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Where Debian's `chromium` package puts the browser.
-pub const CHROMIUM: &str = "/usr/bin/chromium";
+/// A browser a scenario drives, and the Node library that drives it.
+#[derive(Clone, Copy, Debug)]
+pub enum Browser {
+    /// Debian's `chromium`, through playwright-core.
+    Chromium,
+    /// Debian's `firefox-esr`, through puppeteer-core (WebDriver BiDi).
+    Firefox,
+}
+
+impl Browser {
+    /// Where Debian's package puts the browser.
+    fn executable(self) -> &'static str {
+        match self {
+            Browser::Chromium => "/usr/bin/chromium",
+            Browser::Firefox => "/usr/bin/firefox-esr",
+        }
+    }
+
+    /// The npm package (in `tests/browser/package.json`) that drives it.
+    fn driver(self) -> &'static str {
+        match self {
+            Browser::Chromium => "playwright-core",
+            Browser::Firefox => "puppeteer-core",
+        }
+    }
+
+    /// Panics, saying how to install them, when the browser or its
+    /// automation library is missing.
+    fn assert_installed(self) {
+        let (browser, driver) = (self.executable(), self.driver());
+        // Debian names both packages as their executables.
+        let package = browser.rsplit('/').next().unwrap_or(browser);
+        let hint = format!(
+            "run tests/run.sh (it installs Debian's {package} with apt and {driver} with `npm ci` in tests/browser)"
+        );
+        assert!(Path::new(browser).exists(), "{browser} is missing: {hint}");
+        assert!(
+            browser_dir()
+                .join(format!("node_modules/{driver}/package.json"))
+                .exists(),
+            "tests/browser/node_modules has no {driver}: {hint}"
+        );
+    }
+}
 
 /// How long one scenario may take before it is stopped and failed.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
@@ -23,26 +66,11 @@ pub fn screenshots_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots")
 }
 
-/// Panics, saying how to install them, when the browser or the automation
-/// library is missing.
-fn assert_installed() {
-    let hint = "run tests/run.sh (it installs Chromium with apt and playwright-core with `npm ci` in tests/browser)";
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: {hint}"
-    );
-    assert!(
-        browser_dir()
-            .join("node_modules/playwright-core/package.json")
-            .exists(),
-        "tests/browser/node_modules has no playwright-core: {hint}"
-    );
-}
-
-/// Runs `node tests/browser/{name}.mjs` with `env` and asserts it passes;
-/// on failure (or after [`SCENARIO_TIMEOUT`]) panics with all it printed.
-pub async fn run_scenario(name: &str, env: &[(&str, String)]) {
-    assert_installed();
+/// Runs `node tests/browser/{name}.mjs` (a scenario that drives `browser`)
+/// with `env` and asserts it passes; on failure (or after
+/// [`SCENARIO_TIMEOUT`]) panics with all it printed.
+pub async fn run_scenario(browser: Browser, name: &str, env: &[(&str, String)]) {
+    browser.assert_installed();
     let output = tempfile::NamedTempFile::new().expect("a file for the scenario's output");
     let mut child = Command::new("node")
         .arg(browser_dir().join(format!("{name}.mjs")))

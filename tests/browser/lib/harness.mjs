@@ -247,6 +247,23 @@ export function totalsByMeter(rows) {
   return totals;
 }
 
+/**
+ * What the tenant usage API totals per meter (see `totalsByMeter`) for
+ * `subscription` over UTC days `from`..`to`, read with the tenant's token;
+ * an empty range fails (a comparison with it would prove nothing).
+ */
+export async function tenantUsageTotals(base, token, subscription, from, to) {
+  const { start, end } = reportedBounds(from, to);
+  const rows = await usageRows(
+    base,
+    `/subscriptions/${subscription}/providers/Microsoft.Commerce/UsageAggregates?${API_VERSION}` +
+      `&reportedStartTime=${start}&reportedEndTime=${end}&aggregationGranularity=Daily&showDetails=true`,
+    token,
+  );
+  assert.ok(rows.length > 0, "the range holds the tenant's usage (else the comparison proves nothing)");
+  return totalsByMeter(rows);
+}
+
 /** Reported-time bounds of UTC days `from`..`to`, both included. */
 export function reportedBounds(from, to) {
   const end = new Date(`${to}T00:00:00Z`);
@@ -290,7 +307,15 @@ export async function totalsTable(page) {
  * meter, each quantity the API's sum.
  */
 export async function assertTotalsMatch(page, expected) {
-  const shown = await totalsTable(page);
+  assertTotalsShown(await totalsTable(page), expected);
+}
+
+/**
+ * Asserts the cells of a "Totals by meter" table (rows of Meter | Unit |
+ * Quantity, as text, whichever browser read them) are `expected`, the
+ * usage API's totals by meter.
+ */
+export function assertTotalsShown(shown, expected) {
   assert.equal(shown.length, expected.size, `one totals row per meter: shown ${JSON.stringify(shown)}`);
   for (const [id, { name, quantity }] of expected) {
     const row = shown.find(([meter]) => meter.includes(name) || meter.toLowerCase().includes(id));
@@ -316,7 +341,15 @@ export async function expectPage(page, name) {
 
 /** The session cookie the browser holds. */
 export async function sessionCookie(context) {
-  const cookie = (await context.cookies()).find((c) => c.name === "tally_session");
+  return assertSessionCookie(await context.cookies());
+}
+
+/**
+ * The session cookie among `cookies` (as a browser lists them: name, value,
+ * httpOnly, sameSite), asserted HttpOnly and SameSite=Strict.
+ */
+export function assertSessionCookie(cookies) {
+  const cookie = cookies.find((c) => c.name === "tally_session");
   assert.ok(cookie, "signing in set the tally_session cookie");
   assert.ok(cookie.httpOnly, "the session cookie is HttpOnly");
   assert.equal(cookie.sameSite, "Strict", "the session cookie is SameSite=Strict");
