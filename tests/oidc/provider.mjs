@@ -55,7 +55,6 @@ const state = {
   // Fixed for the process, so a swapped Provider reads the last one's cookies.
   cookieKeys: [randomBytes(32).toString('base64url')],
   console: {
-    // oidc-provider needs one; a console test sets the real one (env or /__test/console).
     consoleRedirects: splitList(process.env.OIDC_CONSOLE_REDIRECT),
     consolePostLogout: splitList(process.env.OIDC_CONSOLE_POST_LOGOUT),
   },
@@ -63,6 +62,8 @@ const state = {
   provider: undefined,
   handler: undefined,
 };
+// oidc-provider wants a redirect URI for a code-flow client: until a test sets
+// the console's (by env or /__test/console), one where nothing answers.
 if (state.console.consoleRedirects.length === 0) {
   state.console.consoleRedirects = ['http://127.0.0.1/unset-console-redirect'];
 }
