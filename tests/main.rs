@@ -19,6 +19,7 @@ mod focus;
 mod ingest;
 mod js_adapters;
 mod migrate;
+mod oidc_provider;
 mod python_adapters;
 mod replicas;
 mod shutdown;

@@ -2,8 +2,9 @@
 # The whole test suite, from a fresh machine: installs what the tests need
 # (the Azure SDK for Python and schemathesis into .venv, the FOCUS validator
 # into .venv-focus, all pinned; Chromium, Firefox ESR, playwright-core and
-# puppeteer-core for the console's browser tests), then runs every test and
-# schemathesis against a running host, then the shared integration suite and schemathesis again on
+# puppeteer-core for the console's browser tests; oidc-provider, the OpenID
+# provider of the single sign-on tests), then runs every test and schemathesis
+# against a running host, then the shared integration suite and schemathesis again on
 # PostgreSQL (TALLY_TEST_POSTGRES, default postgres://$USER@127.0.0.1:5432/test).
 # Without a PostgreSQL server the PostgreSQL tests are left out and named,
 # except in CI (CI set), where they fail.
@@ -55,6 +56,9 @@ if [ "${#browsers[@]}" -gt 0 ]; then
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${browsers[@]}"
 fi
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
+echo "==> OpenID provider for the single sign-on tests: oidc-provider and jose (pinned, npm ci) in tests/oidc"
+(cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)
 
 echo "==> Example adapters, built from source for wasm32-wasip2"
 adapters/build.sh

@@ -5,6 +5,7 @@
 pub mod billing_api;
 pub mod browser;
 pub mod database;
+pub mod oidc;
 pub mod process;
 
 use std::net::SocketAddr;
