@@ -46,9 +46,8 @@ pub enum GrantError {
     Invalid(#[from] InvalidGrant),
     /// The subject holds [`MAX_GRANTS_PER_SUBJECT`] subscriptions already.
     #[error(
-        "{} from {} already has {MAX_GRANTS_PER_SUBJECT} subscriptions granted, the most one \
-         subject may have; revoke one first",
-        quote(.subject), quote(.issuer)
+        "'{subject}' from '{issuer}' already has {MAX_GRANTS_PER_SUBJECT} subscriptions granted, \
+         the most one subject may have; revoke one first"
     )]
     TooMany { issuer: String, subject: String },
     /// The store failed.
