@@ -26,6 +26,7 @@ pub struct GrantRequest {
     /// The identity provider: its tokens' `iss`, exactly (an http(s) URL).
     #[schema(
         max_length = 1024,
+        pattern = "^https?://",
         example = "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0"
     )]
     pub issuer: String,
