@@ -17,6 +17,7 @@ mod console_browser;
 mod durability;
 mod exports;
 mod focus;
+mod identity;
 mod ingest;
 mod js_adapters;
 mod migrate;

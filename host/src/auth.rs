@@ -66,7 +66,7 @@ impl Principal {
 }
 
 /// Prefix of every secret, so that a leaked one is easy to recognise.
-const SECRET_PREFIX: &str = "tly_";
+pub const SECRET_PREFIX: &str = "tly_";
 
 /// Creates a new secret: `tly_` followed by 256 random bits, URL-safe.
 pub fn new_secret() -> String {

@@ -25,6 +25,14 @@
 //! retry_max = "1h"
 //! max_attempts = 8
 //!
+//! [[identity.issuers]]                         # single sign-on: JWTs of this issuer are accepted
+//! issuer = "https://login.microsoftonline.com/<tenant>/v2.0"   # exactly the tokens' iss
+//! audiences = ["api://tally"]
+//! roles_claim = "roles"                        # whose values map to roles:
+//! operator = ["Tally.Operator"]
+//! subscriptions_claim = "subscriptions"        # optional; else `tally access grant`
+//! # see docs/single-sign-on.md and crate::identity::IssuerConfig for every key
+//!
 //! [compile]                                    # compiling a component at install, in a child process
 //! timeout = "120s"                             # stopped past it, the install refused
 //! memory_mib = 1024                            # data memory of one compile
@@ -40,6 +48,7 @@ use serde::Deserialize;
 
 use crate::api::server::ServerSettings;
 use crate::exports::ExportSettings;
+use crate::identity::IdentityConfig;
 use crate::sandbox::CompileSettings;
 
 /// The contents of `tally.toml`.
@@ -71,6 +80,9 @@ pub struct Config {
     /// The HTTP server's timeouts, connection limit and accepted host names.
     #[serde(default)]
     pub http: ServerSettings,
+    /// The identity providers whose JWTs are accepted (single sign-on).
+    #[serde(default)]
+    pub identity: IdentityConfig,
 }
 
 impl Config {
@@ -83,6 +95,7 @@ impl Config {
         config
             .http
             .check()
+            .and_then(|()| config.identity.check())
             .with_context(|| format!("{} is not a valid tally config", path.display()))?;
         Ok(config)
     }

@@ -1,5 +1,7 @@
-//! Authentication: the [`Caller`] extractor, from a bearer token or from a
-//! console session cookie.
+//! Authentication: the [`Caller`] extractor, from a bearer token (tally's
+//! own `tly_…`, or a JWT of a trusted identity provider, told apart by
+//! shape) or from a console session cookie. Who made the request goes into
+//! the access log's `subject`.
 //!
 //! A request with an `Authorization` header is judged by it alone. Without
 //! one, the console's session cookie is accepted; a state-changing request
@@ -14,7 +16,9 @@ use axum::http::{HeaderMap, header};
 use super::AppState;
 use super::error::ApiError;
 use super::session::{CSRF_HEADER, session_secret};
-use crate::auth::{Principal, Role, secret_digest};
+use crate::auth::{Principal, Role, SECRET_PREFIX, secret_digest};
+use crate::identity::claims::{self, NoAccess};
+use crate::identity::looks_like_jwt;
 
 /// The authenticated caller of a request. Extracting it answers 401 (with
 /// `WWW-Authenticate: Bearer`) when the token or session is missing or unknown.
@@ -45,8 +49,15 @@ impl FromRequestParts<AppState> for Caller {
             let Some(secret) = header.to_str().ok().and_then(bearer_secret) else {
                 return Err(not_bearer());
             };
+            // A tally token starts `tly_`; a JWT never does (its header is base64 JSON).
+            if looks_like_jwt(secret) && !secret.starts_with(SECRET_PREFIX) {
+                return from_jwt(state, secret).await.map(Caller);
+            }
             return match state.store.principal(secret_digest(secret)).await? {
-                Some(principal) => Ok(Caller(principal)),
+                Some(principal) => {
+                    log_subject(&token_subject(&principal));
+                    Ok(Caller(principal))
+                }
                 None => Err(ApiError::unauthorized(
                     "InvalidAuthenticationToken",
                     "The access token is invalid.",
@@ -78,8 +89,52 @@ impl FromRequestParts<AppState> for Caller {
                 ),
             ));
         }
+        log_subject(&session.subject);
         Ok(Caller(session.principal))
     }
+}
+
+/// The principal of a JWT: verified, then mapped by its issuer's
+/// configuration and the grants stored for its subject.
+async fn from_jwt(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    let verified = match state.identity.verify(token, crate::clock::now()).await {
+        Ok(verified) => verified,
+        Err(error) => {
+            return Err(ApiError::unauthorized(
+                "InvalidAuthenticationToken",
+                format!("The access token is invalid: {error}."),
+                error.challenge(),
+            ));
+        }
+    };
+    let issuer = &verified.issuer.issuer;
+    log_subject(&format!("{}@{issuer}", verified.subject));
+    let granted = state
+        .store
+        .subscriptions_granted(issuer, &verified.subject)
+        .await?;
+    claims::principal(
+        verified.issuer,
+        &verified.claims,
+        &verified.subject,
+        granted,
+    )
+    .map_err(|NoAccess(message)| {
+        ApiError::new(axum::http::StatusCode::FORBIDDEN, "NoAccess", message)
+    })
+}
+
+/// How a tally token is named in the log (never by its secret).
+fn token_subject(principal: &Principal) -> String {
+    match principal.token_id {
+        Some(id) => format!("token {id}"),
+        None => "token".to_owned(),
+    }
+}
+
+/// Puts who made the request into the access log's span.
+fn log_subject(subject: &str) {
+    tracing::Span::current().record("subject", subject);
 }
 
 fn not_bearer() -> ApiError {

@@ -173,7 +173,9 @@ impl IntoResponse for ApiError {
             .challenge
             .and_then(|challenge| HeaderValue::from_str(&challenge).ok())
         {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response

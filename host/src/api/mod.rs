@@ -51,7 +51,7 @@ use axum::routing::{get, post, put};
 
 pub use installations::{InstallationView, MAX_INSTALL_BYTES};
 pub use runs::{RequestedRun, RunDetail, RunView};
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -63,6 +63,7 @@ pub use usage_aggregates::{
 };
 
 use crate::exports::Exports;
+use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -116,6 +117,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Billing adapters; `None` on a host that serves usage only.
     pub exports: Option<Arc<Exports>>,
+    /// The identity providers whose JWTs are accepted (none by default).
+    pub identity: Arc<Identity>,
 }
 
 impl AppState {
@@ -126,7 +129,13 @@ impl AppState {
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::default()),
             exports: None,
+            identity: Arc::new(Identity::default()),
         }
+    }
+
+    /// The same state, accepting the JWTs of `identity`'s issuers.
+    pub fn with_identity(self, identity: Arc<Identity>) -> Self {
+        AppState { identity, ..self }
     }
 
     /// The same state, running billing adapters with `exports`.
@@ -376,8 +385,16 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(error::arm_errors))
         .layer(
             // One INFO line per request: the access log.
+            // `subject` is filled in by the `Caller` extractor: who made the request.
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .make_span_with(|request: &axum::extract::Request| {
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        uri = %request.uri(),
+                        subject = tracing::field::Empty,
+                    )
+                })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .with_state(state)

@@ -122,7 +122,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         backend: database.backend(),
     };
     let heartbeat = tokio::spawn(replica_heartbeat(store.clone()));
-    let app = api::router(AppState::new(store, settings).with_exports(exports.clone()));
+    let identity = crate::identity::Identity::new(&config.identity)?;
+    let app = api::router(
+        AppState::new(store, settings)
+            .with_exports(exports.clone())
+            .with_identity(identity),
+    );
     // The first line on stdout is the address, for scripts and tests that pick port 0.
     println!("tally listening on http://{address}");
     std::io::stdout().flush()?;

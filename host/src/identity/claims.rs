@@ -10,7 +10,10 @@ use super::error::TokenError;
 use crate::auth::{Principal, Role};
 
 /// A claim as a NumericDate (seconds since the epoch, possibly fractional).
-fn date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<DateTime<Utc>>, TokenError> {
+fn date(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<DateTime<Utc>>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
         Some(value) => value
@@ -41,7 +44,10 @@ pub fn check_times(
     if let Some(not_before) = date(claims, "nbf")?
         && not_before - leeway > now
     {
-        return Err(TokenError::NotYetValid { at: not_before, now });
+        return Err(TokenError::NotYetValid {
+            at: not_before,
+            now,
+        });
     }
     if let Some(issued) = date(claims, "iat")?
         && issued - leeway > now
@@ -113,11 +119,15 @@ pub fn principal(
         .map(|claim| strings(claims.get(claim)))
         .unwrap_or_default();
     for subscription in granted {
-        if !subscriptions.iter().any(|s| s.eq_ignore_ascii_case(&subscription)) {
+        if !subscriptions
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(&subscription))
+        {
             subscriptions.push(subscription);
         }
     }
-    subscriptions.retain(|s| crate::usage::record::check_id(s, crate::usage::record::MAX_ID_LEN).is_ok());
+    subscriptions
+        .retain(|s| crate::usage::record::check_id(s, crate::usage::record::MAX_ID_LEN).is_ok());
     // A tenant has subscriptions; where the issuer lists tenant values, one
     // of them too.
     if !subscriptions.is_empty() && (config.tenant.is_empty() || has(&config.tenant)) {
@@ -133,7 +143,11 @@ pub fn principal(
          Ask the operator for a role, or for subscriptions (`tally access grant`).",
         config.issuer,
         config.roles_claim,
-        if values.is_empty() { "nothing".to_owned() } else { format!("{values:?}") },
+        if values.is_empty() {
+            "nothing".to_owned()
+        } else {
+            format!("{values:?}")
+        },
         config.operator,
         config.reporter,
         config
@@ -141,7 +155,11 @@ pub fn principal(
             .as_ref()
             .map(|c| format!(" in '{c}'"))
             .unwrap_or_default(),
-        if config.tenant.is_empty() { String::new() } else { format!(" (a tenant needs one of {:?})", config.tenant) },
+        if config.tenant.is_empty() {
+            String::new()
+        } else {
+            format!(" (a tenant needs one of {:?})", config.tenant)
+        },
     )))
 }
 
@@ -167,19 +185,37 @@ mod tests {
         let skew = std::time::Duration::from_secs(60);
         assert!(check_times(&claims(json!({"exp": 1_000_030})), now, skew).is_ok());
         assert!(check_times(&claims(json!({"exp": 999_950})), now, skew).is_ok());
-        assert!(matches!(check_times(&claims(json!({"exp": 999_900})), now, skew), Err(TokenError::Expired { .. })));
-        assert_eq!(check_times(&claims(json!({})), now, skew), Err(TokenError::MissingClaim("exp".into())));
+        assert!(matches!(
+            check_times(&claims(json!({"exp": 999_900})), now, skew),
+            Err(TokenError::Expired { .. })
+        ));
+        assert_eq!(
+            check_times(&claims(json!({})), now, skew),
+            Err(TokenError::MissingClaim("exp".into()))
+        );
         // A date that is not a number is refused, not skipped.
         assert_eq!(
-            check_times(&claims(json!({"exp": 1_000_030, "nbf": "99999999999"})), now, skew),
+            check_times(
+                &claims(json!({"exp": 1_000_030, "nbf": "99999999999"})),
+                now,
+                skew
+            ),
             Err(TokenError::MissingClaim("nbf".into()))
         );
         assert!(matches!(
-            check_times(&claims(json!({"exp": 1_000_900, "nbf": 1_000_300})), now, skew),
+            check_times(
+                &claims(json!({"exp": 1_000_900, "nbf": 1_000_300})),
+                now,
+                skew
+            ),
             Err(TokenError::NotYetValid { .. })
         ));
         assert!(matches!(
-            check_times(&claims(json!({"exp": 1_000_900, "iat": 1_000_300})), now, skew),
+            check_times(
+                &claims(json!({"exp": 1_000_900, "iat": 1_000_300})),
+                now,
+                skew
+            ),
             Err(TokenError::IssuedInTheFuture { .. })
         ));
     }
@@ -189,27 +225,56 @@ mod tests {
         let accepted = vec!["api://tally".to_owned()];
         assert!(check_audience(&claims(json!({"aud": "api://tally"})), &accepted).is_ok());
         assert!(check_audience(&claims(json!({"aud": ["x", "api://tally"]})), &accepted).is_ok());
-        assert!(matches!(check_audience(&claims(json!({"aud": "api://other"})), &accepted), Err(TokenError::WrongAudience { .. })));
-        assert_eq!(check_audience(&claims(json!({})), &accepted), Err(TokenError::MissingClaim("aud".into())));
+        assert!(matches!(
+            check_audience(&claims(json!({"aud": "api://other"})), &accepted),
+            Err(TokenError::WrongAudience { .. })
+        ));
+        assert_eq!(
+            check_audience(&claims(json!({})), &accepted),
+            Err(TokenError::MissingClaim("aud".into()))
+        );
     }
 
     #[test]
     fn claims_map_to_roles_and_subscriptions_by_configuration() {
         let config = config();
         let map = |value: Value, granted: &[&str]| {
-            principal(&config, &claims(value), "who", granted.iter().map(|s| s.to_string()).collect())
+            principal(
+                &config,
+                &claims(value),
+                "who",
+                granted.iter().map(|s| s.to_string()).collect(),
+            )
         };
-        assert_eq!(map(json!({"roles": ["ops"]}), &[]).unwrap().role, Role::Operator);
-        assert_eq!(map(json!({"roles": "rp"}), &[]).unwrap().role, Role::Reporter);
-        let tenant = map(json!({"roles": ["tn"], "subs": ["sub-a"]}), &["SUB-A", "sub-b"]).unwrap();
-        assert_eq!((tenant.role, tenant.subscriptions), (Role::Tenant, vec!["sub-a".into(), "sub-b".into()]));
+        assert_eq!(
+            map(json!({"roles": ["ops"]}), &[]).unwrap().role,
+            Role::Operator
+        );
+        assert_eq!(
+            map(json!({"roles": "rp"}), &[]).unwrap().role,
+            Role::Reporter
+        );
+        let tenant = map(
+            json!({"roles": ["tn"], "subs": ["sub-a"]}),
+            &["SUB-A", "sub-b"],
+        )
+        .unwrap();
+        assert_eq!(
+            (tenant.role, tenant.subscriptions),
+            (Role::Tenant, vec!["sub-a".into(), "sub-b".into()])
+        );
         // Tenant values are listed: subscriptions alone are not enough.
         assert!(map(json!({}), &["sub-c"]).is_err());
         let mut open = config.clone();
         open.tenant.clear();
-        let granted_only = principal(&open, &claims(json!({})), "who", vec!["sub-c".into()]).unwrap();
+        let granted_only =
+            principal(&open, &claims(json!({})), "who", vec!["sub-c".into()]).unwrap();
         assert_eq!(granted_only.subscriptions, vec!["sub-c".to_string()]);
         let nothing = map(json!({"roles": ["viewer"]}), &[]).unwrap_err();
-        assert!(nothing.0.contains("grants no tally role") && nothing.0.contains("viewer"), "{}", nothing.0);
+        assert!(
+            nothing.0.contains("grants no tally role") && nothing.0.contains("viewer"),
+            "{}",
+            nothing.0
+        );
     }
 }

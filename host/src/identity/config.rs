@@ -124,7 +124,10 @@ mod tests {
         .unwrap();
         let issuer = &config.issuers[0];
         assert_eq!(issuer.clock_skew, Duration::from_secs(60));
-        assert_eq!((issuer.subject_claim.as_str(), issuer.roles_claim.as_str()), ("sub", "roles"));
+        assert_eq!(
+            (issuer.subject_claim.as_str(), issuer.roles_claim.as_str()),
+            ("sub", "roles")
+        );
         assert!(parse("[[issuers]]\nissuer = 'https://a'\naudiences = []\n").is_err());
         assert!(parse("[[issuers]]\nissuer = 'not a url'\naudiences = ['x']\n").is_err());
         assert!(
@@ -135,6 +138,8 @@ mod tests {
             parse("[[issuers]]\nissuer = 'https://a'\naudiences = ['x']\n[[issuers]]\nissuer = 'https://a'\naudiences = ['y']\n")
                 .is_err()
         );
-        assert!(parse("[[issuers]]\nissuer = 'https://a'\naudiences = ['x']\nrole = 'x'\n").is_err());
+        assert!(
+            parse("[[issuers]]\nissuer = 'https://a'\naudiences = ['x']\nrole = 'x'\n").is_err()
+        );
     }
 }

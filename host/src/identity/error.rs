@@ -31,9 +31,17 @@ pub enum TokenError {
         skew: u64,
     },
     #[error("the token is not valid before {at} (now {now}): check the clocks, or wait")]
-    NotYetValid { at: DateTime<Utc>, now: DateTime<Utc> },
-    #[error("the token was issued at {at}, in the future (now {now}): check the issuer's and tally's clocks")]
-    IssuedInTheFuture { at: DateTime<Utc>, now: DateTime<Utc> },
+    NotYetValid {
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    #[error(
+        "the token was issued at {at}, in the future (now {now}): check the issuer's and tally's clocks"
+    )]
+    IssuedInTheFuture {
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
     #[error("the token's audience {got} is not tally's (accepted: {accepted})")]
     WrongAudience { got: String, accepted: String },
 }
@@ -50,7 +58,9 @@ impl TokenError {
                 _ => '?',
             })
             .collect();
-        format!("Bearer realm=\"tally\", error=\"invalid_token\", error_description=\"{description}\"")
+        format!(
+            "Bearer realm=\"tally\", error=\"invalid_token\", error_description=\"{description}\""
+        )
     }
 }
 

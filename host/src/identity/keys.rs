@@ -105,14 +105,17 @@ impl KeySet {
     async fn fetch(&self) -> anyhow::Result<Vec<Key>> {
         let jwks: JwkSet = match &self.source {
             KeySource::File(path) => {
-                let text = tokio::fs::read(path)
-                    .await
-                    .with_context(|| format!("reading {}", path.display()))?;
-                serde_json::from_slice(&text)
-                    .with_context(|| format!("{} is not a JWKS", path.display()))?
+                let path = path.clone();
+                let text = tokio::task::spawn_blocking(move || std::fs::read(&path))
+                    .await?
+                    .with_context(|| "reading the JWKS file")?;
+                serde_json::from_slice(&text).context("the JWKS file is not a JWKS")?
             }
             KeySource::Discovery { issuer } => {
-                let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    issuer.trim_end_matches('/')
+                );
                 let discovery: serde_json::Value = self.get_json(&url).await?;
                 if discovery["issuer"].as_str() != Some(issuer.as_str()) {
                     bail!(
@@ -170,7 +173,11 @@ impl KeySet {
         }
         let mut body = Vec::new();
         let mut response = response;
-        while let Some(chunk) = response.chunk().await.with_context(|| format!("GET {url}"))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .with_context(|| format!("GET {url}"))?
+        {
             if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
                 bail!("GET {url}: larger than {MAX_DOCUMENT_BYTES} bytes");
             }
@@ -195,6 +202,8 @@ fn matching(keys: &[Key], kid: Option<&str>) -> Option<Vec<Key>> {
 
 impl std::fmt::Debug for KeySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeySet").field("source", &self.source).finish()
+        f.debug_struct("KeySet")
+            .field("source", &self.source)
+            .finish()
     }
 }

@@ -97,13 +97,21 @@ impl Identity {
     }
 
     /// Verifies a JWT at `now`.
-    pub async fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Verified<'_>, TokenError> {
+    pub async fn verify(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Verified<'_>, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(TokenError::Malformed(format!("longer than {MAX_TOKEN_BYTES} bytes")));
+            return Err(TokenError::Malformed(format!(
+                "longer than {MAX_TOKEN_BYTES} bytes"
+            )));
         }
         let parts: Vec<&str> = token.split('.').collect();
         let [header, payload, _signature] = parts[..] else {
-            return Err(TokenError::Malformed("a JWT has three parts separated by '.'".into()));
+            return Err(TokenError::Malformed(
+                "a JWT has three parts separated by '.'".into(),
+            ));
         };
         let header = json_part(header, "header")?;
         let alg = header.get("alg").and_then(Value::as_str).unwrap_or("none");
@@ -123,12 +131,15 @@ impl Identity {
             .find(|i| i.config.issuer == iss)
             .ok_or_else(|| TokenError::UnknownIssuer {
                 issuer: printable(iss),
-                trusted: self
-                    .issuers
-                    .iter()
-                    .map(|i| i.config.issuer.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                trusted: if self.issuers.is_empty() {
+                    "none: tally.toml lists no [[identity.issuers]]".to_owned()
+                } else {
+                    self.issuers
+                        .iter()
+                        .map(|i| i.config.issuer.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
             })?;
         let candidates = match issuer.keys.lookup(kid).await {
             Lookup::Found(keys) => keys,
@@ -162,7 +173,9 @@ impl Identity {
         let subject = claims
             .get(&issuer.config.subject_claim)
             .and_then(Value::as_str)
-            .filter(|s| !s.is_empty() && s.len() <= MAX_SUBJECT_BYTES && !crate::text::has_control(s))
+            .filter(|s| {
+                !s.is_empty() && s.len() <= MAX_SUBJECT_BYTES && !crate::text::has_control(s)
+            })
             .ok_or_else(|| TokenError::MissingClaim(issuer.config.subject_claim.clone()))?
             .to_owned();
         Ok(Verified {
@@ -179,7 +192,9 @@ pub fn looks_like_jwt(token: &str) -> bool {
     for part in token.split('.') {
         parts += 1;
         if part.is_empty() && parts < 3
-            || !part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            || !part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return false;
         }
@@ -198,10 +213,7 @@ fn json_part(part: &str, what: &str) -> Result<Map<String, Value>, TokenError> {
 
 /// Text from a token, cut and made printable for a message.
 fn printable(text: &str) -> String {
-    crate::text::cut(text, 200)
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    crate::text::escape_controls(&crate::text::truncate(text, 200), |_| true).into_owned()
 }
 
 #[cfg(test)]
@@ -225,15 +237,46 @@ mod tests {
         .unwrap();
         let identity = Identity::new(&config).unwrap();
         let token = |header: &str, payload: &str| {
-            format!("{}.{}.c2ln", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload))
+            format!(
+                "{}.{}.c2ln",
+                URL_SAFE_NO_PAD.encode(header),
+                URL_SAFE_NO_PAD.encode(payload)
+            )
         };
         let now = Utc::now();
-        let none = identity.verify(&token(r#"{"alg":"none"}"#, r#"{"iss":"https://idp.invalid"}"#), now).await;
-        assert_eq!(none.unwrap_err(), TokenError::AlgorithmNotAllowed("none".into()));
-        let hmac = identity.verify(&token(r#"{"alg":"HS256"}"#, r#"{"iss":"https://idp.invalid"}"#), now).await;
-        assert_eq!(hmac.unwrap_err(), TokenError::AlgorithmNotAllowed("HS256".into()));
-        let stranger = identity.verify(&token(r#"{"alg":"RS256"}"#, r#"{"iss":"https://evil"}"#), now).await;
-        assert!(matches!(stranger.unwrap_err(), TokenError::UnknownIssuer { .. }));
-        assert!(matches!(identity.verify("a.b", now).await.unwrap_err(), TokenError::Malformed(_)));
+        let none = identity
+            .verify(
+                &token(r#"{"alg":"none"}"#, r#"{"iss":"https://idp.invalid"}"#),
+                now,
+            )
+            .await;
+        assert_eq!(
+            none.unwrap_err(),
+            TokenError::AlgorithmNotAllowed("none".into())
+        );
+        let hmac = identity
+            .verify(
+                &token(r#"{"alg":"HS256"}"#, r#"{"iss":"https://idp.invalid"}"#),
+                now,
+            )
+            .await;
+        assert_eq!(
+            hmac.unwrap_err(),
+            TokenError::AlgorithmNotAllowed("HS256".into())
+        );
+        let stranger = identity
+            .verify(
+                &token(r#"{"alg":"RS256"}"#, r#"{"iss":"https://evil"}"#),
+                now,
+            )
+            .await;
+        assert!(matches!(
+            stranger.unwrap_err(),
+            TokenError::UnknownIssuer { .. }
+        ));
+        assert!(matches!(
+            identity.verify("a.b", now).await.unwrap_err(),
+            TokenError::Malformed(_)
+        ));
     }
 }

@@ -1,0 +1,357 @@
+//! Single sign-on against a real OpenID provider (`oidc-provider`, started
+//! by `support::oidc`): its tokens read the API by the roles and
+//! subscriptions their claims and the stored grants give, and every kind of
+//! bad token is refused with a reason a person can act on.
+
+use crate::support;
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode, header};
+use serde_json::{Value, json};
+use support::oidc::*;
+use support::*;
+use tally::api::{self, AppState};
+use tally::identity::{Identity, IdentityConfig};
+
+/// A host trusting `provider` (keys refreshed at most once a second).
+async fn host_trusting(provider: &OidcProvider) -> TestHost {
+    let mut host = TestHost::new().await;
+    let config: IdentityConfig = toml::from_str(&format!(
+        r#"[[issuers]]
+issuer = "{}"
+audiences = ["{RESOURCE}"]
+key_refresh_floor = "1s"
+roles_claim = "roles"
+operator = ["tally.operator"]
+reporter = ["tally.reporter"]
+tenant = ["tally.tenant"]
+subscriptions_claim = "subscriptions"
+"#,
+        provider.issuer()
+    ))
+    .unwrap();
+    let identity = Identity::new(&config).unwrap();
+    host.app = api::router(
+        AppState::new(host.store.clone(), host.settings.clone()).with_identity(identity),
+    );
+    host
+}
+
+/// Claims of a user token for tally, valid for an hour from now.
+fn user_claims(provider: &OidcProvider, subject: &str, extra: Value) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({
+        "iss": provider.issuer(), "sub": subject, "aud": RESOURCE,
+        "iat": now, "exp": now + 3600,
+    });
+    claims
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    claims
+}
+
+fn usage(subscription: &str) -> String {
+    usage_uri(
+        subscription,
+        "2026-11-01T00:00:00Z",
+        "2026-11-02T00:00:00Z",
+        "Daily",
+    )
+}
+
+/// The `error_description` of a 401's challenge.
+fn description(reply: &Reply) -> String {
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    let challenge = reply.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    challenge
+        .split("error_description=\"")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('"')
+        .to_owned()
+}
+
+#[tokio::test]
+async fn client_credentials_with_the_operator_role_read_the_provider_api_beside_static_tokens() {
+    let provider = OidcProvider::start();
+    let host = host_trusting(&provider).await;
+    let token = provider
+        .client_credentials_token(OPERATOR_BOT, OPERATOR_BOT_SECRET)
+        .await;
+    let all = provider_uri("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", "Daily");
+    assert_eq!(host.get(&all, &token).await.status, StatusCode::OK);
+    assert_eq!(
+        host.get("/v1/adapters", &token).await.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "an operator reaches operator routes"
+    );
+    // Static tokens keep working beside JWTs.
+    assert_eq!(host.get(&all, &host.operator).await.status, StatusCode::OK);
+    // A reporter client reports, and reads nothing.
+    let reporter = provider
+        .client_credentials_token(REPORTER_BOT, REPORTER_BOT_SECRET)
+        .await;
+    let hour = this_hour() - chrono::Duration::hours(1);
+    let records = [record(
+        "sub-r",
+        "e1",
+        VM_METER,
+        1.0,
+        &hour.to_rfc3339(),
+        &this_hour().to_rfc3339(),
+    )];
+    assert_eq!(
+        host.ingest_as(&reporter, &records).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        host.get(&usage("sub-r"), &reporter).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn a_user_reads_the_subscriptions_of_their_claims_and_grants_and_nothing_else() {
+    let provider = OidcProvider::start();
+    let host = host_trusting(&provider).await;
+    let alice = provider
+        .mint(user_claims(
+            &provider,
+            "alice",
+            json!({"roles": ["tally.tenant"], "subscriptions": ["sub-a"]}),
+        ))
+        .await;
+    assert_eq!(
+        host.get(&usage("sub-a"), &alice).await.status,
+        StatusCode::OK
+    );
+    let other = host.get(&usage("sub-b"), &alice).await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        host.get("/v1/tokens", &alice).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // A tenant without subscriptions in the token is given one by the operator.
+    let bob = provider
+        .mint(user_claims(
+            &provider,
+            "bob",
+            json!({"roles": ["tally.tenant"]}),
+        ))
+        .await;
+    let denied = host.get(&usage("sub-b"), &bob).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    assert_eq!(denied.code(), "NoAccess");
+    let message = denied.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("'bob'") && message.contains("tally access grant"),
+        "{message}"
+    );
+    let grant = json!({"issuer": provider.issuer(), "subject": "bob", "subscriptionId": "sub-b"});
+    let granted = host
+        .call(
+            Method::PUT,
+            "/v1/access/grants",
+            Some(&host.operator),
+            Some(grant.to_string()),
+        )
+        .await;
+    assert_eq!(granted.status, StatusCode::OK, "{}", granted.body);
+    assert_eq!(host.get(&usage("sub-b"), &bob).await.status, StatusCode::OK);
+    assert_eq!(
+        host.get(&usage("sub-a"), &bob).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // The same subject at another issuer is someone else: grants are per issuer.
+    let nobody = provider
+        .client_credentials_token(NOBODY, NOBODY_SECRET)
+        .await;
+    let nothing = host.get(&usage("sub-b"), &nobody).await;
+    assert_eq!(
+        (nothing.status, nothing.code()),
+        (StatusCode::FORBIDDEN, "NoAccess")
+    );
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_each_with_its_reason() {
+    let provider = OidcProvider::start();
+    let host = host_trusting(&provider).await;
+    let operator = json!({"roles": ["tally.operator"]});
+    let now = chrono::Utc::now().timestamp();
+    let refused = async |token: String| description(&host.get(&usage("sub-a"), &token).await);
+
+    let expired = provider
+        .mint(user_claims(
+            &provider,
+            "x",
+            json!({"roles": ["tally.operator"], "iat": now - 7200, "exp": now - 3600}),
+        ))
+        .await;
+    assert!(refused(expired).await.contains("expired"));
+    let early = provider
+        .mint(user_claims(
+            &provider,
+            "x",
+            json!({"roles": ["tally.operator"], "nbf": now + 3600}),
+        ))
+        .await;
+    assert!(refused(early).await.contains("not valid before"));
+    let future = provider
+        .mint(user_claims(
+            &provider,
+            "x",
+            json!({"roles": ["tally.operator"], "iat": now + 3600}),
+        ))
+        .await;
+    assert!(refused(future).await.contains("in the future"));
+    let elsewhere = provider
+        .mint(user_claims(
+            &provider,
+            "x",
+            json!({"roles": ["tally.operator"], "aud": "api://other"}),
+        ))
+        .await;
+    assert!(refused(elsewhere).await.contains("audience"));
+    let stranger = provider
+        .mint(user_claims(
+            &provider,
+            "x",
+            json!({"roles": ["tally.operator"], "iss": "https://idp.evil"}),
+        ))
+        .await;
+    let why = refused(stranger).await;
+    assert!(
+        why.contains("not trusted") && why.contains(provider.issuer()),
+        "{why}"
+    );
+    let string_exp = provider
+        .mint(user_claims(
+            &provider,
+            "x",
+            json!({"roles": ["tally.operator"], "exp": "9999999999"}),
+        ))
+        .await;
+    assert!(refused(string_exp).await.contains("'exp'"));
+
+    // A genuine token with its payload changed (a tenant made operator).
+    let genuine = provider
+        .mint(user_claims(
+            &provider,
+            "x",
+            json!({"roles": ["tally.tenant"]}),
+        ))
+        .await;
+    let parts: Vec<&str> = genuine.split('.').collect();
+    let forged_payload = base64_url(&user_claims(&provider, "x", operator.clone()).to_string());
+    let tampered = format!("{}.{forged_payload}.{}", parts[0], parts[2]);
+    assert!(refused(tampered).await.contains("signature"));
+    // alg none, and HMAC keyed with the provider's public key.
+    let none = format!(
+        "{}.{forged_payload}.",
+        base64_url(r#"{"alg":"none","typ":"JWT"}"#)
+    );
+    assert!(refused(none).await.contains("'none'"));
+    let hmac = format!(
+        "{}.{forged_payload}.{}",
+        base64_url(r#"{"alg":"HS256","typ":"JWT"}"#),
+        parts[2]
+    );
+    assert!(refused(hmac).await.contains("'HS256'"));
+    let garbage = refused("aGVsbG8.d29ybGQ.c2ln".into()).await;
+    assert!(garbage.contains("not a JSON object"), "{garbage}");
+}
+
+fn base64_url(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_fetched_once_and_unknown_kids_do_not_hammer_the_issuer() {
+    let provider = OidcProvider::start();
+    let host = host_trusting(&provider).await;
+    let claims = user_claims(&provider, "x", json!({"roles": ["tally.operator"]}));
+    let before = provider.mint(claims.clone()).await;
+    assert_eq!(
+        host.get(&usage("sub-a"), &before).await.status,
+        StatusCode::OK
+    );
+    let (_, fetched_once) = provider.requests().await;
+    assert_eq!(fetched_once, 1);
+
+    // A flood of made-up key ids: at most one fetch per floor (1 s here).
+    let started = std::time::Instant::now();
+    for i in 0..40 {
+        let forged = provider
+            .mint_with_header(claims.clone(), json!({"kid": format!("made-up-{i}")}))
+            .await;
+        let why = description(&host.get(&usage("sub-a"), &forged).await);
+        assert!(why.contains(&format!("'made-up-{i}'")), "{why}");
+    }
+    let (_, after_flood) = provider.requests().await;
+    let floors = started.elapsed().as_secs() + 1;
+    assert!(
+        after_flood - fetched_once <= floors,
+        "{after_flood} fetches after {floors} floors"
+    );
+
+    // The provider rotates its key: the new kid is fetched once the floor has passed.
+    let kid = provider.rotate().await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let after = provider.mint(claims.clone()).await;
+    assert!(decode_jwt(&after).0["kid"] == kid.as_str());
+    assert_eq!(
+        host.get(&usage("sub-a"), &after).await.status,
+        StatusCode::OK
+    );
+    // The old key is gone from the issuer: its tokens no longer verify.
+    assert!(description(&host.get(&usage("sub-a"), &before).await).contains("not among the keys"));
+}
+
+#[tokio::test]
+async fn an_unreachable_issuer_stops_neither_static_tokens_nor_cached_keys() {
+    let mut provider = OidcProvider::start();
+    let host = host_trusting(&provider).await;
+    let claims = user_claims(&provider, "x", json!({"roles": ["tally.operator"]}));
+    let token = provider.mint(claims.clone()).await;
+    let unknown_kid = provider
+        .mint_with_header(claims, json!({"kid": "not-cached"}))
+        .await;
+    assert_eq!(
+        host.get(&usage("sub-a"), &token).await.status,
+        StatusCode::OK
+    );
+    provider.terminate();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(
+        host.get(&usage("sub-a"), &token).await.status,
+        StatusCode::OK,
+        "cached keys"
+    );
+    assert_eq!(
+        host.get(&usage("sub-a"), &host.operator).await.status,
+        StatusCode::OK,
+        "static tokens"
+    );
+    let why = description(&host.get(&usage("sub-a"), &unknown_kid).await);
+    assert!(why.contains("could not be fetched again"), "{why}");
+}
+
+#[tokio::test]
+async fn a_host_without_issuers_refuses_jwts_as_unknown_issuers() {
+    let provider = OidcProvider::start();
+    let host = TestHost::new().await;
+    let token = provider
+        .client_credentials_token(OPERATOR_BOT, OPERATOR_BOT_SECRET)
+        .await;
+    let why = description(&host.get(&usage("sub-a"), &token).await);
+    assert!(
+        why.contains("not trusted") && why.contains("no [[identity.issuers]]"),
+        "{why}"
+    );
+}
