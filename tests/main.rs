@@ -10,6 +10,7 @@ mod support;
 mod adapter_new;
 mod adapters;
 mod azure_sdk;
+mod azure_sdk_sign_in;
 mod cli;
 mod console;
 mod console_browser;
