@@ -1,4 +1,4 @@
-//! The `tally` command line: tokens, `import` of CSV and NDJSON (directly
+//! The `tally` command line: tokens, access grants, `import` of CSV and NDJSON (directly
 //! into a data directory and through a running host), the meter catalog,
 //! `adapter test`, and managing a running host's adapters and exports.
 
@@ -239,6 +239,98 @@ async fn a_revoked_token_stops_working_at_once() {
             .success(),
         "revoking twice is an error"
     );
+}
+
+#[tokio::test]
+async fn access_grants_subscriptions_to_a_subject_and_revokes_them() {
+    let dir = DataDir::new();
+    let data = dir.path().to_str().unwrap();
+    let issuer = "https://login.example/tenant-1/v2.0";
+    let access = |verb: &str, subject: &str, subscriptions: &[&str]| {
+        let mut args = vec![
+            "access",
+            verb,
+            "--data-dir",
+            data,
+            "--issuer",
+            issuer,
+            "--subject",
+            subject,
+        ];
+        for subscription in subscriptions {
+            args.extend(["--subscription", subscription]);
+        }
+        tally(&args)
+    };
+    let granted = access("grant", "alice", &["sub-1", "Sub-2"]);
+    assert!(granted.status.success(), "{granted:?}");
+    let out = String::from_utf8_lossy(&granted.stdout);
+    assert!(out.contains("granted Sub-2 to 'alice'"), "{out}");
+    // Again, in another case: no second grant.
+    assert!(access("grant", "alice", &["SUB-1"]).status.success());
+    assert!(access("grant", "bob", &["sub-3"]).status.success());
+
+    // Values out of bounds are refused before any change, naming the option.
+    let long_subject = "s".repeat(257);
+    for (issuer_arg, subject, subscription, option) in [
+        ("login.example", "carol", "sub-4", "--issuer"),
+        (issuer, long_subject.as_str(), "sub-4", "--subject"),
+        (issuer, "carol", "sub\u{1b}4", "--subscription"),
+    ] {
+        let refused = tally(&[
+            "access",
+            "grant",
+            "--data-dir",
+            data,
+            "--issuer",
+            issuer_arg,
+            "--subject",
+            subject,
+            "--subscription",
+            "sub-ok",
+            "--subscription",
+            subscription,
+        ]);
+        assert!(!refused.status.success(), "{subject} {subscription:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(option), "{stderr}");
+    }
+
+    let list = tally_ok(&["access", "list", "--data-dir", data]);
+    let rows: Vec<Vec<&str>> = list
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().skip(1).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["sub-1", "alice", issuer],
+            ["Sub-2", "alice", issuer],
+            ["sub-3", "bob", issuer],
+        ],
+        "{list}"
+    );
+
+    // A running host serves the same grants to operators.
+    let operator = create_token(data, "operator");
+    let server = Server::start(dir.path());
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/access/grants", server.base);
+    let served = process::get_json(&client, &url, &operator).await;
+    assert_eq!(served.as_array().unwrap().len(), 3, "{served}");
+    assert_eq!(served[1]["subscriptionId"], "Sub-2");
+
+    let revoked = access("revoke", "alice", &["sub-2"]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    let missing = access("revoke", "alice", &["sub-1", "sub-2"]);
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("no grant of sub-2"), "{stderr}");
+    // The one that was granted went all the same.
+    let served = process::get_json(&client, &url, &operator).await;
+    assert_eq!(served.as_array().unwrap().len(), 1, "{served}");
+    assert_eq!(served[0]["subject"], "bob");
 }
 
 #[test]

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod access;
 mod adapter_new;
 mod adapters;
 mod azure_sdk;

@@ -16,7 +16,8 @@ use tally_usage_generator::Options;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedded_installation_moves_to_postgres_whole_on_postgres() {
-    // An embedded host: usage, an operator and a tenant token, an adapter that exported three days.
+    // An embedded host: usage, an operator and a tenant token, a grant, an
+    // adapter that exported three days.
     let embedded = tempfile::tempdir().unwrap();
     let data = embedded.path().to_str().unwrap();
     let token = |args: &[&str]| {
@@ -40,6 +41,18 @@ async fn an_embedded_installation_moves_to_postgres_whole_on_postgres() {
     let records: Vec<Value> = reported_by_now(to_wire(&generated));
     let tenant_subscription = records[0]["subscriptionId"].as_str().unwrap().to_owned();
     let tenant = token(&["--role", "tenant", "--subscription", &tenant_subscription]);
+    tally_ok(&[
+        "access",
+        "grant",
+        "--data-dir",
+        data,
+        "--issuer",
+        "https://login.example/tenant-1/v2.0",
+        "--subject",
+        "alice",
+        "--subscription",
+        &tenant_subscription,
+    ]);
     let server = Server::start(embedded.path());
     let client = reqwest::Client::new();
     for batch in records.chunks(1_000) {
@@ -115,6 +128,8 @@ async fn an_embedded_installation_moves_to_postgres_whole_on_postgres() {
     assert_rows_eq(&after.provider_rows, &before.provider_rows);
     assert_eq!(after.runs, before.runs);
     assert_eq!(after.document, before.document);
+    assert_eq!(after.grants, before.grants);
+    assert_eq!(after.grants.as_array().map(Vec::len), Some(1));
     assert_totals_eq(
         &totals_by_meter(&after.provider_rows),
         &ingested_totals(
@@ -165,6 +180,7 @@ struct Snapshot {
     second_page_link: String,
     runs: Value,
     document: String,
+    grants: Value,
 }
 
 impl Snapshot {
@@ -208,6 +224,7 @@ impl Snapshot {
             .text()
             .await
             .unwrap();
+        let grants = get_json(client, &format!("{base}/v1/access/grants"), operator).await;
         Snapshot {
             base: base.to_owned(),
             tenant_rows,
@@ -215,6 +232,7 @@ impl Snapshot {
             second_page_link: links[0].clone(),
             runs,
             document,
+            grants,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! outside CI). Components are opaque bytes to the store: no real adapter
 //! runs here.
 
+mod access;
 mod exports;
 mod usage;
 

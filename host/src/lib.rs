@@ -51,6 +51,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod exports;
+pub mod identity;
 pub mod metrics;
 pub mod sandbox;
 pub mod store;

@@ -25,7 +25,7 @@ pub struct ApiError {
     /// Per-record problems of an ingest request.
     pub details: Vec<RecordError>,
     /// Whether to send `WWW-Authenticate: Bearer`.
-    challenge: Option<&'static str>,
+    challenge: Option<std::borrow::Cow<'static, str>>,
 }
 
 /// The JSON body of an error.
@@ -73,10 +73,10 @@ impl ApiError {
     pub fn unauthorized(
         code: &'static str,
         message: impl Into<String>,
-        challenge: &'static str,
+        challenge: impl Into<std::borrow::Cow<'static, str>>,
     ) -> Self {
         ApiError {
-            challenge: Some(challenge),
+            challenge: Some(challenge.into()),
             ..Self::new(StatusCode::UNAUTHORIZED, code, message)
         }
     }
@@ -167,11 +167,13 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
-        if let Some(challenge) = self.challenge {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
+        // A challenge carries only text the host wrote (quotes and
+        // non-ASCII already replaced), so it always makes a header value.
+        if let Some(value) = self
+            .challenge
+            .and_then(|challenge| HeaderValue::from_str(&challenge).ok())
+        {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response

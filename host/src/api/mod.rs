@@ -11,6 +11,7 @@
 //! | `/v1/adapters/{name}/runs…`, `/v1/adapters/{name}/documents…` | operator |
 //! | `GET /v1/usage/summary`, `GET /v1/subscriptions` | tenant (own subscriptions), operator |
 //! | `GET /v1/overview`, `/v1/tokens…` | operator |
+//! | `GET`, `PUT`, `DELETE /v1/access/grants`: identity providers' subjects given subscriptions | operator |
 //! | `/v1/session`: sign in (a token in the body), who, sign out | operator, tenant |
 //! | `GET /`, `GET /console/…`: the web console ([`crate::console`]) | anyone |
 //! | `GET /metrics` | operator |
@@ -23,6 +24,7 @@
 //! `next_link` decides the base of the usage API's `nextLink`s (and which
 //! `Host` names it may use); [`server`] serves the router with its limits.
 
+mod access;
 mod auth;
 mod error;
 mod ingest;
@@ -184,6 +186,9 @@ impl AppState {
         tokens::list_tokens,
         tokens::create_token,
         tokens::revoke_token,
+        access::list_grants,
+        access::put_grant,
+        access::revoke_grant,
     ),
     modifiers(&BearerAuth, &CommonResponses)
 )]
@@ -351,6 +356,12 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/tokens/{id}",
             axum::routing::delete(tokens::revoke_token),
+        )
+        .route(
+            "/v1/access/grants",
+            get(access::list_grants)
+                .put(access::put_grant)
+                .delete(access::revoke_grant),
         )
         .merge(crate::console::router())
         .route("/healthz", get(ops::healthz))

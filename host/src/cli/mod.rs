@@ -1,7 +1,8 @@
-//! The `tally` command line: `serve`, `token`, `import`, `meters`, `migrate`, `adapter`
+//! The `tally` command line: `serve`, `token`, `access`, `import`, `meters`, `migrate`, `adapter`
 //! (an author's local test), `adapters` and `export` (a running host's
 //! installs and runs).
 
+mod access;
 mod author;
 mod client;
 mod compile_child;
@@ -54,6 +55,9 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Grant an identity provider's subjects subscriptions (single sign-on).
+    #[command(subcommand)]
+    Access(access::AccessCommand),
     /// Import usage from a CSV or NDJSON file (backfills, migrations).
     Import(import::ImportArgs),
     /// The meter catalog: list it, or add meters from a CSV file.
@@ -94,6 +98,7 @@ pub fn main() -> ExitCode {
         match command {
             Command::Serve(args) => serve::run(args).await,
             Command::Token(command) => token::run(command).await,
+            Command::Access(command) => access::run(command).await,
             Command::Import(args) => import::run(args).await,
             Command::Meters(command) => meters::run(command).await,
             Command::Migrate(args) => migrate::run(args).await,

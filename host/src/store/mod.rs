@@ -1,4 +1,4 @@
-//! Durable storage of usage, aggregates, meters and API tokens.
+//! Durable storage of usage, aggregates, meters, API tokens and access grants.
 //!
 //! The API and the CLI talk to a [`Store`] only. [`sqlite::SqliteStore`] is the
 //! embedded default, for one host; [`postgres::PostgresStore`] is shared by
@@ -9,6 +9,7 @@
 //! that a query over a reported-time window is an index range scan whatever
 //! its usage times.
 
+pub mod access;
 pub mod console;
 pub mod exports;
 mod instances;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use self::access::AccessStore;
 pub use self::console::ConsoleStore;
 pub use self::exports::ExportStore;
 use crate::auth::{Principal, Role};
@@ -364,9 +366,10 @@ pub struct TokenInfo {
 
 /// Everything the host keeps: usage, meters and tokens here, adapters and
 /// their exports in [`ExportStore`], sessions and the console's figures in
-/// [`ConsoleStore`]. Implementations are cheap to share (`Arc`).
+/// [`ConsoleStore`], identity providers' subjects' grants in
+/// [`AccessStore`]. Implementations are cheap to share (`Arc`).
 #[async_trait]
-pub trait Store: ExportStore + ConsoleStore + Send + Sync + 'static {
+pub trait Store: ExportStore + ConsoleStore + AccessStore + Send + Sync + 'static {
     /// A snapshot of the meter catalog (on a shared store, up to
     /// [`postgres::CATALOG_TTL`] old).
     async fn meter_catalog(&self) -> Result<Arc<MeterCatalog>, StoreError>;

@@ -57,6 +57,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = {
             ("created_at_ms", Int), ("finished_at_ms", Int), ("figures", Text), ("log", Text), ("lease_until_ms", Int),
             ("lease_holder", Text), ("claims", Int)]),
         ("run_documents", &[("run_id", Int), ("name", Text), ("content_type", Text), ("bytes", Bytes)]),
+        ("access_grants", &[("issuer", Text), ("subject", Text), ("subscription", Text), ("created_ms", Int)]),
     ]
 };
 
@@ -78,6 +79,7 @@ const MUST_BE_EMPTY: &[&str] = &[
     "api_tokens",
     "adapter_components",
     "adapter_installations",
+    "access_grants",
 ];
 
 /// Rows read per message from the SQLite thread.

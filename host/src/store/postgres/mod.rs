@@ -20,6 +20,7 @@
 //! Connections come from a pool of [`POOL_SIZE`], over TLS as the URL's
 //! `sslmode` says ([`connect`]).
 
+mod access;
 pub mod connect;
 mod console;
 mod exports;
@@ -55,10 +56,11 @@ pub const POOL_SIZE: usize = 16;
 const POOL_WAIT: Duration = Duration::from_secs(10);
 /// How stale a replica's meter catalog may be.
 pub const CATALOG_TTL: Duration = Duration::from_secs(1);
-/// Advisory lock keys (`pg_advisory_xact_lock`): schema migrations, and
-/// changes to the set of running export runs.
+/// Advisory lock keys (`pg_advisory_xact_lock`): schema migrations,
+/// changes to the set of running export runs, and access grants.
 const MIGRATION_LOCK: i64 = 0x7461_6c6c_0001;
 const RUNS_LOCK: i64 = 0x7461_6c6c_0002;
+pub(crate) const GRANTS_LOCK: i64 = 0x7461_6c6c_0003;
 
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
 pub struct PostgresStore {

@@ -142,7 +142,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE export_runs ADD COLUMN lease_holder TEXT;
     ALTER TABLE export_runs ADD COLUMN claims BIGINT NOT NULL DEFAULT 0;
     "#,
-    // 5: the console: records per reported hour (for the overview), sign-in
+    // 4: the console: records per reported hour (for the overview), sign-in
     // sessions, and the replicas seen.
     r#"
     ALTER TABLE reported_hours ADD COLUMN records BIGINT NOT NULL DEFAULT 0;
@@ -169,6 +169,18 @@ const MIGRATIONS: &[&str] = &[
         started_ms BIGINT NOT NULL,
         seen_ms    BIGINT NOT NULL
     );
+    "#,
+    // 5: access grants: an identity provider's subject (issuer and subject,
+    // compared exactly) given tally subscriptions (compared as `fold` does,
+    // kept as granted).
+    r#"
+    CREATE TABLE access_grants (
+        issuer       TEXT NOT NULL,
+        subject      TEXT NOT NULL,
+        subscription TEXT NOT NULL,
+        created_ms   BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX access_grants_key ON access_grants (issuer, subject, fold(subscription));
     "#,
 ];
 

@@ -5,6 +5,7 @@
 //! writer thread (`writer.rs`); reads use a pool of read-only connections,
 //! which WAL lets run beside the writer.
 
+mod access;
 mod console;
 mod exports;
 mod schema;

@@ -139,7 +139,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE export_runs ADD COLUMN lease_holder TEXT;
     ALTER TABLE export_runs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
     "#,
-    // 5: the console: records per reported hour (for the overview), sign-in
+    // 4: the console: records per reported hour (for the overview), sign-in
     // sessions, and the replicas seen.
     r#"
     ALTER TABLE reported_hours ADD COLUMN records INTEGER NOT NULL DEFAULT 0;
@@ -165,6 +165,18 @@ const MIGRATIONS: &[&str] = &[
         started_ms INTEGER NOT NULL,
         seen_ms    INTEGER NOT NULL
     );
+    "#,
+    // 5: access grants: an identity provider's subject (issuer and subject,
+    // compared exactly) given tally subscriptions (compared ignoring case,
+    // kept as granted).
+    r#"
+    CREATE TABLE access_grants (
+        issuer       TEXT NOT NULL,
+        subject      TEXT NOT NULL,
+        subscription TEXT NOT NULL COLLATE NOCASE,
+        created_ms   INTEGER NOT NULL,
+        PRIMARY KEY (issuer, subject, subscription)
+    ) WITHOUT ROWID;
     "#,
 ];
 
