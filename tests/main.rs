@@ -11,6 +11,7 @@ mod access;
 mod adapter_new;
 mod adapters;
 mod azure_sdk;
+mod azure_sdk_sign_in;
 mod cli;
 mod console;
 mod console_browser;

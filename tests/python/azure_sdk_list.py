@@ -4,6 +4,8 @@ Usage: azure_sdk_list.py BASE_URL TOKEN SUBSCRIPTION START END GRANULARITY [SHOW
 
 Prints one JSON object: the rows seen, the distinct row names, and the total
 quantity per meter id, for the Rust test to compare with what it ingested.
+When the service refuses the request, prints instead the error the SDK raised
+(`{"error": {"type", "status", "code", "message"}}`) and exits with status 2.
 """
 
 import json
@@ -12,6 +14,7 @@ import time
 from datetime import datetime
 
 from azure.core.credentials import AccessToken
+from azure.core.exceptions import HttpResponseError
 from azure.mgmt.commerce import UsageManagementClient
 
 
@@ -26,6 +29,22 @@ class StaticToken:
 
 
 def main():
+    try:
+        listing = list_usage()
+    except HttpResponseError as error:
+        # What a caller of the SDK gets: its exception type, and the ARM error it decoded.
+        refused = {
+            "type": type(error).__name__,
+            "status": error.status_code,
+            "code": error.error.code if error.error else None,
+            "message": error.error.message if error.error else str(error),
+        }
+        print(json.dumps({"error": refused}))
+        sys.exit(2)
+    print(json.dumps(listing))
+
+
+def list_usage():
     base_url, token, subscription, start, end, granularity = sys.argv[1:7]
     show_details = (sys.argv[7] if len(sys.argv) > 7 else "true") == "true"
     client = UsageManagementClient(StaticToken(token), subscription, base_url=base_url)
@@ -48,7 +67,7 @@ def main():
             resources = json.loads(aggregate.instance_data)["Microsoft.Resources"]
             assert resources["resourceUri"], aggregate
         assert aggregate.usage_start_time < aggregate.usage_end_time, aggregate
-    print(json.dumps({"rows": rows, "distinct_names": len(names), "totals": totals}))
+    return {"rows": rows, "distinct_names": len(names), "totals": totals}
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ pub mod billing_api;
 pub mod browser;
 pub mod database;
 pub mod oidc;
+pub mod oidc_user;
 pub mod process;
 
 use std::net::SocketAddr;
