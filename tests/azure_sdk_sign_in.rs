@@ -117,6 +117,11 @@ async fn the_azure_sdk_reads_a_tenants_usage_with_the_token_of_their_sign_in() {
         assert_totals_eq(&totals, &alices);
     }
 
+    // The access log names who read: alice, at the provider.
+    let log = server.log();
+    let who = format!("subject={}@{}", ALICE.0, provider.issuer());
+    assert!(log.contains(&who), "no {who} in the log:\n{log}");
+
     // Another tenant's subscription: the SDK raises the service's 403.
     let refused = list(&server.base, &token, OTHERS, "Daily")
         .await

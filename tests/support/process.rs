@@ -42,6 +42,8 @@ pub fn create_token(data_dir: &str, role: &str) -> String {
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// Its log (stderr).
+    log: tempfile::NamedTempFile,
 }
 
 impl Server {
@@ -79,7 +81,12 @@ impl Server {
             panic!("tally serve did not start (stdout {line:?}); its log:\n{log}");
         };
         let base = base.to_string();
-        Server { child, base }
+        Server { child, base, log }
+    }
+
+    /// What the host has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
     /// Sends SIGTERM and waits for the host to exit; its exit status.

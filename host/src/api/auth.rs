@@ -134,7 +134,7 @@ fn token_subject(principal: &Principal) -> String {
 
 /// Puts who made the request into the access log's span.
 fn log_subject(subject: &str) {
-    tracing::Span::current().record("subject", subject);
+    tracing::Span::current().record("subject", tracing::field::display(subject));
 }
 
 fn not_bearer() -> ApiError {
