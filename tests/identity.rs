@@ -355,3 +355,208 @@ async fn a_host_without_issuers_refuses_jwts_as_unknown_issuers() {
         "{why}"
     );
 }
+
+/// The host of [`host_trusting`], with the provider's console client, served
+/// over HTTP; its base URL.
+async fn console_trusting(provider: &OidcProvider) -> (TestHost, String) {
+    let host = TestHost::new().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config: IdentityConfig = toml::from_str(&format!(
+        r#"[[issuers]]
+issuer = "{}"
+display_name = "Test IdP"
+audiences = ["{RESOURCE}"]
+operator = ["tally.operator"]
+tenant = ["tally.tenant"]
+subscriptions_claim = "subscriptions"
+client_id = "{CONSOLE}"
+client_secret = "{CONSOLE_SECRET}"
+"#,
+        provider.issuer()
+    ))
+    .unwrap();
+    let mut settings = host.settings.clone();
+    settings
+        .allowed_hosts
+        .push(base.trim_start_matches("http://").to_owned());
+    let app = api::router(
+        AppState::new(host.store.clone(), settings).with_identity(Identity::new(&config).unwrap()),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    provider
+        .set_console_redirects(
+            &[&format!("{base}/v1/session/callback")],
+            &[&format!("{base}/")],
+        )
+        .await;
+    (host, base)
+}
+
+/// `name=value` of a response's `Set-Cookie` for `name`.
+fn cookie(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|pair| pair.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+}
+
+#[tokio::test]
+async fn a_person_signs_in_to_the_console_through_the_provider_and_out_again() {
+    let provider = OidcProvider::start();
+    let (_host, base) = console_trusting(&provider).await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let providers: Value = browser
+        .get(format!("{base}/v1/session/providers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(providers[0]["name"], "Test IdP");
+    let start = format!(
+        "{base}{}&return=%23%2Fusage",
+        providers[0]["signInUrl"].as_str().unwrap()
+    );
+    let leaving = browser.get(&start).send().await.unwrap();
+    assert!(leaving.status().is_redirection());
+    let pending = cookie(&leaving, "tally_sso");
+    let authorize = leaving.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        authorize.starts_with(provider.issuer())
+            && authorize.contains("code_challenge_method=S256"),
+        "{authorize}"
+    );
+
+    let back = provider.sign_in(&authorize, ALICE).await;
+    assert!(
+        back.starts_with(&format!("{base}/v1/session/callback?code=")),
+        "{back}"
+    );
+    // Without the pending sign-in's cookie (another browser), nobody is signed in.
+    let stranger = browser.get(&back).send().await.unwrap();
+    let to = stranger.headers()["location"].to_str().unwrap();
+    assert!(to.starts_with("/#/sign-in?error="), "{to}");
+    assert!(
+        stranger
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .all(|c| !c.to_str().unwrap().starts_with("tally_session="))
+    );
+
+    let back = provider.sign_in(&authorize, ALICE).await;
+    let arrived = browser
+        .get(&back)
+        .header("cookie", &pending)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(arrived.headers()["location"], "/#/usage");
+    let session = cookie(&arrived, "tally_session");
+    let who: Value = browser
+        .get(format!("{base}/v1/session"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who["role"], "tenant");
+    assert_eq!(who["subscriptions"], json!(["sub-a"]));
+    assert_eq!(who["provider"], "Test IdP");
+    assert!(who["subject"].as_str().unwrap().starts_with("alice@"));
+    let read = |subscription: &str| {
+        browser
+            .get(format!("{base}{}", usage(subscription)))
+            .header("cookie", &session)
+            .send()
+    };
+    assert_eq!(read("sub-a").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(read("sub-b").await.unwrap().status(), StatusCode::FORBIDDEN);
+
+    // Signing out ends the session here and names the provider's logout.
+    let out = browser
+        .delete(format!("{base}/v1/session"))
+        .header("cookie", &session)
+        .header("x-csrf-token", who["csrfToken"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::OK);
+    let logout: Value = out.json().await.unwrap();
+    let logout = logout["logoutUrl"].as_str().unwrap();
+    assert!(
+        logout.starts_with(provider.issuer()) && logout.contains("post_logout_redirect_uri"),
+        "{logout}"
+    );
+    assert_eq!(
+        read("sub-a").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_forged_callback_signs_nobody_in() {
+    let provider = OidcProvider::start();
+    let (_host, base) = console_trusting(&provider).await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let leaving = browser
+        .get(format!("{base}/v1/session/sso?provider=0"))
+        .send()
+        .await
+        .unwrap();
+    let pending = cookie(&leaving, "tally_sso");
+    for query in [
+        "code=made-up&state=wrong",
+        "error=access_denied&error_description=no",
+        "state=x",
+    ] {
+        let answer = browser
+            .get(format!("{base}/v1/session/callback?{query}"))
+            .header("cookie", &pending)
+            .send()
+            .await
+            .unwrap();
+        let to = answer.headers()["location"].to_str().unwrap();
+        assert!(to.starts_with("/#/sign-in?error="), "{query}: {to}");
+    }
+    // A made-up code with the right state is refused by the provider.
+    let state = url::Url::parse(leaving.headers()["location"].to_str().unwrap())
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let answer = browser
+        .get(format!(
+            "{base}/v1/session/callback?code=made-up&state={state}"
+        ))
+        .header("cookie", &pending)
+        .send()
+        .await
+        .unwrap();
+    let to = answer.headers()["location"].to_str().unwrap();
+    assert!(to.starts_with("/#/sign-in?error="), "{to}");
+    assert_eq!(
+        browser
+            .get(format!("{base}/v1/session/sso?provider=7"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}

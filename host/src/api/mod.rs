@@ -13,6 +13,7 @@
 //! | `GET /v1/overview`, `/v1/tokens…` | operator |
 //! | `GET`, `PUT`, `DELETE /v1/access/grants`: identity providers' subjects given subscriptions | operator |
 //! | `/v1/session`: sign in (a token in the body), who, sign out | operator, tenant |
+//! | `/v1/session/providers`, `…/sso`, `…/callback`: sign in through an identity provider | anyone (a browser) |
 //! | `GET /`, `GET /console/…`: the web console ([`crate::console`]) | anyone |
 //! | `GET /metrics` | operator |
 //! | `GET /openapi.json` | any token |
@@ -37,6 +38,7 @@ mod paging;
 mod runs;
 pub mod server;
 pub mod session;
+mod sign_in;
 mod subscriptions;
 mod tokens;
 mod usage_aggregates;
@@ -355,6 +357,9 @@ pub fn router(state: AppState) -> Router {
                 .post(session::sign_in)
                 .delete(session::sign_out),
         )
+        .route("/v1/session/providers", get(sign_in::providers))
+        .route("/v1/session/sso", get(sign_in::start))
+        .route("/v1/session/callback", get(sign_in::callback))
         .route("/v1/overview", get(overview::overview))
         .route("/v1/subscriptions", get(subscriptions::list_subscriptions))
         .route("/v1/usage/summary", get(usage_summary::usage_summary))

@@ -45,8 +45,11 @@ pub struct SessionView {
     pub role: Role,
     /// A tenant's subscriptions (empty for an operator).
     pub subscriptions: Vec<String>,
-    /// Who signed in, e.g. `token 3`.
+    /// Who signed in, e.g. `token 3`, or `alice@https://idp.example`.
     pub subject: String,
+    /// The identity provider that signed the person in, by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     pub expires_at: DateTime<Utc>,
     /// Echo it in `X-CSRF-Token` on every POST, PUT or DELETE.
     pub csrf_token: String,
@@ -89,6 +92,19 @@ pub async fn sign_in(
         Some(id) => format!("token {id}"),
         None => "token".to_owned(),
     };
+    let (cookie, view) = start_session(&state, principal, subject, None).await?;
+    Ok(([(header::SET_COOKIE, cookie)], Json(view)).into_response())
+}
+
+/// Starts a session for `principal`: its cookie and what `GET /v1/session`
+/// will say of it. `issuer` is the identity provider that signed the person
+/// in, if one did.
+pub(super) async fn start_session(
+    state: &AppState,
+    principal: Principal,
+    subject: String,
+    issuer: Option<String>,
+) -> Result<(HeaderValue, SessionView), ApiError> {
     let secret = new_secret();
     let csrf = new_secret();
     let expires_at = state.store.clock().await?
@@ -99,15 +115,17 @@ pub async fn sign_in(
             digest: secret_digest(&secret),
             token_id: principal.token_id,
             subject: subject.clone(),
+            issuer: issuer.clone(),
             principal: principal.clone(),
             csrf: csrf.clone(),
             expires_at,
         })
         .await?;
     tracing::info!(subject, role = principal.role.as_str(), "console sign-in");
-    let view = view(principal, subject, expires_at, csrf);
-    let cookie = session_cookie(&secret, SESSION_LIFETIME.as_secs(), secure(&state));
-    Ok(([(header::SET_COOKIE, cookie)], Json(view)).into_response())
+    let provider = issuer.and_then(|issuer| state.identity.name_of(&issuer));
+    let view = view(principal, subject, provider, expires_at, csrf);
+    let cookie = session_cookie(&secret, SESSION_LIFETIME.as_secs(), secure(state));
+    Ok((cookie, view))
 }
 
 /// Who is signed in with the session cookie.
@@ -122,9 +140,14 @@ pub async fn show_session(
         None => None,
     };
     let session = session.ok_or_else(no_session)?;
+    let provider = session
+        .issuer
+        .as_deref()
+        .and_then(|issuer| state.identity.name_of(issuer));
     Ok(Json(view(
         session.principal,
         session.subject,
+        provider,
         session.expires_at,
         session.csrf,
     )))
@@ -134,6 +157,8 @@ pub async fn show_session(
 #[utoipa::path(delete, path = "/v1/session", tag = "console",
     params(("X-CSRF-Token" = String, Header, description = "The session's csrfToken")),
     responses((status = 204, description = "Signed out", headers(("Set-Cookie" = String))),
+              (status = 200, description = "Signed out here; `logoutUrl` signs out at the identity provider too",
+               body = serde_json::Value, headers(("Set-Cookie" = String))),
               (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse)))]
 pub async fn sign_out(
     State(state): State<AppState>,
@@ -143,8 +168,19 @@ pub async fn sign_out(
     // The Caller check has verified the session and its CSRF token.
     let _ = caller;
     let secret = session_secret(&headers).ok_or_else(no_session)?;
-    state.store.end_session(secret_digest(secret)).await?;
+    let digest = secret_digest(secret);
+    let issuer = state.store.session(digest).await?.and_then(|s| s.issuer);
+    state.store.end_session(digest).await?;
     let cookie = session_cookie("", 0, secure(&state));
+    // Signed in through an identity provider: sign out there too, where it offers it.
+    if let Some(issuer) = issuer {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let back = format!("{}/", super::next_link::link_base(&state.settings, host)?);
+        if let Some(logout_url) = state.identity.logout_url(&issuer, &back).await {
+            let body = Json(serde_json::json!({ "logoutUrl": logout_url }));
+            return Ok(([(header::SET_COOKIE, cookie)], body).into_response());
+        }
+    }
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }
 
@@ -159,6 +195,7 @@ fn no_session() -> ApiError {
 fn view(
     principal: Principal,
     subject: String,
+    provider: Option<String>,
     expires_at: DateTime<Utc>,
     csrf_token: String,
 ) -> SessionView {
@@ -166,13 +203,14 @@ fn view(
         role: principal.role,
         subscriptions: principal.subscriptions,
         subject,
+        provider,
         expires_at,
         csrf_token,
     }
 }
 
 /// Whether cookies get `Secure`: when people reach the host over https.
-fn secure(state: &AppState) -> bool {
+pub(super) fn secure(state: &AppState) -> bool {
     state
         .settings
         .public_url

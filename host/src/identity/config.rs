@@ -28,6 +28,13 @@ pub struct IssuerConfig {
     pub issuer: String,
     /// Air-gapped: the issuer's keys from this JWKS file, no network.
     pub jwks_file: Option<PathBuf>,
+    /// Where the discovery document is, when not at
+    /// `{issuer}/.well-known/openid-configuration` (AD FS: access tokens'
+    /// `iss` is `…/adfs/services/trust`, its document at
+    /// `https://FS/adfs/.well-known/openid-configuration`).
+    pub discovery_url: Option<String>,
+    /// The name the console's sign-in button shows (default: the issuer's host).
+    pub display_name: Option<String>,
     /// A token's `aud` must name one of these.
     pub audiences: Vec<String>,
     /// Leeway for `exp`, `nbf` and `iat` (default 60 s, at most 5 min).

@@ -18,12 +18,18 @@ pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 pub const MAX_KEYS: usize = 64;
 /// How long one fetch from the issuer may take.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Keys older than this are fetched again at the next token, so that a key
+/// the issuer withdrew stops verifying (kept if the issuer cannot be reached).
+pub const KEY_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// Where an issuer's keys come from.
 #[derive(Debug, Clone)]
 pub enum KeySource {
-    /// `{issuer}/.well-known/openid-configuration`, then its `jwks_uri`.
-    Discovery { issuer: String },
+    /// A discovery document (by default
+    /// `{issuer}/.well-known/openid-configuration`), then its `jwks_uri`.
+    /// The document must name the issuer as its `issuer` or, as AD FS does
+    /// for access tokens, its `access_token_issuer`.
+    Discovery { issuer: String, url: Option<String> },
     /// A JWKS file (air-gapped).
     File(PathBuf),
 }
@@ -75,7 +81,8 @@ impl KeySet {
     /// The keys for a token's key id (`None`: the token names none).
     pub async fn lookup(&self, kid: Option<&str>) -> Lookup {
         let mut cached = self.state.lock().await;
-        if let Some(found) = matching(&cached.keys, kid) {
+        let stale = cached.fetched.is_none_or(|at| at.elapsed() >= KEY_MAX_AGE);
+        if !stale && let Some(found) = matching(&cached.keys, kid) {
             return Lookup::Found(found);
         }
         let may_refresh = cached.fetched.is_none_or(|at| at.elapsed() >= self.floor);
@@ -111,13 +118,11 @@ impl KeySet {
                     .with_context(|| "reading the JWKS file")?;
                 serde_json::from_slice(&text).context("the JWKS file is not a JWKS")?
             }
-            KeySource::Discovery { issuer } => {
-                let url = format!(
-                    "{}/.well-known/openid-configuration",
-                    issuer.trim_end_matches('/')
-                );
-                let discovery: serde_json::Value = self.get_json(&url).await?;
-                if discovery["issuer"].as_str() != Some(issuer.as_str()) {
+            KeySource::Discovery { issuer, url } => {
+                let url = discovery_url(issuer, url.as_deref());
+                let discovery: serde_json::Value = fetch_json(&self.client, &url).await?;
+                let names = |field: &str| discovery[field].as_str() == Some(issuer.as_str());
+                if !names("issuer") && !names("access_token_issuer") {
                     bail!(
                         "{url} names the issuer {}, not '{issuer}'",
                         discovery["issuer"]
@@ -126,7 +131,7 @@ impl KeySet {
                 let jwks_uri = discovery["jwks_uri"]
                     .as_str()
                     .ok_or_else(|| anyhow!("{url} has no jwks_uri"))?;
-                self.get_json(jwks_uri).await?
+                fetch_json(&self.client, jwks_uri).await?
             }
         };
         let keys: Vec<Key> = jwks
@@ -157,34 +162,6 @@ impl KeySet {
         }
         Ok(keys)
     }
-
-    /// GETs a JSON document of at most [`MAX_DOCUMENT_BYTES`].
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> anyhow::Result<T> {
-        let response = self
-            .client
-            .get(url)
-            .timeout(FETCH_TIMEOUT)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        let status = response.status();
-        if !status.is_success() {
-            bail!("GET {url}: {status}");
-        }
-        let mut body = Vec::new();
-        let mut response = response;
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .with_context(|| format!("GET {url}"))?
-        {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                bail!("GET {url}: larger than {MAX_DOCUMENT_BYTES} bytes");
-            }
-            body.extend_from_slice(&chunk);
-        }
-        serde_json::from_slice(&body).with_context(|| format!("GET {url}: not the JSON expected"))
-    }
 }
 
 /// The keys a token may be verified with.
@@ -206,4 +183,43 @@ impl std::fmt::Debug for KeySet {
             .field("source", &self.source)
             .finish()
     }
+}
+
+/// GETs a JSON document of at most [`MAX_DOCUMENT_BYTES`] from an issuer.
+pub(crate) async fn fetch_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+) -> anyhow::Result<T> {
+    let mut response = client
+        .get(url)
+        .timeout(FETCH_TIMEOUT)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        bail!("GET {url}: {status}");
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .with_context(|| format!("GET {url}"))?
+    {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            bail!("GET {url}: larger than {MAX_DOCUMENT_BYTES} bytes");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).with_context(|| format!("GET {url}: not the JSON expected"))
+}
+
+/// The discovery document's URL of an issuer.
+pub(crate) fn discovery_url(issuer: &str, configured: Option<&str>) -> String {
+    configured.map(str::to_owned).unwrap_or_else(|| {
+        format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        )
+    })
 }

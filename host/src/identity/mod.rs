@@ -14,6 +14,7 @@ pub mod claims;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod sign_in;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -48,6 +49,7 @@ pub const ALGORITHMS: [Algorithm; 8] = [
 #[derive(Debug, Default)]
 pub struct Identity {
     issuers: Vec<Issuer>,
+    client: reqwest::Client,
 }
 
 #[derive(Debug)]
@@ -80,6 +82,7 @@ impl Identity {
                     Some(path) => KeySource::File(path.clone()),
                     None => KeySource::Discovery {
                         issuer: issuer.issuer.clone(),
+                        url: issuer.discovery_url.clone(),
                     },
                 };
                 Issuer {
@@ -88,7 +91,7 @@ impl Identity {
                 }
             })
             .collect();
-        Ok(Arc::new(Identity { issuers }))
+        Ok(Arc::new(Identity { issuers, client }))
     }
 
     /// Whether any issuer is trusted.
@@ -96,11 +99,22 @@ impl Identity {
         !self.issuers.is_empty()
     }
 
-    /// Verifies a JWT at `now`.
+    /// Verifies a JWT for tally's API at `now`.
     pub async fn verify(
         &self,
         token: &str,
         now: DateTime<Utc>,
+    ) -> Result<Verified<'_>, TokenError> {
+        self.check(token, now, None).await
+    }
+
+    /// Verifies a JWT at `now`: an access token for tally's audiences, or
+    /// with `id_token_of`, an ID token of that provider for its console client.
+    async fn check(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+        id_token_of: Option<usize>,
     ) -> Result<Verified<'_>, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed(format!(
@@ -128,7 +142,9 @@ impl Identity {
         let issuer = self
             .issuers
             .iter()
-            .find(|i| i.config.issuer == iss)
+            .enumerate()
+            .find(|(index, i)| i.config.issuer == iss && id_token_of.is_none_or(|of| of == *index))
+            .map(|(_, issuer)| issuer)
             .ok_or_else(|| TokenError::UnknownIssuer {
                 issuer: printable(iss),
                 trusted: if self.issuers.is_empty() {
@@ -169,7 +185,12 @@ impl Identity {
         }
         let claims = verified.ok_or(TokenError::BadSignature)?;
         claims::check_times(&claims, now, issuer.config.clock_skew)?;
-        claims::check_audience(&claims, &issuer.config.audiences)?;
+        match (id_token_of, &issuer.config.client_id) {
+            (Some(_), Some(client_id)) => {
+                claims::check_audience(&claims, std::slice::from_ref(client_id))?
+            }
+            _ => claims::check_audience(&claims, &issuer.config.audiences)?,
+        }
         let subject = claims
             .get(&issuer.config.subject_claim)
             .and_then(Value::as_str)

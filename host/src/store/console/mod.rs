@@ -26,6 +26,8 @@ pub struct NewSession {
     pub token_id: Option<i64>,
     /// Who signed in, as shown and logged (e.g. `token 3`).
     pub subject: String,
+    /// The identity provider that signed the person in (single sign-on).
+    pub issuer: Option<String>,
     pub principal: Principal,
     /// The value state-changing requests must echo in `X-CSRF-Token`.
     pub csrf: String,
@@ -36,6 +38,8 @@ pub struct NewSession {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
     pub subject: String,
+    /// The identity provider that signed the person in (single sign-on).
+    pub issuer: Option<String>,
     pub principal: Principal,
     pub csrf: String,
     pub expires_at: DateTime<Utc>,

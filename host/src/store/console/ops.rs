@@ -38,8 +38,8 @@ pub(crate) async fn create_session(db: &impl Sql, session: NewSession) -> anyhow
     db.execute(
         &format!(
             "INSERT INTO console_sessions
-                 (digest, token_id, subject, role, subscriptions, csrf, created_ms, expires_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, {now}, $7)"
+                 (digest, token_id, subject, issuer, role, subscriptions, csrf, created_ms, expires_ms)
+             VALUES ($1, $2, $3, $8, $4, $5, $6, {now}, $7)"
         ),
         &[
             session.digest.to_vec().into(),
@@ -49,6 +49,7 @@ pub(crate) async fn create_session(db: &impl Sql, session: NewSession) -> anyhow
             serde_json::to_string(&session.principal.subscriptions)?.into(),
             session.csrf.into(),
             session.expires_at.timestamp_millis().into(),
+            session.issuer.into(),
         ],
     )
     .await?;
@@ -61,7 +62,7 @@ pub(crate) async fn session(db: &impl Sql, digest: [u8; 32]) -> anyhow::Result<O
     let row = db
         .query_opt(
             &format!(
-                "SELECT subject, role, subscriptions, csrf, expires_ms, token_id FROM console_sessions
+                "SELECT subject, role, subscriptions, csrf, expires_ms, token_id, issuer FROM console_sessions
                  WHERE digest = $1 AND expires_ms > {now}"
             ),
             &[digest.to_vec().into()],
@@ -78,6 +79,7 @@ fn session_of(mut row: Row) -> anyhow::Result<Session> {
         CorruptValue::error("a stored session role", format!("'{role}' is not a role"))
     })?;
     Ok(Session {
+        issuer: row.take(6)?,
         subject,
         principal: Principal {
             role,

@@ -156,6 +156,7 @@ const MIGRATIONS: &[&str] = &[
         digest        BYTEA PRIMARY KEY,
         token_id      BIGINT REFERENCES api_tokens (id) ON DELETE CASCADE,
         subject       TEXT NOT NULL,
+        issuer        TEXT,
         role          TEXT NOT NULL,
         subscriptions TEXT NOT NULL,
         csrf          TEXT NOT NULL,

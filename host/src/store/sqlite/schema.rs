@@ -152,6 +152,7 @@ const MIGRATIONS: &[&str] = &[
         digest        BLOB PRIMARY KEY,
         token_id      INTEGER REFERENCES api_tokens (id) ON DELETE CASCADE,
         subject       TEXT NOT NULL,
+        issuer        TEXT,
         role          TEXT NOT NULL,
         subscriptions TEXT NOT NULL,
         csrf          TEXT NOT NULL,
