@@ -15,6 +15,7 @@ mod azure_sdk_sign_in;
 mod cli;
 mod console;
 mod console_browser;
+mod console_sso;
 mod durability;
 mod exports;
 mod focus;

@@ -62,7 +62,11 @@ async function route() {
       return;
     }
     drawHeader(null);
-    signInPage.render(main, { done: afterSignIn, notice });
+    // A refused single sign-on comes back as #/sign-in?error=…: shown once,
+    // then dropped from the address (a reload should not show it again).
+    const error = query.get("error");
+    if (error) history.replaceState(null, "", "#/sign-in");
+    signInPage.render(main, { done: afterSignIn, notice, error, wanted });
     notice = null;
     setTitle();
     return;
@@ -142,9 +146,11 @@ function drawHeader(key) {
     me.role === "operator"
       ? `Operator · ${me.subject ?? ""}`
       : `Tenant · ${(me.subscriptions ?? []).join(", ") || "no subscriptions"}`;
+  // A single sign-on names the provider the person signed in with.
+  const via = me.provider ? ` · via ${me.provider}` : "";
   const whoNode = document.getElementById("who");
-  whoNode.textContent = who;
-  whoNode.title = `Signed in as ${who}. Session ends ${me.expiresAt ?? "after 8 hours"}.`;
+  whoNode.textContent = `${who}${via}`;
+  whoNode.title = `Signed in as ${who}${me.provider ? ` (${me.subject ?? ""}, ${me.provider})` : ""}. Session ends ${me.expiresAt ?? "after 8 hours"}.`;
 }
 
 function afterSignIn() {
@@ -165,12 +171,19 @@ async function boot() {
     location.replace("#/sign-in");
   });
   document.getElementById("sign-out").addEventListener("click", async () => {
+    let logoutUrl = null;
     try {
-      await signOut();
+      logoutUrl = await signOut();
     } finally {
-      wanted = null;
-      notice = "You are signed out.";
-      location.assign("#/sign-in");
+      if (logoutUrl) {
+        // A single sign-on session also ends at its provider, which sends
+        // the browser back to the console's start page.
+        location.assign(logoutUrl);
+      } else {
+        wanted = null;
+        notice = "You are signed out.";
+        location.assign("#/sign-in");
+      }
     }
   });
   document.getElementById("skip-link").addEventListener("click", (event) => {

@@ -32,12 +32,28 @@ export async function signIn(token) {
   return current;
 }
 
-/** Ends the session on the host (best effort) and here. */
+/**
+ * Ends the session on the host (best effort) and here. Answers where to
+ * end it at its identity provider too (a single sign-on session whose
+ * provider signs out), else null.
+ */
 export async function signOut() {
   try {
-    await api("/v1/session", { method: "DELETE", expect401: true });
+    const ended = await api("/v1/session", { method: "DELETE", expect401: true });
+    return providerLogout(ended?.logoutUrl);
   } finally {
     forget();
+  }
+}
+
+/** `url` if it is an http(s) address to navigate to, else null. */
+function providerLogout(url) {
+  if (typeof url !== "string") return null;
+  try {
+    const { protocol } = new URL(url);
+    return protocol === "https:" || protocol === "http:" ? url : null;
+  } catch {
+    return null;
   }
 }
 

@@ -38,6 +38,13 @@ pub fn create_token(data_dir: &str, role: &str) -> String {
         .to_owned()
 }
 
+/// A loopback port free right now (the OS picks it; it stays free unless
+/// another process binds it before the caller does).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    listener.local_addr().unwrap().port()
+}
+
 /// A running `tally serve` on a free port.
 pub struct Server {
     pub child: Child,
@@ -58,11 +65,17 @@ impl Server {
 
     /// Starts with more arguments and environment variables.
     pub fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_on("127.0.0.1:0", data_dir, args, env)
+    }
+
+    /// Starts listening on `listen`: a port chosen beforehand (see
+    /// [`free_port`]) when the configuration must name the host's own URL.
+    pub fn start_on(listen: &str, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         // Its log, to say why should it not start.
         let log = tempfile::NamedTempFile::new().expect("a log file for tally serve");
         let stderr = log.reopen().expect("the log file opens");
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(database_args(data_dir))
             .args(args)

@@ -131,6 +131,9 @@ export class Guard {
     this.foreign = [];
     this.problems = [];
     this.bodies = [];
+    // Origins the page may navigate to (top level only), while allowed.
+    this.navigationOrigins = new Set();
+    this.navigations = [];
   }
 
   watch(page) {
@@ -138,7 +141,11 @@ export class Guard {
       const url = request.url();
       this.requests.push(`${request.method()} ${url}`);
       // data: URLs never leave the page (the CSP allows them for images only).
-      if (!url.startsWith("data:") && new URL(url).origin !== this.origin) {
+      if (url.startsWith("data:") || new URL(url).origin === this.origin) return;
+      const navigation = request.isNavigationRequest() && request.frame() === page.mainFrame();
+      if (navigation && this.navigationOrigins.has(new URL(url).origin)) {
+        this.navigations.push(`${request.method()} ${url}`);
+      } else {
         this.foreign.push(url);
       }
     });
@@ -159,6 +166,21 @@ export class Guard {
       }
     });
     page.on("pageerror", (error) => this.problems.push(`uncaught exception: ${error.message}`));
+  }
+
+  /**
+   * Runs `body` while the page may navigate (top level, nothing else) to
+   * `origin`: an identity provider's pages, to sign in or out there. Those
+   * navigations are listed in `navigations`; any other request to another
+   * origin still fails `check`. Answers what `body` answers.
+   */
+  async navigatingTo(origin, body) {
+    this.navigationOrigins.add(origin);
+    try {
+      return await body();
+    } finally {
+      this.navigationOrigins.delete(origin);
+    }
   }
 
   /** Fails on any request to another origin, CSP violation or script error so far. */
