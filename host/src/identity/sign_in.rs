@@ -237,7 +237,7 @@ mod tests {
         };
         assert_eq!(
             known.challenge(),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGWSWTw-cM"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 }
