@@ -266,6 +266,40 @@ async fn bad_tokens_are_refused_each_with_its_reason() {
     assert!(garbage.contains("not a JSON object"), "{garbage}");
 }
 
+#[tokio::test]
+async fn an_es256_token_is_accepted_and_its_signature_checked() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let provider = OidcProvider::start();
+    let host = host_trusting(&provider).await;
+    let claims = user_claims(&provider, "x", json!({"roles": ["tally.operator"]}));
+    let token = provider
+        .mint_with_header(claims.clone(), json!({"alg": "ES256"}))
+        .await;
+    let (header, _) = decode_jwt(&token);
+    assert_eq!(header["alg"], "ES256");
+    let read = host.get(&usage("sub-a"), &token).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+
+    // The same token with one byte of its signature changed.
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    bytes[10] ^= 0x01;
+    let altered = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&bytes));
+    let why = description(&host.get(&usage("sub-a"), &altered).await);
+    assert!(why.contains("signature"), "{why}");
+
+    // An ES256 token naming the RSA key: no key verifies it.
+    let rsa_kid = decode_jwt(&provider.mint(claims).await).0["kid"].clone();
+    assert_ne!(header["kid"], rsa_kid);
+    let mut swapped = header.clone();
+    swapped["kid"] = rsa_kid;
+    let (_, rest) = token.split_once('.').unwrap();
+    let confused = format!("{}.{rest}", base64_url(&swapped.to_string()));
+    let why = description(&host.get(&usage("sub-a"), &confused).await);
+    assert!(why.contains("signature"), "{why}");
+}
+
 fn base64_url(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)

@@ -36,12 +36,26 @@ async fn discovery_names_the_issuer_its_keys_and_token_endpoint() {
     let grants = discovery["grant_types_supported"].as_array().unwrap();
     assert!(grants.contains(&json!("client_credentials")), "{grants:?}");
 
+    // One RSA and one EC P-256 key, each with its own kid.
     let jwks = provider.jwks().await;
     let keys = jwks["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 1, "{jwks}");
-    assert_eq!(keys[0]["kty"], "RSA");
-    assert_eq!(keys[0]["alg"], "RS256");
-    assert!(keys[0].get("d").is_none(), "the JWKS holds no private key");
+    assert_eq!(keys.len(), 2, "{jwks}");
+    let kinds: Vec<_> = keys
+        .iter()
+        .map(|key| (key["kty"].clone(), key["alg"].clone(), key["crv"].clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (json!("RSA"), json!("RS256"), Value::Null),
+            (json!("EC"), json!("ES256"), json!("P-256")),
+        ]
+    );
+    assert_ne!(keys[0]["kid"], keys[1]["kid"]);
+    for key in keys {
+        assert!(key["kid"].is_string(), "{key}");
+        assert!(key.get("d").is_none(), "the JWKS holds no private key");
+    }
     assert_eq!(provider.requests().await, (1, 1));
 }
 
@@ -81,13 +95,18 @@ async fn client_credentials_tokens_are_jwts_for_tally_with_the_clients_roles() {
 }
 
 #[tokio::test]
-async fn rotation_replaces_the_key_and_mint_signs_with_the_current_one() {
+async fn rotation_replaces_the_keys_and_mint_signs_with_the_current_ones() {
     let provider = OidcProvider::start();
     let first = jwks_kids(&provider).await;
 
     let kid = provider.rotate().await;
-    assert!(!first.contains(&kid), "a new kid: {kid}, was {first:?}");
-    assert_eq!(jwks_kids(&provider).await, vec![kid.clone()]);
+    let kids = jwks_kids(&provider).await;
+    assert_eq!(kids.len(), 2, "{kids:?}");
+    assert_eq!(kids[0], kid, "the RSA key comes first");
+    assert!(
+        kids.iter().all(|k| !first.contains(k)),
+        "new kids: {kids:?}, were {first:?}"
+    );
     let token = provider
         .client_credentials_token(OPERATOR_BOT, OPERATOR_BOT_SECRET)
         .await;
@@ -107,8 +126,19 @@ async fn rotation_replaces_the_key_and_mint_signs_with_the_current_one() {
         .mint_with_header(json!({"sub": "x"}), json!({"kid": "unknown-kid"}))
         .await;
     assert_eq!(decode_jwt(&minted).0["kid"], "unknown-kid");
-    let kids: Value = provider.jwks().await;
-    assert_eq!(kids["keys"].as_array().unwrap().len(), 1);
+    let jwks: Value = provider.jwks().await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+
+    // ES256 on request, with the EC key's kid.
+    let minted = provider
+        .mint_with_header(claims.clone(), json!({"alg": "ES256"}))
+        .await;
+    let (header, payload) = decode_jwt(&minted);
+    assert_eq!(
+        header,
+        json!({"alg": "ES256", "typ": "at+jwt", "kid": kids[1]})
+    );
+    assert_eq!(payload, claims);
 }
 
 #[tokio::test]

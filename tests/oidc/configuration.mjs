@@ -1,7 +1,7 @@
 // What the test provider knows: its clients, its users and the oidc-provider
 // configuration built from them. Everything is in memory and fixed, except
 // the console's redirect URIs (set at start or through /__test/console) and
-// the signing key (replaced by /__test/rotate).
+// the signing keys (replaced by /__test/rotate).
 
 import { errors } from 'oidc-provider';
 
@@ -100,15 +100,16 @@ const resourceServer = {
 };
 
 /**
- * The oidc-provider configuration, with `signingKey` (a private JWK with
- * its `kid`) as the only key and the console's current redirect URIs.
+ * The oidc-provider configuration, with `signingKeys` (private JWKs, each
+ * with its `kid` and `alg`) as its keys and the console's current redirect
+ * URIs. It signs with the RSA key unless a client asks for another algorithm.
  */
-export function configuration({ signingKey, cookieKeys, console, interactionUrl, pages }) {
+export function configuration({ signingKeys, cookieKeys, console, interactionUrl, pages }) {
   return {
     clients: clients(console),
     findAccount,
     extraTokenClaims,
-    jwks: { keys: [signingKey] },
+    jwks: { keys: signingKeys },
     // Tally's claims travel in the ID token under plain `openid`, so the
     // console needs nothing but the usual scopes.
     claims: {

@@ -9,9 +9,11 @@
 // (that URL is the issuer); everything else goes to stderr. Besides the
 // provider, it serves test-only endpoints (never part of tally) under /__test/:
 //
-//   POST /__test/rotate    a new signing key (new kid); the JWKS lists only it
+//   POST /__test/rotate    new signing keys (new kids); the JWKS lists only
+//                          them -> {"kid": RSA kid, "ec_kid": EC kid}
 //   POST /__test/mint      {"claims": {...}, "header": {...}} signed with the
-//                          current key (RS256) -> {"token": "..."}
+//                          current key of header.alg, RS256 (the default) or
+//                          ES256 -> {"token": "..."}
 //   POST /__test/console   {"redirect_uris": [...], "post_logout_redirect_uris": [...]}
 //                          for the console client (once tally's port is known)
 //   GET  /__test/requests  {"discovery": N, "jwks": N} requests since start
@@ -38,11 +40,19 @@ console.info = console.error;
 const DISCOVERY_PATH = '/.well-known/openid-configuration';
 const JWKS_PATH = '/jwks';
 
-/** An RS256 signing key as a private JWK, its kid the key's thumbprint. */
-async function newSigningKey() {
-  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+/** A signing key for `alg` as a private JWK, its kid the key's thumbprint. */
+async function newSigningKey(alg) {
+  const { privateKey } = await generateKeyPair(alg, { extractable: true });
   const jwk = await exportJWK(privateKey);
-  return { ...jwk, kid: await calculateJwkThumbprint(jwk), alg: 'RS256', use: 'sig' };
+  return { ...jwk, kid: await calculateJwkThumbprint(jwk), alg, use: 'sig' };
+}
+
+/**
+ * The provider's signing keys by algorithm: RSA (what it signs with unless
+ * asked otherwise) and EC P-256, so tokens of both kinds can be tested.
+ */
+async function newSigningKeys() {
+  return { RS256: await newSigningKey('RS256'), ES256: await newSigningKey('ES256') };
 }
 
 function splitList(value) {
@@ -51,7 +61,7 @@ function splitList(value) {
 
 const state = {
   issuer: undefined,
-  signingKey: await newSigningKey(),
+  signingKeys: await newSigningKeys(),
   // Fixed for the process, so a swapped Provider reads the last one's cookies.
   cookieKeys: [randomBytes(32).toString('base64url')],
   console: {
@@ -75,7 +85,7 @@ if (state.console.consoleRedirects.length === 0) {
  */
 function buildProvider() {
   const provider = new Provider(state.issuer, configuration({
-    signingKey: state.signingKey,
+    signingKeys: Object.values(state.signingKeys),
     cookieKeys: state.cookieKeys,
     console: state.console,
     interactionUrl: (_ctx, interaction) => `/interaction/${interaction.uid}`,
@@ -116,16 +126,18 @@ async function mint(req, res) {
   if (typeof claims !== 'object' || claims === null) {
     return reply(res, 400, { error: 'a JSON body {"claims": {...}} is expected' });
   }
-  if ((header.alg ?? 'RS256') !== 'RS256') {
-    return reply(res, 400, { error: 'mint signs with the provider\'s RS256 key only' });
+  const alg = header.alg ?? 'RS256';
+  const signingKey = state.signingKeys[alg];
+  if (signingKey === undefined) {
+    const algs = Object.keys(state.signingKeys).join(', ');
+    return reply(res, 400, { error: `mint signs with the provider's keys only: ${algs}` });
   }
-  const { signingKey } = state;
   const protectedHeader = {
-    alg: 'RS256', typ: 'at+jwt', kid: signingKey.kid, ...header,
+    alg, typ: 'at+jwt', kid: signingKey.kid, ...header,
   };
   const token = await new CompactSign(new TextEncoder().encode(JSON.stringify(claims)))
     .setProtectedHeader(protectedHeader)
-    .sign(await importJWK(signingKey, 'RS256'));
+    .sign(await importJWK(signingKey, alg));
   return reply(res, 200, { token });
 }
 
@@ -134,12 +146,14 @@ async function testEndpoint(req, res, path) {
   if (!path.startsWith('/__test/')) return false;
   const route = `${req.method} ${path}`;
   switch (route) {
-    case 'POST /__test/rotate':
-      state.signingKey = await newSigningKey();
+    case 'POST /__test/rotate': {
+      state.signingKeys = await newSigningKeys();
       buildProvider();
-      console.error(`signing key rotated: kid ${state.signingKey.kid}`);
-      reply(res, 200, { kid: state.signingKey.kid });
+      const { RS256: rsa, ES256: ec } = state.signingKeys;
+      console.error(`signing keys rotated: kids ${rsa.kid} (RS256), ${ec.kid} (ES256)`);
+      reply(res, 200, { kid: rsa.kid, ec_kid: ec.kid });
       break;
+    }
     case 'POST /__test/mint':
       await mint(req, res);
       break;

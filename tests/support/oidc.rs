@@ -133,13 +133,16 @@ impl OidcProvider {
             .to_owned()
     }
 
-    /// `claims`, signed as they are with the provider's current key (RS256,
-    /// its `kid`, `typ: at+jwt`): a genuine token whatever the claims say.
+    /// `claims`, signed as they are with the provider's current RSA key
+    /// (RS256, its `kid`, `typ: at+jwt`): a genuine token whatever the claims say.
     pub async fn mint(&self, claims: Value) -> String {
         self.mint_with_header(claims, json!({})).await
     }
 
-    /// [`OidcProvider::mint`] with header fields added or replaced (`alg` must stay RS256).
+    /// [`OidcProvider::mint`] with header fields added or replaced. `alg` may
+    /// be `RS256` (the default) or `ES256`: the token is then signed with the
+    /// provider's current EC P-256 key, and its `kid` is that key's unless
+    /// the header names another.
     pub async fn mint_with_header(&self, claims: Value, header: Value) -> String {
         let body = self
             .post_json("/__test/mint", json!({"claims": claims, "header": header}))
@@ -147,8 +150,9 @@ impl OidcProvider {
         body["token"].as_str().unwrap().to_owned()
     }
 
-    /// Replaces the signing key: later tokens carry a new `kid`, and the JWKS
-    /// lists only the new key. Returns the new `kid`.
+    /// Replaces the signing keys (the RSA and the EC one): later tokens carry
+    /// new `kid`s, and the JWKS lists only the new keys. Returns the new RSA
+    /// key's `kid` (the one of the provider's own tokens and of [`OidcProvider::mint`]).
     pub async fn rotate(&self) -> String {
         let body = self.post_json("/__test/rotate", json!({})).await;
         body["kid"].as_str().unwrap().to_owned()
