@@ -308,6 +308,28 @@ async fn unknown_and_reporter_tokens_cannot_sign_in_and_revoking_a_token_ends_it
 }
 
 #[tokio::test]
+async fn one_token_holds_a_bounded_number_of_sessions() {
+    let host = TestHost::new().await;
+    let tenant = host.token(Role::Tenant, &["sub-a"]).await;
+    let limit = tally::store::console::MAX_SESSIONS_PER_TOKEN as usize;
+    let mut browsers = Vec::new();
+    for _ in 0..=limit {
+        browsers.push(sign_in(&host, &tenant).await.0);
+        // Sessions are ordered by their millisecond of creation.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    // Signing in once past the bound ended the oldest session, and only it.
+    let oldest = get_as(&host, &browsers[0], "/v1/session").await;
+    assert_eq!(oldest.status, StatusCode::UNAUTHORIZED);
+    for browser in &browsers[1..] {
+        assert_eq!(
+            get_as(&host, browser, "/v1/session").await.status,
+            StatusCode::OK
+        );
+    }
+}
+
+#[tokio::test]
 async fn tokens_are_created_listed_without_secrets_and_revoked_over_rest() {
     let host = TestHost::new().await;
     let post = |body: Value| {

@@ -594,3 +594,28 @@ async fn a_forged_callback_signs_nobody_in() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn starting_sign_ins_in_a_loop_reads_the_issuers_discovery_once() {
+    let provider = OidcProvider::start();
+    let (_host, base) = console_trusting(&provider).await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (before, _) = provider.requests().await;
+    for _ in 0..25 {
+        let leaving = browser
+            .get(format!("{base}/v1/session/sso?provider=0"))
+            .send()
+            .await
+            .unwrap();
+        assert!(leaving.status().is_redirection());
+    }
+    let (after, _) = provider.requests().await;
+    assert_eq!(
+        after - before,
+        1,
+        "the discovery document is read once, then cached"
+    );
+}

@@ -56,6 +56,8 @@ pub struct Identity {
 struct Issuer {
     config: IssuerConfig,
     keys: KeySet,
+    /// The console's endpoints at this issuer, with when they were read.
+    endpoints: tokio::sync::Mutex<Option<(std::time::Instant, sign_in::Endpoints)>>,
 }
 
 /// A token whose signature and claims hold.
@@ -88,6 +90,7 @@ impl Identity {
                 Issuer {
                     config: issuer.clone(),
                     keys: KeySet::new(source, issuer.key_refresh_floor, client.clone()),
+                    endpoints: Default::default(),
                 }
             })
             .collect();

@@ -15,6 +15,9 @@ use sha2::{Digest, Sha256};
 use super::keys::{discovery_url, fetch_json};
 use super::{Identity, IssuerConfig, TokenError, Verified};
 
+/// How long an issuer's endpoints are used before its discovery document is read again.
+pub const ENDPOINTS_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// How long a person may take at the issuer's login page.
 pub const SIGN_IN_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -101,8 +104,27 @@ impl Identity {
             .map(|i| display_name(&i.config))
     }
 
-    /// The issuer's endpoints, from its discovery document.
+    /// The issuer's endpoints, from its discovery document, read at most
+    /// once per [`ENDPOINTS_TTL`]: a sign-in page hit in a loop by anyone
+    /// must not make tally hit the issuer in a loop.
     pub async fn endpoints(&self, config: &IssuerConfig) -> anyhow::Result<Endpoints> {
+        let issuer = self
+            .issuers
+            .iter()
+            .find(|i| i.config.issuer == config.issuer)
+            .ok_or_else(|| anyhow!("'{}' is not a trusted issuer", config.issuer))?;
+        let mut cached = issuer.endpoints.lock().await;
+        if let Some((read, endpoints)) = cached.as_ref()
+            && read.elapsed() < ENDPOINTS_TTL
+        {
+            return Ok(endpoints.clone());
+        }
+        let endpoints = self.read_endpoints(config).await?;
+        *cached = Some((std::time::Instant::now(), endpoints.clone()));
+        Ok(endpoints)
+    }
+
+    async fn read_endpoints(&self, config: &IssuerConfig) -> anyhow::Result<Endpoints> {
         let url = discovery_url(&config.issuer, config.discovery_url.as_deref());
         let document: serde_json::Value = fetch_json(&self.client, &url).await?;
         let field = |name: &str| document[name].as_str().map(str::to_owned);
