@@ -158,7 +158,7 @@ fn raw_inserts(path: &std::path::Path, records: &[UsageRecord]) -> Duration {
                 .unwrap();
             let mut hourly = tx.prepare_cached("INSERT INTO usage_hourly VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity").unwrap();
             let mut daily = tx.prepare_cached("INSERT INTO usage_daily VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity").unwrap();
-            let mut bounds = tx.prepare_cached("INSERT INTO reported_hours VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO UPDATE SET min_usage_hour = min(min_usage_hour, excluded.min_usage_hour), max_usage_hour = max(max_usage_hour, excluded.max_usage_hour)").unwrap();
+            let mut bounds = tx.prepare_cached("INSERT INTO reported_hours VALUES (?1, ?2, ?3, ?4, 1) ON CONFLICT DO UPDATE SET min_usage_hour = min(min_usage_hour, excluded.min_usage_hour), max_usage_hour = max(max_usage_hour, excluded.max_usage_hour), records = records + 1").unwrap();
             for ((r, &(s, i)), literal) in chunk.iter().zip(chunk_keys).zip(chunk_literals) {
                 sub.execute(params![s, r.subscription_id]).unwrap();
                 instance
