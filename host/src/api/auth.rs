@@ -18,7 +18,7 @@ use super::error::ApiError;
 use super::session::{CSRF_HEADER, session_secret};
 use crate::auth::{Principal, Role, SECRET_PREFIX, secret_digest};
 use crate::identity::claims::{self, NoAccess};
-use crate::identity::looks_like_jwt;
+use crate::identity::{Verified, looks_like_jwt};
 
 /// The authenticated caller of a request. Extracting it answers 401 (with
 /// `WWW-Authenticate: Bearer`) when the token or session is missing or unknown.
@@ -107,11 +107,20 @@ async fn from_jwt(state: &AppState, token: &str) -> Result<Principal, ApiError> 
             ));
         }
     };
-    let issuer = &verified.issuer.issuer;
-    log_subject(&format!("{}@{issuer}", verified.subject));
+    log_subject(&verified.who());
+    principal_of(state, &verified).await
+}
+
+/// What a verified token (an API token, or a console sign-in's ID token)
+/// maps to: its issuer's configuration and the grants stored for its
+/// subject; `403 NoAccess` when nothing.
+pub(super) async fn principal_of(
+    state: &AppState,
+    verified: &Verified<'_>,
+) -> Result<Principal, ApiError> {
     let granted = state
         .store
-        .subscriptions_granted(issuer, &verified.subject)
+        .subscriptions_granted(&verified.issuer.issuer, &verified.subject)
         .await?;
     claims::principal(
         verified.issuer,

@@ -229,15 +229,20 @@ fn session_cookie(secret: &str, max_age: u64, secure: bool) -> HeaderValue {
 
 /// The session cookie's secret in a request's `Cookie` headers, if any.
 pub fn session_secret(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, SESSION_COOKIE)
+        .filter(|secret| !secret.is_empty() && secret.len() <= MAX_SECRET_LEN)
+}
+
+/// The value of cookie `name` in a request's `Cookie` headers, if any.
+pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, secret)| secret.trim())
-        .filter(|secret| !secret.is_empty() && secret.len() <= MAX_SECRET_LEN)
+        .find(|(found, _)| *found == name)
+        .map(|(_, value)| value.trim())
 }
 
 #[cfg(test)]

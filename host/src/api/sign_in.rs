@@ -12,10 +12,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::auth::principal_of;
 use super::error::ApiError;
 use super::next_link::link_base;
-use super::session::{secure, start_session};
-use crate::identity::claims::{self, NoAccess};
+use super::session::{cookie, secure, start_session};
 use crate::identity::sign_in::{Pending, SIGN_IN_WINDOW};
 
 /// The cookie holding a pending sign-in.
@@ -150,26 +150,16 @@ async fn finish(
         .await
         .map_err(|e| format!("The sign-in could not be completed: {e:#}."))?
         .map_err(|e| format!("The identity provider's ID token was refused: {e}."))?;
-    let issuer = verified.issuer.issuer.clone();
-    let granted = state
-        .store
-        .subscriptions_granted(&issuer, &verified.subject)
+    let principal = principal_of(state, &verified)
         .await
-        .map_err(|e| ApiError::from(e).message)?;
-    let principal = claims::principal(
-        verified.issuer,
-        &verified.claims,
-        &verified.subject,
-        granted,
-    )
-    .map_err(|NoAccess(message)| message)?;
+        .map_err(|e| e.message)?;
     if principal.role == crate::auth::Role::Reporter {
         return Err(
             "A reporter reports usage only; the console is for operators and tenants.".into(),
         );
     }
-    let subject = format!("{}@{issuer}", verified.subject);
-    let (cookie, _) = start_session(state, principal, subject, Some(issuer))
+    let issuer = verified.issuer.issuer.clone();
+    let (cookie, _) = start_session(state, principal, verified.who(), Some(issuer))
         .await
         .map_err(|e| e.message)?;
     Ok((cookie, pending.return_to))
@@ -198,18 +188,9 @@ fn unreachable_issuer(error: &anyhow::Error) -> ApiError {
 
 /// The pending sign-in of the request's cookie.
 fn pending_of(headers: &HeaderMap) -> Option<Pending> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == PENDING_COOKIE)
-        .and_then(|(_, value)| {
-            (value.len() <= 1024)
-                .then(|| Pending::decode(value))
-                .flatten()
-        })
+    cookie(headers, PENDING_COOKIE)
+        .filter(|value| value.len() <= 1024)
+        .and_then(Pending::decode)
 }
 
 /// The pending sign-in's cookie: `SameSite=Lax`, since the browser comes

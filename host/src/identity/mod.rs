@@ -69,6 +69,13 @@ pub struct Verified<'a> {
     pub claims: Map<String, Value>,
 }
 
+impl Verified<'_> {
+    /// Who the token is, as sessions and the access log name it: `subject@issuer`.
+    pub fn who(&self) -> String {
+        format!("{}@{}", self.subject, self.issuer.issuer)
+    }
+}
+
 impl Identity {
     /// The issuers of `config` (checked); keys are fetched at first use.
     pub fn new(config: &IdentityConfig) -> anyhow::Result<Arc<Self>> {
