@@ -59,9 +59,7 @@ impl WindowSize {
         match self {
             WindowSize::Hourly => Granularity::Hourly.bucket_of(time),
             WindowSize::Daily => Granularity::Daily.bucket_of(time),
-            WindowSize::Monthly => {
-                (i64::from(time.year()) - 1970) * 12 + i64::from(time.month0())
-            }
+            WindowSize::Monthly => (i64::from(time.year()) - 1970) * 12 + i64::from(time.month0()),
         }
     }
 
