@@ -64,7 +64,7 @@ impl Period {
     /// What the period is, in words, for the page's fine print.
     fn detail(&self) -> String {
         format!(
-            "usage reported from {} up to {} (UTC)",
+            "usage reported from {} up to {} UTC",
             time(self.start),
             time(self.end)
         )
@@ -171,10 +171,12 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:0 0 24
 dt{color:#6b7280}\
 dd{margin:0;overflow-wrap:anywhere}\
 code{font:13px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}\
+.lines{overflow-x:auto}\
 table{width:100%;border-collapse:collapse;font-variant-numeric:tabular-nums}\
 th,td{padding:8px 10px;border-bottom:1px solid #e5e7eb;vertical-align:top;text-align:left}\
 thead th{font-size:12px;text-transform:uppercase;letter-spacing:.06em;color:#6b7280;border-bottom:1px solid #9ca3af}\
 .num{text-align:right;white-space:nowrap}\
+tbody td:first-child{min-width:11em}\
 .id{display:block;color:#6b7280;font-size:12px;overflow-wrap:anywhere}\
 .unrated td{color:#92400e}\
 .flag{display:inline-block;margin-left:6px;padding:0 6px;border:1px solid #d97706;border-radius:4px;font-size:11px;text-transform:uppercase;letter-spacing:.05em}\
@@ -184,7 +186,8 @@ footer{margin-top:32px;border-top:1px solid #e5e7eb;padding-top:12px}\
 @page{margin:16mm}\
 @media print{body{background:#fff;font-size:11pt}main{margin:0;padding:0;border:none;max-width:none}\
 tr{break-inside:avoid}thead{display:table-header-group}.flag{border-color:#000}}\
-@media (max-width:640px){main{margin:0;padding:20px;border:none;border-radius:0}header{flex-direction:column}.due{text-align:left}}";
+@media (max-width:640px){body{background:#fff}main{margin:0;padding:20px;border:none;border-radius:0}\
+header{flex-direction:column}.due{text-align:left}th,td{padding:6px}}";
 
 /// The statement as a self-contained HTML page.
 pub fn html(statement: &Statement, config: &Config, period: &Period) -> String {
@@ -208,11 +211,11 @@ pub fn html(statement: &Statement, config: &Config, period: &Period) -> String {
         "<h1>Statement</h1>\n<p class=\"period\">{label}</p>\n</div>\n\
          <div class=\"due\"><div class=\"label\">Total</div><div class=\"amount\">{total} {currency}</div></div>\n\
          </header>\n<dl>\n<dt>Subscription</dt><dd><code>{subscription}</code></dd>\n\
-         <dt>Period</dt><dd>{label} ({})</dd>\n<dt>Currency</dt><dd>{currency}</dd>\n</dl>\n",
+         <dt>Period</dt><dd>{label}: {}</dd>\n<dt>Currency</dt><dd>{currency}</dd>\n</dl>\n",
         escape(&period.detail())
     );
     page.push_str(
-        "<table>\n<thead><tr><th scope=\"col\">Meter</th><th scope=\"col\">Unit</th>\
+        "<div class=\"lines\">\n<table>\n<thead><tr><th scope=\"col\">Meter</th><th scope=\"col\">Unit</th>\
          <th scope=\"col\" class=\"num\">Quantity</th><th scope=\"col\" class=\"num\">Unit price</th>\
          <th scope=\"col\" class=\"num\">Amount</th></tr></thead>\n<tbody>\n",
     );
@@ -236,7 +239,7 @@ pub fn html(statement: &Statement, config: &Config, period: &Period) -> String {
     let _ = write!(
         page,
         "</tbody>\n<tfoot><tr><th scope=\"row\" colspan=\"4\">Total ({currency})</th>\
-         <td class=\"num\">{total}</td></tr></tfoot>\n</table>\n"
+         <td class=\"num\">{total}</td></tr></tfoot>\n</table>\n</div>\n"
     );
     let unrated: Vec<String> = statement
         .unrated()
@@ -371,7 +374,7 @@ mod tests {
             "<title>Statement November 2026 \u{2013} sub-&lt;a&gt;</title>",
             "<p class=\"issuer\">Contoso &lt;Cloud&gt; &amp; &quot;Co&quot;</p>",
             "<code>sub-&lt;a&gt;</code>",
-            "November 2026 (usage reported from 2026-11-01 00:00 up to 2026-12-01 00:00 (UTC))",
+            "November 2026: usage reported from 2026-11-01 00:00 up to 2026-12-01 00:00 UTC",
             "<td>VM &lt;hours&gt;<span class=\"id\">M1</span></td><td>Hours</td>\
              <td class=\"num\">1,500</td><td class=\"num\">1234.5</td><td class=\"num\">1,851,750.00</td>",
             "<tr class=\"unrated\"><td>Egress, &quot;fast&quot;<span class=\"id\">m2</span>",
