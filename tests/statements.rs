@@ -18,6 +18,7 @@ use chrono::{DateTime, Datelike, Months, NaiveTime, TimeDelta, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::*;
+use tally::auth::Role;
 use tally_usage_generator::meters;
 
 /// Two meters priced; the S10 disk has no rate (listed at 0, unrated).
@@ -212,6 +213,19 @@ fn fixed(units: i128, scale: u32) -> String {
         abs % divisor,
         width = scale as usize
     )
+}
+
+/// A path segment: every byte but ASCII letters, digits, `-`, `.` and `_`
+/// percent-encoded.
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// `1234567.5` → `1,234,567.50`.
@@ -410,6 +424,42 @@ async fn monthly_statements_total_usage_times_rates_for_their_own_subscription()
             assert!(!html.contains(absent), "{absent:?} in\n{html}");
         }
         println!("{month}, {subscription}: {lines} lines, total {total} EUR");
+
+        // Its tenant lists these two documents and no other, and reads the
+        // very bytes the run wrote.
+        let tenant = host.token(Role::Tenant, &[subscription]).await;
+        let listing = host
+            .get(
+                &format!(
+                    "/v1/subscriptions/{}/documents?from={}&to={}",
+                    percent_encoded(subscription),
+                    iso(start),
+                    iso(end)
+                ),
+                &tenant,
+            )
+            .await;
+        assert_eq!(listing.status, StatusCode::OK, "{}", listing.body);
+        let listed = listing.body["value"].as_array().unwrap();
+        let listed_names: BTreeSet<&str> =
+            listed.iter().map(|d| d["name"].as_str().unwrap()).collect();
+        let own: BTreeSet<String> = [".html", ".csv"]
+            .map(|suffix| format!("statement-{id}{suffix}"))
+            .into();
+        assert_eq!(
+            listed_names,
+            own.iter().map(String::as_str).collect(),
+            "{}",
+            listing.body
+        );
+        for document in listed {
+            let name = document["name"].as_str().unwrap();
+            let link = document["links"]["download"].as_str().unwrap();
+            let download = host.get(link, &tenant).await;
+            assert_eq!(download.status, StatusCode::OK, "{link}");
+            let written = if name.ends_with(".csv") { &csv } else { &html };
+            assert_eq!(download.body.as_str(), Some(written.as_str()), "{name}");
+        }
     }
 
     // The month is of reported time: the previous month's last hour reported
