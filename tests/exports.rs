@@ -39,8 +39,9 @@ fn sha256(bytes: &[u8]) -> String {
 /// TOML (scope, config…) appended.
 fn manifest(name: &str, wasm: &[u8], start: DateTime<Utc>, extra: &str) -> String {
     format!(
-        "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{}'\n\
+        "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@{}'\nsha256 = '{}'\n\
          [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{}'\n{extra}",
+        world_of(wasm),
         sha256(wasm),
         start.to_rfc3339()
     )
@@ -271,18 +272,18 @@ async fn installs_are_checked_before_anything_is_stored() {
             "not a WebAssembly component",
         ),
         (
-            manifest("next", &next_major, start, "").replace("@0.1.0", "@1.0.0"),
+            manifest("next", &next_major, start, ""),
             Some(next_major.clone()),
             StatusCode::UNPROCESSABLE_ENTITY,
             "InvalidComponent",
             "targets tally:billing@1.0.0; this host supports tally:billing@0.1.0",
         ),
         (
-            good.replace("@0.1.0", "@0.2.0"),
+            good.replace("@0.2.0", "@0.1.0"),
             Some(chargeback.clone()),
             StatusCode::UNPROCESSABLE_ENTITY,
             "WorldMismatch",
-            "the component targets tally:billing@0.1.0",
+            "the component targets tally:billing@0.2.0",
         ),
         (
             good.replace("currency = 'EUR'", "currency = 'euro'"),

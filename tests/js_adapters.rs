@@ -290,7 +290,7 @@ impl Harness {
                 &request,
                 &config,
                 usage,
-                allowed,
+                tally::sandbox::Outbound::Allowed(allowed),
                 &Limits::default(),
             )
         })

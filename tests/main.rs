@@ -16,6 +16,7 @@ mod cli;
 mod console;
 mod console_browser;
 mod console_sso;
+mod contract_versions;
 mod durability;
 mod exports;
 mod focus;

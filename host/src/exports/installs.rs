@@ -239,7 +239,7 @@ impl Exports {
         if adapter.world_version != manifest.world_version {
             return Err(InstallError::WorldMismatch {
                 manifest: manifest.world_version,
-                component: adapter.world_version,
+                component: adapter.world_version.to_owned(),
             });
         }
         let (engine, checked, config, limits) = (

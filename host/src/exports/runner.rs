@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::{ExportSettings, Exports, LoadedInstallation};
 use crate::sandbox::contract::{ExportRequest, Granularity as WitGranularity, Window};
 use crate::sandbox::host_usage::UsageAccess;
-use crate::sandbox::run_export;
+use crate::sandbox::{Outbound, run_export};
 use crate::store::StoreError;
 use crate::store::exports::MAX_REASON_BYTES;
 use crate::store::exports::{
@@ -233,7 +233,7 @@ impl Exports {
                 &request,
                 &manifest.config_json,
                 usage,
-                manifest.allowed_outbound_hosts.clone(),
+                Outbound::Allowed(manifest.allowed_outbound_hosts.clone()),
                 &manifest.limits,
             )
         })
