@@ -13,6 +13,7 @@
 //! - [`runner`]: one attempt of one run, recorded with its documents,
 //!   figures and log.
 //! - [`windows`]: which windows a range covers, and when one is closed.
+//! - [`verify`]: documents of exported windows re-derived and compared.
 //! - [`documents`]: a document concatenated over the succeeded runs of a
 //!   date range (one CSV header), for BI tools to refresh from.
 //!
@@ -27,6 +28,7 @@ pub mod manifest;
 pub mod runner;
 pub mod runs;
 pub mod scheduler;
+pub mod verify;
 pub mod windows;
 
 use std::collections::{HashMap, HashSet};
