@@ -17,7 +17,8 @@ use crate::sandbox::{Outbound, run_export};
 use crate::store::StoreError;
 use crate::store::exports::MAX_REASON_BYTES;
 use crate::store::exports::{
-    FinishedAttempt, Installation, Run, RunEnd, RunFiguresRecord, RunLogRecord, StoredDocument,
+    FinishedAttempt, Installation, Provenance, Run, RunEnd, RunFiguresRecord, RunLogRecord,
+    StoredDocument, sha256_hex,
 };
 use crate::text::truncate;
 use crate::usage::Granularity;
@@ -225,6 +226,16 @@ impl Exports {
             },
             correction: run.is_correction(),
         };
+        // What the run is made of, kept with its documents should it succeed.
+        let config_json = manifest.config_json.clone();
+        let mut provenance = Provenance {
+            world_version: adapter.world_version.to_string(),
+            component_sha256: adapter.sha256.clone(),
+            config_sha256: sha256_hex(config_json.as_bytes()),
+            config_digest: sha256_hex(manifest.shown_config_json.as_bytes()),
+            granularity: manifest.granularity,
+            usage_sha256: String::new(),
+        };
         let engine = self.engine.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             run_export(
@@ -251,19 +262,23 @@ impl Exports {
             lines: outcome.log,
             dropped: outcome.log_dropped,
         };
+        // PLACEHOLDER: the digest of no rows until the sandbox reports the
+        // digest of the rows it handed the adapter.
+        provenance.usage_sha256 = sha256_hex(b"");
         let end = match outcome.result {
             Ok(_) => RunEnd::Succeeded {
                 documents: outcome
                     .documents
                     .into_iter()
                     .map(|(name, d)| {
-                        let document = StoredDocument {
-                            content_type: d.content_type,
-                            bytes: d.bytes,
-                        };
-                        (name, document)
+                        // PLACEHOLDER: every document is the operator's until
+                        // the sandbox reports the owner of each.
+                        let owner = None;
+                        (name, StoredDocument::new(d.content_type, d.bytes, owner))
                     })
                     .collect(),
+                provenance,
+                config_json,
             },
             Err(failure) if failure.is_transient() => {
                 let now = self.store_now(claimed_at).await;
