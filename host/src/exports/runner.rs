@@ -262,20 +262,13 @@ impl Exports {
             lines: outcome.log,
             dropped: outcome.log_dropped,
         };
-        // PLACEHOLDER: the digest of no rows until the sandbox reports the
-        // digest of the rows it handed the adapter.
-        provenance.usage_sha256 = sha256_hex(b"");
+        provenance.usage_sha256 = outcome.usage_sha256;
         let end = match outcome.result {
             Ok(_) => RunEnd::Succeeded {
                 documents: outcome
                     .documents
                     .into_iter()
-                    .map(|(name, d)| {
-                        // PLACEHOLDER: every document is the operator's until
-                        // the sandbox reports the owner of each.
-                        let owner = None;
-                        (name, StoredDocument::new(d.content_type, d.bytes, owner))
-                    })
+                    .map(|(name, d)| (name, StoredDocument::new(d.content_type, d.bytes, d.owner)))
                     .collect(),
                 provenance,
                 config_json,
