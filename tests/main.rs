@@ -31,4 +31,5 @@ mod shutdown;
 mod store;
 mod stored_data;
 mod usage_api;
+mod verify;
 mod webhook;

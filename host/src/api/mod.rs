@@ -8,7 +8,7 @@
 //! | `GET /subscriptions/{id}/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates` | operator |
 //! | `GET /v1/meters`, `PUT /v1/meters/{id}` | any token; operator |
 //! | `/v1/adapters…`: install, list, show, upgrade, enable, disable, remove | operator |
-//! | `/v1/adapters/{name}/runs…`, `/v1/adapters/{name}/documents…` | operator |
+//! | `/v1/adapters/{name}/runs…`, `/v1/adapters/{name}/documents…`, `POST /v1/adapters/{name}/verify` | operator |
 //! | `GET /v1/usage/summary`, `GET /v1/subscriptions` | tenant (own subscriptions), operator |
 //! | `GET /v1/overview`, `/v1/tokens…` | operator |
 //! | `GET`, `PUT`, `DELETE /v1/access/grants`: identity providers' subjects given subscriptions | operator |
@@ -43,6 +43,7 @@ mod subscriptions;
 mod tokens;
 mod usage_aggregates;
 pub mod usage_summary;
+mod verify;
 
 use std::sync::Arc;
 
@@ -185,6 +186,7 @@ impl AppState {
         runs::run_document,
         runs::list_documents,
         runs::joined_document,
+        verify::verify_adapter,
         ops::healthz,
         ops::metrics,
         ops::openapi,
@@ -351,6 +353,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/adapters/{name}/documents/{document}",
             get(runs::joined_document),
         )
+        .route("/v1/adapters/{name}/verify", post(verify::verify_adapter))
         .route(
             "/v1/session",
             get(session::show_session)

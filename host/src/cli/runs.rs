@@ -21,6 +21,10 @@ pub enum ExportCommand {
     /// Run the windows of [--from, --to) now: first exports, corrections of
     /// exported windows, failed windows again.
     Run(RunArgs),
+    /// Re-derive the documents of the exported windows starting in
+    /// [--from, --to) and compare them with the published ones; exits with 1
+    /// unless every window matches.
+    Verify(super::verify::VerifyArgs),
 }
 
 /// Arguments of `tally export run`.
@@ -46,7 +50,10 @@ pub struct RunArgs {
 
 /// Runs `tally export …`.
 pub async fn run(command: ExportCommand) -> anyhow::Result<()> {
-    let ExportCommand::Run(args) = command;
+    let args = match command {
+        ExportCommand::Run(args) => args,
+        ExportCommand::Verify(args) => return super::verify::run(args).await,
+    };
     let client = HostClient::new(args.host);
     let path = format!("/v1/adapters/{}/runs", args.name);
     let requested: Vec<Value> = client

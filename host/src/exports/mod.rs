@@ -97,6 +97,11 @@ impl ExportSettings {
     pub fn install_calls(&self) -> usize {
         self.install_calls.clamp(1, MAX_INSTALL_CALLS)
     }
+
+    /// Runs at once, within bounds.
+    pub fn run_concurrency(&self) -> usize {
+        self.concurrency.clamp(1, MAX_CONCURRENT_RUNS)
+    }
 }
 
 impl Default for ExportSettings {
@@ -132,6 +137,9 @@ pub struct Exports {
     installs: Arc<Mutex<InstallActivity>>,
     /// Turns of install-time calls ([`ExportSettings::install_calls`]).
     install_calls: Arc<Semaphore>,
+    /// Turns of runs ([`ExportSettings::concurrency`]): the scheduler's runs
+    /// and verifications' re-runs take them.
+    run_slots: Arc<Semaphore>,
     wake: Notify,
     /// This host, as the holder of the runs it claims (`hostname:pid`).
     holder: String,
@@ -152,6 +160,7 @@ impl Exports {
             store,
             engine,
             install_calls: Arc::new(Semaphore::new(settings.install_calls())),
+            run_slots: Arc::new(Semaphore::new(settings.run_concurrency())),
             settings,
             metrics: Arc::default(),
             loaded: Mutex::default(),

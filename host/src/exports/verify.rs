@@ -16,16 +16,23 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::runner::run_id;
+use super::{Exports, ExportsError, LoadedInstallation, windows};
+use crate::sandbox::contract::{ExportRequest, Granularity as WitGranularity, Window};
+use crate::sandbox::host_usage::UsageAccess;
 use crate::sandbox::limits::Document;
+use crate::sandbox::{Outbound, run_export};
+use crate::store::exports::{DocumentInfo, Run};
+use crate::usage::Granularity;
 
 /// Most windows one verification re-runs.
 pub const MAX_VERIFIED_WINDOWS: usize = 366;
 
 /// What a verification found over a range.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyReport {
     /// The installation's name.
@@ -41,7 +48,7 @@ pub struct VerifyReport {
 }
 
 /// How one window's published run compares with its re-run.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WindowCheck {
     /// The run verified (the window's published revision).
@@ -58,14 +65,14 @@ pub struct WindowCheck {
 }
 
 /// A window's bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WindowBounds {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
 }
 
 /// The verdict on a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WindowResult {
     /// Same usage, same documents.
@@ -81,7 +88,7 @@ pub enum WindowResult {
 }
 
 /// The digests of the usage a window's run read, then and now.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UsageCheck {
     /// Recorded when the window was exported.
     pub recorded: String,
@@ -91,7 +98,7 @@ pub struct UsageCheck {
 }
 
 /// How one document compares.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DocumentCheck {
     pub name: String,
@@ -103,7 +110,7 @@ pub struct DocumentCheck {
 }
 
 /// The verdict on a document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DocumentResult {
     /// Same bytes, content type and owner.
@@ -118,7 +125,7 @@ pub enum DocumentResult {
 }
 
 /// Where two documents' bytes first differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FirstDifference {
     /// Bytes before it (0-based).
     pub offset: u64,
@@ -170,38 +177,44 @@ pub fn compare_documents(
     let names: BTreeSet<&String> = published.keys().chain(derived.keys()).collect();
     names
         .into_iter()
-        .map(|name| match (published.get(name), derived.get(name)) {
-            (Some(published), Some(derived)) => {
-                let first_difference = first_difference(&published.bytes, &derived.bytes);
-                let same = first_difference.is_none()
-                    && published.content_type == derived.content_type
-                    && published.subscription_id == derived.owner
-                    && published.sha256 == sha256_hex(&published.bytes);
-                DocumentCheck {
-                    name: name.clone(),
-                    subscription_id: published.subscription_id.clone(),
-                    result: if same {
-                        DocumentResult::Match
-                    } else {
-                        DocumentResult::Differs
-                    },
-                    first_difference,
-                }
-            }
-            (Some(published), None) => DocumentCheck {
-                name: name.clone(),
-                subscription_id: published.subscription_id.clone(),
-                result: DocumentResult::Missing,
-                first_difference: None,
-            },
-            (None, derived) => DocumentCheck {
-                name: name.clone(),
-                subscription_id: derived.and_then(|d| d.owner.clone()),
-                result: DocumentResult::Unexpected,
-                first_difference: None,
-            },
-        })
+        .map(|name| compare_document(name, published.get(name), derived.get(name)))
         .collect()
+}
+
+/// Compares document `name` as published and as re-derived (either may be
+/// absent, not both).
+pub fn compare_document(
+    name: &str,
+    published: Option<&PublishedDocument>,
+    derived: Option<&Document>,
+) -> DocumentCheck {
+    let (result, first_difference) = match (published, derived) {
+        (Some(published), Some(derived)) => {
+            let first_difference = first_difference(&published.bytes, &derived.bytes);
+            let same = first_difference.is_none()
+                && published.content_type == derived.content_type
+                && published.subscription_id == derived.owner
+                && published.sha256 == sha256_hex(&published.bytes);
+            let result = if same {
+                DocumentResult::Match
+            } else {
+                DocumentResult::Differs
+            };
+            (result, first_difference)
+        }
+        (Some(_), None) => (DocumentResult::Missing, None),
+        (None, _) => (DocumentResult::Unexpected, None),
+    };
+    let subscription_id = match (published, derived) {
+        (Some(published), _) => published.subscription_id.clone(),
+        (None, derived) => derived.and_then(|d| d.owner.clone()),
+    };
+    DocumentCheck {
+        name: name.to_owned(),
+        subscription_id,
+        result,
+        first_difference,
+    }
 }
 
 /// The verdict on a re-run window: a match when the usage digests and every
@@ -240,6 +253,199 @@ pub fn window_verdict(
 /// Whether a report verified: at least one window, every one matching.
 pub fn verified(windows: &[WindowCheck]) -> bool {
     !windows.is_empty() && windows.iter().all(|w| w.result == WindowResult::Match)
+}
+
+impl Exports {
+    /// Verifies adapter `name`'s windows starting in `[from, to)` (see the
+    /// module's notes). Refused when the range is empty or covers more than
+    /// [`MAX_VERIFIED_WINDOWS`] windows.
+    pub async fn verify(
+        &self,
+        name: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<VerifyReport, ExportsError> {
+        let loaded = self.installation(name).await?;
+        if from >= to {
+            return Err(ExportsError::InvalidRange {
+                property: "to",
+                reason: "it must be after 'from'".into(),
+            });
+        }
+        let count = windows::window_count(loaded.manifest.window, from, to);
+        if count > MAX_VERIFIED_WINDOWS as i64 {
+            return Err(ExportsError::InvalidRange {
+                property: "to",
+                reason: format!(
+                    "the range covers {count} windows; at most {MAX_VERIFIED_WINDOWS} per verification"
+                ),
+            });
+        }
+        let runs = self
+            .store
+            .succeeded_runs(loaded.installation.id, from, to, MAX_VERIFIED_WINDOWS)
+            .await?;
+        let mut windows = Vec::with_capacity(runs.len());
+        for run in &runs {
+            windows.push(self.verify_window(&loaded, run).await?);
+        }
+        Ok(VerifyReport {
+            adapter: loaded.installation.name.clone(),
+            from,
+            to,
+            verified: verified(&windows),
+            windows,
+        })
+    }
+
+    /// Re-runs `run`'s window and compares what it wrote with what `run`
+    /// published.
+    async fn verify_window(
+        &self,
+        loaded: &LoadedInstallation,
+        run: &Run,
+    ) -> Result<WindowCheck, ExportsError> {
+        let LoadedInstallation {
+            installation,
+            manifest,
+        } = loaded;
+        let verdict = |result, reason: String| WindowCheck {
+            run_id: run.id,
+            revision: run.revision,
+            window: WindowBounds {
+                start: run.window_start,
+                end: run.window_end,
+            },
+            result,
+            reason: Some(reason),
+            usage: None,
+            documents: Vec::new(),
+        };
+        let Some(provenance) = &run.provenance else {
+            let reason = "it was exported before tally kept how documents were made";
+            return Ok(verdict(WindowResult::Unverifiable, reason.into()));
+        };
+        let sent = run.figures.as_ref().map_or(0, |f| f.requests_sent);
+        if sent > 0 {
+            let reason =
+                format!("its run sent {sent} requests, which a verification does not send again");
+            return Ok(verdict(WindowResult::Unverifiable, reason));
+        }
+        let Some(config) = self.store.run_config(&provenance.config_sha256).await? else {
+            let reason = "the configuration it ran with is no longer stored";
+            return Ok(verdict(WindowResult::Unverifiable, reason.into()));
+        };
+        let adapter = match self.loaded(&provenance.component_sha256).await {
+            Ok(adapter) => adapter,
+            Err(error) => {
+                let reason = format!("its component cannot be loaded: {error:#}");
+                return Ok(verdict(WindowResult::Failed, reason));
+            }
+        };
+        let usage = UsageAccess::new(
+            self.store.clone(),
+            self.store.meter_catalog().await?,
+            manifest.grant.clone(),
+            self.store.clock().await?,
+        );
+        // As the runner asked it, so that what depends on it repeats.
+        let request = ExportRequest {
+            run_id: run_id(installation, run),
+            window: Window {
+                start: run.window_start.timestamp(),
+                end: run.window_end.timestamp(),
+            },
+            granularity: match provenance.granularity {
+                Granularity::Hourly => WitGranularity::Hourly,
+                Granularity::Daily => WitGranularity::Daily,
+            },
+            correction: run.is_correction(),
+        };
+        let (engine, limits) = (self.engine.clone(), manifest.limits.clone());
+        let outcome = {
+            let _slot = self
+                .run_slots
+                .acquire()
+                .await
+                .expect("the run slots are never closed");
+            tokio::task::spawn_blocking(move || {
+                run_export(
+                    &engine,
+                    &adapter,
+                    &request,
+                    &config,
+                    usage,
+                    Outbound::Verification,
+                    &limits,
+                )
+            })
+            .await
+        };
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                let reason = format!("the re-run stopped: {error}");
+                return Ok(verdict(WindowResult::Failed, reason));
+            }
+        };
+        if let Err(failure) = &outcome.result {
+            return Ok(verdict(WindowResult::Failed, failure.to_string()));
+        }
+        let usage = UsageCheck {
+            matches: outcome.usage_sha256 == provenance.usage_sha256,
+            recorded: provenance.usage_sha256.clone(),
+            now: outcome.usage_sha256,
+        };
+        let documents = self.compare_with_published(run, &outcome.documents).await?;
+        let (result, reason) = window_verdict(&usage, &documents);
+        Ok(WindowCheck {
+            reason,
+            result,
+            usage: Some(usage),
+            documents,
+            ..verdict(result, String::new())
+        })
+    }
+
+    /// Compares the documents `run` published, read one at a time, with
+    /// those its re-run wrote (`derived`).
+    async fn compare_with_published(
+        &self,
+        run: &Run,
+        derived: &BTreeMap<String, Document>,
+    ) -> Result<Vec<DocumentCheck>, ExportsError> {
+        let published: Vec<DocumentInfo> = self
+            .store
+            .run(run.installation_id, run.id)
+            .await?
+            .map(|(_, _, documents)| documents)
+            .unwrap_or_default();
+        let names: BTreeSet<&str> = published
+            .iter()
+            .map(|d| d.name.as_str())
+            .chain(derived.keys().map(String::as_str))
+            .collect();
+        let mut checks = Vec::with_capacity(names.len());
+        for name in names {
+            let stored = if published.iter().any(|d| d.name == name) {
+                self.store.run_document(run.id, name).await?
+            } else {
+                None
+            };
+            let published = stored.map(|stored| PublishedDocument {
+                content_type: stored.content_type,
+                bytes: stored.bytes,
+                subscription_id: stored.subscription_id,
+                sha256: stored.sha256,
+            });
+            checks.push(compare_document(
+                name,
+                published.as_ref(),
+                derived.get(name),
+            ));
+        }
+        Ok(checks)
+    }
 }
 
 /// The lower-case hex SHA-256 of `bytes`.

@@ -519,6 +519,16 @@ pub trait ExportStore: Send + Sync + 'static {
         to: DateTime<Utc>,
     ) -> Result<Vec<Run>, StoreError>;
 
+    /// For each window starting in `[from, to)`, its latest succeeded
+    /// revision (what is published of it), in window order; at most `limit`.
+    async fn succeeded_runs(
+        &self,
+        installation_id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError>;
+
     /// Names of the documents published by an installation's runs.
     async fn document_names(&self, installation_id: i64) -> Result<Vec<String>, StoreError>;
 

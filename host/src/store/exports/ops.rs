@@ -498,6 +498,31 @@ pub(crate) async fn run_document(
         .transpose()
 }
 
+/// For each window starting in `[from, to)`, its latest succeeded revision,
+/// in window order; at most `limit`.
+pub(crate) async fn succeeded_runs(
+    db: &impl Sql,
+    installation_id: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: usize,
+) -> anyhow::Result<Vec<Run>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    db.query(
+        &sql::succeeded_runs(),
+        &[
+            installation_id.into(),
+            ms(from).into(),
+            ms(to).into(),
+            limit.into(),
+        ],
+    )
+    .await?
+    .iter_mut()
+    .map(sql::run_of)
+    .collect()
+}
+
 /// For each window starting in `[from, to)`, its latest succeeded revision
 /// if that published `document`, in window order.
 pub(crate) async fn published_runs(

@@ -370,6 +370,17 @@ pub(super) fn published_runs() -> String {
     )
 }
 
+/// For each window of installation `$1` starting in `[$2, $3)`, its latest
+/// succeeded revision, in window order; at most `$4`.
+pub(super) fn succeeded_runs() -> String {
+    format!(
+        "SELECT {RUN_COLUMNS} FROM export_runs r
+         WHERE r.installation_id = $1 AND {LATEST_SUCCEEDED}
+           AND r.window_start_ms >= $2 AND r.window_start_ms < $3
+         ORDER BY r.window_start_ms LIMIT $4"
+    )
+}
+
 /// The names of the documents of installation `$1`'s runs, bytewise.
 pub(super) fn document_names(dialect: Dialect) -> String {
     format!(

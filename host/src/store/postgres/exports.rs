@@ -171,6 +171,17 @@ impl ExportStore for PostgresStore {
             .await
     }
 
+    async fn succeeded_runs(
+        &self,
+        installation_id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
+        self.read_sql(async |db| ops::succeeded_runs(db, installation_id, from, to, limit).await)
+            .await
+    }
+
     async fn document_names(&self, installation_id: i64) -> Result<Vec<String>, StoreError> {
         self.read_sql(async |db| ops::document_names(db, installation_id).await)
             .await

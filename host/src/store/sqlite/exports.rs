@@ -179,6 +179,19 @@ impl ExportStore for SqliteStore {
         .await
     }
 
+    async fn succeeded_runs(
+        &self,
+        installation_id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
+        self.read_sql(async move |db| {
+            ops::succeeded_runs(db, installation_id, from, to, limit).await
+        })
+        .await
+    }
+
     async fn document_names(&self, installation_id: i64) -> Result<Vec<String>, StoreError> {
         self.read_sql(async move |db| ops::document_names(db, installation_id).await)
             .await
