@@ -29,5 +29,6 @@ mod replicas;
 mod shutdown;
 mod store;
 mod stored_data;
+mod tenant_documents;
 mod usage_api;
 mod webhook;

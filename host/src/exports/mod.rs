@@ -15,6 +15,8 @@
 //! - [`windows`]: which windows a range covers, and when one is closed.
 //! - [`documents`]: a document concatenated over the succeeded runs of a
 //!   date range (one CSV header), for BI tools to refresh from.
+//! - [`tenants`]: the documents runs wrote for a subscription, as its
+//!   tenants read them.
 //!
 //! [`Exports`] is the one door to all of it: the API reaches installations,
 //! runs and documents through it, never through the store.
@@ -27,6 +29,7 @@ pub mod manifest;
 pub mod runner;
 pub mod runs;
 pub mod scheduler;
+pub mod tenants;
 pub mod windows;
 
 use std::collections::{HashMap, HashSet};
