@@ -30,6 +30,7 @@ mod replicas;
 mod shutdown;
 mod store;
 mod stored_data;
+mod tenant_documents;
 mod usage_api;
 mod verify;
 mod webhook;

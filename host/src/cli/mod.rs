@@ -11,6 +11,7 @@ mod installations;
 mod meters;
 mod migrate;
 mod printable;
+mod run_show;
 mod runs;
 mod serve;
 mod token;
@@ -72,7 +73,7 @@ enum Command {
     /// Installed adapters of a running host: install, list, show, upgrade…
     #[command(subcommand)]
     Adapters(installations::AdaptersCommand),
-    /// Exports of a running host: run, re-run or backfill windows; verify them.
+    /// Exports of a running host: run, re-run or backfill windows; show a run; verify windows.
     #[command(subcommand)]
     Export(runs::ExportCommand),
     /// The host's compiler child: a component on stdin, its artifact on stdout.

@@ -16,6 +16,8 @@
 //! - [`verify`]: documents of exported windows re-derived and compared.
 //! - [`documents`]: a document concatenated over the succeeded runs of a
 //!   date range (one CSV header), for BI tools to refresh from.
+//! - [`tenants`]: the documents runs wrote for a subscription, as its
+//!   tenants read them.
 //!
 //! [`Exports`] is the one door to all of it: the API reaches installations,
 //! runs and documents through it, never through the store.
@@ -28,6 +30,7 @@ pub mod manifest;
 pub mod runner;
 pub mod runs;
 pub mod scheduler;
+pub mod tenants;
 pub mod verify;
 pub mod windows;
 
