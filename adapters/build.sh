@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 cargo build --release --locked --target wasm32-wasip2 --manifest-path adapters/Cargo.toml --target-dir target
 mkdir -p target/adapters
-for name in billing_webhook chargeback_csv focus hostile next_major; do
+for name in billing_webhook chargeback_csv focus hostile next_major statement; do
   cp "target/wasm32-wasip2/release/$name.wasm" "target/adapters/${name//_/-}.wasm"
 done
 # The hostile adapter whose describe() is huge (a build feature: describe takes

@@ -265,7 +265,13 @@ async fn compiled_once_cached_and_refused_when_not_a_supported_adapter() {
     let (description, _) = describe(&sandbox.engine, &second, &Limits::default()).unwrap();
     assert_eq!(
         (description.name.as_str(), description.produces.as_slice()),
-        ("chargeback-csv", &["chargeback.csv".to_string()][..])
+        (
+            "chargeback-csv",
+            &[
+                "chargeback.csv".to_string(),
+                "chargeback-{subscription}.csv".to_string()
+            ][..]
+        )
     );
     validate_config(
         &sandbox.engine,

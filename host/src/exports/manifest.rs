@@ -12,8 +12,10 @@
 //!                                     # tenants (tally:billing@0.2.0 and later)
 //!
 //! [schedule]
-//! window = "daily"                    # one run per closed reported-time hour or day
-//! granularity = "daily"               # usage handed to the adapter by hour or day (default: the window)
+//! window = "daily"                    # one run per closed reported-time hour, day or calendar month
+//!                                     #   ("hourly", "daily", "monthly"; months are UTC)
+//! granularity = "daily"               # usage handed to the adapter by hour or day
+//!                                     #   (default: the window's; daily for monthly windows)
 //! lag = "2h"                          # wait after a window closes, for late reports
 //! start = "2026-11-01T00:00:00Z"      # first window (default: the window the install falls in)
 //!
@@ -58,6 +60,8 @@ use crate::store::exports::Installation;
 use crate::usage::Granularity;
 use crate::usage::time::{YEAR_RANGE, parse_time};
 
+use super::windows::WindowSize;
+
 /// Longest installation name.
 pub const MAX_NAME_LEN: usize = 64;
 /// Longest lag: later than this, usage is not "late" but a backfill.
@@ -88,7 +92,9 @@ pub struct Manifest {
     /// Where the component file is, relative to the manifest (CLI only).
     pub component: Option<String>,
     pub allowed_outbound_hosts: Vec<AllowedOrigin>,
-    pub window: Granularity,
+    /// How often it exports: one run per closed window of this size.
+    pub window: WindowSize,
+    /// How the usage it reads is aggregated (never coarser than the window).
     pub granularity: Granularity,
     pub lag: Duration,
     pub start: Option<DateTime<Utc>>,
@@ -144,7 +150,7 @@ struct Raw {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSchedule {
-    window: Cadence,
+    window: WindowSize,
     granularity: Option<Cadence>,
     #[serde(default = "default_lag")]
     lag: String,
@@ -235,10 +241,13 @@ impl Manifest {
             .map(|origin| AllowedOrigin::parse(origin))
             .collect::<anyhow::Result<_>>()
             .context("allowed_outbound_hosts")?;
-        let window = Granularity::from(raw.schedule.window);
-        let granularity = raw.schedule.granularity.map_or(window, Granularity::from);
-        if granularity == Granularity::Daily && window == Granularity::Hourly {
-            bail!("schedule: a daily granularity needs daily windows");
+        let window = raw.schedule.window;
+        let granularity = raw
+            .schedule
+            .granularity
+            .map_or(window.default_granularity(), Granularity::from);
+        if !window.allows(granularity) {
+            bail!("schedule: a daily granularity needs daily windows or longer (daily or monthly)");
         }
         let lag = humantime::parse_duration(&raw.schedule.lag)
             .with_context(|| format!("schedule.lag '{}' is not a duration", raw.schedule.lag))?;
@@ -254,7 +263,7 @@ impl Manifest {
                     format!("schedule.start '{text}' is not an ISO-8601 time {YEAR_RANGE}")
                 })?;
                 if !window.is_boundary(start) {
-                    bail!("schedule.start {start} is not on a {window:?} window boundary");
+                    bail!("schedule.start {start} is not on a {window} window boundary");
                 }
                 Ok(start)
             })
@@ -577,7 +586,7 @@ mod tests {
         );
         let m = Manifest::parse(&text).unwrap();
         assert_eq!(m.world_version, "0.1.0");
-        assert_eq!(m.window, Granularity::Daily);
+        assert_eq!(m.window, WindowSize::Daily);
         assert_eq!(m.granularity, Granularity::Daily);
         assert_eq!(m.lag, Duration::from_secs(9_000));
         assert_eq!(m.allowed_outbound_hosts.len(), 2);
@@ -604,6 +613,31 @@ mod tests {
         assert_eq!(m.grant, SubscriptionGrant::All);
         assert_eq!(m.config_json, "{}");
         assert!(m.start.is_none());
+    }
+
+    #[test]
+    fn monthly_windows_read_daily_by_default_or_hourly_when_asked() {
+        let monthly = |extra: &str| {
+            Manifest::parse(&manifest(&format!(
+                "[schedule]\nwindow = 'monthly'\n{extra}"
+            )))
+        };
+        let m = monthly("start = '2026-02-01T00:00:00Z'\n").unwrap();
+        assert_eq!(m.window, WindowSize::Monthly);
+        assert_eq!(m.granularity, Granularity::Daily);
+        assert_eq!(m.start, Some("2026-02-01T00:00:00Z".parse().unwrap()));
+        let m = monthly("granularity = 'hourly'\n").unwrap();
+        assert_eq!(m.granularity, Granularity::Hourly);
+        for (extra, expected) in [
+            (
+                "start = '2026-02-02T00:00:00Z'\n",
+                "not on a monthly window boundary",
+            ),
+            ("granularity = 'monthly'\n", "unknown variant `monthly`"),
+        ] {
+            let error = format!("{:#}", monthly(extra).unwrap_err());
+            assert!(error.contains(expected), "{expected:?} not in {error:?}");
+        }
     }
 
     #[test]
