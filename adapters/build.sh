@@ -14,6 +14,10 @@ done
 cargo build --release --locked --target wasm32-wasip2 --manifest-path adapters/Cargo.toml \
   --target-dir target/hostile-describe -p hostile --features describe-bomb
 cp target/hostile-describe/wasm32-wasip2/release/hostile.wasm target/adapters/hostile-describe.wasm
+# The hostile adapter built against tally:billing@0.1.0 (served beside 0.2).
+cargo build --release --locked --target wasm32-wasip2 --manifest-path adapters/Cargo.toml \
+  --target-dir target/hostile-0.1 -p hostile --features contract-0-1
+cp target/hostile-0.1/wasm32-wasip2/release/hostile.wasm target/adapters/hostile-0.1.wasm
 adapters/python/build.sh
 adapters/js/build.sh
 ls -l target/adapters

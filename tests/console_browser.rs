@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use support::DataDir;
 use support::browser::{Browser, run_scenario};
 use support::process::{Server, create_token, get_json, post_usage, tally_ok};
-use support::{VM_METER, component_path, reported_by_now, sample, to_wire};
+use support::{VM_METER, component_path, reported_by_now, sample, to_wire, world_of};
 use tally_usage_generator::Options;
 
 /// The installation that exports (chargeback-csv) and the one whose runs fail (hostile).
@@ -123,9 +123,10 @@ impl Console {
             .map(|b| format!("{b:02x}"))
             .collect();
         let manifest = format!(
-            "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{sha256}'\n\
+            "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@{}'\nsha256 = '{sha256}'\n\
              [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{}'\n\
              [scope]\nsubscriptions = ['*']\n{config}",
+            world_of(&wasm),
             start.to_rfc3339()
         );
         let form = reqwest::multipart::Form::new()

@@ -377,7 +377,7 @@ impl Harness {
                 &request,
                 &config,
                 usage,
-                allowed,
+                tally::sandbox::Outbound::Allowed(allowed),
                 &Limits::default(),
             )
         })

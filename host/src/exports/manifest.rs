@@ -8,6 +8,8 @@
 //! sha256 = "9f2c…"                    # pins the component's bytes
 //! component = "chargeback-csv.wasm"   # for the CLI: where the component is, relative to this file
 //! allowed_outbound_hosts = []         # origins `send` may reach: "https://billing.example.com"
+//! publish_to_tenants = false          # documents written for a subscription are served to its
+//!                                     # tenants (tally:billing@0.2.0 and later)
 //!
 //! [schedule]
 //! window = "daily"                    # one run per closed reported-time hour, day or calendar month
@@ -98,9 +100,15 @@ pub struct Manifest {
     pub start: Option<DateTime<Utc>>,
     pub grant: SubscriptionGrant,
     pub limits: Limits,
+    /// Whether the documents the adapter writes for a subscription are
+    /// published to that subscription's tenants.
+    pub publish_to_tenants: bool,
     /// The `[config]` table with `[secrets]` merged in, as JSON: what the
     /// adapter receives. Never shown.
     pub config_json: String,
+    /// `config_json` with every secret as [`REDACTED`]: what may be shown,
+    /// or digested for anyone to compare (a run's provenance).
+    pub shown_config_json: String,
     /// Secrets given as [`REDACTED`] (an upgrade keeping stored values), by path.
     pub redacted_secrets: Vec<String>,
 }
@@ -126,6 +134,8 @@ struct Raw {
     component: Option<String>,
     #[serde(default)]
     allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    publish_to_tenants: bool,
     schedule: RawSchedule,
     #[serde(default)]
     scope: RawScope,
@@ -260,10 +270,20 @@ impl Manifest {
             .transpose()?;
         let grant = scope(&raw.scope.subscriptions)?;
         let limits = limits(&raw.limits)?;
+        if raw.publish_to_tenants && !world_writes_owned_documents(&world_version) {
+            bail!(
+                "publish_to_tenants needs tally:billing@{OWNED_DOCUMENTS_WORLD}: \
+                 0.1 adapters write no per-subscription documents"
+            );
+        }
         let mut config = raw.config;
+        let mut shown_config = config.clone();
+        let shown_secrets = redacted_leaves(&raw.secrets);
         let mut redacted_secrets = Vec::new();
         merge_secrets(&mut config, raw.secrets, "secrets", &mut redacted_secrets)?;
+        merge_secrets(&mut shown_config, shown_secrets, "secrets", &mut Vec::new())?;
         let config_json = serde_json::to_string(&config)?;
+        let shown_config_json = serde_json::to_string(&shown_config)?;
         Ok(Manifest {
             name: raw.name,
             version: raw.version,
@@ -277,7 +297,9 @@ impl Manifest {
             start,
             grant,
             limits,
+            publish_to_tenants: raw.publish_to_tenants,
             config_json,
+            shown_config_json,
             redacted_secrets,
         })
     }
@@ -293,6 +315,37 @@ impl Manifest {
             None => Ok(()),
         }
     }
+}
+
+/// The first contract version whose adapters write documents for a
+/// subscription (`append-for`).
+pub const OWNED_DOCUMENTS_WORLD: &str = "0.2.0";
+
+/// Whether adapters of world `version` (`MAJOR.MINOR.PATCH`) can write
+/// documents for a subscription: 0.2 and later.
+fn world_writes_owned_documents(version: &str) -> bool {
+    let parts = |text: &str| -> Vec<u64> {
+        text.split('.')
+            .map(|part| part.parse().unwrap_or(0))
+            .collect()
+    };
+    parts(version) >= parts(OWNED_DOCUMENTS_WORLD)
+}
+
+/// A `[secrets]` table with every string leaf as [`REDACTED`] (anything
+/// else is left for [`merge_secrets`] to refuse).
+fn redacted_leaves(secrets: &toml::Table) -> toml::Table {
+    secrets
+        .iter()
+        .map(|(key, value)| {
+            let shown = match value {
+                toml::Value::Table(inner) => toml::Value::Table(redacted_leaves(inner)),
+                toml::Value::String(_) => toml::Value::String(REDACTED.into()),
+                other => other.clone(),
+            };
+            (key.clone(), shown)
+        })
+        .collect()
 }
 
 /// A TOML error by line and column, without the excerpt of the manifest that
@@ -676,6 +729,31 @@ mod tests {
         assert_eq!(config["token"], "s3cret");
         assert!(m.redacted_secrets.is_empty());
         assert!(!format!("{m:?}").contains("k3y"));
+        // The shown config: the same tables, every secret as "***".
+        let shown: serde_json::Value = serde_json::from_str(&m.shown_config_json).unwrap();
+        assert_eq!(shown["headers"]["X-Api-Key"], REDACTED);
+        assert_eq!(shown["headers"]["X-Source"], "tally");
+        assert_eq!(shown["token"], REDACTED);
+        assert!(!m.shown_config_json.contains("s3cret"));
+    }
+
+    #[test]
+    fn only_a_world_with_owned_documents_publishes_to_tenants() {
+        let publishing = "publish_to_tenants = true\n[schedule]\nwindow = 'daily'\n";
+        let error = format!("{:#}", Manifest::parse(&manifest(publishing)).unwrap_err());
+        assert!(
+            error.contains("publish_to_tenants needs tally:billing@0.2.0"),
+            "{error}"
+        );
+        for world in ["0.2.0", "0.2.1", "0.10.0", "1.0.0"] {
+            let text = manifest(publishing).replace("@0.1.0", &format!("@{world}"));
+            assert!(
+                Manifest::parse(&text).unwrap().publish_to_tenants,
+                "{world}"
+            );
+        }
+        let quiet = Manifest::parse(&manifest("[schedule]\nwindow = 'daily'\n")).unwrap();
+        assert!(!quiet.publish_to_tenants);
     }
 
     #[test]
