@@ -638,13 +638,15 @@ async fn a_run_keeps_the_provenance_it_was_made_with() {
     let start = today();
 
     // A 0.1 adapter writes no documents for a subscription: it cannot publish to tenants.
+    let webhook = std::fs::read(component_path("billing-webhook")).unwrap();
+    assert_eq!(world_of(&webhook), "0.1.0");
     let publishing = chargeback_manifest(
-        &wasm,
+        &webhook,
         "0.1.0",
         start,
         &format!("publish_to_tenants = true\n{config}"),
     );
-    let (status, refused) = send(&host, reqwest::Method::POST, &publishing, &wasm).await;
+    let (status, refused) = send(&host, reqwest::Method::POST, &publishing, &webhook).await;
     assert_eq!(status, 400, "{refused}");
     assert!(
         refused["error"]["message"]
@@ -654,12 +656,13 @@ async fn a_run_keeps_the_provenance_it_was_made_with() {
         "{refused}"
     );
 
-    let manifest = chargeback_manifest(&wasm, "0.1.0", start, config);
+    let world = world_of(&wasm);
+    let manifest = chargeback_manifest(&wasm, &world, start, config);
     let (status, installed) = send(&host, reqwest::Method::POST, &manifest, &wasm).await;
     assert_eq!(status, 201, "{installed}");
     let run = run_day(&host, first_day).await;
     let provenance = &run["provenance"];
-    assert_eq!(provenance["contract"], "tally:billing@0.1.0");
+    assert_eq!(provenance["contract"], format!("tally:billing@{world}"));
     assert_eq!(provenance["component"], sha256(&wasm));
     assert_eq!(
         provenance["window"],
@@ -734,7 +737,7 @@ async fn a_run_keeps_the_provenance_it_was_made_with() {
     .await
     .unwrap();
     for expected in [
-        "  contract     tally:billing@0.1.0\n".to_owned(),
+        format!("  contract     tally:billing@{world}\n"),
         format!("  component    {}\n", sha256(&wasm)),
         format!(
             "  config       {}\n",
