@@ -3,7 +3,8 @@
 //! it), the adapter installed with monthly windows for two of them. Each of
 //! the two gets a statement, as HTML and as CSV, whose lines and total are
 //! its usage, read back through the Azure-compatible usage API, times the
-//! rates; each document belongs to its subscription; the third gets none.
+//! rates; each document belongs to its subscription and is read by its
+//! tenant; the third gets none; a verification re-derives them byte for byte.
 //!
 //! The component is built from source by `adapters/build.sh` (run by
 //! `tests/run.sh`); the test fails, not skips, without it.
@@ -13,7 +14,7 @@ use crate::support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Datelike, Months, NaiveTime, TimeDelta, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -461,6 +462,33 @@ async fn monthly_statements_total_usage_times_rates_for_their_own_subscription()
             assert_eq!(download.body.as_str(), Some(written.as_str()), "{name}");
         }
     }
+
+    // Re-derived from the stored component, config and usage, the month's
+    // statements come out byte for byte (nothing in them depends on when or
+    // where they were made).
+    let uri = format!(
+        "/v1/adapters/statement/verify?from={}&to={}",
+        iso(start),
+        iso(end)
+    );
+    let verified = host
+        .call(Method::POST, &uri, Some(&host.operator), None)
+        .await;
+    assert_eq!(verified.status, StatusCode::OK, "{}", verified.body);
+    assert_eq!(verified.body["verified"], true, "{}", verified.body);
+    let window = &verified.body["windows"][0];
+    let matched: BTreeSet<&str> = window["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["result"] == "match")
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        matched,
+        expected_names.iter().map(String::as_str).collect(),
+        "{window}"
+    );
 
     // The month is of reported time: the previous month's last hour reported
     // on the 1st is in it, its own last hour reported after it is not.
