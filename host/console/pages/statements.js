@@ -12,8 +12,8 @@ import { MONTH_PRESETS, dateRange, presetDays } from "../range.js";
 import { runHref } from "../runs.js";
 import { table } from "../table.js";
 
-/** The API's bound on one listing (documented in the OpenAPI document). */
-const MAX_LISTED = 1_000;
+/** Pages of the listing (1,000 documents each, the API's bound) read at most. */
+const MAX_PAGES = 5;
 
 /** Renders the page; its state (subscription, range) lives in the hash's query. */
 export async function render(view, { query: hashQuery, session, setQuery }) {
@@ -71,8 +71,8 @@ export async function render(view, { query: hashQuery, session, setQuery }) {
     setQuery({ subscription: id, from: chosen.from, to: chosen.to });
     replace(results, loading());
     try {
-      const { value } = await api(`/v1/subscriptions/${seg(id)}/documents${query({ from: chosen.fromTime, to: chosen.toTime })}`);
-      replace(results, listView(id, value, chosen, operator));
+      const { documents, more } = await listed(`/v1/subscriptions/${seg(id)}/documents${query({ from: chosen.fromTime, to: chosen.toTime })}`);
+      replace(results, listView(id, documents, more, chosen, operator));
     } catch (error) {
       replace(results, alert(error));
     }
@@ -80,8 +80,23 @@ export async function render(view, { query: hashQuery, session, setQuery }) {
   await show();
 }
 
+/**
+ * The listing at `path`, following its `nextLink` up to `MAX_PAGES` pages:
+ * `{documents, more}` (`more`: pages were left unread).
+ */
+async function listed(path) {
+  const documents = [];
+  let next = path;
+  for (let page = 0; next && page < MAX_PAGES; page += 1) {
+    const answer = await api(next);
+    documents.push(...answer.value);
+    next = answer.nextLink;
+  }
+  return { documents, more: Boolean(next) };
+}
+
 /** The documents grouped by window, then by the run that published them. */
-function listView(id, documents, chosen, operator) {
+function listView(id, documents, more, chosen, operator) {
   if (!documents.length) {
     return status(`No document has been published to ${id} for windows starting ${chosen.from} – ${chosen.to} (UTC).`);
   }
@@ -101,8 +116,8 @@ function listView(id, documents, chosen, operator) {
       "Each window shows its latest revision. The provenance says what made the documents: the contract and component that ran, " +
         "a digest of their configuration and one of the usage they read — enough for the operator to make each document again, byte for byte, and compare.",
     ),
-    documents.length >= MAX_LISTED
-      ? h("p", { role: "status", class: "notice" }, `Showing the first ${fmt.count(MAX_LISTED)} documents: choose a shorter range to see the older windows.`)
+    more
+      ? h("p", { role: "status", class: "notice" }, `Showing the newest ${fmt.count(documents.length)} documents: choose a shorter range to see the older windows.`)
       : null,
     [...windows.values()].map((window) => windowView(window, operator)),
   ];
