@@ -103,7 +103,7 @@ function outcomeView(name, run, answer) {
                 return h("span", { class: `badge ${docTone}` }, text);
               },
             },
-            { label: "First difference", cell: (doc) => difference(doc.firstDifference) },
+            { label: "First difference", cell: difference },
           ],
           rows: window.documents,
         })
@@ -125,8 +125,14 @@ function usageView(usage) {
   );
 }
 
-/** "offset 1,234 (line 5, column 17)", or a dash. */
-function difference(first) {
-  if (!first) return "—";
-  return `offset ${fmt.count(first.offset)} (line ${fmt.count(first.line)}, column ${fmt.count(first.column)})`;
+/**
+ * Where a document first differs: "offset 1,234 (line 5, column 17)"
+ * (bytes before it; line and column from 1), or why it differs with the
+ * same bytes, or a dash.
+ */
+function difference(doc) {
+  const first = doc.firstDifference;
+  if (first) return `offset ${fmt.count(first.offset)} (line ${fmt.count(first.line)}, column ${fmt.count(first.column)})`;
+  if (doc.result === "differs") return "Same bytes; the content type, the owner or the recorded SHA-256 differs";
+  return "—";
 }
