@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 cargo build --release --locked --target wasm32-wasip2 --manifest-path adapters/Cargo.toml --target-dir target
 mkdir -p target/adapters
-for name in billing_webhook chargeback_csv focus hostile next_major; do
+for name in billing_webhook chargeback_csv focus hostile next_major statement; do
   cp "target/wasm32-wasip2/release/$name.wasm" "target/adapters/${name//_/-}.wasm"
 done
 # The hostile adapter whose describe() is huge (a build feature: describe takes
@@ -14,6 +14,10 @@ done
 cargo build --release --locked --target wasm32-wasip2 --manifest-path adapters/Cargo.toml \
   --target-dir target/hostile-describe -p hostile --features describe-bomb
 cp target/hostile-describe/wasm32-wasip2/release/hostile.wasm target/adapters/hostile-describe.wasm
+# The hostile adapter built against tally:billing@0.1.0 (served beside 0.2).
+cargo build --release --locked --target wasm32-wasip2 --manifest-path adapters/Cargo.toml \
+  --target-dir target/hostile-0.1 -p hostile --features contract-0-1
+cp target/hostile-0.1/wasm32-wasip2/release/hostile.wasm target/adapters/hostile-0.1.wasm
 adapters/python/build.sh
 adapters/js/build.sh
 ls -l target/adapters

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The demo: tally on its embedded database, 30 days of realistic usage from
-# 24 subscriptions loaded through the API, a tenant's usage read back through
-# the Azure-compatible usage API, and three billing adapters (WebAssembly
-# components built from source) installed and run over the last week:
-# a chargeback CSV for Power BI, a FinOps FOCUS export, and invoice lines
-# pushed to a (stand-in) billing system's HTTP API.
+# The demo: tally on its embedded database, realistic usage from 24
+# subscriptions (the last closed calendar month and this one so far, at least
+# 30 days) loaded through the API, a tenant's usage read back through the
+# Azure-compatible usage API, and four billing adapters (WebAssembly
+# components built from source) installed and run: over the last week, a
+# chargeback CSV for Power BI, a FinOps FOCUS export, and invoice lines
+# pushed to a (stand-in) billing system's HTTP API; over the last closed
+# month, a statement per subscription that its tenant reads.
 # Leaves the host running until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,8 +41,16 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-echo "==> Generating 30 days of hourly usage and importing it through POST /v1/usage"
-$BIN/tally-usage-generator --days 30 >"$DATA/usage.ndjson"
+# The last calendar month (UTC) closed for the statements, whose demo
+# manifest waits 1 h for late reports: it ends where the month of 2 hours ago
+# starts. Usage is generated from its first day.
+MONTH_END=$(date -u -d "2 hours ago" +%Y-%m-01)T00:00:00Z
+MONTH_START=$(date -u -d "${MONTH_END%T*} -1 month" +%Y-%m-01)T00:00:00Z
+DAYS=$(( ($(date -u +%s) - $(date -u -d "$MONTH_START" +%s)) / 86400 + 1 ))
+[ "$DAYS" -ge 30 ] || DAYS=30
+
+echo "==> Generating $DAYS days of hourly usage and importing it through POST /v1/usage"
+$BIN/tally-usage-generator --days "$DAYS" >"$DATA/usage.ndjson"
 $TALLY import "$DATA/usage.ndjson" --url "$BASE" --token "$OPERATOR"
 
 # The last eight days whose windows have closed: the example manifests wait
@@ -92,13 +102,15 @@ PY
 BILLING=$!
 trap 'kill $SERVER $BILLING 2>/dev/null || true' EXIT
 
-echo "==> Installing three billing adapters (WebAssembly components built from source, pinned by sha256)"
+echo "==> Installing four billing adapters (WebAssembly components built from source, pinned by sha256)"
 mkdir -p "$DATA/manifests"
-for pair in chargeback:chargeback-csv focus:focus billing-webhook:billing-webhook; do
+for pair in chargeback:chargeback-csv focus:focus billing-webhook:billing-webhook statement:statement; do
   file=${pair%%:*} component=${pair##*:}
   sha=$(sha256sum "target/adapters/$component.wasm" | cut -d' ' -f1)
+  # (The statements wait 1 h for late reports here, 1 day in the example.)
   sed -e "s|^sha256 = .*|sha256 = \"$sha\"|" \
       -e "s|https://billing.example|http://127.0.0.1:$BILLING_PORT|g" \
+      -e "/^window = \"monthly\"/,/^lag/s|^lag = .*|lag = \"1h\"|" \
       "examples/adapters/$file.toml" >"$DATA/manifests/$file.toml"
   $TALLY adapters install "$DATA/manifests/$file.toml" --component "target/adapters/$component.wasm" \
     --url "$BASE" --token "$OPERATOR" | sed 's/^/   /'
@@ -109,6 +121,8 @@ for name in chargeback focus billing; do
   echo "   $name:"
   $TALLY export run "$name" --from "$START" --to "$END" --url "$BASE" --token "$OPERATOR" | grep -v '^window' | sed 's/^/   /'
 done
+echo "   statement (the month $MONTH_START .. $MONTH_END; from now on the scheduler issues each month's a day after it ends):"
+$TALLY export run statement --from "$MONTH_START" --to "$MONTH_END" --url "$BASE" --token "$OPERATOR" | sed 's/^/   /'
 $TALLY adapters list --url "$BASE" --token "$OPERATOR" | sed 's/^/   /'
 
 echo "==> Cost per cost centre, from the chargeback CSV the host serves for Power BI"
@@ -126,6 +140,24 @@ total = sum(float(l["amount"]) for l in lines)
 print(f"   the billing API received {len(lines)} invoice lines, {total:.2f} EUR in all")
 PY
 
+echo "==> Tenant $TENANT_SUB reads its statements with its own token (GET /v1/subscriptions/{subscription}/documents)"
+curl -sf -H "Authorization: Bearer $TENANT" "$BASE/v1/subscriptions/$TENANT_SUB/documents" >"$DATA/statements.json"
+python3 - "$DATA/statements.json" "$BASE" "$TENANT" "$DATA" <<'PY'
+import json, sys, urllib.request
+listing, base, token, data = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3], sys.argv[4]
+for document in listing["value"]:
+    print(f"   {document['window']['start'][:7]}  {document['name']:<56} {document['bytes']:>6} bytes")
+    request = urllib.request.Request(base + document["links"]["download"], headers={"Authorization": f"Bearer {token}"})
+    body = urllib.request.urlopen(request).read()
+    with open(f"{data}/{document['name']}", "wb") as out:
+        out.write(body)
+    if document["name"].endswith(".csv"):
+        total = [line for line in body.decode().splitlines() if line.startswith("total,")]
+        if total:
+            fields = total[0].split(",")
+            print(f"   total {fields[-2]} {fields[-1]}")
+PY
+
 cat <<EOF
 
 tally is running on $BASE (data in $DATA).
@@ -140,6 +172,8 @@ Or try the API:
 Documents, refreshed as each day closes (Power BI: Web source with an Authorization header):
   curl -s -H "Authorization: Bearer $OPERATOR" '$BASE/v1/adapters/chargeback/documents/chargeback.csv?from=$START'
   curl -s -H "Authorization: Bearer $OPERATOR" '$BASE/v1/adapters/focus/documents/focus.csv?from=$START'
+A tenant's statements (monthly, HTML to read or print and CSV; saved to $DATA/statement-*):
+  curl -s -H "Authorization: Bearer $TENANT" $BASE/v1/subscriptions/$TENANT_SUB/documents | python3 -m json.tool
 Runs, with their figures and logs:
   $BIN/tally adapters runs chargeback --url $BASE --token $OPERATOR
   curl -s -H "Authorization: Bearer $OPERATOR" $BASE/v1/adapters/billing/runs | python3 -m json.tool

@@ -18,8 +18,8 @@ use tally::sandbox::engine::load_file;
 use tally::sandbox::host_usage::UsageAccess;
 use tally::sandbox::limits::LogLine;
 use tally::sandbox::{
-    AdapterEngine, ExportOutcome, Limits, LoadedAdapter, RunFailure, SubscriptionGrant, describe,
-    run_export, validate_config,
+    AdapterEngine, ExportOutcome, Limits, LoadedAdapter, Outbound, RunFailure, SubscriptionGrant,
+    describe, run_export, validate_config,
 };
 use tally_usage_generator::Options;
 
@@ -94,7 +94,7 @@ impl Sandbox {
                 &request,
                 &config,
                 usage,
-                Vec::new(),
+                Outbound::Allowed(Vec::new()),
                 &limits,
             )
         })
@@ -261,11 +261,17 @@ async fn compiled_once_cached_and_refused_when_not_a_supported_adapter() {
     let second = sandbox.load("chargeback-csv");
     assert!(!first.cached && second.cached);
     assert_eq!(first.sha256, second.sha256);
-    assert_eq!(first.world_version, "0.1.0");
+    assert_eq!(first.world_version, "0.2.0");
     let (description, _) = describe(&sandbox.engine, &second, &Limits::default()).unwrap();
     assert_eq!(
         (description.name.as_str(), description.produces.as_slice()),
-        ("chargeback-csv", &["chargeback.csv".to_string()][..])
+        (
+            "chargeback-csv",
+            &[
+                "chargeback.csv".to_string(),
+                "chargeback-{subscription}.csv".to_string()
+            ][..]
+        )
     );
     validate_config(
         &sandbox.engine,
@@ -551,16 +557,16 @@ async fn what_the_host_keeps_for_an_adapter_is_bounded_and_charged() {
         reason.contains("InvalidName") && reason.contains("content type"),
         "{reason}"
     );
-    // Documents beyond the count cap are refused.
+    // Documents beyond the count cap (10,000 on 0.2) are refused.
     let many = beside_a_good_export(
         &sandbox,
-        json!({"attack": "documents", "count": 2_000, "bytes": 16}),
+        json!({"attack": "documents", "count": 12_000, "bytes": 16}),
         SubscriptionGrant::All,
         small.clone(),
     )
     .await;
     assert!(
-        permanent(&many).contains("LimitReached(100)"),
+        permanent(&many).contains("LimitReached(10000)"),
         "{:?}",
         many.result
     );

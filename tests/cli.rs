@@ -1101,8 +1101,9 @@ async fn adapter_text_is_escaped_and_documents_cannot_script_the_host() {
         std::fs::write(
             &manifest,
             format!(
-                "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{sha256}'\n\
-                 [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{today}T00:00:00Z'\n[config]\nattack = '{attack}'\n"
+                "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@{}'\nsha256 = '{sha256}'\n\
+                 [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{today}T00:00:00Z'\n[config]\nattack = '{attack}'\n",
+                world_of(&wasm)
             ),
         )
         .unwrap();

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use support::DataDir;
 use support::browser::{Browser, run_scenario};
 use support::process::{Server, create_token, get_json, post_usage, tally_ok};
-use support::{VM_METER, component_path, reported_by_now, sample, to_wire};
+use support::{VM_METER, component_path, reported_by_now, sample, to_wire, world_of};
 use tally_usage_generator::Options;
 
 /// The installation that exports (chargeback-csv) and the one whose runs fail (hostile).
@@ -28,10 +28,9 @@ const FAILING_ADAPTER: &str = "fragile";
 const STATEMENT_ADAPTER: &str = "statement";
 
 /// What `Console::install` writes in a manifest beside the installation's
-/// name, the component's sha256, no lag and every subscription in scope.
+/// name, the component's sha256 and contract version, no lag and every
+/// subscription in scope.
 struct Manifest<'a> {
-    /// The contract version the component is built for ("0.1.0").
-    world: &'a str,
     /// "daily" or "monthly".
     window: &'a str,
     /// The schedule's first window.
@@ -121,7 +120,6 @@ impl Console {
                 ADAPTER,
                 "chargeback-csv",
                 &Manifest {
-                    world: "0.1.0",
                     window: "daily",
                     start: midnight(today - Days::new(2)),
                     publish_to_tenants: false,
@@ -135,7 +133,6 @@ impl Console {
                 FAILING_ADAPTER,
                 "hostile",
                 &Manifest {
-                    world: "0.1.0",
                     window: "daily",
                     start: midnight(today - Days::new(1)),
                     publish_to_tenants: false,
@@ -157,7 +154,6 @@ impl Console {
             .map(|b| format!("{b:02x}"))
             .collect();
         let Manifest {
-            world,
             window,
             start,
             publish_to_tenants,
@@ -170,9 +166,10 @@ impl Console {
             ""
         };
         let manifest = format!(
-            "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@{world}'\nsha256 = '{sha256}'\n{publish}\
+            "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@{}'\nsha256 = '{sha256}'\n{publish}\
              [schedule]\nwindow = '{window}'\nlag = '0s'\nstart = '{}'\n\
              [scope]\nsubscriptions = ['*']\n{config}",
+            world_of(&wasm),
             start.to_rfc3339()
         );
         let form = reqwest::multipart::Form::new()
@@ -243,7 +240,6 @@ impl Console {
             STATEMENT_ADAPTER,
             "statement",
             &Manifest {
-                world: "0.2.0",
                 window: "monthly",
                 start: midnight(first_month),
                 publish_to_tenants: true,

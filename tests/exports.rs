@@ -39,8 +39,9 @@ fn sha256(bytes: &[u8]) -> String {
 /// TOML (scope, config…) appended.
 fn manifest(name: &str, wasm: &[u8], start: DateTime<Utc>, extra: &str) -> String {
     format!(
-        "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{}'\n\
+        "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@{}'\nsha256 = '{}'\n\
          [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{}'\n{extra}",
+        world_of(wasm),
         sha256(wasm),
         start.to_rfc3339()
     )
@@ -271,18 +272,18 @@ async fn installs_are_checked_before_anything_is_stored() {
             "not a WebAssembly component",
         ),
         (
-            manifest("next", &next_major, start, "").replace("@0.1.0", "@1.0.0"),
+            manifest("next", &next_major, start, ""),
             Some(next_major.clone()),
             StatusCode::UNPROCESSABLE_ENTITY,
             "InvalidComponent",
             "targets tally:billing@1.0.0; this host supports tally:billing@0.1.0",
         ),
         (
-            good.replace("@0.1.0", "@0.2.0"),
+            good.replace("@0.2.0", "@0.1.0"),
             Some(chargeback.clone()),
             StatusCode::UNPROCESSABLE_ENTITY,
             "WorldMismatch",
-            "the component targets tally:billing@0.1.0",
+            "the component targets tally:billing@0.2.0",
         ),
         (
             good.replace("currency = 'EUR'", "currency = 'euro'"),
@@ -935,6 +936,7 @@ async fn a_whole_reason_stored_by_an_older_version_is_served_cut() {
                 produces: vec![],
             },
             first_window,
+            publish_to_tenants: false,
         })
         .await
         .unwrap();
@@ -1000,6 +1002,7 @@ async fn a_failed_correction_holds_nothing_but_a_failed_first_export_does() {
                 produces: vec![],
             },
             first_window: day(0),
+            publish_to_tenants: false,
         })
         .await
         .unwrap();
@@ -1019,7 +1022,7 @@ async fn a_failed_correction_holds_nothing_but_a_failed_first_export_does() {
     let failed = || RunEnd::Failed {
         reason: "no".into(),
     };
-    let succeeded = || RunEnd::Succeeded { documents: vec![] };
+    let succeeded = || succeeded_with(vec![]);
 
     // Day 0 exported, then its correction fails: day 1 still runs.
     store
@@ -1080,8 +1083,8 @@ async fn a_failed_correction_holds_nothing_but_a_failed_first_export_does() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_lease_ended_is_taken_over_and_the_old_attempt_cannot_finish_it() {
     use tally::store::exports::{
-        AdapterDescription, FinishedAttempt, Interrupted, NewInstallation, RunEnd,
-        RunFiguresRecord, RunLogRecord,
+        AdapterDescription, FinishedAttempt, Interrupted, NewInstallation, RunFiguresRecord,
+        RunLogRecord,
     };
     let host = TestHost::new().await;
     let store = &host.store;
@@ -1098,6 +1101,7 @@ async fn a_run_whose_lease_ended_is_taken_over_and_the_old_attempt_cannot_finish
                 produces: vec![],
             },
             first_window: day(0),
+            publish_to_tenants: false,
         })
         .await
         .unwrap();
@@ -1106,7 +1110,7 @@ async fn a_run_whose_lease_ended_is_taken_over_and_the_old_attempt_cannot_finish
         .await
         .unwrap();
     let succeeded = || FinishedAttempt {
-        end: RunEnd::Succeeded { documents: vec![] },
+        end: succeeded_with(vec![]),
         figures: RunFiguresRecord::default(),
         log: RunLogRecord::default(),
     };
@@ -1176,8 +1180,8 @@ async fn a_run_whose_lease_ended_is_taken_over_and_the_old_attempt_cannot_finish
 async fn names_ignore_case_and_a_removed_installation_leaves_no_runs_or_documents() {
     use tally::store::StoreError;
     use tally::store::exports::{
-        AdapterDescription, FinishedAttempt, NewInstallation, RunEnd, RunFiguresRecord,
-        RunLogRecord, StoredDocument,
+        AdapterDescription, FinishedAttempt, NewInstallation, RunFiguresRecord, RunLogRecord,
+        StoredDocument,
     };
     let host = TestHost::new().await;
     let store = &host.store;
@@ -1193,6 +1197,7 @@ async fn names_ignore_case_and_a_removed_installation_leaves_no_runs_or_document
             produces: vec!["invoice.csv".into()],
         },
         first_window: day(0),
+        publish_to_tenants: false,
     };
 
     let installed = store.create_installation(new("Billing")).await.unwrap();
@@ -1235,14 +1240,9 @@ async fn names_ignore_case_and_a_removed_installation_leaves_no_runs_or_document
         .await
         .unwrap()
         .unwrap();
-    let document = StoredDocument {
-        content_type: "text/csv".into(),
-        bytes: b"total\n1\n".to_vec(),
-    };
+    let document = StoredDocument::new("text/csv".into(), b"total\n1\n".to_vec(), None);
     let finished = FinishedAttempt {
-        end: RunEnd::Succeeded {
-            documents: vec![("invoice.csv".into(), document.clone())],
-        },
+        end: succeeded_with(vec![("invoice.csv".into(), document.clone())]),
         figures: RunFiguresRecord::default(),
         log: RunLogRecord::default(),
     };
@@ -1845,4 +1845,22 @@ async fn adapter_strings_are_stored_and_served_bounded() {
             .status
             == StatusCode::NOT_FOUND
     );
+}
+
+/// A success publishing `documents`, with a provenance the store keeps as given.
+fn succeeded_with(
+    documents: Vec<(String, tally::store::exports::StoredDocument)>,
+) -> tally::store::exports::RunEnd {
+    tally::store::exports::RunEnd::Succeeded {
+        documents,
+        provenance: tally::store::exports::Provenance {
+            world_version: "0.2.0".into(),
+            component_sha256: "c0ffee".into(),
+            config_sha256: tally::store::exports::sha256_hex(b"{}"),
+            config_digest: tally::store::exports::sha256_hex(b"{}"),
+            granularity: tally::usage::Granularity::Daily,
+            usage_sha256: tally::store::exports::sha256_hex(b""),
+        },
+        config_json: "{}".into(),
+    }
 }

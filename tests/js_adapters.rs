@@ -2,7 +2,8 @@
 //! mirror. `chargeback-js` writes the very bytes of `chargeback-csv`'s
 //! `chargeback.csv` (daily and hourly, through `tally adapter test`, with
 //! non-ASCII names, exact rounding ties, huge quantities, negative zero and
-//! CSV quoting in the data). `invoice-lines-js` bills a billing API that
+//! CSV quoting in the data), and with `per_subscription` its documents per
+//! subscription. `invoice-lines-js` bills a billing API that
 //! dedupes by Idempotency-Key: usage × rates, each line once across a run
 //! retried after a 503, nothing sent to an origin not allowed; its requests
 //! are the Rust `billing-webhook`'s. Both refuse configs that cannot work.
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
+use sha2::Digest;
 use support::billing_api::{API_KEY, BillingApi, assert_billed, keys_of, time};
 use support::*;
 use tally::sandbox::contract::{ExportRequest, Granularity, Window};
@@ -240,6 +242,91 @@ fn chargeback_js_writes_the_very_bytes_of_the_rust_adapter() {
     }
 }
 
+/// The documents a `tally adapter test` wrote to `out`: name → bytes.
+fn documents_in(out: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            (name, std::fs::read(entry.path()).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn chargeback_js_writes_the_rust_adapters_per_subscription_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = to_wire(&sample(&Options {
+        subscriptions: 2,
+        days: 5,
+        ..Options::default()
+    }));
+    records.extend(tricky_records());
+    let usage = dir.path().join("usage.ndjson");
+    std::fs::write(
+        &usage,
+        records.iter().map(|r| format!("{r}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let mut config = chargeback_config();
+    config["per_subscription"] = json!(true);
+    let config_path = dir.path().join("chargeback.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+
+    for granularity in ["daily", "hourly"] {
+        let run = |name: &str| {
+            let out = dir.path().join(format!("{name}-{granularity}"));
+            let output = adapter_test(name, &config_path, &usage, granularity, &out, dir.path());
+            assert!(
+                output.status.success(),
+                "{name} {granularity}: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            documents_in(&out)
+        };
+        let (rust, js) = (run("chargeback-csv"), run("chargeback-js"));
+        assert_eq!(
+            js.keys().collect::<Vec<_>>(),
+            rust.keys().collect::<Vec<_>>(),
+            "{granularity}: the same documents"
+        );
+        for (name, bytes) in &rust {
+            assert!(
+                &js[name] == bytes,
+                "{granularity}: {name} differs:\nRust: {:?}\nJS:   {:?}",
+                String::from_utf8_lossy(bytes),
+                String::from_utf8_lossy(&js[name])
+            );
+        }
+        // Named by the id, or by its digest for ids that are no names
+        // (a comma and quotes; a character outside ASCII).
+        let digest = |id: &str| {
+            let hex: String = sha2::Sha256::digest(id.as_bytes())[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("chargeback-{hex}.csv")
+        };
+        for name in [
+            "chargeback-sub-edge.csv".to_string(),
+            digest("s\u{f8}b,\"x\""),
+            digest("\u{1f4b6}-sub"),
+        ] {
+            assert!(rust.contains_key(&name), "{name} in {:?}", rust.keys());
+        }
+        let edge = String::from_utf8(rust["chargeback-sub-edge.csv"].clone()).unwrap();
+        assert!(edge.contains(",0.015625,0.500000,0.007812,EUR\n"), "{edge}");
+        let mut reader = csv::Reader::from_reader(edge.as_bytes());
+        assert!(
+            reader.records().all(|row| &row.unwrap()[2] == "sub-edge"),
+            "only its own rows: {edge}"
+        );
+        println!("{granularity}: {} documents, identical", rust.len());
+    }
+}
+
 // --- invoice-lines-js against a billing API -----------------------------------
 
 /// A host holding sample usage.
@@ -290,7 +377,7 @@ impl Harness {
                 &request,
                 &config,
                 usage,
-                allowed,
+                tally::sandbox::Outbound::Allowed(allowed),
                 &Limits::default(),
             )
         })

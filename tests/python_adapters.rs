@@ -1,7 +1,8 @@
 //! The Python adapters of `adapters/python`, built with componentize-py, run
 //! by `tally adapter test` in the host's sandbox: `chargeback-py` writes the
-//! very bytes of the Rust `chargeback-csv` and refuses the same configs with
-//! the same reasons; `showback-py` adds up to usage × rates.
+//! very bytes of the Rust `chargeback-csv` (with `per_subscription`, its
+//! per-subscription documents too) and refuses the same configs with the
+//! same reasons; `showback-py` adds up to usage × rates.
 //!
 //! Needs the components (`adapters/build.sh`, which `tests/run.sh` runs);
 //! fails, not skips, without them. A Python component compiles in seconds:
@@ -16,6 +17,7 @@ use std::process::Output;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use support::process::tally;
 use support::*;
 use tally_usage_generator::Options;
@@ -334,6 +336,122 @@ fn chargeback_py_writes_the_rust_adapters_bytes() {
         failures[0]
     );
     assert_eq!(failures[1], failures[0]);
+}
+
+/// The documents a `tally adapter test` wrote to `out`: name → bytes.
+fn documents_in(out: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            (name, std::fs::read(entry.path()).unwrap())
+        })
+        .collect()
+}
+
+/// The name a per-subscription document gets for an id that is not a
+/// document name: the first 16 hex digits of its SHA-256.
+fn digest_name(prefix: &str, subscription: &str, suffix: &str) -> String {
+    let hex: String = Sha256::digest(subscription.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{prefix}{hex}{suffix}")
+}
+
+#[test]
+fn chargeback_py_writes_the_rust_adapters_per_subscription_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = to_wire(&sample(&Options {
+        subscriptions: 3,
+        days: 2,
+        end: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+        ..Options::default()
+    }));
+    records.extend(edge_records());
+    let (usage, window) = write_usage(dir.path(), &records);
+    let window = (window.0.as_str(), window.1.as_str());
+    let config = dir.path().join("per-subscription.json");
+    std::fs::write(
+        &config,
+        json!({
+            "currency": "EUR",
+            "group_by_tag": "cost-center",
+            "per_subscription": true,
+            "rates": {VM_METER.to_ascii_lowercase(): 0.0078125, IP_METER: 0.005},
+        })
+        .to_string(),
+    )
+    .unwrap();
+
+    for granularity in ["daily", "hourly"] {
+        let out = |name: &str| dir.path().join(format!("{granularity}-{name}"));
+        let rust = run_ok(
+            "chargeback-csv",
+            &config,
+            &usage,
+            window,
+            granularity,
+            &out("rust"),
+        );
+        let python = run_ok(
+            "chargeback-py",
+            &config,
+            &usage,
+            window,
+            granularity,
+            &out("py"),
+        );
+        assert_eq!(lines_of(&python, "  ["), lines_of(&rust, "  ["), "the logs");
+        let (expected, got) = (documents_in(&out("rust")), documents_in(&out("py")));
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "{granularity}: the same documents"
+        );
+        for (name, bytes) in &expected {
+            assert!(
+                &got[name] == bytes,
+                "{granularity}: {name} differs:\nrust:   {:?}\npython: {:?}",
+                String::from_utf8_lossy(bytes),
+                String::from_utf8_lossy(&got[name])
+            );
+        }
+
+        // One document per subscription, named by its id or, for an id that
+        // is no name, its digest; together they hold chargeback.csv's rows.
+        let whole = String::from_utf8(expected["chargeback.csv"].clone()).unwrap();
+        let mut reader = csv::Reader::from_reader(whole.as_bytes());
+        let subscriptions: BTreeSet<String> = reader
+            .records()
+            .map(|row| row.unwrap()[2].to_string())
+            .collect();
+        assert_eq!(
+            expected.len(),
+            subscriptions.len() + 1,
+            "{:?}",
+            expected.keys()
+        );
+        assert!(expected.contains_key("chargeback-edge-subscription.csv"));
+        assert!(expected.contains_key(&digest_name("chargeback-", "edge, \"quoted\"", ".csv")));
+        let header = whole.lines().next().unwrap();
+        let mut rows = 0;
+        for (name, bytes) in expected.iter().filter(|(n, _)| *n != "chargeback.csv") {
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            assert_eq!(text.lines().next(), Some(header), "{name}");
+            rows += text.lines().count() - 1;
+        }
+        assert_eq!(
+            rows,
+            whole.lines().count() - 1,
+            "every row in one subscription's document"
+        );
+        println!(
+            "{granularity}: chargeback.csv and {} per-subscription documents, identical",
+            subscriptions.len()
+        );
+    }
 }
 
 /// The rates of a manifest's `[config.rates]`: lower-case meter id → price.

@@ -453,15 +453,17 @@ async fn open_hour(db: &tokio_postgres::Client) -> DateTime<Utc> {
 /// default the window the install falls in), without lag.
 fn chargeback_manifest(name: &str, start: Option<DateTime<Utc>>) -> String {
     let component = component_path("chargeback-csv");
-    let sha256: String = Sha256::digest(std::fs::read(&component).unwrap())
+    let wasm = std::fs::read(&component).unwrap();
+    let sha256: String = Sha256::digest(&wasm)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     let start = start.map_or_else(String::new, |start| {
         format!("start = '{}'\n", start.to_rfc3339())
     });
+    let world = world_of(&wasm);
     format!(
-        "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{sha256}'\n\
+        "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@{world}'\nsha256 = '{sha256}'\n\
          component = '{}'\n[schedule]\nwindow = 'hourly'\nlag = '0s'\n{start}\
          [config]\ncurrency = 'EUR'\ngroup_by_tag = 'cost-center'\nrates = {{ '{VM_METER}' = 0.025 }}\n",
         component.display(),
@@ -486,13 +488,15 @@ fn install(base: &str, token: &str, dir: &std::path::Path, manifest: &str) {
 
 fn billing_manifest(api: &BillingApi, start: DateTime<Utc>) -> String {
     let component = component_path("billing-webhook");
-    let sha256: String = Sha256::digest(std::fs::read(&component).unwrap())
+    let wasm = std::fs::read(&component).unwrap();
+    let sha256: String = Sha256::digest(&wasm)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     let rates: Vec<String> = RATES.iter().map(|(m, r)| format!("'{m}' = {r}")).collect();
+    let world = world_of(&wasm);
     format!(
-        "name = 'billing'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{sha256}'\n\
+        "name = 'billing'\nversion = '0.1.0'\nworld = 'tally:billing@{world}'\nsha256 = '{sha256}'\n\
          component = '{}'\nallowed_outbound_hosts = ['{}']\n\
          [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{}'\n\
          [config]\nendpoint = '{}'\ncurrency = 'EUR'\nbatch_size = 4\n\

@@ -23,9 +23,10 @@ fn manifest(name: &str, wasm: &[u8]) -> String {
         .unwrap()
         .and_utc();
     format!(
-        "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{sha256}'\n\
+        "name = '{name}'\nversion = '0.1.0'\nworld = 'tally:billing@{}'\nsha256 = '{sha256}'\n\
          [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{}'\n\
          [config]\ncurrency = 'EUR'\ngroup_by_tag = 'cost-center'\nrates = {{ '{VM_METER}' = 0.5 }}\n",
+        world_of(wasm),
         today.to_rfc3339()
     )
 }
@@ -74,11 +75,12 @@ async fn a_stored_manifest_or_run_that_no_longer_reads_is_named_and_the_rest_wor
 
     // Behind the host's back: a manifest an older host would have taken
     // (its world is no version), and run figures that are not JSON.
-    let changed = host.data.execute(
+    let changed = host.data.execute(&format!(
         "UPDATE adapter_installations \
-         SET manifest = replace(manifest, 'tally:billing@0.1.0', 'tally:billing@1') \
+         SET manifest = replace(manifest, 'tally:billing@{}', 'tally:billing@1') \
          WHERE name = 'broken'",
-    );
+        world_of(&wasm)
+    ));
     assert_eq!(changed, 1);
     assert_eq!(
         host.data.execute(

@@ -97,7 +97,7 @@ impl Harness {
                 &request,
                 &config,
                 usage,
-                allowed,
+                tally::sandbox::Outbound::Allowed(allowed),
                 &Limits::default(),
             )
         })

@@ -9,6 +9,9 @@
 # log, where stubs would trap with no message. Builds are not byte-reproducible
 # (componentize-py snapshots a running interpreter): pin the sha256 of the
 # component you install, not of a rebuild.
+#
+# chargeback is built on the current contract (wit/, tally:billing@0.2.0),
+# showback on the frozen 0.1.0 (wit/v0.1), which the host still serves.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -32,13 +35,17 @@ for name in chargeback showback common; do
 done
 for name in chargeback showback; do
   out="target/adapters/$name-py.wasm" stamp="target/adapters/.$name-py.inputs"
+  case $name in
+    showback) wit=wit/v0.1 ;;
+    *) wit=wit ;;
+  esac
   # A component is rebuilt only when its inputs changed: a rebuild has another
   # sha256, which a pinned manifest refuses and the host compiles again.
-  inputs=$(cat adapters/python/build.sh adapters/python/requirements.txt wit/*.wit "$scratch/$name"/*.py "$scratch/common"/*.py | sha256sum)
+  inputs=$(cat adapters/python/build.sh adapters/python/requirements.txt "$wit"/*.wit "$scratch/$name"/*.py "$scratch/common"/*.py | sha256sum)
   if [ -f "$out" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$inputs" ]; then
     continue
   fi
-  VIRTUAL_ENV="$scratch" "$venv/bin/componentize-py" --quiet -d wit -w billing-adapter \
+  VIRTUAL_ENV="$scratch" "$venv/bin/componentize-py" --quiet -d "$wit" -w billing-adapter \
     componentize app -p "$scratch/$name" -p "$scratch/common" -o "$out.partial"
   mv "$out.partial" "$out"  # whole, or not at all
   echo "$inputs" >"$stamp"

@@ -34,7 +34,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tally::sandbox::contract::{ExportRequest, Granularity as WitGranularity, Window};
 use tally::sandbox::host_usage::{BATCH_ROWS, UsageAccess};
-use tally::sandbox::{AdapterEngine, Limits, SubscriptionGrant, describe, run_export};
+use tally::sandbox::{AdapterEngine, Limits, Outbound, SubscriptionGrant, describe, run_export};
 use tally::store::sqlite::{SCHEMA_VERSION, SqliteStore};
 use tally::store::{AggregateQuery, Store, SubscriptionScope};
 use tally::usage::{Granularity, UsageRecordInput, ValidationContext};
@@ -312,7 +312,7 @@ async fn child(mode: &str, data: &Path) {
                     &request,
                     &chargeback_config(),
                     usage,
-                    Vec::new(),
+                    Outbound::Allowed(Vec::new()),
                     &Limits::default(),
                 )
             })
@@ -636,7 +636,7 @@ async fn hostile_child(kind: &str, data: &Path) {
                     &request,
                     &config,
                     usage,
-                    Vec::new(),
+                    Outbound::Allowed(Vec::new()),
                     &limits,
                 )
             })

@@ -10,9 +10,10 @@ use tally::store::Store;
 use tally::store::StoreError;
 use tally::store::exports::{
     AdapterDescription, DocumentInfo, FinishedAttempt, Installation, Interrupted, LogLine,
-    NewInstallation, Run, RunEnd, RunFiguresRecord, RunLogRecord, RunRequestOutcome, RunStatus,
-    StoredDocument,
+    NewInstallation, Provenance, Run, RunEnd, RunFiguresRecord, RunLogRecord, RunRequestOutcome,
+    RunStatus, StoredDocument, TenantDocumentsAfter, sha256_hex,
 };
+use tally::usage::Granularity;
 
 use super::{conformance, day};
 
@@ -33,6 +34,12 @@ conformance!(
     interrupted_runs_are_requeued_until_they_reach_max_attempts,
     published_runs_are_the_latest_succeeded_revision_of_each_window,
     a_run_reads_back_with_its_log_figures_and_documents,
+    a_succeeded_run_keeps_its_provenance_and_the_config_it_ran_with,
+    configs_are_kept_while_a_run_names_them,
+    an_installation_publishes_to_tenants_as_installed_or_upgraded,
+    a_subscription_lists_only_the_documents_published_to_it,
+    a_subscription_pages_through_its_documents_newest_window_first,
+    a_subscription_reads_and_joins_only_documents_it_owns,
 );
 
 /// The digest the test component is kept under (the store does not check it).
@@ -52,7 +59,42 @@ fn new_installation(name: &str) -> NewInstallation {
             produces: vec!["invoice.csv".into()],
         },
         first_window: day(0),
+        publish_to_tenants: false,
     }
+}
+
+/// An installation like [`install`]'s that publishes to tenants.
+async fn install_publishing(store: &Arc<dyn Store>, name: &str) -> Installation {
+    store
+        .put_component(COMPONENT, b"\0asm opaque bytes".to_vec())
+        .await
+        .unwrap();
+    let new = NewInstallation {
+        publish_to_tenants: true,
+        ..new_installation(name)
+    };
+    store.create_installation(new).await.unwrap()
+}
+
+/// How the test runs were made, the configuration told apart by `config`.
+fn provenance(config: &str) -> Provenance {
+    Provenance {
+        world_version: "0.2.0".into(),
+        component_sha256: COMPONENT.into(),
+        config_sha256: sha256_hex(config.as_bytes()),
+        config_digest: sha256_hex(config.replace("s3cret", "***").as_bytes()),
+        granularity: Granularity::Daily,
+        usage_sha256: sha256_hex(b"rows"),
+    }
+}
+
+/// A success publishing `documents`, made with config `{}`.
+fn succeeded_with(documents: Vec<(String, StoredDocument)>) -> FinishedAttempt {
+    attempt(RunEnd::Succeeded {
+        documents,
+        provenance: provenance("{}"),
+        config_json: "{}".into(),
+    })
 }
 
 async fn install(store: &Arc<dyn Store>, name: &str) -> Installation {
@@ -102,14 +144,11 @@ fn succeeded(documents: &[&str]) -> FinishedAttempt {
     let documents = documents
         .iter()
         .map(|name| {
-            let document = StoredDocument {
-                content_type: "text/plain".into(),
-                bytes: name.as_bytes().to_vec(),
-            };
+            let document = StoredDocument::new("text/plain".into(), name.as_bytes().to_vec(), None);
             (name.to_string(), document)
         })
         .collect();
-    attempt(RunEnd::Succeeded { documents })
+    succeeded_with(documents)
 }
 
 fn failed(reason: &str) -> FinishedAttempt {
@@ -592,9 +631,8 @@ async fn a_run_reads_back_with_its_log_figures_and_documents(store: Arc<dyn Stor
         .await
         .unwrap();
     let run = claim_window(&store, &installation, 0).await;
-    let document = |content_type: &str, bytes: &[u8]| StoredDocument {
-        content_type: content_type.into(),
-        bytes: bytes.to_vec(),
+    let document = |content_type: &str, bytes: &[u8]| {
+        StoredDocument::new(content_type.into(), bytes.to_vec(), None)
     };
     let figures = RunFiguresRecord {
         rows_read: 3,
@@ -617,16 +655,13 @@ async fn a_run_reads_back_with_its_log_figures_and_documents(store: Arc<dyn Stor
         ],
         dropped: 2,
     };
-    let end = RunEnd::Succeeded {
-        documents: vec![
-            ("summary.json".into(), document("application/json", b"{}")),
-            ("invoice.csv".into(), document("text/csv", b"a,b\n1,2\n")),
-        ],
-    };
     let finished = FinishedAttempt {
-        end,
         figures: figures.clone(),
         log: log.clone(),
+        ..succeeded_with(vec![
+            ("summary.json".into(), document("application/json", b"{}")),
+            ("invoice.csv".into(), document("text/csv", b"a,b\n1,2\n")),
+        ])
     };
     finish(&store, &run, finished).await;
 
@@ -635,16 +670,18 @@ async fn a_run_reads_back_with_its_log_figures_and_documents(store: Arc<dyn Stor
     assert_eq!((read.figures, read.reason), (Some(figures), None));
     assert!(read.finished_at.is_some());
     assert_eq!(read_log, log);
-    let info = |name: &str, content_type: &str, bytes| DocumentInfo {
+    let info = |name: &str, content_type: &str, bytes: &[u8]| DocumentInfo {
         name: name.into(),
         content_type: content_type.into(),
-        bytes,
+        bytes: bytes.len() as u64,
+        subscription_id: None,
+        sha256: Some(sha256_hex(bytes)),
     };
     assert_eq!(
         documents,
         [
-            info("invoice.csv", "text/csv", 8),
-            info("summary.json", "application/json", 2)
+            info("invoice.csv", "text/csv", b"a,b\n1,2\n"),
+            info("summary.json", "application/json", b"{}")
         ]
     );
     let stored = store.run_document(run.id, "invoice.csv").await.unwrap();
@@ -660,4 +697,358 @@ async fn a_run_reads_back_with_its_log_figures_and_documents(store: Arc<dyn Stor
     assert_eq!(read.status, RunStatus::Failed);
     assert_eq!(read.reason.as_deref(), Some("quota exceeded"));
     assert!(documents.is_empty());
+    assert_eq!(read.provenance, None, "a failed run made nothing");
+}
+
+/// A document for `owner` (`None`: the operator's) holding `text`.
+fn owned(name: &str, owner: Option<&str>, text: &str) -> (String, StoredDocument) {
+    let document = StoredDocument::new(
+        "text/csv".into(),
+        text.as_bytes().to_vec(),
+        owner.map(str::to_owned),
+    );
+    (name.into(), document)
+}
+
+async fn a_succeeded_run_keeps_its_provenance_and_the_config_it_ran_with(store: Arc<dyn Store>) {
+    let installation = install_with_windows(&store, "billing", &[0, 1]).await;
+    let run = claim_window(&store, &installation, 0).await;
+    assert_eq!(run.provenance, None, "nothing made yet");
+    let config = r#"{"currency":"EUR","token":"s3cret"}"#;
+    let made = provenance(config);
+    let end = RunEnd::Succeeded {
+        documents: vec![
+            owned("invoice.csv", None, "total\n3\n"),
+            owned("statement-sub-a.csv", Some("Sub-A"), "a\n1\n"),
+        ],
+        provenance: made.clone(),
+        config_json: config.into(),
+    };
+    finish(&store, &run, attempt(end)).await;
+
+    let (read, _, documents) = store.run(installation.id, run.id).await.unwrap().unwrap();
+    assert_eq!(read.provenance.as_ref(), Some(&made));
+    let listed = &store.runs(installation.id, 10).await.unwrap();
+    assert_eq!(listed[0].provenance, None, "day 1 is not exported yet");
+    assert_eq!(listed[1].provenance.as_ref(), Some(&made));
+    let config_read = store.run_config(&made.config_sha256).await.unwrap();
+    assert_eq!(config_read.as_deref(), Some(config));
+    assert_eq!(store.run_config("unknown").await.unwrap(), None);
+
+    let owners: Vec<_> = documents
+        .iter()
+        .map(|d| {
+            (
+                d.name.as_str(),
+                d.subscription_id.as_deref(),
+                d.sha256.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            ("invoice.csv", None, Some(sha256_hex(b"total\n3\n"))),
+            (
+                "statement-sub-a.csv",
+                Some("Sub-A"),
+                Some(sha256_hex(b"a\n1\n"))
+            ),
+        ]
+    );
+    let stored = store.run_document(run.id, "statement-sub-a.csv");
+    let stored = stored.await.unwrap().unwrap();
+    assert_eq!(stored.subscription_id.as_deref(), Some("Sub-A"));
+    assert_eq!(stored.sha256, sha256_hex(b"a\n1\n"));
+
+    // Another run with the same config keeps one copy of it.
+    let next = claim_window(&store, &installation, 1).await;
+    let again = RunEnd::Succeeded {
+        documents: vec![],
+        provenance: made.clone(),
+        config_json: config.into(),
+    };
+    finish(&store, &next, attempt(again)).await;
+    let (read, _, _) = store.run(installation.id, next.id).await.unwrap().unwrap();
+    assert_eq!(read.provenance, Some(made));
+}
+
+async fn configs_are_kept_while_a_run_names_them(store: Arc<dyn Store>) {
+    let (a, b) = (install(&store, "a").await, install(&store, "b").await);
+    for installation in [&a, &b] {
+        store
+            .schedule_windows(installation.id, vec![window(0)])
+            .await
+            .unwrap();
+    }
+    let (own, shared) = (r#"{"only":"a"}"#, r#"{"shared":true}"#);
+    let made_with = |config: &str| {
+        attempt(RunEnd::Succeeded {
+            documents: vec![],
+            provenance: provenance(config),
+            config_json: config.into(),
+        })
+    };
+    // a's first export runs with its own config, b's with the shared one.
+    for _ in 0..2 {
+        let run = claim(&store).await.unwrap();
+        let config = if run.installation_id == a.id {
+            own
+        } else {
+            shared
+        };
+        finish(&store, &run, made_with(config)).await;
+    }
+    // a's correction runs with the shared config.
+    request(&store, &a, &[0]).await;
+    let correction = claim_window(&store, &a, 0).await;
+    finish(&store, &correction, made_with(shared)).await;
+    let kept = async |config: &str| {
+        let digest = sha256_hex(config.as_bytes());
+        store.run_config(&digest).await.unwrap().is_some()
+    };
+    assert!(kept(own).await && kept(shared).await);
+
+    // a's configs go with it (they hold secrets), but the one b's run names stays.
+    assert!(store.remove_installation("a").await.unwrap());
+    assert!(!kept(own).await);
+    assert!(kept(shared).await);
+}
+
+async fn an_installation_publishes_to_tenants_as_installed_or_upgraded(store: Arc<dyn Store>) {
+    let quiet = install(&store, "quiet").await;
+    assert!(!quiet.publish_to_tenants);
+    let publishing = install_publishing(&store, "statement").await;
+    assert!(publishing.publish_to_tenants);
+    let upgraded = store
+        .upgrade_installation(NewInstallation {
+            publish_to_tenants: true,
+            ..new_installation("quiet")
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(upgraded.publish_to_tenants);
+    let found = store.installation("statement").await.unwrap().unwrap();
+    assert!(found.publish_to_tenants);
+    let upgraded = store.upgrade_installation(new_installation("statement"));
+    assert!(!upgraded.await.unwrap().unwrap().publish_to_tenants);
+}
+
+/// Publishes `documents` as the next run of `installation`, which must be of window `n`.
+async fn publish(
+    store: &Arc<dyn Store>,
+    installation: &Installation,
+    n: i64,
+    documents: Vec<(String, StoredDocument)>,
+) -> Run {
+    let run = claim_window(store, installation, n).await;
+    finish(store, &run, succeeded_with(documents)).await;
+    run
+}
+
+async fn a_subscription_lists_only_the_documents_published_to_it(store: Arc<dyn Store>) {
+    let statement = install_publishing(&store, "statement").await;
+    let quiet = install(&store, "quiet").await;
+    for installation in [&statement, &quiet] {
+        let windows = vec![window(0), window(1), window(2)];
+        store
+            .schedule_windows(installation.id, windows)
+            .await
+            .unwrap();
+    }
+    let documents = |n: i64| {
+        vec![
+            owned("all.csv", None, &format!("day {n}")),
+            owned("sub-a.csv", Some("Sub-A"), &format!("a {n}")),
+            owned("sub-b.csv", Some("sub-b"), &format!("b {n}")),
+        ]
+    };
+    let mut claimed = Vec::new();
+    for n in 0..3 {
+        // The two installations' windows are claimed side by side.
+        for _ in 0..2 {
+            let run = claim(&store).await.unwrap();
+            finish(&store, &run, succeeded_with(documents(n))).await;
+            claimed.push(run);
+        }
+    }
+    // Day 1 corrected without sub-a's document; day 2's correction failed.
+    request(&store, &statement, &[1]).await;
+    publish(&store, &statement, 1, vec![owned("all.csv", None, "fixed")]).await;
+    request(&store, &statement, &[2]).await;
+    let failing = claim_window(&store, &statement, 2).await;
+    finish(&store, &failing, failed("no")).await;
+
+    let listed = async |subscription: &str, from: i64, to: i64| {
+        store
+            .tenant_documents(subscription, day(from), day(to), None, 100)
+            .await
+            .unwrap()
+    };
+    let seen: Vec<_> = listed("SUB-A", 0, 3)
+        .await
+        .into_iter()
+        .map(|d| {
+            (
+                d.adapter,
+                d.run.window_start,
+                d.run.revision,
+                d.document.name,
+                d.document.subscription_id,
+            )
+        })
+        .collect();
+    let of = |n: i64| {
+        (
+            "statement".to_owned(),
+            day(n),
+            0,
+            "sub-a.csv".to_owned(),
+            Some("Sub-A".to_owned()),
+        )
+    };
+    assert_eq!(seen, [of(2), of(0)], "newest window first, day 1 corrected");
+    let first = &listed("sub-a", 2, 3).await[0];
+    assert_eq!(first.document.sha256, Some(sha256_hex(b"a 2")));
+    assert_eq!(first.document.bytes, 3);
+    assert_eq!(first.run.provenance, Some(provenance("{}")));
+    assert_eq!(listed("sub-a", 1, 2).await, vec![]);
+    assert_eq!(listed("sub-b", 0, 3).await.len(), 2);
+    assert_eq!(listed("sub-c", 0, 3).await, vec![]);
+    // The operator's documents are no subscription's.
+    assert_eq!(listed("", 0, 3).await, vec![]);
+}
+
+async fn a_subscription_pages_through_its_documents_newest_window_first(store: Arc<dyn Store>) {
+    let (a, b) = (
+        install_publishing(&store, "a").await,
+        install_publishing(&store, "b").await,
+    );
+    for installation in [&a, &b] {
+        store
+            .schedule_windows(installation.id, vec![window(0), window(1)])
+            .await
+            .unwrap();
+    }
+    for _ in 0..4 {
+        let run = claim(&store).await.unwrap();
+        let documents = vec![
+            owned("z.csv", Some("sub-a"), "z"),
+            owned("b.csv", Some("sub-a"), "b"),
+            owned("B.csv", Some("sub-a"), "B"),
+        ];
+        finish(&store, &run, succeeded_with(documents)).await;
+    }
+    let all = store
+        .tenant_documents("sub-a", day(0), day(2), None, 100)
+        .await
+        .unwrap();
+    let key = |d: &tally::store::exports::TenantDocument| {
+        (
+            d.run.window_start,
+            d.adapter.clone(),
+            d.document.name.clone(),
+        )
+    };
+    let expected: Vec<_> = [1, 0]
+        .into_iter()
+        .flat_map(|n| {
+            ["a", "b"].into_iter().flat_map(move |adapter| {
+                ["B.csv", "b.csv", "z.csv"]
+                    .into_iter()
+                    .map(move |name| (day(n), adapter.to_owned(), name.to_owned()))
+            })
+        })
+        .collect();
+    assert_eq!(all.iter().map(key).collect::<Vec<_>>(), expected);
+
+    // Pages of 5 come to the same, whatever the page boundaries cut.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .tenant_documents("sub-a", day(0), day(2), after.clone(), 5)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(TenantDocumentsAfter {
+            window_start: last.run.window_start,
+            installation_id: last.run.installation_id,
+            name: last.document.name.clone(),
+        });
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+}
+
+async fn a_subscription_reads_and_joins_only_documents_it_owns(store: Arc<dyn Store>) {
+    let statement = install_publishing(&store, "statement").await;
+    let quiet = install(&store, "quiet").await;
+    for installation in [&statement, &quiet] {
+        store
+            .schedule_windows(installation.id, vec![window(0), window(1)])
+            .await
+            .unwrap();
+    }
+    let mut runs = Vec::new();
+    for n in 0..2 {
+        for _ in 0..2 {
+            let run = claim(&store).await.unwrap();
+            let documents = vec![
+                owned("all.csv", None, "all"),
+                owned("mine.csv", Some("sub-a"), &format!("a{n}")),
+            ];
+            finish(&store, &run, succeeded_with(documents)).await;
+            runs.push(run);
+        }
+    }
+    let of = |installation: &Installation, n: usize| {
+        runs.iter()
+            .filter(|run| run.installation_id == installation.id)
+            .nth(n)
+            .unwrap()
+            .clone()
+    };
+    let (first, quiet_first) = (of(&statement, 0), of(&quiet, 0));
+    let read = async |installation: &Installation, run: &Run, name: &str, subscription: &str| {
+        store
+            .tenant_run_document(installation.id, run.id, name, subscription)
+            .await
+            .unwrap()
+            .map(|document| document.bytes)
+    };
+    assert_eq!(
+        read(&statement, &first, "mine.csv", "SUB-A").await,
+        Some(b"a0".to_vec())
+    );
+    assert_eq!(read(&statement, &first, "mine.csv", "sub-b").await, None);
+    assert_eq!(read(&statement, &first, "all.csv", "sub-a").await, None);
+    assert_eq!(read(&quiet, &quiet_first, "mine.csv", "sub-a").await, None);
+    // A run is read through its own installation only.
+    assert_eq!(read(&quiet, &first, "mine.csv", "sub-a").await, None);
+
+    let joined = async |installation: &Installation, name: &str, subscription: &str| {
+        let runs = store.tenant_published_runs(installation.id, name, subscription, day(0), day(2));
+        let runs = runs.await.unwrap();
+        runs.iter().map(|run| run.window_start).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        joined(&statement, "mine.csv", "Sub-A").await,
+        [day(0), day(1)]
+    );
+    assert!(joined(&statement, "mine.csv", "sub-b").await.is_empty());
+    assert!(joined(&statement, "all.csv", "sub-a").await.is_empty());
+    assert!(joined(&quiet, "mine.csv", "sub-a").await.is_empty());
+
+    let published = async |installation: &Installation, name: &str, subscription: &str| {
+        store
+            .tenant_document_published(installation.id, name, subscription)
+            .await
+            .unwrap()
+    };
+    assert!(published(&statement, "mine.csv", "SUB-a").await);
+    assert!(!published(&statement, "mine.csv", "sub-b").await);
+    assert!(!published(&statement, "all.csv", "sub-a").await);
+    assert!(!published(&quiet, "mine.csv", "sub-a").await);
 }

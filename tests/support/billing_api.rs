@@ -43,11 +43,12 @@ pub fn install_billing_webhook(
     std::fs::write(
         &manifest,
         format!(
-            "name = 'billing'\nversion = '0.1.0'\nworld = 'tally:billing@0.1.0'\nsha256 = '{sha256}'\n\
+            "name = 'billing'\nversion = '0.1.0'\nworld = 'tally:billing@{}'\nsha256 = '{sha256}'\n\
              component = '{}'\nallowed_outbound_hosts = ['{}']\n\
              [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{}'\n\
              [config]\nendpoint = '{}'\ncurrency = 'EUR'\nbatch_size = 4\n\
              headers = {{ 'X-Api-Key' = '{API_KEY}' }}\nrates = {{ {} }}\n",
+            super::world_of(&wasm),
             component_path("billing-webhook").display(),
             api.origin,
             start.to_rfc3339(),

@@ -334,6 +334,22 @@ pub fn provider_uri(start: &str, end: &str, granularity: &str) -> String {
     )
 }
 
+/// The `tally:billing` version a component targets (`"0.2.0"`), as its
+/// manifest's `world` says it: read from the name of its adapter export; the
+/// current version for bytes that are no adapter.
+pub fn world_of(wasm: &[u8]) -> String {
+    let prefix = b"tally:billing/adapter@";
+    let Some(at) = wasm.windows(prefix.len()).position(|w| w == prefix) else {
+        return tally::sandbox::contract::CURRENT_WORLD.to_owned();
+    };
+    let at = at + prefix.len();
+    wasm[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit() || **b == b'.')
+        .map(|&b| char::from(b))
+        .collect()
+}
+
 /// The bytes of an example adapter built by `adapters/build.sh` (run by
 /// `tests/run.sh`): tests that need one fail, not skip, without it.
 pub fn component_path(name: &str) -> std::path::PathBuf {

@@ -83,7 +83,9 @@ use std::collections::{BTreeMap, HashMap};
 use invoice::{Columns, Config, Envelope, Period, Position, Usage, Verdict};
 use serde::Serialize;
 
-wit_bindgen::generate!({ path: "../../wit", world: "billing-adapter" });
+// Built on the frozen 0.1 contract, on purpose: a 0.1 adapter keeps
+// installing and running beside 0.2 ones.
+wit_bindgen::generate!({ path: "../../wit/v0.1", world: "billing-adapter" });
 
 use exports::tally::billing::adapter::{Description, ExportError, ExportRequest, Guest, Summary};
 use tally::billing::log::{Level, write as log};

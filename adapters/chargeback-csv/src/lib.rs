@@ -5,6 +5,7 @@
 //! ```toml
 //! currency = "EUR"                 # ISO 4217
 //! group_by_tag = "cost-center"     # rows without the tag go to "unallocated"
+//! per_subscription = true          # optional (default false): also one CSV per subscription
 //! [rates]                          # price per unit of each meter (ids ignore case)
 //! "FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5" = 0.025
 //! ```
@@ -12,21 +13,32 @@
 //! Writes `chargeback.csv`: one row per usage day, group, subscription and
 //! meter, with quantity, rate and cost. Meters without a rate are exported at
 //! a rate of 0 and named once in the log, so nothing disappears silently.
+//!
+//! With `per_subscription = true`, also `chargeback-<subscription>.csv` for
+//! each subscription read: the header and that subscription's rows of
+//! `chargeback.csv`, in the same order, written with `append-for` so that it
+//! belongs to the subscription (and is published to its tenants when the
+//! installation publishes). `<subscription>` is the id when it is made of
+//! `A-Z a-z 0-9 . _ -` and the name fits in 128 bytes, else the first 16 hex
+//! digits of its SHA-256. The Python and JavaScript twins write the same.
 
 mod rating;
 
 use std::collections::HashMap;
 
 use rating::{Chargeback, Config};
+use tally_adapter_kit::document_name;
 
 wit_bindgen::generate!({ path: "../../wit", world: "billing-adapter" });
 
 use exports::tally::billing::adapter::{Description, ExportError, ExportRequest, Guest, Summary};
 use tally::billing::log::{Level, write as log};
-use tally::billing::output::append;
+use tally::billing::output::{OutputError, append, append_for};
 use tally::billing::usage::{meters, query};
 
 const DOCUMENT: &str = "chargeback.csv";
+/// The start of each subscription's document name.
+const PER_SUBSCRIPTION: &str = "chargeback-";
 
 struct Adapter;
 
@@ -35,7 +47,10 @@ impl Guest for Adapter {
         Description {
             name: "chargeback-csv".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            produces: vec![DOCUMENT.into()],
+            produces: vec![
+                DOCUMENT.into(),
+                format!("{PER_SUBSCRIPTION}{{subscription}}.csv"),
+            ],
         }
     }
 
@@ -60,6 +75,19 @@ impl Guest for Adapter {
                 append(DOCUMENT, "text/csv", piece.as_bytes())
             })
             .map_err(|e| ExportError::Permanent(format!("{e:?}")))?;
+        let mut documents = vec![DOCUMENT.to_string()];
+        if config.per_subscription {
+            chargeback
+                .render_per_subscription(&config, &catalog, |subscription, piece| {
+                    let name = document_name(PER_SUBSCRIPTION, subscription, ".csv");
+                    append_for(subscription, &name, "text/csv", piece.as_bytes())?;
+                    if documents.last() != Some(&name) {
+                        documents.push(name);
+                    }
+                    Ok(())
+                })
+                .map_err(|e: OutputError| ExportError::Permanent(format!("{e:?}")))?;
+        }
         for meter in unrated {
             log(
                 Level::Warn,
@@ -77,7 +105,7 @@ impl Guest for Adapter {
         Ok(Summary {
             rows_read: chargeback.rows_read,
             rows_written: chargeback.rows() as u64,
-            documents: vec![DOCUMENT.into()],
+            documents,
         })
     }
 }

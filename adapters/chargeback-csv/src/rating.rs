@@ -17,6 +17,10 @@ pub struct Config {
     pub currency: String,
     pub group_by_tag: String,
     pub rates: HashMap<String, f64>,
+    /// Also write each subscription's rows as a document of its own,
+    /// belonging to that subscription (`append-for`).
+    #[serde(default)]
+    pub per_subscription: bool,
 }
 
 impl Config {
@@ -157,6 +161,18 @@ impl Chargeback {
         self.quantities.len()
     }
 
+    /// The output rows ordered by day, group, subscription and meter.
+    fn sorted_rows(&self) -> Vec<(RowKey<'_>, f64)> {
+        let name = |id: u32| self.names[id as usize].as_str();
+        let mut rows: Vec<(RowKey<'_>, f64)> = self
+            .quantities
+            .iter()
+            .map(|(&(day, g, s, m), &q)| ((day, name(g), name(s), name(m)), q))
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    }
+
     /// The CSV, rows ordered by day, group, subscription and meter, handed
     /// to `write` in pieces of about [`PIECE_BYTES`] (the whole document is
     /// never held at once); returns the meters that had no rate (exported
@@ -167,40 +183,13 @@ impl Chargeback {
         catalog: &HashMap<String, (String, String)>,
         mut write: impl FnMut(&str) -> Result<(), E>,
     ) -> Result<BTreeSet<String>, E> {
-        let name = |id: u32| self.names[id as usize].as_str();
-        let mut rows: Vec<(RowKey<'_>, f64)> = self
-            .quantities
-            .iter()
-            .map(|(&(day, g, s, m), &q)| ((day, name(g), name(s), name(m)), q))
-            .collect();
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
         let mut unrated = BTreeSet::new();
         let mut piece = String::with_capacity(PIECE_BYTES + 1024);
         piece.push_str(HEADER);
-        for ((day, group, subscription, meter), quantity) in rows {
-            let rate = config.rate(meter).unwrap_or_else(|| {
-                unrated.insert(meter.to_owned());
-                0.0
-            });
-            let (meter_name, unit) = catalog
-                .get(&meter.to_ascii_lowercase())
-                .cloned()
-                .unwrap_or_default();
-            use std::fmt::Write as _;
-            let _ = writeln!(
-                piece,
-                "{},{},{},{},{},{},{:.6},{:.6},{:.6},{}",
-                iso_date(day),
-                csv_field(group),
-                csv_field(subscription),
-                csv_field(meter),
-                csv_field(&meter_name),
-                csv_field(&unit),
-                quantity,
-                rate,
-                quantity * rate,
-                config.currency
-            );
+        for (key, quantity) in self.sorted_rows() {
+            if !write_row(&mut piece, config, catalog, key, quantity) {
+                unrated.insert(key.3.to_owned());
+            }
             if piece.len() >= PIECE_BYTES {
                 write(&piece)?;
                 piece.clear();
@@ -211,6 +200,77 @@ impl Chargeback {
         }
         Ok(unrated)
     }
+
+    /// Each subscription's own CSV: the header, then the rows of
+    /// [`Chargeback::render`] that are the subscription's, in the same
+    /// order. Subscriptions come one after the other, in the order of their
+    /// ids (as spelled, byte by byte); each CSV is handed to
+    /// `write(subscription, piece)` in pieces of about [`PIECE_BYTES`].
+    pub fn render_per_subscription<E>(
+        &self,
+        config: &Config,
+        catalog: &HashMap<String, (String, String)>,
+        mut write: impl FnMut(&str, &str) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut rows = self.sorted_rows();
+        // Stable: each subscription's rows keep the order of the whole CSV.
+        rows.sort_by(|a, b| a.0.2.cmp(b.0.2));
+        let mut piece = String::with_capacity(PIECE_BYTES + 1024);
+        let mut current: Option<&str> = None;
+        for (key, quantity) in rows {
+            let subscription = key.2;
+            if current != Some(subscription) {
+                if let Some(previous) = current {
+                    write(previous, &piece)?;
+                    piece.clear();
+                }
+                current = Some(subscription);
+                piece.push_str(HEADER);
+            }
+            write_row(&mut piece, config, catalog, key, quantity);
+            if piece.len() >= PIECE_BYTES {
+                write(subscription, &piece)?;
+                piece.clear();
+            }
+        }
+        match current {
+            Some(last) if !piece.is_empty() => write(last, &piece),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Appends one output row; returns whether its meter has a rate (one
+/// without is rated at 0).
+fn write_row(
+    piece: &mut String,
+    config: &Config,
+    catalog: &HashMap<String, (String, String)>,
+    (day, group, subscription, meter): RowKey<'_>,
+    quantity: f64,
+) -> bool {
+    let rated = config.rate(meter);
+    let rate = rated.unwrap_or(0.0);
+    let (meter_name, unit) = catalog
+        .get(&meter.to_ascii_lowercase())
+        .cloned()
+        .unwrap_or_default();
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        piece,
+        "{},{},{},{},{},{},{:.6},{:.6},{:.6},{}",
+        iso_date(day),
+        csv_field(group),
+        csv_field(subscription),
+        csv_field(meter),
+        csv_field(&meter_name),
+        csv_field(&unit),
+        quantity,
+        rate,
+        quantity * rate,
+        config.currency
+    );
+    rated.is_some()
 }
 
 #[cfg(test)]
@@ -227,5 +287,66 @@ mod tests {
         assert!(
             Config::parse(r#"{"currency":"EUR","group_by_tag":"cc","rates":{},"x":1}"#).is_err()
         );
+        let per_subscription =
+            r#"{"currency":"EUR","group_by_tag":"cc","rates":{},"per_subscription":true}"#;
+        assert!(Config::parse(per_subscription).unwrap().per_subscription);
+        assert!(
+            !Config::parse(r#"{"currency":"EUR","group_by_tag":"cc","rates":{}}"#)
+                .unwrap()
+                .per_subscription
+        );
+    }
+
+    #[test]
+    fn each_subscription_gets_its_rows_of_the_whole_csv() {
+        let config =
+            Config::parse(r#"{"currency":"EUR","group_by_tag":"cc","rates":{"m":0.5}}"#).unwrap();
+        let strings: Vec<String> = ["s-b", "s-a", "m", "cc", "x"].map(String::from).into();
+        let tag_sets = vec![vec![], vec![(3, 4)]];
+        let mut chargeback = Chargeback::default();
+        chargeback.add(
+            &Columns {
+                strings: &strings,
+                tag_sets: &tag_sets,
+                subscription_id: &[0, 1, 0, 1],
+                meter_id: &[2, 2, 2, 2],
+                tags: &[0, 0, 1, 0],
+                usage_start: &[0, 0, 86_400, 86_400],
+                quantity: &[1.0, 2.0, 3.0, 4.0],
+            },
+            "cc",
+        );
+        let catalog = HashMap::new();
+        let mut whole = String::new();
+        chargeback
+            .render(&config, &catalog, |piece| {
+                whole.push_str(piece);
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        let mut documents: Vec<(String, String)> = Vec::new();
+        chargeback
+            .render_per_subscription(&config, &catalog, |subscription, piece| {
+                match documents.last_mut() {
+                    Some((last, text)) if last == subscription => text.push_str(piece),
+                    _ => documents.push((subscription.to_owned(), piece.to_owned())),
+                }
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        let names: Vec<&str> = documents.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(names, ["s-a", "s-b"]);
+        for (subscription, text) in &documents {
+            let expected: String = std::iter::once(HEADER.trim_end())
+                .chain(
+                    whole
+                        .lines()
+                        .filter(|l| l.split(',').nth(2) == Some(subscription.as_str())),
+                )
+                .map(|l| format!("{l}\n"))
+                .collect();
+            assert_eq!(text, &expected);
+            assert_eq!(text.lines().count(), 3, "{text}");
+        }
     }
 }

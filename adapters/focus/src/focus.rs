@@ -1,7 +1,7 @@
 //! The FOCUS transform itself, free of the component bindings: the config,
 //! one CSV row per usage row, and the value formats FOCUS 1.2 asks for.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write;
 
 use serde::Deserialize;
@@ -106,6 +106,10 @@ pub struct Config {
     pub billing_account_id: Option<String>,
     /// `BillingAccountName` (default: the id).
     pub billing_account_name: Option<String>,
+    /// Also write each subscription's rows as a document of its own,
+    /// belonging to that subscription (`append-for`).
+    #[serde(default)]
+    pub per_subscription: bool,
     /// Catalog unit → FOCUS unit, for units the built-in spelling misses.
     #[serde(default)]
     pub units: HashMap<String, String>,
@@ -320,8 +324,14 @@ impl<'c> Focus<'c> {
         self.meters.len() - 1
     }
 
-    /// Appends one CSV row per usage row of `batch` to `out`.
-    pub fn write_batch(&mut self, batch: &Columns<'_>, out: &mut String) {
+    /// Appends one CSV row per usage row of `batch` to `out`, and where each
+    /// row ends in `out` to `row_ends`.
+    pub fn write_batch(
+        &mut self,
+        batch: &Columns<'_>,
+        out: &mut String,
+        row_ends: &mut Vec<usize>,
+    ) {
         let text = |i: u32| batch.strings[i as usize].as_str();
         // Per batch: each tag set's JSON, and each meter-id string's meter.
         let tags: Vec<String> = batch
@@ -357,6 +367,7 @@ impl<'c> Focus<'c> {
                 }
             };
             self.write_row(out, batch, row, &self.meters[meter], &tags);
+            row_ends.push(out.len());
         }
         self.rows += batch.quantity.len() as u64;
     }
@@ -423,6 +434,43 @@ impl<'c> Focus<'c> {
 /// The CSV header line.
 pub fn header() -> String {
     COLUMNS.join(",") + "\n"
+}
+
+/// Splits the rows of each batch by subscription, for one document per
+/// subscription: its header on the first piece, then its rows in the order
+/// of the whole document.
+#[derive(Default)]
+pub struct PerSubscription {
+    /// Subscriptions whose document was started (its header handed out).
+    started: HashSet<String>,
+}
+
+impl PerSubscription {
+    /// The pieces of each subscription's document in one batch, by
+    /// subscription id: `rows` is what [`Focus::write_batch`] wrote for
+    /// `batch`, ending at `row_ends`.
+    pub fn split<'b>(
+        &mut self,
+        batch: &Columns<'b>,
+        rows: &str,
+        row_ends: &[usize],
+    ) -> BTreeMap<&'b str, String> {
+        let mut pieces: BTreeMap<&'b str, String> = BTreeMap::new();
+        let mut start = 0;
+        for (row, &end) in row_ends.iter().enumerate() {
+            let subscription = batch.strings[batch.subscription_id[row] as usize].as_str();
+            let piece = pieces.entry(subscription).or_insert_with(|| {
+                if self.started.insert(subscription.to_owned()) {
+                    header()
+                } else {
+                    String::new()
+                }
+            });
+            piece.push_str(&rows[start..end]);
+            start = end;
+        }
+        pieces
+    }
 }
 
 /// `ResourceId,ResourceName,ResourceType` of a resource URI; all null
@@ -564,6 +612,50 @@ mod tests {
             out.ends_with(",db1,Microsoft.Sql/servers/databases"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn each_subscription_gets_its_rows_after_one_header() {
+        let config =
+            Config::parse(r#"{"currency":"EUR","rates":{"m":1},"per_subscription":true}"#).unwrap();
+        assert!(config.per_subscription);
+        let catalog = [CatalogMeter {
+            id: "M",
+            name: "Meter",
+            category: "Compute",
+            unit: "Hours",
+        }];
+        let mut focus = Focus::new(&config, catalog, false);
+        let strings: Vec<String> = ["s-b", "s-a", "M", "", "{}"].map(String::from).into();
+        let batch = Columns {
+            strings: &strings,
+            tag_sets: &[vec![]],
+            subscription_id: &[0, 1, 0],
+            meter_id: &[2, 2, 2],
+            resource_uri: &[3, 3, 3],
+            location: &[3, 3, 3],
+            tags: &[0, 0, 0],
+            usage_start: &[0, 0, 3_600],
+            usage_end: &[3_600, 3_600, 7_200],
+            quantity: &[1.0, 2.0, 3.0],
+        };
+        let mut split = PerSubscription::default();
+        let mut whole = String::new();
+        for round in 0..2 {
+            let (mut rows, mut ends) = (String::new(), Vec::new());
+            focus.write_batch(&batch, &mut rows, &mut ends);
+            whole.push_str(&rows);
+            let pieces = split.split(&batch, &rows, &ends);
+            assert_eq!(pieces.keys().copied().collect::<Vec<_>>(), ["s-a", "s-b"]);
+            let lines: Vec<&str> = rows.lines().collect();
+            let header = if round == 0 { header() } else { String::new() };
+            assert_eq!(pieces["s-a"], format!("{header}{}\n", lines[1]));
+            assert_eq!(
+                pieces["s-b"],
+                format!("{header}{}\n{}\n", lines[0], lines[2])
+            );
+        }
+        assert_eq!(whole.lines().count(), 6);
     }
 
     #[test]

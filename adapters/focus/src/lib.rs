@@ -10,6 +10,7 @@
 //! invoice_issuer_name = "Contoso"    # InvoiceIssuerName (default: provider_name)
 //! billing_account_id = "contoso-it"  # one billing account for all subscriptions
 //! billing_account_name = "Contoso IT" #   (default: each subscription is its own account)
+//! per_subscription = true            # optional (default false): also one CSV per subscription
 //! [rates]                            # unit price of each meter, per catalog unit (ids ignore case)
 //! "FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5" = 0.025
 //! [units]                            # catalog unit → FOCUS unit, where the built-in spelling misses
@@ -42,19 +43,32 @@
 //!
 //! The document is streamed: each batch's rows are appended as they are
 //! written, so memory stays flat whatever the window's size.
+//!
+//! With `per_subscription = true`, also `focus-<subscription>.csv` for each
+//! subscription read: the header and that subscription's rows of
+//! `focus.csv`, in the same order, written with `append-for` so that it
+//! belongs to the subscription (and is published to its tenants when the
+//! installation publishes). `<subscription>` is the id when it is made of
+//! `A-Z a-z 0-9 . _ -` and the name fits in 128 bytes, else the first 16 hex
+//! digits of its SHA-256.
 
 mod focus;
 
-use focus::{CatalogMeter, Columns, Config, Focus};
+use std::collections::HashSet;
+
+use focus::{CatalogMeter, Columns, Config, Focus, PerSubscription};
+use tally_adapter_kit::document_name;
 
 wit_bindgen::generate!({ path: "../../wit", world: "billing-adapter" });
 
 use exports::tally::billing::adapter::{Description, ExportError, ExportRequest, Guest, Summary};
 use tally::billing::log::{Level, write as log};
-use tally::billing::output::append;
+use tally::billing::output::{append, append_for};
 use tally::billing::usage::{QueryError, UsageBatch, meters, query};
 
 const DOCUMENT: &str = "focus.csv";
+/// The start of each subscription's document name.
+const PER_SUBSCRIPTION: &str = "focus-";
 
 struct Adapter;
 
@@ -63,7 +77,10 @@ impl Guest for Adapter {
         Description {
             name: "focus".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            produces: vec![DOCUMENT.into()],
+            produces: vec![
+                DOCUMENT.into(),
+                format!("{PER_SUBSCRIPTION}{{subscription}}.csv"),
+            ],
         }
     }
 
@@ -91,11 +108,26 @@ impl Guest for Adapter {
             }
         })?;
         write(&focus::header())?;
-        let mut rows = String::new();
+        let mut documents = vec![DOCUMENT.to_string()];
+        let mut named = HashSet::new();
+        let mut per_subscription = PerSubscription::default();
+        let (mut rows, mut row_ends) = (String::new(), Vec::new());
         while let Some(batch) = cursor.next() {
             rows.clear();
-            focus.write_batch(&columns(&batch), &mut rows);
+            row_ends.clear();
+            let columns = columns(&batch);
+            focus.write_batch(&columns, &mut rows, &mut row_ends);
             write(&rows)?;
+            if config.per_subscription {
+                for (subscription, piece) in per_subscription.split(&columns, &rows, &row_ends) {
+                    let name = document_name(PER_SUBSCRIPTION, subscription, ".csv");
+                    append_for(subscription, &name, "text/csv", piece.as_bytes())
+                        .map_err(|e| ExportError::Permanent(format!("writing {name}: {e:?}")))?;
+                    if named.insert(name.clone()) {
+                        documents.push(name);
+                    }
+                }
+            }
         }
         for meter in focus.unrated() {
             log(
@@ -110,7 +142,7 @@ impl Guest for Adapter {
         Ok(Summary {
             rows_read: focus.rows,
             rows_written: focus.rows,
-            documents: vec![DOCUMENT.into()],
+            documents,
         })
     }
 }

@@ -20,12 +20,22 @@
 //! - `"huge-error"`: a permanent error of `bytes` bytes;
 //! - `"summary-names"`: a summary naming `count` documents it never wrote;
 //! - `"spin-config"`: `validate-config` spins until stopped;
-//! - `"config-documents"`: `"documents"` in `validate-config`.
+//! - `"config-documents"`: `"documents"` in `validate-config`;
+//! - `"append-for"`: reads the usage of `"read"` (a subscription id; all of
+//!   its scope when absent), then writes `statement-<id>.txt` for the
+//!   subscription `"for"` (a subscription id; the first one read when absent)
+//!   and `operator.txt` with `append`, and returns a summary naming what
+//!   was written, whatever the host refused.
 //!
 //! Built with the `describe-bomb` feature, `describe()` returns an 8 MiB name,
-//! an 8 MiB version and 500,000 documents.
+//! an 8 MiB version and 500,000 documents. It targets `tally:billing@0.2.0`;
+//! built with the `contract-0-1` feature, `tally:billing@0.1.0` (without
+//! `"append-for"`).
 
+#[cfg(not(feature = "contract-0-1"))]
 wit_bindgen::generate!({ path: "../../wit", world: "billing-adapter" });
+#[cfg(feature = "contract-0-1")]
+wit_bindgen::generate!({ path: "../../wit/v0.1", world: "billing-adapter" });
 
 use exports::tally::billing::adapter::{Description, ExportError, ExportRequest, Guest, Summary};
 use tally::billing::log::{Level, write as log};
@@ -36,6 +46,16 @@ struct Hostile;
 
 fn attack(config: &str) -> &str {
     config.split('"').nth(3).unwrap_or("none")
+}
+
+/// The string after `"key":` in the config, if there is one.
+#[cfg(not(feature = "contract-0-1"))]
+fn text(config: &str, key: &str) -> Option<String> {
+    let at = config.find(&format!("\"{key}\":"))?;
+    config[at + key.len() + 3..]
+        .split('"')
+        .nth(1)
+        .map(str::to_owned)
 }
 
 /// The number after `"key":` in the config, or `default`.
@@ -260,6 +280,8 @@ impl Guest for Hostile {
                     100 << 20,
                 ))));
             }
+            #[cfg(not(feature = "contract-0-1"))]
+            "append-for" => return append_for(&request, &config),
             "summary-names" => {
                 let count = number(&config, "count", 1_000_000);
                 return Ok(Summary {
@@ -278,6 +300,37 @@ impl Guest for Hostile {
             documents: vec![],
         })
     }
+}
+
+/// The `"append-for"` attack: see the module's notes.
+#[cfg(not(feature = "contract-0-1"))]
+fn append_for(request: &ExportRequest, config: &str) -> Result<Summary, ExportError> {
+    let read = text(config, "read").map(|id| vec![id]);
+    let cursor = query(request.window, request.granularity, read.as_deref()).map_err(permanent)?;
+    let (mut rows, mut first) = (0u64, None);
+    while let Some(batch) = cursor.next() {
+        rows += batch.quantity.len() as u64;
+        if first.is_none() && !batch.subscription_id.is_empty() {
+            first = Some(batch.strings[batch.subscription_id[0] as usize].clone());
+        }
+    }
+    let owner = text(config, "for")
+        .or(first)
+        .ok_or_else(|| ExportError::Permanent("no usage in the window".into()))?;
+    let mut documents = Vec::new();
+    let statement = format!("statement-{owner}.txt");
+    let body = format!("{rows} rows for {owner}\n");
+    if tally::billing::output::append_for(&owner, &statement, "text/plain", body.as_bytes()).is_ok()
+    {
+        documents.push(statement);
+    }
+    append("operator.txt", "text/plain", b"the operator's own\n").map_err(permanent)?;
+    documents.push("operator.txt".into());
+    Ok(Summary {
+        rows_read: rows,
+        rows_written: rows,
+        documents,
+    })
 }
 
 /// A subscription the installation may read: the first of the window's usage.

@@ -8,6 +8,7 @@
 
 import {
   ConfigError,
+  bool,
   checkCurrency,
   f64,
   mapOf,
@@ -31,6 +32,7 @@ const PIECE_CHARS = 64 * 1024;
  * @property {string} currency ISO 4217
  * @property {string} groupByTag the tag whose value names a row's group
  * @property {Map<string, number>} rates price per unit by lower-case meter id
+ * @property {boolean} perSubscription also one document per subscription
  */
 
 /** The fields of the Rust adapter's `Config`, in its order. */
@@ -38,7 +40,10 @@ const FIELDS = new Map([
   ['currency', string],
   ['group_by_tag', string],
   ['rates', mapOf(f64)],
+  ['per_subscription', bool],
 ]);
+/** The fields a config must have. */
+const REQUIRED = ['currency', 'group_by_tag', 'rates'];
 
 /**
  * Parses and checks the config JSON: the Rust adapter's checks, in its
@@ -48,7 +53,7 @@ const FIELDS = new Map([
  * @throws {ConfigError} saying what to fix
  */
 export function parseConfig(json) {
-  const config = readConfig(json, FIELDS, [...FIELDS.keys()]);
+  const config = readConfig(json, FIELDS, REQUIRED);
   checkCurrency(config.currency);
   if (isBlank(config.group_by_tag)) throw new ConfigError('config: group_by_tag must not be empty');
   for (const [meter, rate] of config.rates) {
@@ -65,7 +70,12 @@ export function parseConfig(json) {
       );
     }
   }
-  return { currency: config.currency, groupByTag: config.group_by_tag, rates: rateLookup(config.rates) };
+  return {
+    currency: config.currency,
+    groupByTag: config.group_by_tag,
+    rates: rateLookup(config.rates),
+    perSubscription: config.per_subscription === true,
+  };
 }
 
 /**
@@ -141,29 +151,13 @@ export class Chargeback {
    * @returns {string[]}
    */
   render(config, catalog, write) {
-    const rank = ranks(this.names);
-    const rows = [...this.sums.values()].sort(
-      (a, b) =>
-        a.day - b.day ||
-        rank[a.group] - rank[b.group] ||
-        rank[a.subscription] - rank[b.subscription] ||
-        rank[a.meter] - rank[b.meter],
-    );
     const unrated = new Set();
     let piece = [HEADER];
     let size = HEADER.length;
-    for (const { day, group, subscription, meter, quantity } of rows) {
-      const meterId = this.names[meter];
-      let rate = config.rates.get(asciiLower(meterId));
-      if (rate === undefined) {
-        unrated.add(meterId);
-        rate = 0;
-      }
-      const known = catalog.get(asciiLower(meterId));
-      const line =
-        `${isoDate(day)},${csvField(this.names[group])},${csvField(this.names[subscription])},` +
-        `${csvField(meterId)},${csvField(known ? known.name : '')},${csvField(known ? known.unit : '')},` +
-        `${fixed6(quantity)},${fixed6(rate)},${fixed6(quantity * rate)},${config.currency}\n`;
+    for (const row of this.sortedRows()) {
+      const meterId = this.names[row.meter];
+      if (!config.rates.has(asciiLower(meterId))) unrated.add(meterId);
+      const line = this.line(row, config, catalog);
       piece.push(line);
       size += line.length;
       if (size >= PIECE_CHARS) {
@@ -174,6 +168,74 @@ export class Chargeback {
     }
     if (piece.length > 0) write(piece.join(''));
     return [...unrated].sort(compareUtf8);
+  }
+
+  /**
+   * Each subscription's own CSV: the header, then that subscription's rows
+   * of `render`, in the same order; subscriptions one after the other in
+   * Rust's order of their ids, each CSV handed to `write(subscription,
+   * piece)` in pieces of about 64 KiB.
+   * @param {Config} config
+   * @param {Map<string, {name: string, unit: string}>} catalog by lower-case meter id
+   * @param {(subscription: string, piece: string) => void} write
+   */
+  renderPerSubscription(config, catalog, write) {
+    const rank = ranks(this.names);
+    // Stable: each subscription's rows keep the order of the whole CSV.
+    const rows = this.sortedRows(rank).sort((a, b) => rank[a.subscription] - rank[b.subscription]);
+    let current;
+    let piece = [];
+    let size = 0;
+    for (const row of rows) {
+      const subscription = this.names[row.subscription];
+      if (subscription !== current) {
+        if (current !== undefined) write(current, piece.join(''));
+        current = subscription;
+        piece = [HEADER];
+        size = HEADER.length;
+      }
+      const line = this.line(row, config, catalog);
+      piece.push(line);
+      size += line.length;
+      if (size >= PIECE_CHARS) {
+        write(subscription, piece.join(''));
+        piece = [];
+        size = 0;
+      }
+    }
+    if (current !== undefined && piece.length > 0) write(current, piece.join(''));
+  }
+
+  /**
+   * The output rows ordered by day, group, subscription and meter (names
+   * in Rust's byte order).
+   * @param {Int32Array} [rank] each name's place in that order
+   */
+  sortedRows(rank = ranks(this.names)) {
+    return [...this.sums.values()].sort(
+      (a, b) =>
+        a.day - b.day ||
+        rank[a.group] - rank[b.group] ||
+        rank[a.subscription] - rank[b.subscription] ||
+        rank[a.meter] - rank[b.meter],
+    );
+  }
+
+  /**
+   * One output row (a meter without a rate is rated at 0).
+   * @param {{day: number, group: number, subscription: number, meter: number, quantity: number}} row
+   * @param {Config} config
+   * @param {Map<string, {name: string, unit: string}>} catalog
+   */
+  line({ day, group, subscription, meter, quantity }, config, catalog) {
+    const meterId = this.names[meter];
+    const rate = config.rates.get(asciiLower(meterId)) ?? 0;
+    const known = catalog.get(asciiLower(meterId));
+    return (
+      `${isoDate(day)},${csvField(this.names[group])},${csvField(this.names[subscription])},` +
+      `${csvField(meterId)},${csvField(known ? known.name : '')},${csvField(known ? known.unit : '')},` +
+      `${fixed6(quantity)},${fixed6(rate)},${fixed6(quantity * rate)},${config.currency}\n`
+    );
   }
 }
 

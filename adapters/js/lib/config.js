@@ -53,6 +53,12 @@ export function string(value) {
   return value;
 }
 
+/** @type {Field<boolean>} serde's `bool` */
+export function bool(value) {
+  if (typeof value !== 'boolean') throw refusal(value, 'a boolean');
+  return value;
+}
+
 /** @type {Field<number>} serde's `f64` (integers too; JSON.parse makes 1e400 Infinity) */
 export function f64(value) {
   if (typeof value !== 'number') throw refusal(value, 'f64');

@@ -108,8 +108,35 @@ test('an exact tie rounds to even, as Rust does', () => {
   assert.match(render(chargeback).csv, /,0\.015625,0\.500000,0\.007812,EUR\n$/);
 });
 
+test('each subscription gets its rows of the whole CSV, in its order', () => {
+  const chargeback = new Chargeback(config.groupByTag);
+  const two = rows.map((row, i) => ({ ...row, sub: i % 2 ? 's\u{1f4b6}' : 's\uff41' }));
+  chargeback.add(batch(two));
+  const whole = render(chargeback).csv.split('\n');
+  const documents = [];
+  chargeback.renderPerSubscription(config, catalog, (subscription, piece) => {
+    const last = documents[documents.length - 1];
+    if (last && last[0] === subscription) last[1] += piece;
+    else documents.push([subscription, piece]);
+  });
+  // Rust's order: U+FF41 before U+1F4B6.
+  assert.deepEqual(
+    documents.map(([subscription]) => subscription),
+    ['s\uff41', 's\u{1f4b6}'],
+  );
+  for (const [subscription, text] of documents) {
+    const own = whole.filter((line) => line.includes(`,${subscription},`));
+    assert.equal(text, HEADER + own.map((line) => `${line}\n`).join(''));
+  }
+});
+
 test("configs are refused with the Rust adapter's reasons", () => {
   assert.ok(parseConfig('{"currency":"EUR","group_by_tag":"cc","rates":{}}'));
+  assert.equal(parseConfig('{"currency":"EUR","group_by_tag":"cc","rates":{}}').perSubscription, false);
+  assert.equal(
+    parseConfig('{"currency":"EUR","group_by_tag":"cc","rates":{},"per_subscription":true}').perSubscription,
+    true,
+  );
   for (const [json, reason] of [
     ['{"currency":"EURO","group_by_tag":"cc","rates":{}}', "currency 'EURO' is not an ISO 4217 code"],
     ['{"currency":"EUR","group_by_tag":" \\t\\u3000","rates":{}}', 'group_by_tag must not be empty'],
@@ -119,7 +146,11 @@ test("configs are refused with the Rust adapter's reasons", () => {
     ],
     [
       '{"currency":"EUR","group_by_tag":"cc","rates":{},"tax":0.2}',
-      'unknown field `tax`, expected one of `currency`, `group_by_tag`, `rates`',
+      'unknown field `tax`, expected one of `currency`, `group_by_tag`, `rates`, `per_subscription`',
+    ],
+    [
+      '{"currency":"EUR","group_by_tag":"cc","rates":{},"per_subscription":1}',
+      'invalid type: integer `1`, expected a boolean',
     ],
     ['{"currency":"EUR","rates":{}}', 'missing field `group_by_tag`'],
     [

@@ -5,12 +5,15 @@ Config (the installation's `[config]` table, as for `chargeback-csv`):
 
     currency = "EUR"                 # ISO 4217
     group_by_tag = "cost-center"     # rows without the tag go to "unallocated"
+    per_subscription = true          # optional (default false): also one CSV per subscription
     [rates]                          # price per unit of each meter (ids ignore case)
     "FAB6EB84-500B-4A09-A8CA-7358F8BBAEA5" = 0.025
 
 Writes `chargeback.csv`: one row per usage day, group, subscription and
 meter, with quantity, rate and cost. Meters without a rate are exported at a
 rate of 0 and named once in the log, so nothing disappears silently.
+With `per_subscription = true`, also `chargeback-<subscription>.csv` for
+each subscription read (`append-for`), as the Rust adapter writes them.
 
 Built by `adapters/python/build.sh` with componentize-py into
 `target/adapters/chargeback-py.wasm`; the transform is in `rating.py`.
@@ -28,9 +31,10 @@ from wit_world.exports.adapter import (
 from wit_world.imports import log, output, usage
 
 from rating import Chargeback, Config
-from tally_kit import ConfigError, ascii_lower, debug_variant
+from tally_kit import ConfigError, ascii_lower, debug_variant, document_name
 
 DOCUMENT = "chargeback.csv"
+PER_SUBSCRIPTION = "chargeback-"
 VERSION = "0.1.0"
 
 
@@ -38,7 +42,11 @@ class Adapter(exports.Adapter):
     """The `adapter` interface of the `billing-adapter` world."""
 
     def describe(self):
-        return Description(name="chargeback-py", version=VERSION, produces=[DOCUMENT])
+        return Description(
+            name="chargeback-py",
+            version=VERSION,
+            produces=[DOCUMENT, PER_SUBSCRIPTION + "{subscription}.csv"],
+        )
 
     def validate_config(self, config):
         try:
@@ -64,8 +72,14 @@ class Adapter(exports.Adapter):
         csv, unrated = chargeback.render(config, catalog)
         for meter in unrated:
             log.write(log.Level.WARN, f"meter {meter} has no rate in the rate card; exported at 0")
+        documents = [DOCUMENT]
         try:
             output.append(DOCUMENT, "text/csv", csv.encode())
+            if config.per_subscription:
+                for subscription, text in chargeback.render_per_subscription(config, catalog):
+                    name = document_name(PER_SUBSCRIPTION, subscription, ".csv")
+                    output.append_for(subscription, name, "text/csv", text.encode())
+                    documents.append(name)
         except Err as e:
             raise Err(ExportError_Permanent(debug_variant("OutputError", e.value)))
         log.write(
@@ -75,5 +89,5 @@ class Adapter(exports.Adapter):
         return Summary(
             rows_read=chargeback.rows_read,
             rows_written=chargeback.rows(),
-            documents=[DOCUMENT],
+            documents=documents,
         )

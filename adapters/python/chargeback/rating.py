@@ -18,6 +18,7 @@ from tally_kit import (
     RUST_WHITESPACE,
     ConfigError,
     ascii_lower,
+    boolean,
     check_currency,
     check_rates,
     civil_from_days,
@@ -34,19 +35,27 @@ UNALLOCATED = "unallocated"
 
 
 class Config:
-    """The installation's `[config]` table: `currency`, `group_by_tag`, `rates`."""
+    """The installation's `[config]` table: `currency`, `group_by_tag`,
+    `rates` and, optionally, `per_subscription`."""
 
-    def __init__(self, currency, group_by_tag, rates):
+    def __init__(self, currency, group_by_tag, rates, per_subscription=False):
         self.currency = currency
         self.group_by_tag = group_by_tag
         self.rates = rates
+        self.per_subscription = per_subscription
         self._rates_by_id = rate_lookup(rates)
 
     @classmethod
     def parse(cls, text):
         """The config of a JSON text, or `ConfigError` with the Rust adapter's reason."""
-        fields = {"currency": string, "group_by_tag": string, "rates": map_of(number)}
-        config = cls(**read_config(text, fields, required=fields))
+        fields = {
+            "currency": string,
+            "group_by_tag": string,
+            "rates": map_of(number),
+            "per_subscription": boolean,
+        }
+        required = ("currency", "group_by_tag", "rates")
+        config = cls(**read_config(text, fields, required=required))
         check_currency(config.currency)
         if not config.group_by_tag.strip(RUST_WHITESPACE):
             raise ConfigError("config: group_by_tag must not be empty")
@@ -95,18 +104,39 @@ class Chargeback:
         lower-case meter ids to (name, unit)."""
         unrated = set()
         lines = [HEADER]
-        for (day, group, subscription, meter), quantity in sorted(self.quantities.items()):
-            rate = config.rate(meter)
-            if rate is None:
-                unrated.add(meter)
-                rate = 0.0
-            meter_name, unit = catalog.get(ascii_lower(meter), ("", ""))
-            lines.append(
-                f"{iso_date(day)},{csv_field(group)},{csv_field(subscription)},"
-                f"{csv_field(meter)},{csv_field(meter_name)},{csv_field(unit)},"
-                f"{quantity:.6f},{rate:.6f},{quantity * rate:.6f},{config.currency}\n"
-            )
+        for key, quantity in sorted(self.quantities.items()):
+            if config.rate(key[3]) is None:
+                unrated.add(key[3])
+            lines.append(_row(config, catalog, key, quantity))
         return "".join(lines), sorted(unrated)
+
+    def render_per_subscription(self, config, catalog):
+        """Each subscription's own CSV, as `(subscription, csv)` in the order
+        of the ids (by code point, Rust's byte order): the header, then that
+        subscription's rows of `render`, in the same order."""
+        rows = sorted(self.quantities.items())
+        # Stable: each subscription's rows keep the order of the whole CSV.
+        rows.sort(key=lambda row: row[0][2])
+        documents = []
+        for key, quantity in rows:
+            if not documents or documents[-1][0] != key[2]:
+                documents.append((key[2], [HEADER]))
+            documents[-1][1].append(_row(config, catalog, key, quantity))
+        return [(subscription, "".join(lines)) for subscription, lines in documents]
+
+
+def _row(config, catalog, key, quantity):
+    """One output row (a meter without a rate is rated at 0)."""
+    day, group, subscription, meter = key
+    rate = config.rate(meter)
+    if rate is None:
+        rate = 0.0
+    meter_name, unit = catalog.get(ascii_lower(meter), ("", ""))
+    return (
+        f"{iso_date(day)},{csv_field(group)},{csv_field(subscription)},"
+        f"{csv_field(meter)},{csv_field(meter_name)},{csv_field(unit)},"
+        f"{quantity:.6f},{rate:.6f},{quantity * rate:.6f},{config.currency}\n"
+    )
 
 
 def iso_date(days):

@@ -8,9 +8,12 @@ Python adapter can write the very same bytes and say the same things:
 - `ascii_lower`, `csv_field`, `rust_display`, `civil_from_days`: Rust's
   `to_ascii_lowercase`, the adapters' CSV quoting, Rust's `{}` for an `f64`,
   and the calendar date of a day number;
-- `debug_variant`: Rust's `{:?}` of a WIT variant, for error messages.
+- `debug_variant`: Rust's `{:?}` of a WIT variant, for error messages;
+- `document_name`: the name of a subscription's document, as the Rust
+  adapters' kit names it.
 """
 
+import hashlib
 import json
 import math
 from decimal import ROUND_HALF_UP, Decimal
@@ -44,6 +47,25 @@ def csv_field(value):
     if "," in value or '"' in value or "\n" in value or "\r" in value:
         return '"' + value.replace('"', '""') + '"'
     return value
+
+
+# Longest document name the host takes (`[A-Za-z0-9._-]{1,128}`).
+MAX_DOCUMENT_NAME = 128
+
+_NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def document_name(prefix, subscription, suffix):
+    """`{prefix}{subscription}{suffix}` when the id is 1 or more of
+    `A-Z a-z 0-9 . _ -` and the name fits in 128 bytes; otherwise the id is
+    replaced by the first 16 hex digits of the SHA-256 of its UTF-8 bytes
+    (as `tally_adapter_kit::document_name`)."""
+    raw = subscription.encode()
+    if raw and all(b in _NAME_BYTES for b in raw) and (
+        len(prefix.encode()) + len(raw) + len(suffix.encode()) <= MAX_DOCUMENT_NAME
+    ):
+        return f"{prefix}{subscription}{suffix}"
+    return f"{prefix}{hashlib.sha256(raw).hexdigest()[:16]}{suffix}"
 
 
 def rust_display(x):
@@ -139,6 +161,13 @@ def string(value):
     """A JSON string (serde's `String`)."""
     if not isinstance(value, str):
         raise ConfigError(f"config: invalid type: {_unexpected(value)}, expected a string")
+    return value
+
+
+def boolean(value):
+    """A JSON boolean (serde's `bool`)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"config: invalid type: {_unexpected(value)}, expected a boolean")
     return value
 
 

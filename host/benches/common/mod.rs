@@ -11,7 +11,7 @@ use serde_json::json;
 use tally::sandbox::contract::ExportRequest;
 use tally::sandbox::host_usage::UsageAccess;
 use tally::sandbox::{
-    AdapterEngine, ExportOutcome, Limits, LoadedAdapter, SubscriptionGrant, run_export,
+    AdapterEngine, ExportOutcome, Limits, LoadedAdapter, Outbound, SubscriptionGrant, run_export,
 };
 use tally::store::Store;
 use tally::store::sqlite::SqliteStore;
@@ -92,7 +92,7 @@ pub async fn export(
             &request,
             &config,
             usage,
-            Vec::new(),
+            Outbound::Allowed(Vec::new()),
             &limits,
         )
     })

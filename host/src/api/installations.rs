@@ -45,6 +45,9 @@ pub struct InstallationView {
     /// `["*"]` or the subscription ids it may read.
     pub subscriptions: Vec<String>,
     pub allowed_outbound_hosts: Vec<String>,
+    /// Whether the documents it writes for a subscription are published to
+    /// that subscription's tenants (`GET /v1/subscriptions/{id}/documents`).
+    pub publish_to_tenants: bool,
     pub installed_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// A failed run that holds the watermark until it is run again.
@@ -201,6 +204,7 @@ fn view(status: &InstallationStatus, with_manifest: bool) -> InstallationView {
         granularity: format!("{:?}", manifest.granularity).to_ascii_lowercase(),
         lag: humantime::format_duration(manifest.lag).to_string(),
         watermark: installation.watermark,
+        publish_to_tenants: installation.publish_to_tenants,
         subscriptions: match &manifest.grant {
             crate::sandbox::SubscriptionGrant::All => vec!["*".into()],
             crate::sandbox::SubscriptionGrant::Only(ids) => ids.clone(),

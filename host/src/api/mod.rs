@@ -8,8 +8,9 @@
 //! | `GET /subscriptions/{id}/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates` | operator |
 //! | `GET /v1/meters`, `PUT /v1/meters/{id}` | any token; operator |
 //! | `/v1/adapters…`: install, list, show, upgrade, enable, disable, remove | operator |
-//! | `/v1/adapters/{name}/runs…`, `/v1/adapters/{name}/documents…` | operator |
+//! | `/v1/adapters/{name}/runs…`, `/v1/adapters/{name}/documents…`, `POST /v1/adapters/{name}/verify` | operator |
 //! | `GET /v1/usage/summary`, `GET /v1/subscriptions` | tenant (own subscriptions), operator |
+//! | `GET /v1/subscriptions/{id}/documents…`: documents adapters publish to tenants | tenant (own subscriptions), operator |
 //! | `GET /v1/overview`, `/v1/tokens…` | operator |
 //! | `GET`, `PUT`, `DELETE /v1/access/grants`: identity providers' subjects given subscriptions | operator |
 //! | `/v1/session`: sign in (a token in the body), who, sign out | operator, tenant |
@@ -40,9 +41,11 @@ pub mod server;
 pub mod session;
 mod sign_in;
 mod subscriptions;
+mod tenant_documents;
 mod tokens;
 mod usage_aggregates;
 pub mod usage_summary;
+mod verify;
 
 use std::sync::Arc;
 
@@ -52,7 +55,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 
 pub use installations::{InstallationView, MAX_INSTALL_BYTES};
-pub use runs::{RequestedRun, RunDetail, RunView};
+pub use runs::{ProvenanceView, RequestedRun, RunDetail, RunView};
+pub use tenant_documents::{MAX_TENANT_DOCUMENTS, MAX_TENANT_RANGE_DAYS};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa::OpenApi;
@@ -185,6 +189,7 @@ impl AppState {
         runs::run_document,
         runs::list_documents,
         runs::joined_document,
+        verify::verify_adapter,
         ops::healthz,
         ops::metrics,
         ops::openapi,
@@ -193,6 +198,9 @@ impl AppState {
         session::sign_out,
         overview::overview,
         subscriptions::list_subscriptions,
+        tenant_documents::list_documents,
+        tenant_documents::run_document,
+        tenant_documents::joined_document,
         usage_summary::usage_summary,
         tokens::list_tokens,
         tokens::create_token,
@@ -351,6 +359,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/adapters/{name}/documents/{document}",
             get(runs::joined_document),
         )
+        .route("/v1/adapters/{name}/verify", post(verify::verify_adapter))
         .route(
             "/v1/session",
             get(session::show_session)
@@ -362,6 +371,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/session/callback", get(sign_in::callback))
         .route("/v1/overview", get(overview::overview))
         .route("/v1/subscriptions", get(subscriptions::list_subscriptions))
+        .route(
+            "/v1/subscriptions/{subscription_id}/documents",
+            get(tenant_documents::list_documents),
+        )
+        .route(
+            "/v1/subscriptions/{subscription_id}/adapters/{name}/runs/{id}/documents/{document}",
+            get(tenant_documents::run_document),
+        )
+        .route(
+            "/v1/subscriptions/{subscription_id}/adapters/{name}/documents/{document}",
+            get(tenant_documents::joined_document),
+        )
         .route("/v1/usage/summary", get(usage_summary::usage_summary))
         .route(
             "/v1/tokens",

@@ -25,8 +25,10 @@ use crate::exports::ExportsError;
 use crate::exports::documents::JoinedDocument;
 use crate::exports::runs::RunRecord;
 use crate::store::exports::{
-    DocumentInfo, Installation, LogLine, Run, RunFiguresRecord, RunRequestOutcome, RunStatus,
+    DocumentInfo, Installation, LogLine, Provenance, Run, RunFiguresRecord, RunRequestOutcome,
+    RunStatus,
 };
+use crate::usage::Granularity;
 use crate::usage::time::{YEAR_RANGE, parse_time_or_date};
 
 /// Runs listed by default, and at most.
@@ -66,7 +68,76 @@ pub struct RunDetail {
     pub log: Vec<LogLineView>,
     /// Log lines dropped by the run's caps.
     pub log_dropped: u64,
+    /// How its documents were made; `null` unless it succeeded (or when it
+    /// succeeded before provenance was kept).
+    pub provenance: Option<ProvenanceView>,
     pub documents: Vec<DocumentView>,
+}
+
+/// How a succeeded run's documents were made: enough to re-derive them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvenanceView {
+    /// The contract the component ran as, e.g. `tally:billing@0.2.0`.
+    pub contract: String,
+    /// The sha256 of the component that ran.
+    pub component: String,
+    /// The sha256 of its configuration with every secret as `"***"`: it
+    /// changes with the configuration, and tells nothing of a secret.
+    pub config: String,
+    /// The reported-time window exported.
+    pub window: WindowView,
+    /// The granularity of the usage the adapter read.
+    #[schema(value_type = String, example = "daily")]
+    pub granularity: &'static str,
+    /// The sha256 of the usage rows the adapter read, in the order read.
+    pub usage: String,
+    /// How many usage rows it read.
+    pub rows_read: u64,
+}
+
+/// A reported-time window, `[start, end)`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WindowView {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl WindowView {
+    /// The window of `run`.
+    pub fn of(run: &Run) -> Self {
+        WindowView {
+            start: run.window_start,
+            end: run.window_end,
+        }
+    }
+}
+
+impl ProvenanceView {
+    /// The provenance of `run`, if it has one.
+    pub fn of(run: &Run) -> Option<Self> {
+        let Provenance {
+            world_version,
+            component_sha256,
+            config_digest,
+            granularity,
+            usage_sha256,
+            // The key of the full config, secrets included: never served.
+            config_sha256: _,
+        } = run.provenance.clone()?;
+        Some(ProvenanceView {
+            contract: format!("tally:billing@{world_version}"),
+            component: component_sha256,
+            config: config_digest,
+            window: WindowView::of(run),
+            granularity: match granularity {
+                Granularity::Hourly => "hourly",
+                Granularity::Daily => "daily",
+            },
+            usage: usage_sha256,
+            rows_read: run.figures.as_ref().map_or(0, |figures| figures.rows_read),
+        })
+    }
 }
 
 /// A log line.
@@ -84,6 +155,12 @@ pub struct DocumentView {
     pub name: String,
     pub content_type: String,
     pub bytes: u64,
+    /// The subscription it was written for (published to its tenants when
+    /// the adapter publishes to tenants); `null` for the operator's.
+    pub subscription_id: Option<String>,
+    /// The sha256 of its bytes, recorded when it was published; `null` for
+    /// documents published before digests were kept.
+    pub sha256: Option<String>,
     pub url: String,
 }
 
@@ -200,11 +277,15 @@ pub async fn show_run(
                  name,
                  content_type,
                  bytes,
+                 subscription_id,
+                 sha256,
              }| DocumentView {
                 url: format!("{}/documents/{name}", view.url),
                 name,
                 content_type,
                 bytes,
+                subscription_id,
+                sha256,
             },
         )
         .collect();
@@ -212,6 +293,7 @@ pub async fn show_run(
         run: view,
         log: log.lines.into_iter().map(log_line).collect(),
         log_dropped: log.dropped,
+        provenance: ProvenanceView::of(&run),
         documents,
     }))
 }
@@ -331,7 +413,7 @@ const INLINE_CONTENT_TYPES: [&str; 5] = [
 /// A stored document as an HTTP answer. The adapter chose its content type,
 /// so the answer is locked down whatever it is: no sniffing another type, a
 /// sandbox that runs no script, and inline only for the safe types.
-fn document_response(content_type: &str, name: &str, body: Body) -> Response {
+pub(super) fn document_response(content_type: &str, name: &str, body: Body) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(content_type) {
@@ -366,7 +448,7 @@ fn is_inline(content_type: &str) -> bool {
 }
 
 /// A time (ISO 8601) or a date (`YYYY-MM-DD`, midnight UTC).
-fn time_or_date(property: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+pub(super) fn time_or_date(property: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     parse_time_or_date(text).ok_or_else(|| {
         ApiError::invalid_property(
             property,
@@ -397,6 +479,9 @@ impl From<ExportsError> for ApiError {
             }
             ExportsError::NotJoinable { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "NotJoinable", message)
+            }
+            ExportsError::NotPublished { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "DocumentNotFound", message)
             }
         }
     }

@@ -11,9 +11,11 @@ mod installations;
 mod meters;
 mod migrate;
 mod printable;
+mod run_show;
 mod runs;
 mod serve;
 mod token;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,7 +73,7 @@ enum Command {
     /// Installed adapters of a running host: install, list, show, upgrade…
     #[command(subcommand)]
     Adapters(installations::AdaptersCommand),
-    /// Exports of a running host: run, re-run or backfill windows.
+    /// Exports of a running host: run, re-run or backfill windows; show a run; verify windows.
     #[command(subcommand)]
     Export(runs::ExportCommand),
     /// The host's compiler child: a component on stdin, its artifact on stdout.

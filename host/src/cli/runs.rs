@@ -1,5 +1,6 @@
 //! `tally export run NAME --from --to`: run, re-run (a correction) or
-//! backfill an adapter's windows on a running host, and wait for them.
+//! backfill an adapter's windows on a running host, and wait for them;
+//! `tally export show NAME RUN`: one run with its provenance.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,13 @@ pub enum ExportCommand {
     /// Run the windows of [--from, --to) now: first exports, corrections of
     /// exported windows, failed windows again.
     Run(RunArgs),
+    /// Re-derive the documents of the exported windows starting in
+    /// [--from, --to) and compare them with the published ones; exits with 1
+    /// unless every window matches.
+    Verify(super::verify::VerifyArgs),
+    /// Show a run: its window, status, provenance (contract, component,
+    /// config digest, granularity, usage digest) and documents.
+    Show(super::run_show::ShowArgs),
 }
 
 /// Arguments of `tally export run`.
@@ -46,7 +54,11 @@ pub struct RunArgs {
 
 /// Runs `tally export …`.
 pub async fn run(command: ExportCommand) -> anyhow::Result<()> {
-    let ExportCommand::Run(args) = command;
+    let args = match command {
+        ExportCommand::Run(args) => args,
+        ExportCommand::Verify(args) => return super::verify::run(args).await,
+        ExportCommand::Show(args) => return super::run_show::show(args).await,
+    };
     let client = HostClient::new(args.host);
     let path = format!("/v1/adapters/{}/runs", args.name);
     let requested: Vec<Value> = client

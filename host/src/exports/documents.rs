@@ -62,7 +62,10 @@ impl Exports {
             .unwrap_or_default();
         let Some(joining) = Joining::of(&content_type) else {
             return Err(ExportsError::NotJoinable {
-                adapter: installation.name.clone(),
+                per_run: format!(
+                    "/v1/adapters/{}/runs/{{id}}/documents/{document}",
+                    installation.name
+                ),
                 document: document.to_owned(),
                 content_type,
             });

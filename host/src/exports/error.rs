@@ -30,14 +30,26 @@ pub enum ExportsError {
         property: &'static str,
         reason: String,
     },
-    /// The document's content type does not join across runs.
+    /// The document's content type does not join across runs; `per_run` is
+    /// where each run's is fetched (`{id}` standing for the run's id).
     #[error(
-        "'{document}' is {content_type}, which does not join across runs; fetch it per run at /v1/adapters/{adapter}/runs/{{id}}/documents/{document}."
+        "'{document}' is {content_type}, which does not join across runs; fetch it per run at {per_run}."
     )]
     NotJoinable {
-        adapter: String,
         document: String,
         content_type: String,
+        per_run: String,
+    },
+    /// Nothing of this name is published to the subscription: the adapter
+    /// does not exist, publishes nothing to tenants, or never published the
+    /// document (of this run) to this subscription. Which, is not told.
+    #[error(
+        "No document '{document}' of adapter '{adapter}' is published to subscription '{subscription}'."
+    )]
+    NotPublished {
+        subscription: String,
+        adapter: String,
+        document: String,
     },
     /// The store failed.
     #[error(transparent)]

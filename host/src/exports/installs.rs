@@ -110,6 +110,7 @@ impl Exports {
                 component_sha256: adapter.sha256.clone(),
                 description,
                 first_window,
+                publish_to_tenants: manifest.publish_to_tenants,
             })
             .await?;
         tracing::info!(adapter = %installation.name, sha256 = %adapter.sha256, "adapter installed");
@@ -173,7 +174,7 @@ impl Exports {
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "replacing a stored manifest that is not valid"),
         }
-        let (_, adapter, description) = self.check(manifest, component).await?;
+        let (manifest, adapter, description) = self.check(manifest, component).await?;
         let installation = self
             .store
             .upgrade_installation(NewInstallation {
@@ -182,6 +183,7 @@ impl Exports {
                 component_sha256: adapter.sha256.clone(),
                 description,
                 first_window: existing.watermark,
+                publish_to_tenants: manifest.publish_to_tenants,
             })
             .await?
             .ok_or_else(|| InstallError::NotFound(name.to_owned()))?;
@@ -239,7 +241,7 @@ impl Exports {
         if adapter.world_version != manifest.world_version {
             return Err(InstallError::WorldMismatch {
                 manifest: manifest.world_version,
-                component: adapter.world_version,
+                component: adapter.world_version.to_owned(),
             });
         }
         let (engine, checked, config, limits) = (

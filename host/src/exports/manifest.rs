@@ -8,10 +8,14 @@
 //! sha256 = "9f2c…"                    # pins the component's bytes
 //! component = "chargeback-csv.wasm"   # for the CLI: where the component is, relative to this file
 //! allowed_outbound_hosts = []         # origins `send` may reach: "https://billing.example.com"
+//! publish_to_tenants = false          # documents written for a subscription are served to its
+//!                                     # tenants (tally:billing@0.2.0 and later)
 //!
 //! [schedule]
-//! window = "daily"                    # one run per closed reported-time hour or day
-//! granularity = "daily"               # usage handed to the adapter by hour or day (default: the window)
+//! window = "daily"                    # one run per closed reported-time hour, day or calendar month
+//!                                     #   ("hourly", "daily", "monthly"; months are UTC)
+//! granularity = "daily"               # usage handed to the adapter by hour or day
+//!                                     #   (default: the window's; daily for monthly windows)
 //! lag = "2h"                          # wait after a window closes, for late reports
 //! start = "2026-11-01T00:00:00Z"      # first window (default: the window the install falls in)
 //!
@@ -56,6 +60,8 @@ use crate::store::exports::Installation;
 use crate::usage::Granularity;
 use crate::usage::time::{YEAR_RANGE, parse_time};
 
+use super::windows::WindowSize;
+
 /// Longest installation name.
 pub const MAX_NAME_LEN: usize = 64;
 /// Longest lag: later than this, usage is not "late" but a backfill.
@@ -86,15 +92,23 @@ pub struct Manifest {
     /// Where the component file is, relative to the manifest (CLI only).
     pub component: Option<String>,
     pub allowed_outbound_hosts: Vec<AllowedOrigin>,
-    pub window: Granularity,
+    /// How often it exports: one run per closed window of this size.
+    pub window: WindowSize,
+    /// How the usage it reads is aggregated (never coarser than the window).
     pub granularity: Granularity,
     pub lag: Duration,
     pub start: Option<DateTime<Utc>>,
     pub grant: SubscriptionGrant,
     pub limits: Limits,
+    /// Whether the documents the adapter writes for a subscription are
+    /// published to that subscription's tenants.
+    pub publish_to_tenants: bool,
     /// The `[config]` table with `[secrets]` merged in, as JSON: what the
     /// adapter receives. Never shown.
     pub config_json: String,
+    /// `config_json` with every secret as [`REDACTED`]: what may be shown,
+    /// or digested for anyone to compare (a run's provenance).
+    pub shown_config_json: String,
     /// Secrets given as [`REDACTED`] (an upgrade keeping stored values), by path.
     pub redacted_secrets: Vec<String>,
 }
@@ -120,6 +134,8 @@ struct Raw {
     component: Option<String>,
     #[serde(default)]
     allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    publish_to_tenants: bool,
     schedule: RawSchedule,
     #[serde(default)]
     scope: RawScope,
@@ -134,7 +150,7 @@ struct Raw {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSchedule {
-    window: Cadence,
+    window: WindowSize,
     granularity: Option<Cadence>,
     #[serde(default = "default_lag")]
     lag: String,
@@ -225,10 +241,13 @@ impl Manifest {
             .map(|origin| AllowedOrigin::parse(origin))
             .collect::<anyhow::Result<_>>()
             .context("allowed_outbound_hosts")?;
-        let window = Granularity::from(raw.schedule.window);
-        let granularity = raw.schedule.granularity.map_or(window, Granularity::from);
-        if granularity == Granularity::Daily && window == Granularity::Hourly {
-            bail!("schedule: a daily granularity needs daily windows");
+        let window = raw.schedule.window;
+        let granularity = raw
+            .schedule
+            .granularity
+            .map_or(window.default_granularity(), Granularity::from);
+        if !window.allows(granularity) {
+            bail!("schedule: a daily granularity needs daily windows or longer (daily or monthly)");
         }
         let lag = humantime::parse_duration(&raw.schedule.lag)
             .with_context(|| format!("schedule.lag '{}' is not a duration", raw.schedule.lag))?;
@@ -244,17 +263,27 @@ impl Manifest {
                     format!("schedule.start '{text}' is not an ISO-8601 time {YEAR_RANGE}")
                 })?;
                 if !window.is_boundary(start) {
-                    bail!("schedule.start {start} is not on a {window:?} window boundary");
+                    bail!("schedule.start {start} is not on a {window} window boundary");
                 }
                 Ok(start)
             })
             .transpose()?;
         let grant = scope(&raw.scope.subscriptions)?;
         let limits = limits(&raw.limits)?;
+        if raw.publish_to_tenants && !world_writes_owned_documents(&world_version) {
+            bail!(
+                "publish_to_tenants needs tally:billing@{OWNED_DOCUMENTS_WORLD}: \
+                 0.1 adapters write no per-subscription documents"
+            );
+        }
         let mut config = raw.config;
+        let mut shown_config = config.clone();
+        let shown_secrets = redacted_leaves(&raw.secrets);
         let mut redacted_secrets = Vec::new();
         merge_secrets(&mut config, raw.secrets, "secrets", &mut redacted_secrets)?;
+        merge_secrets(&mut shown_config, shown_secrets, "secrets", &mut Vec::new())?;
         let config_json = serde_json::to_string(&config)?;
+        let shown_config_json = serde_json::to_string(&shown_config)?;
         Ok(Manifest {
             name: raw.name,
             version: raw.version,
@@ -268,7 +297,9 @@ impl Manifest {
             start,
             grant,
             limits,
+            publish_to_tenants: raw.publish_to_tenants,
             config_json,
+            shown_config_json,
             redacted_secrets,
         })
     }
@@ -284,6 +315,37 @@ impl Manifest {
             None => Ok(()),
         }
     }
+}
+
+/// The first contract version whose adapters write documents for a
+/// subscription (`append-for`).
+pub const OWNED_DOCUMENTS_WORLD: &str = "0.2.0";
+
+/// Whether adapters of world `version` (`MAJOR.MINOR.PATCH`) can write
+/// documents for a subscription: 0.2 and later.
+fn world_writes_owned_documents(version: &str) -> bool {
+    let parts = |text: &str| -> Vec<u64> {
+        text.split('.')
+            .map(|part| part.parse().unwrap_or(0))
+            .collect()
+    };
+    parts(version) >= parts(OWNED_DOCUMENTS_WORLD)
+}
+
+/// A `[secrets]` table with every string leaf as [`REDACTED`] (anything
+/// else is left for [`merge_secrets`] to refuse).
+fn redacted_leaves(secrets: &toml::Table) -> toml::Table {
+    secrets
+        .iter()
+        .map(|(key, value)| {
+            let shown = match value {
+                toml::Value::Table(inner) => toml::Value::Table(redacted_leaves(inner)),
+                toml::Value::String(_) => toml::Value::String(REDACTED.into()),
+                other => other.clone(),
+            };
+            (key.clone(), shown)
+        })
+        .collect()
 }
 
 /// A TOML error by line and column, without the excerpt of the manifest that
@@ -524,7 +586,7 @@ mod tests {
         );
         let m = Manifest::parse(&text).unwrap();
         assert_eq!(m.world_version, "0.1.0");
-        assert_eq!(m.window, Granularity::Daily);
+        assert_eq!(m.window, WindowSize::Daily);
         assert_eq!(m.granularity, Granularity::Daily);
         assert_eq!(m.lag, Duration::from_secs(9_000));
         assert_eq!(m.allowed_outbound_hosts.len(), 2);
@@ -551,6 +613,31 @@ mod tests {
         assert_eq!(m.grant, SubscriptionGrant::All);
         assert_eq!(m.config_json, "{}");
         assert!(m.start.is_none());
+    }
+
+    #[test]
+    fn monthly_windows_read_daily_by_default_or_hourly_when_asked() {
+        let monthly = |extra: &str| {
+            Manifest::parse(&manifest(&format!(
+                "[schedule]\nwindow = 'monthly'\n{extra}"
+            )))
+        };
+        let m = monthly("start = '2026-02-01T00:00:00Z'\n").unwrap();
+        assert_eq!(m.window, WindowSize::Monthly);
+        assert_eq!(m.granularity, Granularity::Daily);
+        assert_eq!(m.start, Some("2026-02-01T00:00:00Z".parse().unwrap()));
+        let m = monthly("granularity = 'hourly'\n").unwrap();
+        assert_eq!(m.granularity, Granularity::Hourly);
+        for (extra, expected) in [
+            (
+                "start = '2026-02-02T00:00:00Z'\n",
+                "not on a monthly window boundary",
+            ),
+            ("granularity = 'monthly'\n", "unknown variant `monthly`"),
+        ] {
+            let error = format!("{:#}", monthly(extra).unwrap_err());
+            assert!(error.contains(expected), "{expected:?} not in {error:?}");
+        }
     }
 
     #[test]
@@ -642,6 +729,31 @@ mod tests {
         assert_eq!(config["token"], "s3cret");
         assert!(m.redacted_secrets.is_empty());
         assert!(!format!("{m:?}").contains("k3y"));
+        // The shown config: the same tables, every secret as "***".
+        let shown: serde_json::Value = serde_json::from_str(&m.shown_config_json).unwrap();
+        assert_eq!(shown["headers"]["X-Api-Key"], REDACTED);
+        assert_eq!(shown["headers"]["X-Source"], "tally");
+        assert_eq!(shown["token"], REDACTED);
+        assert!(!m.shown_config_json.contains("s3cret"));
+    }
+
+    #[test]
+    fn only_a_world_with_owned_documents_publishes_to_tenants() {
+        let publishing = "publish_to_tenants = true\n[schedule]\nwindow = 'daily'\n";
+        let error = format!("{:#}", Manifest::parse(&manifest(publishing)).unwrap_err());
+        assert!(
+            error.contains("publish_to_tenants needs tally:billing@0.2.0"),
+            "{error}"
+        );
+        for world in ["0.2.0", "0.2.1", "0.10.0", "1.0.0"] {
+            let text = manifest(publishing).replace("@0.1.0", &format!("@{world}"));
+            assert!(
+                Manifest::parse(&text).unwrap().publish_to_tenants,
+                "{world}"
+            );
+        }
+        let quiet = Manifest::parse(&manifest("[schedule]\nwindow = 'daily'\n")).unwrap();
+        assert!(!quiet.publish_to_tenants);
     }
 
     #[test]

@@ -13,8 +13,11 @@
 //! - [`runner`]: one attempt of one run, recorded with its documents,
 //!   figures and log.
 //! - [`windows`]: which windows a range covers, and when one is closed.
+//! - [`verify`]: documents of exported windows re-derived and compared.
 //! - [`documents`]: a document concatenated over the succeeded runs of a
 //!   date range (one CSV header), for BI tools to refresh from.
+//! - [`tenants`]: the documents runs wrote for a subscription, as its
+//!   tenants read them.
 //!
 //! [`Exports`] is the one door to all of it: the API reaches installations,
 //! runs and documents through it, never through the store.
@@ -27,6 +30,8 @@ pub mod manifest;
 pub mod runner;
 pub mod runs;
 pub mod scheduler;
+pub mod tenants;
+pub mod verify;
 pub mod windows;
 
 use std::collections::{HashMap, HashSet};
@@ -95,6 +100,11 @@ impl ExportSettings {
     pub fn install_calls(&self) -> usize {
         self.install_calls.clamp(1, MAX_INSTALL_CALLS)
     }
+
+    /// Runs at once, within bounds.
+    pub fn run_concurrency(&self) -> usize {
+        self.concurrency.clamp(1, MAX_CONCURRENT_RUNS)
+    }
 }
 
 impl Default for ExportSettings {
@@ -130,6 +140,9 @@ pub struct Exports {
     installs: Arc<Mutex<InstallActivity>>,
     /// Turns of install-time calls ([`ExportSettings::install_calls`]).
     install_calls: Arc<Semaphore>,
+    /// Turns of runs ([`ExportSettings::concurrency`]): the scheduler's runs
+    /// and verifications' re-runs take them.
+    run_slots: Arc<Semaphore>,
     wake: Notify,
     /// This host, as the holder of the runs it claims (`hostname:pid`).
     holder: String,
@@ -150,6 +163,7 @@ impl Exports {
             store,
             engine,
             install_calls: Arc::new(Semaphore::new(settings.install_calls())),
+            run_slots: Arc::new(Semaphore::new(settings.run_concurrency())),
             settings,
             metrics: Arc::default(),
             loaded: Mutex::default(),

@@ -13,11 +13,12 @@ use sha2::{Digest, Sha256};
 use super::{ExportSettings, Exports, LoadedInstallation};
 use crate::sandbox::contract::{ExportRequest, Granularity as WitGranularity, Window};
 use crate::sandbox::host_usage::UsageAccess;
-use crate::sandbox::run_export;
+use crate::sandbox::{Outbound, run_export};
 use crate::store::StoreError;
 use crate::store::exports::MAX_REASON_BYTES;
 use crate::store::exports::{
-    FinishedAttempt, Installation, Run, RunEnd, RunFiguresRecord, RunLogRecord, StoredDocument,
+    FinishedAttempt, Installation, Provenance, Run, RunEnd, RunFiguresRecord, RunLogRecord,
+    StoredDocument, sha256_hex,
 };
 use crate::text::truncate;
 use crate::usage::Granularity;
@@ -225,6 +226,16 @@ impl Exports {
             },
             correction: run.is_correction(),
         };
+        // What the run is made of, kept with its documents should it succeed.
+        let config_json = manifest.config_json.clone();
+        let mut provenance = Provenance {
+            world_version: adapter.world_version.to_string(),
+            component_sha256: adapter.sha256.clone(),
+            config_sha256: sha256_hex(config_json.as_bytes()),
+            config_digest: sha256_hex(manifest.shown_config_json.as_bytes()),
+            granularity: manifest.granularity,
+            usage_sha256: String::new(),
+        };
         let engine = self.engine.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             run_export(
@@ -233,7 +244,7 @@ impl Exports {
                 &request,
                 &manifest.config_json,
                 usage,
-                manifest.allowed_outbound_hosts.clone(),
+                Outbound::Allowed(manifest.allowed_outbound_hosts.clone()),
                 &manifest.limits,
             )
         })
@@ -251,19 +262,16 @@ impl Exports {
             lines: outcome.log,
             dropped: outcome.log_dropped,
         };
+        provenance.usage_sha256 = outcome.usage_sha256;
         let end = match outcome.result {
             Ok(_) => RunEnd::Succeeded {
                 documents: outcome
                     .documents
                     .into_iter()
-                    .map(|(name, d)| {
-                        let document = StoredDocument {
-                            content_type: d.content_type,
-                            bytes: d.bytes,
-                        };
-                        (name, document)
-                    })
+                    .map(|(name, d)| (name, StoredDocument::new(d.content_type, d.bytes, d.owner)))
                     .collect(),
+                provenance,
+                config_json,
             },
             Err(failure) if failure.is_transient() => {
                 let now = self.store_now(claimed_at).await;

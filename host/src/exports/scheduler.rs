@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
 use super::windows::{SETTLE, windows_between};
-use super::{Exports, LoadedInstallation, MAX_CONCURRENT_RUNS};
+use super::{Exports, LoadedInstallation};
 use crate::store::StoreError;
 use crate::store::exports::Interrupted;
 
@@ -34,8 +34,8 @@ impl Exports {
     /// Runs the scheduler until the host stops ([`Exports::stop`]), then
     /// waits for the runs in progress to be stopped and recorded.
     pub async fn run_scheduler(self: Arc<Self>) {
-        let concurrency = self.settings.concurrency.clamp(1, MAX_CONCURRENT_RUNS);
-        let slots = Arc::new(Semaphore::new(concurrency));
+        let concurrency = self.settings.run_concurrency();
+        let slots = self.run_slots.clone();
         self.schedule(&slots).await;
         let in_progress = concurrency - slots.available_permits();
         if in_progress > 0 {

@@ -17,7 +17,7 @@
 //! allows it as an IP literal (`http://127.0.0.1:9000`), which is then also
 //! reachable under that installation's names that resolve to it.
 //!
-//! Runs share their HTTP clients ([`Outbound`], one per host): connections
+//! Runs share their HTTP clients ([`OutboundClients`], one per host): connections
 //! are pooled and the root certificates loaded once. What a run may reach is
 //! checked per request (origin, headers, caps) except DNS, which a client's
 //! resolver answers; so runs share the client of their resolver policy —
@@ -56,7 +56,7 @@ const METADATA_V4: [Ipv4Addr; 2] = [
     Ipv4Addr::new(168, 63, 129, 16),
 ];
 const METADATA_V6: [Ipv6Addr; 1] = [Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)];
-/// Most clients an [`Outbound`] keeps, one per resolver policy (a set of
+/// Most clients an [`OutboundClients`] keeps, one per resolver policy (a set of
 /// internal IP literals allowed beside host names); a run of a further
 /// policy gets a client of its own.
 const MAX_POLICY_CLIENTS: usize = 64;
@@ -114,12 +114,28 @@ impl fmt::Display for AllowedOrigin {
     }
 }
 
+/// Where a run may send requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// To these origins (the installation's `allowed_outbound_hosts`).
+    Allowed(Vec<AllowedOrigin>),
+    /// Nowhere: a verification re-runs an export to compare what it writes,
+    /// and must not repeat its requests. `send` answers
+    /// `not-allowed` ([`VERIFICATION_SENDS_NOTHING`]).
+    Verification,
+}
+
+/// What `send` answers in a verification run.
+pub const VERIFICATION_SENDS_NOTHING: &str = "a verification run sends no requests";
+/// What `send` answers outside `export`.
+pub const SENDING_ONLY_DURING_EXPORT: &str = "sending is possible only during export";
+
 /// What a run may send, and to whom.
 pub struct Egress {
     /// The run's id, the stem of every idempotency key.
     pub run_id: String,
     pub allowed: Vec<AllowedOrigin>,
-    /// The host's client for the run's resolver policy ([`Outbound::client_for`]).
+    /// The host's client for the run's resolver policy ([`OutboundClients::client_for`]).
     pub client: reqwest::Client,
     /// The runtime the client's futures run on (runs execute on blocking threads).
     pub runtime: tokio::runtime::Handle,
@@ -134,7 +150,7 @@ impl Egress {
     pub fn new(
         run_id: String,
         allowed: Vec<AllowedOrigin>,
-        outbound: &Outbound,
+        outbound: &OutboundClients,
         runtime: tokio::runtime::Handle,
         deadline: Instant,
     ) -> Self {
@@ -153,12 +169,12 @@ impl Egress {
 /// at the first run that needs it. Runs share the client of their resolver
 /// policy (see the module's notes).
 #[derive(Default)]
-pub struct Outbound {
+pub struct OutboundClients {
     /// By the internal IP literals a policy lets host names resolve to.
     clients: Mutex<HashMap<Vec<IpAddr>, reqwest::Client>>,
 }
 
-impl Outbound {
+impl OutboundClients {
     /// The client of a run allowed to send to `allowed`: the default one
     /// (host names never resolve inside), unless `allowed` names both host
     /// names and internal IP literals, which those names may then resolve to.
@@ -295,9 +311,7 @@ impl RunState {
         request: OutboundRequest,
     ) -> wasmtime::Result<Result<OutboundResponse, SendError>> {
         let result = match &mut self.egress {
-            None => Err(Refusal::NotAllowed(
-                "sending is possible only during export".into(),
-            )),
+            None => Err(Refusal::NotAllowed(self.no_egress.into())),
             Some(egress) => send(egress, &self.clock, request),
         };
         // The run must stop: the trap ends the call at once.
@@ -562,7 +576,7 @@ mod tests {
     }
 
     fn egress_to(runtime: &tokio::runtime::Runtime, allowed: &[String]) -> Egress {
-        egress_through(&Outbound::default(), runtime, origins(allowed))
+        egress_through(&OutboundClients::default(), runtime, origins(allowed))
     }
 
     fn origins(allowed: &[impl AsRef<str>]) -> Vec<AllowedOrigin> {
@@ -574,7 +588,7 @@ mod tests {
 
     /// Egress to `allowed` through the clients of `outbound`.
     fn egress_through(
-        outbound: &Outbound,
+        outbound: &OutboundClients,
         runtime: &tokio::runtime::Runtime,
         allowed: Vec<AllowedOrigin>,
     ) -> Egress {
@@ -1110,7 +1124,7 @@ mod tests {
         let (port, accepted) = server();
         let by_name = format!("http://localhost:{port}");
         let by_literal = format!("http://127.0.0.1:{port}");
-        let outbound = Outbound::default();
+        let outbound = OutboundClients::default();
         let request = || get(format!("{by_name}/lines"), vec![]);
 
         let names_only = origins(std::slice::from_ref(&by_name));

@@ -27,8 +27,8 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::compile::{Compiler, compile_in_child};
-use super::contract::{BillingAdapterPre, WORLD_VERSION, add_imports_to_linker};
-use super::egress::Outbound;
+use super::contract::{Contract, PreparedAdapter, add_imports_to_linker};
+use super::egress::OutboundClients;
 use super::limits::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES, RunState};
 
 /// How often the deadline clock ticks: deadlines are checked at this granularity.
@@ -75,7 +75,7 @@ pub struct AdapterEngine {
     loading: Mutex<HashMap<String, Weak<Mutex<()>>>>,
     compiles: AtomicU64,
     /// The HTTP clients runs send through, shared by all of them.
-    outbound: Outbound,
+    outbound_clients: OutboundClients,
 }
 
 /// A component compiled for this engine and checked against the world.
@@ -83,9 +83,10 @@ pub struct AdapterEngine {
 pub struct LoadedAdapter {
     /// Hex sha256 of the component's bytes.
     pub sha256: String,
-    /// The world version the component targets.
-    pub world_version: String,
-    pub(super) pre: BillingAdapterPre<RunState>,
+    /// The version of the contract (world) that serves the component,
+    /// e.g. `"0.2.0"`: one of [`super::contract::SUPPORTED_WORLDS`].
+    pub world_version: &'static str,
+    pub(super) pre: PreparedAdapter,
     /// Time to compile (or load the cached artifact).
     pub load_time: Duration,
     /// Whether the artifact came from the cache.
@@ -144,7 +145,7 @@ impl AdapterEngine {
             compiler,
             loading: Mutex::default(),
             compiles: AtomicU64::new(0),
-            outbound: Outbound::default(),
+            outbound_clients: OutboundClients::default(),
         })
     }
 
@@ -171,8 +172,8 @@ impl AdapterEngine {
     }
 
     /// The HTTP clients of the runs' `send`.
-    pub fn outbound(&self) -> &Outbound {
-        &self.outbound
+    pub fn outbound_clients(&self) -> &OutboundClients {
+        &self.outbound_clients
     }
 
     /// Loads a component: from the artifact cache, or compiled and cached.
@@ -235,19 +236,20 @@ impl AdapterEngine {
             Some(component) => (component, true),
             None => (self.compile_into(wasm, &artifact, turn)?, false),
         };
-        let world_version = world_version(&component, &self.engine)?;
+        let contract = contract_of(&component, &self.engine)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .and_then(BillingAdapterPre::new)
+            .and_then(|pre| PreparedAdapter::new(contract, pre))
             .map_err(|e| {
                 anyhow!(
-                    "the component does not implement the tally:billing/billing-adapter world: {e}"
+                    "the component does not implement the tally:billing@{}/billing-adapter world: {e}",
+                    contract.version
                 )
             })?;
         Ok(LoadedAdapter {
             sha256,
-            world_version,
+            world_version: contract.version,
             pre,
             load_time: started.elapsed(),
             cached,
@@ -478,9 +480,9 @@ fn config(pooling: bool) -> Config {
     config
 }
 
-/// The version of `tally:billing` a component exports its adapter for,
-/// checked against the versions this host supports.
-fn world_version(component: &Component, engine: &Engine) -> anyhow::Result<String> {
+/// The contract version that serves a component: the one of the
+/// `tally:billing` version it exports its adapter for, if this host serves it.
+fn contract_of(component: &Component, engine: &Engine) -> anyhow::Result<&'static Contract> {
     const PREFIX: &str = "tally:billing/adapter@";
     let ty = component.component_type();
     let Some(version) = ty
@@ -489,29 +491,7 @@ fn world_version(component: &Component, engine: &Engine) -> anyhow::Result<Strin
     else {
         bail!("not a tally billing adapter: the component does not export tally:billing/adapter");
     };
-    check_world_version(&version)?;
-    Ok(version)
-}
-
-/// Refuses a world `version` that is not compatible with [`WORLD_VERSION`].
-fn check_world_version(version: &str) -> anyhow::Result<()> {
-    // Within 0.x the minor version is the breaking one, as in the component model's semver.
-    let breaking = |v: &str| -> String {
-        let mut parts = v.split('.');
-        let major = parts.next().unwrap_or("");
-        if major == "0" {
-            format!("0.{}", parts.next().unwrap_or(""))
-        } else {
-            major.to_owned()
-        }
-    };
-    let supported = breaking(WORLD_VERSION);
-    if breaking(version) != supported {
-        bail!(
-            "the adapter targets tally:billing@{version}; this host supports tally:billing@{WORLD_VERSION} ({supported}.x)"
-        );
-    }
-    Ok(())
+    Contract::for_version(&version)
 }
 
 /// The component sha256 in the name of a published artifact
@@ -544,32 +524,6 @@ pub fn load_file(engine: &AdapterEngine, path: &Path) -> anyhow::Result<LoadedAd
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn adapters_of_the_same_breaking_version_are_accepted() {
-        let [major, minor, _patch]: [u64; 3] = (WORLD_VERSION.split('.'))
-            .map(|part| part.parse().unwrap())
-            .collect::<Vec<_>>()
-            .try_into()
-            .unwrap();
-        // Within 0.x a new minor version breaks; from 1.0 a new major one.
-        let same = format!("{major}.{minor}.99");
-        let next = if major == 0 {
-            format!("0.{}.0", minor + 1)
-        } else {
-            format!("{}.0.0", major + 1)
-        };
-        for version in [WORLD_VERSION, &same] {
-            check_world_version(version).unwrap();
-        }
-        for version in [&next, "0.0.9", "99.0.0", ""] {
-            let error = check_world_version(version).unwrap_err().to_string();
-            assert!(
-                error.contains(&format!("targets tally:billing@{version};")),
-                "{error}"
-            );
-        }
-    }
 
     #[test]
     fn only_component_bytes_are_compiled() {

@@ -10,12 +10,12 @@ use serde_json::Value;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource, ResourceType, WasmList, WasmStr};
 
-use super::contract::WORLD_VERSION;
 use super::contract::tally::billing::types::{
     Granularity as WitGranularity, Meter as WitMeter, Window,
 };
 use super::contract::tally::billing::usage::{QueryError, UsageBatch};
 use super::limits::{MAX_OPEN_CURSORS, RunState, SubscriptionGrant};
+use super::usage_read::UsageRead;
 use crate::store::{AggregateQuery, AggregateRow, Position, Store, SubscriptionScope};
 use crate::text::truncate;
 use crate::usage::record::{MAX_ID_LEN, check_id};
@@ -33,6 +33,8 @@ pub struct UsageAccess {
     pub runtime: tokio::runtime::Handle,
     /// Rows handed to the adapter so far.
     pub rows_read: u64,
+    /// Their digest and subscriptions.
+    pub read: UsageRead,
     /// When the run started: windows must have closed before it.
     pub now: DateTime<Utc>,
     /// Set when the store failed mid-read: the run then fails as transient
@@ -58,6 +60,7 @@ impl UsageAccess {
             grant,
             runtime: tokio::runtime::Handle::current(),
             rows_read: 0,
+            read: UsageRead::default(),
             now,
             store_failure: None,
             cancelled: Arc::default(),
@@ -129,12 +132,13 @@ impl InstanceFields {
     }
 }
 
-/// Defines the `usage` interface on `linker`. By hand rather than generated:
-/// the subscription list of `query` is read from the adapter's memory one id
-/// at a time, after its length is checked, so that a huge list costs the host
+/// Defines the `usage` interface of the world `version` on `linker` (it is
+/// the same in every version served). By hand rather than generated: the
+/// subscription list of `query` is read from the adapter's memory one id at
+/// a time, after its length is checked, so that a huge list costs the host
 /// nothing.
-pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
-    let mut usage = linker.instance(&format!("tally:billing/usage@{WORLD_VERSION}"))?;
+pub fn add_to_linker(linker: &mut Linker<RunState>, version: &str) -> wasmtime::Result<()> {
+    let mut usage = linker.instance(&format!("tally:billing/usage@{version}"))?;
     usage.resource(
         "cursor",
         ResourceType::host::<UsageCursor>(),
@@ -399,6 +403,9 @@ impl RunState {
             if !page.rows.is_empty() {
                 let batch = cursor.encoder.encode(&page.rows)?;
                 usage.rows_read += page.rows.len() as u64;
+                let kept = usage.read.record(&batch);
+                self.limiter
+                    .charge_host(kept, "the subscriptions the run has read")?;
                 return Ok(Some(batch));
             }
         }

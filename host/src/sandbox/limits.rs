@@ -13,7 +13,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::egress::Egress;
+use super::contract::Contract;
+use super::egress::{Egress, SENDING_ONLY_DURING_EXPORT};
 use super::host_usage::UsageAccess;
 use super::stdio::LogStream;
 
@@ -73,6 +74,10 @@ pub struct Document {
     pub content_type: String,
     /// Its bytes, every append concatenated.
     pub bytes: Vec<u8>,
+    /// The subscription it belongs to (`append-for`), spelled as the store
+    /// spells it in the rows the run read; `None` for a document of the
+    /// operator's (`append`).
+    pub owner: Option<String>,
 }
 
 /// One line of a run's log, as the store keeps it.
@@ -328,7 +333,7 @@ pub use crate::store::exports::MAX_REASON_BYTES;
 /// [`MAX_REASON_BYTES`].
 pub const MAX_QUOTED_REASON_BYTES: usize = 3 << 10;
 
-/// The state of one run's store.
+/// The state of one run's store (or of an install-time call's).
 pub struct RunState {
     wasi: WasiCtx,
     pub(super) table: ResourceTable,
@@ -350,6 +355,13 @@ pub struct RunState {
     pub log: Arc<Mutex<RunLog>>,
     /// Usage cursors the adapter has open (at most [`MAX_OPEN_CURSORS`]).
     pub open_cursors: usize,
+    /// Most documents the run may write (its contract version's cap).
+    pub max_documents: usize,
+    /// The first `out-of-scope` refusal of a write: the run fails with it,
+    /// whatever the adapter returns.
+    pub out_of_scope: Option<String>,
+    /// Why `send` is refused when the run has no [`Egress`].
+    pub no_egress: &'static str,
 }
 
 /// Most usage cursors a run may have open at once.
@@ -385,6 +397,9 @@ impl RunState {
             output_cap: limits.output_bytes,
             log,
             open_cursors: 0,
+            max_documents: Contract::current().max_documents,
+            out_of_scope: None,
+            no_egress: SENDING_ONLY_DURING_EXPORT,
         }
     }
 

@@ -2,7 +2,8 @@
 //! aggregated usage through `wit/billing-adapter.wit` and write export
 //! documents, each call bounded in time, memory and output.
 //!
-//! - [`contract`]: the host bindings of the `tally:billing` world.
+//! - [`contract`]: the `tally:billing` versions served (0.1.0 and 0.2.0): the
+//!   host bindings of the current one, and the adaptation of older ones.
 //! - [`engine`]: one wasmtime engine; components compiled once, cached by
 //!   sha256 and engine settings, checked against the world.
 //! - [`compile`]: compiling a component bounded in time and memory, in a
@@ -10,6 +11,8 @@
 //! - [`limits`]: what one run may use (deadline, memory, output and log caps)
 //!   and its state.
 //! - [`host_usage`], [`host_output`], [`egress`]: the host side of the imports.
+//! - [`usage_read`]: what a run has read (the digest of its rows, their
+//!   subscriptions).
 //! - [`run`]: running `export` for one window and reporting how it ended.
 
 pub mod compile;
@@ -21,8 +24,11 @@ pub mod host_usage;
 pub mod limits;
 pub mod run;
 mod stdio;
+pub mod usage_read;
 
 pub use compile::{CompileSettings, Compiler};
+pub use contract::SUPPORTED_WORLDS;
+pub use egress::{AllowedOrigin, Outbound};
 pub use engine::{AdapterEngine, LoadedAdapter};
 pub use limits::{Limits, SubscriptionGrant};
 pub use run::{ExportOutcome, RunFailure, describe, run_export, validate_config};

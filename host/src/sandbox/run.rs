@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::contract::{Description, ExportError, ExportRequest, Summary};
-use super::egress::{AllowedOrigin, Egress};
+use super::egress::{Egress, Outbound, VERIFICATION_SENDS_NOTHING};
 use super::engine::{AdapterEngine, LoadedAdapter};
-use super::host_output::{MAX_DOCUMENT_NAME, MAX_DOCUMENTS};
+use super::host_output::{MAX_DESCRIBED_DOCUMENTS, MAX_DOCUMENT_NAME};
 use super::host_usage::UsageAccess;
 use super::limits::{Document, Limits, LogLine, MAX_QUOTED_REASON_BYTES, RunClock, RunState};
 use crate::text::truncate;
@@ -49,6 +49,11 @@ pub enum RunFailure {
     Cancelled,
     #[error("the adapter's describe() is over the host's limits: {0}")]
     BadDescription(String),
+    /// The adapter wrote a document for a subscription it may not (outside
+    /// the installation's scope, not read by the run, or another's document):
+    /// the reason names both.
+    #[error("{0}")]
+    OutOfScope(String),
 }
 
 impl RunFailure {
@@ -85,10 +90,13 @@ pub struct ExportOutcome {
     /// Log lines dropped by the caps.
     pub log_dropped: u64,
     pub figures: RunFigures,
+    /// SHA-256 (lower-case hex) of every row handed to the adapter, in the
+    /// order handed ([`super::usage_read`] defines it).
+    pub usage_sha256: String,
 }
 
 /// Runs `export` on a fresh instance under `limits`, reading through `usage`
-/// and sending only to the `allowed` origins.
+/// and sending where `outbound` allows.
 ///
 /// Blocks: call it from a blocking thread (`tokio::task::spawn_blocking`),
 /// never from an async task, since the imports wait on the store and the network.
@@ -98,17 +106,21 @@ pub fn run_export(
     request: &ExportRequest,
     config: &str,
     usage: UsageAccess,
-    allowed: Vec<AllowedOrigin>,
+    outbound: Outbound,
     limits: &Limits,
 ) -> ExportOutcome {
     let started = Instant::now();
-    let egress = Egress::new(
-        request.run_id.clone(),
-        allowed,
-        engine.outbound(),
-        usage.runtime.clone(),
-        started + limits.deadline,
-    );
+    let verification = outbound == Outbound::Verification;
+    let egress = match outbound {
+        Outbound::Allowed(allowed) => Some(Egress::new(
+            request.run_id.clone(),
+            allowed,
+            engine.outbound_clients(),
+            usage.runtime.clone(),
+            started + limits.deadline,
+        )),
+        Outbound::Verification => None,
+    };
     let clock = RunClock {
         deadline: started + limits.deadline,
         cancelled: Some(usage.cancelled.clone()),
@@ -116,26 +128,28 @@ pub fn run_export(
     // A call may pass the host at most what the adapter could hold itself.
     let mut store = new_store(
         engine,
+        adapter,
         limits,
         clock,
         limits.memory_bytes,
         Some(usage),
-        Some(egress),
+        egress,
     );
+    if verification {
+        store.data_mut().no_egress = VERIFICATION_SENDS_NOTHING;
+    }
     let instance = adapter.pre.instantiate(&mut store);
     let instantiate = started.elapsed();
 
     let result = match instance {
         Err(error) => Err(instantiate_failure(&error, &store)),
         Ok(instance) => {
-            let called = instance
-                .tally_billing_adapter()
-                .call_export(&mut store, request, config);
+            let called = instance.export(&mut store, request, config);
             match called {
                 Ok(Ok(summary)) => {
                     let state = store.data();
                     let rows_read = state.usage.as_ref().map_or(0, |u| u.rows_read);
-                    check_summary(summary, &state.documents, rows_read)
+                    check_summary(summary, &state.documents, rows_read, state.max_documents)
                 }
                 Ok(Err(ExportError::InvalidConfig(reason))) => {
                     Err(RunFailure::InvalidConfig(bounded(reason)))
@@ -149,6 +163,14 @@ pub fn run_export(
                 Err(error) => Err(classify(&error, &store, limits)),
             }
         }
+    };
+    // A write out of scope fails the run whatever the adapter did next
+    // (unless the host stopped it: then it runs again, and fails then).
+    let result = match store.data().out_of_scope.clone() {
+        Some(reason) if !matches!(result, Err(RunFailure::Cancelled)) => {
+            Err(RunFailure::OutOfScope(bounded(reason)))
+        }
+        _ => result,
     };
     // A trapped instance is dropped with its store; the next run starts fresh.
     let state = store.into_data();
@@ -164,6 +186,11 @@ pub fn run_export(
         let log = state.log.lock().expect("run log lock");
         (log.lines.clone(), log.dropped)
     };
+    let usage_sha256 = state
+        .usage
+        .as_ref()
+        .map(|u| u.read.sha256_hex())
+        .unwrap_or_default();
     let documents = if result.is_ok() {
         state.documents
     } else {
@@ -175,6 +202,7 @@ pub fn run_export(
         log,
         log_dropped,
         figures,
+        usage_sha256,
     }
 }
 
@@ -188,22 +216,19 @@ pub fn describe(
     // Timed like a run's start: a fresh store, then the instance.
     let started = Instant::now();
     let limits = &install_call_limits(limits);
-    let mut store = install_call_store(engine, limits);
+    let mut store = install_call_store(engine, adapter, limits);
     let instance = adapter
         .pre
         .instantiate(&mut store)
         .map_err(|e| instantiate_failure(&e, &store))?;
     let instantiated = started.elapsed();
-    let description = instance
-        .tally_billing_adapter()
-        .call_describe(&mut store)
-        .map_err(|e| {
-            if copied_too_much(&e) {
-                RunFailure::BadDescription(format!("it is over {INSTALL_CALL_COPY_BYTES} bytes"))
-            } else {
-                classify(&e, &store, limits)
-            }
-        })?;
+    let description = instance.describe(&mut store).map_err(|e| {
+        if copied_too_much(&e) {
+            RunFailure::BadDescription(format!("it is over {INSTALL_CALL_COPY_BYTES} bytes"))
+        } else {
+            classify(&e, &store, limits)
+        }
+    })?;
     check_description(&description)?;
     Ok((description, instantiated))
 }
@@ -216,15 +241,12 @@ pub fn validate_config(
     limits: &Limits,
 ) -> Result<(), RunFailure> {
     let limits = &install_call_limits(limits);
-    let mut store = install_call_store(engine, limits);
+    let mut store = install_call_store(engine, adapter, limits);
     let instance = adapter
         .pre
         .instantiate(&mut store)
         .map_err(|e| instantiate_failure(&e, &store))?;
-    match instance
-        .tally_billing_adapter()
-        .call_validate_config(&mut store, config)
-    {
+    match instance.validate_config(&mut store, config) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(reason)) => Err(RunFailure::InvalidConfig(bounded(reason))),
         Err(error) => Err(classify(&error, &store, limits)),
@@ -241,26 +263,41 @@ fn install_call_limits(limits: &Limits) -> Limits {
 }
 
 /// The store of an install-time call under `limits`: small copies, no grants.
-fn install_call_store(engine: &AdapterEngine, limits: &Limits) -> Store<RunState> {
+fn install_call_store(
+    engine: &AdapterEngine,
+    adapter: &LoadedAdapter,
+    limits: &Limits,
+) -> Store<RunState> {
     let clock = RunClock {
         deadline: Instant::now() + limits.deadline,
         cancelled: None,
     };
-    new_store(engine, limits, clock, INSTALL_CALL_COPY_BYTES, None, None)
+    new_store(
+        engine,
+        adapter,
+        limits,
+        clock,
+        INSTALL_CALL_COPY_BYTES,
+        None,
+        None,
+    )
 }
 
-/// A fresh store under `limits`, stopping at `clock`, copying at most
-/// `copy_bytes` from the adapter per call: memory limiter, deadline, nothing
-/// granted.
+/// A fresh store for `adapter` under `limits` and its contract's caps,
+/// stopping at `clock`, copying at most `copy_bytes` from the adapter per
+/// call: memory limiter, deadline, nothing granted.
 fn new_store(
     engine: &AdapterEngine,
+    adapter: &LoadedAdapter,
     limits: &Limits,
     clock: RunClock,
     copy_bytes: usize,
     usage: Option<UsageAccess>,
     egress: Option<Egress>,
 ) -> Store<RunState> {
-    let mut store = Store::new(engine.engine(), RunState::new(limits, clock, usage, egress));
+    let mut state = RunState::new(limits, clock, usage, egress);
+    state.max_documents = adapter.pre.contract().max_documents;
+    let mut store = Store::new(engine.engine(), state);
     store.limiter(|state| &mut state.limiter);
     // What wasmtime copies out of the adapter's memory for one call (strings
     // and lists it passes or returns): past it, the call traps.
@@ -332,9 +369,9 @@ fn check_description(description: &Description) -> Result<(), RunFailure> {
             ));
         }
     }
-    if description.produces.len() > MAX_DOCUMENTS {
+    if description.produces.len() > MAX_DESCRIBED_DOCUMENTS {
         return refuse(format!(
-            "it produces {} documents; at most {MAX_DOCUMENTS}",
+            "it produces {} documents; at most {MAX_DESCRIBED_DOCUMENTS}",
             description.produces.len()
         ));
     }
@@ -352,17 +389,18 @@ fn check_description(description: &Description) -> Result<(), RunFailure> {
 }
 
 /// A summary must name exactly the documents written (in any order, a name
-/// repeated or not) and claim no more rows than the host handed over
-/// (`rows_read`): anything else is a confused (or hostile) adapter, and its
-/// documents are not published.
+/// repeated or not; at most `max_documents`) and claim no more rows than the
+/// host handed over (`rows_read`): anything else is a confused (or hostile)
+/// adapter, and its documents are not published.
 fn check_summary(
     summary: Summary,
     documents: &BTreeMap<String, Document>,
     rows_read: u64,
+    max_documents: usize,
 ) -> Result<Summary, RunFailure> {
-    if summary.documents.len() > MAX_DOCUMENTS {
+    if summary.documents.len() > max_documents {
         return Err(RunFailure::BadSummary(format!(
-            "it names {} documents {}; a run writes at most {MAX_DOCUMENTS}",
+            "it names {} documents {}; a run writes at most {max_documents}",
             summary.documents.len(),
             quote_names(&summary.documents)
         )));
@@ -441,6 +479,7 @@ mod tests {
         let document = Document {
             content_type: "text/csv".into(),
             bytes: b"a\n".to_vec(),
+            owner: None,
         };
         names
             .iter()
@@ -471,25 +510,25 @@ mod tests {
             &["b.csv", "a.csv"],
             &["b.csv", "a.csv", "b.csv"],
         ] {
-            check_summary(summary(7, names), &documents, 7).unwrap();
+            check_summary(summary(7, names), &documents, 7, 100).unwrap();
         }
-        check_summary(summary(0, &[]), &written(&[]), 0).unwrap();
+        check_summary(summary(0, &[]), &written(&[]), 0, 100).unwrap();
 
-        let reason = bad_summary(check_summary(summary(7, &["a.csv"]), &documents, 7));
+        let reason = bad_summary(check_summary(summary(7, &["a.csv"]), &documents, 7, 100));
         assert!(
             reason.contains(r#"["a.csv"] but wrote ["a.csv", "b.csv"]"#),
             "{reason}"
         );
         let named = ["a.csv", "b.csv", "c.csv"];
-        let reason = bad_summary(check_summary(summary(7, &named), &documents, 7));
+        let reason = bad_summary(check_summary(summary(7, &named), &documents, 7, 100));
         assert!(reason.contains("c.csv"), "{reason}");
     }
 
     #[test]
     fn a_summary_claims_no_more_rows_than_the_host_handed_over() {
         let documents = written(&["a.csv"]);
-        check_summary(summary(6, &["a.csv"]), &documents, 7).unwrap();
-        let reason = bad_summary(check_summary(summary(8, &["a.csv"]), &documents, 7));
+        check_summary(summary(6, &["a.csv"]), &documents, 7, 100).unwrap();
+        let reason = bad_summary(check_summary(summary(8, &["a.csv"]), &documents, 7, 100));
         assert!(
             reason.contains("claims 8 rows read; the host handed it 7"),
             "{reason}"
@@ -501,7 +540,7 @@ mod tests {
     fn a_summary_with_too_many_names_is_quoted_in_short() {
         let long = "n".repeat(1_000);
         let names: Vec<&str> = std::iter::repeat_n(long.as_str(), 1_000).collect();
-        let reason = bad_summary(check_summary(summary(0, &names), &written(&[]), 0));
+        let reason = bad_summary(check_summary(summary(0, &names), &written(&[]), 0, 100));
         assert!(reason.contains("names 1000 documents"), "{reason:.200}");
         assert!(reason.contains("… and 990 more]"), "{reason:.200}");
         assert!(reason.len() < 4 << 10, "{} bytes", reason.len());
@@ -581,6 +620,7 @@ mod tests {
             RunFailure::Permanent("refused".into()),
             RunFailure::BadSummary("names".into()),
             RunFailure::BadDescription("name".into()),
+            RunFailure::OutOfScope("statement-x.html for sub-z".into()),
         ];
         assert!(!final_.iter().any(RunFailure::is_transient));
     }

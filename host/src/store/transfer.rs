@@ -51,12 +51,16 @@ const TABLES: &[(&str, &[(&str, Kind)])] = {
             ("created_at", Text)]),
         ("adapter_components", &[("sha256", Text), ("wasm", Bytes), ("added_at", Text)]),
         ("adapter_installations", &[("id", Int), ("name", Text), ("uid", Text), ("manifest", Text), ("component_sha256", Text),
-            ("description", Text), ("enabled", Bool), ("watermark_ms", Int), ("installed_at_ms", Int), ("updated_at_ms", Int)]),
+            ("description", Text), ("enabled", Bool), ("watermark_ms", Int), ("installed_at_ms", Int), ("updated_at_ms", Int),
+            ("publish_to_tenants", Bool)]),
+        ("export_configs", &[("sha256", Text), ("config", Text)]),
         ("export_runs", &[("id", Int), ("installation_id", Int), ("window_start_ms", Int), ("window_end_ms", Int),
             ("revision", Int), ("status", Text), ("attempts", Int), ("reason", Text), ("next_attempt_ms", Int),
             ("created_at_ms", Int), ("finished_at_ms", Int), ("figures", Text), ("log", Text), ("lease_until_ms", Int),
-            ("lease_holder", Text), ("claims", Int)]),
-        ("run_documents", &[("run_id", Int), ("name", Text), ("content_type", Text), ("bytes", Bytes)]),
+            ("lease_holder", Text), ("claims", Int), ("world_version", Text), ("component_sha256", Text),
+            ("config_sha256", Text), ("config_digest", Text), ("granularity", Text), ("usage_sha256", Text)]),
+        ("run_documents", &[("run_id", Int), ("name", Text), ("content_type", Text), ("bytes", Bytes),
+            ("subscription_id", Text), ("sha256", Text)]),
         ("access_grants", &[("issuer", Text), ("subject", Text), ("subscription", Text), ("created_ms", Int)]),
     ]
 };
@@ -79,6 +83,7 @@ const MUST_BE_EMPTY: &[&str] = &[
     "api_tokens",
     "adapter_components",
     "adapter_installations",
+    "export_configs",
     "access_grants",
 ];
 

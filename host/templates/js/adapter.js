@@ -15,9 +15,9 @@
  * (`{tag, val}`) to fail, and `validateConfig` throws a string.
  */
 
-import { meters, query } from 'tally:billing/usage@0.1.0';
-import { append } from 'tally:billing/output@0.1.0';
-import { write as log } from 'tally:billing/log@0.1.0';
+import { meters, query } from 'tally:billing/usage@0.2.0';
+import { append } from 'tally:billing/output@0.2.0';
+import { write as log } from 'tally:billing/log@0.2.0';
 
 const DOCUMENT = 'summary.csv';
 

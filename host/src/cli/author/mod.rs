@@ -18,8 +18,8 @@ use crate::sandbox::egress::AllowedOrigin;
 use crate::sandbox::engine::load_file;
 use crate::sandbox::host_usage::UsageAccess;
 use crate::sandbox::{
-    AdapterEngine, CompileSettings, Compiler, Limits, SubscriptionGrant, describe, run_export,
-    validate_config,
+    AdapterEngine, CompileSettings, Compiler, Limits, Outbound, SubscriptionGrant, describe,
+    run_export, validate_config,
 };
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
@@ -167,7 +167,7 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
     );
     println!("window {start} .. {end} ({granularity:?})");
     let outcome = tokio::task::spawn_blocking(move || {
-        let allowed = args.allow_outbound;
+        let allowed = Outbound::Allowed(args.allow_outbound);
         run_export(
             &engine, &adapter, &request, &config, usage, allowed, &limits,
         )

@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::store::{CorruptValue, StoreError};
+use crate::usage::Granularity;
 
 /// An installation to create or replace. Its `Debug` shows the manifest's
 /// size, not its text (it may hold secrets).
@@ -38,6 +39,9 @@ pub struct NewInstallation {
     pub description: AdapterDescription,
     /// Where the first window starts (the watermark before any export).
     pub first_window: DateTime<Utc>,
+    /// Whether the documents its runs write for a subscription are published
+    /// to that subscription's tenants (the manifest's `publish_to_tenants`).
+    pub publish_to_tenants: bool,
 }
 
 /// An adapter's `describe()`, kept with its installation.
@@ -64,6 +68,8 @@ pub struct Installation {
     pub watermark: DateTime<Utc>,
     pub installed_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Whether its subscriptions' documents are published to their tenants.
+    pub publish_to_tenants: bool,
 }
 
 /// A manifest in `Debug` output: its size only, since it may hold secrets
@@ -84,6 +90,7 @@ impl std::fmt::Debug for NewInstallation {
             .field("component_sha256", &self.component_sha256)
             .field("description", &self.description)
             .field("first_window", &self.first_window)
+            .field("publish_to_tenants", &self.publish_to_tenants)
             .finish()
     }
 }
@@ -101,6 +108,7 @@ impl std::fmt::Debug for Installation {
             .field("watermark", &self.watermark)
             .field("installed_at", &self.installed_at)
             .field("updated_at", &self.updated_at)
+            .field("publish_to_tenants", &self.publish_to_tenants)
             .finish()
     }
 }
@@ -190,6 +198,30 @@ pub struct Run {
     /// requeue resets): fences a finish or a lease renewal to the attempt
     /// that holds the run.
     pub claim: u32,
+    /// How its documents were made; `None` unless it succeeded (and for runs
+    /// exported before provenance was kept).
+    pub provenance: Option<Provenance>,
+}
+
+/// How a succeeded run's documents were made: what anyone needs to re-derive
+/// them. The run's window and rows read are on the [`Run`] itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    /// The `tally:billing` version the component ran as, e.g. `0.2.0`.
+    pub world_version: String,
+    /// The sha256 of the component that ran.
+    pub component_sha256: String,
+    /// The sha256 of the configuration JSON the adapter received, secrets
+    /// included: its key in the store's configs ([`ExportStore::run_config`]).
+    /// Internal: never served.
+    pub config_sha256: String,
+    /// The sha256 of that configuration with every secret as `"***"`: what
+    /// is served, telling configurations apart without revealing a secret.
+    pub config_digest: String,
+    /// The granularity of the usage the adapter was handed.
+    pub granularity: Granularity,
+    /// The sha256 of every usage row handed to the adapter, in order.
+    pub usage_sha256: String,
 }
 
 impl Run {
@@ -239,6 +271,12 @@ pub struct DocumentInfo {
     pub name: String,
     pub content_type: String,
     pub bytes: u64,
+    /// The subscription it belongs to (as the store spells it); `None` for
+    /// the operator's documents.
+    pub subscription_id: Option<String>,
+    /// The sha256 of its bytes recorded at publication (lower-case hex);
+    /// `None` for documents published before digests were kept.
+    pub sha256: Option<String>,
 }
 
 /// A stored document.
@@ -246,14 +284,65 @@ pub struct DocumentInfo {
 pub struct StoredDocument {
     pub content_type: String,
     pub bytes: Vec<u8>,
+    /// The subscription it belongs to; `None` for the operator's documents.
+    pub subscription_id: Option<String>,
+    /// The sha256 of its bytes as recorded at publication (lower-case hex),
+    /// which may differ from `bytes` if the stored bytes were altered. For a
+    /// document published before digests were kept: the digest of `bytes`.
+    pub sha256: String,
+}
+
+impl StoredDocument {
+    /// A document to publish, its digest computed from `bytes`.
+    pub fn new(content_type: String, bytes: Vec<u8>, subscription_id: Option<String>) -> Self {
+        StoredDocument {
+            sha256: sha256_hex(&bytes),
+            content_type,
+            bytes,
+            subscription_id,
+        }
+    }
+}
+
+/// The lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A document published to a subscription, with the run that published it
+/// and the installation that ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantDocument {
+    /// The installation's name.
+    pub adapter: String,
+    pub run: Run,
+    pub document: DocumentInfo,
+}
+
+/// Where a listing of a subscription's documents goes on from: the last
+/// document of the previous page, in the listing's order (newest window
+/// first, then installation, then name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantDocumentsAfter {
+    pub window_start: DateTime<Utc>,
+    pub installation_id: i64,
+    pub name: String,
 }
 
 /// How an attempt ended, to record atomically.
 #[derive(Debug)]
 pub enum RunEnd {
-    /// Publish the documents and mark the run succeeded.
+    /// Publish the documents and mark the run succeeded, with how they were
+    /// made and the configuration JSON that `provenance.config_sha256` names
+    /// (kept once per digest).
     Succeeded {
         documents: Vec<(String, StoredDocument)>,
+        provenance: Provenance,
+        config_json: String,
     },
     /// Try again at `at`.
     Retry { reason: String, at: DateTime<Utc> },
@@ -430,8 +519,67 @@ pub trait ExportStore: Send + Sync + 'static {
         to: DateTime<Utc>,
     ) -> Result<Vec<Run>, StoreError>;
 
+    /// For each window starting in `[from, to)`, its latest succeeded
+    /// revision (what is published of it), in window order; at most `limit`.
+    async fn succeeded_runs(
+        &self,
+        installation_id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError>;
+
     /// Names of the documents published by an installation's runs.
     async fn document_names(&self, installation_id: i64) -> Result<Vec<String>, StoreError>;
+
+    /// The configuration JSON a run was given, by its sha256
+    /// ([`Provenance::config_sha256`]). Holds secrets: never serve it.
+    async fn run_config(&self, config_sha256: &str) -> Result<Option<String>, StoreError>;
+
+    /// The documents published to `subscription_id` (ignoring case): those
+    /// it owns, of installations that publish to tenants, of each window's
+    /// latest succeeded revision, for windows starting in `[from, to)`;
+    /// newest window first, then by installation and name; at most `limit`,
+    /// after `after`.
+    async fn tenant_documents(
+        &self,
+        subscription_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<TenantDocumentsAfter>,
+        limit: usize,
+    ) -> Result<Vec<TenantDocument>, StoreError>;
+
+    /// Document `name` of run `run_id` of installation `installation_id`, if
+    /// the installation publishes to tenants and `subscription_id` (ignoring
+    /// case) owns the document.
+    async fn tenant_run_document(
+        &self,
+        installation_id: i64,
+        run_id: i64,
+        name: &str,
+        subscription_id: &str,
+    ) -> Result<Option<StoredDocument>, StoreError>;
+
+    /// [`Self::published_runs`], only those whose `document` `subscription_id`
+    /// (ignoring case) owns, of an installation that publishes to tenants.
+    async fn tenant_published_runs(
+        &self,
+        installation_id: i64,
+        document: &str,
+        subscription_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Run>, StoreError>;
+
+    /// Whether any run of an installation that publishes to tenants
+    /// published `document` to `subscription_id` (ignoring case).
+    async fn tenant_document_published(
+        &self,
+        installation_id: i64,
+        document: &str,
+        subscription_id: &str,
+    ) -> Result<bool, StoreError>;
 }
 
 /// A stored millisecond time.
@@ -464,6 +612,7 @@ mod tests {
             component_sha256: "c0ffee".into(),
             description: description.clone(),
             first_window: DateTime::UNIX_EPOCH,
+            publish_to_tenants: false,
         };
         let installed = Installation {
             id: 1,
@@ -476,6 +625,7 @@ mod tests {
             watermark: DateTime::UNIX_EPOCH,
             installed_at: DateTime::UNIX_EPOCH,
             updated_at: DateTime::UNIX_EPOCH,
+            publish_to_tenants: false,
         };
         for shown in [format!("{new:?}"), format!("{installed:?}")] {
             assert!(!shown.contains("s3cr3t-key"), "{shown}");

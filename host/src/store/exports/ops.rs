@@ -15,10 +15,10 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 
 use super::rules::{FinishUpdate, LatestRun, RequestAction, advanced_watermark};
-use super::sql::{self, LOG_COLUMN};
+use super::sql::{self, LOG_COLUMN, RUN_COLUMN_COUNT};
 use super::{
-    DocumentInfo, FinishedAttempt, Installation, Interrupted, NewInstallation, Run, RunEnd,
-    RunLogRecord, RunRequestOutcome, StoredDocument,
+    DocumentInfo, FinishedAttempt, Installation, Interrupted, NewInstallation, Provenance, Run,
+    RunEnd, RunLogRecord, RunRequestOutcome, StoredDocument, TenantDocument, TenantDocumentsAfter,
 };
 use crate::store::sql::Sql;
 
@@ -84,6 +84,7 @@ pub(crate) async fn create_installation(
                 serde_json::to_string(&new.description)?.into(),
                 ms(new.first_window).into(),
                 now_ms().into(),
+                new.publish_to_tenants.into(),
             ],
         )
         .await?;
@@ -107,6 +108,7 @@ pub(crate) async fn upgrade_installation(
                 new.component_sha256.into(),
                 serde_json::to_string(&new.description)?.into(),
                 now_ms().into(),
+                new.publish_to_tenants.into(),
             ],
         )
         .await?;
@@ -142,6 +144,7 @@ pub(crate) async fn remove_installation(db: &impl Sql, name: &str) -> anyhow::Re
     for statement in sql::REMOVE_INSTALLATION {
         db.execute(statement, &[id.into()]).await?;
     }
+    db.execute(sql::FORGET_UNUSED_CONFIGS, &[]).await?;
     Ok(true)
 }
 
@@ -323,7 +326,12 @@ pub(crate) async fn finish_run(
     let Some(mut finished) = finished else {
         return Ok(false);
     };
-    if let RunEnd::Succeeded { documents } = attempt.end {
+    if let RunEnd::Succeeded {
+        documents,
+        provenance,
+        config_json,
+    } = attempt.end
+    {
         for (name, document) in documents {
             db.execute(
                 sql::INSERT_DOCUMENT,
@@ -332,13 +340,45 @@ pub(crate) async fn finish_run(
                     name.into(),
                     document.content_type.into(),
                     document.bytes.into(),
+                    document.subscription_id.into(),
+                    document.sha256.into(),
                 ],
             )
             .await?;
         }
+        record_provenance(db, run_id, provenance, config_json).await?;
         advance_watermark(db, finished.take(0)?).await?;
     }
     Ok(true)
+}
+
+/// Records how a succeeded run's documents were made, and keeps the
+/// configuration it ran with under its digest.
+async fn record_provenance(
+    db: &impl Sql,
+    run_id: i64,
+    provenance: Provenance,
+    config_json: String,
+) -> anyhow::Result<()> {
+    db.execute(
+        sql::PUT_CONFIG,
+        &[provenance.config_sha256.as_str().into(), config_json.into()],
+    )
+    .await?;
+    db.execute(
+        sql::SET_PROVENANCE,
+        &[
+            run_id.into(),
+            provenance.world_version.into(),
+            provenance.component_sha256.into(),
+            provenance.config_sha256.into(),
+            provenance.config_digest.into(),
+            sql::granularity_name(provenance.granularity).into(),
+            provenance.usage_sha256.into(),
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Moves an installation's watermark over every exported window that now
@@ -440,15 +480,9 @@ pub(crate) async fn run(
     let documents = db
         .query(&sql::documents_of_run(db.dialect()), &[run_id.into()])
         .await?
-        .into_iter()
-        .map(|mut document| {
-            anyhow::Ok(DocumentInfo {
-                name: document.take(0)?,
-                content_type: document.take(1)?,
-                bytes: document.take::<i64>(2)?.try_into()?,
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
+        .iter_mut()
+        .map(|document| sql::document_info_of(document, 0))
+        .collect::<anyhow::Result<Vec<DocumentInfo>>>()?;
     Ok(Some((sql::run_of(&mut row)?, log, documents)))
 }
 
@@ -462,6 +496,31 @@ pub(crate) async fn run_document(
         .await?
         .map(sql::document_of)
         .transpose()
+}
+
+/// For each window starting in `[from, to)`, its latest succeeded revision,
+/// in window order; at most `limit`.
+pub(crate) async fn succeeded_runs(
+    db: &impl Sql,
+    installation_id: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: usize,
+) -> anyhow::Result<Vec<Run>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    db.query(
+        &sql::succeeded_runs(),
+        &[
+            installation_id.into(),
+            ms(from).into(),
+            ms(to).into(),
+            limit.into(),
+        ],
+    )
+    .await?
+    .iter_mut()
+    .map(sql::run_of)
+    .collect()
 }
 
 /// For each window starting in `[from, to)`, its latest succeeded revision
@@ -501,4 +560,125 @@ pub(crate) async fn document_names(
     .into_iter()
     .map(|mut row| row.take(0))
     .collect()
+}
+
+/// The configuration JSON kept under `config_sha256`.
+pub(crate) async fn run_config(
+    db: &impl Sql,
+    config_sha256: &str,
+) -> anyhow::Result<Option<String>> {
+    db.query_opt(sql::RUN_CONFIG, &[config_sha256.into()])
+        .await?
+        .map(|mut row| row.take(0))
+        .transpose()
+}
+
+/// The documents published to `subscription_id` (see
+/// [`ExportStore::tenant_documents`](super::ExportStore::tenant_documents)).
+pub(crate) async fn tenant_documents(
+    db: &impl Sql,
+    subscription_id: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    after: Option<TenantDocumentsAfter>,
+    limit: usize,
+) -> anyhow::Result<Vec<TenantDocument>> {
+    // Without a page before it, the listing starts before every window.
+    let after = after.unwrap_or(TenantDocumentsAfter {
+        window_start: DateTime::<Utc>::MAX_UTC,
+        installation_id: i64::MAX,
+        name: String::new(),
+    });
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    db.query(
+        &sql::tenant_documents(db.dialect()),
+        &[
+            subscription_id.into(),
+            ms(from).into(),
+            ms(to).into(),
+            ms(after.window_start).into(),
+            after.installation_id.into(),
+            after.name.into(),
+            limit.into(),
+        ],
+    )
+    .await?
+    .iter_mut()
+    .map(|row| {
+        Ok(TenantDocument {
+            run: sql::run_of(row)?,
+            adapter: row.take(RUN_COLUMN_COUNT)?,
+            document: sql::document_info_of(row, RUN_COLUMN_COUNT + 1)?,
+        })
+    })
+    .collect()
+}
+
+/// A document of a run of an installation that publishes to tenants, if
+/// `subscription_id` owns it.
+pub(crate) async fn tenant_run_document(
+    db: &impl Sql,
+    installation_id: i64,
+    run_id: i64,
+    name: &str,
+    subscription_id: &str,
+) -> anyhow::Result<Option<StoredDocument>> {
+    db.query_opt(
+        &sql::tenant_run_document(db.dialect()),
+        &[
+            installation_id.into(),
+            run_id.into(),
+            name.into(),
+            subscription_id.into(),
+        ],
+    )
+    .await?
+    .map(sql::document_of)
+    .transpose()
+}
+
+/// [`published_runs`] whose `document` `subscription_id` owns, of an
+/// installation that publishes to tenants.
+pub(crate) async fn tenant_published_runs(
+    db: &impl Sql,
+    installation_id: i64,
+    document: &str,
+    subscription_id: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> anyhow::Result<Vec<Run>> {
+    db.query(
+        &sql::tenant_published_runs(db.dialect()),
+        &[
+            installation_id.into(),
+            document.into(),
+            ms(from).into(),
+            ms(to).into(),
+            subscription_id.into(),
+        ],
+    )
+    .await?
+    .iter_mut()
+    .map(sql::run_of)
+    .collect()
+}
+
+/// Whether a run of an installation that publishes to tenants published
+/// `document` to `subscription_id`.
+pub(crate) async fn tenant_document_published(
+    db: &impl Sql,
+    installation_id: i64,
+    document: &str,
+    subscription_id: &str,
+) -> anyhow::Result<bool> {
+    db.query_one(
+        &sql::tenant_document_published(db.dialect()),
+        &[
+            installation_id.into(),
+            document.into(),
+            subscription_id.into(),
+        ],
+    )
+    .await?
+    .take(0)
 }

@@ -166,7 +166,19 @@ mod tests {
     #[test]
     fn a_finish_records_the_status_reason_and_next_attempt_of_its_end() {
         let at = DateTime::from_timestamp(3600, 0).unwrap();
-        let succeeded = FinishUpdate::of(&RunEnd::Succeeded { documents: vec![] });
+        let provenance = super::super::Provenance {
+            world_version: "0.2.0".into(),
+            component_sha256: "c0ffee".into(),
+            config_sha256: "a".into(),
+            config_digest: "b".into(),
+            granularity: crate::usage::Granularity::Daily,
+            usage_sha256: "d".into(),
+        };
+        let succeeded = FinishUpdate::of(&RunEnd::Succeeded {
+            documents: vec![],
+            provenance,
+            config_json: "{}".into(),
+        });
         assert_eq!(
             (succeeded.status, succeeded.reason, succeeded.next_attempt),
             (RunStatus::Succeeded, None, None)

@@ -6,9 +6,12 @@ use anyhow::Context;
 
 use super::LogLine;
 use super::{
-    Installation, Interrupted, Run, RunFiguresRecord, RunLogRecord, RunStatus, StoredDocument, time,
+    DocumentInfo, Installation, Interrupted, Provenance, Run, RunFiguresRecord, RunLogRecord,
+    RunStatus, StoredDocument, sha256_hex, time,
 };
+use crate::store::CorruptValue;
 use crate::store::sql::{Dialect, Row};
+use crate::usage::Granularity;
 
 /// Keeps a component unless one with its sha256 is kept.
 pub(super) const PUT_COMPONENT: &str =
@@ -22,15 +25,17 @@ pub(super) const COMPONENT: &str = "SELECT wasm FROM adapter_components WHERE sh
 /// an insert can conflict with).
 pub(super) const CREATE_INSTALLATION: &str = "INSERT INTO adapter_installations
        (name, uid, manifest, component_sha256, description, enabled, watermark_ms,
-        installed_at_ms, updated_at_ms)
-     VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $7)
+        installed_at_ms, updated_at_ms, publish_to_tenants)
+     VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $7, $8)
      ON CONFLICT DO NOTHING";
 
-/// Replaces the manifest, component and description of the installation named `$1`.
+/// Replaces the manifest, component, description and publication of the
+/// installation named `$1`.
 pub(super) fn upgrade_installation(dialect: Dialect) -> String {
     format!(
         "UPDATE adapter_installations
-         SET manifest = $2, component_sha256 = $3, description = $4, updated_at_ms = $5
+         SET manifest = $2, component_sha256 = $3, description = $4, updated_at_ms = $5,
+           publish_to_tenants = $6
          WHERE {}",
         named(dialect)
     )
@@ -60,6 +65,11 @@ pub(super) const REMOVE_INSTALLATION: [&str; 3] = [
     "DELETE FROM export_runs WHERE installation_id = $1",
     "DELETE FROM adapter_installations WHERE id = $1",
 ];
+
+/// Deletes the configurations no run names any more: they hold secrets,
+/// kept no longer than a run that used them.
+pub(super) const FORGET_UNUSED_CONFIGS: &str = "DELETE FROM export_configs WHERE sha256 NOT IN
+       (SELECT config_sha256 FROM export_runs WHERE config_sha256 IS NOT NULL)";
 
 /// The installation named `$1`.
 pub(super) fn installation_by_name(dialect: Dialect) -> String {
@@ -106,7 +116,9 @@ pub(super) const INSERT_RUN: &str = "INSERT INTO export_runs
 /// A failed run queued again as if new (same id).
 pub(super) const RESET_RUN: &str =
     "UPDATE export_runs SET status = 'pending', attempts = 0, reason = NULL,
-       next_attempt_ms = NULL, finished_at_ms = NULL, figures = NULL, log = NULL
+       next_attempt_ms = NULL, finished_at_ms = NULL, figures = NULL, log = NULL,
+       world_version = NULL, component_sha256 = NULL, config_sha256 = NULL,
+       config_digest = NULL, granularity = NULL, usage_sha256 = NULL
      WHERE id = $1";
 
 /// Lets a retrying run start at `$2` (now).
@@ -162,8 +174,22 @@ pub(super) const FINISH_RUN: &str =
      RETURNING installation_id";
 
 /// Publishes a document of a succeeded run.
-pub(super) const INSERT_DOCUMENT: &str =
-    "INSERT INTO run_documents (run_id, name, content_type, bytes) VALUES ($1, $2, $3, $4)";
+pub(super) const INSERT_DOCUMENT: &str = "INSERT INTO run_documents
+       (run_id, name, content_type, bytes, subscription_id, sha256)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Records how succeeded run `$1`'s documents were made.
+pub(super) const SET_PROVENANCE: &str =
+    "UPDATE export_runs SET world_version = $2, component_sha256 = $3, config_sha256 = $4,
+       config_digest = $5, granularity = $6, usage_sha256 = $7
+     WHERE id = $1";
+
+/// Keeps a configuration under its sha256 unless one is kept.
+pub(super) const PUT_CONFIG: &str = "INSERT INTO export_configs (sha256, config) VALUES ($1, $2)
+     ON CONFLICT (sha256) DO NOTHING";
+
+/// The configuration kept under sha256 `$1`.
+pub(super) const RUN_CONFIG: &str = "SELECT config FROM export_configs WHERE sha256 = $1";
 
 /// An installation's watermark, locked until the transaction ends.
 pub(super) fn watermark(dialect: Dialect) -> String {
@@ -238,18 +264,99 @@ pub(super) fn run_with_log() -> String {
     format!("SELECT {RUN_COLUMNS}, log FROM export_runs WHERE id = $1 AND installation_id = $2")
 }
 
-/// The documents of run `$1`, without their bytes, by name.
+/// The documents of run `$1`, without their bytes, by name: the columns
+/// [`document_info_of`] reads.
 pub(super) fn documents_of_run(dialect: Dialect) -> String {
     format!(
-        "SELECT name, content_type, length(bytes) FROM run_documents
+        "SELECT name, content_type, length(bytes), subscription_id, sha256 FROM run_documents
          WHERE run_id = $1 ORDER BY {}",
         dialect.bytewise("name")
     )
 }
 
 /// Document `$2` of run `$1`.
-pub(super) const RUN_DOCUMENT: &str =
-    "SELECT content_type, bytes FROM run_documents WHERE run_id = $1 AND name = $2";
+pub(super) const RUN_DOCUMENT: &str = "SELECT content_type, bytes, subscription_id, sha256
+     FROM run_documents WHERE run_id = $1 AND name = $2";
+
+/// The ids of the installations that publish to tenants.
+const PUBLISHING: &str = "SELECT id FROM adapter_installations WHERE publish_to_tenants";
+
+/// Whether run `r`'s window has no later succeeded revision.
+const LATEST_SUCCEEDED: &str = "r.status = 'succeeded'
+       AND r.revision = (SELECT max(x.revision) FROM export_runs x
+                         WHERE x.installation_id = r.installation_id
+                           AND x.window_start_ms = r.window_start_ms
+                           AND x.status = 'succeeded')";
+
+/// Whether document `d` belongs to the subscription `param` names (ignoring case).
+fn owned_by(dialect: Dialect, param: &str) -> String {
+    format!(
+        "d.subscription_id IS NOT NULL AND {} = {}",
+        dialect.fold("d.subscription_id"),
+        dialect.fold(param)
+    )
+}
+
+/// The documents published to subscription `$1` for windows starting in
+/// `[$2, $3)`, newest window first, then by installation and name, after
+/// (`$4` window, `$5` installation, `$6` name), at most `$7`: the
+/// [`RUN_COLUMNS`], the installation's name, then [`document_info_of`]'s.
+pub(super) fn tenant_documents(dialect: Dialect) -> String {
+    let name = dialect.bytewise("d.name");
+    format!(
+        "SELECT {RUN_COLUMNS},
+           (SELECT i.name FROM adapter_installations i WHERE i.id = r.installation_id),
+           d.name, d.content_type, length(d.bytes), d.subscription_id, d.sha256
+         FROM run_documents d JOIN export_runs r ON r.id = d.run_id
+         WHERE {owned} AND {LATEST_SUCCEEDED}
+           AND r.window_start_ms >= $2 AND r.window_start_ms < $3
+           AND r.installation_id IN ({PUBLISHING})
+           AND (r.window_start_ms < $4
+                OR (r.window_start_ms = $4
+                    AND (r.installation_id > $5
+                         OR (r.installation_id = $5 AND {name} > $6))))
+         ORDER BY r.window_start_ms DESC, r.installation_id, {name}
+         LIMIT $7",
+        owned = owned_by(dialect, "$1"),
+    )
+}
+
+/// Document `$3` of run `$2` of installation `$1`, if the installation
+/// publishes to tenants and subscription `$4` owns it.
+pub(super) fn tenant_run_document(dialect: Dialect) -> String {
+    format!(
+        "SELECT d.content_type, d.bytes, d.subscription_id, d.sha256
+         FROM run_documents d JOIN export_runs r ON r.id = d.run_id
+         WHERE r.installation_id = $1 AND r.id = $2 AND d.name = $3 AND {}
+           AND r.installation_id IN ({PUBLISHING})",
+        owned_by(dialect, "$4")
+    )
+}
+
+/// [`published_runs`] whose document subscription `$5` owns, of an
+/// installation that publishes to tenants.
+pub(super) fn tenant_published_runs(dialect: Dialect) -> String {
+    format!(
+        "SELECT {RUN_COLUMNS} FROM export_runs r
+         JOIN run_documents d ON d.run_id = r.id AND d.name = $2
+         WHERE r.installation_id = $1 AND {LATEST_SUCCEEDED}
+           AND r.window_start_ms >= $3 AND r.window_start_ms < $4
+           AND {} AND r.installation_id IN ({PUBLISHING})
+         ORDER BY r.window_start_ms",
+        owned_by(dialect, "$5")
+    )
+}
+
+/// Whether a run of installation `$1`, which publishes to tenants, published
+/// document `$2` to subscription `$3`.
+pub(super) fn tenant_document_published(dialect: Dialect) -> String {
+    format!(
+        "SELECT EXISTS (SELECT 1 FROM run_documents d JOIN export_runs r ON r.id = d.run_id
+           WHERE r.installation_id = $1 AND d.name = $2 AND {}
+             AND r.installation_id IN ({PUBLISHING}))",
+        owned_by(dialect, "$3")
+    )
+}
 
 /// For each window starting in `[$3, $4)`, its latest succeeded revision if
 /// that published document `$2`.
@@ -257,13 +364,20 @@ pub(super) fn published_runs() -> String {
     format!(
         "SELECT {RUN_COLUMNS} FROM export_runs r
          JOIN run_documents d ON d.run_id = r.id AND d.name = $2
-         WHERE r.installation_id = $1 AND r.status = 'succeeded'
+         WHERE r.installation_id = $1 AND {LATEST_SUCCEEDED}
            AND r.window_start_ms >= $3 AND r.window_start_ms < $4
-           AND r.revision = (SELECT max(x.revision) FROM export_runs x
-                             WHERE x.installation_id = r.installation_id
-                               AND x.window_start_ms = r.window_start_ms
-                               AND x.status = 'succeeded')
          ORDER BY r.window_start_ms"
+    )
+}
+
+/// For each window of installation `$1` starting in `[$2, $3)`, its latest
+/// succeeded revision, in window order; at most `$4`.
+pub(super) fn succeeded_runs() -> String {
+    format!(
+        "SELECT {RUN_COLUMNS} FROM export_runs r
+         WHERE r.installation_id = $1 AND {LATEST_SUCCEEDED}
+           AND r.window_start_ms >= $2 AND r.window_start_ms < $3
+         ORDER BY r.window_start_ms LIMIT $4"
     )
 }
 
@@ -278,7 +392,7 @@ pub(super) fn document_names(dialect: Dialect) -> String {
 
 /// The columns an [`Installation`] is read from, in order.
 const INSTALLATION_COLUMNS: &str = "id, name, uid, manifest, component_sha256, \
-     description, enabled, watermark_ms, installed_at_ms, updated_at_ms";
+     description, enabled, watermark_ms, installed_at_ms, updated_at_ms, publish_to_tenants";
 
 /// The columns a [`Run`] is read from, in order (unqualified: they name no
 /// column of `run_documents`, the one table runs are joined with).
@@ -295,10 +409,15 @@ const RUN_COLUMNS: &str = "id, installation_id, window_start_ms, window_end_ms, 
      CASE WHEN octet_length(reason) > 4160 \
           THEN substr(reason, 1, 1024) || '… [truncated: ' || octet_length(reason) || ' bytes]' \
           ELSE reason END AS reason, \
-     next_attempt_ms, created_at_ms, finished_at_ms, figures, claims";
+     next_attempt_ms, created_at_ms, finished_at_ms, figures, claims, \
+     world_version, component_sha256, config_sha256, config_digest, granularity, usage_sha256";
+
+/// How many [`RUN_COLUMNS`] there are: the column of a run's log in
+/// [`run_with_log`], the first after them in [`tenant_documents`].
+pub(super) const RUN_COLUMN_COUNT: usize = 19;
 
 /// The column of a run's log in [`run_with_log`].
-pub(super) const LOG_COLUMN: usize = 13;
+pub(super) const LOG_COLUMN: usize = RUN_COLUMN_COUNT;
 
 /// Reads a row of [`INSTALLATION_COLUMNS`].
 pub(super) fn installation_of(mut row: Row) -> anyhow::Result<Installation> {
@@ -314,6 +433,7 @@ pub(super) fn installation_of(mut row: Row) -> anyhow::Result<Installation> {
         watermark: time(row.take(7)?)?,
         installed_at: time(row.take(8)?)?,
         updated_at: time(row.take(9)?)?,
+        publish_to_tenants: row.take(10)?,
     })
 }
 
@@ -336,7 +456,53 @@ pub(super) fn run_of(row: &mut Row) -> anyhow::Result<Run> {
             .map(|text| decode_figures(&text))
             .transpose()?,
         claim: row.take(12).context("a stored claim count")?,
+        provenance: provenance_of(row)?,
     })
+}
+
+/// Reads the provenance columns of [`RUN_COLUMNS`]: all NULL (a run that has
+/// not succeeded, or succeeded before provenance was kept), or all set.
+fn provenance_of(row: &mut Row) -> anyhow::Result<Option<Provenance>> {
+    let mut texts = (13..19)
+        .map(|index| row.take::<Option<String>>(index))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if texts.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let mut next = || {
+        texts.remove(0).ok_or_else(|| {
+            CorruptValue::error("a run's provenance", "some of its columns are NULL")
+        })
+    };
+    Ok(Some(Provenance {
+        world_version: next()?,
+        component_sha256: next()?,
+        config_sha256: next()?,
+        config_digest: next()?,
+        granularity: granularity_of(&next()?)?,
+        usage_sha256: next()?,
+    }))
+}
+
+/// A granularity as stored.
+pub(super) fn granularity_name(granularity: Granularity) -> &'static str {
+    match granularity {
+        Granularity::Hourly => "hourly",
+        Granularity::Daily => "daily",
+    }
+}
+
+/// Reads a stored granularity.
+fn granularity_of(text: &str) -> anyhow::Result<Granularity> {
+    [Granularity::Hourly, Granularity::Daily]
+        .into_iter()
+        .find(|granularity| granularity_name(*granularity) == text)
+        .ok_or_else(|| {
+            CorruptValue::error(
+                "a run's granularity",
+                format!("'{text}' is not a granularity"),
+            )
+        })
 }
 
 /// Reads a stored run status.
@@ -344,11 +510,33 @@ pub(super) fn status_of(text: String) -> anyhow::Result<RunStatus> {
     RunStatus::decode(&text)
 }
 
-/// Reads a row of [`RUN_DOCUMENT`].
+/// Reads a row of [`RUN_DOCUMENT`]. A document published before digests
+/// were kept gets the digest of its bytes.
 pub(super) fn document_of(mut row: Row) -> anyhow::Result<StoredDocument> {
+    let content_type = row.take(0)?;
+    let bytes: Vec<u8> = row.take(1)?;
+    let subscription_id = row.take(2)?;
+    let sha256 = match row.take::<Option<String>>(3)? {
+        Some(recorded) => recorded,
+        None => sha256_hex(&bytes),
+    };
     Ok(StoredDocument {
-        content_type: row.take(0)?,
-        bytes: row.take(1)?,
+        content_type,
+        bytes,
+        subscription_id,
+        sha256,
+    })
+}
+
+/// Reads the five columns of a document's listing from column `first` on:
+/// name, content type, length, subscription, sha256.
+pub(super) fn document_info_of(row: &mut Row, first: usize) -> anyhow::Result<DocumentInfo> {
+    Ok(DocumentInfo {
+        name: row.take(first)?,
+        content_type: row.take(first + 1)?,
+        bytes: row.take::<i64>(first + 2)?.try_into()?,
+        subscription_id: row.take(first + 3)?,
+        sha256: row.take(first + 4)?,
     })
 }
 
@@ -416,7 +604,8 @@ mod tests {
         db.execute_batch(
             "CREATE TABLE export_runs (id, installation_id, window_start_ms, window_end_ms,
                  revision, status, attempts, reason, next_attempt_ms, created_at_ms,
-                 finished_at_ms, figures, claims)",
+                 finished_at_ms, figures, claims, world_version, component_sha256,
+                 config_sha256, config_digest, granularity, usage_sha256)",
         )
         .unwrap();
         let whole = "é".repeat(1 << 20);

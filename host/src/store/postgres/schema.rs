@@ -183,6 +183,27 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX access_grants_key ON access_grants (issuer, subject, fold(subscription));
     "#,
+    // 6: provenance of succeeded runs (what re-derives their documents), the
+    // configs they ran with (content-addressed, secrets included, never
+    // served), documents owned by a subscription with their digests, and the
+    // installations that publish those to their tenants.
+    r#"
+    ALTER TABLE adapter_installations ADD COLUMN publish_to_tenants BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE export_runs ADD COLUMN world_version TEXT;
+    ALTER TABLE export_runs ADD COLUMN component_sha256 TEXT;
+    ALTER TABLE export_runs ADD COLUMN config_sha256 TEXT;
+    ALTER TABLE export_runs ADD COLUMN config_digest TEXT;
+    ALTER TABLE export_runs ADD COLUMN granularity TEXT;
+    ALTER TABLE export_runs ADD COLUMN usage_sha256 TEXT;
+    CREATE TABLE export_configs (
+        sha256 TEXT PRIMARY KEY,
+        config TEXT NOT NULL
+    );
+    ALTER TABLE run_documents ADD COLUMN subscription_id TEXT;
+    ALTER TABLE run_documents ADD COLUMN sha256 TEXT;
+    CREATE INDEX run_documents_by_subscription ON run_documents (fold(subscription_id), run_id)
+        WHERE subscription_id IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes (equal to SQLite's).

@@ -10,7 +10,8 @@ use super::SqliteStore;
 use crate::store::StoreError;
 use crate::store::exports::{
     DocumentInfo, ExportStore, FinishedAttempt, Installation, Interrupted, NewInstallation, Run,
-    RunLogRecord, RunRequestOutcome, StoredDocument, name_taken, ops,
+    RunLogRecord, RunRequestOutcome, StoredDocument, TenantDocument, TenantDocumentsAfter,
+    name_taken, ops,
 };
 
 #[async_trait]
@@ -178,8 +179,85 @@ impl ExportStore for SqliteStore {
         .await
     }
 
+    async fn succeeded_runs(
+        &self,
+        installation_id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
+        self.read_sql(async move |db| {
+            ops::succeeded_runs(db, installation_id, from, to, limit).await
+        })
+        .await
+    }
+
     async fn document_names(&self, installation_id: i64) -> Result<Vec<String>, StoreError> {
         self.read_sql(async move |db| ops::document_names(db, installation_id).await)
             .await
+    }
+
+    async fn run_config(&self, config_sha256: &str) -> Result<Option<String>, StoreError> {
+        let config_sha256 = config_sha256.to_owned();
+        self.read_sql(async move |db| ops::run_config(db, &config_sha256).await)
+            .await
+    }
+
+    async fn tenant_documents(
+        &self,
+        subscription_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<TenantDocumentsAfter>,
+        limit: usize,
+    ) -> Result<Vec<TenantDocument>, StoreError> {
+        let subscription_id = subscription_id.to_owned();
+        self.read_sql(async move |db| {
+            ops::tenant_documents(db, &subscription_id, from, to, after, limit).await
+        })
+        .await
+    }
+
+    async fn tenant_run_document(
+        &self,
+        installation_id: i64,
+        run_id: i64,
+        name: &str,
+        subscription_id: &str,
+    ) -> Result<Option<StoredDocument>, StoreError> {
+        let (name, subscription_id) = (name.to_owned(), subscription_id.to_owned());
+        self.read_sql(async move |db| {
+            ops::tenant_run_document(db, installation_id, run_id, &name, &subscription_id).await
+        })
+        .await
+    }
+
+    async fn tenant_published_runs(
+        &self,
+        installation_id: i64,
+        document: &str,
+        subscription_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Run>, StoreError> {
+        let (document, subscription_id) = (document.to_owned(), subscription_id.to_owned());
+        self.read_sql(async move |db| {
+            ops::tenant_published_runs(db, installation_id, &document, &subscription_id, from, to)
+                .await
+        })
+        .await
+    }
+
+    async fn tenant_document_published(
+        &self,
+        installation_id: i64,
+        document: &str,
+        subscription_id: &str,
+    ) -> Result<bool, StoreError> {
+        let (document, subscription_id) = (document.to_owned(), subscription_id.to_owned());
+        self.read_sql(async move |db| {
+            ops::tenant_document_published(db, installation_id, &document, &subscription_id).await
+        })
+        .await
     }
 }

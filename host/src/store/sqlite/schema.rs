@@ -179,6 +179,28 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (issuer, subject, subscription)
     ) WITHOUT ROWID;
     "#,
+    // 6: provenance of succeeded runs (what re-derives their documents), the
+    // configs they ran with (content-addressed, secrets included, never
+    // served), documents owned by a subscription with their digests, and the
+    // installations that publish those to their tenants.
+    r#"
+    ALTER TABLE adapter_installations ADD COLUMN publish_to_tenants INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE export_runs ADD COLUMN world_version TEXT;
+    ALTER TABLE export_runs ADD COLUMN component_sha256 TEXT;
+    ALTER TABLE export_runs ADD COLUMN config_sha256 TEXT;
+    ALTER TABLE export_runs ADD COLUMN config_digest TEXT;
+    ALTER TABLE export_runs ADD COLUMN granularity TEXT;
+    ALTER TABLE export_runs ADD COLUMN usage_sha256 TEXT;
+    CREATE TABLE export_configs (
+        sha256 TEXT PRIMARY KEY,
+        config TEXT NOT NULL
+    );
+    -- NULL: the operator's document; else the subscription it belongs to, as the store spells it.
+    ALTER TABLE run_documents ADD COLUMN subscription_id TEXT COLLATE NOCASE;
+    ALTER TABLE run_documents ADD COLUMN sha256 TEXT;
+    CREATE INDEX run_documents_by_subscription ON run_documents (subscription_id, run_id)
+        WHERE subscription_id IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

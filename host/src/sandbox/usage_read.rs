@@ -1,0 +1,294 @@
+//! What a run has read: a digest of every row handed to the adapter, and the
+//! subscriptions those rows belong to (whose documents it may write).
+//!
+//! The digest ([`UsageRead::sha256_hex`]) is SHA-256 over the rows in the
+//! order handed, independent of how they were cut into batches. Per row, in
+//! this order: subscription id, meter id, resource uri, location, additional
+//! info (each as its byte length, u64 little-endian, then its UTF-8 bytes),
+//! the tag pairs (their count, u64 LE, then key and value as strings), usage
+//! start and end (i64 LE) and quantity (the f64's bits, u64 LE). A run that
+//! reads nothing has the digest of nothing.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use sha2::{Digest, Sha256};
+
+use super::contract::tally::billing::usage::UsageBatch;
+use crate::usage::record::MAX_ID_LEN;
+
+/// What the host keeps per subscription read beyond its id's bytes (twice:
+/// the key folded to lower case, and the spelling).
+pub const SUBSCRIPTION_OVERHEAD: usize = 2 * std::mem::size_of::<String>() + 16;
+
+/// The rows a run was handed, as a digest, and their subscriptions.
+#[derive(Clone, Default)]
+pub struct UsageRead {
+    digest: Sha256,
+    /// Subscription ids read, by their ASCII lower case: the store's spelling.
+    subscriptions: HashMap<String, String>,
+}
+
+impl UsageRead {
+    /// Adds the rows of `batch` (the batch as handed to the adapter). Returns
+    /// the bytes the host now keeps for subscriptions not read before, to be
+    /// charged to the run.
+    pub fn record(&mut self, batch: &UsageBatch) -> usize {
+        let text = |index: u32| batch.strings[index as usize].as_str();
+        for row in 0..batch.subscription_id.len() {
+            for field in [
+                text(batch.subscription_id[row]),
+                text(batch.meter_id[row]),
+                text(batch.resource_uri[row]),
+                text(batch.location[row]),
+                text(batch.additional_info[row]),
+            ] {
+                self.string(field);
+            }
+            let tags = &batch.tag_sets[batch.tags[row] as usize];
+            self.digest.update((tags.len() as u64).to_le_bytes());
+            for &(key, value) in tags {
+                self.string(text(key));
+                self.string(text(value));
+            }
+            self.digest.update(batch.usage_start[row].to_le_bytes());
+            self.digest.update(batch.usage_end[row].to_le_bytes());
+            self.digest
+                .update(batch.quantity[row].to_bits().to_le_bytes());
+        }
+        // Each string is once in the batch's dictionary: its subscriptions
+        // are the distinct indexes of the column.
+        let mut seen = vec![false; batch.strings.len()];
+        let mut kept = 0;
+        for &index in &batch.subscription_id {
+            if std::mem::replace(&mut seen[index as usize], true) {
+                continue;
+            }
+            let subscription = text(index);
+            if let Entry::Vacant(entry) =
+                self.subscriptions.entry(subscription.to_ascii_lowercase())
+            {
+                kept += 2 * subscription.len() + SUBSCRIPTION_OVERHEAD;
+                entry.insert(subscription.to_owned());
+            }
+        }
+        kept
+    }
+
+    fn string(&mut self, text: &str) {
+        self.digest.update((text.len() as u64).to_le_bytes());
+        self.digest.update(text.as_bytes());
+    }
+
+    /// The id of `subscription` as the store spells it, if the run was
+    /// handed a row of it (ids compare ignoring ASCII case).
+    pub fn spelling(&self, subscription: &str) -> Option<&str> {
+        if subscription.len() > MAX_ID_LEN {
+            return None; // no row has one; not folded (it may be huge)
+        }
+        self.subscriptions
+            .get(&subscription.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// The digest of the rows read so far, in lower-case hex.
+    pub fn sha256_hex(&self) -> String {
+        self.digest
+            .clone()
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// One row of a batch, its strings in a dictionary of its own.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Row<'a> {
+        subscription: &'a str,
+        meter: &'a str,
+        tags: &'a [(&'a str, &'a str)],
+        start: i64,
+        quantity: f64,
+    }
+
+    pub(crate) fn row<'a>(
+        subscription: &'a str,
+        meter: &'a str,
+        start: i64,
+        quantity: f64,
+    ) -> Row<'a> {
+        Row {
+            subscription,
+            meter,
+            tags: &[],
+            start,
+            quantity,
+        }
+    }
+
+    pub(crate) fn batch(rows: &[Row<'_>]) -> UsageBatch {
+        let mut batch = UsageBatch {
+            strings: vec![],
+            subscription_id: vec![],
+            meter_id: vec![],
+            resource_uri: vec![],
+            location: vec![],
+            tags: vec![],
+            additional_info: vec![],
+            usage_start: vec![],
+            usage_end: vec![],
+            quantity: vec![],
+            tag_sets: vec![],
+        };
+        let intern = |strings: &mut Vec<String>, s: &str| match strings.iter().position(|x| x == s)
+        {
+            Some(i) => i as u32,
+            None => {
+                strings.push(s.to_owned());
+                strings.len() as u32 - 1
+            }
+        };
+        for row in rows {
+            batch
+                .subscription_id
+                .push(intern(&mut batch.strings, row.subscription));
+            batch.meter_id.push(intern(&mut batch.strings, row.meter));
+            let uri = format!("/subscriptions/{}/vms/web", row.subscription);
+            batch.resource_uri.push(intern(&mut batch.strings, &uri));
+            batch.location.push(intern(&mut batch.strings, "local"));
+            batch.additional_info.push(intern(&mut batch.strings, "{}"));
+            let set = row
+                .tags
+                .iter()
+                .map(|(k, v)| (intern(&mut batch.strings, k), intern(&mut batch.strings, v)))
+                .collect();
+            batch.tag_sets.push(set);
+            batch.tags.push(batch.tag_sets.len() as u32 - 1);
+            batch.usage_start.push(row.start);
+            batch.usage_end.push(row.start + 3_600);
+            batch.quantity.push(row.quantity);
+        }
+        batch
+    }
+
+    fn digest_of(batches: &[&[Row<'_>]]) -> String {
+        let mut read = UsageRead::default();
+        for rows in batches {
+            read.record(&batch(rows));
+        }
+        read.sha256_hex()
+    }
+
+    #[test]
+    fn reading_nothing_has_the_digest_of_nothing() {
+        assert_eq!(
+            UsageRead::default().sha256_hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(digest_of(&[&[]]), UsageRead::default().sha256_hex());
+    }
+
+    /// The digest is of the rows in order, not of how they were batched.
+    #[test]
+    fn the_digest_does_not_depend_on_batch_boundaries() {
+        let rows = [
+            row("sub-a", "vm-hours", 0, 1.5),
+            row("sub-a", "vm-hours", 3_600, 0.25),
+            Row {
+                tags: &[("env", "prod"), ("team", "a")],
+                ..row("sub-b", "disk-gb", 0, 2.0)
+            },
+        ];
+        let whole = digest_of(&[&rows]);
+        assert_eq!(digest_of(&[&rows[..1], &rows[1..]]), whole);
+        assert_eq!(digest_of(&[&rows[..2], &[], &rows[2..]]), whole);
+
+        // Another order, or any field of a row changed, is another digest.
+        assert_ne!(digest_of(&[&[rows[1], rows[0], rows[2]]]), whole);
+        let first = rows[0];
+        for changed in [
+            Row {
+                quantity: 1.5000001,
+                ..first
+            },
+            Row {
+                subscription: "Sub-a",
+                ..first
+            },
+            Row {
+                meter: "vm-hour",
+                ..first
+            },
+            Row { start: 1, ..first },
+            Row {
+                tags: &[("env", "")],
+                ..first
+            },
+        ] {
+            assert_ne!(digest_of(&[&[changed, rows[1], rows[2]]]), whole);
+        }
+    }
+
+    /// Field boundaries are in the digest: moving bytes from one field to
+    /// the next changes it.
+    #[test]
+    fn the_digest_separates_fields() {
+        assert_ne!(
+            digest_of(&[&[row("sub-ab", "c", 0, 1.0)]]),
+            digest_of(&[&[row("sub-a", "bc", 0, 1.0)]])
+        );
+    }
+
+    /// The digest is the one the contract defines, byte for byte.
+    #[test]
+    fn the_digest_is_of_the_fields_as_specified() {
+        let tagged = Row {
+            tags: &[("env", "prod")],
+            ..row("sub-a", "vm-hours", 7_200, 0.5)
+        };
+        let mut expected = Sha256::new();
+        for text in [
+            "sub-a",
+            "vm-hours",
+            "/subscriptions/sub-a/vms/web",
+            "local",
+            "{}",
+        ] {
+            expected.update((text.len() as u64).to_le_bytes());
+            expected.update(text);
+        }
+        expected.update(1u64.to_le_bytes());
+        for text in ["env", "prod"] {
+            expected.update((text.len() as u64).to_le_bytes());
+            expected.update(text);
+        }
+        expected.update(7_200i64.to_le_bytes());
+        expected.update(10_800i64.to_le_bytes());
+        expected.update(0.5f64.to_bits().to_le_bytes());
+        let expected: String = expected
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(digest_of(&[&[tagged]]), expected);
+    }
+
+    #[test]
+    fn subscriptions_read_are_kept_in_the_stores_spelling_and_charged_once() {
+        let mut read = UsageRead::default();
+        let kept = read.record(&batch(&[
+            row("Sub-A", "vm-hours", 0, 1.0),
+            row("Sub-A", "vm-hours", 3_600, 1.0),
+        ]));
+        assert_eq!(kept, 2 * "Sub-A".len() + SUBSCRIPTION_OVERHEAD);
+        assert_eq!(read.record(&batch(&[row("Sub-A", "disk-gb", 0, 1.0)])), 0);
+        assert_eq!(read.spelling("sub-a"), Some("Sub-A"));
+        assert_eq!(read.spelling("SUB-A"), Some("Sub-A"));
+        assert_eq!(read.spelling("sub-b"), None);
+    }
+}
