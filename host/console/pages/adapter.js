@@ -56,7 +56,7 @@ export async function render(view, { params }) {
         ["Granularity", installation.granularity],
         ["Exported up to", fmt.dateTime(installation.watermark)],
         ["Enabled", installation.enabled ? "Yes" : "No"],
-        ["Publishes to tenants", publishes(installation.publishToTenants)],
+        ["Publishes to tenants", installation.publishToTenants ? "Yes: what it writes for a subscription is on that subscription's Statements" : "No"],
         ["Subscriptions", installation.subscriptions.join(", ")],
         ["Allowed outbound hosts", installation.allowedOutboundHosts.join(", ") || "None"],
         ["Installed", fmt.dateTime(installation.installedAt)],
@@ -199,10 +199,4 @@ export async function render(view, { params }) {
       say(alert(error));
     }
   }
-}
-
-/** Whether an installation publishes to tenants, in words (null when the host does not say). */
-function publishes(publishToTenants) {
-  if (publishToTenants === undefined) return null;
-  return publishToTenants ? "Yes: the documents it writes for a subscription are on that subscription's Statements" : "No";
 }
