@@ -1,8 +1,9 @@
 //! The web console end to end, in headless Chromium, and its main path in
 //! headless Firefox: a real `tally serve` holding generated usage of three
 //! subscriptions, an adapter that exports and one that fails, an operator
-//! and a tenant token (and, for the statements scenario, a monthly statement
-//! adapter publishing to tenants); the scenarios in `tests/browser/` (Node,
+//! and a tenant token (and, for the statements scenarios, a monthly statement
+//! adapter publishing to tenants, one of whose documents is then altered in
+//! the database); the scenarios in `tests/browser/` (Node,
 //! with playwright-core for Chromium and puppeteer-core for Firefox) sign in
 //! and check what the pages show against the API, what a tenant can reach,
 //! sign-out, the origin of every request and the CSP. They leave screenshots
@@ -45,7 +46,7 @@ struct Manifest<'a> {
 struct Console {
     // Dropped first: the host stops before its data goes.
     server: Server,
-    _data: DataDir,
+    data: DataDir,
     // Holds the host's config file.
     _work: tempfile::TempDir,
     operator: String,
@@ -104,7 +105,7 @@ impl Console {
 
         let console = Console {
             server,
-            _data: data,
+            data,
             _work: work,
             operator,
             tenant,
@@ -275,6 +276,43 @@ impl Console {
         }
     }
 
+    /// Rewrites, in the database, the CSV statement of the last other
+    /// subscription with the bytes of the first other one's, in
+    /// [`STATEMENT_ADAPTER`]'s one run. Answers the run's id and the name
+    /// of the document altered.
+    async fn alter_a_statement(&self) -> (i64, String) {
+        let client = reqwest::Client::new();
+        let base = format!("{}/v1/adapters/{STATEMENT_ADAPTER}/runs", self.server.base);
+        let runs = get_json(&client, &base, &self.operator).await;
+        let [run] = runs.as_array().unwrap().as_slice() else {
+            panic!("{STATEMENT_ADAPTER} ran once (one closed month): {runs}");
+        };
+        let id = run["id"].as_i64().unwrap();
+        let detail = get_json(&client, &format!("{base}/{id}"), &self.operator).await;
+        let csv_of = |subscription: &str| -> String {
+            detail["documents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| {
+                    d["subscriptionId"] == subscription
+                        && d["contentType"].as_str().unwrap().starts_with("text/csv")
+                })
+                .and_then(|d| d["name"].as_str())
+                .unwrap_or_else(|| panic!("a CSV statement of {subscription}: {detail}"))
+                .to_owned()
+        };
+        let source = csv_of(&self.other_subscriptions[0]);
+        let altered = csv_of(self.other_subscriptions.last().unwrap());
+        let changed = self.data.execute(&format!(
+            "UPDATE run_documents SET bytes = (SELECT d.bytes FROM run_documents d \
+                 WHERE d.run_id = {id} AND d.name = '{source}') \
+             WHERE run_id = {id} AND name = '{altered}'"
+        ));
+        assert_eq!(changed, 1, "{altered} of run {id} is rewritten");
+        (id, altered)
+    }
+
     /// The settings every scenario gets: the host and the usage range (the
     /// three UTC days before today: the usage API refuses a range that ends
     /// in the future).
@@ -346,7 +384,7 @@ async fn a_tenant_in_firefox_sees_their_usage_and_signs_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_downloads_their_statement_and_an_operator_verifies_its_run() {
+async fn a_tenant_downloads_a_statement_and_verify_matches_it_and_names_an_altered_one() {
     // Usage in the last three days of last month: one closed monthly window.
     let this_month = first_of_month(Utc::now().date_naive());
     let last_month = this_month - Months::new(1);
@@ -370,4 +408,13 @@ async fn a_tenant_downloads_their_statement_and_an_operator_verifies_its_run() {
         ("TALLY_STATEMENT_TO", last_month.to_string()),
     ]);
     run_scenario(Browser::Chromium, "statements", &env).await;
+
+    // Another subscription's CSV statement rewritten behind the host's back
+    // (with a third one's bytes): Verify must name it and where it differs.
+    let (run, altered) = console.alter_a_statement().await;
+    env.extend([
+        ("TALLY_STATEMENT_RUN", run.to_string()),
+        ("TALLY_ALTERED_DOCUMENT", altered),
+    ]);
+    run_scenario(Browser::Chromium, "verify-mismatch", &env).await;
 }

@@ -86,6 +86,12 @@ scenario("statements", 200, async () => {
       }
       await page.getByRole("heading", { level: 1, name: "Statements" }).scrollIntoViewIfNeeded();
       await shoot(page, "tenant-statements");
+      await page.setViewportSize({ width: 390, height: 844 });
+      const width = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= 390, `the page fits a phone's width (${width} px wide)`);
+      await page.getByRole("heading", { level: 2 }).first().evaluate((heading) => heading.scrollIntoView({ block: "start" }));
+      await shoot(page, "tenant-statements-phone");
+      await page.setViewportSize({ width: 1280, height: 800 });
     });
 
     await step("a statement downloads whole: the bytes the API serves, with the SHA-256 listed", async () => {
