@@ -3,9 +3,9 @@
 //! subscriptions, an adapter that exports and one that fails, an operator
 //! and a tenant token (and, for the statements scenarios, a monthly statement
 //! adapter publishing to tenants, one of whose documents is then altered in
-//! the database); the scenarios in `tests/browser/` (Node,
-//! with playwright-core for Chromium and puppeteer-core for Firefox) sign in
-//! and check what the pages show against the API, what a tenant can reach,
+//! the database); the scenarios in `tests/browser/` (Node, with
+//! playwright-core for Chromium and puppeteer-core for Firefox) sign in and
+//! check what the pages show against the API, what a tenant can reach,
 //! sign-out, the origin of every request and the CSP. They leave screenshots
 //! of the main pages in `target/console-screenshots/`.
 
