@@ -145,6 +145,7 @@ curl -sf -H "Authorization: Bearer $TENANT" "$BASE/v1/subscriptions/$TENANT_SUB/
 python3 - "$DATA/statements.json" "$BASE" "$TENANT" "$DATA" <<'PY'
 import json, sys, urllib.request
 listing, base, token, data = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3], sys.argv[4]
+totals = []
 for document in listing["value"]:
     print(f"   {document['window']['start'][:7]}  {document['name']:<56} {document['bytes']:>6} bytes")
     request = urllib.request.Request(base + document["links"]["download"], headers={"Authorization": f"Bearer {token}"})
@@ -155,7 +156,8 @@ for document in listing["value"]:
         total = [line for line in body.decode().splitlines() if line.startswith("total,")]
         if total:
             fields = total[0].split(",")
-            print(f"   total {fields[-2]} {fields[-1]}")
+            totals.append(f"   {document['window']['start'][:7]}  total {fields[-2]} {fields[-1]}")
+print("\n".join(totals))
 PY
 
 cat <<EOF

@@ -662,13 +662,15 @@ async fn a_run_keeps_the_provenance_it_was_made_with() {
     let start = today();
 
     // A 0.1 adapter writes no documents for a subscription: it cannot publish to tenants.
+    let webhook = std::fs::read(component_path("billing-webhook")).unwrap();
+    assert_eq!(world_of(&webhook), "0.1.0");
     let publishing = chargeback_manifest(
-        &wasm,
+        &webhook,
         "0.1.0",
         start,
         &format!("publish_to_tenants = true\n{config}"),
     );
-    let (status, refused) = send(&host, reqwest::Method::POST, &publishing, &wasm).await;
+    let (status, refused) = send(&host, reqwest::Method::POST, &publishing, &webhook).await;
     assert_eq!(status, 400, "{refused}");
     assert!(
         refused["error"]["message"]

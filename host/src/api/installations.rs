@@ -35,7 +35,7 @@ pub struct InstallationView {
     /// The contract version it targets.
     pub world: String,
     pub sha256: String,
-    /// `hourly` or `daily`.
+    /// `hourly`, `daily` or `monthly`.
     pub window: String,
     pub granularity: String,
     /// Wait after a window closes, e.g. `2h`.
