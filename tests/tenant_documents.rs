@@ -617,22 +617,46 @@ async fn run_day(host: &TestHost, day: DateTime<Utc>) -> Value {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_keeps_the_provenance_it_was_made_with() {
-    let host = TestHost::with_exports().await;
+/// Hex SHA-256 of nothing: the usage digest of a run that read no row.
+fn empty_digest() -> String {
+    sha256(b"")
+}
+
+/// Two days of sample usage of three subscriptions, reported before today;
+/// returns the first day and the subscriptions as the usage spells them.
+async fn ingest_usage(host: &TestHost) -> (DateTime<Utc>, Vec<String>) {
     let end = today() - Days::new(1);
     let options = tally_usage_generator::Options {
-        subscriptions: 2,
+        subscriptions: 3,
         days: 2,
         end,
         ..tally_usage_generator::Options::default()
     };
-    host.ingest(&reported_by_now(to_wire(&sample(&options))))
-        .await;
-    let first_day = end - Days::new(2);
+    let records = reported_by_now(to_wire(&sample(&options)));
+    let mut subscriptions: Vec<String> = records
+        .iter()
+        .map(|record| record["subscriptionId"].as_str().unwrap().to_owned())
+        .collect();
+    subscriptions.sort();
+    subscriptions.dedup();
+    host.ingest(&records).await;
+    (end - Days::new(2), subscriptions)
+}
+
+/// The chargeback config of these tests, one CSV per subscription or not.
+fn chargeback_config(per_subscription: bool) -> String {
+    format!(
+        "[config]\ncurrency = 'EUR'\ngroup_by_tag = 'cost-center'\n\
+         per_subscription = {per_subscription}\nrates = {{ '{VM_METER}' = 0.5 }}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_keeps_the_provenance_it_was_made_with() {
+    let host = TestHost::with_exports().await;
+    let (first_day, _) = ingest_usage(&host).await;
     let wasm = std::fs::read(component_path("chargeback-csv")).unwrap();
-    let config =
-        "[config]\ncurrency = 'EUR'\ngroup_by_tag = 'cost-center'\nrates = { 'vm' = 0.5 }\n";
+    let config = chargeback_config(false);
     // Windows from today: none closes while the test runs, so only the
     // runs it asks for run.
     let start = today();
@@ -656,13 +680,13 @@ async fn a_run_keeps_the_provenance_it_was_made_with() {
         "{refused}"
     );
 
-    let world = world_of(&wasm);
-    let manifest = chargeback_manifest(&wasm, &world, start, config);
+    let manifest = chargeback_manifest(&wasm, "0.2.0", start, &config);
     let (status, installed) = send(&host, reqwest::Method::POST, &manifest, &wasm).await;
     assert_eq!(status, 201, "{installed}");
+    assert_eq!(installed["publishToTenants"], false);
     let run = run_day(&host, first_day).await;
     let provenance = &run["provenance"];
-    assert_eq!(provenance["contract"], format!("tally:billing@{world}"));
+    assert_eq!(provenance["contract"], "tally:billing@0.2.0");
     assert_eq!(provenance["component"], sha256(&wasm));
     assert_eq!(
         provenance["window"],
@@ -680,6 +704,7 @@ async fn a_run_keeps_the_provenance_it_was_made_with() {
         hex(&provenance["config"]) && hex(&provenance["usage"]),
         "{provenance}"
     );
+    assert_ne!(provenance["usage"], empty_digest(), "it read rows");
     // Each document's digest is that of its bytes; all are the operator's.
     for document in run["documents"].as_array().unwrap() {
         assert_eq!(document["subscriptionId"], Value::Null);
@@ -691,10 +716,13 @@ async fn a_run_keeps_the_provenance_it_was_made_with() {
 
     // The same config written otherwise: the same digest.
     let reworded = manifest.replace(
-        config,
-        "[config]\n# the same, reworded\nrates = { vm = 0.5 }\ngroup_by_tag = \"cost-center\"\n\
-         currency = \"EUR\"\n",
+        &config,
+        &format!(
+            "[config]\n# the same, reworded\nrates = {{ \"{VM_METER}\" = 0.5 }}\n\
+             group_by_tag = \"cost-center\"\nper_subscription = false\ncurrency = \"EUR\"\n"
+        ),
     );
+    assert_ne!(reworded, manifest);
     let (status, body) = send(&host, reqwest::Method::PUT, &reworded, &wasm).await;
     assert_eq!(status, 200, "{body}");
     let same = run_day(&host, first_day).await;
@@ -702,7 +730,7 @@ async fn a_run_keeps_the_provenance_it_was_made_with() {
     assert_eq!(same["provenance"]["config"], provenance["config"]);
     assert_eq!(same["provenance"]["usage"], provenance["usage"]);
 
-    // Another config: another digest, the same component.
+    // Another config: another digest, the same component and usage.
     let repriced = manifest.replace("0.5", "0.75");
     let (status, body) = send(&host, reqwest::Method::PUT, &repriced, &wasm).await;
     assert_eq!(status, 200, "{body}");
@@ -713,10 +741,12 @@ async fn a_run_keeps_the_provenance_it_was_made_with() {
         corrected["provenance"]["component"],
         provenance["component"]
     );
+    assert_eq!(corrected["provenance"]["usage"], provenance["usage"]);
 
-    // A run of the next day reads other usage.
+    // The next day's run reads other usage.
     let next = run_day(&host, first_day + Days::new(1)).await;
     assert_ne!(next["provenance"]["window"], provenance["window"]);
+    assert_ne!(next["provenance"]["usage"], provenance["usage"]);
 
     // The CLI shows a run with its provenance.
     let address = host.serve().await;
@@ -737,7 +767,7 @@ async fn a_run_keeps_the_provenance_it_was_made_with() {
     .await
     .unwrap();
     for expected in [
-        format!("  contract     tally:billing@{world}\n"),
+        "  contract     tally:billing@0.2.0\n".to_owned(),
         format!("  component    {}\n", sha256(&wasm)),
         format!(
             "  config       {}\n",
@@ -753,4 +783,139 @@ async fn a_run_keeps_the_provenance_it_was_made_with() {
     ] {
         assert!(shown.contains(&expected), "{expected:?} not in\n{shown}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapters_documents_for_a_subscription_reach_its_tenants_only() {
+    let host = TestHost::with_exports().await;
+    let (first_day, subscriptions) = ingest_usage(&host).await;
+    assert!(subscriptions.len() >= 2, "{subscriptions:?}");
+    let wasm = std::fs::read(component_path("chargeback-csv")).unwrap();
+    let config = chargeback_config(true);
+    let manifest = chargeback_manifest(
+        &wasm,
+        "0.2.0",
+        today(),
+        &format!("publish_to_tenants = true\n{config}"),
+    );
+    let (status, installed) = send(&host, reqwest::Method::POST, &manifest, &wasm).await;
+    assert_eq!(status, 201, "{installed}");
+    assert_eq!(installed["publishToTenants"], true);
+    let run = run_day(&host, first_day).await;
+
+    // The operator sees every document with its owner.
+    let documents = run["documents"].as_array().unwrap();
+    let owned: Vec<(&str, &str)> = documents
+        .iter()
+        .filter_map(|d| Some((d["subscriptionId"].as_str()?, d["name"].as_str().unwrap())))
+        .collect();
+    let owners: Vec<&str> = owned.iter().map(|(owner, _)| *owner).collect();
+    assert_eq!(owners, subscriptions, "one document per subscription read");
+    assert!(
+        documents
+            .iter()
+            .any(|d| d["name"] == "chargeback.csv" && d["subscriptionId"].is_null())
+    );
+
+    let window = format!(
+        "from={}&to={}",
+        first_day.format("%Y-%m-%d"),
+        (first_day + Days::new(1)).format("%Y-%m-%d")
+    );
+    for (subscription, name) in &owned {
+        let tenant = host.token(Role::Tenant, &[subscription]).await;
+        let listing = host
+            .get(
+                &format!("/v1/subscriptions/{subscription}/documents?{window}"),
+                &tenant,
+            )
+            .await;
+        assert_eq!(listing.status, StatusCode::OK, "{}", listing.body);
+        let text = listing.body.to_string();
+        for other in subscriptions.iter().filter(|other| other != subscription) {
+            assert!(!text.contains(other.as_str()), "{other} in {text}");
+        }
+        let value = listing.body["value"].as_array().unwrap();
+        assert_eq!(value.len(), 1, "{text}");
+        let listed = &value[0];
+        assert_eq!(listed["name"], *name);
+        assert_eq!(listed["runId"], run["id"]);
+        assert_eq!(listed["provenance"], run["provenance"]);
+
+        // The tenant's bytes are the operator's, and the digest recorded.
+        let link = listed["links"]["download"].as_str().unwrap();
+        let theirs = host.get(link, &tenant).await;
+        assert_eq!(theirs.status, StatusCode::OK, "{link}");
+        let operators = host
+            .get(
+                &format!("{}/documents/{name}", run["url"].as_str().unwrap()),
+                &host.operator,
+            )
+            .await;
+        assert_eq!(theirs.body, operators.body);
+        let bytes = theirs.body.as_str().unwrap().as_bytes();
+        assert_eq!(listed["sha256"], sha256(bytes));
+
+        // Another subscription's document, through this subscription: not found;
+        // through the other's: forbidden.
+        let (other, other_name) = owned.iter().find(|(o, _)| o != subscription).unwrap();
+        let run_id = &run["id"];
+        let mine = host
+            .get(
+                &format!(
+                    "/v1/subscriptions/{subscription}/adapters/chargeback/runs/{run_id}/documents/{other_name}"
+                ),
+                &tenant,
+            )
+            .await;
+        assert_eq!(
+            (mine.status, mine.code()),
+            (StatusCode::NOT_FOUND, "DocumentNotFound")
+        );
+        let theirs = host
+            .get(
+                &format!(
+                    "/v1/subscriptions/{other}/adapters/chargeback/runs/{run_id}/documents/{other_name}"
+                ),
+                &tenant,
+            )
+            .await;
+        assert_eq!(theirs.status, StatusCode::FORBIDDEN);
+        let shared = host
+            .get(
+                &format!(
+                    "/v1/subscriptions/{subscription}/adapters/chargeback/runs/{run_id}/documents/chargeback.csv"
+                ),
+                &tenant,
+            )
+            .await;
+        assert_eq!(
+            shared.status,
+            StatusCode::NOT_FOUND,
+            "the operator's document"
+        );
+    }
+
+    // Published no more: the listing is empty, the download gone.
+    let quiet = manifest.replace("publish_to_tenants = true\n", "");
+    let (status, body) = send(&host, reqwest::Method::PUT, &quiet, &wasm).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["publishToTenants"], false);
+    let (subscription, name) = owned[0];
+    let tenant = host.token(Role::Tenant, &[subscription]).await;
+    let listing = host
+        .get(
+            &format!("/v1/subscriptions/{subscription}/documents?{window}"),
+            &tenant,
+        )
+        .await;
+    assert_eq!(listing.body["value"], json!([]));
+    let run_id = &run["id"];
+    let gone = host
+        .get(
+            &format!("/v1/subscriptions/{subscription}/adapters/chargeback/runs/{run_id}/documents/{name}"),
+            &tenant,
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
 }

@@ -1,6 +1,7 @@
 // The console's entry point: reads the session, draws the header and
 // navigation for the signed-in role, and routes by hash (#/overview, …)
-// to one page module per page. Tenants see only Usage and Subscriptions.
+// to one page module per page. Tenants see only Usage, Subscriptions and
+// Statements.
 
 import { setUnauthorizedHandler } from "./api.js";
 import { h, alert, loading, replace } from "./dom.js";
@@ -12,6 +13,7 @@ import * as meters from "./pages/meters.js";
 import * as overview from "./pages/overview.js";
 import * as run from "./pages/run.js";
 import * as signInPage from "./pages/sign-in.js";
+import * as statements from "./pages/statements.js";
 import * as subscriptions from "./pages/subscriptions.js";
 import * as tokens from "./pages/tokens.js";
 import * as usage from "./pages/usage.js";
@@ -21,6 +23,7 @@ const PAGES = {
   overview: { nav: "Overview", module: overview, operator: true },
   usage: { nav: "Usage", module: usage },
   subscriptions: { nav: "Subscriptions", module: subscriptions },
+  statements: { nav: "Statements", module: statements },
   meters: { nav: "Meters", module: meters, operator: true },
   adapters: { nav: "Adapters", module: adapters, operator: true },
   documents: { nav: "Documents", module: documents, operator: true },
@@ -115,7 +118,7 @@ function notAvailable(view) {
   replace(
     view,
     h("h1", { tabindex: -1 }, "Not available"),
-    h("p", { role: "status", class: "notice" }, "This page is not available with your sign-in. You can see your usage and your subscriptions."),
+    h("p", { role: "status", class: "notice" }, "This page is not available with your sign-in. You can see your usage, your subscriptions and their statements."),
     h("p", {}, h("a", { href: "#/usage" }, "Go to your usage")),
   );
 }

@@ -20,16 +20,31 @@ export function day(iso) {
 }
 
 /**
- * An export window, short when it is a whole UTC day ("2026-11-01 UTC") or
- * an hour ("2026-11-01 14:00–15:00 UTC"), else "start – end UTC".
+ * An export window, short when it is a calendar month ("November 2026
+ * (UTC)"), a whole UTC day ("2026-11-01 UTC") or an hour ("2026-11-01
+ * 14:00–15:00 UTC"), else "start – end UTC".
  */
 export function windowRange(startIso, endIso) {
   const [start, end] = [new Date(startIso), new Date(endIso)];
   const length = end - start;
   const startText = dateTime(startIso).replace(" UTC", "");
+  if (isCalendarMonth(start, end)) return `${monthFormat.format(start)} (UTC)`;
   if (length === 86_400_000 && startText.endsWith("00:00")) return `${startText.slice(0, 10)} UTC`;
   if (length === 3_600_000) return `${startText}–${dateTime(endIso).slice(11)}`;
   return `${startText} – ${dateTime(endIso)}`;
+}
+
+const monthFormat = new Intl.DateTimeFormat("en-GB", { month: "long", year: "numeric", timeZone: "UTC" });
+
+/** Whether `[start, end)` is one whole calendar month in UTC. */
+function isCalendarMonth(start, end) {
+  const next = new Date(Date.UTC(start.getUTCFullYear(), start.getUTCMonth() + 1, 1));
+  return start.getTime() === Date.UTC(start.getUTCFullYear(), start.getUTCMonth(), 1) && end.getTime() === next.getTime();
+}
+
+/** The full window in times: "2026-11-01 00:00 – 2026-12-01 00:00 UTC". */
+export function windowTimes(startIso, endIso) {
+  return `${dateTime(startIso).replace(" UTC", "")} – ${dateTime(endIso)}`;
 }
 
 /** Today's UTC day, "YYYY-MM-DD". */

@@ -21,20 +21,44 @@ const PRESETS = [
   ],
 ];
 
+/** The first day of the month `months` after (or before) a "YYYY-MM-DD" day's month. */
+function firstOfMonth(dayText, months = 0) {
+  const date = new Date(`${dayText.slice(0, 8)}01T00:00:00Z`);
+  date.setUTCMonth(date.getUTCMonth() + months);
+  return date.toISOString().slice(0, 10);
+}
+
+/** Presets for monthly documents (statements): whole months and years. */
+export const MONTH_PRESETS = [
+  ["Last 3 months", (today) => [firstOfMonth(today, -2), today]],
+  ["Last 12 months", (today) => [firstOfMonth(today, -11), today]],
+  ["This year", (today) => [`${today.slice(0, 4)}-01-01`, today]],
+  ["Last year", (today) => [`${Number(today.slice(0, 4)) - 1}-01-01`, `${Number(today.slice(0, 4)) - 1}-12-31`]],
+];
+
+/** `[from, to]` (days) of the preset named `label` today. */
+export function presetDays(presets, label) {
+  const preset = presets.find(([name]) => name === label);
+  return preset[1](todayUtc());
+}
+
 /**
  * A fieldset with inputs "From" and "To" (type=date, UTC days). Answers
  * `{element, value()}`; `value()` is `{from, to, fromTime, toTime}` (days as
  * typed; times as the API's exclusive bounds) or throws an Error in words.
+ * `presets` is true (the usual ones), false (none) or a list like
+ * `MONTH_PRESETS`.
  */
 export function dateRange({ from, to, legend = "Reported time (UTC days, both included)", presets = true } = {}) {
   const today = todayUtc();
   const fromInput = h("input", { type: "date", name: "from", required: true, value: from ?? addDays(today, -6) });
   const toInput = h("input", { type: "date", name: "to", required: true, value: to ?? today });
-  const presetButtons = presets
+  const presetList = presets === true ? PRESETS : presets || [];
+  const presetButtons = presetList.length
     ? h(
         "div",
         { class: "presets", role: "group", "aria-label": "Ranges" },
-        PRESETS.map(([label, days]) =>
+        presetList.map(([label, days]) =>
           h(
             "button",
             {

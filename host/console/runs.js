@@ -1,5 +1,5 @@
-// How the console shows export runs: one runs table (adapter page) and the
-// figures a finished attempt measured (run page).
+// How the console shows export runs: one runs table (adapter page), the
+// figures a finished attempt measured and a document's owner (run page).
 
 import { h } from "./dom.js";
 import * as fmt from "./format.js";
@@ -48,4 +48,9 @@ export function figurePairs(figures) {
     ["Duration", fmt.duration(figures.elapsedMs)],
     ["Peak memory", fmt.bytes(figures.peakMemoryBytes)],
   ];
+}
+
+/** A document's owner: its subscription, or the operator's when it has none. */
+export function documentOwner(doc) {
+  return doc.subscriptionId ? h("span", { class: "mono" }, doc.subscriptionId) : h("span", { class: "subtle" }, "Operator (shared)");
 }

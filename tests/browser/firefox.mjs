@@ -1,7 +1,8 @@
 // The console's main path in the second browser, Firefox: a tenant signs
-// in, sees Usage and Subscriptions only, the usage explorer's totals are
-// what the tenant usage API totals, and sign-out ends the session; no
-// request leaves the host's origin, no script error, no CSP violation.
+// in, sees Usage, Subscriptions and Statements only, the usage explorer's
+// totals are what the tenant usage API totals, and sign-out ends the
+// session; no request leaves the host's origin, no script error, no CSP
+// violation.
 // A smoke of the path the Chromium scenarios check in depth.
 
 import {
@@ -36,7 +37,7 @@ scenario("tenant console in Firefox", 180, async () => {
       assert.match(page.url(), /#\/usage(\?|$)/, `a tenant starts on #/usage, not ${page.url()}`);
       const nav = await page.waitForSelector(aria("navigation", "Console"));
       const links = await texts(nav, '::-p-aria([role="link"])');
-      assert.deepEqual(links.sort(), ["Subscriptions", "Usage"], "a tenant's nav has Usage and Subscriptions only");
+      assert.deepEqual(links.sort(), ["Statements", "Subscriptions", "Usage"], "a tenant's nav has Usage, Subscriptions and Statements only");
     });
 
     await step("the usage explorer totals what the tenant usage API totals", async () => {

@@ -56,7 +56,7 @@ scenario("operator console", 180, async () => {
       await expectPage(page, "Overview");
       assert.match(page.url(), /#\/overview(\?|$)/, `an operator starts on #/overview, not ${page.url()}`);
       const nav = page.getByRole("navigation", { name: "Console" });
-      for (const link of ["Overview", "Usage", "Subscriptions", "Meters", "Adapters", "Documents", "Tokens"]) {
+      for (const link of ["Overview", "Usage", "Subscriptions", "Statements", "Meters", "Adapters", "Documents", "Tokens"]) {
         await nav.getByRole("link", { name: link, exact: true }).waitFor();
       }
       await page.getByRole("button", { name: "Sign out" }).waitFor();

@@ -85,7 +85,7 @@ scenario("single sign-on", 180, async () => {
       assert.match(page.url(), new RegExp(`^${escapeRegExp(base)}/#/usage(\\?|$)`), `back on the page asked for: ${page.url()}`);
       const nav = page.getByRole("navigation", { name: "Console" });
       const links = (await nav.getByRole("link").allInnerTexts()).map((text) => text.trim());
-      assert.deepEqual(links.sort(), ["Subscriptions", "Usage"], "a tenant's nav has Usage and Subscriptions only");
+      assert.deepEqual(links.sort(), ["Statements", "Subscriptions", "Usage"], "a tenant's nav has Usage, Subscriptions and Statements only");
       const banner = page.getByRole("banner");
       await banner.getByText(subscription).first().waitFor();
       await banner.getByText(providerName).first().waitFor();

@@ -62,7 +62,7 @@ scenario("tenant console", 180, async () => {
       assert.match(page.url(), /#\/usage(\?|$)/, `a tenant starts on #/usage, not ${page.url()}`);
       const nav = page.getByRole("navigation", { name: "Console" });
       const links = (await nav.getByRole("link").allInnerTexts()).map((t) => t.trim());
-      assert.deepEqual(links.sort(), ["Subscriptions", "Usage"], "a tenant's nav has Usage and Subscriptions only");
+      assert.deepEqual(links.sort(), ["Statements", "Subscriptions", "Usage"], "a tenant's nav has Usage, Subscriptions and Statements only");
       const banner = page.getByRole("banner");
       await banner.getByText(/tenant/i).first().waitFor();
       await banner.getByText(subscription).first().waitFor();

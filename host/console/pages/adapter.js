@@ -56,6 +56,7 @@ export async function render(view, { params }) {
         ["Granularity", installation.granularity],
         ["Exported up to", fmt.dateTime(installation.watermark)],
         ["Enabled", installation.enabled ? "Yes" : "No"],
+        ["Publishes to tenants", installation.publishToTenants ? "Yes: what it writes for a subscription is on that subscription's Statements" : "No"],
         ["Subscriptions", installation.subscriptions.join(", ")],
         ["Allowed outbound hosts", installation.allowedOutboundHosts.join(", ") || "None"],
         ["Installed", fmt.dateTime(installation.installedAt)],

@@ -1,11 +1,17 @@
 // One export run: its window, status, attempts, figures and reason, its
-// documents as download links, and its log.
+// provenance with a Verify button (re-derive the window's documents and
+// compare them byte for byte), its documents (owner, SHA-256, download
+// link), and its log.
 
 import { api, seg } from "../api.js";
 import { adapterHref } from "../health.js";
+import { digest } from "../digest.js";
 import { h, details, replace, status } from "../dom.js";
 import * as fmt from "../format.js";
-import { figurePairs, statusTone } from "../runs.js";
+import { provenancePairs } from "../provenance.js";
+import { documentOwner, figurePairs, statusTone } from "../runs.js";
+import { table } from "../table.js";
+import { verifyCard } from "../verify.js";
 
 /** Renders run `params.id` of installation `params.name`. */
 export async function render(view, { params }) {
@@ -39,13 +45,20 @@ export async function render(view, { params }) {
       { class: "card", "aria-labelledby": "documents-heading" },
       h("h2", { id: "documents-heading" }, "Documents"),
       run.documents.length
-        ? h(
-            "ul",
-            { class: "plain doc-links" },
-            run.documents.map((doc) => h("li", {}, h("a", { href: doc.url, download: doc.name }, doc.name), h("span", { class: "hint" }, ` ${doc.contentType}, ${fmt.bytes(doc.bytes)}`))),
-          )
+        ? table({
+            caption: `Documents of run ${run.id}`,
+            columns: [
+              { label: "Document", header: true, cell: (doc) => h("a", { href: doc.url, download: doc.name }, doc.name) },
+              { label: "Owner", cell: documentOwner },
+              { label: "Type", cell: (doc) => doc.contentType },
+              { label: "Size", cell: (doc) => fmt.bytes(doc.bytes), numeric: true },
+              { label: "SHA-256", cell: (doc) => digest(doc.sha256, `SHA-256 of ${doc.name}`) },
+            ],
+            rows: run.documents,
+          })
         : status(run.status === "succeeded" ? "This run published no document." : "No document: documents are published when a run succeeds."),
     ),
+    provenanceCard(name, run),
     h(
       "section",
       { class: "card", "aria-labelledby": "log-heading" },
@@ -59,5 +72,26 @@ export async function render(view, { params }) {
         : status("The log is empty."),
       run.logDropped ? h("p", { class: "hint" }, `${fmt.count(run.logDropped)} more line(s) were dropped by the run's log cap.`) : null,
     ),
+  );
+}
+
+/** The run's provenance and, for a succeeded run, the Verify button. */
+function provenanceCard(name, run) {
+  const body = run.provenance
+    ? [
+        h("p", { class: "hint" }, "What re-derives this run's documents: the component and configuration it ran, over the usage it read."),
+        details(provenancePairs(run.provenance)),
+      ]
+    : status(
+        run.status === "succeeded"
+          ? "This run kept no provenance: it finished before tally recorded how documents are made."
+          : "Provenance is recorded when a run succeeds.",
+      );
+  return h(
+    "section",
+    { class: "card", "aria-labelledby": "provenance-heading" },
+    h("h2", { id: "provenance-heading" }, "Provenance"),
+    body,
+    run.status === "succeeded" ? verifyCard(name, run) : null,
   );
 }

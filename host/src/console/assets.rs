@@ -51,13 +51,14 @@ const JS: &str = "text/javascript; charset=utf-8";
 pub static INDEX: &Asset = &ASSETS[0];
 
 /// Every file of the console.
-pub static ASSETS: [Asset; 24] = [
+pub static ASSETS: [Asset; 28] = [
     asset!("index.html", "text/html; charset=utf-8"),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("api.js", JS),
     asset!("app.js", JS),
     asset!("chart.js", JS),
     asset!("dialog.js", JS),
+    asset!("digest.js", JS),
     asset!("dom.js", JS),
     asset!("format.js", JS),
     asset!("health.js", JS),
@@ -68,14 +69,17 @@ pub static ASSETS: [Asset; 24] = [
     asset!("pages/overview.js", JS),
     asset!("pages/run.js", JS),
     asset!("pages/sign-in.js", JS),
+    asset!("pages/statements.js", JS),
     asset!("pages/subscriptions.js", JS),
     asset!("pages/tokens.js", JS),
     asset!("pages/usage.js", JS),
+    asset!("provenance.js", JS),
     asset!("range.js", JS),
     asset!("runs.js", JS),
     asset!("session.js", JS),
     asset!("summary.js", JS),
     asset!("table.js", JS),
+    asset!("verify.js", JS),
 ];
 
 /// The file at `path` under `/console/`.
