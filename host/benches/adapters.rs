@@ -1,6 +1,8 @@
 //! The chargeback export as a WebAssembly component against the same
 //! transform compiled natively into the host, on the same data in the same
-//! run; and the cost of starting an adapter call.
+//! run; what provenance (the usage digest, the documents' digests) and one
+//! document per subscription add to an export; and the cost of starting an
+//! adapter call.
 //!
 //! Needs the components: `adapters/build.sh`. Run:
 //! `cargo bench -p tally --bench adapters` (`-- --quick` for a smaller run).
@@ -21,7 +23,9 @@ use chrono::{TimeZone, Utc};
 use serde_json::json;
 use tally::sandbox::contract::{ExportRequest, Granularity as WitGranularity, Window};
 use tally::sandbox::host_usage::{BATCH_ROWS, BatchEncoder};
-use tally::sandbox::{AdapterEngine, Limits, describe};
+use tally::sandbox::usage_read::UsageRead;
+use tally::sandbox::{AdapterEngine, ExportOutcome, Limits, describe};
+use tally::store::exports::sha256_hex;
 use tally::store::sqlite::SqliteStore;
 use tally::store::{AggregateQuery, Store, SubscriptionScope};
 use tally::usage::Granularity;
@@ -79,6 +83,20 @@ async fn benchmark(quick: bool) {
     })
     .await;
 
+    // Reading with the provenance's usage digest: what every run now adds on
+    // the host's side (the sandbox computes it over the batches it hands over).
+    let read_digest = best_of(3, || async {
+        let started = Instant::now();
+        let mut read = UsageRead::default();
+        read_batches(&*store, &query, |batch| {
+            read.record(batch);
+        })
+        .await;
+        assert_eq!(read.sha256_hex().len(), 64);
+        started.elapsed()
+    })
+    .await;
+
     // Native: the same rating code, called on the same batches.
     let native = best_of(3, || async {
         let started = Instant::now();
@@ -121,12 +139,43 @@ async fn benchmark(quick: bool) {
     };
     let mut peak_memory = 0;
     let mut wasm_time = Duration::MAX;
+    let mut published = Duration::MAX;
     for _ in 0..3 {
         let outcome = common::export(&engine, &warm, &store, &catalog, &request, &config).await;
-        let summary = outcome.result.expect("the export succeeds");
+        let summary = outcome.result.as_ref().expect("the export succeeds");
         assert_eq!(summary.rows_read as usize, rows);
         peak_memory = outcome.figures.peak_memory_bytes;
         wasm_time = wasm_time.min(outcome.figures.elapsed);
+        published = published.min(document_digests(&outcome));
+    }
+    // The same export writing one more CSV per subscription (10 here) through
+    // `append-for`, each owned by its subscription.
+    let per_subscription_config = {
+        let mut config: serde_json::Value = serde_json::from_str(&config).unwrap();
+        config["per_subscription"] = json!(true);
+        config.to_string()
+    };
+    let mut owned_time = Duration::MAX;
+    let mut owned_published = Duration::MAX;
+    let mut owned_documents = 0;
+    for _ in 0..3 {
+        let outcome = common::export(
+            &engine,
+            &warm,
+            &store,
+            &catalog,
+            &request,
+            &per_subscription_config,
+        )
+        .await;
+        outcome.result.as_ref().expect("the export succeeds");
+        owned_documents = outcome
+            .documents
+            .values()
+            .filter(|d| d.owner.is_some())
+            .count();
+        owned_time = owned_time.min(outcome.figures.elapsed);
+        owned_published = owned_published.min(document_digests(&outcome));
     }
 
     let rate = |d: Duration| rows as f64 / d.as_secs_f64();
@@ -150,8 +199,41 @@ async fn benchmark(quick: bool) {
         100.0 * native.as_secs_f64() / wasm_time.as_secs_f64()
     );
     println!(
+        "  {:<46} {:>9.1} ms  {:>10.0} rows/s  {:>4.0}% of the export above",
+        format!("+ {owned_documents} documents owned by subscriptions"),
+        ms(owned_time),
+        rate(owned_time),
+        100.0 * wasm_time.as_secs_f64() / owned_time.as_secs_f64()
+    );
+    println!(
         "  adapter peak linear memory: {:.1} MiB",
         peak_memory as f64 / (1 << 20) as f64
+    );
+
+    // Provenance: the usage digest is computed inside the export (in the
+    // figures above); the documents' digests when the run is published.
+    let digest = read_digest.saturating_sub(read_only);
+    println!("\nprovenance (included in the exports above):");
+    println!(
+        "  {:<46} {:>9.1} ms  {:>10.0} rows/s  ({:.1}% of the export's time)",
+        "usage digest over the rows read",
+        ms(digest),
+        rate(digest),
+        100.0 * digest.as_secs_f64() / wasm_time.as_secs_f64()
+    );
+    println!(
+        "  {:<46} {:>9.1} ms  ({:.1}% of the export's time; {:.1} ms with the owned documents)",
+        "sha256 of the documents published",
+        ms(published),
+        100.0 * published.as_secs_f64() / wasm_time.as_secs_f64(),
+        ms(owned_published)
+    );
+    let without = wasm_time.saturating_sub(digest + published);
+    println!(
+        "  export without provenance (its cost taken out): {:.0} rows/s; with it: {:.0} rows/s ({:.1}% fewer)",
+        rate(without),
+        rate(wasm_time),
+        100.0 * (1.0 - without.as_secs_f64() / wasm_time.as_secs_f64())
     );
 
     // Starting a call: a fresh store and instance from the pre-instantiated component.
@@ -174,6 +256,16 @@ async fn benchmark(quick: bool) {
         ms(cold.load_time),
         ms(warm.load_time)
     );
+}
+
+/// How long the host takes to digest the documents of `outcome`, as it does
+/// when it publishes them.
+fn document_digests(outcome: &ExportOutcome) -> Duration {
+    let started = Instant::now();
+    for document in outcome.documents.values() {
+        assert_eq!(sha256_hex(&document.bytes).len(), 64);
+    }
+    started.elapsed()
 }
 
 /// Reads every page of `query` and hands each encoded batch to `each`.
