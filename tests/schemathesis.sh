@@ -68,7 +68,7 @@ yesterday=$(date -u -d yesterday +%F)
 cat >"$work/page.toml" <<TOML
 name = "page"
 version = "0.1.0"
-world = "tally:billing@0.1.0"
+world = "tally:billing@0.2.0"
 sha256 = "$(sha256sum "$hostile" | cut -d' ' -f1)"
 component = "$hostile"
 [schedule]
