@@ -21,6 +21,16 @@ use crate::usage::record::MAX_ID_LEN;
 /// the key folded to lower case, and the spelling).
 pub const SUBSCRIPTION_OVERHEAD: usize = 2 * std::mem::size_of::<String>() + 16;
 
+/// Bytes of encoded rows hashed at once.
+const DIGEST_CHUNK: usize = 64 << 10;
+
+/// Appends `text` as the digest encodes a string: its byte length (u64 LE),
+/// then its UTF-8 bytes.
+fn encode_string(encoded: &mut Vec<u8>, text: &str) {
+    encoded.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    encoded.extend_from_slice(text.as_bytes());
+}
+
 /// The rows a run was handed, as a digest, and their subscriptions.
 #[derive(Clone, Default)]
 pub struct UsageRead {
@@ -35,6 +45,9 @@ impl UsageRead {
     /// charged to the run.
     pub fn record(&mut self, batch: &UsageBatch) -> usize {
         let text = |index: u32| batch.strings[index as usize].as_str();
+        // Rows are encoded into a buffer hashed in large pieces: a few bytes
+        // per `update` would cost more than the hashing itself.
+        let mut encoded = Vec::with_capacity(DIGEST_CHUNK + 4_096);
         for row in 0..batch.subscription_id.len() {
             for field in [
                 text(batch.subscription_id[row]),
@@ -43,19 +56,23 @@ impl UsageRead {
                 text(batch.location[row]),
                 text(batch.additional_info[row]),
             ] {
-                self.string(field);
+                encode_string(&mut encoded, field);
             }
             let tags = &batch.tag_sets[batch.tags[row] as usize];
-            self.digest.update((tags.len() as u64).to_le_bytes());
+            encoded.extend_from_slice(&(tags.len() as u64).to_le_bytes());
             for &(key, value) in tags {
-                self.string(text(key));
-                self.string(text(value));
+                encode_string(&mut encoded, text(key));
+                encode_string(&mut encoded, text(value));
             }
-            self.digest.update(batch.usage_start[row].to_le_bytes());
-            self.digest.update(batch.usage_end[row].to_le_bytes());
-            self.digest
-                .update(batch.quantity[row].to_bits().to_le_bytes());
+            encoded.extend_from_slice(&batch.usage_start[row].to_le_bytes());
+            encoded.extend_from_slice(&batch.usage_end[row].to_le_bytes());
+            encoded.extend_from_slice(&batch.quantity[row].to_bits().to_le_bytes());
+            if encoded.len() >= DIGEST_CHUNK {
+                self.digest.update(&encoded);
+                encoded.clear();
+            }
         }
+        self.digest.update(&encoded);
         // Each string is once in the batch's dictionary: its subscriptions
         // are the distinct indexes of the column.
         let mut seen = vec![false; batch.strings.len()];
@@ -73,11 +90,6 @@ impl UsageRead {
             }
         }
         kept
-    }
-
-    fn string(&mut self, text: &str) {
-        self.digest.update((text.len() as u64).to_le_bytes());
-        self.digest.update(text.as_bytes());
     }
 
     /// The id of `subscription` as the store spells it, if the run was
