@@ -37,21 +37,16 @@ fn manifest(name: &str, wasm: &[u8], start: DateTime<Utc>, extra: &str) -> Strin
 /// Installs `manifest` with `wasm` through `POST /v1/adapters`.
 async fn install(host: &TestHost, manifest: &str, wasm: &[u8]) -> (StatusCode, Value) {
     let address = host.serve().await;
-    let form = reqwest::multipart::Form::new()
-        .text("manifest", manifest.to_owned())
-        .part(
-            "component",
-            reqwest::multipart::Part::bytes(wasm.to_vec()).file_name("adapter.wasm"),
-        );
-    let response = reqwest::Client::new()
-        .post(format!("http://{address}/v1/adapters"))
-        .bearer_auth(&host.operator)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-    (status, response.json().await.unwrap())
+    let (status, body) = support::send_adapter(
+        reqwest::Method::POST,
+        address,
+        &host.operator,
+        "/v1/adapters",
+        manifest,
+        wasm,
+    )
+    .await;
+    (StatusCode::from_u16(status).unwrap(), body)
 }
 
 /// Installs, and asserts it was.

@@ -130,22 +130,16 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Installs over real HTTP with a multipart body, as the CLI does.
 async fn install(address: std::net::SocketAddr, token: &str, manifest: &str, wasm: &[u8]) -> Value {
-    let form = reqwest::multipart::Form::new()
-        .text("manifest", manifest.to_owned())
-        .part(
-            "component",
-            reqwest::multipart::Part::bytes(wasm.to_vec()).file_name("statement.wasm"),
-        );
-    let response = reqwest::Client::new()
-        .post(format!("http://{address}/v1/adapters"))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    let (status, body) = support::send_adapter(
+        reqwest::Method::POST,
+        address,
+        token,
+        "/v1/adapters",
+        manifest,
+        wasm,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
     body
 }
 

@@ -574,20 +574,7 @@ async fn send(
     } else {
         "/v1/adapters/chargeback"
     };
-    let form = reqwest::multipart::Form::new()
-        .text("manifest", manifest.to_owned())
-        .part(
-            "component",
-            reqwest::multipart::Part::bytes(wasm.to_vec()).file_name("adapter.wasm"),
-        );
-    let response = reqwest::Client::new()
-        .request(method, format!("http://{address}{path}"))
-        .bearer_auth(&host.operator)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
+    support::send_adapter(method, address, &host.operator, path, manifest, wasm).await
 }
 
 /// Runs `day` of the chargeback adapter (a first export or a correction)

@@ -49,20 +49,16 @@ const CHARGEBACK: &str = "[config]\ncurrency = 'EUR'\ngroup_by_tag = 'cost-cente
 /// Installs `manifest` with `wasm` through `POST /v1/adapters`.
 async fn install(host: &TestHost, manifest: &str, wasm: &[u8]) {
     let address = host.serve().await;
-    let form = reqwest::multipart::Form::new()
-        .text("manifest", manifest.to_owned())
-        .part(
-            "component",
-            reqwest::multipart::Part::bytes(wasm.to_vec()).file_name("adapter.wasm"),
-        );
-    let response = reqwest::Client::new()
-        .post(format!("http://{address}/v1/adapters"))
-        .bearer_auth(&host.operator)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let (status, body) = support::send_adapter(
+        reqwest::Method::POST,
+        address,
+        &host.operator,
+        "/v1/adapters",
+        manifest,
+        wasm,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
 }
 
 /// A host with three days of usage of three subscriptions before today,

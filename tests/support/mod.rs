@@ -434,3 +434,31 @@ pub fn reported_by_now(records: Vec<Value>) -> Vec<Value> {
         .filter(|r| reported_at(r) < now)
         .collect()
 }
+
+/// Sends an adapter's `manifest` and component `wasm` to `path` on the host
+/// at `address` (`POST /v1/adapters` installs, `PUT /v1/adapters/{name}`
+/// upgrades) as the CLI does, over real HTTP with a multipart body: the
+/// answer's status and JSON body.
+pub async fn send_adapter(
+    method: reqwest::Method,
+    address: std::net::SocketAddr,
+    token: &str,
+    path: &str,
+    manifest: &str,
+    wasm: &[u8],
+) -> (u16, serde_json::Value) {
+    let form = reqwest::multipart::Form::new()
+        .text("manifest", manifest.to_owned())
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(wasm.to_vec()).file_name("adapter.wasm"),
+        );
+    let response = reqwest::Client::new()
+        .request(method, format!("http://{address}{path}"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
