@@ -10,6 +10,8 @@ use anyhow::{Context, anyhow, bail};
 use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
 
+mod bindings;
+mod componentize;
 mod new;
 
 use super::printable::printable;
@@ -34,6 +36,10 @@ pub enum AdapterCommand {
     Test(TestArgs),
     /// Create a working adapter project to start from.
     New(new::NewArgs),
+    /// Write the C or Go bindings of the contract this host serves.
+    Bindings(bindings::BindingsArgs),
+    /// Turn a core module (C, C++, Go, Zig: wasm32-wasi) into an adapter component.
+    Componentize(componentize::ComponentizeArgs),
 }
 
 /// Arguments of `tally adapter test`.
@@ -79,6 +85,8 @@ pub async fn run(command: AdapterCommand) -> anyhow::Result<()> {
     match command {
         AdapterCommand::Test(args) => test(args).await,
         AdapterCommand::New(args) => new::new(args),
+        AdapterCommand::Bindings(args) => bindings::run(args),
+        AdapterCommand::Componentize(args) => componentize::run(args),
     }
 }
 

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::ValueEnum;
 
-/// The contract, as the host was built with it.
-const WIT: &str = include_str!("../../../../wit/billing-adapter.wit");
+use super::bindings::WIT;
+
 const SAMPLE_USAGE: &str = include_str!("../../../templates/sample-usage.ndjson");
 const CONFIG: &str = include_str!("../../../templates/config.toml");
 const MANIFEST: &str = include_str!("../../../templates/manifest.toml");
