@@ -4,7 +4,7 @@
 # another version) compiles each to a wasip1 core module, and tally itself
 # writes the bindings (`tally adapter bindings --lang go`) and makes the
 # component (`tally adapter componentize`). $TALLY is the tally binary
-# (adapters/build.sh sets it; default target/debug/tally, built if missing).
+# (adapters/build.sh sets it; default target/debug/tally, built first).
 # Needs python3 with venv; pip reaches PyPI the first time. Nothing is
 # fetched by Go (GOPROXY=off: the bindings' runtime comes vendored), and
 # Go's caches stay in target/go. A component whose inputs did not change is
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/../.."
 root=$PWD
 
 if [ -z "${TALLY:-}" ]; then
-  [ -x target/debug/tally ] || cargo build --locked -p tally --bin tally
+  cargo build --locked -p tally --bin tally
   TALLY=$root/target/debug/tally
 fi
 
