@@ -28,6 +28,7 @@ mod oidc_provider;
 mod python_adapters;
 mod replicas;
 mod shutdown;
+mod startup;
 mod statements;
 mod store;
 mod stored_data;
