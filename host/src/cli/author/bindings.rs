@@ -26,7 +26,10 @@ pub const WORLD: &str = "billing-adapter";
 
 /// wit-bindgen-go's runtime package: (path under `witpkg/`, contents).
 const GO_RUNTIME: &[(&str, &str)] = &[
-    ("go.mod", include_str!("../../../templates/go/witpkg/go.mod")),
+    (
+        "go.mod",
+        include_str!("../../../templates/go/witpkg/go.mod"),
+    ),
     (
         "LICENSE",
         include_str!("../../../templates/go/witpkg/LICENSE"),

@@ -32,8 +32,8 @@ pub struct ComponentizeArgs {
 pub fn run(args: ComponentizeArgs) -> anyhow::Result<()> {
     let module = std::fs::read(&args.module)
         .with_context(|| format!("reading {}", args.module.display()))?;
-    let component =
-        componentize(module).with_context(|| format!("componentizing {}", args.module.display()))?;
+    let component = componentize(module)
+        .with_context(|| format!("componentizing {}", args.module.display()))?;
     // Whole or not at all: a half-written component would fail to install later.
     let partial = args.out.with_extension("wasm.partial");
     std::fs::write(&partial, &component)
@@ -74,7 +74,8 @@ pub fn componentize(mut module: Vec<u8>) -> anyhow::Result<Vec<u8>> {
 /// Whether the module carries a world (a `component-type…` custom section).
 fn has_component_type(module: &[u8]) -> anyhow::Result<bool> {
     for payload in wasmparser::Parser::new(0).parse_all(module) {
-        if let wasmparser::Payload::CustomSection(section) = payload.context("reading the module")?
+        if let wasmparser::Payload::CustomSection(section) =
+            payload.context("reading the module")?
             && section.name().starts_with("component-type")
         {
             return Ok(true);
