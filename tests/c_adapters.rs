@@ -7,7 +7,8 @@
 //!   (hourly and daily, with its per-subscription documents) and refuses
 //!   the same configs with the same reasons, serde_json's positions included;
 //! - the C kit prints floats as Rust's `{}`, `{:.6}` and serde_json do, on
-//!   200,000 values (compiled natively with the same clang).
+//!   200,000 values (compiled natively with the same clang);
+//! - the guide's C++ recipe builds an adapter that runs.
 //!
 //! Needs the components (`adapters/build.sh`, which `tests/run.sh` runs) and
 //! clang-16 (which it installs); fails, not skips, without them.
@@ -888,5 +889,103 @@ async fn location_costs_prices_each_locations_usage_read_back_through_the_api() 
             meters::DISK_S10
         )),
         "{log}"
+    );
+}
+
+// --- The guide's C++ recipe ---------------------------------------------------
+
+/// Runs a command of the recipe; panics with its output when it fails.
+fn step(dir: &Path, program: &str, args: &[&str]) {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e} (adapters/c/build.sh installs the toolchain)"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?}:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_guides_cpp_recipe_builds_an_adapter_that_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(
+        root().join("adapters/c/check/summary.cpp"),
+        d.join("adapter.cpp"),
+    )
+    .unwrap();
+    // The commands of docs/writing-adapters.md, "C++ and Zig".
+    let tally = env!("CARGO_BIN_EXE_tally");
+    step(
+        d,
+        tally,
+        &["adapter", "bindings", "--lang", "c", "--out", "gen"],
+    );
+    step(
+        d,
+        "clang-16",
+        &[
+            "--target=wasm32-wasi",
+            "-O2",
+            "-c",
+            "gen/billing_adapter.c",
+            "-o",
+            "gen/billing_adapter.o",
+        ],
+    );
+    step(
+        d,
+        "clang++-16",
+        &[
+            "--target=wasm32-wasi",
+            "-mexec-model=reactor",
+            "-O2",
+            "-fno-exceptions",
+            "-isystem",
+            "/usr/include/wasm32-wasi/c++/v1",
+            "-I",
+            "gen",
+            "-o",
+            "core.wasm",
+            "adapter.cpp",
+            "gen/billing_adapter.o",
+            "gen/billing_adapter_component_type.o",
+        ],
+    );
+    step(
+        d,
+        tally,
+        &[
+            "adapter",
+            "componentize",
+            "core.wasm",
+            "-o",
+            "cpp-summary.wasm",
+        ],
+    );
+    let templates = root().join("host/templates");
+    step(
+        d,
+        tally,
+        &[
+            "adapter",
+            "test",
+            "cpp-summary.wasm",
+            "--config",
+            templates.join("config.toml").to_str().unwrap(),
+            "--usage",
+            templates.join("sample-usage.ndjson").to_str().unwrap(),
+            "--out",
+            "out",
+        ],
+    );
+    // The template's sample: 2 VMs of 2 and 4 vCPUs and one IP, 48 hours.
+    assert_eq!(
+        std::fs::read_to_string(d.join("out/summary.csv")).unwrap(),
+        format!("meter_id,quantity\n{IP_METER},48.000000\n{VM_METER},288.000000\n")
     );
 }

@@ -6,8 +6,10 @@
 #
 # Installs the toolchain when it is missing: Debian's clang-16, lld-16,
 # wasi-libc and libclang-rt-16-dev-wasm32 (bookworm: clang 16.0.6, wasi-libc
-# of 2022-05-10), with apt-get as root or through sudo. The major version is
-# pinned by the package names; Debian's stable point releases only fix bugs.
+# of 2022-05-10), and libc++-16-dev-wasm32 and libc++abi-16-dev-wasm32 for the
+# guide's C++ recipe that tests/c_adapters.rs checks, with apt-get as root or
+# through sudo. The major version is pinned by the package names; Debian's
+# stable point releases only fix bugs.
 #
 # $TALLY is the tally binary to use (adapters/build.sh builds it); without it,
 # target/debug/tally, built when missing. A component is rebuilt only when
@@ -16,9 +18,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-packages=(clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32)
+packages=(clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32 libc++-16-dev-wasm32 libc++abi-16-dev-wasm32)
 if ! command -v clang-16 >/dev/null || ! command -v wasm-ld-16 >/dev/null ||
-  [ ! -f /usr/include/wasm32-wasi/stdio.h ] ||
+  [ ! -f /usr/include/wasm32-wasi/stdio.h ] || [ ! -f /usr/include/wasm32-wasi/c++/v1/map ] ||
   [ ! -f /usr/lib/llvm-16/lib/clang/16/lib/wasi/libclang_rt.builtins-wasm32.a ]; then
   if [ "$(id -u)" = 0 ]; then
     as_root=()
