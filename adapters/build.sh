@@ -20,4 +20,9 @@ cargo build --release --locked --target wasm32-wasip2 --manifest-path adapters/C
 cp target/hostile-0.1/wasm32-wasip2/release/hostile.wasm target/adapters/hostile-0.1.wasm
 adapters/python/build.sh
 adapters/js/build.sh
+# C and Go adapters: bindings and componentizing come from tally itself.
+cargo build --locked -p tally --bin tally
+export TALLY="$PWD/target/debug/tally"
+adapters/c/build.sh
+adapters/go/build.sh
 ls -l target/adapters

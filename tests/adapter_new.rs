@@ -32,6 +32,8 @@ fn generate_build_and_test(lang: &str) -> String {
     let built = Command::new("./build.sh")
         .current_dir(&project)
         .env("CARGO_TARGET_DIR", target)
+        // The C project's build runs `tally adapter bindings` and `componentize`.
+        .env("TALLY", env!("CARGO_BIN_EXE_tally"))
         .output()
         .unwrap();
     assert!(
@@ -142,4 +144,9 @@ fn a_new_python_adapter_builds_and_passes_adapter_test() {
 #[test]
 fn a_new_javascript_adapter_builds_and_passes_adapter_test() {
     assert_summary(&generate_build_and_test("js"));
+}
+
+#[test]
+fn a_new_c_adapter_builds_and_passes_adapter_test() {
+    assert_summary(&generate_build_and_test("c"));
 }

@@ -12,6 +12,7 @@ mod adapter_new;
 mod adapters;
 mod azure_sdk;
 mod azure_sdk_sign_in;
+mod c_adapters;
 mod cli;
 mod console;
 mod console_browser;

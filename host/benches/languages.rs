@@ -1,7 +1,7 @@
-//! The chargeback adapter in Rust, Python and JavaScript side by side, on
+//! The chargeback adapter in Rust, Python, JavaScript and C side by side, on
 //! the same data in the same run: compile at install, load from the cache,
-//! instantiate, export (rows/s) and peak memory, with the Python and
-//! JavaScript figures as a ratio of the Rust ones.
+//! instantiate, export (rows/s) and peak memory, with the other languages'
+//! figures as a ratio of the Rust ones.
 //!
 //! Needs the components: `adapters/build.sh`. Run:
 //! `cargo bench -p tally --bench languages` (`-- --quick` for a smaller run).
@@ -21,10 +21,11 @@ use tally::store::Store;
 use tally::store::sqlite::SqliteStore;
 
 /// The implementations: (label, component).
-const IMPLEMENTATIONS: [(&str, &str); 3] = [
+const IMPLEMENTATIONS: [(&str, &str); 4] = [
     ("Rust", "chargeback-csv"),
     ("Python", "chargeback-py"),
     ("JavaScript", "chargeback-js"),
+    ("C", "chargeback-c"),
 ];
 
 /// What one implementation measured.
@@ -61,7 +62,8 @@ async fn benchmark(quick: bool) {
     let end = start + chrono::Duration::days(days) + chrono::Duration::hours(1);
     let rows = resources * METERS.len() * days as usize * 24;
     println!(
-        "chargeback in three languages: {rows} hourly aggregates ({resources} resources × 5 meters × {days} days)\n"
+        "chargeback in {} languages: {rows} hourly aggregates ({resources} resources × 5 meters × {days} days)\n",
+        IMPLEMENTATIONS.len()
     );
     let config = json!({
         "currency": "EUR", "group_by_tag": "cost-center",
@@ -118,7 +120,8 @@ async fn benchmark(quick: bool) {
         );
     }
     println!(
-        "\nthe three documents are byte-identical ({} bytes)",
+        "\nthe {} documents are byte-identical ({} bytes)",
+        results.len(),
         rust.document.len()
     );
 }

@@ -79,12 +79,39 @@ const JS: &[(&str, &str, bool)] = &[
     (".gitignore", "node_modules/\n*.wasm\nout/\n", false),
 ];
 
+/// The files of a C project (clang 16 and wasi-libc; bindings and
+/// componentizing by tally itself).
+const C: &[(&str, &str, bool)] = &[
+    (
+        "adapter.c",
+        include_str!("../../../templates/c/adapter.c"),
+        false,
+    ),
+    (
+        "config.c",
+        include_str!("../../../templates/c/config.c"),
+        false,
+    ),
+    (
+        "config.h",
+        include_str!("../../../templates/c/config.h"),
+        false,
+    ),
+    (
+        "build.sh",
+        include_str!("../../../templates/c/build.sh"),
+        true,
+    ),
+    (".gitignore", "gen/\n*.wasm\nout/\n", false),
+];
+
 /// The language of a new adapter.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Language {
     Rust,
     Python,
     Js,
+    C,
 }
 
 /// Arguments of `tally adapter new`.
@@ -119,6 +146,7 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
         Language::Rust => (RUST, "Rust"),
         Language::Python => (PYTHON, "Python"),
         Language::Js => (JS, "JavaScript"),
+        Language::C => (C, "C"),
     };
     let render = |text: &str| {
         text.replace("{{name}}", name)
