@@ -213,6 +213,12 @@ impl AdapterEngine {
         Ok((loaded?, wasm))
     }
 
+    /// Whether the component `wasm` has an artifact in the cache: loading
+    /// it maps that instead of compiling.
+    pub fn is_cached(&self, wasm: &[u8]) -> bool {
+        self.artifact_path(&hex(&Sha256::digest(wasm))).exists()
+    }
+
     /// Where the artifact of the component `sha256` is cached.
     fn artifact_path(&self, sha256: &str) -> PathBuf {
         self.cache_dir.join(format!(
