@@ -63,9 +63,9 @@ impl ExportsError {
             property: "to",
             reason: format!(
                 "the last window of the range ends at {end}, and has not closed yet: it can run \
-                 from {} (its end, then the lag of {}). Usage reported now lands in the window \
-                 of now; past usage imported with its reported time (`tally import --reported-at`) \
-                 lands in the window of that time, which can run at once",
+                 from {} (its end plus the lag of {}). Usage imported now is reported now; \
+                 past usage imported with its reported time (`tally import --reported-at`) \
+                 can be exported at once",
                 chrono::Duration::from_std(lag)
                     .ok()
                     .and_then(|lag| end.checked_add_signed(lag))

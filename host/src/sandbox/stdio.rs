@@ -69,7 +69,10 @@ struct Traceback {
     tail_bytes: usize,
     /// Lines left out between the first line and the tail.
     left_out: usize,
-    /// The last line chains to another traceback: the next one belongs here.
+    /// Its exception's line came: what follows ends it, unless it chains
+    /// another traceback to it.
+    ended: bool,
+    /// A chaining line came: the next traceback belongs here.
     chained: bool,
 }
 
@@ -79,6 +82,7 @@ impl Traceback {
             tail: Default::default(),
             tail_bytes: 0,
             left_out: 0,
+            ended: false,
             chained: false,
         }
     }
@@ -142,25 +146,32 @@ impl RunLog {
         if level != "stderr" {
             return self.push(level, line);
         }
-        let Some(traceback) = &mut self.streams.traceback else {
-            if line == TRACEBACK_START {
-                self.streams.traceback = Some(Traceback::new());
-            } else {
-                self.push(level, line);
+        if let Some(traceback) = &mut self.streams.traceback {
+            let chains = TRACEBACK_CHAINS.iter().any(|c| line.starts_with(c));
+            if traceback.ended && chains {
+                traceback.ended = false;
+                traceback.chained = true;
+                return traceback.add(line);
             }
-            return;
-        };
-        let indented = line.starts_with([' ', '\t']);
-        let chains = TRACEBACK_CHAINS.iter().any(|c| line.starts_with(c));
-        if indented || chains || (traceback.chained && line == TRACEBACK_START) {
-            traceback.chained = chains;
-            traceback.add(adapter_path(line));
-            return;
+            if !traceback.ended {
+                if line.starts_with([' ', '\t']) || (traceback.chained && line == TRACEBACK_START) {
+                    traceback.chained &= line != TRACEBACK_START;
+                    return traceback.add(adapter_path(line));
+                }
+                // The exception's own line: the traceback ends, unless another chains to it.
+                traceback.add(line);
+                traceback.ended = true;
+                return;
+            }
+            // Anything else after the exception: the traceback is complete.
+            let traceback = self.streams.traceback.take().expect("a traceback is open");
+            self.push(level, traceback.into_message());
         }
-        // The exception's own line ends the traceback.
-        let mut traceback = self.streams.traceback.take().expect("a traceback is open");
-        traceback.add(line);
-        self.push(level, traceback.into_message());
+        if line == TRACEBACK_START {
+            self.streams.traceback = Some(Traceback::new());
+        } else {
+            self.push(level, line);
+        }
     }
 }
 
@@ -281,6 +292,86 @@ mod tests {
         assert_eq!(lines[0].len(), MAX_LINE - 1 + '\u{fffd}'.len_utf8());
         assert!(lines[0].ends_with("a\u{fffd}"));
         assert_eq!(lines[1], "bad \u{fffd} byte");
+    }
+
+    /// A line written in pieces is one line; the last one, unfinished, is
+    /// kept when the call ends.
+    #[test]
+    fn lines_are_assembled_across_writes() {
+        let (stream, log) = stream(&Limits::default());
+        for piece in [&b"KeyError"[..], b": ", b"'rates'\nnext", b" line"] {
+            stream.write_bytes(piece);
+        }
+        assert_eq!(messages(&log), ["KeyError: 'rates'"]);
+        log.lock().unwrap().finish_streams();
+        assert_eq!(messages(&log), ["KeyError: 'rates'", "next line"]);
+    }
+
+    /// As CPython writes it inside componentize-py: one log line, naming
+    /// the adapter's file as its author does.
+    #[test]
+    fn a_python_traceback_is_one_log_line() {
+        let (stream, log) = stream(&Limits::default());
+        stream.write_bytes(b"before\nTraceback (most recent call last):\n");
+        stream.write_bytes(b"  File \"/0/app.py\", line 20, in export\n");
+        stream.write_bytes(b"  File \"/1/common/rates.py\", line 8, in rate_of\n");
+        for piece in [&b"KeyError"[..], b": ", b"'rates'", b"\n", b"after\n"] {
+            stream.write_bytes(piece);
+        }
+        assert_eq!(
+            messages(&log),
+            [
+                "before",
+                "Traceback (most recent call last):\n  File \"app.py\", line 20, in export\n  \
+                 File \"common/rates.py\", line 8, in rate_of\nKeyError: 'rates'",
+                "after"
+            ]
+        );
+    }
+
+    /// Chained tracebacks stay together; a deep one keeps its first line
+    /// and its innermost frames; one cut short by a trap is kept as it is.
+    #[test]
+    fn tracebacks_chained_deep_or_unfinished_are_kept_whole_or_bounded() {
+        let (out, log) = stream(&Limits::default());
+        out.write_bytes(
+            b"Traceback (most recent call last):\n  File \"app.py\", line 3, in f\nKeyError: 'a'\n\n\
+              During handling of the above exception, another exception occurred:\n\n\
+              Traceback (most recent call last):\n  File \"app.py\", line 5, in f\nValueError: b\n",
+        );
+        log.lock().unwrap().finish_streams();
+        let chained = messages(&log);
+        assert_eq!(chained.len(), 1, "{chained:?}");
+        assert!(
+            chained[0].contains("KeyError: 'a'\nDuring handling"),
+            "{chained:?}"
+        );
+        assert!(
+            chained[0].ends_with("line 5, in f\nValueError: b"),
+            "{chained:?}"
+        );
+
+        let (out, log) = stream(&Limits::default());
+        out.write_bytes(b"Traceback (most recent call last):\n");
+        for i in 0..1_000 {
+            out.write_bytes(format!("  File \"app.py\", line {i}, in deep\n").as_bytes());
+        }
+        out.write_bytes(b"RecursionError: too deep\n");
+        log.lock().unwrap().finish_streams();
+        let deep = messages(&log);
+        assert_eq!(deep.len(), 1);
+        assert!(deep[0].len() <= MAX_TRACEBACK + 100, "{}", deep[0].len());
+        assert!(deep[0].starts_with("Traceback (most recent call last):\n  … "));
+        assert!(deep[0].ends_with("line 999, in deep\nRecursionError: too deep"));
+
+        let (out, log) = stream(&Limits::default());
+        out.write_bytes(b"Traceback (most recent call last):\n  File \"app.py\", line 3, in f\n");
+        assert!(messages(&log).is_empty());
+        log.lock().unwrap().finish_streams();
+        assert_eq!(
+            messages(&log),
+            ["Traceback (most recent call last):\n  File \"app.py\", line 3, in f"]
+        );
     }
 
     #[test]
