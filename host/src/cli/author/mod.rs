@@ -36,7 +36,7 @@ use crate::usage::{Granularity, ValidationContext};
 pub enum AdapterCommand {
     /// Run an adapter's export locally against a usage file (no server).
     Test(TestArgs),
-    /// Create a working adapter project to start from.
+    /// Create a working adapter project to start from: Rust, Python, JavaScript, C or Go.
     New(new::NewArgs),
     /// Write the C or Go bindings of the contract this host serves.
     Bindings(bindings::BindingsArgs),
