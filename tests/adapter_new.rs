@@ -1,5 +1,6 @@
 //! `tally adapter new`: a generated project builds as generated and passes
-//! `tally adapter test` with its own sample config and usage.
+//! `tally adapter test` with its own sample usage and the config of its
+//! manifest (the one the host gives the installed adapter).
 //!
 //! Building needs the toolchains `tests/run.sh` sets up (the `wasm32-wasip2`
 //! target is added by the project's own build script); the test fails, not
@@ -47,8 +48,8 @@ fn generate_build_and_test(lang: &str) -> String {
         "adapter",
         "test",
         component.to_str().unwrap(),
-        "--config",
-        project.join("config.toml").to_str().unwrap(),
+        "--manifest",
+        project.join("manifest.toml").to_str().unwrap(),
         "--usage",
         project.join("sample-usage.ndjson").to_str().unwrap(),
         "--out",
