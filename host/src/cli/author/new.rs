@@ -120,8 +120,9 @@ Languages (--lang) and what each writes besides the common files:
   rust    Cargo.toml, src/lib.rs; build.sh: cargo build --target wasm32-wasip2 (Rust from rustup)
   python  app.py, requirements.txt; build.sh: componentize-py in a local .venv (python3 with venv)
   js      adapter.js, package.json, package-lock.json; build.sh: componentize-qjs (Node.js 18+ and npm)
-  c       the adapter in C; build.sh: the contract's C bindings (tally adapter bindings), clang for
-          wasm32-wasi, then tally adapter componentize
+  c       adapter.c, config.c, config.h; build.sh: the contract's C bindings (tally adapter
+          bindings), clang-16 for wasm32-wasi (Debian's clang-16, lld-16, wasi-libc), then
+          tally adapter componentize
   go      the adapter as a Go module; build.sh: the contract's Go bindings (tally adapter bindings),
           Go for wasip1, then tally adapter componentize
 
