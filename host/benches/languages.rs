@@ -1,5 +1,5 @@
-//! The chargeback adapter in Rust, Python, JavaScript and Go side by side,
-//! on the same data in the same run: compile at install, load from the
+//! The chargeback adapter in Rust, Python, JavaScript, C and Go side by
+//! side, on the same data in the same run: compile at install, load from the
 //! cache, instantiate, export (rows/s) and peak memory, with the other
 //! languages' figures as a ratio of the Rust ones.
 //!
@@ -21,10 +21,11 @@ use tally::store::Store;
 use tally::store::sqlite::SqliteStore;
 
 /// The implementations: (label, component).
-const IMPLEMENTATIONS: [(&str, &str); 4] = [
+const IMPLEMENTATIONS: [(&str, &str); 5] = [
     ("Rust", "chargeback-csv"),
     ("Python", "chargeback-py"),
     ("JavaScript", "chargeback-js"),
+    ("C", "chargeback-c"),
     ("Go", "chargeback-go"),
 ];
 

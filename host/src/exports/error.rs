@@ -62,7 +62,14 @@ impl ExportsError {
         ExportsError::InvalidRange {
             property: "to",
             reason: format!(
-                "the last window of the range ends at {end}, and has not closed yet (lag {})",
+                "the last window of the range ends at {end}, and has not closed yet: it can run \
+                 from {} (its end plus the lag of {}). Usage imported now is reported now; \
+                 past usage imported with its reported time (`tally import --reported-at`) \
+                 can be exported at once",
+                chrono::Duration::from_std(lag)
+                    .ok()
+                    .and_then(|lag| end.checked_add_signed(lag))
+                    .map_or_else(|| "later".to_owned(), |at| at.to_string()),
                 humantime::format_duration(lag)
             ),
         }

@@ -320,12 +320,26 @@ impl Exports {
     }
 
     /// Loads every installed component, so that no run waits for a compile.
+    /// The host serves requests meanwhile; the line logged at the end says
+    /// when every adapter is ready (from the compiled cache, or compiled).
     pub async fn preload(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let (mut loaded, mut failed) = (0, 0);
         for installation in self.store.installations().await? {
-            if let Err(error) = self.loaded(&installation.component_sha256).await {
-                tracing::error!(adapter = %installation.name, error = format!("{error:#}"), "cannot load the component");
+            match self.loaded(&installation.component_sha256).await {
+                Ok(_) => loaded += 1,
+                Err(error) => {
+                    failed += 1;
+                    tracing::error!(adapter = %installation.name, error = format!("{error:#}"), "cannot load the component");
+                }
             }
         }
+        tracing::info!(
+            loaded,
+            failed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "installed adapters loaded"
+        );
         Ok(())
     }
 }

@@ -213,6 +213,12 @@ impl AdapterEngine {
         Ok((loaded?, wasm))
     }
 
+    /// Whether the component `wasm` has an artifact in the cache: loading
+    /// it maps that instead of compiling.
+    pub fn is_cached(&self, wasm: &[u8]) -> bool {
+        self.artifact_path(&hex(&Sha256::digest(wasm))).exists()
+    }
+
     /// Where the artifact of the component `sha256` is cached.
     fn artifact_path(&self, sha256: &str) -> PathBuf {
         self.cache_dir.join(format!(
@@ -295,9 +301,7 @@ impl AdapterEngine {
         turn: Option<CompileTurn>,
     ) -> anyhow::Result<Component> {
         if !wasmparser_is_component(wasm) {
-            bail!(
-                "not a WebAssembly component (a core module or other bytes); build it for wasm32-wasip2"
-            );
+            bail!("{}", not_a_component(wasm));
         }
         // A blocking thread never waits for a turn: it has one, or takes a free one.
         let _turn = match turn {
@@ -504,6 +508,22 @@ fn artifact_sha256(file_name: &str) -> Option<&str> {
         .map(|(sha256, _)| sha256)
 }
 
+/// Why `wasm` (not a component) is refused, and how each toolchain makes a
+/// component: a core module is what C, C++, Go and Zig compilers write.
+fn not_a_component(wasm: &[u8]) -> String {
+    let core_module = wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[4..8] == [1, 0, 0, 0];
+    if !core_module {
+        return "not a WebAssembly component (nor a core module: not WebAssembly at all)".into();
+    }
+    "a core WebAssembly module, not a component. Make it one: \
+     from Rust, build with `--target wasm32-wasip2` (a cdylib is then a component); \
+     from C, C++, Go or Zig (wasm32-wasi / wasip1), run `tally adapter componentize core.wasm -o adapter.wasm` \
+     (or `wasm-tools component new core.wasm --adapt wasi_snapshot_preview1.reactor.wasm -o adapter.wasm`); \
+     Python and JavaScript build components with componentize-py and componentize-qjs \
+     (see `tally adapter new --help`)"
+        .into()
+}
+
 /// Whether the bytes start with the component-model preamble (layer 1).
 fn wasmparser_is_component(wasm: &[u8]) -> bool {
     wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[6..8] == [1, 0]
@@ -533,6 +553,15 @@ mod tests {
         assert!(!wasmparser_is_component(core_module));
         assert!(!wasmparser_is_component(b"\0asm\x0d\0"));
         assert!(!wasmparser_is_component(b"PK\x03\x04\x0d\0\x01\0"));
+        let advice = not_a_component(core_module);
+        for toolchain in [
+            "wasm32-wasip2",
+            "tally adapter componentize",
+            "wasm-tools component new",
+        ] {
+            assert!(advice.contains(toolchain), "{advice}");
+        }
+        assert!(not_a_component(b"PK\x03\x04").contains("not WebAssembly at all"));
     }
 
     /// What the cache cleanup may remove: artifacts, by their component's

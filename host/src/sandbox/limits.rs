@@ -101,6 +101,8 @@ pub struct RunLog {
     /// [`Self::bytes`], shared with the run's memory limiter (the log is
     /// written by WASI streams too, which cannot reach the limiter).
     charged: Arc<AtomicUsize>,
+    /// What stdout and stderr wrote that is not a line yet.
+    pub(super) streams: super::stdio::StreamLines,
 }
 
 impl RunLog {

@@ -13,12 +13,14 @@
 //! - [`host_usage`], [`host_output`], [`egress`]: the host side of the imports.
 //! - [`usage_read`]: what a run has read (the digest of its rows, their
 //!   subscriptions).
-//! - [`run`]: running `export` for one window and reporting how it ended.
+//! - [`run`]: running `export` for one window and reporting how it ended;
+//!   `guest_errors` says what a guest language's trap means.
 
 pub mod compile;
 pub mod contract;
 pub mod egress;
 pub mod engine;
+mod guest_errors;
 pub mod host_output;
 pub mod host_usage;
 pub mod limits;

@@ -10,6 +10,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use super::contract::{Description, ExportError, ExportRequest, Summary};
 use super::egress::{Egress, Outbound, VERIFICATION_SENDS_NOTHING};
 use super::engine::{AdapterEngine, LoadedAdapter};
+use super::guest_errors;
 use super::host_output::{MAX_DESCRIBED_DOCUMENTS, MAX_DOCUMENT_NAME};
 use super::host_usage::UsageAccess;
 use super::limits::{Document, Limits, LogLine, MAX_QUOTED_REASON_BYTES, RunClock, RunState};
@@ -23,6 +24,8 @@ pub const INSTALL_CALL_DEADLINE: Duration = Duration::from_secs(10);
 pub const INSTALL_CALL_COPY_BYTES: usize = 1 << 20;
 /// Longest adapter name and version in `describe()`.
 pub const MAX_DESCRIBED_NAME: usize = 128;
+/// How many of the last stderr lines a trap's cause is looked for in.
+const RECENT_STDERR: usize = 12;
 /// How many names a host message quotes from a list the adapter gave.
 const QUOTED_NAMES: usize = 10;
 
@@ -160,7 +163,7 @@ pub fn run_export(
                 Ok(Err(ExportError::Permanent(reason))) => {
                     Err(RunFailure::Permanent(bounded(reason)))
                 }
-                Err(error) => Err(classify(&error, &store, limits)),
+                Err(error) => Err(classify("export", &error, &store, limits)),
             }
         }
     };
@@ -174,6 +177,7 @@ pub fn run_export(
     };
     // A trapped instance is dropped with its store; the next run starts fresh.
     let state = store.into_data();
+    state.log.lock().expect("run log lock").finish_streams();
     let figures = RunFigures {
         elapsed: started.elapsed(),
         instantiate,
@@ -226,7 +230,7 @@ pub fn describe(
         if copied_too_much(&e) {
             RunFailure::BadDescription(format!("it is over {INSTALL_CALL_COPY_BYTES} bytes"))
         } else {
-            classify(&e, &store, limits)
+            classify("describe", &e, &store, limits)
         }
     })?;
     check_description(&description)?;
@@ -249,7 +253,7 @@ pub fn validate_config(
     match instance.validate_config(&mut store, config) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(reason)) => Err(RunFailure::InvalidConfig(bounded(reason))),
-        Err(error) => Err(classify(&error, &store, limits)),
+        Err(error) => Err(classify("validate-config", &error, &store, limits)),
     }
 }
 
@@ -425,8 +429,13 @@ fn check_summary(
     Ok(summary)
 }
 
-/// Names the cause of a trap.
-fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits: &Limits) -> RunFailure {
+/// Names the cause of a trap of `call` (the contract's name of the function).
+fn classify(
+    call: &str,
+    error: &wasmtime::Error,
+    store: &Store<RunState>,
+    limits: &Limits,
+) -> RunFailure {
     if let Some(reason) = store
         .data()
         .usage
@@ -450,7 +459,22 @@ fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits: &Limits) -
         Some(Trap::StackOverflow) => RunFailure::Trap("stack overflow (recursion too deep)".into()),
         Some(trap) => {
             // A guest's panic message went to stderr just before the trap.
-            let log = store.data().log.lock().expect("run log lock");
+            let mut log = store.data().log.lock().expect("run log lock");
+            log.finish_streams();
+            let recent: Vec<&str> = log
+                .lines
+                .iter()
+                .rev()
+                .filter(|l| l.level == "stderr")
+                .take(RECENT_STDERR)
+                .map(|l| l.message.as_str())
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            if let Some(cause) = guest_errors::explain(call, &recent) {
+                return RunFailure::Trap(bounded(cause));
+            }
             let stderr: Vec<&str> = log
                 .lines
                 .iter()

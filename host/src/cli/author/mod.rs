@@ -9,15 +9,17 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow, bail};
 use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 
 mod bindings;
 mod componentize;
 mod new;
+mod out;
 
-use super::printable::printable;
+use super::printable::{printable, printable_lines};
 use crate::sandbox::contract::{ExportRequest, Granularity as WitGranularity, Window};
 use crate::sandbox::egress::AllowedOrigin;
-use crate::sandbox::engine::load_file;
+use crate::sandbox::engine::LoadedAdapter;
 use crate::sandbox::host_usage::UsageAccess;
 use crate::sandbox::{
     AdapterEngine, CompileSettings, Compiler, Limits, Outbound, SubscriptionGrant, describe,
@@ -34,7 +36,7 @@ use crate::usage::{Granularity, ValidationContext};
 pub enum AdapterCommand {
     /// Run an adapter's export locally against a usage file (no server).
     Test(TestArgs),
-    /// Create a working adapter project to start from.
+    /// Create a working adapter project to start from: Rust, Python, JavaScript, C or Go.
     New(new::NewArgs),
     /// Write the C or Go bindings of the contract this host serves.
     Bindings(bindings::BindingsArgs),
@@ -44,12 +46,23 @@ pub enum AdapterCommand {
 
 /// Arguments of `tally adapter test`.
 #[derive(clap::Args)]
+#[command(
+    after_help = "The adapter's config is the manifest's [config] (with [secrets] merged in), \
+as a host gives it to the installed adapter: what passes here is what gets installed. \
+Compiles are cached in $XDG_CACHE_HOME/tally/adapters (else ~/.cache/tally/adapters): \
+a second run of the same component loads it in milliseconds."
+)]
 pub struct TestArgs {
     /// The component (.wasm).
     component: PathBuf,
-    /// The adapter's config: TOML (a `[config]` table, or the table itself) or JSON.
+    /// The installation manifest whose `[config]` table, with its `[secrets]`
+    /// merged in, the adapter gets: the same config as when installed.
+    #[arg(long, default_value = "manifest.toml", conflicts_with = "config")]
+    manifest: PathBuf,
+    /// A config to use instead of the manifest's: JSON, or TOML (a
+    /// `[config]` table with `[secrets]`, or the table itself).
     #[arg(long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Sample usage, NDJSON or CSV; records without `reportedTime` count as reported when their usage ended.
     #[arg(long)]
     usage: PathBuf,
@@ -61,7 +74,9 @@ pub struct TestArgs {
     to: Option<String>,
     #[arg(long, value_enum, default_value_t = GranularityArg::Daily)]
     granularity: GranularityArg,
-    /// Directory for the documents.
+    /// Directory for the documents: created if missing. The documents of a
+    /// previous `tally adapter test` there are replaced; any other
+    /// non-empty directory is refused (nothing in it is overwritten).
     #[arg(long, default_value = "adapter-out")]
     out: PathBuf,
     /// Run the export as a correction (`correction: true` in the request):
@@ -91,7 +106,11 @@ pub async fn run(command: AdapterCommand) -> anyhow::Result<()> {
 }
 
 async fn test(args: TestArgs) -> anyhow::Result<()> {
-    let config = read_config(&args.config)?;
+    let config = match &args.config {
+        Some(path) => read_config(path)?,
+        None => read_manifest_config(&args.manifest)?,
+    };
+    out::prepare(&args.out)?;
     let granularity = match args.granularity {
         GranularityArg::Hourly => Granularity::Hourly,
         GranularityArg::Daily => Granularity::Daily,
@@ -121,10 +140,7 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
         AdapterEngine::new(artifact_cache()?)?
             .with_compiler(Compiler::this_binary(CompileSettings::default())?),
     );
-    let adapter = {
-        let (engine, path) = (engine.clone(), args.component.clone());
-        tokio::task::spawn_blocking(move || load_file(&engine, &path)).await??
-    };
+    let adapter = load_with_progress(&engine, &args.component).await?;
     let limits = Limits::default();
     // Guest calls block (stdio into the run log): off the async runtime, as in the host.
     let (description, _) = {
@@ -138,9 +154,9 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
         adapter.world_version,
         &adapter.sha256[..12],
         if adapter.cached {
-            "loaded from cache in"
+            "loaded from the cache in"
         } else {
-            "compiled in"
+            "compiled (and cached for the next runs) in"
         },
         adapter.load_time.as_secs_f64() * 1e3
     );
@@ -184,7 +200,9 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
 
     for line in &outcome.log {
         // The adapter's own words: no escape sequences reach the terminal.
-        println!("  [{}] {}", line.level, printable(&line.message));
+        // A message of several lines (a traceback) is indented under its level.
+        let message = printable_lines(&line.message).replace('\n', "\n      ");
+        println!("  [{}] {message}", line.level);
     }
     if outcome.log_dropped > 0 {
         println!(
@@ -205,8 +223,7 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
         figures.requests_sent
     );
     let summary = outcome.result.map_err(|failure| anyhow!("{failure}"))?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    out::record(&args.out, outcome.documents.keys())?;
     for (name, document) in &outcome.documents {
         let path = args.out.join(name);
         std::fs::write(&path, &document.bytes)
@@ -225,6 +242,34 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Loads the component: from the cache, or compiled (in a bounded child, as
+/// the host compiles) with a spinner on a terminal, since a Python
+/// component takes many seconds.
+async fn load_with_progress(
+    engine: &Arc<AdapterEngine>,
+    path: &Path,
+) -> anyhow::Result<LoadedAdapter> {
+    let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let progress = (!engine.is_cached(&wasm)).then(|| {
+        let spinner = ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("a valid template"),
+        );
+        spinner.set_message(format!(
+            "compiling {} ({:.1} MB; once: the next runs load it from the cache)",
+            path.display(),
+            wasm.len() as f64 / 1e6
+        ));
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        spinner
+    });
+    let engine = engine.clone();
+    let loaded = tokio::task::spawn_blocking(move || engine.load(&wasm)).await?;
+    if let Some(progress) = progress {
+        progress.finish_and_clear();
+    }
+    loaded.with_context(|| format!("loading {}", path.display()))
+}
+
 /// Where compiled components are cached between runs: the user's own cache
 /// directory, never a shared one (a planted artifact would run as native code).
 fn artifact_cache() -> anyhow::Result<PathBuf> {
@@ -236,6 +281,33 @@ fn artifact_cache() -> anyhow::Result<PathBuf> {
         .join(".cache"),
     };
     Ok(base.join("tally").join("adapters"))
+}
+
+/// The adapter config of a manifest, as JSON: its `[config]` table with its
+/// `[secrets]` merged in, as the host hands it to the installed adapter.
+fn read_manifest_config(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading {}: the adapter's config is the manifest's [config] (give --manifest FILE, or --config FILE)",
+            path.display()
+        )
+    })?;
+    let mut table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
+    let mut config = match table.remove("config") {
+        Some(toml::Value::Table(config)) => config,
+        Some(_) => bail!("`config` in {} must be a table", path.display()),
+        None => toml::Table::new(),
+    };
+    match table.remove("secrets") {
+        Some(toml::Value::Table(secrets)) => {
+            crate::exports::manifest::merge_secrets_into(&mut config, secrets)
+                .with_context(|| format!("{}", path.display()))?
+        }
+        Some(_) => bail!("`secrets` in {} must be a table", path.display()),
+        None => {}
+    }
+    Ok(serde_json::to_string(&config)?)
 }
 
 /// The adapter config as JSON: from JSON, or from TOML (its `[config]` table

@@ -1,7 +1,8 @@
-//! `tally adapter new NAME --lang rust|python|js`: a working adapter project to start
-//! from — the WIT, a small adapter (a priced usage summary per meter), a build
-//! script, a sample config and sample usage, an install manifest and a
-//! README. It builds as generated and passes `tally adapter test`.
+//! `tally adapter new NAME --lang rust|python|js|c|go`: a working adapter
+//! project to start from — the WIT, a small adapter (a priced usage summary
+//! per meter), a build script, sample usage, an install manifest (whose
+//! `[config]` is the adapter's config, for `tally adapter test` as for the
+//! host) and a README. It builds as generated and passes `tally adapter test`.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,6 @@ use clap::ValueEnum;
 use super::bindings::WIT;
 
 const SAMPLE_USAGE: &str = include_str!("../../../templates/sample-usage.ndjson");
-const CONFIG: &str = include_str!("../../../templates/config.toml");
 const MANIFEST: &str = include_str!("../../../templates/manifest.toml");
 const README: &str = include_str!("../../../templates/README.md");
 
@@ -79,6 +79,32 @@ const JS: &[(&str, &str, bool)] = &[
     (".gitignore", "node_modules/\n*.wasm\nout/\n", false),
 ];
 
+/// The files of a C project (clang 16 and wasi-libc; bindings and
+/// componentizing by tally itself).
+const C: &[(&str, &str, bool)] = &[
+    (
+        "adapter.c",
+        include_str!("../../../templates/c/adapter.c"),
+        false,
+    ),
+    (
+        "config.c",
+        include_str!("../../../templates/c/config.c"),
+        false,
+    ),
+    (
+        "config.h",
+        include_str!("../../../templates/c/config.h"),
+        false,
+    ),
+    (
+        "build.sh",
+        include_str!("../../../templates/c/build.sh"),
+        true,
+    ),
+    (".gitignore", "gen/\n*.wasm\nout/\n", false),
+];
+
 /// The files of a Go project (standard Go for wasip1; the bindings and the
 /// component come from `tally adapter bindings` and `tally adapter componentize`).
 const GO: &[(&str, &str, bool)] = &[
@@ -94,14 +120,7 @@ const GO: &[(&str, &str, bool)] = &[
     ),
     (
         ".gitignore",
-        "# Written by build.sh (tally adapter bindings)
-/go.mod
-/wit_exports.go
-/tally_billing_*/
-/witpkg/
-*.wasm
-out/
-",
+        "# written by build.sh (tally adapter bindings)\n/go.mod\n/wit_exports.go\n/tally_billing_*/\n/witpkg/\n*.wasm\nout/\n",
         false,
     ),
 ];
@@ -112,14 +131,39 @@ pub enum Language {
     Rust,
     Python,
     Js,
+    C,
     Go,
 }
 
+/// What `tally adapter new --help` adds: each language and what it writes.
+const LANGUAGES_HELP: &str = "\
+Languages (--lang) and what each writes besides the common files:
+  rust    Cargo.toml, src/lib.rs; build.sh: cargo build --target wasm32-wasip2 (Rust from rustup)
+  python  app.py, requirements.txt; build.sh: componentize-py in a local .venv (python3 with venv)
+  js      adapter.js, package.json, package-lock.json; build.sh: componentize-qjs (Node.js 18+ and npm)
+  c       adapter.c, config.c, config.h; build.sh: the contract's C bindings (tally adapter
+          bindings), clang-16 for wasm32-wasi (Debian's clang-16, lld-16, wasi-libc), then
+          tally adapter componentize
+  go      the adapter as a Go module; build.sh: the contract's Go bindings (tally adapter bindings),
+          Go for wasip1, then tally adapter componentize
+
+Every project also holds:
+  wit/billing-adapter.wit  the contract, every item documented
+  manifest.toml            the installation manifest; its [config] is the adapter's config,
+                           for `tally adapter test` as for the host
+  sample-usage.ndjson      48 hours of usage of two VMs and an IP address
+  build.sh                 builds NAME.wasm;  README.md: the next steps
+
+Next: cd NAME && ./build.sh && tally adapter test NAME.wasm --usage sample-usage.ndjson --out out
+The guide, from an empty directory to a first export: docs/writing-adapters.md";
+
 /// Arguments of `tally adapter new`.
 #[derive(clap::Args)]
+#[command(after_help = LANGUAGES_HELP)]
 pub struct NewArgs {
     /// The adapter's name (a-z, 0-9, '-'): also its folder and component name.
     name: String,
+    /// The adapter's language (what each writes: below).
     #[arg(long, value_enum)]
     lang: Language,
     /// Where to create the project folder.
@@ -147,6 +191,7 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
         Language::Rust => (RUST, "Rust"),
         Language::Python => (PYTHON, "Python"),
         Language::Js => (JS, "JavaScript"),
+        Language::C => (C, "C"),
         Language::Go => (GO, "Go"),
     };
     let render = |text: &str| {
@@ -156,11 +201,7 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
     };
     write(&root.join("wit/billing-adapter.wit"), WIT, false)?;
     write(&root.join("sample-usage.ndjson"), SAMPLE_USAGE, false)?;
-    for (path, text) in [
-        ("config.toml", CONFIG),
-        ("manifest.toml", MANIFEST),
-        ("README.md", README),
-    ] {
+    for (path, text) in [("manifest.toml", MANIFEST), ("README.md", README)] {
         write(&root.join(path), &render(text), false)?;
     }
     for (path, text, executable) in files {
@@ -168,8 +209,9 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
     }
     println!("created {} ({language} adapter). Next:", root.display());
     println!("  cd {} && ./build.sh", root.display());
+    println!("  tally adapter test {name}.wasm --usage sample-usage.ndjson --out out");
     println!(
-        "  tally adapter test {name}.wasm --config config.toml --usage sample-usage.ndjson --out out"
+        "(the adapter's config is manifest.toml's [config]; the guide: docs/writing-adapters.md)"
     );
     Ok(())
 }
