@@ -1,5 +1,5 @@
 //! The chargeback twins against the Rust `chargeback-csv` they mirror: each
-//! of [`TWINS`] (Python, JavaScript, Go…), run by `tally adapter test` in the
+//! of [`TWINS`] (Python, JavaScript, C, Go), run by `tally adapter test` in the
 //! host's sandbox, writes the very bytes of `chargeback.csv` — daily and
 //! hourly, with non-ASCII names, exact rounding ties, huge quantities,
 //! negative zero and CSV quoting in the data — and, with `per_subscription`,
@@ -28,7 +28,12 @@ use tally_usage_generator::{Options, meters};
 const RUST: &str = "chargeback-csv";
 
 /// The twins, by component name in `target/adapters`.
-const TWINS: [&str; 3] = ["chargeback-py", "chargeback-js", "chargeback-go"];
+const TWINS: [&str; 4] = [
+    "chargeback-py",
+    "chargeback-js",
+    "chargeback-c",
+    "chargeback-go",
+];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -712,6 +717,40 @@ fn each_twin_refuses_configs_with_the_rust_adapters_reasons() {
     ] {
         let expected = refuse(RUST, config);
         assert!(expected.contains(reason), "{RUST}, {config}: {expected}");
+        for twin in TWINS {
+            assert_eq!(refuse(twin, config), expected, "{twin}, {config}");
+        }
+    }
+
+    // More shapes serde words its own way, and negative rates printed as
+    // Rust's `{}` (shortest digits, never an exponent) at the extremes.
+    let base = r#""currency":"EUR","group_by_tag":"cc""#;
+    let mut configs: Vec<String> = [
+        r#"{"currency":"EUR","group_by_tag":" \t\u3000","rates":{}}"#,
+        r#"{"currency":-7.5e-9,"group_by_tag":"cc","rates":{}}"#,
+        r#"{"currency":1e20,"group_by_tag":"cc","rates":{}}"#,
+        r#"{"currency":null,"group_by_tag":"cc","rates":{}}"#,
+        r#"{"currency":"EUR","group_by_tag":"cc","rates":{},"per_subscription":1}"#,
+        r#"{"currency":"EUR","currency":"USD"}"#,
+        "{\"currency\":\"EUR\",\n\"group_by_tag\":\n\"cc\",\n\"rates\":{\"m\":true}}",
+    ]
+    .map(String::from)
+    .into();
+    for rate in [
+        "-1",
+        "-123456789.1234565",
+        "-5e-324",
+        "-1e21",
+        "-1.7976931348623157e308",
+    ] {
+        configs.push(format!(r#"{{{base},"rates":{{"m":0.5,"n":{rate}}}}}"#));
+    }
+    for config in &configs {
+        let expected = refuse(RUST, config);
+        assert!(
+            expected.starts_with("error: the adapter refused its configuration: config: "),
+            "{RUST}, {config}: {expected}"
+        );
         for twin in TWINS {
             assert_eq!(refuse(twin, config), expected, "{twin}, {config}");
         }
