@@ -976,7 +976,7 @@ fn the_guides_cpp_recipe_builds_an_adapter_that_runs() {
             "test",
             "cpp-summary.wasm",
             "--config",
-            templates.join("config.toml").to_str().unwrap(),
+            templates.join("manifest.toml").to_str().unwrap(),
             "--usage",
             templates.join("sample-usage.ndjson").to_str().unwrap(),
             "--out",
