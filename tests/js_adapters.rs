@@ -1,12 +1,11 @@
 //! The JavaScript adapters of `adapters/js` against the Rust ones they
-//! mirror. `chargeback-js` writes the very bytes of `chargeback-csv`'s
-//! `chargeback.csv` (daily and hourly, through `tally adapter test`, with
-//! non-ASCII names, exact rounding ties, huge quantities, negative zero and
-//! CSV quoting in the data), and with `per_subscription` its documents per
-//! subscription. `invoice-lines-js` bills a billing API that
-//! dedupes by Idempotency-Key: usage × rates, each line once across a run
-//! retried after a 503, nothing sent to an origin not allowed; its requests
-//! are the Rust `billing-webhook`'s. Both refuse configs that cannot work.
+//! mirror. `invoice-lines-js` bills a billing API that dedupes by
+//! Idempotency-Key: usage × rates, each line once across a run retried after
+//! a 503, nothing sent to an origin not allowed; its requests are the Rust
+//! `billing-webhook`'s, and it refuses the configs it refuses. Both it and
+//! `chargeback-js` fail an export whose config cannot work as invalid
+//! config. `chargeback-js`, the twin of the Rust `chargeback-csv`, is
+//! tested with the other twins in `twins`.
 //!
 //! Needs the components (`adapters/build.sh`, which `tests/run.sh` runs; it
 //! needs Node.js and npm); fails, not skips, without them.
@@ -14,13 +13,12 @@
 use crate::support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use sha2::Digest;
 use support::billing_api::{API_KEY, BillingApi, assert_billed, keys_of, time};
 use support::*;
 use tally::sandbox::contract::{ExportRequest, Granularity, Window};
@@ -60,271 +58,6 @@ fn adapter(name: &str) -> LoadedAdapter {
         .entry(name.to_string())
         .or_insert_with(|| load_file(&engine(), &component_path(name)).unwrap())
         .clone()
-}
-
-// --- chargeback-js: the same bytes as chargeback-csv --------------------------
-
-/// Usage records made to trip a naive port: group names that JavaScript and
-/// Rust sort differently, that need quoting or look like the fallback
-/// group, an odd subscription id, quantities whose cost is an exact rounding
-/// tie or as large as ingest accepts, and usage spread over hours.
-fn tricky_records() -> Vec<Value> {
-    /// (subscription, cost-center, meter, quantity, usage start and end)
-    type Case = (
-        &'static str,
-        &'static str,
-        &'static str,
-        f64,
-        (&'static str, &'static str),
-    );
-    let hour = ("2026-10-29T10:00:00Z", "2026-10-29T11:00:00Z");
-    let mut cases: Vec<Case> = [
-        ("\u{1f4b6} euro notes", meters::STATIC_IP, 0.015625), // cost 0.0078125: a tie
-        ("\u{ff41} fullwidth", meters::STATIC_IP, 1.0),
-        ("Zürich", meters::BASE_VM, 0.0078125),
-        ("a,b \"quoted\"\nline", meters::BASE_VM, 1e15), // the largest quantity accepted
-        ("unallocated", meters::DISK_S10, 3.0),
-        ("e\u{301}", meters::DISK_S10, 2.5),
-        ("\u{e9}", meters::DISK_S10, 1e-7),
-    ]
-    .into_iter()
-    .map(|(group, meter, quantity)| ("sub-edge", group, meter, quantity, hour))
-    .collect();
-    let hours = ("2026-10-29T09:00:00Z", "2026-10-29T12:20:00Z");
-    cases.push((
-        "søb,\"x\"",
-        "finance",
-        meters::BLOCK_BLOB_CAPACITY,
-        1.0,
-        hours,
-    ));
-    cases.push(("\u{1f4b6}-sub", "finance", meters::APP_SERVICE, 0.1, hour));
-    cases
-        .into_iter()
-        .enumerate()
-        .map(
-            |(i, (subscription, group, meter, quantity, (start, end)))| {
-                let event = format!("tricky-{i}");
-                let mut r = record(subscription, &event, meter, quantity, start, end);
-                r["tags"] = json!({"cost-center": group, "env": "prod"});
-                reported(r, "2026-10-29T20:00:00Z")
-            },
-        )
-        .collect()
-}
-
-/// A rate card with a negative zero, a tie (0.015625 × 0.5 = 0.0078125
-/// exactly), an id in another case than the catalog's, and unrated meters.
-fn chargeback_config() -> Value {
-    json!({
-        "currency": "EUR",
-        "group_by_tag": "cost-center",
-        "rates": {
-            meters::BASE_VM.to_ascii_lowercase(): 0.025,
-            meters::WINDOWS_VM: 0.04,
-            meters::DISK_S10: -0.0,
-            meters::STATIC_IP: 0.5,
-            meters::BLOCK_BLOB_CAPACITY: 0.00003,
-            meters::APP_SERVICE: 0.05,
-        }
-    })
-}
-
-/// Runs `tally adapter test` with its artifact cache in `cache`.
-fn adapter_test(
-    name: &str,
-    config: &Path,
-    usage: &Path,
-    granularity: &str,
-    out: &Path,
-    cache: &Path,
-) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["adapter", "test"])
-        .arg(component_path(name))
-        .arg("--config")
-        .arg(config)
-        .arg("--usage")
-        .arg(usage)
-        .args([
-            "--from",
-            WINDOW.0,
-            "--to",
-            WINDOW.1,
-            "--granularity",
-            granularity,
-        ])
-        .arg("--out")
-        .arg(out)
-        .env("XDG_CACHE_HOME", cache)
-        .output()
-        .expect("the tally binary runs")
-}
-
-/// The adapter's log lines in a `tally adapter test` report.
-fn log_lines(report: &str) -> Vec<&str> {
-    report.lines().filter(|l| l.starts_with("  [")).collect()
-}
-
-#[test]
-fn chargeback_js_writes_the_very_bytes_of_the_rust_adapter() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut records = to_wire(&sample(&Options {
-        subscriptions: 3,
-        days: 5,
-        ..Options::default()
-    }));
-    records.extend(tricky_records());
-    let usage = dir.path().join("usage.ndjson");
-    std::fs::write(
-        &usage,
-        records.iter().map(|r| format!("{r}\n")).collect::<String>(),
-    )
-    .unwrap();
-    let config = dir.path().join("chargeback.json");
-    std::fs::write(&config, chargeback_config().to_string()).unwrap();
-
-    for granularity in ["daily", "hourly"] {
-        let run = |name: &str| {
-            let out = dir.path().join(format!("{name}-{granularity}"));
-            let output = adapter_test(name, &config, &usage, granularity, &out, dir.path());
-            assert!(
-                output.status.success(),
-                "{name} {granularity}: {}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            let report = String::from_utf8(output.stdout).unwrap();
-            (std::fs::read(out.join("chargeback.csv")).unwrap(), report)
-        };
-        let (rust, rust_report) = run("chargeback-csv");
-        let (js, js_report) = run("chargeback-js");
-        assert!(
-            js_report.contains("adapter chargeback-js 0.1.0"),
-            "{js_report}"
-        );
-        let csv = String::from_utf8(rust.clone()).unwrap();
-        if js != rust {
-            let js = String::from_utf8_lossy(&js);
-            let first = csv.lines().zip(js.lines()).position(|(a, b)| a != b);
-            panic!(
-                "{granularity}: chargeback-js differs from chargeback-csv at line {first:?}:\nRust: {:?}\nJS:   {:?}",
-                first.and_then(|i| csv.lines().nth(i)),
-                first.and_then(|i| js.lines().nth(i)),
-            );
-        }
-        assert_eq!(
-            log_lines(&js_report),
-            log_lines(&rust_report),
-            "the same log"
-        );
-        // The data did reach the cases that matter.
-        for needle in [
-            ",0.015625,0.500000,0.007812,EUR\n", // an exact tie, to even (toFixed: 0.007813)
-            ",1000000000000000.000000,0.025000,", // the largest quantity, in full
-            ",-0.000000,-0.000000,EUR\n",
-            "\"a,b \"\"quoted\"\"\nline\"",
-            "\"søb,\"\"x\"\"\"",
-        ] {
-            assert!(
-                csv.contains(needle),
-                "{granularity}: no {needle:?} in\n{csv}"
-            );
-        }
-        // Rust's byte order, which JavaScript's `<` does not give.
-        let fullwidth = csv.find("\u{ff41} fullwidth").unwrap();
-        let banknotes = csv.find("\u{1f4b6} euro notes").unwrap();
-        assert!(
-            fullwidth < banknotes,
-            "U+FF41 sorts before U+1F4B6 in UTF-8"
-        );
-        assert!(csv.lines().count() > 100, "{csv}");
-    }
-}
-
-/// The documents a `tally adapter test` wrote to `out`: name → bytes.
-fn documents_in(out: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(out)
-        .unwrap()
-        .map(|entry| {
-            let entry = entry.unwrap();
-            let name = entry.file_name().into_string().unwrap();
-            (name, std::fs::read(entry.path()).unwrap())
-        })
-        .collect()
-}
-
-#[test]
-fn chargeback_js_writes_the_rust_adapters_per_subscription_documents() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut records = to_wire(&sample(&Options {
-        subscriptions: 2,
-        days: 5,
-        ..Options::default()
-    }));
-    records.extend(tricky_records());
-    let usage = dir.path().join("usage.ndjson");
-    std::fs::write(
-        &usage,
-        records.iter().map(|r| format!("{r}\n")).collect::<String>(),
-    )
-    .unwrap();
-    let mut config = chargeback_config();
-    config["per_subscription"] = json!(true);
-    let config_path = dir.path().join("chargeback.json");
-    std::fs::write(&config_path, config.to_string()).unwrap();
-
-    for granularity in ["daily", "hourly"] {
-        let run = |name: &str| {
-            let out = dir.path().join(format!("{name}-{granularity}"));
-            let output = adapter_test(name, &config_path, &usage, granularity, &out, dir.path());
-            assert!(
-                output.status.success(),
-                "{name} {granularity}: {}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            documents_in(&out)
-        };
-        let (rust, js) = (run("chargeback-csv"), run("chargeback-js"));
-        assert_eq!(
-            js.keys().collect::<Vec<_>>(),
-            rust.keys().collect::<Vec<_>>(),
-            "{granularity}: the same documents"
-        );
-        for (name, bytes) in &rust {
-            assert!(
-                &js[name] == bytes,
-                "{granularity}: {name} differs:\nRust: {:?}\nJS:   {:?}",
-                String::from_utf8_lossy(bytes),
-                String::from_utf8_lossy(&js[name])
-            );
-        }
-        // Named by the id, or by its digest for ids that are no names
-        // (a comma and quotes; a character outside ASCII).
-        let digest = |id: &str| {
-            let hex: String = sha2::Sha256::digest(id.as_bytes())[..8]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            format!("chargeback-{hex}.csv")
-        };
-        for name in [
-            "chargeback-sub-edge.csv".to_string(),
-            digest("s\u{f8}b,\"x\""),
-            digest("\u{1f4b6}-sub"),
-        ] {
-            assert!(rust.contains_key(&name), "{name} in {:?}", rust.keys());
-        }
-        let edge = String::from_utf8(rust["chargeback-sub-edge.csv"].clone()).unwrap();
-        assert!(edge.contains(",0.015625,0.500000,0.007812,EUR\n"), "{edge}");
-        let mut reader = csv::Reader::from_reader(edge.as_bytes());
-        assert!(
-            reader.records().all(|row| &row.unwrap()[2] == "sub-edge"),
-            "only its own rows: {edge}"
-        );
-        println!("{granularity}: {} documents, identical", rust.len());
-    }
 }
 
 // --- invoice-lines-js against a billing API -----------------------------------
@@ -666,52 +399,8 @@ fn refusal(name: &str, config: &str) -> Option<String> {
 #[test]
 fn configs_are_refused_with_the_rust_adapters_reasons() {
     // What an operator starts from is valid as shipped.
-    for (name, config) in [
-        ("chargeback-js", chargeback_config()),
-        ("chargeback-js", example_config("chargeback.toml")),
-        ("invoice-lines-js", example_config("billing-webhook.toml")),
-    ] {
-        assert_eq!(refusal(name, &config.to_string()), None, "{name}");
-    }
-    let chargeback = [
-        (
-            r#"{"currency":"EURO","group_by_tag":"cc","rates":{}}"#,
-            "ISO 4217",
-        ),
-        (
-            r#"{"currency":"EUR","group_by_tag":" \t","rates":{}}"#,
-            "group_by_tag must not be empty",
-        ),
-        (
-            r#"{"currency":"EUR","group_by_tag":"cc","rates":{"m":-0.5}}"#,
-            "not -0.5",
-        ),
-        (
-            r#"{"currency":"EUR","group_by_tag":"cc","rates":{},"tax":0.2}"#,
-            "unknown field `tax`",
-        ),
-        (
-            r#"{"currency":"EUR","rates":{}}"#,
-            "missing field `group_by_tag`",
-        ),
-        (
-            r#"{"currency":"EUR","group_by_tag":"cc","rates":{"m":"cheap"}}"#,
-            "expected f64",
-        ),
-        (
-            r#"{"currency":7,"group_by_tag":"cc","rates":{}}"#,
-            "expected a string",
-        ),
-        (
-            r#"{"currency":"EUR","group_by_tag":"cc","rates":[1]}"#,
-            "expected a map",
-        ),
-        (r#""EUR""#, "expected struct Config"),
-        (
-            r#"{"currency":"EUR","group_by_tag":"cc","rates":{"ab":1,"AB":2}}"#,
-            "twice",
-        ),
-    ];
+    let config = example_config("billing-webhook.toml");
+    assert_eq!(refusal("invoice-lines-js", &config.to_string()), None);
     let good = json!({
         "endpoint": "https://billing.example/v1/invoice-lines",
         "currency": "EUR",
@@ -752,28 +441,18 @@ fn configs_are_refused_with_the_rust_adapters_reasons() {
         (with("source", json!("two words")), "source"),
         (with("webhook_secret", json!("x")), "unknown field"),
     ];
-    let cases = chargeback
-        .iter()
-        .map(|(config, complaint)| {
-            (
-                "chargeback-csv",
-                "chargeback-js",
-                config.to_string(),
-                *complaint,
-            )
-        })
-        .chain(invoice.iter().map(|(config, complaint)| {
-            (
-                "billing-webhook",
-                "invoice-lines-js",
-                config.clone(),
-                *complaint,
-            )
-        }));
-    for (rust, js, config, complaint) in cases {
-        let reason = refusal(rust, &config).unwrap_or_else(|| panic!("{rust} accepts {config}"));
-        assert!(reason.contains(complaint), "{rust}, {config}: {reason}");
-        assert_eq!(refusal(js, &config), Some(reason), "{js}, {config}");
+    for (config, complaint) in invoice {
+        let reason = refusal("billing-webhook", &config)
+            .unwrap_or_else(|| panic!("billing-webhook accepts {config}"));
+        assert!(
+            reason.contains(complaint),
+            "billing-webhook, {config}: {reason}"
+        );
+        assert_eq!(
+            refusal("invoice-lines-js", &config),
+            Some(reason),
+            "invoice-lines-js, {config}"
+        );
     }
 }
 

@@ -1,7 +1,7 @@
-//! The chargeback adapter in Rust, Python, JavaScript and C side by side, on
-//! the same data in the same run: compile at install, load from the cache,
-//! instantiate, export (rows/s) and peak memory, with the other languages'
-//! figures as a ratio of the Rust ones.
+//! The chargeback adapter in Rust, Python, JavaScript, C and Go side by
+//! side, on the same data in the same run: compile at install, load from the
+//! cache, instantiate, export (rows/s) and peak memory, with the other
+//! languages' figures as a ratio of the Rust ones.
 //!
 //! Needs the components: `adapters/build.sh`. Run:
 //! `cargo bench -p tally --bench languages` (`-- --quick` for a smaller run).
@@ -21,11 +21,12 @@ use tally::store::Store;
 use tally::store::sqlite::SqliteStore;
 
 /// The implementations: (label, component).
-const IMPLEMENTATIONS: [(&str, &str); 4] = [
+const IMPLEMENTATIONS: [(&str, &str); 5] = [
     ("Rust", "chargeback-csv"),
     ("Python", "chargeback-py"),
     ("JavaScript", "chargeback-js"),
     ("C", "chargeback-c"),
+    ("Go", "chargeback-go"),
 ];
 
 /// What one implementation measured.

@@ -9,7 +9,10 @@
 //! - Go: the generated packages, their `go.mod`, and wit-bindgen-go's small
 //!   runtime (`go.bytecodealliance.org/pkg`, Apache-2.0, vendored under
 //!   `witpkg/` because the Go module proxy may not be reachable); the
-//!   project's `go.mod` points at it with a `replace` line.
+//!   project's `go.mod` points at it with a `replace` line. tally adds one
+//!   file to it, `wit/runtime/collect.go`: automatic garbage collection is
+//!   off (a collection inside `cabi_realloc` calls clock and poll imports,
+//!   which traps), and `runtime.Collect()` collects where imports are allowed.
 
 use std::path::Path;
 
@@ -37,6 +40,10 @@ const GO_RUNTIME: &[(&str, &str)] = &[
     (
         "wit/runtime/runtime.go",
         include_str!("../../../templates/go/witpkg/wit/runtime/runtime.go"),
+    ),
+    (
+        "wit/runtime/collect.go",
+        include_str!("../../../templates/go/witpkg/wit/runtime/collect.go"),
     ),
     (
         "wit/async/async.go",

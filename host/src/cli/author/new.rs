@@ -105,6 +105,26 @@ const C: &[(&str, &str, bool)] = &[
     (".gitignore", "gen/\n*.wasm\nout/\n", false),
 ];
 
+/// The files of a Go project (standard Go for wasip1; the bindings and the
+/// component come from `tally adapter bindings` and `tally adapter componentize`).
+const GO: &[(&str, &str, bool)] = &[
+    (
+        "export_tally_billing_adapter/adapter.go",
+        include_str!("../../../templates/go/adapter.go"),
+        false,
+    ),
+    (
+        "build.sh",
+        include_str!("../../../templates/go/build.sh"),
+        true,
+    ),
+    (
+        ".gitignore",
+        "# written by build.sh (tally adapter bindings)\n/go.mod\n/wit_exports.go\n/tally_billing_*/\n/witpkg/\n*.wasm\nout/\n",
+        false,
+    ),
+];
+
 /// The language of a new adapter.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Language {
@@ -112,6 +132,7 @@ pub enum Language {
     Python,
     Js,
     C,
+    Go,
 }
 
 /// What `tally adapter new --help` adds: each language and what it writes.
@@ -171,6 +192,7 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
         Language::Python => (PYTHON, "Python"),
         Language::Js => (JS, "JavaScript"),
         Language::C => (C, "C"),
+        Language::Go => (GO, "Go"),
     };
     let render = |text: &str| {
         text.replace("{{name}}", name)

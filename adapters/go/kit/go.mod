@@ -1,0 +1,3 @@
+module tally.example/kit
+
+go 1.25
