@@ -44,6 +44,7 @@ mod subscriptions;
 mod tenant_documents;
 mod tokens;
 mod usage_aggregates;
+mod usage_json;
 pub mod usage_summary;
 mod verify;
 

@@ -340,7 +340,8 @@ pub struct Instance {
     pub key: i64,
     pub location: String,
     /// The `instanceData` string as a JSON string literal (quoted and
-    /// escaped), ready to be copied into a response.
+    /// escaped), ready to be copied into a response; empty when the stored
+    /// literal is not JSON (the rows are served without `instanceData`).
     pub data_json: String,
 }
 
