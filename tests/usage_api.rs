@@ -541,7 +541,10 @@ async fn pages_are_the_bytes_serde_json_writes_for_their_values() {
         let text = texts[n % texts.len()];
         let meter = [VM_METER, IP_METER][n % 2];
         let mut r = record(sub, &format!("e{n}"), meter, quantity, &hour(1), &hour(2));
-        r["resourceUri"] = json!(format!("/subscriptions/{sub}/vm-{n}-{}", text.replace(char::is_control, "")));
+        r["resourceUri"] = json!(format!(
+            "/subscriptions/{sub}/vm-{n}-{}",
+            text.replace(char::is_control, "")
+        ));
         r["tags"] = json!({ "cost-center": text, text: text });
         r["additionalInfo"] = json!({ "note": text });
         records.push(reported(r, &hour(2)));

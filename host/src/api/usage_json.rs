@@ -67,7 +67,13 @@ fn write_row(out: &mut Vec<u8>, names: &RowNames, row: &AggregateRow, times: &mu
     }
     out.extend_from_slice(b"/UsageAggregate/");
     let name_start = out.len();
-    for part in [row.subscription_id.as_str(), "-", &row.meter.id, "-", compact] {
+    for part in [
+        row.subscription_id.as_str(),
+        "-",
+        &row.meter.id,
+        "-",
+        compact,
+    ] {
         escaped(out, part);
     }
     if let Some(instance) = &row.instance {
