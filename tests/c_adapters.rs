@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
 use support::*;
 use tally_usage_generator::meters;
 
@@ -535,7 +536,7 @@ fn the_guides_cpp_recipe_builds_an_adapter_that_runs() {
             "test",
             "cpp-summary.wasm",
             "--config",
-            templates.join("config.toml").to_str().unwrap(),
+            templates.join("manifest.toml").to_str().unwrap(),
             "--usage",
             templates.join("sample-usage.ndjson").to_str().unwrap(),
             "--out",

@@ -666,6 +666,7 @@ async fn a_stored_sum_never_overflows() {
             meters: &meters,
             now: chrono::Utc::now(),
             may_set_reported_time: true,
+            retention_cutoff: None,
         };
         let mut record = input.validate(0, &ctx).unwrap();
         record.quantity = 1.7e308;

@@ -31,6 +31,7 @@ mod migrate;
 mod oidc_provider;
 mod python_adapters;
 mod replicas;
+mod retention;
 mod shutdown;
 mod startup;
 mod statements;

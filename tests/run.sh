@@ -91,7 +91,7 @@ tests/schemathesis.sh
 
 # The modules of the integration tests that exercise the store, again with
 # every host on PostgreSQL (the same binary, filtered by module).
-postgres_suites=(access ingest usage_api azure_sdk exports cli durability webhook stored_data shutdown console tenant_documents verify statements contract_versions c_adapters)
+postgres_suites=(access ingest usage_api azure_sdk exports cli durability webhook stored_data shutdown console tenant_documents verify statements contract_versions c_adapters retention)
 if [ "$postgres" = yes ]; then
   echo "==> cargo test on PostgreSQL: ${postgres_suites[*]}"
   TALLY_TEST_BACKEND=postgres cargo test --locked -p tally --test integration -- \

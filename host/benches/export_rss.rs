@@ -192,6 +192,7 @@ async fn build_data(dir: &Path, options: &Options) -> Built {
             meters: &catalog,
             now: Utc::now(),
             may_set_reported_time: true,
+            retention_cutoff: None,
         };
         let mut batch = Vec::with_capacity(INGEST_BATCH);
         for record in generate(&generating) {

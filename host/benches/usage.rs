@@ -101,6 +101,7 @@ fn validate(records: &[Value]) -> Vec<UsageRecord> {
         meters: &catalog,
         now: Utc::now(),
         may_set_reported_time: true,
+        retention_cutoff: None,
     };
     records
         .iter()

@@ -33,6 +33,10 @@
 //! subscriptions_claim = "subscriptions"        # optional; else `tally access grant`
 //! # see docs/single-sign-on.md and crate::identity::IssuerConfig for every key
 //!
+//! [retention]                                  # see docs/retention.md
+//! usage_events = "400d"                        # by usage end; unset keeps events forever (minimum 2d)
+//! prune_every = "1h"                           # how often `tally serve` prunes
+//!
 //! [compile]                                    # compiling a component at install, in a child process
 //! timeout = "120s"                             # stopped past it, the install refused
 //! memory_mib = 1024                            # data memory of one compile
@@ -49,6 +53,7 @@ use serde::Deserialize;
 use crate::api::server::ServerSettings;
 use crate::exports::ExportSettings;
 use crate::identity::IdentityConfig;
+use crate::retention::RetentionSettings;
 use crate::sandbox::CompileSettings;
 
 /// The contents of `tally.toml`.
@@ -83,6 +88,9 @@ pub struct Config {
     /// The identity providers whose JWTs are accepted (single sign-on).
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// How long `usage_events` are kept.
+    #[serde(default)]
+    pub retention: RetentionSettings,
 }
 
 impl Config {
@@ -96,6 +104,7 @@ impl Config {
             .http
             .check()
             .and_then(|()| config.identity.check())
+            .and_then(|()| config.retention.check())
             .with_context(|| format!("{} is not a valid tally config", path.display()))?;
         Ok(config)
     }

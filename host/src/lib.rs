@@ -36,7 +36,8 @@
 //!   tenant, reporter), [`clock`] (this host's own clock, which tests can
 //!   move; the store's is the one replicas agree on), [`metrics`]
 //!   (Prometheus counters and latencies), [`config`] (the optional
-//!   `tally.toml`), [`text`] (cutting, checking and escaping text the host
+//!   `tally.toml`), [`retention`] (pruning `usage_events` past their
+//!   configured age), [`text`] (cutting, checking and escaping text the host
 //!   did not write).
 //!
 //! The words mean one thing throughout: an *adapter* is a WebAssembly
@@ -53,6 +54,7 @@ pub mod console;
 pub mod exports;
 pub mod identity;
 pub mod metrics;
+pub mod retention;
 pub mod sandbox;
 pub mod store;
 pub mod text;

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub records_duplicate: Counter,
     /// Ingest requests refused as invalid.
     pub rejected_requests: Counter,
+    /// Usage events deleted past their retention (the aggregates stay).
+    pub events_pruned: Counter,
     export_runs: Family<RunLabels, Counter>,
     export_rows: Family<AdapterLabels, Counter>,
     export_duration: Family<AdapterLabels, Histogram>,
@@ -64,7 +66,8 @@ impl Default for Metrics {
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
         });
-        let (records_accepted, records_duplicate, rejected_requests) = Default::default();
+        let (records_accepted, records_duplicate, rejected_requests, events_pruned) =
+            Default::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -89,6 +92,11 @@ impl Default for Metrics {
             "ingest_requests_rejected",
             "Ingest requests refused as invalid",
             Counter::clone(&rejected_requests),
+        );
+        registry.register(
+            "usage_events_pruned",
+            "Usage events deleted past their retention by this host (aggregates are kept)",
+            Counter::clone(&events_pruned),
         );
         let export_runs = Family::<RunLabels, Counter>::default();
         let export_rows = Family::<AdapterLabels, Counter>::default();
@@ -117,6 +125,7 @@ impl Default for Metrics {
             records_accepted,
             records_duplicate,
             rejected_requests,
+            events_pruned,
             export_runs,
             export_rows,
             export_duration,

@@ -77,6 +77,7 @@ async fn records(store: &Arc<dyn Store>, usage: &[Usage]) -> Vec<UsageRecord> {
         meters: &meters,
         now: Utc::now(),
         may_set_reported_time: true,
+        retention_cutoff: None,
     };
     usage
         .iter()

@@ -41,6 +41,7 @@ pub async fn load_grid(
         meters: &catalog,
         now: Utc::now(),
         may_set_reported_time: true,
+        retention_cutoff: None,
     };
     for hour in 0..days * 24 {
         let usage_start = start + chrono::Duration::hours(hour);

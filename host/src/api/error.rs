@@ -111,6 +111,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflicts(conflicts) => {
                 ApiError::records(StatusCode::CONFLICT, "UsageRecordConflict", conflicts)
             }
+            StoreError::Expired(expired) => {
+                ApiError::records(StatusCode::BAD_REQUEST, "InvalidUsageRecords", expired)
+            }
             StoreError::Exists(message) => ApiError::new(StatusCode::CONFLICT, "Conflict", message),
             StoreError::Unavailable(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "store unavailable");

@@ -46,7 +46,10 @@ pub struct IngestResponse {
 /// record of N hours counts N): a request past one is refused with 413 and
 /// nothing stored. Times are in the years 2000 to 9999; a quantity is at most
 /// 10^15; ids (eventId, subscriptionId, meterId, resourceUri, location) must not
-/// begin or end with whitespace nor contain control characters.
+/// begin or end with whitespace nor contain control characters. With a
+/// retention of usage events set (`[retention] usage_events`), a record whose
+/// usage ended before now minus that retention is refused (400, on
+/// `usageEndTime`): its eventId can no longer be checked for duplicates.
 #[utoipa::path(
     post, path = "/v1/usage", tag = "ingest",
     request_body(content = Vec<UsageRecordInput>, description = "JSON array or NDJSON of usage records"),
@@ -86,6 +89,8 @@ pub async fn ingest_usage(
         now,
         may_set_reported_time,
         limits,
+        retention_cutoff: (state.settings.usage_events_retention)
+            .map(|retention| crate::retention::cutoff(now, retention)),
     };
     let mut outcome = validate_off_runtime(body.clone(), ndjson, catalog, checks).await?;
     // A meter added through another replica a moment ago: look again before refusing.
@@ -139,6 +144,8 @@ struct Checks {
     now: DateTime<Utc>,
     may_set_reported_time: bool,
     limits: BatchLimits,
+    /// Usage that ended before it is refused ([`crate::retention`]).
+    retention_cutoff: Option<DateTime<Utc>>,
 }
 
 /// Parses and validates the body on the blocking pool: a large body takes
@@ -154,6 +161,7 @@ async fn validate_off_runtime(
             meters: &catalog,
             now: checks.now,
             may_set_reported_time: checks.may_set_reported_time,
+            retention_cutoff: checks.retention_cutoff,
         };
         validate_body(&body, ndjson, &ctx, checks.limits)
     })

@@ -44,6 +44,7 @@ mod subscriptions;
 mod tenant_documents;
 mod tokens;
 mod usage_aggregates;
+mod usage_json;
 pub mod usage_summary;
 mod verify;
 
@@ -99,6 +100,9 @@ pub struct Settings {
     /// The database backend's name (`sqlite` or `postgres`), as the
     /// console's overview shows it.
     pub backend: &'static str,
+    /// How long usage events are kept (`[retention] usage_events`): usage
+    /// that ended longer ago is refused at ingest. `None`: kept forever.
+    pub usage_events_retention: Option<std::time::Duration>,
 }
 
 impl Default for Settings {
@@ -111,6 +115,7 @@ impl Default for Settings {
             ingest_limits: crate::usage::BatchLimits::default(),
             page_size: PAGE_SIZE,
             backend: "sqlite",
+            usage_events_retention: None,
         }
     }
 }

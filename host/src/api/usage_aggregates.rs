@@ -5,11 +5,8 @@
 //! work unchanged. Resource-provider path segments match case-insensitively,
 //! as on ARM.
 
-use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
-use std::collections::HashMap;
-
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -18,18 +15,20 @@ use url::Url;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::paging;
+use super::usage_json::{self, RowNames};
 use super::{AppState, Settings};
 use crate::auth::Role;
 use crate::store::{AggregateQuery, AggregateRow, SubscriptionScope};
 use crate::usage::Granularity;
 use crate::usage::record::{MAX_ID_LEN, check_id, quote};
-use crate::usage::time::{YEAR_RANGE, format_api_time, format_compact_hour, parse_time};
+use crate::usage::time::{YEAR_RANGE, parse_time};
 
 /// The one api-version this API speaks.
 pub const API_VERSION: &str = "2015-06-01-preview";
 
-/// A page of usage aggregates. Borrows from the store's page, so that
-/// serialising 1,000 rows copies each string once, into the response.
+/// A page of usage aggregates: the response's shape, as the OpenAPI
+/// document describes it. Pages are written by [`usage_json`], byte for
+/// byte as `serde_json` writes this.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageAggregationListResult<'a> {
     pub value: Vec<UsageAggregation<'a>>,
@@ -384,96 +383,23 @@ pub struct Listing {
 impl Listing {
     /// Serialises the page; `path_subscription` is the subscription of the URL.
     fn render(&self, path_subscription: &str) -> Response {
-        let times = BucketTimes::of(&self.rows);
-        let value = self
-            .rows
-            .iter()
-            .map(|row| self.aggregation(path_subscription, row, &times))
-            .collect();
-        Json(UsageAggregationListResult {
-            value,
-            next_link: self.next_link.clone(),
-        })
-        .into_response()
-    }
-
-    fn aggregation<'a>(
-        &self,
-        path_subscription: &str,
-        row: &'a AggregateRow,
-        times: &'a BucketTimes,
-    ) -> UsageAggregation<'a> {
-        let (start, end, compact) = times.get(row);
-        let name = match &row.instance {
-            Some(instance) => format!(
-                "{}-{}-{compact}-{}",
-                row.subscription_id, row.meter.id, instance.key
-            ),
-            None => format!("{}-{}-{compact}", row.subscription_id, row.meter.id),
-        };
-        let owner = match self.api {
-            UsageApi::Tenant => &row.subscription_id,
-            UsageApi::Provider => path_subscription,
-        };
-        UsageAggregation {
-            id: format!(
-                "/subscriptions/{owner}/providers/{}/UsageAggregate/{name}",
-                self.api.namespace()
-            ),
-            name,
-            kind: self.api.row_type(),
-            properties: UsageSample {
-                subscription_id: &row.subscription_id,
-                meter_id: &row.meter.id,
-                usage_start_time: start,
-                usage_end_time: end,
-                quantity: row.quantity,
-                unit: &row.meter.unit,
-                meter_name: &row.meter.name,
-                meter_category: &row.meter.category,
-                meter_region: row.instance.as_ref().map(|i| i.location.as_str()),
-                instance_data: row
-                    .instance
-                    .as_ref()
-                    .and_then(|i| string_literal(&i.data_json)),
+        let names = RowNames {
+            namespace: self.api.namespace(),
+            row_type: self.api.row_type(),
+            id_owner: match self.api {
+                UsageApi::Tenant => None,
+                UsageApi::Provider => Some(path_subscription),
             },
-        }
-    }
-}
-
-/// A stored JSON string literal, to copy into the response as it is.
-fn string_literal(json: &str) -> Option<&RawValue> {
-    let literal: Option<&RawValue> = serde_json::from_str(json).ok();
-    if literal.is_none() {
-        tracing::error!(
-            "a stored instanceData literal is not valid JSON; the row is served without it"
-        );
-    }
-    literal
-}
-
-/// The formatted times of the few distinct buckets of a page, formatted once each.
-struct BucketTimes(HashMap<i64, (String, String, String)>);
-
-impl BucketTimes {
-    fn of(rows: &[AggregateRow]) -> Self {
-        let mut times = HashMap::new();
-        for row in rows {
-            times.entry(row.usage_start.timestamp()).or_insert_with(|| {
-                (
-                    format_api_time(row.usage_start),
-                    format_api_time(row.usage_end),
-                    format_compact_hour(row.usage_start),
-                )
-            });
-        }
-        BucketTimes(times)
-    }
-
-    /// `(usageStartTime, usageEndTime, compact start for row names)`.
-    fn get(&self, row: &AggregateRow) -> (&str, &str, &str) {
-        let (start, end, compact) = &self.0[&row.usage_start.timestamp()];
-        (start, end, compact)
+        };
+        let body = usage_json::page(&names, &self.rows, self.next_link.as_deref());
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response()
     }
 }
 

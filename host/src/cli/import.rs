@@ -180,6 +180,8 @@ impl Sink {
                     meters: &catalog,
                     now: store.clock().await?,
                     may_set_reported_time: true,
+                    // The store refuses what is older than its pruned events.
+                    retention_cutoff: None,
                 };
                 // The host's checks and limits, on the same code path.
                 let limits = BatchLimits {
@@ -197,7 +199,9 @@ impl Sink {
                         accepted: receipt.accepted,
                         duplicates: receipt.duplicates.len(),
                     }),
-                    Err(StoreError::Conflicts(conflicts)) => Err(refused(&conflicts, first)),
+                    Err(StoreError::Conflicts(records) | StoreError::Expired(records)) => {
+                        Err(refused(&records, first))
+                    }
                     Err(error) => Err(error.into()),
                 }
             }

@@ -1,4 +1,4 @@
-//! The `tally` command line: `serve`, `token`, `access`, `import`, `meters`, `migrate`, `adapter`
+//! The `tally` command line: `serve`, `token`, `access`, `import`, `meters`, `migrate`, `prune`, `adapter`
 //! (an author's local test), `adapters` and `export` (a running host's
 //! installs and runs).
 
@@ -11,6 +11,7 @@ mod installations;
 mod meters;
 mod migrate;
 mod printable;
+mod prune;
 mod run_show;
 mod runs;
 mod serve;
@@ -67,6 +68,8 @@ enum Command {
     Meters(meters::MetersCommand),
     /// Move an embedded store to PostgreSQL: `--from sqlite:PATH --to postgres://…`.
     Migrate(migrate::MigrateArgs),
+    /// Delete usage events past their retention once (aggregates are kept); `serve` does it hourly.
+    Prune(prune::PruneArgs),
     /// Billing adapters for authors: create a project, run one locally against sample usage.
     #[command(subcommand)]
     Adapter(author::AdapterCommand),
@@ -104,6 +107,7 @@ pub fn main() -> ExitCode {
             Command::Import(args) => import::run(args).await,
             Command::Meters(command) => meters::run(command).await,
             Command::Migrate(args) => migrate::run(args).await,
+            Command::Prune(args) => prune::run(args).await,
             Command::Adapter(command) => author::run(command).await,
             Command::Adapters(command) => installations::run(command).await,
             Command::Export(command) => runs::run(command).await,

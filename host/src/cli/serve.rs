@@ -120,8 +120,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         page_size: api::PAGE_SIZE,
         backend: database.backend(),
+        usage_events_retention: config.retention.usage_events,
     };
     let heartbeat = tokio::spawn(replica_heartbeat(store.clone()));
+    let pruner = tokio::spawn(crate::retention::run_pruner(
+        store.clone(),
+        config.retention.clone(),
+        exports.metrics.clone(),
+    ));
     let identity = crate::identity::Identity::new(&config.identity)?;
     let app = api::router(
         AppState::new(store, settings)
@@ -151,6 +157,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     exports.stop(signal);
     heartbeat.abort();
+    pruner.abort();
     let _ = stop_serving.send(());
     let stopped = async {
         let (_, _) = tokio::join!(server, scheduler);

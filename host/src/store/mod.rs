@@ -16,6 +16,7 @@ mod instances;
 mod paging;
 pub mod postgres;
 pub mod private_files;
+mod retention;
 mod sql;
 pub mod sqlite;
 pub mod transfer;
@@ -100,6 +101,11 @@ pub enum StoreError {
     /// nothing of the request was stored.
     #[error("{} record(s) conflict with records already accepted", .0.len())]
     Conflicts(Vec<RecordError>),
+    /// Records whose usage ended before the store's retention watermark
+    /// (the cutoff of a prune, [`crate::retention`]): their event ids can
+    /// no longer be checked for duplicates; nothing of the request was stored.
+    #[error("{} record(s) are older than the retention of usage events", .0.len())]
+    Expired(Vec<RecordError>),
     /// Something with this name exists already.
     #[error("{0}")]
     Exists(String),
@@ -165,6 +171,7 @@ impl StoreError {
     pub fn duplicate(&self) -> StoreError {
         match self {
             StoreError::Conflicts(conflicts) => StoreError::Conflicts(conflicts.clone()),
+            StoreError::Expired(expired) => StoreError::Expired(expired.clone()),
             StoreError::Exists(message) => StoreError::Exists(message.clone()),
             StoreError::Unavailable(cause) => StoreError::Unavailable(anyhow::anyhow!("{cause:#}")),
             StoreError::Corrupt { what, detail } => StoreError::Corrupt {
@@ -333,7 +340,8 @@ pub struct Instance {
     pub key: i64,
     pub location: String,
     /// The `instanceData` string as a JSON string literal (quoted and
-    /// escaped), ready to be copied into a response.
+    /// escaped), ready to be copied into a response; empty when the stored
+    /// literal is not JSON (the rows are served without `instanceData`).
     pub data_json: String,
 }
 
@@ -386,6 +394,19 @@ pub trait Store: ExportStore + ConsoleStore + AccessStore + Send + Sync + 'stati
     /// Stores validated records atomically: all of them, or none when one
     /// conflicts with an accepted record. Durable when it returns `Ok`.
     async fn ingest(&self, records: Vec<UsageRecord>) -> Result<IngestReceipt, StoreError>;
+
+    /// Deletes at most `limit` usage events whose usage ended before
+    /// `before`, in one short transaction, and raises the store's retention
+    /// watermark to `before` (it never falls): from then on ingest refuses
+    /// ([`StoreError::Expired`]) records whose usage ended before it. The
+    /// aggregates are not touched. Returns how many events were deleted;
+    /// fewer than `limit` means none is left. Safe beside ingest and beside
+    /// other replicas pruning the same database.
+    async fn prune_usage_events(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError>;
 
     /// One page of aggregates, starting after `after`.
     async fn aggregates(

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::anyhow;
+use serde_json::value::RawValue;
 
 use crate::store::instances::InstanceCache;
 use crate::store::sql::{Sql, Value};
@@ -260,15 +261,33 @@ async fn instances_of(
             .map(|i| Value::from(batch.get(i).copied().unwrap_or(last)))
             .collect();
         for mut row in db.query(&sql, &params).await? {
+            let key = row.take(0)?;
             loaded.push(Instance {
-                key: row.take(0)?,
-                data_json: row.take(1)?,
+                key,
+                data_json: usable_literal(key, row.take(1)?),
                 location: row.take(2)?,
             });
         }
     }
     cache.keep(loaded, &mut found);
     Ok(found)
+}
+
+/// A stored `instanceData` literal as the usage API copies it: the JSON
+/// value without the whitespace around it, or empty if it is not JSON, which
+/// is logged here, once per load instead of once per row served.
+fn usable_literal(key: i64, literal: String) -> String {
+    match serde_json::from_str::<&RawValue>(&literal) {
+        Ok(value) if value.get().len() == literal.len() => literal,
+        Ok(value) => value.get().to_owned(),
+        Err(_) => {
+            tracing::error!(
+                instance = key,
+                "a stored instanceData literal is not valid JSON; its rows are served without it"
+            );
+            String::new()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -314,6 +333,15 @@ mod tests {
         let unknown = read(vec![row(1, 1), row(1, 9_999)]);
         assert!(unknown.meets_unknown_meter(&catalog));
         assert!(unknown.into_page(&catalog).is_err());
+    }
+
+    #[test]
+    fn stored_literals_are_kept_trimmed_or_dropped_when_not_json() {
+        let kept = "\"{\\\"a\\\":\\\"\u{e9}\\u0001\\\"}\"";
+        assert_eq!(usable_literal(1, kept.into()), kept);
+        assert_eq!(usable_literal(1, " \"a\" \n".into()), "\"a\"");
+        assert_eq!(usable_literal(1, "\"unterminated".into()), "");
+        assert_eq!(usable_literal(1, String::new()), "");
     }
 
     #[test]

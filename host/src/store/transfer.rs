@@ -62,6 +62,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = {
         ("run_documents", &[("run_id", Int), ("name", Text), ("content_type", Text), ("bytes", Bytes),
             ("subscription_id", Text), ("sha256", Text)]),
         ("access_grants", &[("issuer", Text), ("subject", Text), ("subscription", Text), ("created_ms", Int)]),
+        ("event_retention", &[("singleton", Int), ("before_ms", Int)]),
     ]
 };
 
@@ -85,6 +86,7 @@ const MUST_BE_EMPTY: &[&str] = &[
     "adapter_installations",
     "export_configs",
     "access_grants",
+    "event_retention",
 ];
 
 /// Rows read per message from the SQLite thread.

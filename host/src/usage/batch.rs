@@ -275,6 +275,7 @@ mod tests {
             meters: &meters,
             now: parse_time("2024-06-01T00:00:00Z").unwrap(),
             may_set_reported_time: false,
+            retention_cutoff: None,
         };
         validate_body(body.as_bytes(), ndjson, &ctx, limits).map(|records| records.len())
     }

@@ -123,6 +123,10 @@ pub struct ValidationContext<'a> {
     pub now: DateTime<Utc>,
     /// Whether the caller may set `reportedTime` (operators backfilling).
     pub may_set_reported_time: bool,
+    /// The host's retention cutoff ([`crate::retention`]): usage that ended
+    /// before it is refused, since its event id can no longer be checked
+    /// for duplicates. `None` when events are kept forever.
+    pub retention_cutoff: Option<DateTime<Utc>>,
 }
 
 impl UsageRecordInput {
@@ -218,6 +222,8 @@ impl UsageRecordInput {
                 );
             } else if end > ctx.now + CLOCK_SKEW {
                 fail("usageEndTime", "is in the future".into());
+            } else if let Some(cutoff) = ctx.retention_cutoff.filter(|&cutoff| end < cutoff) {
+                fail("usageEndTime", crate::retention::expired_reason(cutoff));
             }
         }
         let reported_time = match self.reported_time {
@@ -431,6 +437,7 @@ mod tests {
             meters,
             now: parse_time("2024-06-01T00:00:00Z").unwrap(),
             may_set_reported_time: false,
+            retention_cutoff: None,
         }
     }
 
@@ -524,6 +531,7 @@ mod tests {
         assert_eq!(refused[0].field, "reportedTime");
         let operator = ValidationContext {
             may_set_reported_time: true,
+            retention_cutoff: None,
             ..ctx(&meters)
         };
         assert!(

@@ -353,6 +353,7 @@ async fn load_usage(
         meters: &catalog,
         now: store.clock().await?,
         may_set_reported_time: true,
+        retention_cutoff: None,
     };
     let mut bounds: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
     let mut batch = Vec::new();

@@ -144,8 +144,8 @@ Languages (--lang) and what each writes besides the common files:
   c       adapter.c, config.c, config.h; build.sh: the contract's C bindings (tally adapter
           bindings), clang-16 for wasm32-wasi (Debian's clang-16, lld-16, wasi-libc), then
           tally adapter componentize
-  go      the adapter as a Go module; build.sh: the contract's Go bindings (tally adapter bindings),
-          Go for wasip1, then tally adapter componentize
+  go      export_tally_billing_adapter/adapter.go; build.sh: the contract's Go bindings and go.mod,
+          Go 1.25+ for wasip1 (-buildmode=c-shared), then tally adapter componentize
 
 Every project also holds:
   wit/billing-adapter.wit  the contract, every item documented

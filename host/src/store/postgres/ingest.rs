@@ -15,7 +15,7 @@ use tokio_postgres::error::SqlState;
 
 use super::PostgresStore;
 use crate::store::sql::Dialect;
-use crate::store::{IngestReceipt, StoreError};
+use crate::store::{IngestReceipt, StoreError, retention};
 use crate::usage::split::{days_of, split_hourly};
 use crate::usage::time::{Granularity, day_of_hour};
 use crate::usage::{RecordError, UsageRecord};
@@ -73,9 +73,9 @@ pub(super) async fn ingest(
                         .keep(subscriptions, instances);
                     anyhow::Ok(Some(Ok(receipt)))
                 }
-                Err(conflicts) => {
+                Err(refused) => {
                     tx.rollback().await?;
-                    Ok(Some(Err(StoreError::Conflicts(conflicts))))
+                    Ok(Some(Err(refused)))
                 }
             }
         }
@@ -127,7 +127,7 @@ async fn write(
     tx: &Transaction<'_>,
     records: &[UsageRecord],
     now: DateTime<Utc>,
-) -> anyhow::Result<Result<(IngestReceipt, NewKeys), Vec<RecordError>>> {
+) -> anyhow::Result<Result<(IngestReceipt, NewKeys), StoreError>> {
     let subscriptions = subscription_keys(store, tx, records, now).await?;
     let subscription_of = |record: &UsageRecord| subscriptions[&record.subscription_id];
 
@@ -188,6 +188,7 @@ async fn write(
     let (fresh, known): (Vec<usize>, Vec<usize>) = candidates.iter().partition(|&&i| {
         inserted.contains(&(subscription_of(&records[i]), records[i].event_id.clone()))
     });
+    let mut vanished = None;
     if !known.is_empty() {
         let stored = tx
             .query(
@@ -216,18 +217,26 @@ async fn write(
             match stored.get(&key) {
                 Some(digest) if digest[..] == record.digest[..] => duplicates.push(index),
                 Some(_) => conflicts.push(conflict(index, record)),
-                None => {
-                    return Err(anyhow!(
-                        "event '{}' vanished while being ingested",
-                        record.event_id
-                    ));
-                }
+                None => vanished = Some(index),
             }
         }
     }
+    // Read after the events were written: a pruned event this request no
+    // longer found was deleted by a transaction that also raised the
+    // watermark, committed before this statement began.
+    let watermark: i64 = tx.query_one(retention::WATERMARK_SQL, &[]).await?.get(0);
+    if let Some(expired) = retention::expired(records, watermark) {
+        return Ok(Err(expired));
+    }
+    if let Some(index) = vanished {
+        return Err(anyhow!(
+            "event '{}' vanished while being ingested",
+            records[index].event_id
+        ));
+    }
     if !conflicts.is_empty() {
         conflicts.sort_by_key(|c| c.index);
-        return Ok(Err(conflicts));
+        return Ok(Err(StoreError::Conflicts(conflicts)));
     }
     duplicates.sort_unstable();
 
@@ -278,7 +287,9 @@ async fn write(
             .chain(daily.values())
             .any(|q| !q.is_finite())
     {
-        return Ok(Err(vec![RecordError::sum_overflow(first)]));
+        return Ok(Err(StoreError::Conflicts(vec![RecordError::sum_overflow(
+            first,
+        )])));
     }
     for (table, bucket, reported, rows) in [
         ("usage_hourly", "usage_hour", "reported_hour", &hourly),
@@ -299,7 +310,9 @@ async fn write(
         match upserted {
             Err(error) if error.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => {
                 // Which record tipped the sum is not known here: the request's first.
-                return Ok(Err(vec![RecordError::sum_overflow(fresh[0])]));
+                return Ok(Err(StoreError::Conflicts(vec![RecordError::sum_overflow(
+                    fresh[0],
+                )])));
             }
             upserted => upserted?,
         };

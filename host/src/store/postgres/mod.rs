@@ -39,12 +39,12 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use self::sql::PgSql;
 use crate::auth::{Principal, Role};
 use crate::store::instances::InstanceCache;
-use crate::store::paging;
-use crate::store::sql::Dialect;
+use crate::store::sql::{Dialect, Sql};
 use crate::store::{
     AggregatePage, AggregateQuery, CorruptValue, IngestReceipt, NewToken, Position, Store,
     StoreError, TokenInfo,
 };
+use crate::store::{paging, retention};
 use crate::usage::meters::documented_meters;
 use crate::usage::{Meter, MeterCatalog, UsageRecord};
 
@@ -57,10 +57,13 @@ const POOL_WAIT: Duration = Duration::from_secs(10);
 /// How stale a replica's meter catalog may be.
 pub const CATALOG_TTL: Duration = Duration::from_secs(1);
 /// Advisory lock keys (`pg_advisory_xact_lock`): schema migrations,
-/// changes to the set of running export runs, and access grants.
+/// changes to the set of running export runs, access grants, and pruning.
 const MIGRATION_LOCK: i64 = 0x7461_6c6c_0001;
 const RUNS_LOCK: i64 = 0x7461_6c6c_0002;
 pub(crate) const GRANTS_LOCK: i64 = 0x7461_6c6c_0003;
+/// Held by each prune batch, so that replicas pruning at once take turns
+/// instead of deadlocking on the rows they both delete.
+const PRUNE_LOCK: i64 = 0x7461_6c6c_0004;
 
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
 pub struct PostgresStore {
@@ -272,6 +275,20 @@ impl Store for PostgresStore {
 
     async fn ingest(&self, records: Vec<UsageRecord>) -> Result<IngestReceipt, StoreError> {
         ingest::ingest(self, records).await
+    }
+
+    async fn prune_usage_events(
+        &self,
+        before: chrono::DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let before_ms = before.timestamp_millis();
+        self.write_sql(async |db| {
+            db.execute("SELECT pg_advisory_xact_lock($1)", &[PRUNE_LOCK.into()])
+                .await?;
+            retention::prune_batch(db, before_ms, limit).await
+        })
+        .await
     }
 
     async fn aggregates(

@@ -26,11 +26,11 @@ use self::sql::{SqliteSql, finish_now};
 use self::writer::{IngestJob, Lanes};
 use crate::auth::{Principal, Role};
 use crate::store::instances::InstanceCache;
-use crate::store::paging;
 use crate::store::{
     AggregatePage, AggregateQuery, CorruptValue, IngestReceipt, NewToken, Position, Store,
     StoreError, TokenInfo,
 };
+use crate::store::{paging, retention};
 use crate::usage::meters::documented_meters;
 use crate::usage::{Meter, MeterCatalog, UsageRecord};
 
@@ -249,6 +249,17 @@ impl Store for SqliteStore {
         outcome
             .await
             .map_err(|_| anyhow!("the writer thread dropped the request"))?
+    }
+
+    async fn prune_usage_events(
+        &self,
+        before: chrono::DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let before_ms = before.timestamp_millis();
+        // One batch per writer job: ingest groups run between batches.
+        self.write_sql(async move |db| retention::prune_batch(db, before_ms, limit).await)
+            .await
     }
 
     async fn aggregates(

@@ -201,6 +201,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX run_documents_by_subscription ON run_documents (subscription_id, run_id)
         WHERE subscription_id IS NOT NULL;
     "#,
+    // 7: retention of usage events: their usage end indexed, so that a prune's
+    // batch reads only what it deletes, and the watermark of the prunes (one
+    // row once anything was pruned): usage that ended before it is refused.
+    r#"
+    CREATE INDEX usage_events_by_usage_end ON usage_events (usage_end_ms);
+    CREATE TABLE event_retention (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        before_ms INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{IngestReceipt, StoreError};
+use crate::store::{IngestReceipt, StoreError, retention};
 use crate::usage::split::{days_of, hour_count, split_hourly};
 use crate::usage::time::{Granularity, day_of_hour};
 use crate::usage::{RecordError, UsageRecord};
@@ -135,8 +135,14 @@ fn commit_group(conn: &mut Connection, caches: &mut Caches, group: Vec<IngestJob
     let now = crate::clock::now();
     let outcome = (|| -> anyhow::Result<Vec<Result<IngestReceipt, StoreError>>> {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read inside the write lock: no prune can run until this commits.
+        let watermark: i64 = tx.query_row(retention::WATERMARK_SQL, [], |row| row.get(0))?;
         let mut outcomes = Vec::with_capacity(group.len());
         for job in &group {
+            if let Some(expired) = retention::expired(&job.records, watermark) {
+                outcomes.push(Err(expired));
+                continue;
+            }
             let savepoint = tx.savepoint()?;
             match ingest_request(&savepoint, caches, &job.records, now)? {
                 Ok(receipt) => {
@@ -435,6 +441,7 @@ mod tests {
             meters,
             now: Utc::now(),
             may_set_reported_time: false,
+            retention_cutoff: None,
         };
         input.validate(event, &ctx).unwrap()
     }

@@ -1,0 +1,312 @@
+//! Retention of `usage_events` (`[retention] usage_events`, `tally prune`):
+//! pruning events past their retention keeps the usage API's answers and
+//! the exported documents exact, a retry of a pruned event is refused with
+//! a clear error instead of being counted twice, recent events stay, and a
+//! retention too short is refused. On SQLite, and on PostgreSQL with
+//! `TALLY_TEST_BACKEND=postgres`.
+
+use crate::support;
+
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use chrono::{DateTime, Days, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use support::process::tally;
+use support::*;
+use tally::api::{self, AppState};
+use tally::store::Database;
+use tally_usage_generator::Options;
+
+fn today() -> DateTime<Utc> {
+    Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+}
+
+/// Events in the store whose usage ended before `before_ms` and at or after it.
+fn events(database: &Database, before_ms: i64) -> (i64, i64) {
+    let sql = format!(
+        "SELECT CAST(count(*) FILTER (WHERE usage_end_ms < {before_ms}) AS BIGINT),
+                CAST(count(*) FILTER (WHERE usage_end_ms >= {before_ms}) AS BIGINT) FROM usage_events"
+    );
+    match database {
+        Database::Sqlite(dir) => {
+            let file = dir.join(tally::store::sqlite::DATABASE_FILE);
+            let conn = rusqlite::Connection::open(file).unwrap();
+            conn.query_row(&sql, [], |row| Ok((row.get(0)?, row.get(1)?)))
+                .unwrap()
+        }
+        Database::Postgres(url) => {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
+                    tokio::spawn(connection);
+                    let row = client.query_one(&sql, &[]).await.unwrap();
+                    (row.get(0), row.get(1))
+                })
+            })
+            .join()
+            .unwrap()
+        }
+    }
+}
+
+/// Every row of the provider usage API over the last `days` days, hourly and daily.
+async fn usage_answers(host: &TestHost, start: DateTime<Utc>) -> (Vec<Value>, Vec<Value>) {
+    let start = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let end = (this_hour() + chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (hourly, _) = host
+        .list_all(&provider_uri(&start, &end, "Hourly"), &host.operator)
+        .await;
+    let end = (today() + Days::new(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (daily, _) = host
+        .list_all(&provider_uri(&start, &end, "Daily"), &host.operator)
+        .await;
+    assert!(!hourly.is_empty() && !daily.is_empty());
+    (hourly, daily)
+}
+
+/// Installs chargeback-csv with daily windows from `start`.
+async fn install_chargeback(host: &TestHost, start: DateTime<Utc>) {
+    let wasm = std::fs::read(component_path("chargeback-csv")).unwrap();
+    let sha256: String = Sha256::digest(&wasm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let manifest = format!(
+        "name = 'chargeback'\nversion = '0.1.0'\nworld = 'tally:billing@{}'\nsha256 = '{sha256}'\n\
+         [schedule]\nwindow = 'daily'\nlag = '0s'\nstart = '{}'\n\
+         [config]\ncurrency = 'EUR'\ngroup_by_tag = 'cost-center'\n\
+         rates = {{ '{VM_METER}' = 0.025, '{IP_METER}' = 0.005 }}\n",
+        world_of(&wasm),
+        start.to_rfc3339()
+    );
+    let address = host.serve().await;
+    let (status, body) = support::send_adapter(
+        reqwest::Method::POST,
+        address,
+        &host.operator,
+        "/v1/adapters",
+        &manifest,
+        &wasm,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let started = Instant::now();
+    loop {
+        let shown = host
+            .get("/v1/adapters/chargeback", &host.operator)
+            .await
+            .body;
+        let watermark: DateTime<Utc> = shown["watermark"].as_str().unwrap().parse().unwrap();
+        if watermark >= today() {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{shown}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The documents of every window, re-derived from the stored aggregates by
+/// `verify` and compared byte for byte with those published before.
+async fn verify_all(host: &TestHost, first_day: DateTime<Utc>) -> Value {
+    let uri = format!(
+        "/v1/adapters/chargeback/verify?from={}&to={}",
+        first_day.date_naive(),
+        today().date_naive()
+    );
+    let reply = host
+        .call(Method::POST, &uri, Some(&host.operator), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body
+}
+
+/// Old usage (backfilled, still inside the retention when it came) and
+/// recent usage; the usage API read and chargeback-csv exported; then the
+/// old events pruned by `tally prune`: they are gone, the recent ones stay,
+/// the API answers the same rows, every window's documents re-derive byte
+/// for byte, and retrying a pruned event is refused (by the store's
+/// watermark, and by a host configured with the retention) without
+/// counting it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruned_events_keep_aggregates_exports_and_idempotency_exact() {
+    let host = TestHost::with_exports().await;
+    // Old: three days of usage ending two days ago, reported as it was.
+    let end = today() - Days::new(2);
+    let old = reported_by_now(to_wire(&sample(&Options {
+        subscriptions: 2,
+        days: 3,
+        end,
+        ..Options::default()
+    })));
+    host.ingest(&old).await;
+    // Recent: an hour of usage that ended at the start of this hour.
+    let hour = this_hour();
+    let recent: Vec<Value> = ["sub-a", "sub-b"]
+        .iter()
+        .map(|sub| {
+            record(
+                sub,
+                &format!("recent-{sub}"),
+                VM_METER,
+                2.0,
+                &(hour - chrono::Duration::hours(1)).to_rfc3339(),
+                &hour.to_rfc3339(),
+            )
+        })
+        .collect();
+    host.ingest(&recent).await;
+    let first_day = end - Days::new(3);
+    install_chargeback(&host, first_day).await;
+    let before = usage_answers(&host, first_day).await;
+    let report = verify_all(&host, first_day).await;
+    assert_eq!(report["verified"], true, "{report}");
+
+    // Prune with a retention of two days: every old event's usage ended
+    // before now - 2 days, every recent one after.
+    let database = host.data.database();
+    let cutoff_ms = (Utc::now() - chrono::Duration::days(2)).timestamp_millis();
+    let (old_events, recent_events) = events(&database, cutoff_ms);
+    assert_eq!(
+        (old_events, recent_events),
+        (old.len() as i64, recent.len() as i64)
+    );
+    let dir = host.data.path().to_str().unwrap().to_owned();
+    let output = tally(&["prune", "--data-dir", &dir, "--usage-events", "2d"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!(
+            "pruned {} usage events whose usage ended before ",
+            old.len()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(events(&database, cutoff_ms), (0, recent.len() as i64));
+
+    // The aggregates, and so the API and the exports, are untouched.
+    assert_eq!(usage_answers(&host, first_day).await, before);
+    let report = verify_all(&host, first_day).await;
+    assert_eq!(report["verified"], true, "{report}");
+    for window in report["windows"].as_array().unwrap() {
+        assert_eq!(window["result"], "match", "{window}");
+        assert_eq!(window["usage"]["matches"], true, "{window}");
+    }
+
+    // A retry of a pruned event is refused, whole request included, even by
+    // a host that has no retention configured: the store's watermark.
+    let retry = vec![recent[0].clone(), old[0].clone()];
+    let refused = host.ingest_as(&host.operator, &retry).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_eq!(refused.code(), "InvalidUsageRecords");
+    let detail = &refused.body["error"]["details"][0];
+    assert_eq!(
+        (detail["index"].as_u64(), detail["field"].as_str()),
+        (Some(1), Some("usageEndTime"))
+    );
+    let reason = detail["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("older than this host's retention of usage events")
+            && reason.contains("can no longer be checked for duplicates"),
+        "{reason}"
+    );
+    // A host configured with the retention refuses it before the store.
+    let configured = api::router(AppState::new(
+        host.store.clone(),
+        tally::api::Settings {
+            usage_events_retention: Some(Duration::from_secs(2 * 86_400)),
+            ..settings()
+        },
+    ));
+    let body = Value::from(vec![old[1].clone()]).to_string();
+    let refused = call(
+        &configured,
+        Method::POST,
+        "/v1/usage",
+        Some(&host.operator),
+        Some(body),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    let reason = refused.body["error"]["details"][0]["reason"]
+        .as_str()
+        .unwrap();
+    assert!(reason.contains("retention of usage events"), "{reason}");
+    // Nothing counted twice; the recent events are still duplicates.
+    assert_eq!(usage_answers(&host, first_day).await, before);
+    let again = host.ingest_as(&host.operator, &recent).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.counts(), (0, recent.len() as u64));
+    assert_eq!(events(&database, cutoff_ms), (0, recent.len() as i64));
+
+    // Pruning again finds nothing more.
+    let output = tally(&["prune", "--data-dir", &dir, "--usage-events", "2d"]);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with("pruned 0 usage events"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A retention under two days is refused, from the config file and the
+/// command line alike; without any, `tally prune` says so and prunes nothing.
+#[test]
+fn a_retention_too_short_or_missing_is_refused() {
+    let data = DataDir::new();
+    let dir = data.path().to_str().unwrap();
+    let config = data.path().join("tally.toml");
+    std::fs::write(&config, "[retention]\nusage_events = '1d'\n").unwrap();
+    let output = tally(&[
+        "prune",
+        "--data-dir",
+        dir,
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("is shorter than the minimum of 2days"),
+        "{stderr}"
+    );
+    let output = tally(&["prune", "--data-dir", dir, "--usage-events", "36h"]);
+    assert!(!output.status.success());
+    let output = tally(&["prune", "--data-dir", dir]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("no retention of usage events is set"),
+        "{stderr}"
+    );
+    // `tally serve` reads the same config and refuses to start.
+    let output = tally(&[
+        "serve",
+        "--data-dir",
+        dir,
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("shorter than the minimum"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
