@@ -316,11 +316,7 @@ func unexpected(value any) string {
 	case integer:
 		return "integer `" + v.text + "`"
 	case float64:
-		shown := RustDisplay(v)
-		if !strings.Contains(shown, ".") {
-			shown += ".0"
-		}
-		return "floating point `" + shown + "`"
+		return "floating point `" + SerdeFloat(v) + "`"
 	case string:
 		return "string " + RustDebugString(v)
 	case object:

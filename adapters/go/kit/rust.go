@@ -74,6 +74,38 @@ func positional(digits string, exp int) string {
 	}
 }
 
+// SerdeFloat is a float as serde_json words it in an error ("floating point
+// `…`"): the shortest digits, positional from 1e-5 to below 1e16 with at
+// least one decimal ("1.0"), else with an exponent ("1e+20", "-7.5e-9").
+func SerdeFloat(x float64) string {
+	if x == 0 {
+		if math.Signbit(x) {
+			return "-0.0"
+		}
+		return "0.0"
+	}
+	sign := ""
+	if x < 0 {
+		sign, x = "-", -x
+	}
+	digits, exp := significand(strconv.FormatFloat(x, 'e', -1, 64))
+	if exp >= -5 && exp <= 15 {
+		text := positional(digits, exp)
+		if !strings.Contains(text, ".") {
+			text += ".0"
+		}
+		return sign + text
+	}
+	text := digits[:1]
+	if len(digits) > 1 {
+		text += "." + digits[1:]
+	}
+	if exp > 0 {
+		return sign + text + "e+" + strconv.Itoa(exp)
+	}
+	return sign + text + "e" + strconv.Itoa(exp)
+}
+
 // Fixed6 is Rust's `format!("{:.6}", x)`: six decimals, the exact binary
 // value rounded half to even (as strconv does).
 func Fixed6(x float64) string {
