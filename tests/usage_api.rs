@@ -532,9 +532,10 @@ async fn pages_are_the_bytes_serde_json_writes_for_their_values() {
         "quote\" back\\slash",
         "</script><script>alert(1)</script>",
         "control\t\n\r\u{1}\u{1f}\u{7f} end",
-        "café Straße 東京 😀 \u{2028}",
+        "café \u{2028} Straße 東京 😀",
     ];
-    let quantities = [0.0, -0.0, 1e-9, 0.1, 123_456_789.125, 4.5e15];
+    // Sums kept where serde_json (the client here) parses digits exactly.
+    let quantities = [0.0, -0.0, 1e-9, 0.1, 9.5e14, 123_456_789.125];
     let sub = "sub-\"quoted\"-<b>-é😀";
     let mut records = Vec::new();
     for (n, quantity) in quantities.into_iter().enumerate() {
