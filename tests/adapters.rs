@@ -290,10 +290,14 @@ async fn compiled_once_cached_and_refused_when_not_a_supported_adapter() {
         matches!(&refused, Err(RunFailure::InvalidConfig(r)) if r.contains("ISO 4217")),
         "{refused:?}"
     );
-    let not_a_component = sandbox.engine.load(b"\0asm\x01\0\0\0").unwrap_err();
+    // A core module is told how to become a component, for each toolchain.
+    let core_module = sandbox.engine.load(b"\0asm\x01\0\0\0").unwrap_err();
+    let advice = format!("{core_module:#}");
     assert!(
-        format!("{not_a_component:#}").contains("not a WebAssembly component"),
-        "{not_a_component:#}"
+        advice.contains("a core WebAssembly module, not a component")
+            && advice.contains("tally adapter componentize")
+            && advice.contains("wasm32-wasip2"),
+        "{advice}"
     );
     // A damaged cache entry is compiled again, not fatal. (Replaced, not
     // rewritten in place: loaded components map their artifact.)

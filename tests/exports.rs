@@ -269,7 +269,7 @@ async fn installs_are_checked_before_anything_is_stored() {
             Some(not_a_component.clone()),
             StatusCode::UNPROCESSABLE_ENTITY,
             "InvalidComponent",
-            "not a WebAssembly component",
+            "a core WebAssembly module, not a component",
         ),
         (
             manifest("next", &next_major, start, ""),

@@ -31,6 +31,9 @@ use crate::usage::files::{FileFormat, read_records};
 use crate::usage::time::parse_time;
 use crate::usage::{Granularity, ValidationContext};
 
+/// Longest `tally adapter test` lets a compile take (a host: `[compile] timeout`).
+const AUTHOR_COMPILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// `tally adapter …`
 #[derive(Subcommand)]
 pub enum AdapterCommand {
@@ -135,10 +138,15 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
             .min(granularity.start_of(granularity.bucket_of(now))),
     };
 
-    // Compiled as the host compiles it: in a bounded child of this binary.
+    // Compiled as the host compiles it: in a bounded child of this binary,
+    // given longer than a host gives a compile (an author's machine is often
+    // busy building; the host's timeout protects a shared service).
+    let settings = CompileSettings {
+        timeout: AUTHOR_COMPILE_TIMEOUT,
+        ..CompileSettings::default()
+    };
     let engine = Arc::new(
-        AdapterEngine::new(artifact_cache()?)?
-            .with_compiler(Compiler::this_binary(CompileSettings::default())?),
+        AdapterEngine::new(artifact_cache()?)?.with_compiler(Compiler::this_binary(settings)?),
     );
     let adapter = load_with_progress(&engine, &args.component).await?;
     let limits = Limits::default();
