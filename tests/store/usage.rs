@@ -15,6 +15,7 @@ use crate::support::{IP_METER, VM_METER};
 conformance!(
     a_conflict_refuses_the_whole_request,
     a_retried_request_is_accepted_once,
+    concurrent_requests_are_each_all_or_nothing,
     usage_is_reported_at_the_store_clock_unless_backfilled,
     aggregates_are_kept_per_reported_window,
     paging_serves_every_row_once_at_every_page_size,
@@ -166,6 +167,94 @@ async fn a_retried_request_is_accepted_once(store: Arc<dyn Store>) {
     let other = Usage::new("sub-b", "e1", 16.0, 0).reported(hour(1));
     assert_eq!(ingest(&store, &[other]).await, (1, vec![]));
     assert_eq!(total(&store, hour(1), hour(2)).await, 31.0);
+}
+
+/// A record of sub-o whose quantity is past what validation lets through,
+/// so that a second one overflows the stored sum.
+async fn huge(store: &Arc<dyn Store>, event: &str) -> Vec<UsageRecord> {
+    let mut records = records(
+        store,
+        &[Usage::new("sub-o", event, 1.0, 0).reported(hour(1))],
+    )
+    .await;
+    records[0].quantity = 1.7e308;
+    records
+}
+
+/// Many requests at once, as group commit joins them in one transaction:
+/// each is still stored whole or not at all, and retries stay duplicates.
+async fn concurrent_requests_are_each_all_or_nothing(store: Arc<dyn Store>) {
+    let base: Vec<Usage> = (0..10)
+        .map(|j| Usage::new("sub-a", &format!("e{j}"), 1.0, 0).reported(hour(1)))
+        .collect();
+    assert_eq!(ingest(&store, &base).await, (10, vec![]));
+    store.ingest(huge(&store, "big-1").await).await.unwrap();
+
+    /// What a request must get.
+    #[derive(Debug, PartialEq)]
+    enum Expect {
+        Accepted(usize, Vec<usize>),
+        Conflict,
+    }
+    let mut requests: Vec<(Vec<UsageRecord>, Expect)> = Vec::new();
+    for i in 0..12 {
+        // Fresh usage, 5 records of 1 each.
+        let fresh: Vec<Usage> = (0..5)
+            .map(|k| {
+                Usage::new(&format!("sub-g{}", i % 3), &format!("g{i}-{k}"), 1.0, 0)
+                    .reported(hour(1))
+            })
+            .collect();
+        requests.push((records(&store, &fresh).await, Expect::Accepted(5, vec![])));
+        // Fresh usage of 1,000 each beside a changed copy of a stored event: refused whole.
+        let mut changed: Vec<Usage> = (0..4)
+            .map(|k| Usage::new("sub-c", &format!("c{i}-{k}"), 1000.0, 0).reported(hour(1)))
+            .collect();
+        changed.push(Usage::new("sub-a", &format!("e{}", i % 10), 7.0, 0).reported(hour(1)));
+        requests.push((records(&store, &changed).await, Expect::Conflict));
+        // A retry of a stored event with one fresh record of 10.
+        let retry = [
+            base[i % 10].clone(),
+            Usage::new("sub-a", &format!("r{i}"), 10.0, 0).reported(hour(1)),
+        ];
+        requests.push((records(&store, &retry).await, Expect::Accepted(1, vec![0])));
+        // A sum that would overflow: refused whole, without taking the others along.
+        requests.push((
+            huge(&store, &format!("big-{}", i + 2)).await,
+            Expect::Conflict,
+        ));
+    }
+    let mut running = tokio::task::JoinSet::new();
+    for (index, (records, expect)) in requests.into_iter().enumerate() {
+        let store = store.clone();
+        running.spawn(async move {
+            let got = match store.ingest(records).await {
+                Ok(receipt) => Expect::Accepted(receipt.accepted, receipt.duplicates),
+                Err(StoreError::Conflicts(_)) => Expect::Conflict,
+                Err(other) => panic!("request {index}: {other:?}"),
+            };
+            assert_eq!(got, expect, "request {index}");
+        });
+    }
+    while let Some(done) = running.join_next().await {
+        done.unwrap();
+    }
+    // Base 10 + 12 × 5 fresh + 12 × 10 retried-with-one-more; nothing of the refused.
+    let hours = all_rows(&store, &query(Granularity::Hourly, hour(1), hour(2))).await;
+    let total: f64 = hours
+        .iter()
+        .filter(|row| row.quantity < 1e300)
+        .map(|row| row.quantity)
+        .sum();
+    assert_eq!(total, 10.0 + 60.0 + 120.0);
+    assert!(!store.subscription_exists("sub-c").await.unwrap());
+    let daily = all_rows(&store, &query(Granularity::Daily, day(0), day(1))).await;
+    let daily: f64 = daily
+        .iter()
+        .filter(|row| row.quantity < 1e300)
+        .map(|row| row.quantity)
+        .sum();
+    assert_eq!(daily, total, "the daily rows agree with the hourly");
 }
 
 async fn usage_is_reported_at_the_store_clock_unless_backfilled(store: Arc<dyn Store>) {

@@ -1,27 +1,27 @@
-//! Ingest on PostgreSQL: one transaction per request, safe beside the same
-//! request retried through another replica.
+//! One ingest request on PostgreSQL, in two steps the group committer
+//! (`group_commit.rs`) runs in its transaction: [`stage`] writes the
+//! request's events (in a savepoint of its own) and sorts out duplicates and
+//! conflicts; [`Aggregates`] then adds the fresh events of every request of
+//! the group to the hourly, daily and reported-hour rows at once.
 //!
 //! Rows are written a statement per table (`unnest` of arrays), in key order
-//! so that concurrent requests lock rows in the same order. A deadlock or
-//! serialisation failure rolls the request back and runs it again. Reported
-//! times come from the database's clock, like the closing of export windows.
+//! so that concurrent transactions lock rows in the same order. Safe beside
+//! the same request retried through another replica: the unique index on
+//! `(subscription, eventId)` makes the second a duplicate.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
 
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 
-use super::PostgresStore;
-use crate::store::sql::Dialect;
-use crate::store::{IngestReceipt, StoreError, retention};
+use crate::store::{IngestReceipt, StoreError};
 use crate::usage::split::{days_of, split_hourly};
 use crate::usage::time::{Granularity, day_of_hour};
 use crate::usage::{RecordError, UsageRecord};
 
-/// Times a request is run again after a deadlock or serialisation failure.
-const RETRIES: usize = 5;
 /// Cached keys kept before the cache starts over.
 const CACHE_LIMIT: usize = 1_000_000;
 
@@ -42,93 +42,60 @@ impl KeyCache {
     }
 }
 
-/// Stores `records` atomically (see [`crate::store::Store::ingest`]).
-pub(super) async fn ingest(
-    store: &PostgresStore,
-    records: Vec<UsageRecord>,
-) -> Result<IngestReceipt, StoreError> {
-    let stamped = records.iter().any(|r| r.reported_time.is_none());
-    let mut tries = 0;
-    loop {
-        let outcome = async {
-            let mut client = store.client().await?;
-            let tx = client.transaction().await?;
-            let now = database_now(&tx).await?;
-            let outcome = write(store, &tx, &records, now).await?;
-            match outcome {
-                Ok((receipt, keys)) => {
-                    // A request stamped in one hour must not commit in the next:
-                    // that hour's window may be exported by then.
-                    let hour = Granularity::Hourly.bucket_of(now);
-                    if stamped && Granularity::Hourly.bucket_of(database_now(&tx).await?) != hour {
-                        tx.rollback().await?;
-                        return Ok(None);
-                    }
-                    tx.commit().await?;
-                    let (subscriptions, instances) = keys;
-                    store
-                        .keys
-                        .lock()
-                        .expect("key cache lock")
-                        .keep(subscriptions, instances);
-                    anyhow::Ok(Some(Ok(receipt)))
-                }
-                Err(refused) => {
-                    tx.rollback().await?;
-                    Ok(Some(Err(refused)))
-                }
-            }
-        }
-        .await;
-        match outcome {
-            Ok(Some(result)) => return result,
-            Ok(None) if tries < RETRIES => {
-                tries += 1; // stamped again in the new hour
-            }
-            Ok(None) => {
-                return Err(StoreError::Unavailable(anyhow!(
-                    "the request kept straddling an hour boundary"
-                )));
-            }
-            Err(error) if tries < RETRIES && is_retryable(&error) => {
-                tries += 1;
-                tracing::debug!(error = format!("{error:#}"), tries, "ingest runs again");
-            }
-            Err(error) => return Err(StoreError::from(error)),
-        }
+/// Keys a request added: subscriptions by id, instances by digest. Kept in
+/// the cache only once their transaction commits.
+#[derive(Default)]
+pub(super) struct NewKeys {
+    subscriptions: HashMap<String, i64>,
+    instances: HashMap<[u8; 16], i64>,
+}
+
+impl KeyCache {
+    /// Keeps the keys of a committed request.
+    pub(super) fn keep_new(&mut self, keys: NewKeys) {
+        self.keep(keys.subscriptions, keys.instances);
     }
 }
 
-/// The database's clock ([`Dialect::now_ms`]), which stamps reported times,
-/// so that replicas' clocks need not agree.
-async fn database_now(tx: &Transaction<'_>) -> anyhow::Result<DateTime<Utc>> {
-    let ms: i64 = tx
-        .query_one(&format!("SELECT {}", Dialect::Postgres.now_ms()), &[])
-        .await?
-        .get(0);
-    crate::store::exports::time(ms)
+/// A request whose events are written: what its receipt and the group's
+/// aggregates need.
+pub(super) struct Staged {
+    /// Index of each fresh record, with its subscription key and instance id.
+    fresh: Vec<(usize, i64, i64)>,
+    duplicates: Vec<usize>,
+    /// An event found stored by the insert but gone when read back.
+    pub vanished: Option<String>,
+    pub keys: NewKeys,
 }
 
-fn is_retryable(error: &anyhow::Error) -> bool {
-    error
-        .downcast_ref::<tokio_postgres::Error>()
-        .and_then(|e| e.code())
-        .is_some_and(|code| {
-            *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
-        })
+impl Staged {
+    /// The receipt the request gets once the group commits.
+    pub fn receipt(&self, now: DateTime<Utc>) -> IngestReceipt {
+        IngestReceipt {
+            accepted: self.fresh.len(),
+            duplicates: self.duplicates.clone(),
+            reported_time: now,
+        }
+    }
+
+    /// The refusal when a sum of this request's would overflow: which record
+    /// tipped it is not known here, so the request's first fresh one.
+    pub fn sum_overflow(&self) -> StoreError {
+        let first = self.fresh.first().map_or(0, |f| f.0);
+        StoreError::Conflicts(vec![RecordError::sum_overflow(first)])
+    }
 }
 
-type NewKeys = (HashMap<String, i64>, HashMap<[u8; 16], i64>);
-
-/// Writes one request in `tx`; its conflicts instead when there are any
-/// (the caller rolls back).
-async fn write(
-    store: &PostgresStore,
+/// Writes one request's events in `tx` (the request's savepoint); its
+/// conflicts instead when there are any (the caller rolls the savepoint back).
+/// Reported times missing from records are `now`, the database's clock.
+pub(super) async fn stage(
+    cache: &Mutex<KeyCache>,
     tx: &Transaction<'_>,
     records: &[UsageRecord],
     now: DateTime<Utc>,
-) -> anyhow::Result<Result<(IngestReceipt, NewKeys), StoreError>> {
-    let subscriptions = subscription_keys(store, tx, records, now).await?;
+) -> anyhow::Result<Result<Staged, StoreError>> {
+    let subscriptions = subscription_keys(cache, tx, records, now).await?;
     let subscription_of = |record: &UsageRecord| subscriptions[&record.subscription_id];
 
     // Within the request: a repeated event is a duplicate of its first copy,
@@ -147,7 +114,7 @@ async fn write(
             Some(_) => conflicts.push(conflict(index, record)),
         }
     }
-    let instances = instance_ids(store, tx, records, &candidates, &subscription_of).await?;
+    let instances = instance_ids(cache, tx, records, &candidates, &subscription_of).await?;
 
     // Insert the events; the ones already there are duplicates or conflicts.
     candidates.sort_by_key(|&i| (subscription_of(&records[i]), records[i].event_id.as_str()));
@@ -181,13 +148,24 @@ async fn write(
             ],
         )
         .await?;
-    let inserted: std::collections::HashSet<(i64, String)> = inserted
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
-    let (fresh, known): (Vec<usize>, Vec<usize>) = candidates.iter().partition(|&&i| {
-        inserted.contains(&(subscription_of(&records[i]), records[i].event_id.clone()))
-    });
+    let mut fresh = Vec::with_capacity(candidates.len());
+    let mut known = Vec::new();
+    if inserted.len() == candidates.len() {
+        fresh = candidates;
+    } else {
+        let inserted: HashSet<(i64, &str)> = inserted
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        for index in candidates {
+            let record = &records[index];
+            if inserted.contains(&(subscription_of(record), record.event_id.as_str())) {
+                fresh.push(index);
+            } else {
+                known.push(index);
+            }
+        }
+    }
     let mut vanished = None;
     if !known.is_empty() {
         let stored = tx
@@ -207,140 +185,148 @@ async fn write(
                 ],
             )
             .await?;
-        let stored: HashMap<(i64, String), Vec<u8>> = stored
+        let stored: HashMap<(i64, &str), &[u8]> = stored
             .iter()
             .map(|row| ((row.get(0), row.get(1)), row.get(2)))
             .collect();
         for &index in &known {
             let record = &records[index];
-            let key = (subscription_of(record), record.event_id.clone());
-            match stored.get(&key) {
+            match stored.get(&(subscription_of(record), record.event_id.as_str())) {
                 Some(digest) if digest[..] == record.digest[..] => duplicates.push(index),
                 Some(_) => conflicts.push(conflict(index, record)),
-                None => vanished = Some(index),
+                // Deleted since the insert found it: pruned meanwhile, which
+                // the watermark the group reads next refuses.
+                None => vanished = Some(record.event_id.clone()),
             }
         }
-    }
-    // Read after the events were written: a pruned event this request no
-    // longer found was deleted by a transaction that also raised the
-    // watermark, committed before this statement began.
-    let watermark: i64 = tx.query_one(retention::WATERMARK_SQL, &[]).await?.get(0);
-    if let Some(expired) = retention::expired(records, watermark) {
-        return Ok(Err(expired));
-    }
-    if let Some(index) = vanished {
-        return Err(anyhow!(
-            "event '{}' vanished while being ingested",
-            records[index].event_id
-        ));
     }
     if !conflicts.is_empty() {
         conflicts.sort_by_key(|c| c.index);
         return Ok(Err(StoreError::Conflicts(conflicts)));
     }
     duplicates.sort_unstable();
+    fresh.sort_unstable();
+    let fresh = fresh
+        .into_iter()
+        .map(|i| {
+            let record = &records[i];
+            (
+                i,
+                subscription_of(record),
+                instances[&record.instance_digest],
+            )
+        })
+        .collect();
+    Ok(Ok(Staged {
+        fresh,
+        duplicates,
+        vanished,
+        keys: NewKeys {
+            subscriptions,
+            instances,
+        },
+    }))
+}
 
-    // Each fresh event's share of the hourly and daily aggregates, summed per
-    // key first (one upsert may not touch a row twice), in key order.
-    let mut hourly: BTreeMap<[i64; 5], f64> = BTreeMap::new();
-    let mut daily: BTreeMap<[i64; 5], f64> = BTreeMap::new();
-    // Per (subscription, reported hour): the usage hours touched and the records.
-    let mut bounds: BTreeMap<(i64, i64), (i64, i64, i64)> = BTreeMap::new();
-    for &index in &fresh {
-        let record = &records[index];
-        let (subscription, instance) =
-            (subscription_of(record), instances[&record.instance_digest]);
-        let reported_hour = Granularity::Hourly.bucket_of(record.reported_time.unwrap_or(now));
-        let hours = split_hourly(record.quantity, record.usage_start, record.usage_end);
-        for &(hour, quantity) in &hours {
-            *hourly
-                .entry([
+/// The aggregate rows a group of requests adds to, summed per key first (one
+/// upsert may not touch a row twice) and kept in key order.
+#[derive(Default)]
+pub(super) struct Aggregates {
+    hourly: BTreeMap<[i64; 5], f64>,
+    daily: BTreeMap<[i64; 5], f64>,
+    /// Per (subscription, reported hour): the usage hours touched and the records.
+    bounds: BTreeMap<(i64, i64), (i64, i64, i64)>,
+}
+
+/// A sum that would pass `f64::MAX`: the group is refused as a whole.
+pub(super) struct Overflow;
+
+impl Aggregates {
+    /// Adds each fresh event of a staged request to its hours and days.
+    pub fn add(&mut self, records: &[UsageRecord], staged: &Staged, now: DateTime<Utc>) {
+        for &(index, subscription, instance) in &staged.fresh {
+            let record = &records[index];
+            let reported_hour = Granularity::Hourly.bucket_of(record.reported_time.unwrap_or(now));
+            let hours = split_hourly(record.quantity, record.usage_start, record.usage_end);
+            for &(hour, quantity) in &hours {
+                let key = [
                     subscription,
                     hour,
                     record.meter_key,
                     instance,
                     reported_hour,
-                ])
-                .or_default() += quantity;
-        }
-        for (day, quantity) in days_of(&hours) {
-            let key = [
-                subscription,
-                day,
-                record.meter_key,
-                instance,
-                day_of_hour(reported_hour),
-            ];
-            *daily.entry(key).or_default() += quantity;
-        }
-        let (first, last) = (hours[0].0, hours[hours.len() - 1].0);
-        let entry = bounds
-            .entry((subscription, reported_hour))
-            .or_insert((first, last, 0));
-        *entry = (entry.0.min(first), entry.1.max(last), entry.2 + 1);
-    }
-    // Every sum stays finite: the request's own here, the stored ones below
-    // (PostgreSQL refuses a float8 sum that overflows).
-    if let Some(&first) = fresh.first()
-        && hourly
-            .values()
-            .chain(daily.values())
-            .any(|q| !q.is_finite())
-    {
-        return Ok(Err(StoreError::Conflicts(vec![RecordError::sum_overflow(
-            first,
-        )])));
-    }
-    for (table, bucket, reported, rows) in [
-        ("usage_hourly", "usage_hour", "reported_hour", &hourly),
-        ("usage_daily", "usage_day", "reported_day", &daily),
-    ] {
-        let part = |i: usize| rows.keys().map(|k| k[i]).collect::<Vec<i64>>();
-        let upserted = tx.execute(
-            &format!(
-                "INSERT INTO {table} (subscription_key, {bucket}, meter_key, instance_id, {reported}, quantity)
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
-                     $5::bigint[], $6::float8[])
-                 ON CONFLICT (subscription_key, {bucket}, meter_key, instance_id, {reported})
-                 DO UPDATE SET quantity = {table}.quantity + excluded.quantity"
-            ),
-            &[&part(0), &part(1), &part(2), &part(3), &part(4), &rows.values().copied().collect::<Vec<f64>>()],
-        )
-        .await;
-        match upserted {
-            Err(error) if error.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => {
-                // Which record tipped the sum is not known here: the request's first.
-                return Ok(Err(StoreError::Conflicts(vec![RecordError::sum_overflow(
-                    fresh[0],
-                )])));
+                ];
+                *self.hourly.entry(key).or_default() += quantity;
             }
-            upserted => upserted?,
-        };
+            for (day, quantity) in days_of(&hours) {
+                let reported_day = day_of_hour(reported_hour);
+                let key = [subscription, day, record.meter_key, instance, reported_day];
+                *self.daily.entry(key).or_default() += quantity;
+            }
+            let (first, last) = (hours[0].0, hours[hours.len() - 1].0);
+            let entry = self
+                .bounds
+                .entry((subscription, reported_hour))
+                .or_insert((first, last, 0));
+            *entry = (entry.0.min(first), entry.1.max(last), entry.2 + 1);
+        }
     }
-    tx.execute(
-        "INSERT INTO reported_hours (subscription_key, reported_hour, min_usage_hour, max_usage_hour, records)
-         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
-         ON CONFLICT (subscription_key, reported_hour) DO UPDATE
-         SET min_usage_hour = least(reported_hours.min_usage_hour, excluded.min_usage_hour),
-             max_usage_hour = greatest(reported_hours.max_usage_hour, excluded.max_usage_hour),
-             records = reported_hours.records + excluded.records",
-        &[
-            &bounds.keys().map(|k| k.0).collect::<Vec<_>>(),
-            &bounds.keys().map(|k| k.1).collect::<Vec<_>>(),
-            &bounds.values().map(|v| v.0).collect::<Vec<_>>(),
-            &bounds.values().map(|v| v.1).collect::<Vec<_>>(),
-            &bounds.values().map(|v| v.2).collect::<Vec<_>>(),
-        ],
-    )
-    .await?;
-    Ok(Ok((
-        IngestReceipt {
-            accepted: fresh.len(),
-            duplicates,
-            reported_time: now,
-        },
-        (subscriptions, instances),
-    )))
+
+    /// Adds the sums to the stored rows in `tx`. Every sum stays finite: the
+    /// group's own are checked here, the stored ones by PostgreSQL, which
+    /// refuses a float8 sum that overflows (the transaction is then lost).
+    pub async fn upsert(&self, tx: &Transaction<'_>) -> anyhow::Result<Result<(), Overflow>> {
+        if self
+            .hourly
+            .values()
+            .chain(self.daily.values())
+            .any(|q| !q.is_finite())
+        {
+            return Ok(Err(Overflow));
+        }
+        for (table, bucket, reported, rows) in [
+            ("usage_hourly", "usage_hour", "reported_hour", &self.hourly),
+            ("usage_daily", "usage_day", "reported_day", &self.daily),
+        ] {
+            let part = |i: usize| rows.keys().map(|k| k[i]).collect::<Vec<i64>>();
+            let quantities: Vec<f64> = rows.values().copied().collect();
+            let upserted = tx
+                .execute(
+                    &format!(
+                        "INSERT INTO {table} (subscription_key, {bucket}, meter_key, instance_id, {reported}, quantity)
+                         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
+                             $5::bigint[], $6::float8[])
+                         ON CONFLICT (subscription_key, {bucket}, meter_key, instance_id, {reported})
+                         DO UPDATE SET quantity = {table}.quantity + excluded.quantity"
+                    ),
+                    &[&part(0), &part(1), &part(2), &part(3), &part(4), &quantities],
+                )
+                .await;
+            match upserted {
+                Err(error) if error.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => {
+                    return Ok(Err(Overflow));
+                }
+                upserted => upserted?,
+            };
+        }
+        tx.execute(
+            "INSERT INTO reported_hours (subscription_key, reported_hour, min_usage_hour, max_usage_hour, records)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+             ON CONFLICT (subscription_key, reported_hour) DO UPDATE
+             SET min_usage_hour = least(reported_hours.min_usage_hour, excluded.min_usage_hour),
+                 max_usage_hour = greatest(reported_hours.max_usage_hour, excluded.max_usage_hour),
+                 records = reported_hours.records + excluded.records",
+            &[
+                &self.bounds.keys().map(|k| k.0).collect::<Vec<_>>(),
+                &self.bounds.keys().map(|k| k.1).collect::<Vec<_>>(),
+                &self.bounds.values().map(|v| v.0).collect::<Vec<_>>(),
+                &self.bounds.values().map(|v| v.1).collect::<Vec<_>>(),
+                &self.bounds.values().map(|v| v.2).collect::<Vec<_>>(),
+            ],
+        )
+        .await?;
+        Ok(Ok(()))
+    }
 }
 
 fn conflict(index: usize, record: &UsageRecord) -> RecordError {
@@ -356,7 +342,7 @@ fn conflict(index: usize, record: &UsageRecord) -> RecordError {
 
 /// Keys of the request's subscriptions (by id as reported), inserting new ones.
 async fn subscription_keys(
-    store: &PostgresStore,
+    cache: &Mutex<KeyCache>,
     tx: &Transaction<'_>,
     records: &[UsageRecord],
     now: DateTime<Utc>,
@@ -364,7 +350,7 @@ async fn subscription_keys(
     let mut keys = HashMap::new();
     let mut missing: Vec<&str> = Vec::new();
     {
-        let cache = store.keys.lock().expect("key cache lock");
+        let cache = cache.lock().expect("key cache lock");
         for record in records {
             match cache.subscriptions.get(&record.subscription_id) {
                 Some(&key) => {
@@ -404,7 +390,7 @@ async fn subscription_keys(
 
 /// Ids of the instances of `candidates`, inserting new ones.
 async fn instance_ids(
-    store: &PostgresStore,
+    cache: &Mutex<KeyCache>,
     tx: &Transaction<'_>,
     records: &[UsageRecord],
     candidates: &[usize],
@@ -413,7 +399,7 @@ async fn instance_ids(
     let mut ids = HashMap::new();
     let mut missing: BTreeMap<[u8; 16], &UsageRecord> = BTreeMap::new();
     {
-        let cache = store.keys.lock().expect("key cache lock");
+        let cache = cache.lock().expect("key cache lock");
         for &index in candidates {
             let record = &records[index];
             match cache.instances.get(&record.instance_digest) {

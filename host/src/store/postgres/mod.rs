@@ -4,11 +4,12 @@
 //! `schema.rs`), so the API, the adapters and the CLI behave the same on both.
 //! What changes is who else writes:
 //!
-//! - **Ingest** (`ingest.rs`) is one transaction per request. Events are
-//!   inserted with `ON CONFLICT DO NOTHING` on `(subscription, eventId)`, so a
-//!   retry through another replica, even at the same instant, is a duplicate
-//!   (the unique index waits for the other transaction) and aggregates are
-//!   added with atomic upserts in key order.
+//! - **Ingest** (`group_commit.rs`, `ingest.rs`) commits the concurrent
+//!   requests of a replica together, each in a savepoint of its own. Events
+//!   are inserted with `ON CONFLICT DO NOTHING` on `(subscription, eventId)`,
+//!   so a retry through another replica, even at the same instant, is a
+//!   duplicate (the unique index waits for the other transaction), and
+//!   aggregates are added with atomic upserts in key order.
 //! - **Export runs** (`exports.rs`) are claimed under an advisory lock held for
 //!   the claim's transaction, so two replicas never take the same run; a claim
 //!   is a lease the running replica renews.
@@ -24,11 +25,12 @@ mod access;
 pub mod connect;
 mod console;
 mod exports;
+mod group_commit;
 mod ingest;
 mod schema;
 mod sql;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
@@ -70,9 +72,8 @@ pub struct PostgresStore {
     pool: Pool,
     catalog: RwLock<(Arc<MeterCatalog>, Instant)>,
     instances: InstanceCache,
-    /// Subscription keys by id as reported, and instance ids by digest: only
-    /// committed keys, which never change.
-    keys: Mutex<ingest::KeyCache>,
+    /// Where ingest requests wait to be committed together.
+    group_commit: group_commit::GroupCommit,
 }
 
 impl PostgresStore {
@@ -104,10 +105,10 @@ impl PostgresStore {
         let catalog = load_catalog(&client).await?;
         drop(client);
         Ok(PostgresStore {
+            group_commit: group_commit::GroupCommit::start(pool.clone()),
             pool,
             catalog: RwLock::new((Arc::new(catalog), Instant::now())),
             instances: InstanceCache::default(),
-            keys: Mutex::default(),
         })
     }
 
@@ -274,7 +275,7 @@ impl Store for PostgresStore {
     }
 
     async fn ingest(&self, records: Vec<UsageRecord>) -> Result<IngestReceipt, StoreError> {
-        ingest::ingest(self, records).await
+        self.group_commit.ingest(records).await
     }
 
     async fn prune_usage_events(
