@@ -8,7 +8,7 @@
 //! by the API's limits on records and hour parts, and a group commit by
 //! [`GROUP_HOUR_PART_LIMIT`], so that transaction is short.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
 use chrono::{DateTime, Utc};
@@ -177,81 +177,39 @@ fn commit_group(conn: &mut Connection, caches: &mut Caches, group: Vec<IngestJob
     }
 }
 
-/// Stores one request's records, or returns its conflicts (then the caller rolls back).
+/// Stores one request's records, or returns its conflicts (then the caller
+/// rolls its savepoint back).
+///
+/// Each event is inserted unless its id is taken (the unique index is the
+/// idempotency check: no lookup before the insert); only an id already taken,
+/// by an earlier request or earlier in this one, is read back to tell a
+/// duplicate from a conflict. The request's shares of the hourly and daily
+/// aggregates are summed per key first and written in key order: records of
+/// one resource and meter over the hours of one day update their daily row
+/// once.
 fn ingest_request(
     conn: &Connection,
     caches: &mut Caches,
     records: &[UsageRecord],
     now: DateTime<Utc>,
 ) -> anyhow::Result<Result<IngestReceipt, Vec<RecordError>>> {
-    // Phase 1: classify every record before writing any, so a conflict costs nothing.
-    let mut find_event = conn.prepare_cached(
-        "SELECT digest FROM usage_events WHERE subscription_key = ?1 AND event_id = ?2",
-    )?;
-    let mut in_request: HashMap<(i64, &str), [u8; 16]> = HashMap::new();
-    let (mut fresh, mut duplicates, mut conflicts) = (Vec::new(), Vec::new(), Vec::new());
-    for (index, record) in records.iter().enumerate() {
-        let subscription = caches.subscription_key(conn, &record.subscription_id, now)?;
-        let known = match in_request.get(&(subscription, record.event_id.as_str())) {
-            Some(digest) => Some(*digest),
-            None => find_event
-                .query_row(params![subscription, record.event_id], |row| {
-                    row.get::<_, [u8; 16]>(0)
-                })
-                .map(Some)
-                .or_else(|e| {
-                    if e == rusqlite::Error::QueryReturnedNoRows {
-                        Ok(None)
-                    } else {
-                        Err(e)
-                    }
-                })?,
-        };
-        match known {
-            None => {
-                in_request.insert((subscription, &record.event_id), record.digest);
-                fresh.push((index, subscription));
-            }
-            Some(digest) if digest == record.digest => duplicates.push(index),
-            Some(_) => conflicts.push(RecordError::new(
-                index,
-                "eventId",
-                format!(
-                    "event '{}' of subscription '{}' was already accepted with different content",
-                    record.event_id, record.subscription_id
-                ),
-            )),
-        }
-    }
-    if !conflicts.is_empty() {
-        return Ok(Err(conflicts));
-    }
-
-    // Phase 2: the event itself, then its share of every hourly and daily aggregate.
     let mut insert_event = conn.prepare_cached(
         "INSERT INTO usage_events (subscription_key, event_id, meter_key, instance_id, quantity,
              usage_start_ms, usage_end_ms, reported_at_ms, digest)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (subscription_key, event_id) DO NOTHING",
     )?;
-    let mut add_hourly = conn.prepare_cached(
-        "INSERT INTO usage_hourly (subscription_key, usage_hour, meter_key, instance_id, reported_hour, quantity)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity
-         WHERE quantity + excluded.quantity <= ?7",
+    let mut find_event = conn.prepare_cached(
+        "SELECT digest FROM usage_events WHERE subscription_key = ?1 AND event_id = ?2",
     )?;
-    let mut add_daily = conn.prepare_cached(
-        "INSERT INTO usage_daily (subscription_key, usage_day, meter_key, instance_id, reported_day, quantity)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity
-         WHERE quantity + excluded.quantity <= ?7",
-    )?;
-    // Per (subscription, reported hour): the usage hours touched and the records.
-    let mut usage_hours_by_report: HashMap<(i64, i64), (i64, i64, i64)> = HashMap::new();
-    for &(index, subscription) in &fresh {
-        let record = &records[index];
+    let (mut duplicates, mut conflicts) = (Vec::new(), Vec::new());
+    let mut aggregates = Aggregates::default();
+    let mut accepted = 0;
+    for (index, record) in records.iter().enumerate() {
+        let subscription = caches.subscription_key(conn, &record.subscription_id, now)?;
         let instance = caches.instance_id(conn, subscription, record)?;
         let reported = record.reported_time.unwrap_or(now);
-        insert_event.execute(params![
+        let inserted = insert_event.execute(params![
             subscription,
             record.event_id,
             record.meter_key,
@@ -262,59 +220,141 @@ fn ingest_request(
             reported.timestamp_millis(),
             &record.digest[..],
         ])?;
+        if inserted == 1 {
+            accepted += 1;
+            aggregates.add(index, subscription, instance, record, reported);
+            continue;
+        }
+        let stored: [u8; 16] =
+            find_event.query_row(params![subscription, record.event_id], |row| row.get(0))?;
+        if stored == record.digest {
+            duplicates.push(index);
+        } else {
+            conflicts.push(RecordError::new(
+                index,
+                "eventId",
+                format!(
+                    "event '{}' of subscription '{}' was already accepted with different content",
+                    record.event_id, record.subscription_id
+                ),
+            ));
+        }
+    }
+    if !conflicts.is_empty() {
+        return Ok(Err(conflicts));
+    }
+    if let Some(index) = aggregates.write(conn)? {
+        return Ok(Err(vec![RecordError::sum_overflow(index)]));
+    }
+    Ok(Ok(IngestReceipt {
+        accepted,
+        duplicates,
+        reported_time: now,
+    }))
+}
+
+/// A request's shares of the aggregate rows, summed per key and kept in key
+/// order: `[subscription, usage hour or day, meter, instance, reported hour or
+/// day]` to the sum and the index of the first record that added to it.
+#[derive(Default)]
+struct Aggregates {
+    hourly: BTreeMap<[i64; 5], (f64, usize)>,
+    daily: BTreeMap<[i64; 5], (f64, usize)>,
+    /// Per (subscription, reported hour): the usage hours touched and the records.
+    bounds: BTreeMap<(i64, i64), (i64, i64, i64)>,
+}
+
+impl Aggregates {
+    /// Adds record `index`'s shares.
+    fn add(
+        &mut self,
+        index: usize,
+        subscription: i64,
+        instance: i64,
+        record: &UsageRecord,
+        reported: DateTime<Utc>,
+    ) {
         let reported_hour = Granularity::Hourly.bucket_of(reported);
         let hours = split_hourly(record.quantity, record.usage_start, record.usage_end);
-        // An update whose sum would pass f64::MAX is skipped (no row written):
-        // that refuses the request. Cheaper than reading every sum back.
-        let mut sums_finite = true;
         for &(hour, quantity) in &hours {
-            let written = add_hourly.execute(params![
+            let key = [
                 subscription,
                 hour,
                 record.meter_key,
                 instance,
                 reported_hour,
-                quantity,
-                f64::MAX
-            ])?;
-            sums_finite &= written == 1;
+            ];
+            self.hourly.entry(key).or_insert((0.0, index)).0 += quantity;
         }
         for (day, quantity) in days_of(&hours) {
-            let written = add_daily.execute(params![
+            let key = [
                 subscription,
                 day,
                 record.meter_key,
                 instance,
                 day_of_hour(reported_hour),
-                quantity,
-                f64::MAX
-            ])?;
-            sums_finite &= written == 1;
-        }
-        if !sums_finite {
-            return Ok(Err(vec![RecordError::sum_overflow(index)]));
+            ];
+            self.daily.entry(key).or_insert((0.0, index)).0 += quantity;
         }
         let (first, last) = (hours[0].0, hours[hours.len() - 1].0);
-        let bounds = usage_hours_by_report
+        let bounds = self
+            .bounds
             .entry((subscription, reported_hour))
             .or_insert((first, last, 0));
         *bounds = (bounds.0.min(first), bounds.1.max(last), bounds.2 + 1);
     }
-    let mut add_bounds = conn.prepare_cached(
-        "INSERT INTO reported_hours (subscription_key, reported_hour, min_usage_hour, max_usage_hour, records)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT DO UPDATE SET min_usage_hour = min(min_usage_hour, excluded.min_usage_hour),
-                                   max_usage_hour = max(max_usage_hour, excluded.max_usage_hour),
-                                   records = records + excluded.records",
-    )?;
-    for ((subscription, reported_hour), (min, max, count)) in usage_hours_by_report {
-        add_bounds.execute(params![subscription, reported_hour, min, max, count])?;
+
+    /// Adds the sums to the stored rows. A sum that would pass `f64::MAX`
+    /// stops it: the index of the first record that added to that row is
+    /// returned, and nothing of the request must be kept.
+    fn write(&self, conn: &Connection) -> rusqlite::Result<Option<usize>> {
+        // An update whose sum would pass f64::MAX is skipped (no row
+        // written): cheaper than reading every sum back.
+        for (rows, sql) in [
+            (
+                &self.hourly,
+                "INSERT INTO usage_hourly (subscription_key, usage_hour, meter_key, instance_id, reported_hour, quantity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity
+                 WHERE quantity + excluded.quantity <= ?7",
+            ),
+            (
+                &self.daily,
+                "INSERT INTO usage_daily (subscription_key, usage_day, meter_key, instance_id, reported_day, quantity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity
+                 WHERE quantity + excluded.quantity <= ?7",
+            ),
+        ] {
+            let mut upsert = conn.prepare_cached(sql)?;
+            for (key, &(quantity, first)) in rows {
+                let written = quantity.is_finite()
+                    && upsert.execute(params![
+                        key[0],
+                        key[1],
+                        key[2],
+                        key[3],
+                        key[4],
+                        quantity,
+                        f64::MAX
+                    ])? == 1;
+                if !written {
+                    return Ok(Some(first));
+                }
+            }
+        }
+        let mut add_bounds = conn.prepare_cached(
+            "INSERT INTO reported_hours (subscription_key, reported_hour, min_usage_hour, max_usage_hour, records)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO UPDATE SET min_usage_hour = min(min_usage_hour, excluded.min_usage_hour),
+                                       max_usage_hour = max(max_usage_hour, excluded.max_usage_hour),
+                                       records = records + excluded.records",
+        )?;
+        for (&(subscription, reported_hour), &(min, max, count)) in &self.bounds {
+            add_bounds.execute(params![subscription, reported_hour, min, max, count])?;
+        }
+        Ok(None)
     }
-    Ok(Ok(IngestReceipt {
-        accepted: fresh.len(),
-        duplicates,
-        reported_time: now,
-    }))
 }
 
 /// Inserts the subscription if new; returns its key.
