@@ -13,7 +13,7 @@
 //! Needs a PostgreSQL server: `TALLY_BENCH_POSTGRES` (default
 //! `postgres://$USER@127.0.0.1:5432/test`); the benchmark creates and drops
 //! its own databases there. Run: `cargo bench -p tally --bench scale`
-//! (`-- --quick` for a smaller run).
+//! (`-- --quick` for a smaller run, `-- --ingest-only` to skip the query).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -54,7 +54,9 @@ fn main() {
         if quick { "quick" } else { "full" }
     );
     runtime.block_on(ingest_benchmark(&server, quick));
-    runtime.block_on(query_benchmark(&server, quick));
+    if !std::env::args().any(|a| a == "--ingest-only") {
+        runtime.block_on(query_benchmark(&server, quick));
+    }
 }
 
 // ---------------------------------------------------------------- ingest

@@ -80,6 +80,23 @@ async fn ingest_benchmark(quick: bool) {
         baseline,
         None,
     );
+    // The machine's limits for the same data: the events alone (no
+    // aggregates, no keys to resolve), and the commits per second the disk
+    // allows (an empty transaction, WAL, synchronous = FULL).
+    let dir = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(dir.path()).unwrap());
+    let events_only = raw_event_inserts(&dir.path().join(DATABASE_FILE), &validated);
+    report(
+        "limit: the events alone, raw batched inserts",
+        records.len(),
+        events_only,
+        Some(baseline),
+    );
+    let (commits, commit_time) = empty_commits(&dir.path().join("fsync.db"));
+    println!(
+        "  limit: {:.0} commits/s (one-row transactions; a request of {BATCH} needs at least one)",
+        commits as f64 / commit_time.as_secs_f64()
+    );
 
     for clients in [1, CLIENTS] {
         let dir = tempfile::tempdir().unwrap();
@@ -207,6 +224,70 @@ fn raw_inserts(path: &std::path::Path, records: &[UsageRecord]) -> Duration {
         tx.commit().unwrap();
     }
     started.elapsed()
+}
+
+/// The events of `records` alone, one transaction per batch: what the disk
+/// and SQLite do for the rows every design has to keep.
+fn raw_event_inserts(path: &std::path::Path, records: &[UsageRecord]) -> Duration {
+    let mut conn = Connection::open(path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.pragma_update(None, "cache_size", -64_000).unwrap();
+    let mut subscriptions = std::collections::HashMap::new();
+    let keys: Vec<i64> = records
+        .iter()
+        .map(|r| {
+            let next = subscriptions.len() as i64 + 1;
+            *subscriptions
+                .entry(r.subscription_id.clone())
+                .or_insert(next)
+        })
+        .collect();
+    let now = Utc::now();
+    let started = Instant::now();
+    for (chunk, chunk_keys) in records.chunks(BATCH).zip(keys.chunks(BATCH)) {
+        let tx = conn.transaction().unwrap();
+        {
+            let mut event = tx
+                .prepare_cached(
+                    "INSERT INTO usage_events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .unwrap();
+            for (r, &s) in chunk.iter().zip(chunk_keys) {
+                event
+                    .execute(params![
+                        s,
+                        r.event_id,
+                        r.meter_key,
+                        1,
+                        r.quantity,
+                        r.usage_start.timestamp_millis(),
+                        r.usage_end.timestamp_millis(),
+                        r.reported_time.unwrap_or(now).timestamp_millis(),
+                        &r.digest[..]
+                    ])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    started.elapsed()
+}
+
+/// Commits of a one-row transaction for about two seconds (WAL,
+/// synchronous = FULL): the fsyncs a second this disk allows.
+fn empty_commits(path: &std::path::Path) -> (usize, Duration) {
+    let conn = Connection::open(path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.execute("CREATE TABLE t (n INTEGER)", []).unwrap();
+    let started = Instant::now();
+    let mut commits = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        commits += 1;
+    }
+    (commits, started.elapsed())
 }
 
 async fn serve(dir: &std::path::Path) -> (String, String) {
