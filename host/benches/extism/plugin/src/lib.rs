@@ -6,7 +6,7 @@
 //! keeps the run's state between calls, as Extism plugins do.
 
 #[path = "../../../../../adapters/chargeback-csv/src/rating.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod rating;
 
 use std::cell::RefCell;
