@@ -8,6 +8,7 @@ use extism::{CompiledPlugin, Manifest, Plugin, PluginBuilder, ToBytes, Wasm};
 use serde::Serialize;
 use tally::sandbox::contract::tally::billing::usage::UsageBatch;
 use tally::sandbox::host_usage::BatchEncoder;
+use tally::sandbox::usage_read::UsageRead;
 use tally::store::{AggregateQuery, Store};
 
 /// How each batch is serialised into the plugin's input bytes: the two
@@ -29,9 +30,10 @@ impl Encoding {
 
     /// The batch's bytes.
     fn encode(self, batch: &BatchView<'_>) -> Vec<u8> {
-        let bytes = match self {
-            Encoding::Json => Json(batch).to_bytes().map(|b| b.as_ref().to_vec()),
-            Encoding::Msgpack => Msgpack(batch).to_bytes().map(|b| b.as_ref().to_vec()),
+        // What the SDK does with `Json(batch)` / `Msgpack(batch)` as a call's input.
+        let bytes: Result<Vec<u8>, _> = match self {
+            Encoding::Json => Json(batch).to_bytes(),
+            Encoding::Msgpack => Msgpack(batch).to_bytes(),
         };
         bytes.expect("a batch serialises")
     }
@@ -96,7 +98,9 @@ pub struct ExtismExport {
 
 /// One export: a fresh plugin, `begin(config)`, every page of `query`
 /// read, encoded like tally's batches, serialised and passed to the plugin
-/// one call per batch, then `finish(catalog)` for the CSV.
+/// one call per batch, then `finish(catalog)` for the CSV. With `digest`,
+/// the host also digests every batch it hands over, as tally's host does
+/// for the run's provenance.
 pub async fn export(
     compiled: &CompiledPlugin,
     store: &dyn Store,
@@ -104,6 +108,7 @@ pub async fn export(
     config: &str,
     meters: &[(String, String, String)],
     encoding: Encoding,
+    digest: bool,
 ) -> ExtismExport {
     let started = Instant::now();
     let mut plugin = Plugin::new_from_compiled(compiled).expect("a plugin instance");
@@ -112,6 +117,7 @@ pub async fn export(
         .expect("the plugin takes the config");
     let mut encoder = BatchEncoder::default();
     let (mut after, mut rows_read, mut input_bytes) = (None, 0, 0);
+    let mut usage_read = UsageRead::default();
     loop {
         let page = store.aggregates(query, after).await.expect("a page");
         let batch = encoder.encode(&page.rows).expect("a batch");
@@ -119,6 +125,9 @@ pub async fn export(
         plugin
             .call::<&[u8], ()>(encoding.function(), &bytes)
             .expect("the plugin takes the batch");
+        if digest {
+            usage_read.record(&batch);
+        }
         rows_read += batch.quantity.len();
         input_bytes += bytes.len();
         match page.next {
@@ -129,6 +138,9 @@ pub async fn export(
     let csv: Vec<u8> = plugin
         .call::<Json<&[(String, String, String)]>, Vec<u8>>("finish", Json(meters))
         .expect("the plugin renders the CSV");
+    if digest {
+        assert_eq!(usage_read.sha256_hex().len(), 64);
+    }
     let elapsed = started.elapsed();
     let plugin_memory_bytes = plugin
         .call::<(), &str>("memory_bytes", ())

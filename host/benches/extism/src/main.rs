@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use common::METERS;
 use extism_run::Encoding;
-use measure::{micros, mib, millis, percentile, rss_growth};
+use measure::{mib, micros, millis, percentile, rss_growth};
 use serde_json::json;
 use tally::sandbox::contract::{ExportRequest, Granularity as WitGranularity, Window};
 use tally::sandbox::host_usage::{BATCH_ROWS, BatchEncoder};
@@ -47,9 +47,15 @@ fn main() {
 
 /// A file the benchmark needs, built by `run.sh`.
 fn artifact(relative: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..").join(relative);
-    std::fs::read(&path)
-        .unwrap_or_else(|_| panic!("{} is missing: run host/benches/extism/run.sh", path.display()))
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../..")
+        .join(relative);
+    std::fs::read(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: run host/benches/extism/run.sh",
+            path.display()
+        )
+    })
 }
 
 /// One system's best figures over the rounds.
@@ -85,7 +91,10 @@ async fn benchmark(quick: bool) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<SqliteStore> = Arc::new(SqliteStore::open(dir.path()).unwrap());
     let start = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap();
-    common::load_grid(&*store, start, days, resources, |r| format!("sub-{}", r % 10)).await;
+    common::load_grid(&*store, start, days, resources, |r| {
+        format!("sub-{}", r % 10)
+    })
+    .await;
     // Records are reported 10 minutes after their hour: the window reaches one hour further.
     let end = start + chrono::Duration::days(days) + chrono::Duration::hours(1);
     let rows = resources * METERS.len() * days as usize * 24;
@@ -129,22 +138,28 @@ async fn benchmark(quick: bool) {
     let adapter = engine.load(&component).unwrap();
     let compiled = extism_run::compile(&plugin);
 
-    // Reading alone, the share of both exports that is the store's.
+    // The rounds alternate between the systems, so that the machine's
+    // noise falls on all of them alike.
     let mut read_only = Duration::MAX;
+    let mut tally = Best::new();
+    // Extism as it comes (the batch in, the CSV out), and as a tally built
+    // on it would run: with the usage digest of provenance on the host.
+    let mut extism = [
+        (Encoding::Json, false, Best::new(), 0),
+        (Encoding::Msgpack, false, Best::new(), 0),
+        (Encoding::Json, true, Best::new(), 0),
+        (Encoding::Msgpack, true, Best::new(), 0),
+    ];
     for _ in 0..ROUNDS {
+        // Reading alone: the share of every export that is the store's.
         let started = Instant::now();
         read_batches(&*store, &query).await;
         read_only = read_only.min(started.elapsed());
-    }
 
-    // The rounds alternate between the systems, so that the machine's
-    // noise falls on all of them alike.
-    let mut tally = Best::new();
-    let mut extism = [(Encoding::Json, Best::new(), 0), (Encoding::Msgpack, Best::new(), 0)];
-    for _ in 0..ROUNDS {
         let ((outcome, elapsed), growth) = rss_growth(async {
             let started = Instant::now();
-            let outcome = common::export(&engine, &adapter, &store, &catalog, &request, &config).await;
+            let outcome =
+                common::export(&engine, &adapter, &store, &catalog, &request, &config).await;
             (outcome, started.elapsed())
         })
         .await;
@@ -153,9 +168,9 @@ async fn benchmark(quick: bool) {
         tally.record(elapsed, growth, outcome.figures.peak_memory_bytes as u64);
         let expected = &outcome.documents["chargeback.csv"].bytes;
 
-        for (encoding, best, input_bytes) in &mut extism {
+        for (encoding, digest, best, input_bytes) in &mut extism {
             let (run, growth) = rss_growth(extism_run::export(
-                &compiled, &*store, &query, &config, &meters, *encoding,
+                &compiled, &*store, &query, &config, &meters, *encoding, *digest,
             ))
             .await;
             assert_eq!(run.rows_read, rows);
@@ -171,21 +186,21 @@ async fn benchmark(quick: bool) {
     let rate = |d: Duration| rows as f64 / d.as_secs_f64();
     println!("rows/s (best of {ROUNDS}; store read and batch encoding included in every line):");
     println!(
-        "  {:<44} {:>9.1} ms  {:>10.0} rows/s",
+        "  {:<48} {:>9.1} ms  {:>10.0} rows/s",
         "read + encode batches only",
         millis(read_only),
         rate(read_only)
     );
     println!(
-        "  {:<44} {:>9.1} ms  {:>10.0} rows/s  (baseline)",
-        "tally: component in the sandbox",
+        "  {:<48} {:>9.1} ms  {:>10.0} rows/s  (baseline)",
+        "tally: component in the sandbox (with digest)",
         millis(tally.elapsed),
         rate(tally.elapsed)
     );
-    for (encoding, best, input_bytes) in &extism {
+    for (encoding, digest, best, input_bytes) in &extism {
         println!(
-            "  {:<44} {:>9.1} ms  {:>10.0} rows/s  tally ÷ Extism {:.2}×  ({:.0} bytes/row in)",
-            format!("Extism plugin, batches as {encoding:?}"),
+            "  {:<48} {:>9.1} ms  {:>10.0} rows/s  tally ÷ Extism {:.2}×  ({:.0} bytes/row in)",
+            label(*encoding, *digest),
             millis(best.elapsed),
             rate(best.elapsed),
             best.elapsed.as_secs_f64() / tally.elapsed.as_secs_f64(),
@@ -195,15 +210,15 @@ async fn benchmark(quick: bool) {
     let beyond_read = |d: Duration| d.saturating_sub(read_only);
     println!("  beyond the read (each time minus the read alone):");
     println!(
-        "    {:<42} {:>9.1} ms  {:>10.0} rows/s",
+        "    {:<46} {:>9.1} ms  {:>10.0} rows/s",
         "tally",
         millis(beyond_read(tally.elapsed)),
         rate(beyond_read(tally.elapsed))
     );
-    for (encoding, best, _) in &extism {
+    for (encoding, digest, best, _) in &extism {
         println!(
-            "    {:<42} {:>9.1} ms  {:>10.0} rows/s  tally ÷ Extism {:.2}×",
-            format!("Extism, {encoding:?}"),
+            "    {:<46} {:>9.1} ms  {:>10.0} rows/s  tally ÷ Extism {:.2}×",
+            label(*encoding, *digest),
             millis(beyond_read(best.elapsed)),
             rate(beyond_read(best.elapsed)),
             beyond_read(best.elapsed).as_secs_f64() / beyond_read(tally.elapsed).as_secs_f64()
@@ -212,15 +227,15 @@ async fn benchmark(quick: bool) {
 
     println!("\nmemory (third round):");
     println!(
-        "  {:<44} linear memory {:>6.1} MiB, process RSS growth {:>6.1} MiB",
+        "  {:<48} linear memory {:>6.1} MiB, process RSS growth {:>6.1} MiB",
         "tally component",
         mib(tally.linear_memory),
         mib(tally.rss_growth)
     );
-    for (encoding, best, _) in &extism {
+    for (encoding, digest, best, _) in &extism {
         println!(
-            "  {:<44} linear memory {:>6.1} MiB, process RSS growth {:>6.1} MiB",
-            format!("Extism plugin ({encoding:?})"),
+            "  {:<48} linear memory {:>6.1} MiB, process RSS growth {:>6.1} MiB",
+            label(*encoding, *digest),
             mib(best.linear_memory),
             mib(best.rss_growth)
         );
@@ -243,12 +258,18 @@ async fn benchmark(quick: bool) {
         ("Extism: fresh plugin + noop()", &extism_fresh),
     ] {
         println!(
-            "  {:<44} median {:>8.1} µs, p99 {:>8.1} µs",
+            "  {:<48} median {:>8.1} µs, p99 {:>8.1} µs",
             name,
             micros(percentile(samples, 50)),
             micros(percentile(samples, 99))
         );
     }
+}
+
+/// How an Extism line is named.
+fn label(encoding: Encoding, digest: bool) -> String {
+    let digest = if digest { " + usage digest" } else { "" };
+    format!("Extism plugin, {encoding:?} batches{digest}")
 }
 
 /// Reads every page of `query` and encodes it into a batch, as both exports do.
@@ -264,4 +285,3 @@ async fn read_batches(store: &dyn Store, query: &AggregateQuery) {
         }
     }
 }
-
