@@ -9,6 +9,7 @@
 //! produce the same CSV, byte for byte (asserted).
 //!
 //! Run: `host/benches/extism/run.sh` (`--quick` for a smaller run).
+//! Figures and their reading: docs/performance.md, "Against Extism".
 
 #[path = "../../common/mod.rs"]
 mod common;
@@ -32,7 +33,7 @@ use tally::store::{AggregateQuery, Store, SubscriptionScope};
 use tally::usage::Granularity;
 
 /// Rounds of each export; the best of them counts.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 /// Calls timed for the call overhead.
 const CALLS: usize = 1_000;
 
@@ -225,7 +226,7 @@ async fn benchmark(quick: bool) {
         );
     }
 
-    println!("\nmemory (third round):");
+    println!("\nmemory (last round):");
     println!(
         "  {:<48} linear memory {:>6.1} MiB, process RSS growth {:>6.1} MiB",
         "tally component",
