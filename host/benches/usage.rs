@@ -137,23 +137,10 @@ fn validate(records: &[Value]) -> Vec<UsageRecord> {
 /// The physical floor: one transaction per batch, prepared statements, keys
 /// known in advance, no idempotency lookup.
 fn raw_inserts(path: &std::path::Path, records: &[UsageRecord]) -> Duration {
-    let mut conn = Connection::open(path).unwrap();
-    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-    conn.pragma_update(None, "synchronous", "FULL").unwrap();
-    conn.pragma_update(None, "cache_size", -64_000).unwrap();
-    let mut subscriptions = std::collections::HashMap::new();
-    let mut instances = std::collections::HashMap::new();
-    let keys: Vec<(i64, i64)> = records
-        .iter()
-        .map(|r| {
-            let next = subscriptions.len() as i64 + 1;
-            let sub = *subscriptions
-                .entry(r.subscription_id.clone())
-                .or_insert(next);
-            let next = instances.len() as i64 + 1;
-            (sub, *instances.entry(r.instance_digest).or_insert(next))
-        })
-        .collect();
+    let mut conn = open_raw(path);
+    let subscriptions = key_in_order_seen(records.iter().map(|r| r.subscription_id.clone()));
+    let instances = key_in_order_seen(records.iter().map(|r| r.instance_digest));
+    let keys: Vec<(i64, i64)> = subscriptions.into_iter().zip(instances).collect();
     let literals: Vec<String> = records
         .iter()
         .map(|r| serde_json::to_string(&r.instance_data).unwrap())
@@ -262,23 +249,33 @@ async fn transport_alone(client: &reqwest::Client, page_bytes: usize, pages: usi
     best
 }
 
-/// The events of `records` alone, one transaction per batch: what the disk
-/// and SQLite do for the rows every design has to keep.
-fn raw_event_inserts(path: &std::path::Path, records: &[UsageRecord]) -> Duration {
-    let mut conn = Connection::open(path).unwrap();
+/// A raw connection as the store opens its own: WAL, `synchronous = FULL`,
+/// 64 MB of page cache.
+fn open_raw(path: &std::path::Path) -> Connection {
+    let conn = Connection::open(path).unwrap();
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     conn.pragma_update(None, "synchronous", "FULL").unwrap();
     conn.pragma_update(None, "cache_size", -64_000).unwrap();
-    let mut subscriptions = std::collections::HashMap::new();
-    let keys: Vec<i64> = records
-        .iter()
-        .map(|r| {
-            let next = subscriptions.len() as i64 + 1;
-            *subscriptions
-                .entry(r.subscription_id.clone())
-                .or_insert(next)
+    conn
+}
+
+/// Keys 1, 2, … given to values in the order they are first seen, as the
+/// store's would be: each value's key, in order.
+fn key_in_order_seen<T: std::hash::Hash + Eq>(values: impl Iterator<Item = T>) -> Vec<i64> {
+    let mut keys = std::collections::HashMap::new();
+    values
+        .map(|value| {
+            let next = keys.len() as i64 + 1;
+            *keys.entry(value).or_insert(next)
         })
-        .collect();
+        .collect()
+}
+
+/// The events of `records` alone, one transaction per batch: what the disk
+/// and SQLite do for the rows every design has to keep.
+fn raw_event_inserts(path: &std::path::Path, records: &[UsageRecord]) -> Duration {
+    let mut conn = open_raw(path);
+    let keys = key_in_order_seen(records.iter().map(|r| r.subscription_id.clone()));
     let now = Utc::now();
     let started = Instant::now();
     for (chunk, chunk_keys) in records.chunks(BATCH).zip(keys.chunks(BATCH)) {
