@@ -17,6 +17,7 @@ mod paging;
 pub mod postgres;
 pub mod private_files;
 mod retention;
+mod shares;
 mod sql;
 pub mod sqlite;
 pub mod transfer;

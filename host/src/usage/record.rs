@@ -107,6 +107,19 @@ impl RecordError {
 
     /// Record `index` would make a stored sum of quantities overflow. Records
     /// are bounded ([`MAX_QUANTITY`]) so that no real sum gets there; the
+    /// Record `index` repeats the id of an event already accepted, with
+    /// other content.
+    pub fn event_conflict(index: usize, record: &UsageRecord) -> Self {
+        RecordError::new(
+            index,
+            "eventId",
+            format!(
+                "event '{}' of subscription '{}' was already accepted with different content",
+                record.event_id, record.subscription_id
+            ),
+        )
+    }
+
     /// stores check every sum they write all the same.
     pub fn sum_overflow(index: usize) -> Self {
         RecordError::new(

@@ -17,9 +17,8 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 
+use crate::store::shares::Shares;
 use crate::store::{IngestReceipt, StoreError};
-use crate::usage::split::{days_of, split_hourly};
-use crate::usage::time::{Granularity, day_of_hour};
 use crate::usage::{RecordError, UsageRecord};
 
 /// Cached keys kept before the cache starts over.
@@ -111,7 +110,7 @@ pub(super) async fn stage(
                 candidates.push(index);
             }
             Some(&first) if records[first].digest == record.digest => duplicates.push(index),
-            Some(_) => conflicts.push(conflict(index, record)),
+            Some(_) => conflicts.push(RecordError::event_conflict(index, record)),
         }
     }
     let instances = instance_ids(cache, tx, records, &candidates, &subscription_of).await?;
@@ -193,7 +192,7 @@ pub(super) async fn stage(
             let record = &records[index];
             match stored.get(&(subscription_of(record), record.event_id.as_str())) {
                 Some(digest) if digest[..] == record.digest[..] => duplicates.push(index),
-                Some(_) => conflicts.push(conflict(index, record)),
+                Some(_) => conflicts.push(RecordError::event_conflict(index, record)),
                 // Deleted since the insert found it: pruned meanwhile, which
                 // the watermark the group reads next refuses.
                 None => vanished = Some(record.event_id.clone()),
@@ -228,15 +227,9 @@ pub(super) async fn stage(
     }))
 }
 
-/// The aggregate rows a group of requests adds to, summed per key first (one
-/// upsert may not touch a row twice) and kept in key order.
+/// The aggregate rows a group of requests adds to ([`Shares`]).
 #[derive(Default)]
-pub(super) struct Aggregates {
-    hourly: BTreeMap<[i64; 5], f64>,
-    daily: BTreeMap<[i64; 5], f64>,
-    /// Per (subscription, reported hour): the usage hours touched and the records.
-    bounds: BTreeMap<(i64, i64), (i64, i64, i64)>,
-}
+pub(super) struct Aggregates(Shares);
 
 /// A sum that would pass `f64::MAX`: the group is refused as a whole.
 pub(super) struct Overflow;
@@ -246,29 +239,8 @@ impl Aggregates {
     pub fn add(&mut self, records: &[UsageRecord], staged: &Staged, now: DateTime<Utc>) {
         for &(index, subscription, instance) in &staged.fresh {
             let record = &records[index];
-            let reported_hour = Granularity::Hourly.bucket_of(record.reported_time.unwrap_or(now));
-            let hours = split_hourly(record.quantity, record.usage_start, record.usage_end);
-            for &(hour, quantity) in &hours {
-                let key = [
-                    subscription,
-                    hour,
-                    record.meter_key,
-                    instance,
-                    reported_hour,
-                ];
-                *self.hourly.entry(key).or_default() += quantity;
-            }
-            for (day, quantity) in days_of(&hours) {
-                let reported_day = day_of_hour(reported_hour);
-                let key = [subscription, day, record.meter_key, instance, reported_day];
-                *self.daily.entry(key).or_default() += quantity;
-            }
-            let (first, last) = (hours[0].0, hours[hours.len() - 1].0);
-            let entry = self
-                .bounds
-                .entry((subscription, reported_hour))
-                .or_insert((first, last, 0));
-            *entry = (entry.0.min(first), entry.1.max(last), entry.2 + 1);
+            let reported = record.reported_time.unwrap_or(now);
+            self.0.add(index, subscription, instance, record, reported);
         }
     }
 
@@ -276,20 +248,21 @@ impl Aggregates {
     /// group's own are checked here, the stored ones by PostgreSQL, which
     /// refuses a float8 sum that overflows (the transaction is then lost).
     pub async fn upsert(&self, tx: &Transaction<'_>) -> anyhow::Result<Result<(), Overflow>> {
-        if self
-            .hourly
-            .values()
-            .chain(self.daily.values())
-            .any(|q| !q.is_finite())
-        {
+        let shares = &self.0;
+        if !shares.is_finite() {
             return Ok(Err(Overflow));
         }
         for (table, bucket, reported, rows) in [
-            ("usage_hourly", "usage_hour", "reported_hour", &self.hourly),
-            ("usage_daily", "usage_day", "reported_day", &self.daily),
+            (
+                "usage_hourly",
+                "usage_hour",
+                "reported_hour",
+                &shares.hourly,
+            ),
+            ("usage_daily", "usage_day", "reported_day", &shares.daily),
         ] {
             let part = |i: usize| rows.keys().map(|k| k[i]).collect::<Vec<i64>>();
-            let quantities: Vec<f64> = rows.values().copied().collect();
+            let quantities: Vec<f64> = rows.values().map(|(q, _)| *q).collect();
             let upserted = tx
                 .execute(
                     &format!(
@@ -317,27 +290,16 @@ impl Aggregates {
                  max_usage_hour = greatest(reported_hours.max_usage_hour, excluded.max_usage_hour),
                  records = reported_hours.records + excluded.records",
             &[
-                &self.bounds.keys().map(|k| k.0).collect::<Vec<_>>(),
-                &self.bounds.keys().map(|k| k.1).collect::<Vec<_>>(),
-                &self.bounds.values().map(|v| v.0).collect::<Vec<_>>(),
-                &self.bounds.values().map(|v| v.1).collect::<Vec<_>>(),
-                &self.bounds.values().map(|v| v.2).collect::<Vec<_>>(),
+                &shares.bounds.keys().map(|k| k.0).collect::<Vec<_>>(),
+                &shares.bounds.keys().map(|k| k.1).collect::<Vec<_>>(),
+                &shares.bounds.values().map(|v| v.0).collect::<Vec<_>>(),
+                &shares.bounds.values().map(|v| v.1).collect::<Vec<_>>(),
+                &shares.bounds.values().map(|v| v.2).collect::<Vec<_>>(),
             ],
         )
         .await?;
         Ok(Ok(()))
     }
-}
-
-fn conflict(index: usize, record: &UsageRecord) -> RecordError {
-    RecordError::new(
-        index,
-        "eventId",
-        format!(
-            "event '{}' of subscription '{}' was already accepted with different content",
-            record.event_id, record.subscription_id
-        ),
-    )
 }
 
 /// Keys of the request's subscriptions (by id as reported), inserting new ones.

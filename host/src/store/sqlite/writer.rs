@@ -8,16 +8,16 @@
 //! by the API's limits on records and hour parts, and a group commit by
 //! [`GROUP_HOUR_PART_LIMIT`], so that transaction is short.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::Hash;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::store::shares::Shares;
 use crate::store::{IngestReceipt, StoreError, retention};
-use crate::usage::split::{days_of, hour_count, split_hourly};
-use crate::usage::time::{Granularity, day_of_hour};
+use crate::usage::split::hour_count;
 use crate::usage::{RecordError, UsageRecord};
 
 /// Most hour parts (hourly upserts) committed in one group transaction; more
@@ -203,7 +203,7 @@ fn ingest_request(
         "SELECT digest FROM usage_events WHERE subscription_key = ?1 AND event_id = ?2",
     )?;
     let (mut duplicates, mut conflicts) = (Vec::new(), Vec::new());
-    let mut aggregates = Aggregates::default();
+    let mut aggregates = Shares::default();
     let mut accepted = 0;
     for (index, record) in records.iter().enumerate() {
         let subscription = caches.subscription_key(conn, &record.subscription_id, now)?;
@@ -230,20 +230,13 @@ fn ingest_request(
         if stored == record.digest {
             duplicates.push(index);
         } else {
-            conflicts.push(RecordError::new(
-                index,
-                "eventId",
-                format!(
-                    "event '{}' of subscription '{}' was already accepted with different content",
-                    record.event_id, record.subscription_id
-                ),
-            ));
+            conflicts.push(RecordError::event_conflict(index, record));
         }
     }
     if !conflicts.is_empty() {
         return Ok(Err(conflicts));
     }
-    if let Some(index) = aggregates.write(conn)? {
+    if let Some(index) = write_shares(&aggregates, conn)? {
         return Ok(Err(vec![RecordError::sum_overflow(index)]));
     }
     Ok(Ok(IngestReceipt {
@@ -253,73 +246,22 @@ fn ingest_request(
     }))
 }
 
-/// A request's shares of the aggregate rows, summed per key and kept in key
-/// order: `[subscription, usage hour or day, meter, instance, reported hour or
-/// day]` to the sum and the index of the first record that added to it.
-#[derive(Default)]
-struct Aggregates {
-    hourly: BTreeMap<[i64; 5], (f64, usize)>,
-    daily: BTreeMap<[i64; 5], (f64, usize)>,
-    /// Per (subscription, reported hour): the usage hours touched and the records.
-    bounds: BTreeMap<(i64, i64), (i64, i64, i64)>,
-}
-
-impl Aggregates {
-    /// Adds record `index`'s shares.
-    fn add(
-        &mut self,
-        index: usize,
-        subscription: i64,
-        instance: i64,
-        record: &UsageRecord,
-        reported: DateTime<Utc>,
-    ) {
-        let reported_hour = Granularity::Hourly.bucket_of(reported);
-        let hours = split_hourly(record.quantity, record.usage_start, record.usage_end);
-        for &(hour, quantity) in &hours {
-            let key = [
-                subscription,
-                hour,
-                record.meter_key,
-                instance,
-                reported_hour,
-            ];
-            self.hourly.entry(key).or_insert((0.0, index)).0 += quantity;
-        }
-        for (day, quantity) in days_of(&hours) {
-            let key = [
-                subscription,
-                day,
-                record.meter_key,
-                instance,
-                day_of_hour(reported_hour),
-            ];
-            self.daily.entry(key).or_insert((0.0, index)).0 += quantity;
-        }
-        let (first, last) = (hours[0].0, hours[hours.len() - 1].0);
-        let bounds = self
-            .bounds
-            .entry((subscription, reported_hour))
-            .or_insert((first, last, 0));
-        *bounds = (bounds.0.min(first), bounds.1.max(last), bounds.2 + 1);
-    }
-
-    /// Adds the sums to the stored rows. A sum that would pass `f64::MAX`
-    /// stops it: the index of the first record that added to that row is
-    /// returned, and nothing of the request must be kept.
-    fn write(&self, conn: &Connection) -> rusqlite::Result<Option<usize>> {
-        // An update whose sum would pass f64::MAX is skipped (no row
-        // written): cheaper than reading every sum back.
-        for (rows, sql) in [
+/// Adds a request's summed shares to the stored rows. A sum that would pass
+/// `f64::MAX` stops it: the index of the first record that added to that row
+/// is returned, and nothing of the request must be kept.
+fn write_shares(shares: &Shares, conn: &Connection) -> rusqlite::Result<Option<usize>> {
+    // An update whose sum would pass f64::MAX is skipped (no row
+    // written): cheaper than reading every sum back.
+    for (rows, sql) in [
             (
-                &self.hourly,
+                &shares.hourly,
                 "INSERT INTO usage_hourly (subscription_key, usage_hour, meter_key, instance_id, reported_hour, quantity)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity
                  WHERE quantity + excluded.quantity <= ?7",
             ),
             (
-                &self.daily,
+                &shares.daily,
                 "INSERT INTO usage_daily (subscription_key, usage_day, meter_key, instance_id, reported_day, quantity)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity
@@ -343,18 +285,17 @@ impl Aggregates {
                 }
             }
         }
-        let mut add_bounds = conn.prepare_cached(
+    let mut add_bounds = conn.prepare_cached(
             "INSERT INTO reported_hours (subscription_key, reported_hour, min_usage_hour, max_usage_hour, records)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT DO UPDATE SET min_usage_hour = min(min_usage_hour, excluded.min_usage_hour),
                                        max_usage_hour = max(max_usage_hour, excluded.max_usage_hour),
                                        records = records + excluded.records",
         )?;
-        for (&(subscription, reported_hour), &(min, max, count)) in &self.bounds {
-            add_bounds.execute(params![subscription, reported_hour, min, max, count])?;
-        }
-        Ok(None)
+    for (&(subscription, reported_hour), &(min, max, count)) in &shares.bounds {
+        add_bounds.execute(params![subscription, reported_hour, min, max, count])?;
     }
+    Ok(None)
 }
 
 /// Inserts the subscription if new; returns its key.
