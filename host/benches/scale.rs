@@ -31,7 +31,7 @@ use tally::usage::time::Granularity;
 use tally_usage_generator::Options;
 
 mod common;
-use common::METERS;
+use common::{BenchDatabase, METERS};
 
 const BATCH: usize = 1_000;
 const CLIENTS: usize = 6;
@@ -43,12 +43,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let server = std::env::var("TALLY_BENCH_POSTGRES").unwrap_or_else(|_| {
-        format!(
-            "postgres://{}@127.0.0.1:5432/test",
-            std::env::var("USER").unwrap_or_else(|_| "postgres".into())
-        )
-    });
+    let server = common::postgres_server();
     println!(
         "tally scale-out benchmarks ({} run; PostgreSQL at {server})\n",
         if quick { "quick" } else { "full" }
@@ -186,7 +181,7 @@ async fn query_benchmark(server: &str, quick: bool) {
                  WHERE subscription_key = 1 AND reported_day >= $1 AND reported_day < $2
                  GROUP BY 1, 2, 3) AS g JOIN instances AS i ON i.id = g.instance_id";
     let conn = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
-    let (sqlite_raw, rows) = best_of(3, async || {
+    let (sqlite_raw, rows) = common::best_of(3, async || {
         let started = Instant::now();
         let mut statement = conn.prepare(&sql.replace('$', "?")).unwrap();
         let rows = statement
@@ -203,11 +198,8 @@ async fn query_benchmark(server: &str, quick: bool) {
     })
     .await;
     report_query("SQLite raw GROUP BY (baseline)", rows, sqlite_raw, None);
-    let (pg, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let (pg_raw, pg_rows) = best_of(3, async || {
+    let pg = common::connect_postgres(&database.url).await;
+    let (pg_raw, pg_rows) = common::best_of(3, async || {
         let started = Instant::now();
         let rows = pg.query(sql, &[&first_day, &last_day]).await.unwrap().len();
         (started.elapsed(), rows)
@@ -231,7 +223,7 @@ async fn query_benchmark(server: &str, quick: bool) {
         ("SQLite store, 1,000-row pages", &sqlite_store, sqlite_raw),
         ("PostgreSQL store, 1,000-row pages", &pg_store, pg_raw),
     ] {
-        let (elapsed, count) = best_of(3, async || {
+        let (elapsed, count) = common::best_of(3, async || {
             let started = Instant::now();
             let (mut count, mut after) = (0, None);
             loop {
@@ -262,7 +254,8 @@ async fn query_benchmark(server: &str, quick: bool) {
     );
     let sqlite_replica = Replica::start(dir.path(), None);
     let one = vec![sqlite_replica.base.clone()];
-    let (api_sqlite, _) = best_of(3, async || (read_all(&one, &token, &window, 1).await, 0)).await;
+    let (api_sqlite, _) =
+        common::best_of(3, async || (read_all(&one, &token, &window, 1).await, 0)).await;
     report_query(
         "usage API over HTTP, SQLite",
         rows,
@@ -284,7 +277,7 @@ async fn query_benchmark(server: &str, quick: bool) {
         .map(|d| Replica::start(d.path(), Some(&database.url)))
         .collect();
     let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
-    let (api_pg, _) = best_of(3, async || {
+    let (api_pg, _) = common::best_of(3, async || {
         (read_all(&bases[..1], &token, &window, 1).await, 0)
     })
     .await;
@@ -358,20 +351,6 @@ async fn read_all(bases: &[String], token: &str, window: &str, queries: usize) -
     started.elapsed()
 }
 
-async fn best_of(
-    runs: usize,
-    mut measure: impl AsyncFnMut() -> (Duration, usize),
-) -> (Duration, usize) {
-    let mut best = (Duration::MAX, 0);
-    for _ in 0..runs {
-        let (elapsed, rows) = measure().await;
-        if elapsed < best.0 {
-            best = (elapsed, rows);
-        }
-    }
-    best
-}
-
 fn report_query(name: &str, rows: usize, elapsed: Duration, baseline: Option<Duration>) {
     let ms = elapsed.as_secs_f64() * 1e3;
     match baseline {
@@ -433,47 +412,4 @@ impl Drop for Replica {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A database of the benchmark's own on the server.
-struct BenchDatabase {
-    server: String,
-    name: String,
-    url: String,
-}
-
-impl BenchDatabase {
-    async fn create(server: &str) -> Self {
-        let name = format!(
-            "tally_bench_{}_{}",
-            std::process::id(),
-            Utc::now().timestamp_micros()
-        );
-        admin(server, &format!("CREATE DATABASE {name}")).await;
-        let mut url = url::Url::parse(server).unwrap();
-        url.set_path(&name);
-        BenchDatabase {
-            server: server.to_owned(),
-            name,
-            url: url.to_string(),
-        }
-    }
-
-    async fn drop(self) {
-        admin(
-            &self.server,
-            &format!("DROP DATABASE {} WITH (FORCE)", self.name),
-        )
-        .await;
-    }
-}
-
-async fn admin(server: &str, sql: &str) {
-    let (client, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot reach PostgreSQL at {server}: {e} (set TALLY_BENCH_POSTGRES)")
-        });
-    tokio::spawn(connection);
-    client.batch_execute(sql).await.unwrap();
 }

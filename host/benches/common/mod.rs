@@ -14,7 +14,6 @@ use tally::sandbox::{
     AdapterEngine, ExportOutcome, Limits, LoadedAdapter, Outbound, SubscriptionGrant, run_export,
 };
 use tally::store::Store;
-use tally::store::sqlite::SqliteStore;
 use tally::usage::{MeterCatalog, UsageRecordInput, ValidationContext};
 
 /// Five documented meters (VM, Windows VM, S10 disk, blob capacity, static IP).
@@ -69,10 +68,10 @@ pub async fn load_grid(
 
 /// One export of `adapter` over everything in `store`, with the default
 /// limits and no egress, on a blocking thread as the host runs it.
-pub async fn export(
+pub async fn export<S: Store + 'static>(
     engine: &Arc<AdapterEngine>,
     adapter: &LoadedAdapter,
-    store: &Arc<SqliteStore>,
+    store: &Arc<S>,
     catalog: &Arc<MeterCatalog>,
     request: &ExportRequest,
     config: &str,
@@ -147,4 +146,82 @@ pub async fn post_all(
         task.await.unwrap();
     }
     started.elapsed()
+}
+
+/// The shortest of `runs` measurements, with what the last one returned.
+pub async fn best_of<T>(
+    runs: usize,
+    mut measure: impl AsyncFnMut() -> (Duration, T),
+) -> (Duration, T) {
+    let mut best = Duration::MAX;
+    let mut output = None;
+    for _ in 0..runs {
+        let (elapsed, value) = measure().await;
+        best = best.min(elapsed);
+        output = Some(value);
+    }
+    (best, output.expect("at least one run"))
+}
+
+/// The PostgreSQL server benchmarks use: `TALLY_BENCH_POSTGRES`, by default
+/// `postgres://$USER@127.0.0.1:5432/test`.
+pub fn postgres_server() -> String {
+    std::env::var("TALLY_BENCH_POSTGRES").unwrap_or_else(|_| {
+        format!(
+            "postgres://{}@127.0.0.1:5432/test",
+            std::env::var("USER").unwrap_or_else(|_| "postgres".into())
+        )
+    })
+}
+
+/// A database of the benchmark's own on the server, dropped by [`BenchDatabase::drop`].
+pub struct BenchDatabase {
+    server: String,
+    name: String,
+    pub url: String,
+}
+
+impl BenchDatabase {
+    pub async fn create(server: &str) -> Self {
+        let name = format!(
+            "tally_bench_{}_{}",
+            std::process::id(),
+            Utc::now().timestamp_micros()
+        );
+        admin(server, &format!("CREATE DATABASE {name}")).await;
+        let mut url = url::Url::parse(server).unwrap();
+        url.set_path(&name);
+        BenchDatabase {
+            server: server.to_owned(),
+            name,
+            url: url.to_string(),
+        }
+    }
+
+    pub async fn drop(self) {
+        admin(
+            &self.server,
+            &format!("DROP DATABASE {} WITH (FORCE)", self.name),
+        )
+        .await;
+    }
+}
+
+/// A connection to `url` whose connection task runs on the current runtime.
+pub async fn connect_postgres(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot reach PostgreSQL at {url}: {e} (set TALLY_BENCH_POSTGRES)")
+        });
+    tokio::spawn(connection);
+    client
+}
+
+async fn admin(server: &str, sql: &str) {
+    connect_postgres(server)
+        .await
+        .batch_execute(sql)
+        .await
+        .unwrap();
 }
