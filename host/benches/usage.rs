@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, params};
 use serde_json::Value;
+use tally::api::read_ahead::ReadAhead;
 use tally::api::{self, AppState, Settings};
 use tally::auth::{Role, new_secret, secret_digest};
 use tally::store::sqlite::{DATABASE_FILE, SqliteStore};
@@ -471,76 +472,53 @@ async fn query_benchmark(quick: bool) {
         Some(baseline),
     );
 
-    // tally: the tenant API, every page over HTTP.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = api::router(AppState::new(store.clone(), served_at(&listener)));
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // tally: the tenant API, every page over HTTP, without and with the
+    // next page read while the current one is sent.
     let client = reqwest::Client::new();
-    let window = format!(
-        "reportedStartTime={}&reportedEndTime={}&aggregationGranularity=Daily&api-version=2015-06-01-preview",
-        Granularity::Daily
-            .start_of(first_day)
-            .format("%Y-%m-%dT%H:%M:%SZ"),
-        Granularity::Daily
-            .start_of(last_day)
-            .format("%Y-%m-%dT%H:%M:%SZ")
-    );
-    let first =
-        format!("{base}/subscriptions/{sub}/providers/Microsoft.Commerce/UsageAggregates?{window}");
-    for decode in [false, true] {
-        let mut best = Duration::MAX;
-        let mut bytes = 0;
-        for _ in 0..3 {
-            let started = Instant::now();
-            let (mut rows, mut next) = (0, Some(first.clone()));
-            bytes = 0;
-            while let Some(url) = next {
-                let body = client
-                    .get(&url)
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .unwrap()
-                    .bytes()
-                    .await
-                    .unwrap();
-                bytes += body.len();
-                // Without decoding, only find the next link (the last field).
-                let page: Page = if decode {
-                    serde_json::from_slice(&body).unwrap()
-                } else {
-                    Page {
-                        value: Vec::new(),
-                        next_link: common::next_link_of(&body),
-                    }
-                };
-                rows += page.value.len();
-                next = page.next_link;
-            }
-            best = best.min(started.elapsed());
-            if decode {
-                assert_eq!(rows, daily_rows, "the API returns the rows of the GROUP BY");
-            }
-        }
-        let name = if decode {
-            "usage API over HTTP + client decodes rows"
-        } else {
-            "usage API over HTTP (server + transport)"
+    let mut base = String::new();
+    for (read_ahead, what) in [
+        (ReadAhead::new(0), "usage API over HTTP, no read-ahead"),
+        (
+            ReadAhead::default(),
+            "usage API over HTTP (server + transport)",
+        ),
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let state = AppState {
+            read_ahead: Arc::new(read_ahead),
+            ..AppState::new(store.clone(), served_at(&listener))
         };
-        report_query(name, daily_rows, best, Some(baseline));
-        if !decode {
-            let pages = daily_rows.div_ceil(tally::api::PAGE_SIZE);
-            println!("    ({:.1} MB of JSON, {pages} pages)", bytes as f64 / 1e6);
-            let transport = transport_alone(&client, bytes / pages, pages).await;
-            report_query(
-                "limit: the same bytes from memory, same HTTP stack",
-                daily_rows,
-                transport,
-                Some(baseline),
-            );
-        }
+        let app = api::router(state);
+        base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let first = first_page_url(&base, sub, first_day, last_day);
+        let (best, (pages, _, bytes)) = common::best_of(3, async || {
+            follow_links(&client, &token, &first, false).await
+        })
+        .await;
+        assert_eq!(pages, daily_rows.div_ceil(tally::api::PAGE_SIZE));
+        report_query(what, daily_rows, best, Some(baseline));
+        println!("    ({:.1} MB of JSON, {pages} pages)", bytes as f64 / 1e6);
     }
+    let first = first_page_url(&base, sub, first_day, last_day);
+    let (best, (pages, rows, bytes)) = common::best_of(3, async || {
+        follow_links(&client, &token, &first, true).await
+    })
+    .await;
+    assert_eq!(rows, daily_rows, "the API returns the rows of the GROUP BY");
+    report_query(
+        "usage API over HTTP + client decodes rows",
+        daily_rows,
+        best,
+        Some(baseline),
+    );
+    let transport = transport_alone(&client, bytes / pages, pages).await;
+    report_query(
+        "limit: the same bytes from memory, same HTTP stack",
+        daily_rows,
+        transport,
+        Some(baseline),
+    );
 
     // The console's explorer: the same range folded on the server into the
     // chart's series and the table, one request, decoded by the client.
@@ -553,7 +531,7 @@ async fn query_benchmark(quick: bool) {
         ("tag:cost-center", "explorer, by tag (every instance row)"),
     ] {
         let url = format!("{base}/v1/usage/summary?from={from}&to={to}&groupBy={group_by}");
-        let (best, read) = best_of_async(3, async || {
+        let (best, read) = common::best_of(3, async || {
             let started = Instant::now();
             let body = client
                 .get(&url)
@@ -575,16 +553,44 @@ async fn query_benchmark(quick: bool) {
     }
 }
 
-/// The best time of `runs` runs of an async measurement, with its last output.
-async fn best_of_async<T>(runs: usize, mut f: impl AsyncFnMut() -> (Duration, T)) -> (Duration, T) {
-    let mut best = Duration::MAX;
-    let mut output = None;
-    for _ in 0..runs {
-        let (elapsed, value) = f().await;
-        best = best.min(elapsed);
-        output = Some(value);
+/// The tenant API's first page of the daily query of `sub` over `[first_day, last_day)`.
+fn first_page_url(base: &str, sub: &str, first_day: i64, last_day: i64) -> String {
+    let day = |d: i64| Granularity::Daily.start_of(d).format("%Y-%m-%dT%H:%M:%SZ");
+    format!(
+        "{base}/subscriptions/{sub}/providers/Microsoft.Commerce/UsageAggregates?\
+         reportedStartTime={}&reportedEndTime={}&aggregationGranularity=Daily&api-version=2015-06-01-preview",
+        day(first_day),
+        day(last_day)
+    )
+}
+
+/// Every page from `first` on, following `nextLink`s as an Azure client does;
+/// the time, the pages, the rows (counted only when `decode`) and the bytes.
+async fn follow_links(
+    client: &reqwest::Client,
+    token: &str,
+    first: &str,
+    decode: bool,
+) -> (Duration, (usize, usize, usize)) {
+    let started = Instant::now();
+    let (mut pages, mut rows, mut bytes, mut next) = (0, 0, 0, Some(first.to_owned()));
+    while let Some(url) = next {
+        pages += 1;
+        let body = (client.get(&url).bearer_auth(token).send().await.unwrap())
+            .bytes()
+            .await
+            .unwrap();
+        bytes += body.len();
+        // Without decoding, only find the next link (the last field).
+        next = if decode {
+            let page: Page = serde_json::from_slice(&body).unwrap();
+            rows += page.value.len();
+            page.next_link
+        } else {
+            common::next_link_of(&body)
+        };
     }
-    (best, output.expect("at least one run"))
+    (started.elapsed(), (pages, rows, bytes))
 }
 
 fn group_by_with_instances(conn: &Connection, sql: &str, from: i64, to: i64) -> (Duration, usize) {
