@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, params};
 use serde_json::Value;
-use tally::api::read_ahead::ReadAhead;
 use tally::api::{self, AppState, Settings};
 use tally::auth::{Role, new_secret, secret_digest};
 use tally::store::sqlite::{DATABASE_FILE, SqliteStore};
@@ -472,40 +471,30 @@ async fn query_benchmark(quick: bool) {
         Some(baseline),
     );
 
-    // tally: the tenant API, every page over HTTP, without and with the
-    // next page read while the current one is sent.
+    // tally: the tenant API, every page over HTTP.
     let client = reqwest::Client::new();
-    let mut base = String::new();
-    for (read_ahead, what) in [
-        (ReadAhead::new(0), "usage API over HTTP, no read-ahead"),
-        (
-            ReadAhead::default(),
-            "usage API over HTTP (server + transport)",
-        ),
-    ] {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let state = AppState {
-            read_ahead: Arc::new(read_ahead),
-            ..AppState::new(store.clone(), served_at(&listener))
-        };
-        let app = api::router(state);
-        base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let first = first_page_url(&base, sub, first_day, last_day);
-        let (best, (pages, _, bytes)) = common::best_of(3, async || {
-            follow_links(&client, &token, &first, false).await
-        })
-        .await;
-        assert_eq!(pages, daily_rows.div_ceil(tally::api::PAGE_SIZE));
-        report_query(what, daily_rows, best, Some(baseline));
-        println!("    ({:.1} MB of JSON, {pages} pages)", bytes as f64 / 1e6);
-    }
-    let first = first_page_url(&base, sub, first_day, last_day);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = api::router(AppState::new(store.clone(), served_at(&listener)));
+    let base = &format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let first = first_page_url(base, sub, first_day, last_day);
+    let (best, (pages, _, _)) = common::best_of(3, async || {
+        follow_links(&client, &token, &first, false).await
+    })
+    .await;
+    assert_eq!(pages, daily_rows.div_ceil(tally::api::PAGE_SIZE));
+    report_query(
+        "usage API over HTTP (server + transport)",
+        daily_rows,
+        best,
+        Some(baseline),
+    );
     let (best, (pages, rows, bytes)) = common::best_of(3, async || {
         follow_links(&client, &token, &first, true).await
     })
     .await;
     assert_eq!(rows, daily_rows, "the API returns the rows of the GROUP BY");
+    println!("    ({:.1} MB of JSON, {pages} pages)", bytes as f64 / 1e6);
     report_query(
         "usage API over HTTP + client decodes rows",
         daily_rows,

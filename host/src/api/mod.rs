@@ -24,9 +24,7 @@
 //! ([`session`]; see `auth` for the CSRF rule).
 //!
 //! `next_link` decides the base of the usage API's `nextLink`s (and which
-//! `Host` names it may use); [`read_ahead`] reads a listing's next page
-//! while the current one is sent; [`server`] serves the router with its
-//! limits.
+//! `Host` names it may use); [`server`] serves the router with its limits.
 
 mod access;
 mod auth;
@@ -38,7 +36,6 @@ mod next_link;
 mod ops;
 pub mod overview;
 mod paging;
-pub mod read_ahead;
 mod runs;
 pub mod server;
 pub mod session;
@@ -76,7 +73,6 @@ use crate::exports::Exports;
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use read_ahead::ReadAhead;
 
 /// Largest ingest body accepted by default: 32 MiB (about 100,000 records).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -134,8 +130,6 @@ pub struct AppState {
     pub exports: Option<Arc<Exports>>,
     /// The identity providers whose JWTs are accepted (none by default).
     pub identity: Arc<Identity>,
-    /// Usage pages read ahead of the requests that will ask for them.
-    pub read_ahead: Arc<ReadAhead>,
 }
 
 impl AppState {
@@ -147,7 +141,6 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             exports: None,
             identity: Arc::new(Identity::default()),
-            read_ahead: Arc::new(ReadAhead::default()),
         }
     }
 

@@ -427,7 +427,7 @@ async fn list(
             )
         })?),
     };
-    let page = state.read_ahead.page(&state.store, &query, after).await?;
+    let page = state.store.aggregates(&query, after).await?;
     let next_link = page
         .next
         .map(|position| request.next_link(&state.settings, &paging::encode(&query, position)))

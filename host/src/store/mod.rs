@@ -313,7 +313,7 @@ pub struct AggregateQuery {
 /// Rows are ordered by subscription, usage bucket, meter and instance, all
 /// keys that never change once written, so a position stays valid while new
 /// usage arrives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     pub subscription: i64,
     pub bucket: i64,
