@@ -69,12 +69,17 @@ impl Options {
                 })
                 .unwrap_or(default)
         };
-        Options {
+        let options = Options {
             vms: value("--vms", 200) as usize,
             months: value("--months", 12) as u32,
             retention_days: value("--retention-days", 90),
             postgres: args.iter().any(|a| a == "--postgres"),
-        }
+        };
+        assert!(
+            options.vms >= 1 && options.months >= 1,
+            "--vms and --months take at least 1"
+        );
+        options
     }
 }
 
