@@ -16,34 +16,33 @@ const INSTANCE_CACHE_LIMIT: usize = 200_000;
 pub(crate) struct InstanceCache(Mutex<HashMap<i64, Arc<Instance>>>);
 
 impl InstanceCache {
-    /// The cached instances among `keys`, and the keys to load.
-    pub(crate) fn lookup(&self, keys: &[i64]) -> (HashMap<i64, Arc<Instance>>, Vec<i64>) {
-        let mut found = HashMap::with_capacity(keys.len());
-        let mut missing = Vec::new();
+    /// The cached instance of each of `keys`, in their order (`None` where
+    /// not cached), and the keys to load, sorted and without repeats.
+    pub(crate) fn lookup(&self, keys: &[i64]) -> (Vec<Option<Arc<Instance>>>, Vec<i64>) {
         let cache = self.0.lock().expect("instance cache lock");
-        for &key in keys {
-            match cache.get(&key) {
-                Some(instance) => {
-                    found.insert(key, instance.clone());
-                }
-                None => missing.push(key),
-            }
-        }
+        let found: Vec<Option<Arc<Instance>>> =
+            keys.iter().map(|key| cache.get(key).cloned()).collect();
+        let mut missing: Vec<i64> = (keys.iter().zip(&found))
+            .filter(|(_, instance)| instance.is_none())
+            .map(|(&key, _)| key)
+            .collect();
         missing.sort_unstable();
         missing.dedup();
         (found, missing)
     }
 
-    /// Keeps loaded instances and adds them to `found`.
-    pub(crate) fn keep(&self, loaded: Vec<Instance>, found: &mut HashMap<i64, Arc<Instance>>) {
+    /// Keeps loaded instances; returns them by key.
+    pub(crate) fn keep(&self, loaded: Vec<Instance>) -> HashMap<i64, Arc<Instance>> {
         let mut cache = self.0.lock().expect("instance cache lock");
         if cache.len() + loaded.len() > INSTANCE_CACHE_LIMIT {
             cache.clear();
         }
+        let mut kept = HashMap::with_capacity(loaded.len());
         for instance in loaded {
             let instance = Arc::new(instance);
             cache.insert(instance.key, instance.clone());
-            found.insert(instance.key, instance);
+            kept.insert(instance.key, instance);
         }
+        kept
     }
 }

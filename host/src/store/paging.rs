@@ -10,7 +10,6 @@
 //! resolves them against its catalog ([`PageRows::into_page`]), which on a
 //! shared database may first need re-reading.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::anyhow;
@@ -180,8 +179,8 @@ pub(crate) async fn read_page(
     if query.show_details {
         let keys: Vec<i64> = rows.iter().map(|row| row.position.instance).collect();
         let found = instances_of(db, instances, &keys).await?;
-        for row in &mut rows {
-            row.instance = found.get(&row.position.instance).cloned();
+        for (row, instance) in rows.iter_mut().zip(found) {
+            row.instance = instance;
         }
     }
     Ok(PageRows {
@@ -239,12 +238,13 @@ async fn usage_hours_of_window(
     })
 }
 
-/// The instances with these keys, from the cache or the database.
+/// The instance of each of `keys`, in their order, from the cache or the
+/// database; `None` for a key with no instance row.
 async fn instances_of(
     db: &impl Sql,
     cache: &InstanceCache,
     keys: &[i64],
-) -> anyhow::Result<HashMap<i64, Arc<Instance>>> {
+) -> anyhow::Result<Vec<Option<Arc<Instance>>>> {
     let (mut found, missing) = cache.lookup(keys);
     if missing.is_empty() {
         return Ok(found);
@@ -269,7 +269,12 @@ async fn instances_of(
             });
         }
     }
-    cache.keep(loaded, &mut found);
+    let loaded = cache.keep(loaded);
+    for (instance, key) in found.iter_mut().zip(keys) {
+        if instance.is_none() {
+            *instance = loaded.get(key).cloned();
+        }
+    }
     Ok(found)
 }
 
@@ -360,14 +365,21 @@ mod tests {
             .unwrap();
         }
         let cache = InstanceCache::default();
+        // Repeated keys, and one (0) with no instance row.
         let mut keys: Vec<i64> = (1..=count).rev().collect();
-        keys.extend([1, 2, 3]);
+        keys.extend([1, 2, 0, 3]);
         let found = finish_now(instances_of(&SqliteSql(&conn), &cache, &keys))
             .unwrap()
             .unwrap();
-        assert_eq!(found.len(), count as usize);
-        assert_eq!(found[&count].data_json, format!("\"{count}\""));
-        // Now from the cache alone.
-        assert_eq!(cache.lookup(&keys).1, Vec::<i64>::new());
+        assert_eq!(found.len(), keys.len(), "one instance per key, in order");
+        for (key, instance) in keys.iter().zip(&found) {
+            match instance {
+                Some(instance) => assert_eq!(instance.data_json, format!("\"{key}\"")),
+                None => assert_eq!(*key, 0),
+            }
+        }
+        assert!(found[keys.len() - 2].is_none());
+        // Now from the cache alone (but the key that has no row).
+        assert_eq!(cache.lookup(&keys).1, vec![0]);
     }
 }
