@@ -133,37 +133,25 @@ fn run(
 
 fn commit_group(conn: &mut Connection, caches: &mut Caches, group: Vec<IngestJob>) {
     let now = crate::clock::now();
-    let outcome = (|| -> anyhow::Result<Vec<Result<IngestReceipt, StoreError>>> {
-        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Read inside the write lock: no prune can run until this commits.
-        let watermark: i64 = tx.query_row(retention::WATERMARK_SQL, [], |row| row.get(0))?;
-        let mut outcomes = Vec::with_capacity(group.len());
-        for job in &group {
-            if let Some(expired) = retention::expired(&job.records, watermark) {
-                outcomes.push(Err(expired));
-                continue;
-            }
-            let savepoint = tx.savepoint()?;
-            match ingest_request(&savepoint, caches, &job.records, now)? {
-                Ok(receipt) => {
-                    savepoint.commit()?;
-                    outcomes.push(Ok(receipt));
-                }
-                Err(conflicts) => {
-                    drop(savepoint); // rolls this request back, keeps the others
-                    caches.forget_pending();
-                    outcomes.push(Err(StoreError::Conflicts(conflicts)));
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(outcomes)
-    })();
-    match outcome {
-        Ok(outcomes) => {
+    match write_group(conn, caches, &group, now) {
+        Ok(Written::Committed(outcomes)) => {
             caches.keep_pending();
             for (job, outcome) in group.into_iter().zip(outcomes) {
                 let _ = job.reply.send(outcome);
+            }
+        }
+        Ok(Written::SumOverflow(_)) if group.len() > 1 => {
+            // One request's sums would pass f64::MAX: find it by committing each alone.
+            caches.forget_pending();
+            for job in group {
+                commit_group(conn, caches, vec![job]);
+            }
+        }
+        Ok(Written::SumOverflow(index)) => {
+            caches.forget_pending();
+            let refused = StoreError::Conflicts(vec![RecordError::sum_overflow(index)]);
+            for job in group {
+                let _ = job.reply.send(Err(refused.duplicate()));
             }
         }
         Err(error) => {
@@ -177,22 +165,83 @@ fn commit_group(conn: &mut Connection, caches: &mut Caches, group: Vec<IngestJob
     }
 }
 
-/// Stores one request's records, or returns its conflicts (then the caller
-/// rolls its savepoint back).
+/// What a group's transaction came to.
+enum Written {
+    /// Committed, with each request's outcome.
+    Committed(Vec<Result<IngestReceipt, StoreError>>),
+    /// Rolled back: a sum would pass `f64::MAX`; the index of the first
+    /// record that added to it, in its request.
+    SumOverflow(usize),
+}
+
+/// One transaction for the group: each request's events in a savepoint of
+/// its own (a conflicting request rolls back alone), then the shares of
+/// every accepted request summed per key and upserted once, in key order:
+/// concurrent requests for the same day and resources update their daily
+/// rows once, not once each.
+fn write_group(
+    conn: &mut Connection,
+    caches: &mut Caches,
+    group: &[IngestJob],
+    now: DateTime<Utc>,
+) -> anyhow::Result<Written> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Read inside the write lock: no prune can run until this commits.
+    let watermark: i64 = tx.query_row(retention::WATERMARK_SQL, [], |row| row.get(0))?;
+    let mut outcomes = Vec::with_capacity(group.len());
+    let mut shares = Shares::default();
+    for job in group {
+        if let Some(expired) = retention::expired(&job.records, watermark) {
+            outcomes.push(Err(expired));
+            continue;
+        }
+        let savepoint = tx.savepoint()?;
+        match ingest_request(&savepoint, caches, &job.records, now)? {
+            Ok(Accepted { receipt, fresh }) => {
+                savepoint.commit()?;
+                for (index, subscription, instance) in fresh {
+                    let record = &job.records[index];
+                    let reported = record.reported_time.unwrap_or(now);
+                    shares.add(index, subscription, instance, record, reported);
+                }
+                outcomes.push(Ok(receipt));
+            }
+            Err(conflicts) => {
+                drop(savepoint); // rolls this request back, keeps the others
+                caches.forget_pending();
+                outcomes.push(Err(StoreError::Conflicts(conflicts)));
+            }
+        }
+    }
+    if let Some(index) = write_shares(&shares, &tx)? {
+        return Ok(Written::SumOverflow(index)); // dropping `tx` rolls it back
+    }
+    tx.commit()?;
+    Ok(Written::Committed(outcomes))
+}
+
+/// A request whose events are stored.
+struct Accepted {
+    receipt: IngestReceipt,
+    /// The events it added, as (index in the request, subscription key,
+    /// instance id).
+    fresh: Vec<(usize, i64, i64)>,
+}
+
+/// Stores one request's events, or returns its conflicts (then the caller
+/// rolls its savepoint back); the fresh events are the caller's to add to
+/// the aggregates.
 ///
 /// Each event is inserted unless its id is taken (the unique index is the
 /// idempotency check: no lookup before the insert); only an id already taken,
 /// by an earlier request or earlier in this one, is read back to tell a
-/// duplicate from a conflict. The request's shares of the hourly and daily
-/// aggregates are summed per key first and written in key order: records of
-/// one resource and meter over the hours of one day update their daily row
-/// once.
+/// duplicate from a conflict.
 fn ingest_request(
     conn: &Connection,
     caches: &mut Caches,
     records: &[UsageRecord],
     now: DateTime<Utc>,
-) -> anyhow::Result<Result<IngestReceipt, Vec<RecordError>>> {
+) -> anyhow::Result<Result<Accepted, Vec<RecordError>>> {
     let mut insert_event = conn.prepare_cached(
         "INSERT INTO usage_events (subscription_key, event_id, meter_key, instance_id, quantity,
              usage_start_ms, usage_end_ms, reported_at_ms, digest)
@@ -203,8 +252,7 @@ fn ingest_request(
         "SELECT digest FROM usage_events WHERE subscription_key = ?1 AND event_id = ?2",
     )?;
     let (mut duplicates, mut conflicts) = (Vec::new(), Vec::new());
-    let mut aggregates = Shares::default();
-    let mut accepted = 0;
+    let mut fresh = Vec::with_capacity(records.len());
     for (index, record) in records.iter().enumerate() {
         let subscription = caches.subscription_key(conn, &record.subscription_id, now)?;
         let instance = caches.instance_id(conn, subscription, record)?;
@@ -221,8 +269,7 @@ fn ingest_request(
             &record.digest[..],
         ])?;
         if inserted == 1 {
-            accepted += 1;
-            aggregates.add(index, subscription, instance, record, reported);
+            fresh.push((index, subscription, instance));
             continue;
         }
         let stored: [u8; 16] =
@@ -236,19 +283,17 @@ fn ingest_request(
     if !conflicts.is_empty() {
         return Ok(Err(conflicts));
     }
-    if let Some(index) = write_shares(&aggregates, conn)? {
-        return Ok(Err(vec![RecordError::sum_overflow(index)]));
-    }
-    Ok(Ok(IngestReceipt {
-        accepted,
+    let receipt = IngestReceipt {
+        accepted: fresh.len(),
         duplicates,
         reported_time: now,
-    }))
+    };
+    Ok(Ok(Accepted { receipt, fresh }))
 }
 
-/// Adds a request's summed shares to the stored rows. A sum that would pass
+/// Adds a group's summed shares to the stored rows. A sum that would pass
 /// `f64::MAX` stops it: the index of the first record that added to that row
-/// is returned, and nothing of the request must be kept.
+/// (in its request) is returned, and nothing of the group must be kept.
 fn write_shares(shares: &Shares, conn: &Connection) -> rusqlite::Result<Option<usize>> {
     // An update whose sum would pass f64::MAX is skipped (no row
     // written): cheaper than reading every sum back.
