@@ -22,8 +22,24 @@ pub(crate) struct Shares {
 }
 
 impl Shares {
+    /// Adds the shares of the fresh events of a request's `records`, given
+    /// as (index, subscription key, instance id); a record without a
+    /// reported time was reported `now`.
+    pub fn add_fresh(
+        &mut self,
+        records: &[UsageRecord],
+        fresh: &[(usize, i64, i64)],
+        now: DateTime<Utc>,
+    ) {
+        for &(index, subscription, instance) in fresh {
+            let record = &records[index];
+            let reported = record.reported_time.unwrap_or(now);
+            self.add(index, subscription, instance, record, reported);
+        }
+    }
+
     /// Adds record `index`'s shares, reported at `reported`.
-    pub fn add(
+    fn add(
         &mut self,
         index: usize,
         subscription: i64,

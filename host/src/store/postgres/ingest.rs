@@ -237,11 +237,7 @@ pub(super) struct Overflow;
 impl Aggregates {
     /// Adds each fresh event of a staged request to its hours and days.
     pub fn add(&mut self, records: &[UsageRecord], staged: &Staged, now: DateTime<Utc>) {
-        for &(index, subscription, instance) in &staged.fresh {
-            let record = &records[index];
-            let reported = record.reported_time.unwrap_or(now);
-            self.0.add(index, subscription, instance, record, reported);
-        }
+        self.0.add_fresh(records, &staged.fresh, now);
     }
 
     /// Adds the sums to the stored rows in `tx`. Every sum stays finite: the

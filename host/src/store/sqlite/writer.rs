@@ -199,11 +199,7 @@ fn write_group(
         match ingest_request(&savepoint, caches, &job.records, now)? {
             Ok(Accepted { receipt, fresh }) => {
                 savepoint.commit()?;
-                for (index, subscription, instance) in fresh {
-                    let record = &job.records[index];
-                    let reported = record.reported_time.unwrap_or(now);
-                    shares.add(index, subscription, instance, record, reported);
-                }
+                shares.add_fresh(&job.records, &fresh, now);
                 outcomes.push(Ok(receipt));
             }
             Err(conflicts) => {
