@@ -24,7 +24,9 @@
 //!
 //! Run: `cargo bench -p tally --bench year` (`-- --postgres` for the same on
 //! PostgreSQL at `TALLY_BENCH_POSTGRES`; `--vms N`, `--months N`,
-//! `--retention-days N` to change the cloud).
+//! `--retention-days N` to change the cloud; `--archive` to archive the
+//! pruned events as `[retention] archive_dir` does, the prune's time then
+//! including the archive's, and the archive's size in its own column).
 
 mod common;
 use common::{BenchDatabase, METERS};
@@ -35,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Months, TimeZone, Utc};
 use serde_json::json;
+use tally::retention::archive::EventArchive;
 use tally::sandbox::AdapterEngine;
 use tally::sandbox::contract::{ExportRequest, Granularity as WitGranularity, Window};
 use tally::store::postgres::PostgresStore;
@@ -54,6 +57,7 @@ struct Options {
     months: u32,
     retention_days: i64,
     postgres: bool,
+    archive: bool,
 }
 
 impl Options {
@@ -74,6 +78,7 @@ impl Options {
             months: value("--months", 12) as u32,
             retention_days: value("--retention-days", 90),
             postgres: args.iter().any(|a| a == "--postgres"),
+            archive: args.iter().any(|a| a == "--archive"),
         };
         assert!(
             options.vms >= 1 && options.months >= 1,
@@ -129,8 +134,10 @@ async fn simulate<S: Store + 'static>(
             None => "none (every event kept)".into(),
         }
     );
+    let archive_dir = options.archive.then(|| tempfile::tempdir().unwrap());
+    let archive = (archive_dir.as_ref()).map(|dir| EventArchive::new(dir.path()));
     println!(
-        "{:>5} {:>12} {:>10} {:>10} {:>10} {:>9} {:>12} {:>11} {:>10}",
+        "{:>5} {:>12} {:>10} {:>10} {:>10} {:>9} {:>12} {:>11} {:>10} {:>10}",
         "month",
         "records",
         "records/s",
@@ -139,7 +146,8 @@ async fn simulate<S: Store + 'static>(
         "DB MB",
         "MB/M records",
         "events MB",
-        "aggr. MB"
+        "aggr. MB",
+        "archive MB"
     );
     let catalog = store.meter_catalog().await.unwrap();
     let reads = Reads::new(&catalog);
@@ -169,7 +177,7 @@ async fn simulate<S: Store + 'static>(
         let pruning = match retention {
             Some(retention) => {
                 let started = Instant::now();
-                tally::retention::prune(&*store, month_end - retention)
+                tally::retention::prune(&*store, month_end - retention, archive.as_ref())
                     .await
                     .unwrap();
                 started.elapsed()
@@ -178,8 +186,11 @@ async fn simulate<S: Store + 'static>(
         };
         let vacuuming = sizes.vacuum().await;
         let size = sizes.read().await;
+        let archived = archive_dir
+            .as_ref()
+            .map_or(0, |dir| directory_bytes(dir.path()));
         println!(
-            "{:>5} {:>12} {:>10.0} {:>10.0} {:>10.0} {:>9.1} {:>12.1} {:>11.1} {:>10.1}",
+            "{:>5} {:>12} {:>10.0} {:>10.0} {:>10.0} {:>9.1} {:>12.1} {:>11.1} {:>10.1} {:>10.1}",
             month + 1,
             total_records,
             rate,
@@ -189,6 +200,7 @@ async fn simulate<S: Store + 'static>(
             mb(size.database) / (total_records as f64 / 1e6),
             mb(size.events),
             mb(size.aggregates),
+            mb(archived),
         );
         if checkpoints.contains(&month) && !measured.iter().any(|(m, _)| *m == month) {
             measured.push((month, reads.measure(&store, month_start, month_end).await));
@@ -507,6 +519,13 @@ fn sqlite_size(path: &Path) -> Size {
 
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
+}
+
+/// The bytes of the files in `dir`.
+fn directory_bytes(dir: &Path) -> u64 {
+    (std::fs::read_dir(dir).unwrap())
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum()
 }
 
 fn ms(d: Duration) -> f64 {

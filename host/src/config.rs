@@ -36,6 +36,7 @@
 //! [retention]                                  # see docs/retention.md
 //! usage_events = "400d"                        # by usage end; unset keeps events forever (minimum 2d)
 //! prune_every = "1h"                           # how often `tally serve` prunes
+//! archive_dir = "/var/lib/tally/archive"       # pruned events written here first (NDJSON, gzip)
 //!
 //! [compile]                                    # compiling a component at install, in a child process
 //! timeout = "120s"                             # stopped past it, the install refused

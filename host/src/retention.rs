@@ -13,6 +13,9 @@
 //! import --data-dir`, a replica configured otherwise, a prune racing a
 //! request).
 
+pub mod archive;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +25,7 @@ use serde::Deserialize;
 
 use crate::metrics::Metrics;
 use crate::store::Store;
+use archive::EventArchive;
 
 /// Shortest retention accepted: usage reported late (a provider catching up
 /// after an outage, an operator's backfill) must still be checked for
@@ -43,6 +47,9 @@ pub struct RetentionSettings {
     /// How often `tally serve` prunes.
     #[serde(with = "humantime_serde")]
     pub prune_every: Duration,
+    /// Where pruned events are archived before they are deleted
+    /// ([`archive`]); unset deletes them without a copy.
+    pub archive_dir: Option<PathBuf>,
 }
 
 impl Default for RetentionSettings {
@@ -50,6 +57,7 @@ impl Default for RetentionSettings {
         RetentionSettings {
             usage_events: None,
             prune_every: Duration::from_secs(3600),
+            archive_dir: None,
         }
     }
 }
@@ -70,6 +78,11 @@ impl RetentionSettings {
     /// usage ended before it are refused; `None` keeps everything.
     pub fn cutoff(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.usage_events.map(|retention| cutoff(now, retention))
+    }
+
+    /// The archive pruned events go to, if one is set.
+    pub fn archive(&self) -> Option<EventArchive> {
+        self.archive_dir.clone().map(EventArchive::new)
     }
 }
 
@@ -103,14 +116,30 @@ pub fn expired_reason(cutoff: DateTime<Utc>) -> String {
     )
 }
 
+/// What one prune removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    pub events: u64,
+    /// The archive files written, in order (none without an archive).
+    pub archives: Vec<archive::ArchiveFile>,
+}
+
 /// Deletes every event whose usage ended before `before`, in batches of
-/// [`PRUNE_BATCH`], each its own transaction; returns how many.
-pub async fn prune(store: &dyn Store, before: DateTime<Utc>) -> anyhow::Result<u64> {
-    let mut pruned = 0;
+/// [`PRUNE_BATCH`], each its own transaction, each archived first into
+/// `archive` when there is one.
+pub async fn prune(
+    store: &dyn Store,
+    before: DateTime<Utc>,
+    archive: Option<&EventArchive>,
+) -> anyhow::Result<Pruned> {
+    let mut pruned = Pruned::default();
     loop {
-        let deleted = store.prune_usage_events(before, PRUNE_BATCH).await?;
-        pruned += deleted;
-        if deleted < PRUNE_BATCH as u64 {
+        let batch = store
+            .prune_usage_events(before, PRUNE_BATCH, archive.cloned())
+            .await?;
+        pruned.events += batch.events;
+        pruned.archives.extend(batch.archive);
+        if batch.events < PRUNE_BATCH as u64 {
             return Ok(pruned);
         }
     }
@@ -123,19 +152,29 @@ pub async fn run_pruner(store: Arc<dyn Store>, settings: RetentionSettings, metr
     let Some(retention) = settings.usage_events else {
         return;
     };
+    let archive = settings.archive();
     let mut every = tokio::time::interval(settings.prune_every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
         let outcome = async {
             let before = cutoff(store.clock().await?, retention);
-            anyhow::Ok((before, prune(store.as_ref(), before).await?))
+            anyhow::Ok((
+                before,
+                prune(store.as_ref(), before, archive.as_ref()).await?,
+            ))
         }
         .await;
         match outcome {
             Ok((before, pruned)) => {
-                metrics.events_pruned.inc_by(pruned);
-                tracing::info!(pruned, %before, "pruned usage events past their retention");
+                metrics.events_pruned.inc_by(pruned.events);
+                let files: Vec<&str> = (pruned.archives.iter()).map(|f| f.name.as_str()).collect();
+                tracing::info!(
+                    pruned = pruned.events,
+                    %before,
+                    archived_to = ?files,
+                    "pruned usage events past their retention"
+                );
             }
             Err(error) => tracing::warn!(
                 error = format!("{error:#}"),

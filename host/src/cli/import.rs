@@ -17,7 +17,7 @@ use super::DataDir;
 use crate::api::{ErrorResponse, IngestResponse};
 use crate::store::{Store, StoreError};
 use crate::usage::batch::{Batch, DEFAULT_MAX_HOUR_PARTS, DEFAULT_MAX_RECORDS};
-use crate::usage::files::{FileFormat, read_records};
+use crate::usage::files::{decoded, read_records};
 use crate::usage::time::{YEAR_RANGE, parse_time};
 use crate::usage::{BatchError, BatchLimits, RecordError, UsageRecordInput, ValidationContext};
 
@@ -29,7 +29,8 @@ const ATTEMPTS: u32 = 5;
 /// Arguments of `tally import`.
 #[derive(clap::Args)]
 pub struct ImportArgs {
-    /// The file: `.csv` is read as CSV, anything else as NDJSON.
+    /// The file: `.csv` is read as CSV, anything else as NDJSON; a `.gz`
+    /// file (`usage.csv.gz`, an archive of pruned events) is decompressed.
     file: PathBuf,
     /// Reported time for records that have none (an operator's backfill); without it the host stamps now.
     #[arg(long)]
@@ -108,7 +109,8 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
             .expect("a valid template"),
     );
-    let records = read_records(progress.wrap_read(file), FileFormat::of_path(&args.file))?;
+    let (format, input) = decoded(&args.file, progress.wrap_read(file));
+    let records = read_records(input, format)?;
 
     let started = Instant::now();
     let mut totals = Totals::default();

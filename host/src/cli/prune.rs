@@ -1,5 +1,6 @@
 //! `tally prune`: delete the usage events past their retention once, as
-//! `tally serve` does every `[retention] prune_every`.
+//! `tally serve` does every `[retention] prune_every`, archiving them first
+//! when an archive directory is set.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use anyhow::bail;
 
 use super::DataDir;
 use crate::config::Config;
+use crate::retention::archive::EventArchive;
 use crate::retention::{check_retention, cutoff, prune};
 use crate::store::Database;
 
@@ -23,6 +25,10 @@ pub struct PruneArgs {
     /// The retention, instead of the config's (e.g. `400d`; at least 2 days).
     #[arg(long, value_parser = humantime::parse_duration)]
     usage_events: Option<Duration>,
+    /// Archive the pruned events into this directory first, instead of the
+    /// config's `[retention] archive_dir`.
+    #[arg(long)]
+    archive_dir: Option<PathBuf>,
 }
 
 /// Prunes once and prints what it removed.
@@ -48,13 +54,28 @@ pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| PathBuf::from(super::DEFAULT_DATA_DIR)),
         ),
     };
+    let archive = (args.archive_dir)
+        .or(config.retention.archive_dir)
+        .map(EventArchive::new);
     let store = database.open().await?;
     let before = cutoff(store.clock().await?, retention);
-    let pruned = prune(store.as_ref(), before).await?;
+    let pruned = prune(store.as_ref(), before, archive.as_ref()).await?;
     println!(
-        "pruned {pruned} usage events whose usage ended before {} from {database} \
+        "pruned {} usage events whose usage ended before {} from {database} \
          (hourly and daily aggregates kept)",
+        pruned.events,
         before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
+    if let Some(archive) = &archive {
+        for file in &pruned.archives {
+            println!(
+                "archived {} events to {} ({} bytes, sha256 {})",
+                file.events,
+                archive.dir().join(&file.name).display(),
+                file.bytes,
+                file.sha256
+            );
+        }
+    }
     Ok(())
 }

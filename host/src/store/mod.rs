@@ -31,7 +31,9 @@ use chrono::{DateTime, Utc};
 pub use self::access::AccessStore;
 pub use self::console::ConsoleStore;
 pub use self::exports::ExportStore;
+pub use self::retention::PrunedBatch;
 use crate::auth::{Principal, Role};
+use crate::retention::archive::EventArchive;
 use crate::usage::{Granularity, Meter, MeterCatalog, MeterKey, RecordError, UsageRecord};
 
 /// Where the store lives. Its `Debug` redacts a PostgreSQL password, as its
@@ -400,14 +402,18 @@ pub trait Store: ExportStore + ConsoleStore + AccessStore + Send + Sync + 'stati
     /// `before`, in one short transaction, and raises the store's retention
     /// watermark to `before` (it never falls): from then on ingest refuses
     /// ([`StoreError::Expired`]) records whose usage ended before it. The
-    /// aggregates are not touched. Returns how many events were deleted;
-    /// fewer than `limit` means none is left. Safe beside ingest and beside
-    /// other replicas pruning the same database.
+    /// aggregates are not touched. With an `archive`, the events are first
+    /// written to its next file (numbered in `event_archives`), and nothing
+    /// is deleted unless that file was written. Returns how many events
+    /// were deleted, fewer than `limit` when none is left, and the file.
+    /// Safe beside ingest and beside other replicas pruning the same
+    /// database.
     async fn prune_usage_events(
         &self,
         before: DateTime<Utc>,
         limit: usize,
-    ) -> Result<u64, StoreError>;
+        archive: Option<EventArchive>,
+    ) -> Result<PrunedBatch, StoreError>;
 
     /// One page of aggregates, starting after `after`.
     async fn aggregates(

@@ -1,11 +1,13 @@
 //! Pruning `usage_events` ([`crate::retention`]), written once over [`Sql`]:
-//! one batch per transaction, and the watermark that ingest checks.
+//! one batch per transaction, archived first when an archive is set, and
+//! the watermark that ingest checks.
 
-use anyhow::Context;
+use anyhow::{Context, ensure};
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
 use super::sql::{Sql, Value};
+use crate::retention::archive::{ArchiveFile, EventArchive, StoredEvent};
 use crate::retention::expired_reason;
 use crate::usage::{RecordError, UsageRecord};
 
@@ -14,16 +16,39 @@ use crate::usage::{RecordError, UsageRecord};
 pub(super) const WATERMARK_SQL: &str =
     "SELECT CAST(coalesce(max(before_ms), 0) AS BIGINT) FROM event_retention";
 
+/// The oldest `$2` events whose usage ended before `$1`, with what an
+/// archive needs, in the order they are archived and deleted.
+const ARCHIVE_BATCH_SQL: &str = "SELECT e.event_id, s.id, m.id, i.instance_data, e.quantity,
+        e.usage_start_ms, e.usage_end_ms, e.reported_at_ms, e.subscription_key
+     FROM usage_events AS e
+     JOIN subscriptions AS s ON s.key = e.subscription_key
+     JOIN meters AS m ON m.key = e.meter_key
+     JOIN instances AS i ON i.id = e.instance_id
+     WHERE e.usage_end_ms < $1
+     ORDER BY e.usage_end_ms, e.subscription_key, e.event_id
+     LIMIT $2";
+
+/// What one prune batch removed.
+#[derive(Debug, Default)]
+pub struct PrunedBatch {
+    pub events: u64,
+    /// The file the batch was archived to, when there is an archive and the
+    /// batch was not empty.
+    pub archive: Option<ArchiveFile>,
+}
+
 /// Raises the watermark to `before_ms` and deletes at most `limit` events
 /// whose usage ended before it (oldest first, through the index on
-/// `usage_end_ms`), in the caller's transaction. The watermark is written in
-/// the same transaction as the deletion: an ingest that no longer finds a
-/// pruned event sees the watermark that refuses it.
+/// `usage_end_ms`), in the caller's transaction, after writing them to
+/// `archive` when there is one. The watermark is written in the same
+/// transaction as the deletion: an ingest that no longer finds a pruned
+/// event sees the watermark that refuses it.
 pub(super) async fn prune_batch(
     db: &impl Sql,
     before_ms: i64,
     limit: usize,
-) -> anyhow::Result<u64> {
+    archive: Option<EventArchive>,
+) -> anyhow::Result<PrunedBatch> {
     db.execute(
         "INSERT INTO event_retention (singleton, before_ms) VALUES (1, $1)
          ON CONFLICT (singleton) DO UPDATE SET before_ms = CASE
@@ -34,14 +59,116 @@ pub(super) async fn prune_batch(
     .await
     .context("raising the retention watermark")?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    db.execute(
-        "DELETE FROM usage_events WHERE (subscription_key, event_id) IN (
-             SELECT subscription_key, event_id FROM usage_events
-             WHERE usage_end_ms < $1 ORDER BY usage_end_ms LIMIT $2)",
+    let Some(archive) = archive else {
+        let events = db
+            .execute(
+                "DELETE FROM usage_events WHERE (subscription_key, event_id) IN (
+                     SELECT subscription_key, event_id FROM usage_events
+                     WHERE usage_end_ms < $1 ORDER BY usage_end_ms LIMIT $2)",
+                &[before_ms.into(), Value::Int(limit)],
+            )
+            .await
+            .context("deleting usage events past their retention")?;
+        return Ok(PrunedBatch {
+            events,
+            archive: None,
+        });
+    };
+    archive_batch(db, before_ms, limit, archive).await
+}
+
+/// Archives the batch, deletes exactly what was archived, and records the
+/// file under the next number of `event_archives`; the caller's transaction
+/// commits all three, or none when the file could not be written.
+async fn archive_batch(
+    db: &impl Sql,
+    before_ms: i64,
+    limit: i64,
+    archive: EventArchive,
+) -> anyhow::Result<PrunedBatch> {
+    let mut events = Vec::new();
+    let mut last = None;
+    db.for_each_row(
+        ARCHIVE_BATCH_SQL,
         &[before_ms.into(), Value::Int(limit)],
+        |row| {
+            let event = StoredEvent {
+                event_id: row.take(0)?,
+                subscription_id: row.take(1)?,
+                meter_id: row.take(2)?,
+                instance_data: row.take(3)?,
+                quantity: row.take(4)?,
+                usage_start_ms: row.take(5)?,
+                usage_end_ms: row.take(6)?,
+                reported_at_ms: row.take(7)?,
+            };
+            let subscription_key: i64 = row.take(8)?;
+            last = Some((event.usage_end_ms, subscription_key, event.event_id.clone()));
+            events.push(event);
+            Ok(())
+        },
     )
     .await
-    .context("deleting usage events past their retention")
+    .context("reading usage events to archive")?;
+    let Some((last_end, last_subscription, last_event)) = last else {
+        return Ok(PrunedBatch::default());
+    };
+    let seq: i64 = db
+        .query_one(
+            "SELECT CAST(coalesce(max(seq), 0) + 1 AS BIGINT) FROM event_archives",
+            &[],
+        )
+        .await?
+        .take(0)?;
+    let count = events.len() as u64;
+    let file = db
+        .blocking(move || archive.write(seq, &events))
+        .await?
+        .with_context(|| {
+            format!(
+                "archiving pruned usage events to {}",
+                EventArchive::file_name(seq)
+            )
+        })?;
+    // Exactly the rows archived: everything up to the last one, in the
+    // order they were read.
+    let deleted = db
+        .execute(
+            "DELETE FROM usage_events WHERE usage_end_ms < $1 AND usage_end_ms <= $2
+                 AND (usage_end_ms, subscription_key, event_id) <= ($2, $3, $4)",
+            &[
+                before_ms.into(),
+                last_end.into(),
+                last_subscription.into(),
+                last_event.into(),
+            ],
+        )
+        .await
+        .context("deleting archived usage events")?;
+    ensure!(
+        deleted == count,
+        "{count} usage events were archived but {deleted} matched their deletion (events \
+         changed meanwhile); nothing was pruned, the next prune tries again"
+    );
+    db.execute(
+        "INSERT INTO event_archives (seq, file, events, bytes, sha256, last_usage_end_ms, archived_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            seq.into(),
+            file.name.as_str().into(),
+            Value::Int(count as i64),
+            Value::Int(file.bytes as i64),
+            file.sha256.as_str().into(),
+            last_end.into(),
+            Value::Int(crate::clock::now().timestamp_millis()),
+        ],
+    )
+    .await
+    .context("recording the archive file")?;
+    Ok(PrunedBatch {
+        events: count,
+        archive: Some(file),
+    })
 }
 
 /// The records of a request whose usage ended before the watermark, as

@@ -251,6 +251,14 @@ pub(crate) trait Sql {
     /// queued or running, and keeps them waiting until this one ends.
     fn lock_runs(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// Runs `work`, which blocks (file I/O), in the middle of a transaction:
+    /// at once on SQLite's own thread, on the blocking pool on PostgreSQL,
+    /// so that an async worker is never held up.
+    fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> impl Future<Output = anyhow::Result<T>> + Send;
+
     /// The first row a statement returns, if any.
     fn query_opt(
         &self,

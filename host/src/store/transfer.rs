@@ -63,6 +63,8 @@ const TABLES: &[(&str, &[(&str, Kind)])] = {
             ("subscription_id", Text), ("sha256", Text)]),
         ("access_grants", &[("issuer", Text), ("subject", Text), ("subscription", Text), ("created_ms", Int)]),
         ("event_retention", &[("singleton", Int), ("before_ms", Int)]),
+        ("event_archives", &[("seq", Int), ("file", Text), ("events", Int), ("bytes", Int), ("sha256", Text),
+            ("last_usage_end_ms", Int), ("archived_ms", Int)]),
     ]
 };
 
@@ -87,6 +89,7 @@ const MUST_BE_EMPTY: &[&str] = &[
     "export_configs",
     "access_grants",
     "event_retention",
+    "event_archives",
 ];
 
 /// Rows read per message from the SQLite thread.

@@ -46,6 +46,23 @@ impl FileFormat {
     }
 }
 
+/// The format of the file at `path` and a reader of its records: a `.gz`
+/// file is decompressed as it is read, its format named by the extension
+/// before (`usage.csv.gz`; an archive of pruned events,
+/// `usage-events-00000001.ndjson.gz`).
+pub fn decoded<'a>(
+    path: &std::path::Path,
+    input: impl Read + 'a,
+) -> (FileFormat, Box<dyn Read + 'a>) {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(ext) if ext.eq_ignore_ascii_case("gz") => (
+            FileFormat::of_path(&path.with_extension("")),
+            Box::new(flate2::read::MultiGzDecoder::new(input)),
+        ),
+        _ => (FileFormat::of_path(path), Box::new(input)),
+    }
+}
+
 /// One record read from a file: an I/O error stops the read, a record that
 /// cannot be parsed is a [`RecordError`] with its index.
 pub type ReadRecord = anyhow::Result<Result<UsageRecordInput, RecordError>>;

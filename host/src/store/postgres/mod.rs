@@ -40,11 +40,12 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 use self::sql::PgSql;
 use crate::auth::{Principal, Role};
+use crate::retention::archive::EventArchive;
 use crate::store::instances::InstanceCache;
 use crate::store::sql::{Dialect, Sql};
 use crate::store::{
-    AggregatePage, AggregateQuery, CorruptValue, IngestReceipt, NewToken, Position, Store,
-    StoreError, TokenInfo,
+    AggregatePage, AggregateQuery, CorruptValue, IngestReceipt, NewToken, Position, PrunedBatch,
+    Store, StoreError, TokenInfo,
 };
 use crate::store::{paging, retention};
 use crate::usage::meters::documented_meters;
@@ -282,12 +283,13 @@ impl Store for PostgresStore {
         &self,
         before: chrono::DateTime<Utc>,
         limit: usize,
-    ) -> Result<u64, StoreError> {
+        archive: Option<EventArchive>,
+    ) -> Result<PrunedBatch, StoreError> {
         let before_ms = before.timestamp_millis();
         self.write_sql(async |db| {
             db.execute("SELECT pg_advisory_xact_lock($1)", &[PRUNE_LOCK.into()])
                 .await?;
-            retention::prune_batch(db, before_ms, limit).await
+            retention::prune_batch(db, before_ms, limit, archive).await
         })
         .await
     }

@@ -214,6 +214,20 @@ const MIGRATIONS: &[&str] = &[
         before_ms BIGINT NOT NULL
     );
     "#,
+    // 8: the archive files of pruned events ([retention] archive_dir), by
+    // number: a prune takes the next one in the transaction that deletes
+    // what the file holds.
+    r#"
+    CREATE TABLE event_archives (
+        seq               BIGINT PRIMARY KEY,
+        file              TEXT NOT NULL,
+        events            BIGINT NOT NULL,
+        bytes             BIGINT NOT NULL,
+        sha256            TEXT NOT NULL,
+        last_usage_end_ms BIGINT NOT NULL,
+        archived_ms       BIGINT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes (equal to SQLite's).

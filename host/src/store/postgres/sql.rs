@@ -51,6 +51,13 @@ impl<C: GenericClient> Sql for PgSql<'_, C> {
             .await?;
         Ok(())
     }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        Ok(tokio::task::spawn_blocking(work).await?)
+    }
 }
 
 fn bind(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {

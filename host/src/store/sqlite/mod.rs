@@ -25,10 +25,11 @@ use tokio::sync::oneshot;
 use self::sql::{SqliteSql, finish_now};
 use self::writer::{IngestJob, Lanes};
 use crate::auth::{Principal, Role};
+use crate::retention::archive::EventArchive;
 use crate::store::instances::InstanceCache;
 use crate::store::{
-    AggregatePage, AggregateQuery, CorruptValue, IngestReceipt, NewToken, Position, Store,
-    StoreError, TokenInfo,
+    AggregatePage, AggregateQuery, CorruptValue, IngestReceipt, NewToken, Position, PrunedBatch,
+    Store, StoreError, TokenInfo,
 };
 use crate::store::{paging, retention};
 use crate::usage::meters::documented_meters;
@@ -255,10 +256,11 @@ impl Store for SqliteStore {
         &self,
         before: chrono::DateTime<Utc>,
         limit: usize,
-    ) -> Result<u64, StoreError> {
+        archive: Option<EventArchive>,
+    ) -> Result<PrunedBatch, StoreError> {
         let before_ms = before.timestamp_millis();
         // One batch per writer job: ingest groups run between batches.
-        self.write_sql(async move |db| retention::prune_batch(db, before_ms, limit).await)
+        self.write_sql(async move |db| retention::prune_batch(db, before_ms, limit, archive).await)
             .await
     }
 

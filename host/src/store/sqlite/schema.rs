@@ -211,6 +211,20 @@ const MIGRATIONS: &[&str] = &[
         before_ms INTEGER NOT NULL
     );
     "#,
+    // 8: the archive files of pruned events ([retention] archive_dir), by
+    // number: a prune takes the next one in the transaction that deletes
+    // what the file holds.
+    r#"
+    CREATE TABLE event_archives (
+        seq               INTEGER PRIMARY KEY,
+        file              TEXT NOT NULL,
+        events            INTEGER NOT NULL,
+        bytes             INTEGER NOT NULL,
+        sha256            TEXT NOT NULL,
+        last_usage_end_ms INTEGER NOT NULL,
+        archived_ms       INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -98,6 +98,14 @@ impl Sql for SqliteSql<'_> {
     fn lock_runs(&self) -> impl Future<Output = anyhow::Result<()>> + Send {
         ready(Ok(()))
     }
+
+    /// Runs at once: this thread is SQLite's own, never an async worker.
+    fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> impl Future<Output = anyhow::Result<T>> + Send {
+        ready(Ok(work()))
+    }
 }
 
 /// Binds `$n` to `params[n - 1]`. SQLite numbers `$n` parameters in the
