@@ -11,7 +11,8 @@
 //! keeps the cutoff of every prune (a watermark that only rises) and
 //! refuses such records itself too, whatever path they come by (`tally
 //! import --data-dir`, a replica configured otherwise, a prune racing a
-//! request).
+//! request). With `archive_dir` set, each batch is written to an
+//! [`archive`] file before the transaction that deletes it commits.
 
 pub mod archive;
 

@@ -11,7 +11,7 @@
 //! records, and the next prune takes that number again and replaces it, so
 //! no event is archived twice or lost.
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -97,12 +97,15 @@ impl EventArchive {
     /// file, synced, renamed, and the directory synced.
     pub fn write(&self, seq: i64, events: &[StoredEvent]) -> anyhow::Result<ArchiveFile> {
         let name = Self::file_name(seq);
-        let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
+        // Buffered: the encoder clears its whole output buffer for every
+        // write it takes, and a record is dozens of small writes.
+        let gzip = GzEncoder::new(Vec::new(), Compression::default());
+        let mut lines = BufWriter::with_capacity(64 * 1024, gzip);
         for event in events {
-            serde_json::to_writer(&mut gzip, &ArchivedEvent::of(event)?)?;
-            gzip.write_all(b"\n")?;
+            serde_json::to_writer(&mut lines, &ArchivedEvent::of(event)?)?;
+            lines.write_all(b"\n")?;
         }
-        let bytes = gzip.finish()?;
+        let bytes = lines.into_inner().map_err(|e| e.into_error())?.finish()?;
         let file = ArchiveFile {
             name,
             events: events.len() as u64,

@@ -131,17 +131,14 @@ async fn archive_batch(
             )
         })?;
     // Exactly the rows archived: everything up to the last one, in the
-    // order they were read.
+    // order they were read (the index on `usage_end_ms` ends with the
+    // table's key). Only this range, so that the index is read from its
+    // start to the last row, not to `before_ms`.
     let deleted = db
         .execute(
-            "DELETE FROM usage_events WHERE usage_end_ms < $1 AND usage_end_ms <= $2
-                 AND (usage_end_ms, subscription_key, event_id) <= ($2, $3, $4)",
-            &[
-                before_ms.into(),
-                last_end.into(),
-                last_subscription.into(),
-                last_event.into(),
-            ],
+            "DELETE FROM usage_events
+             WHERE (usage_end_ms, subscription_key, event_id) <= ($1, $2, $3)",
+            &[last_end.into(), last_subscription.into(), last_event.into()],
         )
         .await
         .context("deleting archived usage events")?;
