@@ -210,6 +210,13 @@ mod tests {
             toml::from_str("usage_events = '2d'\nprune_every = '0s'").unwrap();
         assert!(zero.check().is_err());
         assert!(toml::from_str::<RetentionSettings>("events = '2d'").is_err());
+        assert_eq!(settings.archive(), None);
+        let archived: RetentionSettings =
+            toml::from_str("usage_events = '90d'\narchive_dir = '/var/lib/tally/archive'").unwrap();
+        assert_eq!(
+            archived.archive().unwrap().dir(),
+            std::path::Path::new("/var/lib/tally/archive")
+        );
     }
 
     #[test]
