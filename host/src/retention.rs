@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
@@ -127,7 +127,7 @@ pub struct Pruned {
 
 /// Deletes every event whose usage ended before `before`, in batches of
 /// [`PRUNE_BATCH`], each its own transaction, each archived first into
-/// `archive` when there is one.
+/// `archive` when there is one (its file published once it committed).
 pub async fn prune(
     store: &dyn Store,
     before: DateTime<Utc>,
@@ -135,9 +135,24 @@ pub async fn prune(
 ) -> anyhow::Result<Pruned> {
     let mut pruned = Pruned::default();
     loop {
-        let batch = store
-            .prune_usage_events(before, PRUNE_BATCH, archive.cloned())
-            .await?;
+        let batch = async {
+            let batch = store
+                .prune_usage_events(before, PRUNE_BATCH, archive.cloned())
+                .await?;
+            if let (Some(archive), Some(file)) = (archive, &batch.archive) {
+                let (archive, seq) = (archive.clone(), file.seq);
+                tokio::task::spawn_blocking(move || archive.publish(seq)).await??;
+            }
+            anyhow::Ok(batch)
+        }
+        .await
+        .with_context(|| match (pruned.events, pruned.archives.len()) {
+            (0, _) => "pruning usage events".to_owned(),
+            (events, 0) => format!("pruning usage events, after {events} were pruned"),
+            (events, files) => format!(
+                "pruning usage events, after {events} were pruned into {files} archive files"
+            ),
+        })?;
         pruned.events += batch.events;
         pruned.archives.extend(batch.archive);
         if batch.events < PRUNE_BATCH as u64 {

@@ -5,13 +5,16 @@
 //! reads an archive back into a host that never had those events.
 //!
 //! Exactly once: `seq` comes from the database, in the transaction that
-//! deletes the batch and records the file (`event_archives`); that
-//! transaction commits only after the file is written, synced and renamed
-//! into place. A crash in between leaves a file whose number nothing
-//! records, and the next prune takes that number again and replaces it, so
-//! no event is archived twice or lost.
+//! deletes the batch and records the file (`event_archives`). The file is
+//! written and synced under a partial name before that transaction commits,
+//! and renamed to its own name after: a file with its own name holds a
+//! committed archive, and nothing else. A prune that stops in between
+//! leaves a partial file; the next prune publishes it if its number was
+//! committed, else removes it and takes the number again.
 
+use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -68,13 +71,18 @@ pub struct StoredEvent {
 /// An archive file written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveFile {
-    /// The file's name in the archive directory.
+    /// Its number, in `event_archives`.
+    pub seq: i64,
+    /// The file's name in the archive directory, once published.
     pub name: String,
     pub events: u64,
     pub bytes: u64,
     /// Lower-case hex SHA-256 of the file.
     pub sha256: String,
 }
+
+/// What a file is named until the archive it holds is committed.
+const PARTIAL: &str = ".partial";
 
 impl EventArchive {
     /// Archives into `dir` (created, private to tally's account, when missing).
@@ -92,11 +100,11 @@ impl EventArchive {
         format!("usage-events-{seq:08}.ndjson.gz")
     }
 
-    /// Writes archive number `seq` of `events`, replacing any file of that
-    /// number (left by a prune that did not commit): written to a temporary
-    /// file, synced, renamed, and the directory synced.
+    /// Writes archive number `seq` of `events` under its partial name
+    /// (`….ndjson.gz.partial`), synced, replacing any file of that name;
+    /// [`EventArchive::publish`] gives it its name once the transaction
+    /// that records it has committed.
     pub fn write(&self, seq: i64, events: &[StoredEvent]) -> anyhow::Result<ArchiveFile> {
-        let name = Self::file_name(seq);
         // Buffered: the encoder clears its whole output buffer for every
         // write it takes, and a record is dozens of small writes.
         let gzip = GzEncoder::new(Vec::new(), Compression::default());
@@ -107,27 +115,69 @@ impl EventArchive {
         }
         let bytes = lines.into_inner().map_err(|e| e.into_error())?.finish()?;
         let file = ArchiveFile {
-            name,
+            seq,
+            name: Self::file_name(seq),
             events: events.len() as u64,
             bytes: bytes.len() as u64,
             sha256: sha256_hex(&bytes),
         };
         private_files::create_dir(&self.dir)?;
-        let mut partial = tempfile::Builder::new()
-            .prefix(".usage-events-")
-            .suffix(".partial")
-            .tempfile_in(&self.dir)
-            .with_context(|| format!("creating a file in {}", self.dir.display()))?;
-        partial.write_all(&bytes)?;
-        partial.as_file().sync_all()?;
-        let path = self.dir.join(&file.name);
-        partial
-            .persist(&path)
-            .with_context(|| format!("renaming the archive to {}", path.display()))?;
-        std::fs::File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .with_context(|| format!("syncing {}", self.dir.display()))?;
+        let path = self.partial_path(seq);
+        let written = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(private_files::FILE_MODE)
+            .open(&path)
+            .and_then(|mut out| {
+                out.write_all(&bytes)?;
+                out.sync_all()
+            });
+        written.with_context(|| format!("writing {}", path.display()))?;
         Ok(file)
+    }
+
+    /// Gives archive `seq` its name, once its transaction has committed.
+    pub fn publish(&self, seq: i64) -> anyhow::Result<()> {
+        let (partial, path) = (self.partial_path(seq), self.dir.join(Self::file_name(seq)));
+        std::fs::rename(&partial, &path)
+            .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("syncing {}", self.dir.display()))
+    }
+
+    /// Settles what a prune that stopped half-way left: the partial file of
+    /// an archive that was committed (numbered up to `committed`) is
+    /// published, any other one removed. Runs in the transaction that takes
+    /// the next number, so that no other prune is writing meanwhile.
+    pub fn settle(&self, committed: i64) -> anyhow::Result<()> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            entries => entries.with_context(|| format!("reading {}", self.dir.display()))?,
+        };
+        for entry in entries {
+            let name = entry?.file_name();
+            let Some(seq) = (name.to_str())
+                .and_then(|name| name.strip_prefix("usage-events-"))
+                .and_then(|rest| rest.strip_suffix(".ndjson.gz.partial"))
+                .and_then(|seq| seq.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            if seq <= committed {
+                self.publish(seq)?;
+            } else {
+                let path = self.partial_path(seq);
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn partial_path(&self, seq: i64) -> PathBuf {
+        self.dir.join(Self::file_name(seq) + PARTIAL)
     }
 }
 
@@ -231,6 +281,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let archive = EventArchive::new(dir.path().join("archive"));
         let file = archive.write(7, &[stored(&record.instance_data)]).unwrap();
+        archive.publish(7).unwrap();
         assert_eq!(file.name, "usage-events-00000007.ndjson.gz");
         assert_eq!(file.events, 1);
         let path = archive.dir().join(&file.name);
@@ -253,32 +304,55 @@ mod tests {
         );
     }
 
-    /// A file of the same number (a prune that never committed) is
-    /// replaced whole; nothing else is left in the directory.
+    /// A file is written under a partial name and takes its own once
+    /// published; settling publishes the partial files of committed numbers
+    /// and removes the others (a prune that never committed).
     #[test]
-    fn a_file_of_the_same_number_is_replaced() {
+    fn partial_files_are_published_when_committed_and_removed_otherwise() {
         let dir = tempfile::tempdir().unwrap();
         let archive = EventArchive::new(dir.path());
+        let names = || {
+            let mut names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
         let instance = r#"{"Microsoft.Resources":{"resourceUri":"/vm","location":"","tags":{},"additionalInfo":{}}}"#;
-        std::fs::write(
-            dir.path().join(EventArchive::file_name(1)),
-            b"left by a crash",
-        )
-        .unwrap();
         let events = [stored(instance), stored(instance)];
         let file = archive.write(1, &events).unwrap();
-        let lines = lines(&dir.path().join(&file.name));
-        assert_eq!(lines.len(), 2);
+        assert_eq!(names(), ["usage-events-00000001.ndjson.gz.partial"]);
+        archive.publish(file.seq).unwrap();
+        assert_eq!(names(), [file.name.as_str()]);
+        let first = lines(&dir.path().join(&file.name));
+        assert_eq!(first.len(), 2);
         assert!(
-            !lines[0].contains("location") && !lines[0].contains("tags"),
+            !first[0].contains("location") && !first[0].contains("tags"),
             "{}",
-            lines[0]
+            first[0]
         );
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(names, [file.name]);
+
+        // Number 2 committed but not renamed, number 3 never committed.
+        archive.write(2, &events).unwrap();
+        std::fs::write(archive.partial_path(3), b"cut short").unwrap();
+        archive.settle(2).unwrap();
+        assert_eq!(
+            names(),
+            [EventArchive::file_name(1), EventArchive::file_name(2)]
+        );
+        // Rewritten whole when the number is taken again.
+        std::fs::write(archive.partial_path(3), b"cut short").unwrap();
+        let third = archive.write(3, &events[..1]).unwrap();
+        archive.publish(3).unwrap();
+        let path = dir.path().join(&third.name);
+        assert_eq!(std::fs::read(&path).unwrap().len() as u64, third.bytes);
+        assert_eq!(lines(&path).len(), 1);
+        archive.settle(3).unwrap();
+        assert_eq!(names().len(), 3);
+        EventArchive::new(dir.path().join("missing"))
+            .settle(3)
+            .unwrap();
     }
 
     #[test]

@@ -403,9 +403,11 @@ pub trait Store: ExportStore + ConsoleStore + AccessStore + Send + Sync + 'stati
     /// watermark to `before` (it never falls): from then on ingest refuses
     /// ([`StoreError::Expired`]) records whose usage ended before it. The
     /// aggregates are not touched. With an `archive`, the events are first
-    /// written to its next file (numbered in `event_archives`), and nothing
-    /// is deleted unless that file was written. Returns how many events
-    /// were deleted, fewer than `limit` when none is left, and the file.
+    /// written to its next file (numbered in `event_archives`) under a
+    /// partial name, which the caller publishes
+    /// ([`EventArchive::publish`]) once this returns, and nothing is
+    /// deleted unless that file was written. Returns how many events were
+    /// deleted, fewer than `limit` when none is left, and the file.
     /// Safe beside ingest and beside other replicas pruning the same
     /// database.
     async fn prune_usage_events(

@@ -86,6 +86,17 @@ async fn archive_batch(
     limit: i64,
     archive: EventArchive,
 ) -> anyhow::Result<PrunedBatch> {
+    let committed: i64 = db
+        .query_one(
+            "SELECT CAST(coalesce(max(seq), 0) AS BIGINT) FROM event_archives",
+            &[],
+        )
+        .await?
+        .take(0)?;
+    let settling = archive.clone();
+    db.blocking(move || settling.settle(committed))
+        .await?
+        .context("settling what an earlier prune left in the archive")?;
     let mut events = Vec::new();
     let mut last = None;
     db.for_each_row(
@@ -113,27 +124,23 @@ async fn archive_batch(
     let Some((last_end, last_subscription, last_event)) = last else {
         return Ok(PrunedBatch::default());
     };
-    let seq: i64 = db
-        .query_one(
-            "SELECT CAST(coalesce(max(seq), 0) + 1 AS BIGINT) FROM event_archives",
-            &[],
-        )
-        .await?
-        .take(0)?;
+    let seq = committed + 1;
     let count = events.len() as u64;
+    let dir = archive.dir().to_owned();
     let file = db
         .blocking(move || archive.write(seq, &events))
         .await?
         .with_context(|| {
             format!(
                 "archiving pruned usage events to {}",
-                EventArchive::file_name(seq)
+                dir.join(EventArchive::file_name(seq)).display()
             )
         })?;
     // Exactly the rows archived: everything up to the last one, in the
-    // order they were read (the index on `usage_end_ms` ends with the
-    // table's key). Only this range, so that the index is read from its
-    // start to the last row, not to `before_ms`.
+    // order they were read. Only this range, so that the index on
+    // `usage_end_ms` is read up to the last row, not up to `before_ms`
+    // (SQLite's index ends with the table's key and reads exactly the
+    // range; PostgreSQL's reads up to the last row's time).
     let deleted = db
         .execute(
             "DELETE FROM usage_events
@@ -145,7 +152,7 @@ async fn archive_batch(
     ensure!(
         deleted == count,
         "{count} usage events were archived but {deleted} matched their deletion (events \
-         changed meanwhile); nothing was pruned, the next prune tries again"
+         changed meanwhile); this batch was not pruned, the next prune tries again"
     );
     db.execute(
         "INSERT INTO event_archives (seq, file, events, bytes, sha256, last_usage_end_ms, archived_ms)

@@ -257,8 +257,16 @@ impl UsageRecordInput {
                     fail("reportedTime", "is in the future".into());
                     None
                 }
-                Some(t) if end.is_some_and(|end| t < end) => {
-                    fail("reportedTime", "is before usageEndTime".into());
+                // With the same allowance for clocks as usage ending in the
+                // future: the host itself stamps such records with its time.
+                Some(t) if end.is_some_and(|end| t + CLOCK_SKEW < end) => {
+                    fail(
+                        "reportedTime",
+                        format!(
+                            "is before usageEndTime by more than {} minutes",
+                            CLOCK_SKEW.num_minutes()
+                        ),
+                    );
                     None
                 }
                 Some(t) => Some(t),
@@ -553,6 +561,30 @@ mod tests {
                 .unwrap()
                 .reported_time
                 .is_some()
+        );
+    }
+
+    /// The host stamps a record whose usage ends up to five minutes ahead
+    /// of its clock with its own time; such a record, backfilled with that
+    /// reported time (from an archive of pruned events), is accepted too.
+    #[test]
+    fn a_reported_time_may_precede_the_usage_end_by_the_clock_skew() {
+        let meters = MeterCatalog::builtin_for_tests();
+        let operator = ValidationContext {
+            may_set_reported_time: true,
+            ..ctx(&meters)
+        };
+        let reported = |time: &str| {
+            let mut record = good();
+            record["reportedTime"] = json!(time);
+            input(record).validate(0, &operator)
+        };
+        assert!(reported("2024-05-01T10:55:00Z").is_ok());
+        let refused = reported("2024-05-01T10:54:59Z").unwrap_err();
+        assert_eq!(refused[0].field, "reportedTime");
+        assert_eq!(
+            refused[0].reason,
+            "is before usageEndTime by more than 5 minutes"
         );
     }
 

@@ -8,6 +8,7 @@ use std::error::Error;
 use anyhow::bail;
 use bytes::BytesMut;
 use deadpool_postgres::GenericClient;
+use futures_util::TryStreamExt;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 
 use super::RUNS_LOCK;
@@ -32,14 +33,18 @@ impl<C: GenericClient> Sql for PgSql<'_, C> {
         rows.iter().map(row_of).collect()
     }
 
+    /// Streams the rows: one is held at a time, not the whole result twice.
     async fn for_each_row(
         &self,
         sql: &str,
         params: &[Value],
         mut each: impl FnMut(&mut Row) -> anyhow::Result<()> + Send,
     ) -> anyhow::Result<()> {
-        for mut row in self.query(sql, params).await? {
-            each(&mut row)?;
+        let statement = self.0.prepare_cached(sql).await?;
+        let rows = self.0.query_raw(&statement, bind(params)).await?;
+        let mut rows = std::pin::pin!(rows);
+        while let Some(row) = rows.try_next().await? {
+            each(&mut row_of(&row)?)?;
         }
         Ok(())
     }
