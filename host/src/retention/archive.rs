@@ -147,33 +147,23 @@ impl EventArchive {
             .with_context(|| format!("syncing {}", self.dir.display()))
     }
 
-    /// Settles what a prune that stopped half-way left: the partial file of
-    /// an archive that was committed (numbered up to `committed`) is
-    /// published, any other one removed. Runs in the transaction that takes
-    /// the next number, so that no other prune is writing meanwhile.
+    /// Settles what a prune that stopped half-way left, `committed` being
+    /// the last number committed: its partial file (committed, not yet
+    /// renamed) is published, the next number's (never committed) removed.
+    /// Prunes take turns and each settles before it writes, so no other
+    /// partial file can exist. Runs in the transaction that takes the next
+    /// number, so that no other prune is writing meanwhile.
     pub fn settle(&self, committed: i64) -> anyhow::Result<()> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            entries => entries.with_context(|| format!("reading {}", self.dir.display()))?,
-        };
-        for entry in entries {
-            let name = entry?.file_name();
-            let Some(seq) = (name.to_str())
-                .and_then(|name| name.strip_prefix("usage-events-"))
-                .and_then(|rest| rest.strip_suffix(".ndjson.gz.partial"))
-                .and_then(|seq| seq.parse::<i64>().ok())
-            else {
-                continue;
-            };
-            if seq <= committed {
-                self.publish(seq)?;
-            } else {
-                let path = self.partial_path(seq);
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("removing {}", path.display()))?;
-            }
+        if self.partial_path(committed).exists() {
+            self.publish(committed)?;
         }
-        Ok(())
+        let stale = self.partial_path(committed + 1);
+        match std::fs::remove_file(&stale) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                Err(error).with_context(|| format!("removing {}", stale.display()))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn partial_path(&self, seq: i64) -> PathBuf {
