@@ -295,6 +295,29 @@ fn a_retention_too_short_or_missing_is_refused() {
         stderr.contains("no retention of usage events is set"),
         "{stderr}"
     );
+    // An archive directory that cannot be created stops `tally serve` at
+    // once, not every prune later.
+    let blocked = data.path().join("not-a-directory");
+    std::fs::write(&blocked, b"").unwrap();
+    let archived = data.path().join("archived.toml");
+    std::fs::write(
+        &archived,
+        format!(
+            "[retention]\nusage_events = '90d'\narchive_dir = '{}'\n",
+            blocked.join("archive").display()
+        ),
+    )
+    .unwrap();
+    let output = tally(&[
+        "serve",
+        "--data-dir",
+        dir,
+        "--config",
+        archived.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("[retention] archive_dir"), "{stderr}");
     // `tally serve` reads the same config and refuses to start.
     let output = tally(&[
         "serve",

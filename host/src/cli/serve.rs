@@ -80,6 +80,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // The data directory and all the host writes there are the account's own.
     crate::store::private_files::private_umask();
     crate::store::private_files::create_dir(&data_dir)?;
+    if let Some(dir) = &config.retention.archive_dir {
+        // A directory tally cannot create would fail every prune; say so now.
+        crate::store::private_files::create_dir(dir)
+            .context("[retention] archive_dir: pruned events could not be archived there")?;
+    }
     let store = database.open().await?;
     tracing::info!(%database, "store open");
     // Compiled adapters live in this host's data directory, also beside a
