@@ -60,11 +60,7 @@ async fn benchmark(quick: bool) {
         "chargeback export: {rows} hourly aggregates ({resources} resources × 5 meters × {days} days)\n"
     );
 
-    let config = json!({
-        "currency": "EUR", "group_by_tag": "cost-center",
-        "rates": { METERS[0]: 0.025, METERS[1]: 0.04, METERS[2]: 0.002, METERS[3]: 0.0001 }
-    })
-    .to_string();
+    let config = common::chargeback_config();
     let catalog = store.meter_catalog().await.unwrap();
 
     // Reading alone: the store's pages, encoded into batches.

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use serde_json::json;
 use tally::sandbox::contract::{ExportRequest, Granularity as WitGranularity, Window};
 use tally::sandbox::{AdapterEngine, Limits, describe};
 use tally::store::Store;
@@ -66,11 +65,7 @@ async fn benchmark(quick: bool) {
         "chargeback in {} languages: {rows} hourly aggregates ({resources} resources × 5 meters × {days} days)\n",
         IMPLEMENTATIONS.len()
     );
-    let config = json!({
-        "currency": "EUR", "group_by_tag": "cost-center",
-        "rates": { METERS[0]: 0.025, METERS[1]: 0.04, METERS[2]: 0.002, METERS[3]: 0.0001 }
-    })
-    .to_string();
+    let config = common::chargeback_config();
     let request = ExportRequest {
         run_id: "bench".into(),
         window: Window {

@@ -354,11 +354,7 @@ impl Reads {
         let cache = tempfile::tempdir().unwrap();
         let engine = Arc::new(AdapterEngine::new(cache.path()).unwrap());
         let adapter = engine.load(&wasm).unwrap();
-        let config = json!({
-            "currency": "EUR", "group_by_tag": "cost-center",
-            "rates": { METERS[0]: 0.025, METERS[1]: 0.04, METERS[2]: 0.002, METERS[3]: 0.0001 }
-        })
-        .to_string();
+        let config = common::chargeback_config();
         Reads {
             engine,
             adapter,

@@ -25,6 +25,17 @@ pub const METERS: [&str; 5] = [
     "F271A8A388C44D93956A063E1D2FA80B",
 ];
 
+/// The `chargeback-csv` config the benchmarks export with: euros, grouped
+/// by the `cost-center` tag, rates for four of [`METERS`] (the static IP is
+/// left unrated).
+pub fn chargeback_config() -> String {
+    json!({
+        "currency": "EUR", "group_by_tag": "cost-center",
+        "rates": { METERS[0]: 0.025, METERS[1]: 0.04, METERS[2]: 0.002, METERS[3]: 0.0001 }
+    })
+    .to_string()
+}
+
 /// One record per resource, meter and hour for `days` from `start`, reported
 /// 10 minutes after its hour; resource `r` belongs to `subscription(r)` and
 /// carries the tag `cost-center = cc-{r % 7}`.
