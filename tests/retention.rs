@@ -13,7 +13,7 @@ use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Days, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use support::process::tally;
+use support::process::{tally, tally_ok};
 use support::*;
 use tally::api::{self, AppState};
 use tally::store::Database;
@@ -25,6 +25,19 @@ fn today() -> DateTime<Utc> {
         .and_hms_opt(0, 0, 0)
         .unwrap()
         .and_utc()
+}
+
+/// Three days of usage of two subscriptions ending two days ago (that day
+/// at 00:00, returned), reported as it was.
+fn old_usage() -> (DateTime<Utc>, Vec<Value>) {
+    let end = today() - Days::new(2);
+    let records = sample(&Options {
+        subscriptions: 2,
+        days: 3,
+        end,
+        ..Options::default()
+    });
+    (end, reported_by_now(to_wire(&records)))
 }
 
 /// Events in the store whose usage ended before `before_ms` and at or after it.
@@ -145,13 +158,7 @@ async fn verify_all(host: &TestHost, first_day: DateTime<Utc>) -> Value {
 async fn pruned_events_keep_aggregates_exports_and_idempotency_exact() {
     let host = TestHost::with_exports().await;
     // Old: three days of usage ending two days ago, reported as it was.
-    let end = today() - Days::new(2);
-    let old = reported_by_now(to_wire(&sample(&Options {
-        subscriptions: 2,
-        days: 3,
-        end,
-        ..Options::default()
-    })));
+    let (end, old) = old_usage();
     host.ingest(&old).await;
     // Recent: an hour of usage that ended at the start of this hour.
     let hour = this_hour();
@@ -402,14 +409,7 @@ fn event_keys<'a>(records: impl IntoIterator<Item = &'a Value>) -> Vec<(String, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archived_events_rebuild_the_same_usage_in_a_fresh_host() {
     let host = TestHost::new().await;
-    // Three days of usage ending two days ago, reported as it was.
-    let end = today() - Days::new(2);
-    let old = reported_by_now(to_wire(&sample(&Options {
-        subscriptions: 2,
-        days: 3,
-        end,
-        ..Options::default()
-    })));
+    let (end, old) = old_usage();
     host.ingest(&old).await;
     let first_day = end - Days::new(3);
     let before = usage_rows(&host, first_day).await;
@@ -440,7 +440,7 @@ async fn archived_events_rebuild_the_same_usage_in_a_fresh_host() {
     // the rest.
     let archive = host.data.path().join("archive");
     let archive_arg = archive.to_str().unwrap();
-    let output = tally(&[
+    tally_ok(&[
         "prune",
         "--data-dir",
         &dir,
@@ -449,18 +449,13 @@ async fn archived_events_rebuild_the_same_usage_in_a_fresh_host() {
         "--archive-dir",
         archive_arg,
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     let first = archived(&archive);
     assert!(!first.is_empty());
     let partial = |name: &str| archive.join(format!("{name}.partial"));
     std::fs::rename(archive.join(&first[0].0), partial(&first[0].0)).unwrap();
     let next = format!("usage-events-{:08}.ndjson.gz", first.len() + 1);
     std::fs::write(partial(&next), b"left by a prune that never committed").unwrap();
-    let output = tally(&[
+    let stdout = tally_ok(&[
         "prune",
         "--data-dir",
         &dir,
@@ -469,12 +464,6 @@ async fn archived_events_rebuild_the_same_usage_in_a_fresh_host() {
         "--archive-dir",
         archive_arg,
     ]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     assert!(
         stdout.contains("archived ") && stdout.contains(&next),
         "{stdout}"
@@ -515,12 +504,7 @@ async fn archived_events_rebuild_the_same_usage_in_a_fresh_host() {
     let mut imported = 0;
     for name in &names {
         let file = archive.join(name);
-        let output = tally(&["import", file.to_str().unwrap(), "--data-dir", &fresh_dir]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        tally_ok(&["import", file.to_str().unwrap(), "--data-dir", &fresh_dir]);
         imported += files.iter().find(|(n, _)| n == name).unwrap().1.len();
     }
     assert_eq!(imported, old.len());
