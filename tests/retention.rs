@@ -272,73 +272,54 @@ async fn pruned_events_keep_aggregates_exports_and_idempotency_exact() {
     );
 }
 
+/// Runs `tally ARGS…`, which must fail; its standard error.
+fn refused(args: &[&str]) -> String {
+    let output = tally(args);
+    assert!(!output.status.success(), "tally {args:?} succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// A retention under two days is refused, from the config file and the
-/// command line alike; without any, `tally prune` says so and prunes nothing.
+/// command line alike; without any, `tally prune` says so and prunes nothing;
+/// `tally serve` refuses both, and an archive directory it cannot create.
 #[test]
 fn a_retention_too_short_or_missing_is_refused() {
     let data = DataDir::new();
     let dir = data.path().to_str().unwrap();
     let config = data.path().join("tally.toml");
     std::fs::write(&config, "[retention]\nusage_events = '1d'\n").unwrap();
-    let output = tally(&[
-        "prune",
-        "--data-dir",
-        dir,
-        "--config",
-        config.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let config = config.to_str().unwrap();
+    let stderr = refused(&["prune", "--data-dir", dir, "--config", config]);
     assert!(
         stderr.contains("is shorter than the minimum of 2days"),
         "{stderr}"
     );
-    let output = tally(&["prune", "--data-dir", dir, "--usage-events", "36h"]);
-    assert!(!output.status.success());
-    let output = tally(&["prune", "--data-dir", dir]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    refused(&["prune", "--data-dir", dir, "--usage-events", "36h"]);
+    let stderr = refused(&["prune", "--data-dir", dir]);
     assert!(
         stderr.contains("no retention of usage events is set"),
         "{stderr}"
     );
+    // `tally serve` reads the same config and refuses to start.
+    let stderr = refused(&["serve", "--data-dir", dir, "--config", config]);
+    assert!(stderr.contains("shorter than the minimum"), "{stderr}");
     // An archive directory that cannot be created stops `tally serve` at
     // once, not every prune later.
     let blocked = data.path().join("not-a-directory");
     std::fs::write(&blocked, b"").unwrap();
     let archived = data.path().join("archived.toml");
+    let archive_dir = blocked.join("archive");
     std::fs::write(
         &archived,
         format!(
             "[retention]\nusage_events = '90d'\narchive_dir = '{}'\n",
-            blocked.join("archive").display()
+            archive_dir.display()
         ),
     )
     .unwrap();
-    let output = tally(&[
-        "serve",
-        "--data-dir",
-        dir,
-        "--config",
-        archived.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let archived = archived.to_str().unwrap();
+    let stderr = refused(&["serve", "--data-dir", dir, "--config", archived]);
     assert!(stderr.contains("[retention] archive_dir"), "{stderr}");
-    // `tally serve` reads the same config and refuses to start.
-    let output = tally(&[
-        "serve",
-        "--data-dir",
-        dir,
-        "--config",
-        config.to_str().unwrap(),
-    ]);
-    assert!(!output.status.success());
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("shorter than the minimum"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// Every row of the provider usage API from `start` on (hourly and daily),
@@ -420,7 +401,7 @@ async fn archived_events_rebuild_the_same_usage_in_a_fresh_host() {
     // An archive that cannot be written (its path is a file) prunes nothing.
     let blocked = host.data.path().join("not-a-directory");
     std::fs::write(&blocked, b"").unwrap();
-    let output = tally(&[
+    let stderr = refused(&[
         "prune",
         "--data-dir",
         &dir,
@@ -429,8 +410,6 @@ async fn archived_events_rebuild_the_same_usage_in_a_fresh_host() {
         "--archive-dir",
         blocked.to_str().unwrap(),
     ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
     assert!(stderr.contains(blocked.to_str().unwrap()), "{stderr}");
     assert_eq!(events(&database, cutoff_ms), (old.len() as i64, 0));
 

@@ -13,6 +13,11 @@ use crate::text::truncate;
 
 /// Longest reason given for a record that does not parse, in bytes.
 const MAX_REASON_LEN: usize = 2 * MAX_QUOTED_LEN + 64;
+/// Longest line read, in bytes: a valid record is a few KiB (its instance
+/// data at most 8 KiB), and a line is held whole while it is parsed, so a
+/// longer one (a file without line breaks, a small `.gz` that expands to
+/// gigabytes) is refused instead of filling memory.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 
 /// Columns a CSV file may have.
 pub const CSV_COLUMNS: [&str; 11] = [
@@ -67,11 +72,16 @@ pub fn decoded<'a>(
 /// cannot be parsed is a [`RecordError`] with its index.
 pub type ReadRecord = anyhow::Result<Result<UsageRecordInput, RecordError>>;
 
-/// Reads records one by one, so a file of any size streams.
+/// Reads records one by one, so a file of any size streams; a line longer
+/// than [`MAX_LINE_BYTES`] stops the read with an error.
 pub fn read_records<'a>(
     input: impl Read + 'a,
     format: FileFormat,
 ) -> anyhow::Result<Box<dyn Iterator<Item = ReadRecord> + 'a>> {
+    let input = LineBound {
+        inner: input,
+        run: 0,
+    };
     match format {
         FileFormat::Ndjson => {
             let lines = std::io::BufReader::new(input).lines();
@@ -101,6 +111,37 @@ pub fn read_records<'a>(
             });
             Ok(Box::new(records))
         }
+    }
+}
+
+/// A reader that fails once a line runs past [`MAX_LINE_BYTES`].
+struct LineBound<R> {
+    inner: R,
+    /// Bytes since the last line break.
+    run: usize,
+}
+
+impl<R: Read> Read for LineBound<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        let mut segments = buf[..read].split(|&byte| byte == b'\n');
+        let first = segments.next().map_or(0, <[u8]>::len);
+        let (mut longest, mut last) = (self.run + first, self.run + first);
+        for segment in segments {
+            longest = longest.max(segment.len());
+            last = segment.len();
+        }
+        self.run = last;
+        if longest > MAX_LINE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "a line runs past {} KiB, longer than any usage record",
+                    MAX_LINE_BYTES / 1024
+                ),
+            ));
+        }
+        Ok(read)
     }
 }
 
@@ -177,6 +218,41 @@ mod tests {
         assert_eq!(first.tags.as_ref().unwrap()["cost-center"], "finance");
         let second = records[1].as_ref().unwrap_err();
         assert_eq!((second.index, second.field.as_str()), (1, "quantity"));
+    }
+
+    /// A line past the bound stops the read, in either format and however
+    /// it came (here a gzip file of a few KiB that expands to 64 MiB).
+    #[test]
+    fn a_line_longer_than_any_record_is_refused() {
+        use std::io::Write;
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gzip.write_all(b"{\"eventId\":\"").unwrap();
+        for _ in 0..64 {
+            gzip.write_all(&[b'x'; 1024 * 1024]).unwrap();
+        }
+        let bomb = gzip.finish().unwrap();
+        assert!(bomb.len() < 100 * 1024, "{} bytes", bomb.len());
+        for name in ["bomb.ndjson.gz", "bomb.csv.gz"] {
+            let (format, input) = decoded(std::path::Path::new(name), &bomb[..]);
+            let error = match read_records(input, format) {
+                Err(error) => error,
+                Ok(mut records) => records.next().unwrap().unwrap_err(),
+            };
+            let error = format!("{error:#}");
+            assert!(
+                error.contains("a line runs past 1024 KiB"),
+                "{name}: {error}"
+            );
+        }
+        // A line at the bound, and many lines of any total, are read.
+        let line = format!("{{\"eventId\":\"{}\"}}", "x".repeat(MAX_LINE_BYTES - 14));
+        assert_eq!(line.len(), MAX_LINE_BYTES);
+        let text = format!("{line}\n{line}\n");
+        let records: Vec<_> = read_records(text.as_bytes(), FileFormat::Ndjson)
+            .unwrap()
+            .map(|r| r.unwrap().unwrap())
+            .collect();
+        assert_eq!(records.len(), 2);
     }
 
     #[test]
