@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use deadpool_postgres::Transaction;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 
 use super::ingest::{Aggregates, KeyCache, Staged, stage};
@@ -213,7 +213,8 @@ impl Committer {
         // Read after the events were written: a pruned event a request no
         // longer found was deleted by a transaction that also raised the
         // watermark, committed before this statement began.
-        let watermark: i64 = tx.query_one(retention::WATERMARK_SQL, &[]).await?.get(0);
+        let watermark = tx.prepare_cached(retention::WATERMARK_SQL).await?;
+        let watermark: i64 = tx.query_one(&watermark, &[]).await?.get(0);
         let mut answered = Vec::new();
         for (index, (job, request)) in group.iter().zip(&staged).enumerate() {
             let Some(request) = request else { continue };
@@ -302,10 +303,10 @@ fn answer_all(group: Vec<IngestJob>, error: &StoreError) {
 /// The database's clock ([`Dialect::now_ms`]), which stamps reported times,
 /// so that replicas' clocks need not agree.
 async fn database_now(tx: &Transaction<'_>) -> anyhow::Result<DateTime<Utc>> {
-    let ms: i64 = tx
-        .query_one(&format!("SELECT {}", Dialect::Postgres.now_ms()), &[])
-        .await?
-        .get(0);
+    let now = tx
+        .prepare_cached(&format!("SELECT {}", Dialect::Postgres.now_ms()))
+        .await?;
+    let ms: i64 = tx.query_one(&now, &[]).await?.get(0);
     crate::store::exports::time(ms)
 }
 

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 
 use crate::store::shares::Shares;
@@ -126,20 +126,28 @@ pub(super) async fn stage(
         .map(|&i| records[i].event_id.as_str())
         .collect();
     let digests: Vec<&[u8]> = candidates.iter().map(|&i| &records[i].digest[..]).collect();
-    let inserted = tx
-        .query(
+    let insert_events = tx
+        .prepare_cached(
             "INSERT INTO usage_events (subscription_key, event_id, meter_key, instance_id, quantity,
                  usage_start_ms, usage_end_ms, reported_at_ms, digest)
              SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[],
                  $5::float8[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bytea[])
              ON CONFLICT (subscription_key, event_id) DO NOTHING
              RETURNING subscription_key, event_id",
+        )
+        .await?;
+    let inserted = tx
+        .query(
+            &insert_events,
             &[
                 &subscription_keys,
                 &event_ids,
                 &column(&|r| r.meter_key),
                 &column(&|r| instances[&r.instance_digest]),
-                &candidates.iter().map(|&i| records[i].quantity).collect::<Vec<f64>>(),
+                &candidates
+                    .iter()
+                    .map(|&i| records[i].quantity)
+                    .collect::<Vec<f64>>(),
                 &column(&|r| r.usage_start.timestamp_millis()),
                 &column(&|r| r.usage_end.timestamp_millis()),
                 &column(&|r| r.reported_time.unwrap_or(now).timestamp_millis()),
@@ -167,11 +175,16 @@ pub(super) async fn stage(
     }
     let mut vanished = None;
     if !known.is_empty() {
-        let stored = tx
-            .query(
+        let find_events = tx
+            .prepare_cached(
                 "SELECT e.subscription_key, e.event_id, e.digest FROM usage_events e
                  JOIN unnest($1::bigint[], $2::text[]) AS k (subscription_key, event_id)
                    USING (subscription_key, event_id)",
+            )
+            .await?;
+        let stored = tx
+            .query(
+                &find_events,
                 &[
                     &known
                         .iter()
@@ -259,16 +272,26 @@ impl Aggregates {
         ] {
             let part = |i: usize| rows.keys().map(|k| k[i]).collect::<Vec<i64>>();
             let quantities: Vec<f64> = rows.values().map(|(q, _)| *q).collect();
-            let upserted = tx
-                .execute(
-                    &format!(
+            let upsert = tx
+                .prepare_cached(&format!(
                         "INSERT INTO {table} (subscription_key, {bucket}, meter_key, instance_id, {reported}, quantity)
                          SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
                              $5::bigint[], $6::float8[])
                          ON CONFLICT (subscription_key, {bucket}, meter_key, instance_id, {reported})
                          DO UPDATE SET quantity = {table}.quantity + excluded.quantity"
-                    ),
-                    &[&part(0), &part(1), &part(2), &part(3), &part(4), &quantities],
+                ))
+                .await?;
+            let upserted = tx
+                .execute(
+                    &upsert,
+                    &[
+                        &part(0),
+                        &part(1),
+                        &part(2),
+                        &part(3),
+                        &part(4),
+                        &quantities,
+                    ],
                 )
                 .await;
             match upserted {
@@ -278,13 +301,18 @@ impl Aggregates {
                 upserted => upserted?,
             };
         }
-        tx.execute(
+        let add_bounds = tx
+            .prepare_cached(
             "INSERT INTO reported_hours (subscription_key, reported_hour, min_usage_hour, max_usage_hour, records)
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
              ON CONFLICT (subscription_key, reported_hour) DO UPDATE
              SET min_usage_hour = least(reported_hours.min_usage_hour, excluded.min_usage_hour),
                  max_usage_hour = greatest(reported_hours.max_usage_hour, excluded.max_usage_hour),
                  records = reported_hours.records + excluded.records",
+        )
+        .await?;
+        tx.execute(
+            &add_bounds,
             &[
                 &shares.bounds.keys().map(|k| k.0).collect::<Vec<_>>(),
                 &shares.bounds.keys().map(|k| k.1).collect::<Vec<_>>(),
@@ -323,21 +351,21 @@ async fn subscription_keys(
     }
     missing.sort_unstable();
     missing.dedup();
-    tx.execute(
-        "INSERT INTO subscriptions (id, first_seen) SELECT id, $2 FROM unnest($1::text[]) AS n (id)
-         ON CONFLICT ((fold(id))) DO NOTHING",
-        &[&missing, &now.to_rfc3339()],
-    )
-    .await?;
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO subscriptions (id, first_seen) SELECT id, $2 FROM unnest($1::text[]) AS n (id)
+             ON CONFLICT ((fold(id))) DO NOTHING",
+        )
+        .await?;
+    tx.execute(&insert, &[&missing, &now.to_rfc3339()]).await?;
     // Matched as the unique index matches them: ids differing in case are one subscription.
-    for row in tx
-        .query(
+    let find = tx
+        .prepare_cached(
             "SELECT n.id, s.key FROM unnest($1::text[]) AS n (id)
              JOIN subscriptions s ON fold(s.id) = fold(n.id)",
-            &[&missing],
         )
-        .await?
-    {
+        .await?;
+    for row in tx.query(&find, &[&missing]).await? {
         keys.insert(row.get(0), row.get(1));
     }
     if let Some(id) = missing.iter().find(|id| !keys.contains_key(**id)) {
@@ -375,17 +403,31 @@ async fn instance_ids(
     }
     let rows: Vec<&UsageRecord> = missing.values().copied().collect();
     let digests: Vec<&[u8]> = missing.keys().map(|d| &d[..]).collect();
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO instances (subscription_key, digest, resource_uri, location, instance_data,
+                 instance_data_json)
+             SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::text[])
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .await?;
     tx.execute(
-        "INSERT INTO instances (subscription_key, digest, resource_uri, location, instance_data,
-             instance_data_json)
-         SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::text[])
-         ON CONFLICT (digest) DO NOTHING",
+        &insert,
         &[
-            &rows.iter().map(|r| subscription_of(r)).collect::<Vec<i64>>(),
+            &rows
+                .iter()
+                .map(|r| subscription_of(r))
+                .collect::<Vec<i64>>(),
             &digests,
-            &rows.iter().map(|r| r.resource_uri.as_str()).collect::<Vec<_>>(),
+            &rows
+                .iter()
+                .map(|r| r.resource_uri.as_str())
+                .collect::<Vec<_>>(),
             &rows.iter().map(|r| r.location.as_str()).collect::<Vec<_>>(),
-            &rows.iter().map(|r| r.instance_data.as_str()).collect::<Vec<_>>(),
+            &rows
+                .iter()
+                .map(|r| r.instance_data.as_str())
+                .collect::<Vec<_>>(),
             &rows
                 .iter()
                 .map(|r| serde_json::to_string(&r.instance_data).expect("a string serialises"))
@@ -393,13 +435,10 @@ async fn instance_ids(
         ],
     )
     .await?;
-    for row in tx
-        .query(
-            "SELECT digest, id FROM instances WHERE digest = ANY($1)",
-            &[&digests],
-        )
-        .await?
-    {
+    let find = tx
+        .prepare_cached("SELECT digest, id FROM instances WHERE digest = ANY($1)")
+        .await?;
+    for row in tx.query(&find, &[&digests]).await? {
         let digest: Vec<u8> = row.get(0);
         let digest: [u8; 16] = digest
             .try_into()
