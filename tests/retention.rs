@@ -411,6 +411,10 @@ async fn archived_events_rebuild_the_same_usage_in_a_fresh_host() {
         blocked.to_str().unwrap(),
     ]);
     assert!(stderr.contains(blocked.to_str().unwrap()), "{stderr}");
+    assert!(
+        stderr.contains("archive") && !stderr.contains("store is unavailable"),
+        "an archive failure is said as one, not as the database's: {stderr}"
+    );
     assert_eq!(events(&database, cutoff_ms), (old.len() as i64, 0));
 
     // Part of the usage first (older than 3 days), then what prunes cut

@@ -123,6 +123,14 @@ impl From<StoreError> for ApiError {
                     "The usage store is temporarily unavailable; retry the request.",
                 )
             }
+            StoreError::Archive(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "archiving pruned events failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "The archive of pruned usage events could not be written; retry later.",
+                )
+            }
             StoreError::Corrupt { what, detail } => {
                 tracing::error!(%what, %detail, "stored data is corrupt");
                 ApiError::new(

@@ -116,6 +116,11 @@ pub enum StoreError {
     /// busy, I/O error, disk full, no pooled connection in time); retryable.
     #[error("the usage store is unavailable: {0:#}")]
     Unavailable(anyhow::Error),
+    /// The archive of pruned usage events could not be written or settled
+    /// (its directory missing or not writable, the disk full): nothing was
+    /// pruned; a retry may pass once the directory is mended.
+    #[error("{0:#}")]
+    Archive(anyhow::Error),
     /// A stored value does not read back (an unknown run status, JSON that
     /// does not parse, a time out of range), or the database reports its
     /// own damage: a retry reads the same. `what` names the value.
@@ -155,6 +160,13 @@ impl CorruptValue {
     }
 }
 
+/// The archive of pruned events failed: carried in an [`anyhow::Error`] to
+/// the store's edge, where it becomes [`StoreError::Archive`] (not a
+/// database's unavailability).
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct ArchiveFailure(pub anyhow::Error);
+
 /// Where database errors are classified: by the first typed cause in the
 /// chain (a decoded value, SQLite's result code, PostgreSQL's SQLSTATE, a
 /// JSON column); anything else is taken as unavailability.
@@ -162,6 +174,7 @@ impl From<anyhow::Error> for StoreError {
     fn from(error: anyhow::Error) -> Self {
         match classify(&error) {
             Kind::Unavailable => StoreError::Unavailable(error),
+            Kind::Archive => StoreError::Archive(error),
             Kind::Refused => StoreError::Refused(error),
             Kind::Corrupt { what, detail } => StoreError::Corrupt { what, detail },
         }
@@ -177,6 +190,7 @@ impl StoreError {
             StoreError::Expired(expired) => StoreError::Expired(expired.clone()),
             StoreError::Exists(message) => StoreError::Exists(message.clone()),
             StoreError::Unavailable(cause) => StoreError::Unavailable(anyhow::anyhow!("{cause:#}")),
+            StoreError::Archive(cause) => StoreError::Archive(anyhow::anyhow!("{cause:#}")),
             StoreError::Corrupt { what, detail } => StoreError::Corrupt {
                 what: what.clone(),
                 detail: detail.clone(),
@@ -197,6 +211,7 @@ impl StoreError {
 #[derive(Debug, PartialEq, Eq)]
 enum Kind {
     Unavailable,
+    Archive,
     Refused,
     Corrupt { what: String, detail: String },
 }
@@ -210,6 +225,9 @@ fn classify(error: &anyhow::Error) -> Kind {
                 what: corrupt.what.clone(),
                 detail: corrupt.detail.clone(),
             };
+        }
+        if cause.is::<ArchiveFailure>() {
+            return Kind::Archive;
         }
         if let Some(sqlite) = cause.downcast_ref::<rusqlite::Error>() {
             return sqlite_kind(sqlite);
@@ -507,6 +525,18 @@ mod tests {
         // Nothing typed in the chain: the store's own trouble, retryable.
         let error = StoreError::from(anyhow::anyhow!("the writer thread has stopped"));
         assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    }
+
+    #[test]
+    fn an_archive_failure_is_said_as_one_whatever_caused_it() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left");
+        let failure = anyhow::Error::new(io).context("archiving pruned usage events to /a/f.gz");
+        let error = StoreError::from(anyhow::Error::new(ArchiveFailure(failure)));
+        assert!(matches!(error, StoreError::Archive(_)), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "archiving pruned usage events to /a/f.gz: no space left"
+        );
     }
 
     #[test]

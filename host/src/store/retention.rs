@@ -5,7 +5,7 @@
 use anyhow::{Context, ensure};
 use chrono::{DateTime, Utc};
 
-use super::StoreError;
+use super::{ArchiveFailure, StoreError};
 use super::sql::{Sql, Value};
 use crate::retention::archive::{ArchiveFile, EventArchive, StoredEvent};
 use crate::retention::expired_reason;
@@ -96,7 +96,8 @@ async fn archive_batch(
     let settling = archive.clone();
     db.blocking(move || settling.settle(committed))
         .await?
-        .context("settling what an earlier prune left in the archive")?;
+        .context("settling what an earlier prune left in the archive")
+        .map_err(ArchiveFailure)?;
     let mut events = Vec::new();
     let mut last = None;
     db.for_each_row(
@@ -135,7 +136,8 @@ async fn archive_batch(
                 "archiving pruned usage events to {}",
                 dir.join(EventArchive::file_name(seq)).display()
             )
-        })?;
+        })
+        .map_err(ArchiveFailure)?;
     // Exactly the rows archived: everything up to the last one, in the
     // order they were read. Only this range, so that the index on
     // `usage_end_ms` is read up to the last row, not up to `before_ms`
