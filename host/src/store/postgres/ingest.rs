@@ -16,6 +16,7 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 
 use crate::store::shares::Shares;
 use crate::store::{IngestReceipt, StoreError};
@@ -256,44 +257,63 @@ impl Aggregates {
     /// Adds the sums to the stored rows in `tx`. Every sum stays finite: the
     /// group's own are checked here, the stored ones by PostgreSQL, which
     /// refuses a float8 sum that overflows (the transaction is then lost).
+    ///
+    /// The three statements are pipelined (sent together, run in order, in
+    /// one round trip): with the database on another machine each round
+    /// trip costs the whole group its latency.
     pub async fn upsert(&self, tx: &Transaction<'_>) -> anyhow::Result<Result<(), Overflow>> {
         let shares = &self.0;
         if !shares.is_finite() {
             return Ok(Err(Overflow));
         }
-        for (table, bucket, reported, rows) in [
-            (
-                "usage_hourly",
-                "usage_hour",
-                "reported_hour",
-                &shares.hourly,
-            ),
-            ("usage_daily", "usage_day", "reported_day", &shares.daily),
-        ] {
-            let part = |i: usize| rows.keys().map(|k| k[i]).collect::<Vec<i64>>();
-            let quantities: Vec<f64> = rows.values().map(|(q, _)| *q).collect();
-            let upsert = tx
-                .prepare_cached(&format!(
-                        "INSERT INTO {table} (subscription_key, {bucket}, meter_key, instance_id, {reported}, quantity)
-                         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
-                             $5::bigint[], $6::float8[])
-                         ON CONFLICT (subscription_key, {bucket}, meter_key, instance_id, {reported})
-                         DO UPDATE SET quantity = {table}.quantity + excluded.quantity"
-                ))
-                .await?;
-            let upserted = tx
-                .execute(
-                    &upsert,
-                    &[
-                        &part(0),
-                        &part(1),
-                        &part(2),
-                        &part(3),
-                        &part(4),
-                        &quantities,
-                    ],
-                )
-                .await;
+        let upsert_sql = |table: &str, bucket: &str, reported: &str| {
+            format!(
+                "INSERT INTO {table} (subscription_key, {bucket}, meter_key, instance_id, {reported}, quantity)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
+                     $5::bigint[], $6::float8[])
+                 ON CONFLICT (subscription_key, {bucket}, meter_key, instance_id, {reported})
+                 DO UPDATE SET quantity = {table}.quantity + excluded.quantity"
+            )
+        };
+        let hourly = tx
+            .prepare_cached(&upsert_sql("usage_hourly", "usage_hour", "reported_hour"))
+            .await?;
+        let daily = tx
+            .prepare_cached(&upsert_sql("usage_daily", "usage_day", "reported_day"))
+            .await?;
+        let bounds = tx
+            .prepare_cached(
+                "INSERT INTO reported_hours (subscription_key, reported_hour, min_usage_hour, max_usage_hour, records)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+                 ON CONFLICT (subscription_key, reported_hour) DO UPDATE
+                 SET min_usage_hour = least(reported_hours.min_usage_hour, excluded.min_usage_hour),
+                     max_usage_hour = greatest(reported_hours.max_usage_hour, excluded.max_usage_hour),
+                     records = reported_hours.records + excluded.records",
+            )
+            .await?;
+        let (hourly_rows, daily_rows) = (Columns::of(&shares.hourly), Columns::of(&shares.daily));
+        let (hourly_params, daily_params) = (hourly_rows.params(), daily_rows.params());
+        let bounds_rows = [
+            shares.bounds.keys().map(|k| k.0).collect::<Vec<_>>(),
+            shares.bounds.keys().map(|k| k.1).collect(),
+            shares.bounds.values().map(|v| v.0).collect(),
+            shares.bounds.values().map(|v| v.1).collect(),
+            shares.bounds.values().map(|v| v.2).collect(),
+        ];
+        let bounds_params: Vec<&(dyn ToSql + Sync)> = bounds_rows
+            .iter()
+            .map(|c| c as &(dyn ToSql + Sync))
+            .collect();
+        // Polled in this order, so sent and run in this order (the tables'
+        // order every committer takes its row locks in).
+        let (hourly, daily, bounds) = tokio::join!(
+            tx.execute(&hourly, &hourly_params),
+            tx.execute(&daily, &daily_params),
+            tx.execute(&bounds, &bounds_params),
+        );
+        // The first failure is the cause; the statements after it fail
+        // only because the transaction was aborted.
+        for upserted in [hourly, daily] {
             match upserted {
                 Err(error) if error.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => {
                     return Ok(Err(Overflow));
@@ -301,28 +321,30 @@ impl Aggregates {
                 upserted => upserted?,
             };
         }
-        let add_bounds = tx
-            .prepare_cached(
-            "INSERT INTO reported_hours (subscription_key, reported_hour, min_usage_hour, max_usage_hour, records)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
-             ON CONFLICT (subscription_key, reported_hour) DO UPDATE
-             SET min_usage_hour = least(reported_hours.min_usage_hour, excluded.min_usage_hour),
-                 max_usage_hour = greatest(reported_hours.max_usage_hour, excluded.max_usage_hour),
-                 records = reported_hours.records + excluded.records",
-        )
-        .await?;
-        tx.execute(
-            &add_bounds,
-            &[
-                &shares.bounds.keys().map(|k| k.0).collect::<Vec<_>>(),
-                &shares.bounds.keys().map(|k| k.1).collect::<Vec<_>>(),
-                &shares.bounds.values().map(|v| v.0).collect::<Vec<_>>(),
-                &shares.bounds.values().map(|v| v.1).collect::<Vec<_>>(),
-                &shares.bounds.values().map(|v| v.2).collect::<Vec<_>>(),
-            ],
-        )
-        .await?;
+        bounds?;
         Ok(Ok(()))
+    }
+}
+
+/// An aggregate table's summed shares as the columns of its `unnest`.
+struct Columns {
+    keys: [Vec<i64>; 5],
+    quantities: Vec<f64>,
+}
+
+impl Columns {
+    fn of(rows: &BTreeMap<[i64; 5], (f64, usize)>) -> Self {
+        Columns {
+            keys: std::array::from_fn(|i| rows.keys().map(|k| k[i]).collect()),
+            quantities: rows.values().map(|(q, _)| *q).collect(),
+        }
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> =
+            self.keys.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+        params.push(&self.quantities);
+        params
     }
 }
 
