@@ -13,7 +13,10 @@
 //! Needs a PostgreSQL server: `TALLY_BENCH_POSTGRES` (default
 //! `postgres://$USER@127.0.0.1:5432/test`); the benchmark creates and drops
 //! its own databases there. Run: `cargo bench -p tally --bench scale`
-//! (`-- --quick` for a smaller run, `-- --ingest-only` to skip the query).
+//! (`-- --quick` for a smaller run, `-- --ingest-only` to skip the query,
+//! `-- --postgres-latency-ms N` to reach PostgreSQL through a proxy that
+//! delays every packet N ms each way, as if the database ran on another
+//! machine; tokio's timer rounds the delay up to the next millisecond).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -43,15 +46,31 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let server = common::postgres_server();
+    let mut server = common::postgres_server();
+    let latency = flag_value("--postgres-latency-ms").map(Duration::from_millis);
+    if let Some(latency) = latency {
+        server = runtime.block_on(common::latency::behind_proxy(&server, latency));
+    }
     println!(
-        "tally scale-out benchmarks ({} run; PostgreSQL at {server})\n",
-        if quick { "quick" } else { "full" }
+        "tally scale-out benchmarks ({} run; PostgreSQL at {server}{})\n",
+        if quick { "quick" } else { "full" },
+        match latency {
+            Some(latency) => format!(", {} ms added each way", latency.as_millis()),
+            None => String::new(),
+        }
     );
     runtime.block_on(ingest_benchmark(&server, quick));
     if !std::env::args().any(|a| a == "--ingest-only") {
         runtime.block_on(query_benchmark(&server, quick));
     }
+}
+
+/// The value after `flag` on the command line.
+fn flag_value(flag: &str) -> Option<u64> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|a| a == flag)?;
+    let value = args.get(at + 1).and_then(|v| v.parse().ok());
+    Some(value.unwrap_or_else(|| panic!("{flag} takes a number of milliseconds")))
 }
 
 // ---------------------------------------------------------------- ingest

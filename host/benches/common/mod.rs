@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each benchmark uses its own share
 
+pub mod latency;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
