@@ -183,27 +183,43 @@ impl Committer {
             .get()
             .await
             .map_err(|e| anyhow!("no database connection: {e}"))?;
-        let mut tx = client.transaction().await?;
+        let tx = client.transaction().await?;
         let now = database_now(&tx).await?;
 
         let mut replies: Vec<Option<Reply>> = Vec::with_capacity(group.len());
         let mut staged: Vec<Option<Staged>> = Vec::with_capacity(group.len());
+        // Savepoints by hand, so that their statements ride along with
+        // others (pipelined, one round trip): a request's savepoint opens
+        // with its first statements, and is released with the next one's
+        // opening, or with the watermark's read after the last.
+        let mut open = false;
         for job in group {
-            let savepoint = tx.savepoint("request").await?;
-            match stage(&self.cache, &savepoint, &job.records, now).await {
+            let opening = if open {
+                "RELEASE SAVEPOINT request; SAVEPOINT request"
+            } else {
+                "SAVEPOINT request"
+            };
+            let (opened, request) = tokio::join!(
+                tx.batch_execute(opening),
+                stage(&self.cache, &tx, &job.records, now)
+            );
+            opened?;
+            open = true;
+            match request {
                 Ok(Ok(request)) => {
-                    savepoint.commit().await?;
                     replies.push(None);
                     staged.push(Some(request));
                 }
                 Ok(Err(refused)) => {
-                    savepoint.rollback().await?;
+                    rollback_to_savepoint(&tx).await?;
+                    open = false;
                     replies.push(Some(Err(refused)));
                     staged.push(None);
                 }
                 Err(error) if is_retryable(&error) => return Err(error),
                 Err(error) => {
-                    savepoint.rollback().await?;
+                    rollback_to_savepoint(&tx).await?;
+                    open = false;
                     replies.push(Some(Err(StoreError::from(error))));
                     staged.push(None);
                 }
@@ -214,7 +230,16 @@ impl Committer {
         // longer found was deleted by a transaction that also raised the
         // watermark, committed before this statement began.
         let watermark = tx.prepare_cached(retention::WATERMARK_SQL).await?;
-        let watermark: i64 = tx.query_one(&watermark, &[]).await?.get(0);
+        let release = async {
+            if open {
+                tx.batch_execute("RELEASE SAVEPOINT request").await
+            } else {
+                Ok(())
+            }
+        };
+        let (released, watermark) = tokio::join!(release, tx.query_one(&watermark, &[]));
+        released?;
+        let watermark: i64 = watermark?.get(0);
         let mut answered = Vec::new();
         for (index, (job, request)) in group.iter().zip(&staged).enumerate() {
             let Some(request) = request else { continue };
@@ -298,6 +323,14 @@ fn answer_all(group: Vec<IngestJob>, error: &StoreError) {
     for job in group {
         let _ = job.reply.send(Err(error.duplicate()));
     }
+}
+
+/// Undoes the request written since the last `SAVEPOINT request`, and ends
+/// that savepoint.
+async fn rollback_to_savepoint(tx: &Transaction<'_>) -> anyhow::Result<()> {
+    tx.batch_execute("ROLLBACK TO SAVEPOINT request; RELEASE SAVEPOINT request")
+        .await?;
+    Ok(())
 }
 
 /// The database's clock ([`Dialect::now_ms`]), which stamps reported times,
