@@ -124,7 +124,10 @@ impl From<StoreError> for ApiError {
                 )
             }
             StoreError::Archive(cause) => {
-                tracing::error!(error = format!("{cause:#}"), "archiving pruned events failed");
+                tracing::error!(
+                    error = format!("{cause:#}"),
+                    "archiving pruned events failed"
+                );
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "ServiceUnavailable",

@@ -5,8 +5,8 @@
 use anyhow::{Context, ensure};
 use chrono::{DateTime, Utc};
 
-use super::{ArchiveFailure, StoreError};
 use super::sql::{Sql, Value};
+use super::{ArchiveFailure, StoreError};
 use crate::retention::archive::{ArchiveFile, EventArchive, StoredEvent};
 use crate::retention::expired_reason;
 use crate::usage::{RecordError, UsageRecord};
