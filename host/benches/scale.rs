@@ -16,7 +16,9 @@
 //! (`-- --quick` for a smaller run, `-- --ingest-only` to skip the query,
 //! `-- --postgres-latency-ms N` to reach PostgreSQL through a proxy that
 //! delays every packet N ms each way, as if the database ran on another
-//! machine; tokio's timer rounds the delay up to the next millisecond).
+//! machine; tokio's timer rounds the delay up to the next millisecond;
+//! `-- --host-stamped` to send the records without `reportedTime`, as a live
+//! provider does, so that the host stamps them).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -82,6 +84,12 @@ async fn ingest_benchmark(server: &str, quick: bool) {
         ..Options::default()
     })
     .map(|r| serde_json::to_value(r).unwrap())
+    .map(|mut record| {
+        if std::env::args().any(|a| a == "--host-stamped") {
+            record.as_object_mut().unwrap().remove("reportedTime");
+        }
+        record
+    })
     .collect();
     let bodies: Vec<String> = records
         .chunks(BATCH)
