@@ -151,6 +151,57 @@ fn adapter_test_reads_the_manifests_config_and_caches_compiles() {
     );
 }
 
+/// The run gets the manifest's `[limits]`, as the installed adapter would:
+/// an adapter that fits the defaults but not its manifest's memory fails
+/// here, not after it is installed; a limit the host would refuse is
+/// refused here, naming it.
+#[test]
+fn adapter_test_runs_under_the_manifests_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let component = root().join("target/adapters/chargeback-csv.wasm");
+    assert!(component.exists(), "run adapters/build.sh first");
+    let manifest =
+        std::fs::read_to_string(root().join("examples/adapters/chargeback.toml")).unwrap();
+    let manifest_path = dir.path().join("manifest.toml");
+    let usage = root().join(SAMPLE_USAGE);
+    let run = |limits: &str| {
+        std::fs::write(&manifest_path, format!("{manifest}\n[limits]\n{limits}\n")).unwrap();
+        let out = tempfile::tempdir_in(dir.path()).unwrap();
+        adapter_test(
+            &cache,
+            &[
+                component.to_str().unwrap(),
+                "--manifest",
+                manifest_path.to_str().unwrap(),
+                "--usage",
+                usage.to_str().unwrap(),
+                "--out",
+                out.path().join("out").to_str().unwrap(),
+            ],
+        )
+    };
+
+    let roomy = run("memory_mib = 64\nlog_lines = 5");
+    let (stdout, stderr) = text(&roomy);
+    assert!(roomy.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(
+            "limits: 60 s a call, 64 MiB of memory, 256 MiB of documents, 5 log lines / 1024 KiB"
+        ),
+        "{stdout}"
+    );
+
+    let (error, stdout) = failed(&run("memory_mib = 1"));
+    assert!(stdout.contains("1 MiB of memory"), "{stdout}");
+    assert!(error.contains("exceeded its memory limit"), "{error}");
+
+    let (error, _) = failed(&run("memory_mib = 0"));
+    assert!(error.contains("limits.memory_mib must be 1 to"), "{error}");
+    let (error, _) = failed(&run("cpu_seconds = 5"));
+    assert!(error.contains("cpu_seconds"), "{error}");
+}
+
 #[test]
 fn adapter_test_refuses_an_out_directory_it_did_not_write() {
     let dir = tempfile::tempdir().unwrap();

@@ -525,6 +525,17 @@ fn scope(subscriptions: &[String]) -> anyhow::Result<SubscriptionGrant> {
     }
 }
 
+/// A manifest's `[limits]` table (`None`: absent), checked as
+/// [`Manifest::parse`] checks it: `tally adapter test` reads only a
+/// manifest's config and limits, and runs under the limits the host would.
+pub fn limits_of_table(table: Option<toml::Value>) -> anyhow::Result<Limits> {
+    let raw: RawLimits = match table {
+        Some(table) => table.try_into().context("limits")?,
+        None => RawLimits::default(),
+    };
+    limits(&raw)
+}
+
 fn limits(raw: &RawLimits) -> anyhow::Result<Limits> {
     let mut limits = Limits::default();
     if let Some(seconds) = raw.deadline_seconds {
@@ -849,7 +860,23 @@ mod tests {
         ] {
             let error = format!("{:#}", with_limits(limit).unwrap_err());
             assert!(error.contains(expected), "{limit}: {error}");
+            let error = format!("{:#}", alone(limit).unwrap_err());
+            assert!(error.contains(expected), "alone, {limit}: {error}");
         }
+        // The table alone, as `tally adapter test` reads it, gives the same.
+        let most_alone = alone(
+            "deadline_seconds = 3600\nmemory_mib = 1024\noutput_mib = 512\n\
+             log_lines = 1000000\nlog_kib = 65536",
+        );
+        assert_eq!(most_alone.unwrap(), most);
+        assert_eq!(limits_of_table(None).unwrap(), Limits::default());
+        assert!(format!("{:#}", alone("cpu = 1").unwrap_err()).contains("unknown field `cpu`"));
+    }
+
+    /// A manifest's `[limits]` table alone, through [`limits_of_table`].
+    fn alone(limits: &str) -> anyhow::Result<Limits> {
+        let mut table: toml::Table = toml::from_str(&format!("[limits]\n{limits}\n")).unwrap();
+        limits_of_table(table.remove("limits"))
     }
 
     #[test]

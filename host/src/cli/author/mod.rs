@@ -51,7 +51,8 @@ pub enum AdapterCommand {
 #[derive(clap::Args)]
 #[command(
     after_help = "The adapter's config is the manifest's [config] (with [secrets] merged in), \
-as a host gives it to the installed adapter: what passes here is what gets installed. \
+as a host gives it to the installed adapter, and the run gets the manifest's [limits]: \
+what passes here is what gets installed. \
 Compiles are cached in $XDG_CACHE_HOME/tally/adapters (else ~/.cache/tally/adapters): \
 a second run of the same component loads it in milliseconds."
 )]
@@ -59,7 +60,8 @@ pub struct TestArgs {
     /// The component (.wasm).
     component: PathBuf,
     /// The installation manifest whose `[config]` table, with its `[secrets]`
-    /// merged in, the adapter gets: the same config as when installed.
+    /// merged in, the adapter gets, under its `[limits]`: the same config
+    /// and limits as when installed.
     #[arg(long, default_value = "manifest.toml", conflicts_with = "config")]
     manifest: PathBuf,
     /// A config to use instead of the manifest's: JSON, or TOML (a
@@ -109,9 +111,9 @@ pub async fn run(command: AdapterCommand) -> anyhow::Result<()> {
 }
 
 async fn test(args: TestArgs) -> anyhow::Result<()> {
-    let config = match &args.config {
-        Some(path) => read_config(path)?,
-        None => read_manifest_config(&args.manifest)?,
+    let (config, limits) = match &args.config {
+        Some(path) => (read_config(path)?, Limits::default()),
+        None => read_manifest(&args.manifest)?,
     };
     out::prepare(&args.out)?;
     let granularity = match args.granularity {
@@ -149,7 +151,8 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
         AdapterEngine::new(artifact_cache()?)?.with_compiler(Compiler::this_binary(settings)?),
     );
     let adapter = load_with_progress(&engine, &args.component).await?;
-    let limits = Limits::default();
+    // Before the first call: `describe` runs under them too.
+    println!("limits: {}", describe_limits(&limits));
     // Guest calls block (stdio into the run log): off the async runtime, as in the host.
     let (description, _) = {
         let (engine, adapter, limits) = (engine.clone(), adapter.clone(), limits.clone());
@@ -292,8 +295,9 @@ fn artifact_cache() -> anyhow::Result<PathBuf> {
 }
 
 /// The adapter config of a manifest, as JSON: its `[config]` table with its
-/// `[secrets]` merged in, as the host hands it to the installed adapter.
-fn read_manifest_config(path: &Path) -> anyhow::Result<String> {
+/// `[secrets]` merged in, as the host hands it to the installed adapter; and
+/// its `[limits]`, the defaults for those it leaves out, as the host applies them.
+fn read_manifest(path: &Path) -> anyhow::Result<(String, Limits)> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
             "reading {}: the adapter's config is the manifest's [config] (give --manifest FILE, or --config FILE)",
@@ -315,7 +319,21 @@ fn read_manifest_config(path: &Path) -> anyhow::Result<String> {
         Some(_) => bail!("`secrets` in {} must be a table", path.display()),
         None => {}
     }
-    Ok(serde_json::to_string(&config)?)
+    let limits = crate::exports::manifest::limits_of_table(table.remove("limits"))
+        .with_context(|| format!("{}", path.display()))?;
+    Ok((serde_json::to_string(&config)?, limits))
+}
+
+/// The limits a run gets, as one line for the author.
+fn describe_limits(limits: &Limits) -> String {
+    format!(
+        "{} s a call, {} MiB of memory, {} MiB of documents, {} log lines / {} KiB",
+        limits.deadline.as_secs(),
+        limits.memory_bytes >> 20,
+        limits.output_bytes >> 20,
+        limits.log_lines,
+        limits.log_bytes >> 10
+    )
 }
 
 /// The adapter config as JSON: from JSON, or from TOML (its `[config]` table
