@@ -32,6 +32,15 @@ fn adapter_test(cache: &Path, args: &[&str]) -> Output {
         .expect("the tally binary runs")
 }
 
+/// The chargeback-csv component and its example manifest's text.
+fn chargeback() -> (PathBuf, String) {
+    let component = root().join("target/adapters/chargeback-csv.wasm");
+    assert!(component.exists(), "run adapters/build.sh first");
+    let manifest =
+        std::fs::read_to_string(root().join("examples/adapters/chargeback.toml")).unwrap();
+    (component, manifest)
+}
+
 fn text(output: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -80,10 +89,7 @@ fn adapter_new_help_lists_the_languages_and_what_it_writes() {
 fn adapter_test_reads_the_manifests_config_and_caches_compiles() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let component = root().join("target/adapters/chargeback-csv.wasm");
-    assert!(component.exists(), "run adapters/build.sh first");
-    let manifest =
-        std::fs::read_to_string(root().join("examples/adapters/chargeback.toml")).unwrap();
+    let (component, manifest) = chargeback();
     let manifest_path = dir.path().join("manifest.toml");
     let out = dir.path().join("out");
     let usage = root().join(SAMPLE_USAGE);
@@ -159,10 +165,7 @@ fn adapter_test_reads_the_manifests_config_and_caches_compiles() {
 fn adapter_test_runs_under_the_manifests_limits() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let component = root().join("target/adapters/chargeback-csv.wasm");
-    assert!(component.exists(), "run adapters/build.sh first");
-    let manifest =
-        std::fs::read_to_string(root().join("examples/adapters/chargeback.toml")).unwrap();
+    let (component, manifest) = chargeback();
     let manifest_path = dir.path().join("manifest.toml");
     let usage = root().join(SAMPLE_USAGE);
     let run = |limits: &str| {
