@@ -43,7 +43,7 @@ const CLIENTS: usize = 6;
 const SUBSCRIPTION: &str = "bench-subscription";
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let quick = has_flag("--quick");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -62,9 +62,14 @@ fn main() {
         }
     );
     runtime.block_on(ingest_benchmark(&server, quick));
-    if !std::env::args().any(|a| a == "--ingest-only") {
+    if !has_flag("--ingest-only") {
         runtime.block_on(query_benchmark(&server, quick));
     }
+}
+
+/// Whether `flag` is on the command line.
+fn has_flag(flag: &str) -> bool {
+    std::env::args().any(|a| a == flag)
 }
 
 /// The value after `flag` on the command line.
@@ -78,6 +83,7 @@ fn flag_value(flag: &str) -> Option<u64> {
 // ---------------------------------------------------------------- ingest
 
 async fn ingest_benchmark(server: &str, quick: bool) {
+    let host_stamped = has_flag("--host-stamped");
     let records: Vec<Value> = tally_usage_generator::generate(&Options {
         subscriptions: 24,
         days: if quick { 4 } else { 15 },
@@ -85,7 +91,7 @@ async fn ingest_benchmark(server: &str, quick: bool) {
     })
     .map(|r| serde_json::to_value(r).unwrap())
     .map(|mut record| {
-        if std::env::args().any(|a| a == "--host-stamped") {
+        if host_stamped {
             record.as_object_mut().unwrap().remove("reportedTime");
         }
         record
