@@ -9,15 +9,16 @@ mkdir -p target/adapters
 for name in billing_webhook chargeback_csv focus hostile next_major statement; do
   cp "target/wasm32-wasip2/release/$name.wasm" "target/adapters/${name//_/-}.wasm"
 done
-# The hostile adapter whose describe() is huge (a build feature: describe takes
-# no config), in a target dir of its own so that it never replaces hostile.wasm.
-cargo build --release --locked --target wasm32-wasip2 --manifest-path adapters/Cargo.toml \
-  --target-dir target/hostile-describe -p hostile --features describe-bomb
-cp target/hostile-describe/wasm32-wasip2/release/hostile.wasm target/adapters/hostile-describe.wasm
-# The hostile adapter built against tally:billing@0.1.0 (served beside 0.2).
-cargo build --release --locked --target wasm32-wasip2 --manifest-path adapters/Cargo.toml \
-  --target-dir target/hostile-0.1 -p hostile --features contract-0-1
-cp target/hostile-0.1/wasm32-wasip2/release/hostile.wasm target/adapters/hostile-0.1.wasm
+# The hostile adapter again with build features, in the same target dir (only
+# the hostile crate rebuilds), each copied before the next build replaces it:
+# its describe() huge (describe takes no config, so it is a build of its own),
+# and built against tally:billing@0.1.0 (served beside 0.2).
+release=target/wasm32-wasip2/release
+for variant in describe-bomb:hostile-describe contract-0-1:hostile-0.1; do
+  cargo build --release --locked --target wasm32-wasip2 --manifest-path adapters/Cargo.toml \
+    --target-dir target -p hostile --features "${variant%%:*}"
+  cp "$release/hostile.wasm" "target/adapters/${variant#*:}.wasm"
+done
 adapters/python/build.sh
 adapters/js/build.sh
 # C and Go adapters: bindings and componentizing come from tally itself.
