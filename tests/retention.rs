@@ -206,6 +206,10 @@ async fn pruned_events_keep_aggregates_exports_and_idempotency_exact() {
         )),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("not archived: neither --archive-dir nor [retention] archive_dir is set"),
+        "deleting without a copy is said: {stdout}"
+    );
     assert_eq!(events(&database, cutoff_ms), (0, recent.len() as i64));
 
     // The aggregates, and so the API and the exports, are untouched.
@@ -451,6 +455,7 @@ async fn archived_events_rebuild_the_same_usage_in_a_fresh_host() {
         stdout.contains("archived ") && stdout.contains(&next),
         "{stdout}"
     );
+    assert!(!stdout.contains("not archived"), "{stdout}");
     assert_eq!(events(&database, cutoff_ms), (0, 0));
 
     // Each pruned event once, in files numbered from 1 without a gap.
@@ -499,4 +504,54 @@ async fn archived_events_rebuild_the_same_usage_in_a_fresh_host() {
         before.len(),
         (after.iter().zip(&before)).find(|(a, b)| a.0 != b.0 || a.1 != b.1)
     );
+}
+
+/// `tally serve` with a retention prunes on its own, the first time at
+/// start, and says in its log which policy runs: without `archive_dir` that
+/// the events go without a copy, with it where they are archived (and the
+/// files are there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tally_serve_prunes_on_its_own_and_says_whether_it_archives() {
+    for archiving in [false, true] {
+        let host = TestHost::new().await;
+        let (_, old) = old_usage();
+        host.ingest(&old).await;
+        let database = host.data.database();
+        let cutoff_ms = (Utc::now() - chrono::Duration::days(2)).timestamp_millis();
+        assert_eq!(events(&database, cutoff_ms), (old.len() as i64, 0));
+
+        let archive = host.data.path().join("archive");
+        let mut config = "[retention]\nusage_events = '2d'\nprune_every = '1h'\n".to_owned();
+        if archiving {
+            config += &format!("archive_dir = '{}'\n", archive.display());
+        }
+        let config_file = host.data.path().join("retention.toml");
+        std::fs::write(&config_file, config).unwrap();
+        let server = support::process::Server::start_with(
+            host.data.path(),
+            &["--config", config_file.to_str().unwrap()],
+        );
+        let started = Instant::now();
+        while events(&database, cutoff_ms) != (0, 0) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "tally serve did not prune: {}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        let log = server.log();
+        if archiving {
+            assert!(
+                log.contains("archived, then pruned") && log.contains(&*archive.to_string_lossy()),
+                "{log}"
+            );
+            let records: usize = archived(&archive).iter().map(|(_, r)| r.len()).sum();
+            assert_eq!(records, old.len());
+        } else {
+            assert!(log.contains("pruned without a copy"), "{log}");
+            assert!(!archive.exists());
+        }
+    }
 }

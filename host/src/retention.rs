@@ -169,6 +169,24 @@ pub async fn run_pruner(store: Arc<dyn Store>, settings: RetentionSettings, metr
         return;
     };
     let archive = settings.archive();
+    // Say once which policy runs: an operator who meant to archive sees
+    // that nothing is, before the first events are gone.
+    let retention_text = humantime::format_duration(retention).to_string();
+    let every_text = humantime::format_duration(settings.prune_every).to_string();
+    match &settings.archive_dir {
+        Some(dir) => tracing::info!(
+            retention = retention_text,
+            every = every_text,
+            archive_dir = %dir.display(),
+            "usage events past their retention are archived, then pruned"
+        ),
+        None => tracing::info!(
+            retention = retention_text,
+            every = every_text,
+            "usage events past their retention are pruned without a copy ([retention] \
+             archive_dir is not set)"
+        ),
+    }
     let mut every = tokio::time::interval(settings.prune_every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -66,16 +66,24 @@ pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
         pruned.events,
         before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
-    if let Some(archive) = &archive {
-        for file in &pruned.archives {
-            println!(
-                "archived {} events to {} ({} bytes, sha256 {})",
-                file.events,
-                archive.dir().join(&file.name).display(),
-                file.bytes,
-                file.sha256
-            );
+    match &archive {
+        Some(archive) => {
+            for file in &pruned.archives {
+                println!(
+                    "archived {} events to {} ({} bytes, sha256 {})",
+                    file.events,
+                    archive.dir().join(&file.name).display(),
+                    file.bytes,
+                    file.sha256
+                );
+            }
         }
+        // Deleting without a copy is a choice; say it was made.
+        None if pruned.events > 0 => println!(
+            "not archived: neither --archive-dir nor [retention] archive_dir is set, so the \
+             pruned events were deleted without a copy"
+        ),
+        None => {}
     }
     Ok(())
 }
