@@ -24,7 +24,9 @@
 //! ([`session`]; see `auth` for the CSRF rule).
 //!
 //! `next_link` decides the base of the usage API's `nextLink`s (and which
-//! `Host` names it may use); [`server`] serves the router with its limits.
+//! `Host` names it may use); [`usage_json`] writes the usage API's pages
+//! (public so that the usage benchmark can time it alone); [`server`] serves
+//! the router with its limits.
 
 mod access;
 mod auth;
@@ -44,7 +46,7 @@ mod subscriptions;
 mod tenant_documents;
 mod tokens;
 mod usage_aggregates;
-mod usage_json;
+pub mod usage_json;
 pub mod usage_summary;
 mod verify;
 
