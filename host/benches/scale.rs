@@ -4,7 +4,9 @@
 //! 1. Ingest: the same records through `POST /v1/usage` (batches of 1,000,
 //!    six clients) into `tally serve` processes: one on SQLite (the
 //!    baseline), one on PostgreSQL, three on one PostgreSQL database (the
-//!    clients spread over them).
+//!    clients spread over them). Under each rate, the CPU time each side
+//!    (client, tally, PostgreSQL) spent per 1,000 records, and from them the
+//!    ceiling PostgreSQL's own share sets on these shared cores.
 //! 2. The 31-day daily query of one subscription (1,000 resources × 5
 //!    meters): the raw `GROUP BY` in each database, tally's store on each,
 //!    and the tenant API over HTTP: one query at a time, then six at once
@@ -36,6 +38,7 @@ use tally::usage::time::Granularity;
 use tally_usage_generator::Options;
 
 mod common;
+use common::cpu::{self, CpuSample};
 use common::{BenchDatabase, METERS};
 
 const BATCH: usize = 1_000;
@@ -110,6 +113,7 @@ async fn ingest_benchmark(server: &str, quick: bool) {
     let dir = tempfile::tempdir().unwrap();
     let token = operator_token(&SqliteStore::open(dir.path()).unwrap()).await;
     let replica = Replica::start(dir.path(), None);
+    let before = Sides::now(std::slice::from_ref(&replica));
     let baseline = common::post_all(
         std::slice::from_ref(&replica.base),
         &token,
@@ -123,7 +127,10 @@ async fn ingest_benchmark(server: &str, quick: bool) {
         baseline,
         None,
     );
+    let on_sqlite = Sides::now(std::slice::from_ref(&replica)).used_since(&before);
+    on_sqlite.report(records.len());
     drop(replica);
+    let mut on_postgres = None;
 
     for replicas in [1, 3] {
         let database = BenchDatabase::create(server).await;
@@ -136,6 +143,7 @@ async fn ingest_benchmark(server: &str, quick: bool) {
             .map(|dir| Replica::start(dir.path(), Some(&database.url)))
             .collect();
         let bases: Vec<String> = running.iter().map(|r| r.base.clone()).collect();
+        let before = Sides::now(&running);
         let elapsed = common::post_all(&bases, &token, &bodies, CLIENTS).await;
         report(
             &format!("{replicas} replica(s), PostgreSQL"),
@@ -143,10 +151,75 @@ async fn ingest_benchmark(server: &str, quick: bool) {
             elapsed,
             Some(baseline),
         );
+        let used = Sides::now(&running).used_since(&before);
+        used.report(records.len());
+        on_postgres.get_or_insert(used);
         drop(running);
         database.drop().await;
     }
+    // With every side on the same cores and the cores busy, a rate is
+    // inversely proportional to the CPU a record costs all sides together.
+    // PostgreSQL's own share bounds how close tally on it can come to
+    // SQLite, however little tally itself spent.
+    if let (Some(postgres), None) = (on_postgres, flag_value("--postgres-latency-ms"))
+        && !postgres.postgres.is_zero()
+    {
+        let ceiling = (on_sqlite.client + on_sqlite.tally).as_secs_f64()
+            / (postgres.client + postgres.postgres).as_secs_f64();
+        println!(
+            "  ceiling on these shared cores, were tally's own CPU on PostgreSQL zero: {:.0}% of SQLite's rate",
+            100.0 * ceiling
+        );
+    }
     println!();
+}
+
+/// The CPU time of an ingest run's sides: this process (the clients, and
+/// the latency proxy when there is one), the tally replicas, and the
+/// PostgreSQL server's processes when it runs on this machine.
+#[derive(Clone, Copy)]
+struct SideTimes {
+    client: Duration,
+    tally: Duration,
+    postgres: Duration,
+}
+
+/// The sides' CPU samples at one moment.
+struct Sides {
+    client: CpuSample,
+    tally: CpuSample,
+    postgres: CpuSample,
+}
+
+impl Sides {
+    fn now(replicas: &[Replica]) -> Self {
+        Sides {
+            client: CpuSample::of([cpu::this_process()]),
+            tally: CpuSample::of(replicas.iter().map(|r| r.child.id())),
+            postgres: CpuSample::of(cpu::processes_named("postgres")),
+        }
+    }
+
+    fn used_since(&self, earlier: &Sides) -> SideTimes {
+        SideTimes {
+            client: self.client.since(&earlier.client),
+            tally: self.tally.since(&earlier.tally),
+            postgres: self.postgres.since(&earlier.postgres),
+        }
+    }
+}
+
+impl SideTimes {
+    /// Prints each side's CPU time per 1,000 records.
+    fn report(&self, records: usize) {
+        let per_thousand = |time: Duration| 1e6 * time.as_secs_f64() / records as f64;
+        println!(
+            "    CPU per 1,000 records: client {:.1} ms, tally {:.1} ms, PostgreSQL {:.1} ms",
+            per_thousand(self.client),
+            per_thousand(self.tally),
+            per_thousand(self.postgres)
+        );
+    }
 }
 
 async fn operator_token(store: &dyn Store) -> String {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each benchmark uses its own share
 
+pub mod cpu;
 pub mod latency;
 
 use std::sync::Arc;
