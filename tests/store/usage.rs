@@ -408,7 +408,7 @@ async fn a_position_stays_valid_while_new_usage_arrives(store: Arc<dyn Store>) {
     let rest: Vec<_> = rest
         .rows
         .iter()
-        .map(|row| (row.subscription_id.as_str(), row.usage_start, row.quantity))
+        .map(|row| (&*row.subscription_id, row.usage_start, row.quantity))
         .collect();
     assert_eq!(
         rest,
@@ -434,7 +434,7 @@ async fn a_query_covers_one_subscription_or_all(store: Arc<dyn Store>) {
     let subscriptions = async |query: &AggregateQuery| -> Vec<(String, f64)> {
         let rows = all_rows(&store, query).await;
         rows.into_iter()
-            .map(|row| (row.subscription_id, row.quantity))
+            .map(|row| (row.subscription_id.to_string(), row.quantity))
             .collect()
     };
     assert_eq!(

@@ -119,10 +119,10 @@ impl Repeated {
             .meter
             .as_ref()
             .is_some_and(|m| Arc::ptr_eq(m, &row.meter));
-        if same_meter && self.subscription == row.subscription_id {
+        if same_meter && *self.subscription == *row.subscription_id {
             return self;
         }
-        let (subscription, meter) = (row.subscription_id.as_str(), &*row.meter);
+        let (subscription, meter) = (&*row.subscription_id, &*row.meter);
         let owner = names.id_owner.unwrap_or(subscription);
         let head = &mut self.id_and_name_head;
         head.clear();
@@ -361,7 +361,7 @@ mod tests {
         };
         (0..count)
             .map(|n| AggregateRow {
-                subscription_id: AWKWARD[(n + 5) % AWKWARD.len()].to_owned(),
+                subscription_id: AWKWARD[(n + 5) % AWKWARD.len()].into(),
                 meter: meter(n),
                 usage_start: day(n as i64 / 3),
                 usage_end: day(n as i64 / 3 + 1),
@@ -385,7 +385,7 @@ mod tests {
         let meters: Vec<Arc<Meter>> = (0..3).map(meter).collect();
         (rows(count).into_iter().enumerate())
             .map(|(n, row)| AggregateRow {
-                subscription_id: AWKWARD[(n / 11) % AWKWARD.len()].to_owned(),
+                subscription_id: AWKWARD[(n / 11) % AWKWARD.len()].into(),
                 meter: meters[(n / 5) % meters.len()].clone(),
                 ..row
             })

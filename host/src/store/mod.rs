@@ -345,7 +345,9 @@ pub struct Position {
 /// One aggregated row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggregateRow {
-    pub subscription_id: String,
+    /// Shared by a page's rows of one subscription: one allocation per
+    /// subscription and page, not one per row.
+    pub subscription_id: Arc<str>,
     pub meter: Arc<Meter>,
     pub usage_start: DateTime<Utc>,
     pub usage_end: DateTime<Utc>,

@@ -70,7 +70,7 @@ pub(crate) struct PageRows {
 
 struct PageRow {
     position: Position,
-    subscription_id: String,
+    subscription_id: Arc<str>,
     quantity: f64,
     instance: Option<Arc<Instance>>,
 }
@@ -141,6 +141,7 @@ pub(crate) async fn read_page(
         else {
             continue;
         };
+        let subscription_id: Arc<str> = subscription_id.into();
         let (first, last) = match granularity {
             Granularity::Hourly => (first_hour, last_hour),
             Granularity::Daily => (day_of_hour(first_hour), day_of_hour(last_hour)),

@@ -123,7 +123,7 @@ impl Fold {
 
     fn group_of(&mut self, row: &AggregateRow) -> String {
         match &self.group_by {
-            GroupBy::Subscription => row.subscription_id.clone(),
+            GroupBy::Subscription => row.subscription_id.to_string(),
             GroupBy::Meter => row.meter.id.clone(),
             GroupBy::Location => row
                 .instance
