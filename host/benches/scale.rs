@@ -164,11 +164,11 @@ async fn ingest_benchmark(server: &str, quick: bool) {
     if let (Some(postgres), None) = (on_postgres, flag_value("--postgres-latency-ms"))
         && !postgres.postgres.is_zero()
     {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = cores();
         let sqlite_rate = records.len() as f64 / baseline.as_secs_f64();
         // Milliseconds of CPU per 1,000 records.
         let budget = cores as f64 * 1e6 / (0.8 * sqlite_rate);
-        let per_thousand = |time: Duration| 1e6 * time.as_secs_f64() / records.len() as f64;
+        let per_thousand = |time| ms_per_thousand(time, records.len());
         let others = per_thousand(postgres.client + postgres.postgres);
         println!(
             "  80% of SQLite's rate on {cores} cores, all busy: at most {budget:.1} ms of CPU per 1,000 \
@@ -178,6 +178,16 @@ async fn ingest_benchmark(server: &str, quick: bool) {
         );
     }
     println!();
+}
+
+/// The machine's cores, as the bench's CPU shares count them.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `time` spread over `records`, in milliseconds per 1,000 records.
+fn ms_per_thousand(time: Duration, records: usize) -> f64 {
+    1e6 * time.as_secs_f64() / records as f64
 }
 
 /// The CPU time of an ingest run's sides: this process (the clients, and
@@ -219,8 +229,8 @@ impl SideTimes {
     /// Prints each side's CPU time per 1,000 records, and how busy the
     /// machine's cores were over the run's `elapsed` time.
     fn report(&self, records: usize, elapsed: Duration) {
-        let per_thousand = |time: Duration| 1e6 * time.as_secs_f64() / records as f64;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_thousand = |time| ms_per_thousand(time, records);
+        let cores = cores();
         let used = self.client + self.tally + self.postgres;
         println!(
             "    CPU per 1,000 records: client {:.1} ms, tally {:.1} ms, PostgreSQL {:.1} ms \
