@@ -27,17 +27,29 @@ fn today() -> DateTime<Utc> {
         .and_utc()
 }
 
-/// Three days of usage of two subscriptions ending two days ago (that day
-/// at 00:00, returned), reported as it was.
-fn old_usage() -> (DateTime<Utc>, Vec<Value>) {
-    let end = today() - Days::new(2);
+/// `days` of usage of two subscriptions ending `ago` days ago (that day at
+/// 00:00, returned), reported as it was.
+fn usage_ending(ago: u64, days: u32) -> (DateTime<Utc>, Vec<Value>) {
+    let end = today() - Days::new(ago);
     let records = sample(&Options {
         subscriptions: 2,
-        days: 3,
+        days,
         end,
         ..Options::default()
     });
     (end, reported_by_now(to_wire(&records)))
+}
+
+/// Three days of usage ending 35 days ago: past a retention of two days by
+/// more than a month, so that PostgreSQL, which prunes a whole month at a
+/// time (its partitions), prunes all of it as SQLite does.
+fn old_usage() -> (DateTime<Utc>, Vec<Value>) {
+    usage_ending(35, 3)
+}
+
+/// Whether the store is PostgreSQL's.
+fn is_postgres(database: &Database) -> bool {
+    matches!(database, Database::Postgres(_))
 }
 
 /// Events in the store whose usage ended before `before_ms` and at or after it.
@@ -54,25 +66,47 @@ fn events(database: &Database, before_ms: i64) -> (i64, i64) {
                 .unwrap()
         }
         Database::Postgres(url) => {
-            let url = url.clone();
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                        .await
-                        .unwrap();
-                    tokio::spawn(connection);
-                    let row = client.query_one(&sql, &[]).await.unwrap();
-                    (row.get(0), row.get(1))
-                })
-            })
-            .join()
-            .unwrap()
+            let row = &postgres_rows(url, &sql)[0];
+            (row.get(0), row.get(1))
         }
     }
+}
+
+/// The rows of `sql` on the PostgreSQL database at `url` (from a thread of
+/// its own, as the callers may be on the test's runtime).
+fn postgres_rows(url: &str, sql: &str) -> Vec<tokio_postgres::Row> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client.query(&sql, &[]).await.unwrap()
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// The partitions of `usage_events` on PostgreSQL, by name, sorted.
+fn partitions(url: &str) -> Vec<String> {
+    let rows = postgres_rows(
+        url,
+        "SELECT CAST(c.relname AS TEXT) FROM pg_inherits AS i
+         JOIN pg_class AS c ON c.oid = i.inhrelid
+         WHERE i.inhparent = CAST('usage_events' AS regclass) ORDER BY 1",
+    );
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
+/// The partition of `usage_events` that holds usage ending at `end`.
+fn partition_of(end: DateTime<Utc>) -> String {
+    format!("usage_events_{}", end.format("%Y_%m"))
 }
 
 /// Every row of the provider usage API over the last `days` days, hourly and daily.
@@ -211,6 +245,22 @@ async fn pruned_events_keep_aggregates_exports_and_idempotency_exact() {
         "deleting without a copy is said: {stdout}"
     );
     assert_eq!(events(&database, cutoff_ms), (0, recent.len() as i64));
+    // PostgreSQL dropped the old months' partitions, kept the recent one's,
+    // and says that it prunes whole months.
+    if let Database::Postgres(url) = &database {
+        let left = partitions(url);
+        let old_months = [partition_of(first_day + Days::new(1)), partition_of(end)];
+        assert!(
+            !left.iter().any(|name| old_months.contains(name)),
+            "{left:?}"
+        );
+        assert!(left.contains(&partition_of(hour)), "{left:?}");
+    }
+    assert_eq!(
+        stdout.contains("kept until their month has passed: the events whose usage ended from "),
+        is_postgres(&database),
+        "{stdout}"
+    );
 
     // The aggregates, and so the API and the exports, are untouched.
     assert_eq!(usage_answers(&host, first_day).await, before);
@@ -394,9 +444,18 @@ fn event_keys<'a>(records: impl IntoIterator<Item = &'a Value>) -> Vec<(String, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archived_events_rebuild_the_same_usage_in_a_fresh_host() {
     let host = TestHost::new().await;
-    let (end, old) = old_usage();
+    // Two old sets: two days ending 85 days ago, and three ending 35 days
+    // ago (whole months apart, so that both stores prune the same sets).
+    let (end, mut older) = usage_ending(85, 2);
+    // The generator numbers events by hour from the start of each set.
+    for record in &mut older {
+        record["eventId"] = format!("older-{}", record["eventId"].as_str().unwrap()).into();
+    }
+    let (_, old) = old_usage();
+    host.ingest(&older).await;
     host.ingest(&old).await;
-    let first_day = end - Days::new(3);
+    let old: Vec<Value> = older.iter().chain(&old).cloned().collect();
+    let first_day = end - Days::new(2);
     let before = usage_rows(&host, first_day).await;
     let database = host.data.database();
     let dir = host.data.path().to_str().unwrap().to_owned();
@@ -421,7 +480,7 @@ async fn archived_events_rebuild_the_same_usage_in_a_fresh_host() {
     );
     assert_eq!(events(&database, cutoff_ms), (old.len() as i64, 0));
 
-    // Part of the usage first (older than 3 days), then what prunes cut
+    // The older set first (a retention of 50 days), then what prunes cut
     // short would leave: the first file committed but not yet given its
     // name, and a partial file under the next number, never committed; then
     // the rest.
@@ -432,12 +491,15 @@ async fn archived_events_rebuild_the_same_usage_in_a_fresh_host() {
         "--data-dir",
         &dir,
         "--usage-events",
-        "3d",
+        "50d",
         "--archive-dir",
         archive_arg,
     ]);
     let first = archived(&archive);
-    assert!(!first.is_empty());
+    assert_eq!(
+        event_keys(first.iter().flat_map(|(_, records)| records)),
+        event_keys(&older)
+    );
     let partial = |name: &str| archive.join(format!("{name}.partial"));
     std::fs::rename(archive.join(&first[0].0), partial(&first[0].0)).unwrap();
     let next = format!("usage-events-{:08}.ndjson.gz", first.len() + 1);
@@ -457,6 +519,10 @@ async fn archived_events_rebuild_the_same_usage_in_a_fresh_host() {
     );
     assert!(!stdout.contains("not archived"), "{stdout}");
     assert_eq!(events(&database, cutoff_ms), (0, 0));
+    // On PostgreSQL the emptied months' partitions went too.
+    if let Database::Postgres(url) = &database {
+        assert_eq!(partitions(url), Vec::<String>::new());
+    }
 
     // Each pruned event once, in files numbered from 1 without a gap.
     let files = archived(&archive);

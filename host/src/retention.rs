@@ -123,6 +123,9 @@ pub struct Pruned {
     pub events: u64,
     /// The archive files written, in order (none without an archive).
     pub archives: Vec<archive::ArchiveFile>,
+    /// On a store that prunes whole months (PostgreSQL): events whose usage
+    /// ended from this time on stay until their month has passed.
+    pub kept_from: Option<DateTime<Utc>>,
 }
 
 /// Deletes every event whose usage ended before `before`, in batches of
@@ -155,6 +158,7 @@ pub async fn prune(
         })?;
         pruned.events += batch.events;
         pruned.archives.extend(batch.archive);
+        pruned.kept_from = batch.kept_from;
         if batch.events < PRUNE_BATCH as u64 {
             return Ok(pruned);
         }
@@ -207,6 +211,7 @@ pub async fn run_pruner(store: Arc<dyn Store>, settings: RetentionSettings, metr
                     pruned = pruned.events,
                     %before,
                     archived_to = ?files,
+                    kept_until_their_month_passes = ?pruned.kept_from,
                     "pruned usage events past their retention"
                 );
             }

@@ -66,6 +66,13 @@ pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
         pruned.events,
         before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
+    if let Some(kept_from) = pruned.kept_from.filter(|&from| from < before) {
+        println!(
+            "kept until their month has passed: the events whose usage ended from {} on \
+             (PostgreSQL prunes a whole month at a time)",
+            kept_from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+    }
     match &archive {
         Some(archive) => {
             for file in &pruned.archives {

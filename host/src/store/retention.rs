@@ -35,6 +35,10 @@ pub struct PrunedBatch {
     /// The file the batch was archived to, when there is an archive and the
     /// batch was not empty.
     pub archive: Option<ArchiveFile>,
+    /// On a store that prunes whole months (PostgreSQL's partitions): the
+    /// start of the month the cutoff falls in. Events whose usage ended from
+    /// then on stay until their month has passed.
+    pub kept_from: Option<DateTime<Utc>>,
 }
 
 /// Raises the watermark to `before_ms` and deletes at most `limit` events
@@ -49,15 +53,7 @@ pub(super) async fn prune_batch(
     limit: usize,
     archive: Option<EventArchive>,
 ) -> anyhow::Result<PrunedBatch> {
-    db.execute(
-        "INSERT INTO event_retention (singleton, before_ms) VALUES (1, $1)
-         ON CONFLICT (singleton) DO UPDATE SET before_ms = CASE
-             WHEN excluded.before_ms > event_retention.before_ms THEN excluded.before_ms
-             ELSE event_retention.before_ms END",
-        &[before_ms.into()],
-    )
-    .await
-    .context("raising the retention watermark")?;
+    raise_watermark(db, before_ms).await?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let Some(archive) = archive else {
         let events = db
@@ -71,16 +67,30 @@ pub(super) async fn prune_batch(
             .context("deleting usage events past their retention")?;
         return Ok(PrunedBatch {
             events,
-            archive: None,
+            ..PrunedBatch::default()
         });
     };
     archive_batch(db, before_ms, limit, archive).await
 }
 
+/// Raises the retention watermark to `before_ms` (it never falls).
+pub(super) async fn raise_watermark(db: &impl Sql, before_ms: i64) -> anyhow::Result<()> {
+    db.execute(
+        "INSERT INTO event_retention (singleton, before_ms) VALUES (1, $1)
+         ON CONFLICT (singleton) DO UPDATE SET before_ms = CASE
+             WHEN excluded.before_ms > event_retention.before_ms THEN excluded.before_ms
+             ELSE event_retention.before_ms END",
+        &[before_ms.into()],
+    )
+    .await
+    .context("raising the retention watermark")?;
+    Ok(())
+}
+
 /// Archives the batch, deletes exactly what was archived, and records the
 /// file under the next number of `event_archives`; the caller's transaction
 /// commits all three, or none when the file could not be written.
-async fn archive_batch(
+pub(super) async fn archive_batch(
     db: &impl Sql,
     before_ms: i64,
     limit: i64,
@@ -174,6 +184,7 @@ async fn archive_batch(
     Ok(PrunedBatch {
         events: count,
         archive: Some(file),
+        kept_from: None,
     })
 }
 

@@ -7,6 +7,8 @@
 //! ids stay valid; sequences continue after them. Before committing, every
 //! table's row count and every quantity total are compared with the source:
 //! nothing lost, nothing counted twice. On any error nothing is committed.
+//! PostgreSQL's `usage_events` also has the month it is partitioned by,
+//! computed from each event's usage end as it is copied.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -132,14 +134,32 @@ pub async fn sqlite_to_postgres(source: &Path, target: &str) -> anyhow::Result<C
         }
     }
     tx.execute("DELETE FROM meters", &[]).await?;
+    // Every month from the oldest usage to the newest gets its partition.
+    let (first, last) = usage_end_range(&database)?;
+    if let (Some(first), Some(last)) = (first, last) {
+        tx.execute(
+            "SELECT create_usage_events_partition(month)
+             FROM generate_series(usage_month($1), usage_month($2)) AS month",
+            &[&first, &last],
+        )
+        .await
+        .context("making the partitions of usage_events")?;
+    }
 
     let (rows_tx, mut rows_rx) = mpsc::channel::<(usize, Vec<Vec<Value>>)>(8);
     let reader = tokio::task::spawn_blocking(move || read_tables(&database, rows_tx));
     let mut copied = Vec::new();
     let mut pending = rows_rx.recv().await;
     for (index, (table, columns)) in TABLES.iter().enumerate() {
-        let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
-        let types: Vec<Type> = columns.iter().map(|(_, kind)| pg_type(*kind)).collect();
+        let mut names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+        let mut types: Vec<Type> = columns.iter().map(|(_, kind)| pg_type(*kind)).collect();
+        let usage_end = (*table == "usage_events")
+            .then(|| names.iter().position(|name| *name == "usage_end_ms"))
+            .flatten();
+        if usage_end.is_some() {
+            names.push("usage_month");
+            types.push(Type::INT8);
+        }
         let sink = tx
             .copy_in(&format!(
                 "COPY {table} ({}) FROM STDIN BINARY",
@@ -152,13 +172,19 @@ pub async fn sqlite_to_postgres(source: &Path, target: &str) -> anyhow::Result<C
         while let Some((of, rows)) = pending.take_if(|(of, _)| *of == index) {
             debug_assert_eq!(of, index);
             for row in rows {
-                let cells = row
+                let month = match usage_end.map(|at| &row[at]) {
+                    Some(Value::Integer(ms)) => Some(usage_month(*ms)?),
+                    Some(other) => bail!("{table}.usage_end_ms: unexpected stored value {other:?}"),
+                    None => None,
+                };
+                let mut cells = row
                     .into_iter()
                     .zip(columns.iter())
                     .map(|(value, (name, kind))| {
                         cell(value, *kind).with_context(|| format!("{table}.{name}"))
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
+                cells.extend(month.map(|month| Box::new(month) as Cell));
                 let refs: Vec<&(dyn ToSql + Sync)> = cells
                     .iter()
                     .map(|cell| cell.as_ref() as &(dyn ToSql + Sync))
@@ -193,6 +219,26 @@ pub async fn sqlite_to_postgres(source: &Path, target: &str) -> anyhow::Result<C
     drop(client);
     let _ = connection.await;
     Ok(Copied { tables: copied })
+}
+
+/// The month `usage_events` is partitioned by, of a usage end in milliseconds.
+fn usage_month(ms: i64) -> anyhow::Result<i64> {
+    let end = chrono::DateTime::from_timestamp_millis(ms)
+        .with_context(|| format!("usage_events.usage_end_ms: {ms} is not a time"))?;
+    Ok(super::postgres::usage_month(end))
+}
+
+/// The first and last usage end of the source's events (through the index
+/// on `usage_end_ms`).
+fn usage_end_range(database: &Path) -> anyhow::Result<(Option<i64>, Option<i64>)> {
+    let conn =
+        rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("opening {}", database.display()))?;
+    Ok(conn.query_row(
+        "SELECT min(usage_end_ms), max(usage_end_ms) FROM usage_events",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?)
 }
 
 /// Row counts of every table, and the quantity totals of the usage tables.

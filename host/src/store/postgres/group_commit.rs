@@ -9,7 +9,11 @@
 //! aggregates in one statement per table, in key order. A request is answered
 //! only after the commit.
 //!
-//! What ends a group early runs it again: a deadlock or serialisation failure
+//! Before its transaction, a group makes the `usage_events` partitions of
+//! the months it is the first to meet (`partitions.rs`).
+//!
+//! What ends a group early runs it again: a deadlock or serialisation failure,
+//! or an insert into a month whose partition a prune dropped meanwhile
 //! (the whole group, up to [`RETRIES`] times); a request refused by the
 //! retention watermark, which is read after the events are written (that
 //! request is answered, the others run again); a sum that would overflow
@@ -27,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 
 use super::ingest::{Aggregates, KeyCache, Staged, stage};
+use super::partitions::{Partitions, is_missing_partition, usage_month};
 use crate::store::sql::Dialect;
 use crate::store::{IngestReceipt, StoreError, retention};
 use crate::usage::UsageRecord;
@@ -62,12 +67,14 @@ impl GroupCommit {
     /// Starts the committer tasks, writing through `pool`.
     pub fn start(pool: Pool) -> Self {
         let cache = Arc::new(Mutex::default());
+        let partitions = Arc::new(Partitions::default());
         let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
         let jobs = Arc::new(tokio::sync::Mutex::new(jobs));
         for _ in 0..COMMITTERS {
             let committer = Committer {
                 pool: pool.clone(),
                 cache: cache.clone(),
+                partitions: partitions.clone(),
             };
             tokio::spawn(committer.run(jobs.clone()));
         }
@@ -92,6 +99,8 @@ struct Committer {
     /// Subscription keys by id as reported, and instance ids by digest: only
     /// committed keys, which never change. Shared by the committers.
     cache: Arc<Mutex<KeyCache>>,
+    /// The months of `usage_events` known to have a partition.
+    partitions: Arc<Partitions>,
 }
 
 /// How one attempt at a group ended.
@@ -136,6 +145,16 @@ impl Committer {
     async fn commit(&self, mut group: Vec<IngestJob>) {
         let mut tries = 0;
         while !group.is_empty() {
+            if let Err(error) = self.make_partitions(&mut group).await {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "making usage event partitions failed"
+                );
+                return answer_all(group, &StoreError::from(error));
+            }
+            if group.is_empty() {
+                return;
+            }
             match self.attempt(&group).await {
                 Ok(Attempt::Done(replies)) => {
                     for (job, reply) in group.into_iter().zip(replies) {
@@ -165,6 +184,9 @@ impl Committer {
                     );
                 }
                 Err(error) if tries < RETRIES && is_retryable(&error) => {
+                    if is_missing_partition(&error) {
+                        self.partitions.forget();
+                    }
                     tries += 1;
                     tracing::debug!(error = format!("{error:#}"), tries, "ingest runs again");
                 }
@@ -174,6 +196,31 @@ impl Committer {
                 }
             }
         }
+    }
+
+    /// Makes the partitions of the months the group's records fall in, when
+    /// this replica does not know them yet; answers (and takes out of the
+    /// group) the requests with usage older than the retention watermark,
+    /// whose months are never made again once pruned.
+    async fn make_partitions(&self, group: &mut Vec<IngestJob>) -> anyhow::Result<()> {
+        let months =
+            (group.iter()).flat_map(|job| job.records.iter().map(|r| usage_month(r.usage_end)));
+        let unknown = self.partitions.unknown(months);
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| anyhow!("no database connection: {e}"))?;
+        let watermark = self.partitions.make(&mut client, unknown).await?;
+        for index in (0..group.len()).rev() {
+            if let Some(expired) = retention::expired(&group[index].records, watermark) {
+                let _ = group.remove(index).reply.send(Err(expired));
+            }
+        }
+        Ok(())
     }
 
     /// One transaction for `group`; committed only when it ends in [`Attempt::Done`].
@@ -350,4 +397,5 @@ fn is_retryable(error: &anyhow::Error) -> bool {
         .is_some_and(|code| {
             *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
         })
+        || is_missing_partition(error)
 }

@@ -7,7 +7,8 @@
 //! Rows are written a statement per table (`unnest` of arrays), in key order
 //! so that concurrent transactions lock rows in the same order. Safe beside
 //! the same request retried through another replica: the unique index on
-//! `(subscription, eventId)` makes the second a duplicate.
+//! `(subscription, eventId, usage month)` makes the second a duplicate (a
+//! retry has the same usage end, so the same month: `partitions.rs`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
@@ -18,6 +19,7 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use super::partitions::usage_month;
 use crate::store::shares::Shares;
 use crate::store::{IngestReceipt, StoreError};
 use crate::usage::{RecordError, UsageRecord};
@@ -130,10 +132,11 @@ pub(super) async fn stage(
     let insert_events = tx
         .prepare_cached(
             "INSERT INTO usage_events (subscription_key, event_id, meter_key, instance_id, quantity,
-                 usage_start_ms, usage_end_ms, reported_at_ms, digest)
+                 usage_start_ms, usage_end_ms, reported_at_ms, digest, usage_month)
              SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[],
-                 $5::float8[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bytea[])
-             ON CONFLICT (subscription_key, event_id) DO NOTHING
+                 $5::float8[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bytea[],
+                 $10::bigint[])
+             ON CONFLICT (subscription_key, event_id, usage_month) DO NOTHING
              RETURNING subscription_key, event_id",
         )
         .await?;
@@ -153,6 +156,7 @@ pub(super) async fn stage(
                 &column(&|r| r.usage_end.timestamp_millis()),
                 &column(&|r| r.reported_time.unwrap_or(now).timestamp_millis()),
                 &digests,
+                &column(&|r| usage_month(r.usage_end)),
             ],
         )
         .await?;
@@ -179,8 +183,9 @@ pub(super) async fn stage(
         let find_events = tx
             .prepare_cached(
                 "SELECT e.subscription_key, e.event_id, e.digest FROM usage_events e
-                 JOIN unnest($1::bigint[], $2::text[]) AS k (subscription_key, event_id)
-                   USING (subscription_key, event_id)",
+                 JOIN unnest($1::bigint[], $2::text[], $3::bigint[])
+                   AS k (subscription_key, event_id, usage_month)
+                   USING (subscription_key, event_id, usage_month)",
             )
             .await?;
         let stored = tx
@@ -194,6 +199,10 @@ pub(super) async fn stage(
                     &known
                         .iter()
                         .map(|&i| records[i].event_id.as_str())
+                        .collect::<Vec<_>>(),
+                    &known
+                        .iter()
+                        .map(|&i| usage_month(records[i].usage_end))
                         .collect::<Vec<_>>(),
                 ],
             )

@@ -6,10 +6,13 @@
 //!
 //! - **Ingest** (`group_commit.rs`, `ingest.rs`) commits the concurrent
 //!   requests of a replica together, each in a savepoint of its own. Events
-//!   are inserted with `ON CONFLICT DO NOTHING` on `(subscription, eventId)`,
-//!   so a retry through another replica, even at the same instant, is a
-//!   duplicate (the unique index waits for the other transaction), and
-//!   aggregates are added with atomic upserts in key order.
+//!   are inserted with `ON CONFLICT DO NOTHING` on `(subscription, eventId,
+//!   usage month)`, so a retry through another replica, even at the same
+//!   instant, is a duplicate (the unique index waits for the other
+//!   transaction), and aggregates are added with atomic upserts in key order.
+//! - **Usage events** are partitioned by the month their usage ended in
+//!   (`partitions.rs`): made as ingest meets a month, dropped whole by the
+//!   pruner once the month is past the retention.
 //! - **Export runs** (`exports.rs`) are claimed under an advisory lock held for
 //!   the claim's transaction, so two replicas never take the same run; a claim
 //!   is a lease the running replica renews.
@@ -27,6 +30,7 @@ mod console;
 mod exports;
 mod group_commit;
 mod ingest;
+mod partitions;
 mod schema;
 mod sql;
 
@@ -42,15 +46,16 @@ use self::sql::PgSql;
 use crate::auth::{Principal, Role};
 use crate::retention::archive::EventArchive;
 use crate::store::instances::InstanceCache;
+use crate::store::paging;
 use crate::store::sql::{Dialect, Sql};
 use crate::store::{
     AggregatePage, AggregateQuery, CorruptValue, IngestReceipt, NewToken, Position, PrunedBatch,
     Store, StoreError, TokenInfo,
 };
-use crate::store::{paging, retention};
 use crate::usage::meters::documented_meters;
 use crate::usage::{Meter, MeterCatalog, UsageRecord};
 
+pub(crate) use partitions::usage_month;
 pub use schema::SCHEMA_VERSION;
 
 /// Connections each replica keeps at most.
@@ -289,7 +294,7 @@ impl Store for PostgresStore {
         self.write_sql(async |db| {
             db.execute("SELECT pg_advisory_xact_lock($1)", &[PRUNE_LOCK.into()])
                 .await?;
-            retention::prune_batch(db, before_ms, limit, archive).await
+            partitions::prune_batch(db, before_ms, limit, archive).await
         })
         .await
     }

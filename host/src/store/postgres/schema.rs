@@ -237,6 +237,54 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE usage_daily SET (fillfactor = 50);
     ALTER TABLE reported_hours SET (fillfactor = 50);
     "#,
+    // 10: usage events partitioned by the month their usage ended in
+    // (`year * 12 + month - 1`, UTC), one partition a month, made as ingest
+    // first meets it (`partitions.rs`): pruning a month is dropping its
+    // partition. The unique key must hold the partition key, so it is
+    // `(subscription, eventId, usage month)`. Existing events are copied.
+    r#"
+    CREATE FUNCTION usage_month(usage_end_ms BIGINT) RETURNS BIGINT
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        RETURN CAST(extract(year FROM to_timestamp(usage_end_ms / 1000.0) AT TIME ZONE 'UTC') * 12
+                  + extract(month FROM to_timestamp(usage_end_ms / 1000.0) AT TIME ZONE 'UTC') - 1
+                    AS BIGINT);
+    ALTER TABLE usage_events RENAME TO usage_events_unpartitioned;
+    ALTER TABLE usage_events_unpartitioned
+        RENAME CONSTRAINT usage_events_pkey TO usage_events_unpartitioned_pkey;
+    ALTER INDEX usage_events_by_usage_end RENAME TO usage_events_unpartitioned_by_usage_end;
+    CREATE TABLE usage_events (
+        subscription_key BIGINT NOT NULL,
+        event_id         TEXT NOT NULL,
+        meter_key        BIGINT NOT NULL,
+        instance_id      BIGINT NOT NULL,
+        quantity         DOUBLE PRECISION NOT NULL,
+        usage_start_ms   BIGINT NOT NULL,
+        usage_end_ms     BIGINT NOT NULL,
+        reported_at_ms   BIGINT NOT NULL,
+        digest           BYTEA NOT NULL,
+        usage_month      BIGINT NOT NULL,
+        PRIMARY KEY (subscription_key, event_id, usage_month)
+    ) PARTITION BY RANGE (usage_month);
+    CREATE INDEX usage_events_by_usage_end ON usage_events (usage_end_ms);
+    -- The partition of a month, named usage_events_YYYY_MM, unless it exists.
+    CREATE FUNCTION create_usage_events_partition(month BIGINT) RETURNS void
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            EXECUTE format(
+                'CREATE TABLE IF NOT EXISTS %I PARTITION OF usage_events FOR VALUES FROM (%s) TO (%s)',
+                format('usage_events_%s_%s', lpad(CAST(div(month, 12) AS TEXT), 4, '0'),
+                       lpad(CAST(mod(month, 12) + 1 AS TEXT), 2, '0')),
+                month, month + 1);
+        END
+        $$;
+    SELECT create_usage_events_partition(month)
+        FROM (SELECT DISTINCT usage_month(usage_end_ms) AS month FROM usage_events_unpartitioned) AS months;
+    INSERT INTO usage_events
+        SELECT subscription_key, event_id, meter_key, instance_id, quantity, usage_start_ms,
+               usage_end_ms, reported_at_ms, digest, usage_month(usage_end_ms)
+        FROM usage_events_unpartitioned;
+    DROP TABLE usage_events_unpartitioned;
+    "#,
 ];
 
 /// The schema version this build writes (equal to SQLite's).
@@ -244,6 +292,11 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// Brings the database up to [`SCHEMA_VERSION`].
 pub async fn migrate(client: &mut Client) -> anyhow::Result<()> {
+    migrate_to(client, SCHEMA_VERSION).await
+}
+
+/// Brings the database up to `target` (an older version only in tests).
+async fn migrate_to(client: &mut Client, target: usize) -> anyhow::Result<()> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
@@ -259,7 +312,7 @@ pub async fn migrate(client: &mut Client) -> anyhow::Result<()> {
             "the database has schema version {current}, newer than this build's {SCHEMA_VERSION}; upgrade tally"
         );
     }
-    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (version, sql) in MIGRATIONS.iter().enumerate().take(target).skip(current) {
         tx.batch_execute(sql)
             .await
             .with_context(|| format!("migration to schema version {}", version + 1))?;
@@ -267,7 +320,7 @@ pub async fn migrate(client: &mut Client) -> anyhow::Result<()> {
     tx.execute("DELETE FROM tally_schema", &[]).await?;
     tx.execute(
         "INSERT INTO tally_schema (version) VALUES ($1)",
-        &[&(SCHEMA_VERSION as i64)],
+        &[&(target.max(current) as i64)],
     )
     .await?;
     tx.commit().await?;
@@ -276,8 +329,111 @@ pub async fn migrate(client: &mut Client) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::store::postgres::partitions::usage_month;
+
     #[test]
     fn versions_match_sqlite() {
         assert_eq!(super::SCHEMA_VERSION, crate::store::sqlite::SCHEMA_VERSION);
+    }
+
+    /// A database at version 9 with events ending on both sides of month
+    /// boundaries, brought to version 10: every event is in the partition
+    /// of the month Rust's [`usage_month`] gives it (the schema's
+    /// `usage_month()` agrees), with its key and content, and the unique
+    /// key still makes a retry a conflict.
+    #[tokio::test]
+    async fn migration_10_moves_events_into_their_months_on_postgres() {
+        let server = std::env::var("TALLY_TEST_POSTGRES")
+            .expect("this test needs PostgreSQL: set TALLY_TEST_POSTGRES");
+        let name = format!(
+            "tally_unit_{}_{}",
+            std::process::id(),
+            Utc::now().timestamp_micros()
+        );
+        let (admin, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&server).unwrap();
+        url.set_path(&name);
+        let (mut client, connection) = tokio_postgres::connect(url.as_str(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let connection = tokio::spawn(connection);
+
+        migrate_to(&mut client, 9).await.unwrap();
+        let ends = [
+            "2026-10-31T23:00:00Z",
+            "2026-11-01T00:00:00Z", // the last hour of October ends in November
+            "2026-11-30T23:59:59.999Z",
+            "2026-12-01T00:00:00Z",
+            "2027-01-01T00:00:00Z",
+        ]
+        .map(|end| end.parse::<DateTime<Utc>>().unwrap());
+        for (index, end) in ends.iter().enumerate() {
+            let end_ms = end.timestamp_millis();
+            client
+                .execute(
+                    "INSERT INTO usage_events VALUES (1, $1, 1, 1, $2, $3, $4, $4, '\\x00')",
+                    &[
+                        &format!("event-{index}"),
+                        &(index as f64),
+                        &(end_ms - 3_600_000),
+                        &end_ms,
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        migrate(&mut client).await.unwrap();
+
+        let rows = client
+            .query(
+                "SELECT event_id, quantity, usage_end_ms, usage_month, usage_month(usage_end_ms),
+                        CAST(CAST(tableoid AS regclass) AS TEXT)
+                 FROM usage_events ORDER BY event_id",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), ends.len());
+        for (index, (row, end)) in rows.iter().zip(&ends).enumerate() {
+            assert_eq!(row.get::<_, String>(0), format!("event-{index}"));
+            assert_eq!(row.get::<_, f64>(1), index as f64);
+            assert_eq!(row.get::<_, i64>(2), end.timestamp_millis());
+            assert_eq!(row.get::<_, i64>(3), usage_month(*end), "{end}");
+            assert_eq!(row.get::<_, i64>(4), usage_month(*end), "{end}");
+            assert_eq!(
+                row.get::<_, String>(5),
+                format!("usage_events_{}", end.format("%Y_%m")),
+                "{end}"
+            );
+        }
+        // The same key again in the same month is refused by the key.
+        let again = client
+            .execute(
+                "INSERT INTO usage_events VALUES (1, 'event-0', 1, 1, 0, 0, $1, 0, '\\x00', $2)",
+                &[&ends[0].timestamp_millis(), &usage_month(ends[0])],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            again.code(),
+            Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+        );
+
+        drop(client);
+        let _ = connection.await;
+        admin
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await
+            .unwrap();
     }
 }

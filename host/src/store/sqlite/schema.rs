@@ -228,6 +228,9 @@ const MIGRATIONS: &[&str] = &[
     // 9: nothing: PostgreSQL's fill factors of its often-updated tables
     // (SQLite rewrites a row in place).
     "-- nothing to do",
+    // 10: nothing: PostgreSQL partitions its usage events by month (SQLite
+    // deletes a pruned month's rows).
+    "-- nothing to do",
 ];
 
 /// The schema version this build writes.
