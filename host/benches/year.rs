@@ -464,8 +464,11 @@ impl Sizes {
             Sizes::Postgres(client) => {
                 let row = client
                     .query_one(
+                        // usage_events is partitioned by month: its size is its partitions'.
                         "SELECT pg_database_size(current_database()),
-                                pg_total_relation_size('usage_events'),
+                                CAST((SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)
+                                      FROM pg_inherits
+                                      WHERE inhparent = CAST('usage_events' AS regclass)) AS BIGINT),
                                 pg_total_relation_size('usage_hourly') + pg_total_relation_size('usage_daily')",
                         &[],
                     )
