@@ -145,12 +145,19 @@ impl Committer {
     async fn commit(&self, mut group: Vec<IngestJob>) {
         let mut tries = 0;
         while !group.is_empty() {
-            if let Err(error) = self.make_partitions(&mut group).await {
-                tracing::error!(
-                    error = format!("{error:#}"),
-                    "making usage event partitions failed"
-                );
-                return answer_all(group, &StoreError::from(error));
+            match self.make_partitions(&mut group).await {
+                Ok(()) => {}
+                Err(error) if tries < RETRIES && is_retryable(&error) => {
+                    tries += 1;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "making usage event partitions failed"
+                    );
+                    return answer_all(group, &StoreError::from(error));
+                }
             }
             if group.is_empty() {
                 return;
@@ -203,6 +210,7 @@ impl Committer {
     /// group) the requests with usage older than the retention watermark,
     /// whose months are never made again once pruned.
     async fn make_partitions(&self, group: &mut Vec<IngestJob>) -> anyhow::Result<()> {
+        answer_expired(group, self.partitions.watermark());
         let months =
             (group.iter()).flat_map(|job| job.records.iter().map(|r| usage_month(r.usage_end)));
         let unknown = self.partitions.unknown(months);
@@ -215,11 +223,7 @@ impl Committer {
             .await
             .map_err(|e| anyhow!("no database connection: {e}"))?;
         let watermark = self.partitions.make(&mut client, unknown).await?;
-        for index in (0..group.len()).rev() {
-            if let Some(expired) = retention::expired(&group[index].records, watermark) {
-                let _ = group.remove(index).reply.send(Err(expired));
-            }
-        }
+        answer_expired(group, watermark);
         Ok(())
     }
 
@@ -366,6 +370,16 @@ fn hour_parts(job: &IngestJob) -> usize {
         .sum()
 }
 
+/// Answers (and takes out of the group) the requests with usage older than
+/// the retention watermark.
+fn answer_expired(group: &mut Vec<IngestJob>, watermark: i64) {
+    for index in (0..group.len()).rev() {
+        if let Some(expired) = retention::expired(&group[index].records, watermark) {
+            let _ = group.remove(index).reply.send(Err(expired));
+        }
+    }
+}
+
 fn answer_all(group: Vec<IngestJob>, error: &StoreError) {
     for job in group {
         let _ = job.reply.send(Err(error.duplicate()));
@@ -395,7 +409,10 @@ fn is_retryable(error: &anyhow::Error) -> bool {
         .downcast_ref::<tokio_postgres::Error>()
         .and_then(|e| e.code())
         .is_some_and(|code| {
-            *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                // A lock timeout: only making a month's partition sets one.
+                || *code == SqlState::LOCK_NOT_AVAILABLE
         })
         || is_missing_partition(error)
 }

@@ -15,6 +15,7 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Context;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -58,17 +59,30 @@ pub(super) fn is_missing_partition(error: &anyhow::Error) -> bool {
         .downcast_ref::<tokio_postgres::Error>()
         .and_then(|e| e.as_db_error())
         .is_some_and(|e| {
-            *e.code() == SqlState::CHECK_VIOLATION && e.message().starts_with("no partition")
+            // `usage_events` has no CHECK constraint of its own: a check
+            // violation naming no constraint is the partition routing's
+            // (whatever language the server writes its messages in).
+            *e.code() == SqlState::CHECK_VIOLATION
+                && e.constraint().is_none()
+                && (e.table() == Some("usage_events") || e.message().starts_with("no partition"))
         })
 }
 
-/// The months this replica knows to have a partition.
+/// The months this replica knows to have a partition, and the retention
+/// watermark it last read.
 #[derive(Default)]
 pub(super) struct Partitions {
     known: Mutex<HashSet<i64>>,
+    watermark: AtomicI64,
 }
 
 impl Partitions {
+    /// The retention watermark as this replica last read it (it only rises):
+    /// usage older than it is refused without asking the database.
+    pub fn watermark(&self) -> i64 {
+        self.watermark.load(Ordering::Relaxed)
+    }
+
     /// The months of `months` this replica does not know to have a
     /// partition, sorted, once each.
     pub fn unknown(&self, months: impl IntoIterator<Item = i64>) -> Vec<i64> {
@@ -89,9 +103,13 @@ impl Partitions {
         months: Vec<i64>,
     ) -> anyhow::Result<i64> {
         let tx = client.transaction().await?;
+        // Attaching waits for other changes of the table's schema (a prune's
+        // drop): this long at most, then the group runs again.
+        tx.batch_execute("SET LOCAL lock_timeout = '5s'").await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
             .await?;
         let watermark: i64 = tx.query_one(WATERMARK_SQL, &[]).await?.get(0);
+        self.watermark.fetch_max(watermark, Ordering::Relaxed);
         let made: Vec<i64> = months
             .into_iter()
             .filter(|&month| month_start_ms(month + 1) > watermark)
@@ -130,7 +148,11 @@ async fn partitions(tx: &impl GenericClient) -> anyhow::Result<Vec<(i64, String)
         )
         .await
         .context("listing the partitions of usage_events")?;
-    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    // A partition not made by tally (a DEFAULT one, say) has no bound.
+    Ok(rows
+        .iter()
+        .filter_map(|row| Some((row.get::<_, Option<i64>>(0)?, row.get(1))))
+        .collect())
 }
 
 /// The start of the month of `before_ms`: months before it have ended
@@ -180,8 +202,6 @@ async fn drop_months(
     end_ms: i64,
     empty_only: bool,
 ) -> anyhow::Result<u64> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
-        .await?;
     // Ingest queues behind a drop waiting for the table: wait this long at
     // most, else this prune fails and the next one tries again.
     tx.batch_execute("SET LOCAL lock_timeout = '5s'").await?;
@@ -205,6 +225,10 @@ async fn drop_months(
         events += held as u64;
         doomed.push((name, table));
     }
+    // Only now, so that making a new month waits for the drops, not for the
+    // counts: the lock orders drops after the watermark's read in `make`.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
+        .await?;
     for (name, table) in doomed {
         tx.batch_execute(&format!("DROP TABLE {table}"))
             .await

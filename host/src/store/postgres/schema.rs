@@ -266,15 +266,22 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (subscription_key, event_id, usage_month)
     ) PARTITION BY RANGE (usage_month);
     CREATE INDEX usage_events_by_usage_end ON usage_events (usage_end_ms);
-    -- The partition of a month, named usage_events_YYYY_MM, unless it exists.
+    -- The partition of a month, named usage_events_YYYY_MM, unless it exists:
+    -- made apart, then attached, which locks usage_events only against
+    -- other changes of its schema (SHARE UPDATE EXCLUSIVE), not against
+    -- the ingest and reads going on (CREATE TABLE ... PARTITION OF would
+    -- take ACCESS EXCLUSIVE); the attach adds the partition's indexes.
     CREATE FUNCTION create_usage_events_partition(month BIGINT) RETURNS void
         LANGUAGE plpgsql AS $$
+        DECLARE
+            name TEXT := format('usage_events_%s_%s', lpad(CAST(div(month, 12) AS TEXT), 4, '0'),
+                                lpad(CAST(mod(month, 12) + 1 AS TEXT), 2, '0'));
         BEGIN
-            EXECUTE format(
-                'CREATE TABLE IF NOT EXISTS %I PARTITION OF usage_events FOR VALUES FROM (%s) TO (%s)',
-                format('usage_events_%s_%s', lpad(CAST(div(month, 12) AS TEXT), 4, '0'),
-                       lpad(CAST(mod(month, 12) + 1 AS TEXT), 2, '0')),
-                month, month + 1);
+            IF to_regclass(quote_ident(name)) IS NULL THEN
+                EXECUTE format('CREATE TABLE %I (LIKE usage_events)', name);
+                EXECUTE format('ALTER TABLE usage_events ATTACH PARTITION %I FOR VALUES FROM (%s) TO (%s)',
+                               name, month, month + 1);
+            END IF;
         END
         $$;
     SELECT create_usage_events_partition(month)
