@@ -28,6 +28,30 @@ const ARCHIVE_BATCH_SQL: &str = "SELECT e.event_id, s.id, m.id, i.instance_data,
      ORDER BY e.usage_end_ms, e.subscription_key, e.event_id
      LIMIT $2";
 
+/// The oldest `$2` events whose usage ended before `$1` and that come after
+/// the event `($3, $4, $5)` (usage end, subscription key, event id) in the
+/// order of [`ARCHIVE_BATCH_SQL`]: the next batch of a month archived
+/// without deleting its rows.
+const ARCHIVE_BATCH_AFTER_SQL: &str = "SELECT e.event_id, s.id, m.id, i.instance_data, e.quantity,
+        e.usage_start_ms, e.usage_end_ms, e.reported_at_ms, e.subscription_key
+     FROM usage_events AS e
+     JOIN subscriptions AS s ON s.key = e.subscription_key
+     JOIN meters AS m ON m.key = e.meter_key
+     JOIN instances AS i ON i.id = e.instance_id
+     WHERE e.usage_end_ms < $1 AND (e.usage_end_ms, e.subscription_key, e.event_id) > ($3, $4, $5)
+     ORDER BY e.usage_end_ms, e.subscription_key, e.event_id
+     LIMIT $2";
+
+/// What becomes of the events an archive batch wrote.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Archived {
+    /// Deleted in the batch's transaction.
+    Deleted,
+    /// Kept, to go with their month's partition once the month is archived
+    /// (PostgreSQL); the batch starts after the last event archived.
+    Kept,
+}
+
 /// What one prune batch removed.
 #[derive(Debug, Default)]
 pub struct PrunedBatch {
@@ -70,7 +94,7 @@ pub(super) async fn prune_batch(
             ..PrunedBatch::default()
         });
     };
-    archive_batch(db, before_ms, limit, archive).await
+    archive_batch(db, before_ms, limit, archive, Archived::Deleted).await
 }
 
 /// Raises the retention watermark to `before_ms` (it never falls).
@@ -87,14 +111,16 @@ pub(super) async fn raise_watermark(db: &impl Sql, before_ms: i64) -> anyhow::Re
     Ok(())
 }
 
-/// Archives the batch, deletes exactly what was archived, and records the
-/// file under the next number of `event_archives`; the caller's transaction
-/// commits all three, or none when the file could not be written.
+/// Archives the batch, deletes exactly what was archived (unless `archived`
+/// is [`Archived::Kept`]), and records the file and its last event under the
+/// next number of `event_archives`; the caller's transaction commits all
+/// three, or none when the file could not be written.
 pub(super) async fn archive_batch(
     db: &impl Sql,
     before_ms: i64,
     limit: i64,
     archive: EventArchive,
+    archived: Archived,
 ) -> anyhow::Result<PrunedBatch> {
     let committed: i64 = db
         .query_one(
@@ -108,28 +134,32 @@ pub(super) async fn archive_batch(
         .await?
         .context("settling what an earlier prune left in the archive")
         .map_err(ArchiveFailure)?;
+    let (sql, mut params) = (ARCHIVE_BATCH_SQL, vec![before_ms.into(), Value::Int(limit)]);
+    let (sql, params) = match archived {
+        Archived::Deleted => (sql, params),
+        Archived::Kept => {
+            params.extend(last_archived(db, committed).await?);
+            (ARCHIVE_BATCH_AFTER_SQL, params)
+        }
+    };
     let mut events = Vec::new();
     let mut last = None;
-    db.for_each_row(
-        ARCHIVE_BATCH_SQL,
-        &[before_ms.into(), Value::Int(limit)],
-        |row| {
-            let event = StoredEvent {
-                event_id: row.take(0)?,
-                subscription_id: row.take(1)?,
-                meter_id: row.take(2)?,
-                instance_data: row.take(3)?,
-                quantity: row.take(4)?,
-                usage_start_ms: row.take(5)?,
-                usage_end_ms: row.take(6)?,
-                reported_at_ms: row.take(7)?,
-            };
-            let subscription_key: i64 = row.take(8)?;
-            last = Some((event.usage_end_ms, subscription_key, event.event_id.clone()));
-            events.push(event);
-            Ok(())
-        },
-    )
+    db.for_each_row(sql, &params, |row| {
+        let event = StoredEvent {
+            event_id: row.take(0)?,
+            subscription_id: row.take(1)?,
+            meter_id: row.take(2)?,
+            instance_data: row.take(3)?,
+            quantity: row.take(4)?,
+            usage_start_ms: row.take(5)?,
+            usage_end_ms: row.take(6)?,
+            reported_at_ms: row.take(7)?,
+        };
+        let subscription_key: i64 = row.take(8)?;
+        last = Some((event.usage_end_ms, subscription_key, event.event_id.clone()));
+        events.push(event);
+        Ok(())
+    })
     .await
     .context("reading usage events to archive")?;
     let Some((last_end, last_subscription, last_event)) = last else {
@@ -148,27 +178,34 @@ pub(super) async fn archive_batch(
             )
         })
         .map_err(ArchiveFailure)?;
-    // Exactly the rows archived: everything up to the last one, in the
-    // order they were read. Only this range, so that the index on
-    // `usage_end_ms` is read up to the last row, not up to `before_ms`
-    // (SQLite's index ends with the table's key and reads exactly the
-    // range; PostgreSQL's reads up to the last row's time).
-    let deleted = db
-        .execute(
-            "DELETE FROM usage_events
-             WHERE (usage_end_ms, subscription_key, event_id) <= ($1, $2, $3)",
-            &[last_end.into(), last_subscription.into(), last_event.into()],
-        )
-        .await
-        .context("deleting archived usage events")?;
-    ensure!(
-        deleted == count,
-        "{count} usage events were archived but {deleted} matched their deletion (events \
-         changed meanwhile); this batch was not pruned, the next prune tries again"
-    );
+    if archived == Archived::Deleted {
+        // Exactly the rows archived: everything up to the last one, in the
+        // order they were read. Only this range, so that the index on
+        // `usage_end_ms` is read up to the last row, not up to `before_ms`
+        // (SQLite's index ends with the table's key and reads exactly the
+        // range; PostgreSQL's reads up to the last row's time).
+        let deleted = db
+            .execute(
+                "DELETE FROM usage_events
+                 WHERE (usage_end_ms, subscription_key, event_id) <= ($1, $2, $3)",
+                &[
+                    last_end.into(),
+                    last_subscription.into(),
+                    last_event.as_str().into(),
+                ],
+            )
+            .await
+            .context("deleting archived usage events")?;
+        ensure!(
+            deleted == count,
+            "{count} usage events were archived but {deleted} matched their deletion (events \
+             changed meanwhile); this batch was not pruned, the next prune tries again"
+        );
+    }
     db.execute(
-        "INSERT INTO event_archives (seq, file, events, bytes, sha256, last_usage_end_ms, archived_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO event_archives (seq, file, events, bytes, sha256, last_usage_end_ms,
+             archived_ms, last_subscription_key, last_event_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
             seq.into(),
             file.name.as_str().into(),
@@ -177,6 +214,8 @@ pub(super) async fn archive_batch(
             file.sha256.as_str().into(),
             last_end.into(),
             Value::Int(crate::clock::now().timestamp_millis()),
+            last_subscription.into(),
+            last_event.into(),
         ],
     )
     .await
@@ -185,6 +224,31 @@ pub(super) async fn archive_batch(
         events: count,
         archive: Some(file),
         kept_from: None,
+    })
+}
+
+/// The key of the last event archive file `seq` holds, as the parameters
+/// `$3..$5` of [`ARCHIVE_BATCH_AFTER_SQL`]: the start of everything when
+/// there is no such file, or it was written before the key was recorded
+/// (its events were deleted then, so nothing before it is left).
+async fn last_archived(db: &impl Sql, seq: i64) -> anyhow::Result<[Value; 3]> {
+    let start = || [Value::Int(i64::MIN), Value::Int(i64::MIN), "".into()];
+    let Some(mut row) = db
+        .query_opt(
+            "SELECT last_usage_end_ms, last_subscription_key, last_event_id
+             FROM event_archives WHERE seq = $1",
+            &[seq.into()],
+        )
+        .await?
+    else {
+        return Ok(start());
+    };
+    let end: i64 = row.take(0)?;
+    let subscription: Option<i64> = row.take(1)?;
+    let event: Option<String> = row.take(2)?;
+    Ok(match (subscription, event) {
+        (Some(subscription), Some(event)) => [end.into(), subscription.into(), event.into()],
+        _ => start(),
     })
 }
 

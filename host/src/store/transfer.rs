@@ -66,7 +66,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = {
         ("access_grants", &[("issuer", Text), ("subject", Text), ("subscription", Text), ("created_ms", Int)]),
         ("event_retention", &[("singleton", Int), ("before_ms", Int)]),
         ("event_archives", &[("seq", Int), ("file", Text), ("events", Int), ("bytes", Int), ("sha256", Text),
-            ("last_usage_end_ms", Int), ("archived_ms", Int)]),
+            ("last_usage_end_ms", Int), ("archived_ms", Int), ("last_subscription_key", Int), ("last_event_id", Text)]),
     ]
 };
 

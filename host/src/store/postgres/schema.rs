@@ -292,6 +292,13 @@ const MIGRATIONS: &[&str] = &[
         FROM usage_events_unpartitioned;
     DROP TABLE usage_events_unpartitioned;
     "#,
+    // 11: the key of the last event of each archive file (its usage end was
+    // already there), so that a prune archiving a month without deleting
+    // its rows (it drops the partition after) resumes after it.
+    r#"
+    ALTER TABLE event_archives ADD COLUMN last_subscription_key BIGINT;
+    ALTER TABLE event_archives ADD COLUMN last_event_id TEXT;
+    "#,
 ];
 
 /// The schema version this build writes (equal to SQLite's).

@@ -231,6 +231,12 @@ const MIGRATIONS: &[&str] = &[
     // 10: nothing: PostgreSQL partitions its usage events by month (SQLite
     // deletes a pruned month's rows).
     "-- nothing to do",
+    // 11: the key of the last event of each archive file (its usage end was
+    // already there), as PostgreSQL records it to resume a month's archive.
+    r#"
+    ALTER TABLE event_archives ADD COLUMN last_subscription_key INTEGER;
+    ALTER TABLE event_archives ADD COLUMN last_event_id TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.
