@@ -66,36 +66,15 @@ fn events(database: &Database, before_ms: i64) -> (i64, i64) {
                 .unwrap()
         }
         Database::Postgres(url) => {
-            let row = &postgres_rows(url, &sql)[0];
+            let row = &support::database::query_rows(url, &sql)[0];
             (row.get(0), row.get(1))
         }
     }
 }
 
-/// The rows of `sql` on the PostgreSQL database at `url` (from a thread of
-/// its own, as the callers may be on the test's runtime).
-fn postgres_rows(url: &str, sql: &str) -> Vec<tokio_postgres::Row> {
-    let (url, sql) = (url.to_owned(), sql.to_owned());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            client.query(&sql, &[]).await.unwrap()
-        })
-    })
-    .join()
-    .unwrap()
-}
-
 /// The partitions of `usage_events` on PostgreSQL, by name, sorted.
 fn partitions(url: &str) -> Vec<String> {
-    let rows = postgres_rows(
+    let rows = support::database::query_rows(
         url,
         "SELECT CAST(c.relname AS TEXT) FROM pg_inherits AS i
          JOIN pg_class AS c ON c.oid = i.inhrelid

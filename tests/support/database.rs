@@ -75,6 +75,31 @@ fn admin(server: &str, sql: String) {
 /// caller is in: alone (`bare`, as `CREATE DATABASE` must be), or as a
 /// prepared statement whose changed rows are returned.
 fn on_server(url: &str, sql: String, bare: bool) -> u64 {
+    with_client(url, async move |client| {
+        let done = if bare {
+            client.batch_execute(&sql).await.map(|()| 0)
+        } else {
+            client.execute(&sql, &[]).await
+        };
+        done.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    })
+}
+
+/// The rows `sql` answers on the PostgreSQL database at `url`, off any
+/// async runtime the caller is in.
+pub fn query_rows(url: &str, sql: &str) -> Vec<tokio_postgres::Row> {
+    let sql = sql.to_owned();
+    with_client(url, async move |client| {
+        (client.query(&sql, &[]).await).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    })
+}
+
+/// Runs `op` with a connection to the database at `url`, on a thread and a
+/// runtime of its own, so that callers on the test's runtime can block on it.
+fn with_client<T: Send + 'static>(
+    url: &str,
+    op: impl AsyncFnOnce(&tokio_postgres::Client) -> T + Send + 'static,
+) -> T {
     let url = url.to_owned();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -86,12 +111,7 @@ fn on_server(url: &str, sql: String, bare: bool) -> u64 {
                 .await
                 .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {url}: {e}"));
             tokio::spawn(connection);
-            let done = if bare {
-                client.batch_execute(&sql).await.map(|()| 0)
-            } else {
-                client.execute(&sql, &[]).await
-            };
-            done.unwrap_or_else(|e| panic!("{sql}: {e}"))
+            op(&client).await
         })
     })
     .join()

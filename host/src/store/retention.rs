@@ -16,31 +16,38 @@ use crate::usage::{RecordError, UsageRecord};
 pub(super) const WATERMARK_SQL: &str =
     "SELECT CAST(coalesce(max(before_ms), 0) AS BIGINT) FROM event_retention";
 
-/// The oldest `$2` events whose usage ended before `$1`, with what an
-/// archive needs, in the order they are archived and deleted.
-const ARCHIVE_BATCH_SQL: &str = "SELECT e.event_id, s.id, m.id, i.instance_data, e.quantity,
-        e.usage_start_ms, e.usage_end_ms, e.reported_at_ms, e.subscription_key
-     FROM usage_events AS e
-     JOIN subscriptions AS s ON s.key = e.subscription_key
-     JOIN meters AS m ON m.key = e.meter_key
-     JOIN instances AS i ON i.id = e.instance_id
-     WHERE e.usage_end_ms < $1
+/// What an archive needs of each event, from `usage_events AS e` and the
+/// tables its keys name; the two batch reads below add their conditions.
+macro_rules! archived_events {
+    () => {
+        "SELECT e.event_id, s.id, m.id, i.instance_data, e.quantity,
+            e.usage_start_ms, e.usage_end_ms, e.reported_at_ms, e.subscription_key
+         FROM usage_events AS e
+         JOIN subscriptions AS s ON s.key = e.subscription_key
+         JOIN meters AS m ON m.key = e.meter_key
+         JOIN instances AS i ON i.id = e.instance_id"
+    };
+}
+
+/// The oldest `$2` events whose usage ended before `$1`, in the order they
+/// are archived and deleted.
+const ARCHIVE_BATCH_SQL: &str = concat!(
+    archived_events!(),
+    " WHERE e.usage_end_ms < $1
      ORDER BY e.usage_end_ms, e.subscription_key, e.event_id
-     LIMIT $2";
+     LIMIT $2"
+);
 
 /// The oldest `$2` events whose usage ended before `$1` and that come after
 /// the event `($3, $4, $5)` (usage end, subscription key, event id) in the
 /// order of [`ARCHIVE_BATCH_SQL`]: the next batch of a month archived
 /// without deleting its rows.
-const ARCHIVE_BATCH_AFTER_SQL: &str = "SELECT e.event_id, s.id, m.id, i.instance_data, e.quantity,
-        e.usage_start_ms, e.usage_end_ms, e.reported_at_ms, e.subscription_key
-     FROM usage_events AS e
-     JOIN subscriptions AS s ON s.key = e.subscription_key
-     JOIN meters AS m ON m.key = e.meter_key
-     JOIN instances AS i ON i.id = e.instance_id
-     WHERE e.usage_end_ms < $1 AND (e.usage_end_ms, e.subscription_key, e.event_id) > ($3, $4, $5)
+const ARCHIVE_BATCH_AFTER_SQL: &str = concat!(
+    archived_events!(),
+    " WHERE e.usage_end_ms < $1 AND (e.usage_end_ms, e.subscription_key, e.event_id) > ($3, $4, $5)
      ORDER BY e.usage_end_ms, e.subscription_key, e.event_id
-     LIMIT $2";
+     LIMIT $2"
+);
 
 /// What becomes of the events an archive batch wrote.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -36,7 +36,7 @@ pub(crate) fn usage_month(end: DateTime<Utc>) -> i64 {
 }
 
 /// The first instant of `month`, in milliseconds since the epoch.
-pub(super) fn month_start_ms(month: i64) -> i64 {
+fn month_start_ms(month: i64) -> i64 {
     let year = i32::try_from(month.div_euclid(12)).unwrap_or(i32::MAX);
     let month0 = month.rem_euclid(12) as u32;
     NaiveDate::from_ymd_opt(year, month0 + 1, 1).map_or(i64::MAX, |day| {
@@ -157,7 +157,7 @@ async fn partitions(tx: &impl GenericClient) -> anyhow::Result<Vec<(i64, String)
 
 /// The start of the month of `before_ms`: months before it have ended
 /// before `before_ms`, so their partitions may go.
-pub(super) fn whole_months_before(before_ms: i64) -> i64 {
+fn whole_months_before(before_ms: i64) -> i64 {
     month_start_ms(month_of_ms(before_ms))
 }
 
