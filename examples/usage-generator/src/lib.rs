@@ -134,6 +134,7 @@ pub fn generate(options: &Options) -> impl Iterator<Item = UsageRecord> + use<> 
     (0..hours).flat_map(move |hour| {
         let usage_start = start + Duration::hours(hour);
         let usage_end = usage_start + Duration::hours(1);
+        let epoch_hour = usage_start.timestamp() / 3600;
         let mut records = Vec::new();
         for (resource_index, resource) in resources.iter().enumerate() {
             for (meter_index, &(meter_id, per_hour)) in resource.meters.iter().enumerate() {
@@ -146,7 +147,9 @@ pub fn generate(options: &Options) -> impl Iterator<Item = UsageRecord> + use<> 
                     Duration::minutes(rng.i64(2..=20))
                 };
                 records.push(UsageRecord {
-                    event_id: format!("evt-{hour}-{resource_index}-{meter_index}"),
+                    // Numbered by the hour since the epoch, not since the
+                    // set's start: sets with different ends never share an id.
+                    event_id: format!("evt-{epoch_hour}-{resource_index}-{meter_index}"),
                     subscription_id: resource.subscription_id.clone(),
                     meter_id: meter_id.to_string(),
                     resource_uri: resource.uri.clone(),
@@ -314,5 +317,22 @@ mod tests {
             .filter(|r| !r.tags.contains_key("cost-center"))
             .count();
         assert!(untagged > 0 && untagged < records.len());
+    }
+
+    #[test]
+    fn event_ids_are_unique_per_subscription_across_sets_with_different_ends() {
+        let set = |end| Options {
+            subscriptions: 2,
+            days: 1,
+            end,
+            ..Options::default()
+        };
+        let first = Options::default().end;
+        let ids: Vec<(String, String)> = generate(&set(first))
+            .chain(generate(&set(first - Duration::days(3))))
+            .map(|r| (r.subscription_id, r.event_id))
+            .collect();
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
     }
 }
