@@ -1,12 +1,10 @@
 //! The `usage` import: aggregated usage for the installation's subscriptions,
 //! streamed as dictionary-encoded column batches.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource, ResourceType, WasmList, WasmStr};
 
@@ -15,8 +13,9 @@ use super::contract::tally::billing::types::{
 };
 use super::contract::tally::billing::usage::{QueryError, UsageBatch};
 use super::limits::{MAX_OPEN_CURSORS, RunState, SubscriptionGrant};
+pub use super::usage_batch::BatchEncoder;
 use super::usage_read::UsageRead;
-use crate::store::{AggregateQuery, AggregateRow, Position, Store, SubscriptionScope};
+use crate::store::{AggregateQuery, Position, Store, SubscriptionScope};
 use crate::text::truncate;
 use crate::usage::record::{MAX_ID_LEN, check_id};
 use crate::usage::{Granularity, MeterCatalog};
@@ -74,9 +73,6 @@ pub const MAX_QUERY_SUBSCRIPTIONS: usize = 1_000;
 const CURSOR_OVERHEAD: usize = 1 << 10;
 /// What the host keeps per subscription id of a cursor beyond its bytes.
 const ID_OVERHEAD: usize = std::mem::size_of::<String>();
-/// Decoded instance fields a cursor keeps between batches (a cache, emptied
-/// when full).
-const MAX_CACHED_INSTANCE_BYTES: usize = 4 << 20;
 
 /// A streaming read: its queries, one per subscription scope, and where the
 /// current one is.
@@ -104,31 +100,6 @@ impl UsageCursor {
             show_details: true,
             page_size: BATCH_ROWS,
         })
-    }
-}
-
-/// Turns pages of aggregate rows into column batches. Keeps the resource
-/// fields of each instance, decoded once (up to a bound) for the whole read.
-#[derive(Default)]
-pub struct BatchEncoder {
-    instances: HashMap<i64, Arc<InstanceFields>>,
-    cached_bytes: usize,
-}
-
-/// The fields of an instance that batches carry.
-struct InstanceFields {
-    resource_uri: String,
-    location: String,
-    tags: Vec<(String, String)>,
-    additional_info: String,
-}
-
-impl InstanceFields {
-    /// About what the cache holds for it: its text, a tag pair's two
-    /// `String`s, the record and its map entry.
-    fn bytes(&self) -> usize {
-        let tags: usize = self.tags.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
-        self.resource_uri.len() + self.location.len() + self.additional_info.len() + tags + 128
     }
 }
 
@@ -404,8 +375,10 @@ impl RunState {
                 let batch = cursor.encoder.encode(&page.rows)?;
                 usage.rows_read += page.rows.len() as u64;
                 let kept = usage.read.record(&batch);
-                self.limiter
-                    .charge_host(kept, "the subscriptions the run has read")?;
+                self.limiter.charge_host(
+                    kept,
+                    "what the run has read (its subscriptions, the digest)",
+                )?;
                 return Ok(Some(batch));
             }
         }
@@ -421,128 +394,6 @@ impl RunState {
     }
 }
 
-impl BatchEncoder {
-    /// A column batch with a per-batch string dictionary.
-    pub fn encode(&mut self, rows: &[AggregateRow]) -> wasmtime::Result<UsageBatch> {
-        let instances = &mut self.instances;
-        let mut batch = UsageBatch {
-            strings: Vec::new(),
-            subscription_id: Vec::with_capacity(rows.len()),
-            meter_id: Vec::with_capacity(rows.len()),
-            resource_uri: Vec::with_capacity(rows.len()),
-            location: Vec::with_capacity(rows.len()),
-            tags: Vec::with_capacity(rows.len()),
-            additional_info: Vec::with_capacity(rows.len()),
-            usage_start: Vec::with_capacity(rows.len()),
-            usage_end: Vec::with_capacity(rows.len()),
-            quantity: Vec::with_capacity(rows.len()),
-            tag_sets: Vec::new(),
-        };
-        let mut dictionary: HashMap<String, u32> = HashMap::new();
-        let mut intern = |strings: &mut Vec<String>, s: &str| -> u32 {
-            if let Some(&i) = dictionary.get(s) {
-                return i;
-            }
-            let i = strings.len() as u32;
-            strings.push(s.to_owned());
-            dictionary.insert(s.to_owned(), i);
-            i
-        };
-        let mut tag_set_of_instance: HashMap<i64, u32> = HashMap::new();
-        for row in rows {
-            let instance = row
-                .instance
-                .as_ref()
-                .ok_or_else(|| wasmtime::format_err!("a detailed row without instance"))?;
-            let fields = match instances.get(&instance.key) {
-                Some(fields) => fields.clone(),
-                None => {
-                    let fields = Arc::new(decode_instance(&instance.data_json)?);
-                    if self.cached_bytes > MAX_CACHED_INSTANCE_BYTES {
-                        instances.clear();
-                        self.cached_bytes = 0;
-                    }
-                    self.cached_bytes += fields.bytes();
-                    instances.insert(instance.key, fields.clone());
-                    fields
-                }
-            };
-            batch
-                .subscription_id
-                .push(intern(&mut batch.strings, &row.subscription_id));
-            batch
-                .meter_id
-                .push(intern(&mut batch.strings, &row.meter.id));
-            batch
-                .resource_uri
-                .push(intern(&mut batch.strings, &fields.resource_uri));
-            batch
-                .location
-                .push(intern(&mut batch.strings, &fields.location));
-            batch
-                .additional_info
-                .push(intern(&mut batch.strings, &fields.additional_info));
-            let tag_set = match tag_set_of_instance.get(&instance.key) {
-                Some(&index) => index,
-                None => {
-                    let set = fields
-                        .tags
-                        .iter()
-                        .map(|(k, v)| {
-                            (intern(&mut batch.strings, k), intern(&mut batch.strings, v))
-                        })
-                        .collect();
-                    batch.tag_sets.push(set);
-                    let index = batch.tag_sets.len() as u32 - 1;
-                    tag_set_of_instance.insert(instance.key, index);
-                    index
-                }
-            };
-            batch.tags.push(tag_set);
-            batch.usage_start.push(row.usage_start.timestamp());
-            batch.usage_end.push(row.usage_end.timestamp());
-            batch.quantity.push(row.quantity);
-        }
-        Ok(batch)
-    }
-}
-
-/// The resource fields of a stored `instanceData` literal.
-fn decode_instance(data_json: &str) -> wasmtime::Result<InstanceFields> {
-    let parse = || -> Option<InstanceFields> {
-        let data: String = serde_json::from_str(data_json).ok()?;
-        let value: Value = serde_json::from_str(&data).ok()?;
-        let resources = value.get("Microsoft.Resources")?;
-        let text = |key: &str| {
-            resources
-                .get(key)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let tags = resources
-            .get("tags")
-            .and_then(Value::as_object)
-            .map(|tags| {
-                tags.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let additional_info = resources
-            .get("additionalInfo")
-            .map(Value::to_string)
-            .unwrap_or_else(|| "{}".into());
-        Some(InstanceFields {
-            resource_uri: text("resourceUri"),
-            location: text("location"),
-            tags,
-            additional_info,
-        })
-    };
-    parse().ok_or_else(|| wasmtime::format_err!("a stored instance is not valid instanceData"))
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -551,10 +402,7 @@ mod tests {
 
     use super::*;
     use crate::sandbox::limits::{Limits, RunClock};
-    use crate::store::AggregateRow;
-    use crate::store::Instance;
     use crate::store::sqlite::SqliteStore;
-    use crate::usage::Meter;
 
     fn at(day: u32, hour: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).unwrap()
@@ -734,151 +582,5 @@ mod tests {
             .unwrap();
         assert!(matches!(answer, Err(QueryError::Unavailable(_))));
         assert!(state.meters().is_empty());
-    }
-
-    fn meter(id: &str) -> Arc<Meter> {
-        Arc::new(Meter {
-            key: 1,
-            id: id.into(),
-            name: id.into(),
-            category: "compute".into(),
-            unit: "hours".into(),
-            notes: String::new(),
-        })
-    }
-
-    /// A stored instance: its `instanceData` as a JSON string literal.
-    fn instance(key: i64, resources: serde_json::Value) -> Arc<Instance> {
-        let data = serde_json::json!({ "Microsoft.Resources": resources }).to_string();
-        Arc::new(Instance {
-            key,
-            location: String::new(),
-            data_json: serde_json::to_string(&data).unwrap(),
-        })
-    }
-
-    fn row(
-        subscription: &str,
-        meter: &Arc<Meter>,
-        instance: &Arc<Instance>,
-        hour: u32,
-    ) -> AggregateRow {
-        AggregateRow {
-            subscription_id: subscription.into(),
-            meter: meter.clone(),
-            usage_start: at(18, hour),
-            usage_end: at(18, hour + 1),
-            quantity: f64::from(hour) + 0.5,
-            instance: Some(instance.clone()),
-        }
-    }
-
-    /// Each string of a batch is in its dictionary once; every row's columns
-    /// index into it and read back as the row; a tag set is shared by the
-    /// rows of its instance.
-    #[test]
-    fn a_batch_is_dictionary_encoded_and_reads_back_as_its_rows() {
-        let vm = meter("vm-hours");
-        let disk = meter("disk-gb");
-        let web = instance(
-            1,
-            serde_json::json!({
-                "resourceUri": "/subscriptions/sub-a/vms/web",
-                "location": "local",
-                "tags": { "costCentre": "cc-1", "env": "prod" },
-                "additionalInfo": { "cores": 4 },
-            }),
-        );
-        let bare = instance(
-            2,
-            serde_json::json!({ "resourceUri": "/subscriptions/sub-a/disks/d" }),
-        );
-        let rows = [
-            row("sub-a", &vm, &web, 0),
-            row("sub-a", &vm, &web, 1),
-            row("sub-a", &disk, &bare, 0),
-        ];
-        let batch = BatchEncoder::default().encode(&rows).unwrap();
-
-        let mut unique = batch.strings.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(unique.len(), batch.strings.len(), "{:?}", batch.strings);
-        let text = |i: u32| batch.strings[i as usize].as_str();
-        assert_eq!(
-            batch
-                .subscription_id
-                .iter()
-                .map(|&i| text(i))
-                .collect::<Vec<_>>(),
-            ["sub-a"; 3]
-        );
-        assert_eq!(
-            batch.meter_id.iter().map(|&i| text(i)).collect::<Vec<_>>(),
-            ["vm-hours", "vm-hours", "disk-gb"]
-        );
-        assert_eq!(text(batch.resource_uri[2]), "/subscriptions/sub-a/disks/d");
-        assert_eq!(text(batch.location[0]), "local");
-        assert_eq!(text(batch.additional_info[0]), r#"{"cores":4}"#);
-        // Fields an instance lacks read as empty (additional info as `{}`).
-        assert_eq!(
-            (text(batch.location[2]), text(batch.additional_info[2])),
-            ("", "{}")
-        );
-
-        assert_eq!(batch.tags, [0, 0, 1]);
-        let tags: Vec<(&str, &str)> = batch.tag_sets[0]
-            .iter()
-            .map(|&(k, v)| (text(k), text(v)))
-            .collect();
-        assert_eq!(tags, [("costCentre", "cc-1"), ("env", "prod")]);
-        assert!(batch.tag_sets[1].is_empty());
-
-        assert_eq!(
-            batch.usage_start,
-            [at(18, 0), at(18, 1), at(18, 0)].map(|t| t.timestamp())
-        );
-        assert_eq!(batch.usage_end[1], at(18, 2).timestamp());
-        assert_eq!(batch.quantity, [0.5, 1.5, 0.5]);
-    }
-
-    /// A guest decodes each batch by itself: the dictionary starts afresh.
-    #[test]
-    fn each_batch_has_its_own_dictionary() {
-        let vm = meter("vm-hours");
-        let web = instance(
-            1,
-            serde_json::json!({ "resourceUri": "/vms/web", "tags": { "a": "b" } }),
-        );
-        let mut encoder = BatchEncoder::default();
-        let first = encoder.encode(&[row("sub-a", &vm, &web, 0)]).unwrap();
-        let second = encoder.encode(&[row("sub-b", &vm, &web, 1)]).unwrap();
-        assert!(first.strings.iter().any(|s| s == "sub-a"));
-        assert!(!second.strings.iter().any(|s| s == "sub-a"));
-        assert_eq!(second.strings[second.subscription_id[0] as usize], "sub-b");
-        assert_eq!(second.tag_sets.len(), 1);
-        let (k, v) = second.tag_sets[0][0];
-        assert_eq!(
-            (&*second.strings[k as usize], &*second.strings[v as usize]),
-            ("a", "b")
-        );
-    }
-
-    #[test]
-    fn a_row_without_a_readable_instance_fails_the_read() {
-        let vm = meter("vm-hours");
-        let mut without = row("sub-a", &vm, &instance(1, serde_json::json!({})), 0);
-        without.instance = None;
-        assert!(BatchEncoder::default().encode(&[without]).is_err());
-        let broken = Arc::new(Instance {
-            key: 3,
-            location: String::new(),
-            data_json: "\"not json\"".into(),
-        });
-        assert!(
-            BatchEncoder::default()
-                .encode(&[row("sub-a", &vm, &broken, 0)])
-                .is_err()
-        );
     }
 }

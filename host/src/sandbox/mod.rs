@@ -10,7 +10,8 @@
 //!   child process of the `tally` binary.
 //! - [`limits`]: what one run may use (deadline, memory, output and log caps)
 //!   and its state.
-//! - [`host_usage`], [`host_output`], [`egress`]: the host side of the imports.
+//! - [`host_usage`], [`host_output`], [`egress`]: the host side of the imports;
+//!   [`usage_batch`] encodes the rows `host_usage` hands over.
 //! - [`usage_read`]: what a run has read (the digest of its rows, their
 //!   subscriptions).
 //! - [`run`]: running `export` for one window and reporting how it ended;
@@ -26,6 +27,7 @@ pub mod host_usage;
 pub mod limits;
 pub mod run;
 mod stdio;
+pub mod usage_batch;
 pub mod usage_read;
 
 pub use compile::{CompileSettings, Compiler};

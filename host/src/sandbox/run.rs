@@ -176,7 +176,7 @@ pub fn run_export(
         _ => result,
     };
     // A trapped instance is dropped with its store; the next run starts fresh.
-    let state = store.into_data();
+    let mut state = store.into_data();
     state.log.lock().expect("run log lock").finish_streams();
     let figures = RunFigures {
         elapsed: started.elapsed(),
@@ -192,7 +192,7 @@ pub fn run_export(
     };
     let usage_sha256 = state
         .usage
-        .as_ref()
+        .as_mut()
         .map(|u| u.read.sha256_hex())
         .unwrap_or_default();
     let documents = if result.is_ok() {

@@ -8,9 +8,16 @@
 //! the tag pairs (their count, u64 LE, then key and value as strings), usage
 //! start and end (i64 LE) and quantity (the f64's bits, u64 LE). A run that
 //! reads nothing has the digest of nothing.
+//!
+//! Hashing is most of what handing rows over costs the host (SHA-256 of
+//! some 200 bytes a row), so a run that reads more than a chunk hashes on a
+//! thread of its own: the adapter works on a batch while the host hashes
+//! the one before. The thread's buffers are charged to the run.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
@@ -23,6 +30,16 @@ pub const SUBSCRIPTION_OVERHEAD: usize = 2 * std::mem::size_of::<String>() + 16;
 
 /// Bytes of encoded rows hashed at once.
 const DIGEST_CHUNK: usize = 64 << 10;
+/// Chunks that may wait for the hashing thread; the run waits beyond. A
+/// batch of 4,096 rows of some 300 bytes is 19 chunks: the whole batch fits,
+/// so the thread hashes it while the adapter works on it.
+const CHUNKS_WAITING: usize = 32;
+/// The hashing thread's stack (SHA-256 needs little).
+const HASHER_STACK: usize = 64 << 10;
+/// What hashing beside the run costs it: the chunks waiting, the one being
+/// hashed and the one being encoded (each may pass its size by a row), and
+/// the thread's stack.
+pub const HASHER_BYTES: usize = (CHUNKS_WAITING + 2) * (DIGEST_CHUNK + 4_096) + HASHER_STACK;
 
 /// Appends `text` as the digest encodes a string: its byte length (u64 LE),
 /// then its UTF-8 bytes.
@@ -31,22 +48,103 @@ fn encode_string(encoded: &mut Vec<u8>, text: &str) {
     encoded.extend_from_slice(text.as_bytes());
 }
 
+/// Where the encoded rows are hashed.
+enum Hasher {
+    /// On the run's thread: until the rows pass a chunk.
+    InPlace(Sha256),
+    /// On a thread of its own, fed chunks in order.
+    Beside {
+        chunks: SyncSender<Vec<u8>>,
+        thread: JoinHandle<Sha256>,
+    },
+}
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Hasher::InPlace(Sha256::new())
+    }
+}
+
+impl Hasher {
+    /// Hashes `chunk` after everything before it. Returns the bytes the run
+    /// is newly charged: the thread's, when this chunk starts it.
+    fn update(&mut self, chunk: Vec<u8>) -> usize {
+        match self {
+            Hasher::Beside { chunks, .. } => {
+                chunks
+                    .send(chunk)
+                    .expect("the usage digest thread ends only when its run does");
+                0
+            }
+            Hasher::InPlace(digest) if chunk.len() < DIGEST_CHUNK => {
+                digest.update(&chunk);
+                0
+            }
+            Hasher::InPlace(digest) => {
+                let (chunks, waiting) = sync_channel::<Vec<u8>>(CHUNKS_WAITING);
+                let mut beside = digest.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("usage-digest".into())
+                    .stack_size(HASHER_STACK)
+                    .spawn(move || {
+                        for chunk in waiting {
+                            beside.update(&chunk);
+                        }
+                        beside
+                    });
+                match spawned {
+                    Ok(thread) => {
+                        chunks.send(chunk).expect("the thread was just started");
+                        *self = Hasher::Beside { chunks, thread };
+                        HASHER_BYTES
+                    }
+                    // No thread to be had: hashed in place, as before.
+                    Err(_) => {
+                        digest.update(&chunk);
+                        0
+                    }
+                }
+            }
+        }
+    }
+
+    /// The digest of every chunk so far (waiting for the thread's).
+    fn digest(&mut self) -> Sha256 {
+        if let Hasher::Beside { .. } = self {
+            let Hasher::Beside { chunks, thread } = std::mem::take(self) else {
+                unreachable!("matched above")
+            };
+            drop(chunks);
+            let digest = thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            *self = Hasher::InPlace(digest);
+        }
+        match self {
+            Hasher::InPlace(digest) => digest.clone(),
+            Hasher::Beside { .. } => unreachable!("joined above"),
+        }
+    }
+}
+
 /// The rows a run was handed, as a digest, and their subscriptions.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct UsageRead {
-    digest: Sha256,
+    hasher: Hasher,
     /// Subscription ids read, by their ASCII lower case: the store's spelling.
     subscriptions: HashMap<String, String>,
 }
 
 impl UsageRead {
     /// Adds the rows of `batch` (the batch as handed to the adapter). Returns
-    /// the bytes the host now keeps for subscriptions not read before, to be
-    /// charged to the run.
+    /// the bytes the host now keeps for subscriptions not read before (and
+    /// for the hashing thread, when this batch starts it), to be charged to
+    /// the run.
     pub fn record(&mut self, batch: &UsageBatch) -> usize {
         let text = |index: u32| batch.strings[index as usize].as_str();
         // Rows are encoded into a buffer hashed in large pieces: a few bytes
         // per `update` would cost more than the hashing itself.
+        let mut kept = 0;
         let mut encoded = Vec::with_capacity(DIGEST_CHUNK + 4_096);
         for row in 0..batch.subscription_id.len() {
             for field in [
@@ -68,15 +166,17 @@ impl UsageRead {
             encoded.extend_from_slice(&batch.usage_end[row].to_le_bytes());
             encoded.extend_from_slice(&batch.quantity[row].to_bits().to_le_bytes());
             if encoded.len() >= DIGEST_CHUNK {
-                self.digest.update(&encoded);
-                encoded.clear();
+                let full =
+                    std::mem::replace(&mut encoded, Vec::with_capacity(DIGEST_CHUNK + 4_096));
+                kept += self.hasher.update(full);
             }
         }
-        self.digest.update(&encoded);
+        if !encoded.is_empty() {
+            kept += self.hasher.update(encoded);
+        }
         // Each string is once in the batch's dictionary: its subscriptions
         // are the distinct indexes of the column.
         let mut seen = vec![false; batch.strings.len()];
-        let mut kept = 0;
         for &index in &batch.subscription_id {
             if std::mem::replace(&mut seen[index as usize], true) {
                 continue;
@@ -103,10 +203,11 @@ impl UsageRead {
             .map(String::as_str)
     }
 
-    /// The digest of the rows read so far, in lower-case hex.
-    pub fn sha256_hex(&self) -> String {
-        self.digest
-            .clone()
+    /// The digest of the rows read so far, in lower-case hex (once the
+    /// hashing thread, if any, has caught up).
+    pub fn sha256_hex(&mut self) -> String {
+        self.hasher
+            .digest()
             .finalize()
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -302,5 +403,38 @@ pub(crate) mod tests {
         assert_eq!(read.spelling("sub-a"), Some("Sub-A"));
         assert_eq!(read.spelling("SUB-A"), Some("Sub-A"));
         assert_eq!(read.spelling("sub-b"), None);
+    }
+
+    /// A read of more than a chunk is hashed on a thread of its own, charged
+    /// to the run once, to the same digest as the same rows hashed in place
+    /// (one small batch at a time).
+    #[test]
+    fn a_large_read_hashed_beside_the_run_has_the_same_digest() {
+        let rows: Vec<Row<'_>> = (0..3_000)
+            .map(|hour| row("sub-a", "vm-hours", hour * 3_600, hour as f64 / 8.0))
+            .collect();
+        let mut beside = UsageRead::default();
+        let kept: usize = rows
+            .chunks(1_000)
+            .map(|rows| beside.record(&batch(rows)))
+            .sum();
+        assert!(matches!(beside.hasher, Hasher::Beside { .. }));
+        assert_eq!(
+            kept,
+            2 * "sub-a".len() + SUBSCRIPTION_OVERHEAD + HASHER_BYTES
+        );
+
+        let mut in_place = UsageRead::default();
+        for row in &rows {
+            assert!(in_place.record(&batch(&[*row])) < HASHER_BYTES);
+        }
+        assert!(matches!(in_place.hasher, Hasher::InPlace(_)));
+        let digest = beside.sha256_hex();
+        assert_eq!(digest, in_place.sha256_hex());
+        // Asked again, or after more rows, it goes on from where it was.
+        assert_eq!(beside.sha256_hex(), digest);
+        beside.record(&batch(&rows[..1]));
+        in_place.record(&batch(&rows[..1]));
+        assert_eq!(beside.sha256_hex(), in_place.sha256_hex());
     }
 }
