@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use sha2::{Digest, Sha256};
 
 use super::contract::tally::billing::usage::UsageBatch;
-use crate::usage::record::MAX_ID_LEN;
+use crate::usage::record::{MAX_ID_LEN, MAX_INSTANCE_DATA_LEN, MAX_RESOURCE_URI_LEN};
 
 /// What the host keeps per subscription read beyond its id's bytes (twice:
 /// the key folded to lower case, and the spelling).
@@ -30,6 +30,13 @@ pub const SUBSCRIPTION_OVERHEAD: usize = 2 * std::mem::size_of::<String>() + 16;
 
 /// Bytes of encoded rows hashed at once.
 const DIGEST_CHUNK: usize = 64 << 10;
+/// Most bytes one row encodes to, by ingest's limits: its ids, its resource
+/// URI, and what its `instanceData` holds (location, tags, additional info)
+/// with a length prefix per string, generously.
+const MAX_ENCODED_ROW: usize = 2 * MAX_ID_LEN + MAX_RESOURCE_URI_LEN + 4 * MAX_INSTANCE_DATA_LEN;
+/// A chunk's buffer: it is hashed once it reaches [`DIGEST_CHUNK`], so it
+/// never has to grow.
+const CHUNK_CAPACITY: usize = DIGEST_CHUNK + MAX_ENCODED_ROW;
 /// Chunks that may wait for the hashing thread; the run waits beyond. A
 /// batch of 4,096 rows of some 300 bytes is 19 chunks: the whole batch fits,
 /// so the thread hashes it while the adapter works on it.
@@ -37,9 +44,8 @@ const CHUNKS_WAITING: usize = 32;
 /// The hashing thread's stack (SHA-256 needs little).
 const HASHER_STACK: usize = 64 << 10;
 /// What hashing beside the run costs it: the chunks waiting, the one being
-/// hashed and the one being encoded (each may pass its size by a row), and
-/// the thread's stack.
-pub const HASHER_BYTES: usize = (CHUNKS_WAITING + 2) * (DIGEST_CHUNK + 4_096) + HASHER_STACK;
+/// hashed and the one being encoded, and the thread's stack.
+pub const HASHER_BYTES: usize = (CHUNKS_WAITING + 2) * CHUNK_CAPACITY + HASHER_STACK;
 
 /// Appends `text` as the digest encodes a string: its byte length (u64 LE),
 /// then its UTF-8 bytes.
@@ -110,20 +116,17 @@ impl Hasher {
 
     /// The digest of every chunk so far (waiting for the thread's).
     fn digest(&mut self) -> Sha256 {
-        if let Hasher::Beside { .. } = self {
-            let Hasher::Beside { chunks, thread } = std::mem::take(self) else {
-                unreachable!("matched above")
-            };
-            drop(chunks);
-            let digest = thread
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            *self = Hasher::InPlace(digest);
-        }
-        match self {
-            Hasher::InPlace(digest) => digest.clone(),
-            Hasher::Beside { .. } => unreachable!("joined above"),
-        }
+        let digest = match std::mem::take(self) {
+            Hasher::InPlace(digest) => digest,
+            Hasher::Beside { chunks, thread } => {
+                drop(chunks);
+                thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }
+        };
+        *self = Hasher::InPlace(digest.clone());
+        digest
     }
 }
 
@@ -145,7 +148,7 @@ impl UsageRead {
         // Rows are encoded into a buffer hashed in large pieces: a few bytes
         // per `update` would cost more than the hashing itself.
         let mut kept = 0;
-        let mut encoded = Vec::with_capacity(DIGEST_CHUNK + 4_096);
+        let mut encoded = Vec::with_capacity(CHUNK_CAPACITY);
         for row in 0..batch.subscription_id.len() {
             for field in [
                 text(batch.subscription_id[row]),
@@ -166,8 +169,7 @@ impl UsageRead {
             encoded.extend_from_slice(&batch.usage_end[row].to_le_bytes());
             encoded.extend_from_slice(&batch.quantity[row].to_bits().to_le_bytes());
             if encoded.len() >= DIGEST_CHUNK {
-                let full =
-                    std::mem::replace(&mut encoded, Vec::with_capacity(DIGEST_CHUNK + 4_096));
+                let full = std::mem::replace(&mut encoded, Vec::with_capacity(CHUNK_CAPACITY));
                 kept += self.hasher.update(full);
             }
         }
