@@ -13,7 +13,7 @@ use super::contract::tally::billing::types::{
 };
 use super::contract::tally::billing::usage::{QueryError, UsageBatch};
 use super::limits::{MAX_OPEN_CURSORS, RunState, SubscriptionGrant};
-pub use super::usage_batch::BatchEncoder;
+use super::usage_batch::BatchEncoder;
 use super::usage_read::UsageRead;
 use crate::store::{AggregateQuery, Position, Store, SubscriptionScope};
 use crate::text::truncate;

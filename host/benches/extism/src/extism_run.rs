@@ -7,7 +7,7 @@ use extism::convert::{Json, Msgpack};
 use extism::{CompiledPlugin, Manifest, Plugin, PluginBuilder, ToBytes, Wasm};
 use serde::Serialize;
 use tally::sandbox::contract::tally::billing::usage::UsageBatch;
-use tally::sandbox::host_usage::BatchEncoder;
+use tally::sandbox::usage_batch::BatchEncoder;
 use tally::sandbox::usage_read::UsageRead;
 use tally::store::{AggregateQuery, Store};
 
