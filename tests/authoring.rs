@@ -199,6 +199,56 @@ fn adapter_test_runs_under_the_manifests_limits() {
     assert!(stdout.contains("1 MiB of memory"), "{stdout}");
     assert!(error.contains("exceeded its memory limit"), "{error}");
 
+    // A read of more than the 64 KiB of rows the host hashes in place (an
+    // hour's rows of 8 times the sample's resources), under a cap that
+    // leaves no room to hash them beside the adapter: hashed in place, not
+    // refused for the host's own speed-up.
+    let sample = std::fs::read_to_string(root().join(SAMPLE_USAGE)).unwrap();
+    let groups = 8;
+    let larger: String = (0..groups)
+        .flat_map(|group| {
+            sample.lines().map(move |line| {
+                let line = line
+                    .replacen("\"eventId\":\"", &format!("\"eventId\":\"g{group}-"), 1)
+                    .replacen(
+                        "/resourceGroups/demo/",
+                        &format!("/resourceGroups/demo{group}/"),
+                        1,
+                    );
+                format!("{line}\n")
+            })
+        })
+        .collect();
+    let larger_usage = dir.path().join("larger.ndjson");
+    std::fs::write(&larger_usage, larger).unwrap();
+    std::fs::write(
+        &manifest_path,
+        format!("{manifest}\n[limits]\nmemory_mib = 4\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("hourly");
+    let cramped = adapter_test(
+        &cache,
+        &[
+            component.to_str().unwrap(),
+            "--manifest",
+            manifest_path.to_str().unwrap(),
+            "--usage",
+            larger_usage.to_str().unwrap(),
+            "--granularity",
+            "hourly",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let (stdout, stderr) = text(&cramped);
+    assert!(cramped.status.success(), "{stderr}");
+    let rows = groups * sample.lines().count();
+    assert!(
+        stdout.contains(&format!("ok: {rows} rows read")),
+        "{stdout}"
+    );
+
     let (error, _) = failed(&run("memory_mib = 0"));
     assert!(error.contains("limits.memory_mib must be 1 to"), "{error}");
     let (error, _) = failed(&run("cpu_seconds = 5"));

@@ -88,7 +88,7 @@ async fn benchmark(quick: bool) {
         let started = Instant::now();
         let mut read = UsageRead::default();
         for batch in &batches {
-            read.record(batch);
+            read.record(batch, usize::MAX);
         }
         assert_eq!(read.sha256_hex().len(), 64);
         started.elapsed()

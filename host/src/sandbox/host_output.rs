@@ -416,7 +416,7 @@ mod tests {
             UsageAccess::new(store, catalog, grant, chrono::Utc::now())
         };
         let rows: Vec<_> = read.iter().map(|id| row(id, "vm-hours", 0, 1.0)).collect();
-        usage.read.record(&batch(&rows));
+        usage.read.record(&batch(&rows), usize::MAX);
         let clock = RunClock {
             deadline: Instant::now() + Duration::from_secs(3_600),
             cancelled: None,

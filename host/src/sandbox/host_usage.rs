@@ -374,7 +374,7 @@ impl RunState {
             if !page.rows.is_empty() {
                 let batch = cursor.encoder.encode(&page.rows)?;
                 usage.rows_read += page.rows.len() as u64;
-                let kept = usage.read.record(&batch);
+                let kept = usage.read.record(&batch, self.limiter.room());
                 self.limiter.charge_host(
                     kept,
                     "what the run has read (its subscriptions, the digest)",

@@ -213,6 +213,11 @@ impl MemoryLimiter {
         Ok(())
     }
 
+    /// Bytes the run may still be charged before its cap.
+    pub fn room(&self) -> usize {
+        self.cap.saturating_sub(self.total())
+    }
+
     /// Gives back host bytes charged before (a cursor dropped).
     pub fn release_host(&mut self, bytes: usize) {
         self.host = self.host.saturating_sub(bytes);
@@ -430,6 +435,7 @@ mod tests {
         assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
         assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
         limiter.charge_host(1 << 20, "a cursor").unwrap();
+        assert_eq!(limiter.room(), 1 << 20);
         // 9 MiB charged: a third memory of 2 MiB is over the 10 MiB cap.
         assert!(limiter.memory_growing(0, 2 << 20, None).is_err());
         assert!(

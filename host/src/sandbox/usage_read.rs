@@ -12,7 +12,9 @@
 //! Hashing is most of what handing rows over costs the host (SHA-256 of
 //! some 200 bytes a row), so a run that reads more than a chunk hashes on a
 //! thread of its own: the adapter works on a batch while the host hashes
-//! the one before. The thread's buffers are charged to the run.
+//! the one before. The thread's buffers are charged to the run, and only
+//! started when the run has room for them twice over: hashing beside is a
+//! speed-up, never why a run under a small memory cap is refused.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -46,6 +48,10 @@ const HASHER_STACK: usize = 64 << 10;
 /// What hashing beside the run costs it: the chunks waiting, the one being
 /// hashed and the one being encoded, and the thread's stack.
 pub const HASHER_BYTES: usize = (CHUNKS_WAITING + 2) * CHUNK_CAPACITY + HASHER_STACK;
+/// Room the run must have left, under its memory cap, for the hashing
+/// thread to start: its buffers, and as much again for the adapter to grow
+/// into. With less, the rows are hashed in place.
+pub const ROOM_TO_HASH_BESIDE: usize = 2 * HASHER_BYTES;
 
 /// Appends `text` as the digest encodes a string: its byte length (u64 LE),
 /// then its UTF-8 bytes.
@@ -72,9 +78,10 @@ impl Default for Hasher {
 }
 
 impl Hasher {
-    /// Hashes `chunk` after everything before it. Returns the bytes the run
-    /// is newly charged: the thread's, when this chunk starts it.
-    fn update(&mut self, chunk: Vec<u8>) -> usize {
+    /// Hashes `chunk` after everything before it; a full chunk starts the
+    /// thread if the run has `room` for it. Returns the bytes the run is
+    /// newly charged: the thread's, when this chunk starts it.
+    fn update(&mut self, chunk: Vec<u8>, room: usize) -> usize {
         match self {
             Hasher::Beside { chunks, .. } => {
                 chunks
@@ -82,7 +89,7 @@ impl Hasher {
                     .expect("the usage digest thread ends only when its run does");
                 0
             }
-            Hasher::InPlace(digest) if chunk.len() < DIGEST_CHUNK => {
+            Hasher::InPlace(digest) if chunk.len() < DIGEST_CHUNK || room < ROOM_TO_HASH_BESIDE => {
                 digest.update(&chunk);
                 0
             }
@@ -139,11 +146,11 @@ pub struct UsageRead {
 }
 
 impl UsageRead {
-    /// Adds the rows of `batch` (the batch as handed to the adapter). Returns
-    /// the bytes the host now keeps for subscriptions not read before (and
-    /// for the hashing thread, when this batch starts it), to be charged to
-    /// the run.
-    pub fn record(&mut self, batch: &UsageBatch) -> usize {
+    /// Adds the rows of `batch` (the batch as handed to the adapter), with
+    /// `room` bytes left under the run's memory cap. Returns the bytes the
+    /// host now keeps for subscriptions not read before (and for the
+    /// hashing thread, when this batch starts it), to be charged to the run.
+    pub fn record(&mut self, batch: &UsageBatch, room: usize) -> usize {
         let text = |index: u32| batch.strings[index as usize].as_str();
         // Rows are encoded into a buffer hashed in large pieces: a few bytes
         // per `update` would cost more than the hashing itself.
@@ -170,11 +177,11 @@ impl UsageRead {
             encoded.extend_from_slice(&batch.quantity[row].to_bits().to_le_bytes());
             if encoded.len() >= DIGEST_CHUNK {
                 let full = std::mem::replace(&mut encoded, Vec::with_capacity(CHUNK_CAPACITY));
-                kept += self.hasher.update(full);
+                kept += self.hasher.update(full, room);
             }
         }
         if !encoded.is_empty() {
-            kept += self.hasher.update(encoded);
+            kept += self.hasher.update(encoded, room);
         }
         // Each string is once in the batch's dictionary: its subscriptions
         // are the distinct indexes of the column.
@@ -294,7 +301,7 @@ pub(crate) mod tests {
     fn digest_of(batches: &[&[Row<'_>]]) -> String {
         let mut read = UsageRead::default();
         for rows in batches {
-            read.record(&batch(rows));
+            read.record(&batch(rows), usize::MAX);
         }
         read.sha256_hex()
     }
@@ -396,12 +403,18 @@ pub(crate) mod tests {
     #[test]
     fn subscriptions_read_are_kept_in_the_stores_spelling_and_charged_once() {
         let mut read = UsageRead::default();
-        let kept = read.record(&batch(&[
-            row("Sub-A", "vm-hours", 0, 1.0),
-            row("Sub-A", "vm-hours", 3_600, 1.0),
-        ]));
+        let kept = read.record(
+            &batch(&[
+                row("Sub-A", "vm-hours", 0, 1.0),
+                row("Sub-A", "vm-hours", 3_600, 1.0),
+            ]),
+            usize::MAX,
+        );
         assert_eq!(kept, 2 * "Sub-A".len() + SUBSCRIPTION_OVERHEAD);
-        assert_eq!(read.record(&batch(&[row("Sub-A", "disk-gb", 0, 1.0)])), 0);
+        assert_eq!(
+            read.record(&batch(&[row("Sub-A", "disk-gb", 0, 1.0)]), usize::MAX),
+            0
+        );
         assert_eq!(read.spelling("sub-a"), Some("Sub-A"));
         assert_eq!(read.spelling("SUB-A"), Some("Sub-A"));
         assert_eq!(read.spelling("sub-b"), None);
@@ -418,7 +431,7 @@ pub(crate) mod tests {
         let mut beside = UsageRead::default();
         let kept: usize = rows
             .chunks(1_000)
-            .map(|rows| beside.record(&batch(rows)))
+            .map(|rows| beside.record(&batch(rows), usize::MAX))
             .sum();
         assert!(matches!(beside.hasher, Hasher::Beside { .. }));
         assert_eq!(
@@ -428,15 +441,39 @@ pub(crate) mod tests {
 
         let mut in_place = UsageRead::default();
         for row in &rows {
-            assert!(in_place.record(&batch(&[*row])) < HASHER_BYTES);
+            assert!(in_place.record(&batch(&[*row]), usize::MAX) < HASHER_BYTES);
         }
         assert!(matches!(in_place.hasher, Hasher::InPlace(_)));
         let digest = beside.sha256_hex();
         assert_eq!(digest, in_place.sha256_hex());
         // Asked again, or after more rows, it goes on from where it was.
         assert_eq!(beside.sha256_hex(), digest);
-        beside.record(&batch(&rows[..1]));
-        in_place.record(&batch(&rows[..1]));
+        beside.record(&batch(&rows[..1]), usize::MAX);
+        in_place.record(&batch(&rows[..1]), usize::MAX);
         assert_eq!(beside.sha256_hex(), in_place.sha256_hex());
+    }
+
+    /// A run without room for the hashing thread's buffers (a small memory
+    /// cap, mostly used) hashes a large read in place: charged nothing for
+    /// a thread, to the same digest.
+    #[test]
+    fn a_large_read_without_room_for_the_thread_is_hashed_in_place() {
+        let rows: Vec<Row<'_>> = (0..3_000)
+            .map(|hour| row("sub-a", "vm-hours", hour * 3_600, hour as f64 / 8.0))
+            .collect();
+        let mut cramped = UsageRead::default();
+        let kept: usize = rows
+            .chunks(1_000)
+            .map(|rows| cramped.record(&batch(rows), ROOM_TO_HASH_BESIDE - 1))
+            .sum();
+        assert!(matches!(cramped.hasher, Hasher::InPlace(_)));
+        assert_eq!(kept, 2 * "sub-a".len() + SUBSCRIPTION_OVERHEAD);
+
+        let mut roomy = UsageRead::default();
+        for rows in rows.chunks(1_000) {
+            roomy.record(&batch(rows), ROOM_TO_HASH_BESIDE);
+        }
+        assert!(matches!(roomy.hasher, Hasher::Beside { .. }));
+        assert_eq!(cramped.sha256_hex(), roomy.sha256_hex());
     }
 }
