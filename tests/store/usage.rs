@@ -337,23 +337,31 @@ async fn paging_serves_every_row_once_at_every_page_size(store: Arc<dyn Store>) 
         for usage_hour in 0..3 {
             for meter in [VM_METER, IP_METER] {
                 for resource in ["vm1", "vm2"] {
-                    let event = format!("{usage_hour}-{meter}-{resource}");
-                    usage.push(
-                        Usage::new(subscription, &event, 1.0, usage_hour)
-                            .meter(meter)
-                            .resource(resource)
-                            .reported(hour(10)),
-                    );
+                    // Each row reported in three hours: a page may end
+                    // inside the stored rows that make one of its rows.
+                    for (late, quantity) in [1.0, 0.5, 0.25].into_iter().enumerate() {
+                        let event = format!("{usage_hour}-{meter}-{resource}-{late}");
+                        usage.push(
+                            Usage::new(subscription, &event, quantity, usage_hour)
+                                .meter(meter)
+                                .resource(resource)
+                                .reported(hour(10 + late as i64)),
+                        );
+                    }
                 }
             }
         }
     }
     ingest(&store, &usage).await;
-    for (details, expected) in [(false, 18), (true, 36)] {
-        let mut query = query(Granularity::Hourly, hour(10), hour(11));
+    for (details, expected, quantity) in [(false, 18, 3.5), (true, 36, 1.75)] {
+        let mut query = query(Granularity::Hourly, hour(10), hour(13));
         query.show_details = details;
         let whole = all_rows(&store, &query).await;
         assert_eq!(whole.len(), expected);
+        assert!(
+            whole.iter().all(|row| row.quantity == quantity),
+            "{whole:?}"
+        );
         let keys: HashSet<_> = whole
             .iter()
             .map(|row| {
