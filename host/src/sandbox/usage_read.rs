@@ -420,14 +420,19 @@ pub(crate) mod tests {
         assert_eq!(read.spelling("sub-b"), None);
     }
 
+    /// 3,000 hours of one subscription: more than a chunk of rows.
+    fn large_read() -> Vec<Row<'static>> {
+        (0..3_000)
+            .map(|hour| row("sub-a", "vm-hours", hour * 3_600, hour as f64 / 8.0))
+            .collect()
+    }
+
     /// A read of more than a chunk is hashed on a thread of its own, charged
     /// to the run once, to the same digest as the same rows hashed in place
     /// (one small batch at a time).
     #[test]
     fn a_large_read_hashed_beside_the_run_has_the_same_digest() {
-        let rows: Vec<Row<'_>> = (0..3_000)
-            .map(|hour| row("sub-a", "vm-hours", hour * 3_600, hour as f64 / 8.0))
-            .collect();
+        let rows = large_read();
         let mut beside = UsageRead::default();
         let kept: usize = rows
             .chunks(1_000)
@@ -458,9 +463,7 @@ pub(crate) mod tests {
     /// a thread, to the same digest.
     #[test]
     fn a_large_read_without_room_for_the_thread_is_hashed_in_place() {
-        let rows: Vec<Row<'_>> = (0..3_000)
-            .map(|hour| row("sub-a", "vm-hours", hour * 3_600, hour as f64 / 8.0))
-            .collect();
+        let rows = large_read();
         let mut cramped = UsageRead::default();
         let kept: usize = rows
             .chunks(1_000)
